@@ -1,0 +1,333 @@
+//! Wire types of remote API v1 (DESIGN §4), shared by the client and the server.
+//!
+//! Owns the JSON shapes, the route names and the pure validation rules both sides apply
+//! (pack names, object ids, ref names). Performs no I/O: the client sends these types with
+//! reqwest, the server receives them with axum, and neither learns about the other here.
+
+pub mod refname;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the remote API served under `…/remote/v1/`.
+pub const API_VERSION: u32 = 1;
+
+/// Path of a route below the server root: `{ws}/git/{alias}/remote/v1/{route}`.
+pub fn route_path(workspace: &str, alias: &str, route: Route) -> String {
+    format!("{workspace}/git/{alias}/remote/v1/{}", route.as_str())
+}
+
+/// The routes of remote API v1. All are `POST` with a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Info,
+    Refs,
+    Packs,
+    Uploads,
+    Update,
+    Head,
+    Create,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Info => "info",
+            Route::Refs => "refs",
+            Route::Packs => "packs",
+            Route::Uploads => "uploads",
+            Route::Update => "update",
+            Route::Head => "head",
+            Route::Create => "create",
+        }
+    }
+}
+
+/// `info` response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InfoResponse {
+    pub api: u32,
+    /// `sha1` (the only format Hypha stores).
+    pub object_format: String,
+    /// Branch name (without `refs/heads/`) HEAD points at, or would point at.
+    pub default_branch: String,
+    /// Whether the caller's token may push.
+    pub can_write: bool,
+    /// Lifetime of presigned URLs handed out, in seconds.
+    pub presign_expires_in: u64,
+    /// Largest pack or idx accepted by one `PUT`.
+    pub max_single_put: u64,
+    /// Whether anonymous reads are allowed.
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// `refs` response: the current refs, read fresh.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RefsResponse {
+    /// The symref HEAD points at, or `None` when `.git/HEAD` is missing or not a symref.
+    pub head: Option<Head>,
+    /// Full ref name (`refs/heads/main`) -> 40 lowercase hex.
+    pub refs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Head {
+    pub symref: String,
+}
+
+/// `packs` request: the names the client already has, which get no URLs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PacksRequest {
+    #[serde(default)]
+    pub known: Vec<String>,
+}
+
+/// `packs` response: every complete pack (its idx present), oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PacksResponse {
+    pub packs: Vec<PackInfo>,
+    /// Unix time (seconds) at which the URLs in this response expire.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PackInfo {
+    /// `pack-<40 hex>`, without extension.
+    pub name: String,
+    pub pack_size: u64,
+    pub idx_size: u64,
+    /// Presigned `GET` of the `.pack` (honours `Range`); absent for `known` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_url: Option<String>,
+    /// Presigned `GET` of the `.idx`; absent for `known` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idx_url: Option<String>,
+}
+
+/// `uploads` request: the packs the client is about to upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadsRequest {
+    pub packs: Vec<UploadSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadSpec {
+    pub name: String,
+    pub pack_size: u64,
+    pub idx_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadsResponse {
+    pub uploads: Vec<Upload>,
+}
+
+/// Where to `PUT` one pack's idx and pack; upload the idx first (DESIGN §3 rule 1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Upload {
+    pub name: String,
+    pub idx: PresignedRequest,
+    pub pack: PresignedRequest,
+}
+
+/// A presigned HTTP request: send exactly `headers` (they are signed) and the body.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct PresignedRequest {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+// A presigned URL is a credential: Debug must never print it.
+impl std::fmt::Debug for PresignedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresignedRequest")
+            .field("method", &self.method)
+            .field("url", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `update` request: the commit point of a push.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UpdateRequest {
+    /// Packs uploaded for this push; the server checks that each is complete.
+    #[serde(default)]
+    pub packs: Vec<String>,
+    pub updates: Vec<RefUpdate>,
+    /// All refs change or none does.
+    #[serde(default)]
+    pub atomic: bool,
+    /// Point HEAD at this ref when `.git/HEAD` is missing (first push).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_head_if_missing: Option<String>,
+    /// `git push -o` strings, C-unquoted, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push_options: Vec<String>,
+}
+
+/// One compare-and-swap: `old: None` = must not exist, `new: None` = delete.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefUpdate {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UpdateResponse {
+    /// One result per requested update, in request order.
+    pub results: Vec<RefResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefResult {
+    #[serde(rename = "ref")]
+    pub name: String,
+    pub status: RefStatus,
+    /// With `stale`: the value found (`None` = ref absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// With `rejected`: why, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RefStatus {
+    Ok,
+    /// `old` did not match the current value; nothing was written for this ref.
+    Stale,
+    /// Refused for another reason (atomic batch failed, policy); see `detail`.
+    Rejected,
+}
+
+/// `head` request: set the default branch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeadRequest {
+    pub symref: String,
+}
+
+/// `create` request: make an empty repository.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CreateRequest {
+    /// Allow anonymous reads.
+    #[serde(default)]
+    pub public: bool,
+    /// Branch HEAD points at; `main` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+}
+
+/// Body of every non-2xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 404: no such repository (or route).
+    NotFound,
+    /// 401: no or invalid token; answered with `WWW-Authenticate`.
+    Unauthenticated,
+    /// 403: valid token without the permission.
+    Forbidden,
+    /// 422: malformed request, bad name or size.
+    Invalid,
+    /// 409: compare-and-swap lost.
+    Stale,
+    /// 409: the repository already exists (`create`).
+    Exists,
+    /// 503: try again after `Retry-After`.
+    Busy,
+    /// 500: the server failed; detail says where.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::NotFound => 404,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::Invalid => 422,
+            ErrorCode::Stale | ErrorCode::Exists => 409,
+            ErrorCode::Busy => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// `pack-<40 lowercase hex>`: the only pack names either side accepts.
+pub fn is_valid_pack_name(name: &str) -> bool {
+    name.strip_prefix("pack-").is_some_and(is_object_id)
+}
+
+/// 40 lowercase hex digits (SHA-1).
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Workspace and alias names: what Hypha allows, and nothing that could escape a key prefix.
+pub fn is_valid_repo_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_names() {
+        assert!(is_valid_pack_name(&format!("pack-{}", "a".repeat(40))));
+        assert!(!is_valid_pack_name(&format!("pack-{}", "A".repeat(40))));
+        assert!(!is_valid_pack_name("pack-../../x"));
+        assert!(!is_valid_pack_name(&format!(
+            "pack-{}.pack",
+            "a".repeat(40)
+        )));
+    }
+
+    #[test]
+    fn repo_segments() {
+        assert!(is_valid_repo_segment("ws-user-1"));
+        assert!(is_valid_repo_segment("my.repo_2"));
+        for bad in ["", "..", "../x", "a/b", "%2e%2e", ".git", "-x", "a..b"] {
+            assert!(!is_valid_repo_segment(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn update_wire_shape() {
+        let req: UpdateRequest = serde_json::from_str(
+            r#"{"updates":[{"ref":"refs/heads/a","old":null,"new":"0123456789012345678901234567890123456789"}]}"#,
+        )
+        .expect("valid json");
+        assert_eq!(req.updates[0].old, None);
+        assert!(!req.atomic);
+        let res = RefResult {
+            name: "refs/heads/a".into(),
+            status: RefStatus::Stale,
+            current: None,
+            detail: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&res).expect("serializes"),
+            r#"{"ref":"refs/heads/a","status":"stale"}"#
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! `git hypha <command>`: serve the remote API, create repositories, mint tokens.
+//!
+//! Parses arguments with clap, calls the library, and turns an error into `error: ...` lines
+//! and a non-zero exit code. Nothing else.
+
+use clap::{Parser, Subcommand};
+use hypha_git::api::{CreateRequest, Route};
+use hypha_git::auth::{self, Permission};
+use hypha_git::client::Client;
+use hypha_git::config;
+use hypha_git::server::{self, ServeOptions};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Keep git repositories in Hypha's object storage.
+#[derive(Parser)]
+#[command(name = "git hypha", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run remote API v1 over a local directory in Hypha's storage layout.
+    Serve {
+        /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
+        #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
+        root: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, env = "HYPHA_GIT_LISTEN", default_value = "127.0.0.1:9527")]
+        listen: SocketAddr,
+        /// URL clients reach this server at (for presigned URLs); default http://<listen>.
+        #[arg(long, env = "HYPHA_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Create an empty repository (HEAD points at main).
+    Create {
+        /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
+        url: String,
+        /// Allow anonymous reads.
+        #[arg(long)]
+        public: bool,
+        /// Default branch.
+        #[arg(long, default_value = "main")]
+        default_branch: String,
+    },
+    /// Print a token signed with HYPHA_JWT_SECRET (for tests and CI).
+    Token {
+        /// Workspace the token grants access to ("*" for all).
+        #[arg(long)]
+        workspace: String,
+        /// r (read), rw (read and write) or a (admin).
+        #[arg(long, default_value = "rw")]
+        permission: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+        /// Subject (user id) written into the token.
+        #[arg(long, default_value = "git-hypha")]
+        subject: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match command {
+        Command::Serve {
+            root,
+            listen,
+            public_url,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(server::run(ServeOptions {
+                root,
+                listen,
+                jwt_secret: env
+                    .get("HYPHA_JWT_SECRET")
+                    .cloned()
+                    .filter(|s| !s.is_empty()),
+                public_url,
+            }))?;
+        }
+        Command::Create {
+            url,
+            public,
+            default_branch,
+        } => {
+            let remote = config::resolve(&url, &env, None)?;
+            let name = remote.display_name();
+            let client = Client::new(remote, config::env_token(&env))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let _: serde_json::Value = runtime.block_on(client.call(
+                Route::Create,
+                &CreateRequest {
+                    public,
+                    default_branch: Some(default_branch),
+                },
+            ))?;
+            eprintln!("created {name}");
+        }
+        Command::Token {
+            workspace,
+            permission,
+            expires_in,
+            subject,
+        } => {
+            let secret = env
+                .get("HYPHA_JWT_SECRET")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("HYPHA_JWT_SECRET is not set"))?;
+            let permission: Permission = permission.parse()?;
+            let token = auth::mint(
+                secret.as_bytes(),
+                &subject,
+                &[(workspace, permission)],
+                Duration::from_secs(expires_in),
+            );
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `git-remote-hypha <remote> [<url>]`: the remote helper git runs for `hypha::` URLs.
+//!
+//! Parses git's fixed argv, resolves the remote and token, runs the session on stdin/stdout,
+//! and turns a session error into `fatal: ...` lines and exit code 128.
+
+use hypha_git::client::Client;
+use hypha_git::config;
+use hypha_git::helper::Session;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let address = match args.as_slice() {
+        [flag] if flag == "--version" || flag == "-V" => {
+            eprintln!("git-remote-hypha {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [remote] => remote.clone(),
+        [_remote, url] => url.clone(),
+        _ => {
+            eprintln!("usage: git-remote-hypha <remote> [<url>] (run by git for hypha:: URLs)");
+            return ExitCode::from(129);
+        }
+    };
+    match run(&address) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(e.as_ref());
+            ExitCode::from(128)
+        }
+    }
+}
+
+fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let short_form = !address.trim_start_matches("hypha::").contains("://");
+    let configured = if short_form && !env.contains_key("HYPHA_SERVER_URL") {
+        git_config("hypha.server")
+    } else {
+        None
+    };
+    let remote = config::resolve(address, &env, configured.as_deref())?;
+    let token = config::env_token(&env);
+    // GIT_DIR is relative when git runs from a work tree and unset outside a repository.
+    let git_dir = match env.get("GIT_DIR") {
+        Some(dir) if !dir.is_empty() => Some(std::path::absolute(PathBuf::from(dir))?),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let client = Client::new(remote, token)?;
+    let stdout = std::io::stdout();
+    let mut session = Session::new(stdout.lock(), client, git_dir, runtime);
+    session.run(std::io::stdin().lock())?;
+    Ok(())
+}
+
+fn git_config(key: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", key])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn report(error: &dyn std::error::Error) {
+    eprintln!("fatal: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("caused by: {cause}");
+        source = cause.source();
+    }
+}

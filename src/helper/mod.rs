@@ -1,0 +1,196 @@
+//! The remote-helper session git runs for a `hypha::` URL (PROTOCOL.md, DESIGN §5).
+//!
+//! Reads commands from git, keeps per-session state (options, the refs last listed), and
+//! answers through [`protocol::Replies`]. `list` is one `refs` call; `fetch` and `push` batches
+//! go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
+//! the session is returned to the binary, which prints it and exits non-zero.
+
+pub mod fetch;
+mod options;
+pub mod protocol;
+pub mod push;
+mod state;
+
+use crate::api::{RefsResponse, Route};
+use crate::client::{self, Client};
+use crate::config::Remote;
+use options::Options;
+use protocol::{Command, OptionReply, PushStatus, Replies};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Protocol(#[from] protocol::Error),
+    #[error("cannot talk to git")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
+    #[error(transparent)]
+    Push(#[from] push::Error),
+    #[error("git sent '{0}' before any command")]
+    UnexpectedBlank(&'static str),
+    #[error("{command} needs a local repository, but git set no GIT_DIR")]
+    NoRepository { command: &'static str },
+}
+
+/// Everything a session needs, resolved by the binary.
+pub struct Session<W: Write> {
+    replies: Replies<W>,
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    git_dir: Option<PathBuf>,
+    options: Options,
+    /// The refs as last listed to git: git checks fast-forwards and leases against exactly
+    /// these values, so a push compare-and-swaps against them too.
+    listed: Option<RefsResponse>,
+}
+
+impl<W: Write> Session<W> {
+    pub fn new(
+        out: W,
+        client: Client,
+        git_dir: Option<PathBuf>,
+        runtime: tokio::runtime::Runtime,
+    ) -> Self {
+        Session {
+            replies: Replies::new(out),
+            runtime,
+            client,
+            git_dir,
+            options: Options::default(),
+            listed: None,
+        }
+    }
+
+    pub fn remote(&self) -> &Remote {
+        self.client.remote()
+    }
+
+    pub fn verbosity(&self) -> u32 {
+        self.options.verbosity
+    }
+
+    /// Serve git until it closes stdin or sends the final blank line.
+    pub fn run(&mut self, input: impl BufRead) -> Result<(), Error> {
+        let mut lines = input.lines();
+        while let Some(line) = lines.next() {
+            match protocol::parse(&line?)? {
+                Command::Blank => return Ok(()),
+                Command::Capabilities => self.replies.capabilities()?,
+                Command::Option { name, value } => {
+                    let reply = self.options.set(&name, &value);
+                    if let OptionReply::Unsupported = reply {
+                        self.options.warn_if_downgraded(&name);
+                    }
+                    self.replies.option(&reply)?;
+                }
+                Command::List { for_push } => self.list(for_push)?,
+                Command::Fetch(first) => {
+                    let mut batch = vec![first];
+                    for line in lines.by_ref() {
+                        match protocol::parse(&line?)? {
+                            Command::Fetch(spec) => batch.push(spec),
+                            Command::Blank => break,
+                            _ => return Err(malformed_batch("fetch")),
+                        }
+                    }
+                    self.fetch(batch)?;
+                }
+                Command::Push(first) => {
+                    let mut batch = vec![first];
+                    for line in lines.by_ref() {
+                        match protocol::parse(&line?)? {
+                            Command::Push(spec) => batch.push(spec),
+                            Command::Blank => break,
+                            _ => return Err(malformed_batch("push")),
+                        }
+                    }
+                    self.push(batch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, for_push: bool) -> Result<(), Error> {
+        let refs: RefsResponse = self
+            .runtime
+            .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?;
+        // Only name HEAD's target when it exists: a dangling HEAD breaks clones.
+        let head = refs
+            .head
+            .as_ref()
+            .map(|h| h.symref.as_str())
+            .filter(|target| refs.refs.contains_key(*target));
+        let format = self.options.object_format.then_some("sha1");
+        self.replies.list(
+            format,
+            refs.refs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            head,
+        )?;
+        if self.options.verbosity >= 3 {
+            eprintln!(
+                "hypha: {} lists {} refs{}",
+                self.remote().display_name(),
+                refs.refs.len(),
+                if for_push { " for push" } else { "" }
+            );
+        }
+        self.listed = Some(refs);
+        Ok(())
+    }
+
+    fn fetch(&mut self, batch: Vec<protocol::FetchSpec>) -> Result<(), Error> {
+        let git_dir = self
+            .git_dir
+            .clone()
+            .ok_or(Error::NoRepository { command: "fetch" })?;
+        let lock = self.runtime.block_on(fetch::run(
+            &self.client,
+            &git_dir,
+            &batch,
+            &self.options.fetch_settings(),
+        ))?;
+        self.options.end_batch();
+        let lock = lock.map(|p| p.to_string_lossy().into_owned());
+        self.replies.fetch_done(lock.as_deref())?;
+        Ok(())
+    }
+
+    fn push(&mut self, batch: Vec<protocol::PushSpec>) -> Result<(), Error> {
+        let git_dir = self
+            .git_dir
+            .clone()
+            .ok_or(Error::NoRepository { command: "push" })?;
+        // git always lists for-push first; if it did not, list now so CAS has a base.
+        let listed = match &self.listed {
+            Some(l) => l.clone(),
+            None => self
+                .runtime
+                .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?,
+        };
+        let settings = self.options.push_settings();
+        let statuses: Vec<(String, PushStatus)> = self.runtime.block_on(push::run(
+            &self.client,
+            &git_dir,
+            &listed,
+            &batch,
+            &settings,
+        ))?;
+        self.options.end_batch();
+        self.replies
+            .push_done(statuses.iter().map(|(dst, s)| (dst.as_str(), s)))?;
+        Ok(())
+    }
+}
+
+fn malformed_batch(command: &'static str) -> Error {
+    Error::Protocol(protocol::Error::Malformed {
+        command,
+        line: "a different command inside the batch".into(),
+    })
+}

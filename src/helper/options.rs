@@ -1,0 +1,237 @@
+//! `option <name> <value>` handling (PROTOCOL.md §4): every name gets `ok` or `unsupported`.
+//!
+//! Per-push state (leases, push options, dry-run, atomic) is reset after each batch, as git
+//! sends options again before the next command.
+
+use super::protocol::{unquote_c_style, OptionReply};
+use std::collections::BTreeMap;
+
+#[derive(Debug)]
+pub struct Options {
+    pub progress: bool,
+    pub verbosity: u32,
+    pub object_format: bool,
+    pub cloning: bool,
+    pub refetch: bool,
+    pub dry_run: bool,
+    pub atomic: bool,
+    pub push_options: Vec<String>,
+    /// `option cas <ref>:<oid>`: ref -> expected value (`None` = must not exist).
+    pub leases: BTreeMap<String, Option<String>>,
+    warned_shallow: bool,
+    warned_filter: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            progress: false,
+            verbosity: 1,
+            object_format: false,
+            cloning: false,
+            refetch: false,
+            dry_run: false,
+            atomic: false,
+            push_options: Vec::new(),
+            leases: BTreeMap::new(),
+            warned_shallow: false,
+            warned_filter: false,
+        }
+    }
+}
+
+/// What a fetch needs to know of the options.
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    pub progress: bool,
+    pub verbosity: u32,
+    pub cloning: bool,
+    pub refetch: bool,
+}
+
+/// What a push needs to know of the options.
+#[derive(Debug, Clone, Default)]
+pub struct PushSettings {
+    pub progress: bool,
+    pub verbosity: u32,
+    pub dry_run: bool,
+    pub atomic: bool,
+    pub push_options: Vec<String>,
+    pub leases: BTreeMap<String, Option<String>>,
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" | "yes" | "1" => Some(true),
+        "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+impl Options {
+    pub fn set(&mut self, name: &str, value: &str) -> OptionReply {
+        let flag = |slot: &mut bool| match parse_bool(value) {
+            Some(v) => {
+                *slot = v;
+                OptionReply::Ok
+            }
+            None => OptionReply::Error(format!("invalid value for {name}: {value}")),
+        };
+        match name {
+            "progress" => flag(&mut self.progress),
+            "verbosity" => match value.parse() {
+                Ok(v) => {
+                    self.verbosity = v;
+                    OptionReply::Ok
+                }
+                Err(_) => OptionReply::Error(format!("invalid verbosity {value}")),
+            },
+            "object-format" => flag(&mut self.object_format),
+            "cloning" => flag(&mut self.cloning),
+            "refetch" => flag(&mut self.refetch),
+            "dry-run" => flag(&mut self.dry_run),
+            "atomic" => flag(&mut self.atomic),
+            // Accepted and honoured by the way fetch works: every pack holds whole history
+            // for its objects, annotated tags travel with the commits they point at, and
+            // git verifies connectivity itself after the batch.
+            "followtags" | "check-connectivity" | "force-if-includes" => {
+                let mut ignored = false;
+                flag(&mut ignored)
+            }
+            "family" if matches!(value, "ipv4" | "ipv6" | "all") => OptionReply::Ok,
+            "push-option" => match unquote_c_style(value) {
+                Ok(v) => {
+                    self.push_options.push(v);
+                    OptionReply::Ok
+                }
+                Err(e) => OptionReply::Error(e.to_string()),
+            },
+            "cas" => match unquote_c_style(value).map(|v| parse_lease(&v)) {
+                Ok(Some((name, expected))) => {
+                    self.leases.insert(name, expected);
+                    OptionReply::Ok
+                }
+                _ => OptionReply::Error(format!("invalid lease {value}")),
+            },
+            // We never ask for a push certificate, so "if-asked" means "unsigned".
+            "pushcert" => match value {
+                "if-asked" | "false" => OptionReply::Ok,
+                _ => OptionReply::Unsupported,
+            },
+            _ => OptionReply::Unsupported,
+        }
+    }
+
+    /// git downgrades some unsupported options silently; say so instead (PROTOCOL.md §4).
+    pub fn warn_if_downgraded(&mut self, name: &str) {
+        match name {
+            "depth" | "deepen-since" | "deepen-not" | "deepen-relative" if !self.warned_shallow => {
+                self.warned_shallow = true;
+                eprintln!(
+                    "warning: hypha remotes do not support shallow fetches yet; fetching full history"
+                );
+            }
+            "filter" if !self.warned_filter => {
+                self.warned_filter = true;
+                eprintln!(
+                    "warning: hypha remotes do not support partial clones yet; fetching all objects"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn fetch_settings(&self) -> FetchSettings {
+        FetchSettings {
+            progress: self.progress && self.verbosity > 0,
+            verbosity: self.verbosity,
+            cloning: self.cloning,
+            refetch: self.refetch,
+        }
+    }
+
+    pub fn push_settings(&self) -> PushSettings {
+        PushSettings {
+            progress: self.progress && self.verbosity > 0,
+            verbosity: self.verbosity,
+            dry_run: self.dry_run,
+            atomic: self.atomic,
+            push_options: self.push_options.clone(),
+            leases: self.leases.clone(),
+        }
+    }
+
+    /// Forget per-command state once a batch is answered.
+    pub fn end_batch(&mut self) {
+        self.dry_run = false;
+        self.atomic = false;
+        self.push_options.clear();
+        self.leases.clear();
+        self.refetch = false;
+    }
+}
+
+/// `<ref>:<oid>`; an all-zero oid or an empty one means "must not exist".
+fn parse_lease(value: &str) -> Option<(String, Option<String>)> {
+    let (name, oid) = value.rsplit_once(':')?;
+    if name.is_empty() {
+        return None;
+    }
+    if oid.is_empty() || oid.bytes().all(|b| b == b'0') {
+        return Some((name.to_owned(), None));
+    }
+    crate::api::is_object_id(oid).then(|| (name.to_owned(), Some(oid.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_gets_an_answer() {
+        let mut o = Options::default();
+        for (name, value, expected) in [
+            ("progress", "true", OptionReply::Ok),
+            ("verbosity", "0", OptionReply::Ok),
+            ("followtags", "true", OptionReply::Ok),
+            ("check-connectivity", "true", OptionReply::Ok),
+            ("object-format", "true", OptionReply::Ok),
+            ("dry-run", "true", OptionReply::Ok),
+            ("atomic", "true", OptionReply::Ok),
+            ("pushcert", "if-asked", OptionReply::Ok),
+            ("pushcert", "true", OptionReply::Unsupported),
+            ("depth", "1", OptionReply::Unsupported),
+            ("filter", "blob:none", OptionReply::Unsupported),
+            ("servpath", "/x", OptionReply::Unsupported),
+            ("no-such-option", "x", OptionReply::Unsupported),
+        ] {
+            assert_eq!(o.set(name, value), expected, "{name} {value}");
+        }
+        assert!(o.progress && o.dry_run && o.atomic && o.object_format);
+        assert_eq!(o.verbosity, 0);
+        assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
+    }
+
+    #[test]
+    fn leases_and_push_options() {
+        let mut o = Options::default();
+        let oid = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            o.set("cas", &format!("refs/heads/main:{oid}")),
+            OptionReply::Ok
+        );
+        assert_eq!(
+            o.set("cas", &format!("refs/heads/new:{}", "0".repeat(40))),
+            OptionReply::Ok
+        );
+        assert_eq!(o.set("push-option", "\"msg=a b\""), OptionReply::Ok);
+        assert_eq!(o.set("push-option", "ci.skip"), OptionReply::Ok);
+        assert!(matches!(o.set("cas", "nonsense"), OptionReply::Error(_)));
+        let s = o.push_settings();
+        assert_eq!(s.leases["refs/heads/main"].as_deref(), Some(oid));
+        assert_eq!(s.leases["refs/heads/new"], None);
+        assert_eq!(s.push_options, vec!["msg=a b", "ci.skip"]);
+        o.end_batch();
+        assert!(o.push_settings().leases.is_empty());
+    }
+}

@@ -1,0 +1,31 @@
+//! git-remote-hypha: keep git repositories in Hypha's object storage.
+//!
+//! Two programs share this library:
+//!
+//! - `git-remote-hypha`, the remote helper git runs for `hypha::` URLs. It speaks the
+//!   remote-helper protocol on stdin/stdout ([`helper`]), decides locally what to send or
+//!   download, builds packs with `git pack-objects` and indexes received packs with gix
+//!   ([`pack`]), and moves pack bytes straight to and from storage through presigned URLs
+//!   ([`client`]).
+//! - `git-hypha`, run by people as `git hypha ...`: `serve` runs remote API v1 ([`server`])
+//!   over a store ([`storage`]); `create` makes a repository.
+//!
+//! The client and the server meet only in [`api`], the wire types of remote API v1. The
+//! server hands out refs and presigned URLs and changes refs only by compare-and-swap; it
+//! never carries pack bytes through its API routes.
+//!
+//! ```text
+//!  helper -> protocol, pack, client, config      server -> api, storage, auth
+//!  client -> api                                 storage -> local disk (S3 later)
+//! ```
+#![forbid(unsafe_code)]
+#![warn(clippy::print_stdout)]
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod helper;
+pub mod pack;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,124 @@
+//! [`ApiError`]: every non-2xx answer of the server, and the one place where storage,
+//! token and signature failures become HTTP statuses (DESIGN §4, "Errors").
+//!
+//! Owns the mapping and the response shape ([`api::ErrorBody`]); does not decide *whether*
+//! a request fails. Details name the repository, ref or key that failed and never carry a
+//! token, a secret or a presigned query string. Causes of internal failures go to the log
+//! line (through [`LogNote`]), not to the client.
+
+use super::log::LogNote;
+use crate::api::{ErrorBody, ErrorCode};
+use crate::{auth, storage};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// An error answer: code, human detail, and an optional cause for the server log only.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub detail: String,
+    log: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            detail: detail.into(),
+            log: None,
+        }
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Invalid, detail)
+    }
+
+    pub fn unauthenticated(detail: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Unauthenticated, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, detail)
+    }
+}
+
+impl From<storage::Error> for ApiError {
+    fn from(err: storage::Error) -> ApiError {
+        use storage::Error as E;
+        let code = match &err {
+            E::NotFound { .. } => ErrorCode::NotFound,
+            E::AlreadyExists { .. } => ErrorCode::Exists,
+            E::Conflict { .. } => ErrorCode::Stale,
+            E::InvalidKey { .. }
+            | E::InvalidRange { .. }
+            | E::SizeMismatch { .. }
+            | E::Invalid { .. } => ErrorCode::Invalid,
+            E::Busy { .. } => ErrorCode::Busy,
+            E::Backend { .. } => ErrorCode::Internal,
+        };
+        let mut api = ApiError::new(code, err.to_string());
+        if code == ErrorCode::Internal {
+            api.log = Some(error_chain(&err));
+        }
+        api
+    }
+}
+
+impl From<auth::Error> for ApiError {
+    fn from(err: auth::Error) -> ApiError {
+        // auth::Error never contains the token, so its text is safe to return.
+        ApiError::unauthenticated(format!("invalid token: {err}"))
+    }
+}
+
+impl From<storage::presign::Error> for ApiError {
+    fn from(err: storage::presign::Error) -> ApiError {
+        ApiError::forbidden(err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: self.code,
+            detail: self.detail,
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self.code {
+            ErrorCode::Unauthenticated => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"hypha\""),
+                );
+            }
+            ErrorCode::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        if let Some(log) = self.log {
+            response.extensions_mut().insert(LogNote(log));
+        }
+        response
+    }
+}
+
+/// `error: cause: cause` for the log.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,206 @@
+//! `git hypha serve`: remote API v1 over HTTP (DESIGN §4, §7), on the embedded local-disk
+//! store.
+//!
+//! Owns the HTTP surface: the router ([`router`]), the process around it ([`run`]: bind,
+//! announce, serve until SIGINT/SIGTERM), auth, and status codes. Refs and bytes are
+//! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`.
+//!
+//! - `routes`: the API routes; `store`: the local store's presigned URLs (`/_store/...`);
+//! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
+//! - `log`: one stderr line per request; `state`: [`AppState`].
+
+mod credentials;
+mod error;
+mod log;
+mod routes;
+mod state;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ApiError;
+pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};
+
+use crate::auth::{self, Permission};
+use crate::storage::{self, LocalDisk};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Largest JSON request accepted by the API routes.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// Lifetime of the admin token printed when no secret is configured.
+const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What `git hypha serve` needs.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Directory of the local-disk store (created if missing).
+    pub root: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// HS256 secret shared with Hypha (`HYPHA_JWT_SECRET`); `None` = random, and an admin
+    /// token is printed.
+    pub jwt_secret: Option<String>,
+    /// Base URL clients reach this server at, for presigned URLs; `None` = `http://<bound>`.
+    pub public_url: Option<String>,
+}
+
+// The secret must never reach a log.
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("root", &self.root)
+            .field("listen", &self.listen)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_url", &self.public_url)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store at {}", root.display())]
+    Store {
+        root: PathBuf,
+        #[source]
+        source: storage::Error,
+    },
+    #[error("invalid public url {url:?}")]
+    PublicUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("cannot write the startup lines to standard output")]
+    Stdout(#[source] std::io::Error),
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The whole HTTP surface: API routes and, for a local-disk store, `/_store/{key}`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/{ws}/git/{alias}/remote/v1/{route}", post(routes::api))
+        .route("/_store/{*key}", get(store::get).put(store::put))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        // Applies to the JSON routes only: `/_store` PUTs stream their body unbuffered.
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn(log::request))
+        .with_state(state)
+}
+
+/// Bind, print `listening on http://ADDR` (and `admin token: ...` without a configured
+/// secret) on stdout, then serve until SIGINT or SIGTERM.
+pub async fn run(opts: ServeOptions) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let (secret, admin_token) = match &opts.jwt_secret {
+        Some(secret) => (secret.as_bytes().to_vec(), None),
+        None => {
+            let secret = rand::random::<[u8; 32]>().to_vec();
+            let token = auth::mint(
+                &secret,
+                "admin",
+                &[("*".to_owned(), Permission::Admin)],
+                ADMIN_TOKEN_TTL,
+            );
+            (secret, Some(token))
+        }
+    };
+    let public_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    url::Url::parse(&public_url).map_err(|source| Error::PublicUrl {
+        url: public_url.clone(),
+        source,
+    })?;
+    let disk =
+        LocalDisk::new(&opts.root, &public_url, &presign_secret(&secret)).map_err(|source| {
+            Error::Store {
+                root: opts.root.clone(),
+                source,
+            }
+        })?;
+    let state = AppState::with_local_disk(disk, &secret);
+
+    announce(addr, admin_token.as_deref()).map_err(Error::Stdout)?;
+
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(Error::Serve)
+}
+
+/// The startup lines the acceptance contract (DESIGN §7) reads: stdout belongs to whoever
+/// started the server, so they go there explicitly and are flushed at once.
+fn announce(addr: SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    if let Some(token) = admin_token {
+        // Printing this token is the point: without a configured secret it is the only
+        // way in. It goes to stdout only, never to the log.
+        writeln!(out, "admin token: {token}")?;
+    }
+    out.flush()
+}
+
+/// The local store signs its URLs with a key derived from the token secret, so that URLs
+/// survive a restart with the same secret but a URL signature never doubles as a token.
+fn presign_secret(jwt_secret: &[u8]) -> Vec<u8> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(jwt_secret).expect("HMAC accepts keys of any length");
+    mac.update(b"hypha-git local-disk presign v1");
+    mac.finalize().into_bytes().to_vec()
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        // If the handler cannot be installed, wait forever rather than exit at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("shutting down");
+}

@@ -1,0 +1,303 @@
+//! The routes of remote API v1: `POST /{ws}/git/{alias}/remote/v1/{route}` (DESIGN §4).
+//!
+//! Owns request parsing, permission checks and the JSON answers. Refs, packs and keys are
+//! `storage::Repository`'s business; status codes come from `ApiError`. Pack bytes never
+//! pass through here: `packs` and `uploads` hand out presigned URLs.
+//!
+//! Access rules:
+//! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
+//! - `uploads`, `update`, `head` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
+//!   caller without any grant on the workspace gets 403 whether or not it exists, so that
+//!   only those who may read learn that a repository exists.
+
+use super::credentials::{self, Caller};
+use super::error::ApiError;
+use super::log::LogNote;
+use super::state::AppState;
+use crate::api::{self, ErrorCode, Route};
+use crate::auth;
+use crate::storage::{RepoConfig, Repository};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+
+/// Most packs one `uploads` request may announce.
+const MAX_UPLOADS_PER_REQUEST: usize = 256;
+
+/// `POST /{ws}/git/{alias}/remote/v1/{route}`.
+pub async fn api(
+    State(state): State<AppState>,
+    Path((workspace, alias, route)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match dispatch(&state, &workspace, &alias, &route, &headers, body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn dispatch(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    route: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let route = parse_route(route)?;
+    // `hypha::https://host/ws/alias.git` names the same repository as `.../alias`.
+    let alias = alias.strip_suffix(".git").unwrap_or(alias);
+    for segment in [workspace, alias] {
+        if !api::is_valid_repo_segment(segment) {
+            return Err(ApiError::invalid(format!(
+                "invalid repository name {:?}",
+                shorten(segment)
+            )));
+        }
+    }
+    let body = body.map_err(|e| ApiError::invalid(format!("cannot read request body: {e}")))?;
+    let caller = credentials::identify(state, headers)?;
+    let repo = state.store.repo(workspace, alias)?;
+    match route {
+        Route::Create => create(state, &caller, workspace, &repo, &body).await,
+        Route::Info => {
+            let config = authorize_read(&caller, workspace, &repo).await?;
+            info(state, &caller, workspace, &repo, &config).await
+        }
+        Route::Refs => {
+            authorize_read(&caller, workspace, &repo).await?;
+            Ok(Json(refs(&repo).await?).into_response())
+        }
+        Route::Packs => {
+            authorize_read(&caller, workspace, &repo).await?;
+            packs(state, &repo, parse_or_default(&body)?).await
+        }
+        Route::Uploads => {
+            authorize_write(&caller, workspace, &repo).await?;
+            uploads(state, &repo, parse(&body)?).await
+        }
+        Route::Update => {
+            authorize_write(&caller, workspace, &repo).await?;
+            update(&repo, parse(&body)?).await
+        }
+        Route::Head => {
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::HeadRequest = parse(&body)?;
+            repo.set_head(&req.symref).await?;
+            Ok(Json(refs(&repo).await?).into_response())
+        }
+    }
+}
+
+fn parse_route(route: &str) -> Result<Route, ApiError> {
+    Ok(match route {
+        "info" => Route::Info,
+        "refs" => Route::Refs,
+        "packs" => Route::Packs,
+        "uploads" => Route::Uploads,
+        "update" => Route::Update,
+        "head" => Route::Head,
+        "create" => Route::Create,
+        _ => return Err(ApiError::not_found("no such route in remote API v1")),
+    })
+}
+
+/// Read access: a grant on the workspace, or a public repository. See the module doc for
+/// why the answer for a missing repository depends on who asks.
+async fn authorize_read(
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+) -> Result<RepoConfig, ApiError> {
+    if caller.permission_for(workspace).is_some() {
+        require_exists(repo).await?;
+        return Ok(repo.config().await?);
+    }
+    if repo.exists().await? {
+        let config = repo.config().await?;
+        if config.public {
+            return Ok(config);
+        }
+    }
+    Err(denied(caller, repo))
+}
+
+/// Write access: `rw` or `a` on the workspace, then the repository must exist.
+async fn authorize_write(
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+) -> Result<(), ApiError> {
+    match caller.permission_for(workspace) {
+        Some(p) if p.can_write() => require_exists(repo).await,
+        _ => Err(denied(caller, repo)),
+    }
+}
+
+fn denied(caller: &Caller, repo: &Repository) -> ApiError {
+    if caller.is_anonymous() {
+        ApiError::unauthenticated(format!("{}: authentication required", repo.name()))
+    } else {
+        ApiError::forbidden(format!("{}: permission denied", repo.name()))
+    }
+}
+
+async fn require_exists(repo: &Repository) -> Result<(), ApiError> {
+    if repo.exists().await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "repository {} not found",
+            repo.name()
+        )))
+    }
+}
+
+async fn info(
+    state: &AppState,
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+    config: &RepoConfig,
+) -> Result<Response, ApiError> {
+    Ok(Json(api::InfoResponse {
+        api: api::API_VERSION,
+        object_format: "sha1".to_owned(),
+        default_branch: repo.default_branch().await?,
+        can_write: caller
+            .permission_for(workspace)
+            .is_some_and(auth::Permission::can_write),
+        presign_expires_in: state.presign_expires_in.as_secs(),
+        max_single_put: state.max_single_put,
+        public: config.public,
+    })
+    .into_response())
+}
+
+async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
+    Ok(api::RefsResponse {
+        head: repo.head().await?.map(|symref| api::Head { symref }),
+        refs: repo.refs().await?,
+    })
+}
+
+async fn packs(
+    state: &AppState,
+    repo: &Repository,
+    req: api::PacksRequest,
+) -> Result<Response, ApiError> {
+    let known: BTreeSet<&str> = req.known.iter().map(String::as_str).collect();
+    let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
+    let mut packs = Vec::new();
+    for entry in repo.packs().await? {
+        let (pack_url, idx_url) = if known.contains(entry.name.as_str()) {
+            (None, None)
+        } else {
+            let (pack, idx) = repo
+                .presign_download(&entry.name, state.presign_expires_in)
+                .await?;
+            (Some(pack.url), Some(idx.url))
+        };
+        packs.push(api::PackInfo {
+            name: entry.name,
+            pack_size: entry.pack_size,
+            idx_size: entry.idx_size,
+            pack_url,
+            idx_url,
+        });
+    }
+    Ok(Json(api::PacksResponse { packs, expires_at }).into_response())
+}
+
+async fn uploads(
+    state: &AppState,
+    repo: &Repository,
+    req: api::UploadsRequest,
+) -> Result<Response, ApiError> {
+    if req.packs.len() > MAX_UPLOADS_PER_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_UPLOADS_PER_REQUEST} packs per request"
+        )));
+    }
+    for spec in &req.packs {
+        if !api::is_valid_pack_name(&spec.name) {
+            return Err(ApiError::invalid(format!(
+                "invalid pack name {:?} (expected pack-<40 hex>)",
+                shorten(&spec.name)
+            )));
+        }
+        for (what, size) in [("pack", spec.pack_size), ("idx", spec.idx_size)] {
+            if size == 0 || size > state.max_single_put {
+                return Err(ApiError::invalid(format!(
+                    "{}: {what} size {size} is outside 1..={}",
+                    spec.name, state.max_single_put
+                )));
+            }
+        }
+    }
+    let mut uploads = Vec::with_capacity(req.packs.len());
+    for spec in &req.packs {
+        uploads.push(repo.presign_upload(spec, state.presign_expires_in).await?);
+    }
+    Ok(Json(api::UploadsResponse { uploads }).into_response())
+}
+
+async fn update(repo: &Repository, req: api::UpdateRequest) -> Result<Response, ApiError> {
+    let result = repo.update(&req).await?;
+    let mut response = Json(result).into_response();
+    if !req.push_options.is_empty() {
+        // Push options are for server-side hooks; there are none yet, so they are logged.
+        response
+            .extensions_mut()
+            .insert(LogNote(format!("push-options={:?}", req.push_options)));
+    }
+    Ok(response)
+}
+
+async fn create(
+    state: &AppState,
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match caller.permission_for(workspace) {
+        Some(p) if p.can_write() => {}
+        _ => return Err(denied(caller, repo)),
+    }
+    let req: api::CreateRequest = parse_or_default(body)?;
+    repo.create(req.public, req.default_branch.as_deref())
+        .await
+        .map_err(|e| match e {
+            crate::storage::Error::AlreadyExists { .. } => ApiError::new(
+                ErrorCode::Exists,
+                format!("repository {} already exists", repo.name()),
+            ),
+            other => other.into(),
+        })?;
+    let config = repo.config().await?;
+    info(state, caller, workspace, repo, &config).await
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid request: {e}")))
+}
+
+/// An empty body reads as `{}` for routes whose request has only optional fields.
+fn parse_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse(body)
+}
+
+fn shorten(s: &str) -> String {
+    crate::storage::shorten(s)
+}

@@ -1,0 +1,78 @@
+//! [`AppState`]: what every handler shares: the store, the token secret and the limits.
+//!
+//! Owns construction and defaults only; handlers live in `routes` and `store`.
+
+use crate::auth;
+use crate::storage::{Backend, LocalDisk, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Lifetime of presigned URLs handed out.
+pub const DEFAULT_PRESIGN_EXPIRES_IN: Duration = Duration::from_secs(3600);
+
+/// Largest object accepted by one presigned `PUT`: S3's single-PUT limit.
+pub const DEFAULT_MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Shared state of the router. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Store,
+    /// Set when the backend is local disk: the server then answers its presigned URLs.
+    pub(crate) local: Option<LocalDisk>,
+    pub(crate) jwt_secret: Arc<[u8]>,
+    pub(crate) validation: auth::Validation,
+    pub(crate) presign_expires_in: Duration,
+    pub(crate) max_single_put: u64,
+}
+
+// The secret must never reach a log.
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("presign_expires_in", &self.presign_expires_in)
+            .field("max_single_put", &self.max_single_put)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over any backend (S3 later); presigned URLs point wherever the backend says.
+    pub fn new(backend: Arc<dyn Backend>, jwt_secret: &[u8]) -> AppState {
+        AppState {
+            store: Store::new(backend),
+            local: None,
+            jwt_secret: jwt_secret.into(),
+            validation: auth::Validation::default(),
+            presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
+            max_single_put: DEFAULT_MAX_SINGLE_PUT,
+        }
+    }
+
+    /// State over a local-disk store; the router then also serves its `/_store` URLs.
+    pub fn with_local_disk(disk: LocalDisk, jwt_secret: &[u8]) -> AppState {
+        let mut state = AppState::new(Arc::new(disk.clone()), jwt_secret);
+        state.local = Some(disk);
+        state
+    }
+
+    /// Issuer and audience tokens must carry (Hypha's by default).
+    pub fn validation(mut self, validation: auth::Validation) -> AppState {
+        self.validation = validation;
+        self
+    }
+
+    pub fn presign_expires_in(mut self, expires_in: Duration) -> AppState {
+        self.presign_expires_in = expires_in;
+        self
+    }
+
+    pub fn max_single_put(mut self, bytes: u64) -> AppState {
+        self.max_single_put = bytes;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

@@ -1,0 +1,556 @@
+//! [`LocalDisk`]: the embedded store of `git hypha serve`, one file per key under a root
+//! directory.
+//!
+//! Owns the key -> path mapping (nothing escapes the root: keys are checked by
+//! [`check_key`]), crash-safe writes (temp file in the target's directory, `fsync`, rename),
+//! conditional writes, and streaming reads and writes for the `/_store` handlers. It does not
+//! speak HTTP: `server::store` turns requests into [`LocalDisk::open`] and
+//! [`LocalDisk::put_stream`] calls after checking a [`presign`](super::presign) signature.
+//!
+//! Etags are the SHA-256 of the content, so they change whenever the bytes do, whatever the
+//! file system's timestamp granularity. Conditional writes are atomic within this process (one
+//! lock around check-and-rename); `IfNoneMatch` is atomic across processes too (`link(2)`).
+
+use super::presign::{self, Presigner};
+use super::{check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PutMode};
+use crate::api::PresignedRequest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+/// File names starting with this are in-flight writes: never keys, never listed.
+pub(crate) const TEMP_PREFIX: &str = ".hypha-tmp-";
+
+/// A [`Backend`] over a directory. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalDisk {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    presigner: Presigner,
+    /// Serialises check-then-rename of writes and deletes, so conditions hold in-process.
+    commit_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LocalDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDisk")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalDisk {
+    /// A store rooted at `root` (created if missing) whose presigned URLs start with
+    /// `public_base_url` and are signed with `presign_secret`.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        public_base_url: &str,
+        presign_secret: &[u8],
+    ) -> Result<LocalDisk, Error> {
+        let root = root.into();
+        let shown = root.display().to_string();
+        std::fs::create_dir_all(&root).map_err(|e| Error::backend(&shown, e))?;
+        let root = root.canonicalize().map_err(|e| Error::backend(&shown, e))?;
+        let presigner = Presigner::new(public_base_url, presign_secret)
+            .map_err(|e| Error::backend(public_base_url, e))?;
+        Ok(LocalDisk {
+            inner: Arc::new(Inner {
+                root,
+                presigner,
+                commit_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Check a presigned request for `key`; returns the signed size of a `PUT`.
+    pub fn verify_presigned(
+        &self,
+        method: PresignMethod,
+        key: &str,
+        query: &presign::Query,
+        now_unix: u64,
+    ) -> Result<Option<u64>, presign::Error> {
+        self.inner.presigner.verify(method, key, query, now_unix)
+    }
+
+    /// An open file and its size, for streaming a `GET`.
+    pub async fn open(&self, key: &str) -> Result<(tokio::fs::File, u64), Error> {
+        let path = self.inner.path(key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(key, e))?;
+        let meta = file.metadata().await.map_err(|e| io_error(key, e))?;
+        if !meta.is_file() {
+            return Err(Error::NotFound { key: key.into() });
+        }
+        Ok((file, meta.len()))
+    }
+
+    /// Stream `body` into `key`, replacing it only if exactly `expected_size` bytes arrive;
+    /// otherwise the partial file is removed and [`Error::SizeMismatch`] returned. Returns
+    /// the new etag.
+    pub async fn put_stream<S, E>(
+        &self,
+        key: &str,
+        mut body: S,
+        expected_size: u64,
+    ) -> Result<String, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = self.inner.path(key)?;
+        let (file, temp) = {
+            let path = path.clone();
+            let key = key.to_owned();
+            blocking(key.clone(), move || create_temp(&key, &path)).await?
+        };
+        // `temp` removes the file when dropped, so every early return below cleans up.
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::backend(key, e))?;
+            received += chunk.len() as u64;
+            if received > expected_size {
+                return Err(Error::SizeMismatch {
+                    key: key.into(),
+                    expected: expected_size,
+                    received,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Error::backend(key, e))?;
+        }
+        if received != expected_size {
+            return Err(Error::SizeMismatch {
+                key: key.into(),
+                expected: expected_size,
+                received,
+            });
+        }
+        file.flush().await.map_err(|e| Error::backend(key, e))?;
+        file.sync_all().await.map_err(|e| Error::backend(key, e))?;
+        drop(file);
+        let inner = self.inner.clone();
+        let owned_key = key.to_owned();
+        blocking(key.to_owned(), move || {
+            inner.commit(&owned_key, temp, &path, &PutMode::Overwrite)
+        })
+        .await?;
+        Ok(hex::encode(hasher.finalize()))
+    }
+}
+
+#[async_trait]
+impl Backend for LocalDisk {
+    async fn get(&self, key: &str) -> Result<Object, Error> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        blocking(key.clone(), move || inner.get(&key)).await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        blocking(key.clone(), move || inner.head(&key)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        blocking(key.clone(), move || inner.get_range(&key, range)).await
+    }
+
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        blocking(key.clone(), move || inner.put(&key, &body, &mode)).await
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        let key = key.to_owned();
+        let if_match = if_match.map(str::to_owned);
+        blocking(key.clone(), move || inner.delete(&key, if_match.as_deref())).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        let inner = self.inner.clone();
+        let prefix = prefix.to_owned();
+        blocking(prefix.clone(), move || inner.list(&prefix)).await
+    }
+
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires_in: Duration,
+        content_length: Option<u64>,
+    ) -> Result<PresignedRequest, Error> {
+        check_key(key)?;
+        let expires_at = crate::auth::unix_now() + expires_in.as_secs();
+        let mut headers = BTreeMap::new();
+        if method == PresignMethod::Put {
+            let Some(len) = content_length else {
+                return Err(Error::Invalid {
+                    detail: format!("{key}: a presigned PUT needs a content length"),
+                });
+            };
+            headers.insert(
+                "Content-Type".to_owned(),
+                "application/octet-stream".to_owned(),
+            );
+            headers.insert("Content-Length".to_owned(), len.to_string());
+        }
+        Ok(PresignedRequest {
+            method: method.as_str().to_owned(),
+            url: self
+                .inner
+                .presigner
+                .sign(method, key, expires_at, content_length),
+            headers,
+        })
+    }
+}
+
+impl Inner {
+    fn path(&self, key: &str) -> Result<PathBuf, Error> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn get(&self, key: &str) -> Result<Object, Error> {
+        let body = std::fs::read(self.path(key)?).map_err(|e| io_error(key, e))?;
+        let etag = hex::encode(Sha256::digest(&body));
+        Ok(Object {
+            body: body.into(),
+            etag,
+        })
+    }
+
+    fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
+        let path = self.path(key)?;
+        let meta = std::fs::metadata(&path).map_err(|e| io_error(key, e))?;
+        if !meta.is_file() {
+            return Err(Error::NotFound { key: key.into() });
+        }
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size: meta.len(),
+            etag: Some(hash_file(key, &path)?),
+            last_modified: meta.modified().ok(),
+        })
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+        let mut file = std::fs::File::open(self.path(key)?).map_err(|e| io_error(key, e))?;
+        let size = file.metadata().map_err(|e| io_error(key, e))?.len();
+        if range.start > range.end || range.end > size {
+            return Err(Error::InvalidRange {
+                key: key.into(),
+                start: range.start,
+                end: range.end,
+            });
+        }
+        let len = usize::try_from(range.end - range.start).map_err(|e| Error::backend(key, e))?;
+        let mut buf = vec![0; len];
+        file.seek(SeekFrom::Start(range.start))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| io_error(key, e))?;
+        Ok(buf.into())
+    }
+
+    fn put(&self, key: &str, body: &[u8], mode: &PutMode) -> Result<String, Error> {
+        let path = self.path(key)?;
+        let (mut file, temp) = create_temp(key, &path)?;
+        file.write_all(body)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::backend(key, e))?;
+        drop(file);
+        self.commit(key, temp, &path, mode)?;
+        Ok(hex::encode(Sha256::digest(body)))
+    }
+
+    /// Move a fully written temp file into place if `mode` allows.
+    fn commit(&self, key: &str, temp: TempPath, path: &Path, mode: &PutMode) -> Result<(), Error> {
+        // The lock guards no data, so a poisoned lock is still a good lock.
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match mode {
+            PutMode::Overwrite => {}
+            PutMode::IfNoneMatch => {
+                return temp.persist_noclobber(path).map_err(|e| {
+                    if e.error.kind() == io::ErrorKind::AlreadyExists {
+                        Error::AlreadyExists { key: key.into() }
+                    } else {
+                        Error::backend(key, e.error)
+                    }
+                });
+            }
+            PutMode::IfMatch(expected) => {
+                if &hash_file(key, path)? != expected {
+                    return Err(Error::Conflict { key: key.into() });
+                }
+            }
+        }
+        temp.persist(path)
+            .map_err(|e| Error::backend(key, e.error))?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
+        let path = self.path(key)?;
+        {
+            let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(expected) = if_match {
+                if hash_file(key, &path)? != expected {
+                    return Err(Error::Conflict { key: key.into() });
+                }
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) => match io_error(key, e) {
+                    Error::NotFound { .. } if if_match.is_none() => return Ok(()),
+                    err => return Err(err),
+                },
+            }
+        }
+        // Empty directories would block a later key that needs a file of that name
+        // (`refs/heads/a/b` deleted, then `refs/heads/a` created). `remove_dir` fails on a
+        // directory that is not empty, which is where this stops.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        // Start at the deepest directory the prefix names, not at the root.
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) => {
+                check_key(dir)?;
+                dir
+            }
+            None => "",
+        };
+        let mut out = Vec::new();
+        self.walk(prefix, start, &mut out)?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn walk(&self, prefix: &str, dir_key: &str, out: &mut Vec<ObjectMeta>) -> Result<(), Error> {
+        let dir = if dir_key.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_key)
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                return match io_error(dir_key, e) {
+                    Error::NotFound { .. } => Ok(()),
+                    err => Err(err),
+                }
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::backend(dir_key, e))?;
+            // A name that is not UTF-8 cannot be a key: nothing here wrote it.
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let key = if dir_key.is_empty() {
+                name
+            } else {
+                format!("{dir_key}/{name}")
+            };
+            // `file_type` does not follow symlinks; a symlink is never a key.
+            let file_type = entry.file_type().map_err(|e| Error::backend(&key, e))?;
+            if file_type.is_dir() {
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    self.walk(prefix, &key, out)?;
+                }
+            } else if file_type.is_file() && key.starts_with(prefix) {
+                let meta = entry.metadata().map_err(|e| io_error(&key, e))?;
+                out.push(ObjectMeta {
+                    key,
+                    size: meta.len(),
+                    etag: None,
+                    last_modified: meta.modified().ok(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A temp file next to `path` (same file system, so the final rename is atomic).
+fn create_temp(key: &str, path: &Path) -> Result<(std::fs::File, TempPath), Error> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::backend(key, "key has no parent directory"))?;
+    // A concurrent delete may remove an empty directory between creating it and creating
+    // the temp file in it; once the temp file exists, the directory is not empty.
+    let mut attempts = 0;
+    loop {
+        std::fs::create_dir_all(dir).map_err(|e| Error::backend(key, e))?;
+        match tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+        {
+            Ok(file) => return Ok(file.into_parts()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            Err(e) => return Err(Error::backend(key, e)),
+        }
+    }
+}
+
+fn hash_file(key: &str, path: &Path) -> Result<String, Error> {
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(key, e))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(|e| io_error(key, e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A missing file, a file where a directory should be, or a directory where a file should
+/// be all mean "no such key".
+fn io_error(key: &str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            Error::NotFound { key: key.into() }
+        }
+        _ => Error::backend(key, e),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    key: String,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::backend(&key, e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::conformance;
+
+    fn disk() -> (tempfile::TempDir, Arc<dyn Backend>) {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::new(dir.path().join("store"), "http://localhost:1", b"k").unwrap();
+        (dir, Arc::new(disk))
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let (_dir, backend) = disk();
+        conformance::run_all(backend).await;
+    }
+
+    #[tokio::test]
+    async fn nothing_escapes_the_root() {
+        let (dir, backend) = disk();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        for key in ["../secret", "a/../../secret", "/etc/passwd", "a//b"] {
+            assert!(matches!(
+                backend.get(key).await,
+                Err(Error::InvalidKey { .. })
+            ));
+            assert!(matches!(
+                backend.put(key, Bytes::new(), PutMode::Overwrite).await,
+                Err(Error::InvalidKey { .. })
+            ));
+        }
+        assert!(backend.list("../").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn stream_put_checks_size_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap();
+        let chunks = |parts: &[&'static [u8]]| {
+            futures_util::stream::iter(
+                parts
+                    .iter()
+                    .map(|p| Ok::<_, io::Error>(Bytes::from_static(p)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let err = disk
+            .put_stream("a/b", chunks(&[b"abc", b"def"]), 5)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::SizeMismatch { received: 6, .. }));
+        let err = disk
+            .put_stream("a/b", chunks(&[b"abc"]), 5)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::SizeMismatch { received: 3, .. }));
+        // Nothing left behind: no key, no temp file.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        let etag = disk
+            .put_stream("a/b", chunks(&[b"ab", b"cde"]), 5)
+            .await
+            .unwrap();
+        let got = disk.get("a/b").await.unwrap();
+        assert_eq!(&got.body[..], b"abcde");
+        assert_eq!(got.etag, etag);
+    }
+
+    #[tokio::test]
+    async fn delete_prunes_empty_directories() {
+        let (_dir, backend) = disk();
+        backend
+            .put(
+                "r/refs/heads/a/b",
+                Bytes::from_static(b"x"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        backend.delete("r/refs/heads/a/b", None).await.unwrap();
+        backend
+            .put(
+                "r/refs/heads/a",
+                Bytes::from_static(b"y"),
+                PutMode::IfNoneMatch,
+            )
+            .await
+            .unwrap();
+        assert_eq!(&backend.get("r/refs/heads/a").await.unwrap().body[..], b"y");
+    }
+}

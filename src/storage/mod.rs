@@ -1,0 +1,244 @@
+//! Persistence: an object-store [`Backend`] trait, its local-disk implementation, and the
+//! git repository layout on top of it (DESIGN §3), where refs change by compare-and-swap.
+//!
+//! Owns keys, bytes, conditional writes and the layout rules of §3. Knows nothing of HTTP
+//! status codes, axum or tokens: `server` maps [`Error`] to statuses in one place. The trait
+//! is deliberately what S3 can do (conditional `PUT` with `If-None-Match` / `If-Match`,
+//! ranged `GET`, listing by prefix, presigned URLs), so that an S3 backend drops in.
+//!
+//! - [`local`]: [`LocalDisk`], a backend over a directory, with its own presigned URLs.
+//! - [`presign`]: signing and checking those URLs.
+//! - [`repo`]: [`Repository`], the `.git/` layout and `update` (refs compare-and-swap).
+//! - [`conformance`]: the one test suite every backend runs.
+
+pub mod conformance;
+pub mod local;
+pub mod presign;
+pub mod repo;
+
+pub use local::LocalDisk;
+pub use repo::{PackEntry, RepoConfig, Repository, Store};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::time::{Duration, SystemTime};
+
+/// Longest key accepted, in bytes: S3's limit.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Why a storage operation failed. Each variant names the key (or request) it failed on;
+/// causes go into `source`, never into the text.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{key}: not found")]
+    NotFound { key: String },
+    #[error("{key}: already exists")]
+    AlreadyExists { key: String },
+    /// A conditional write or delete lost: the object changed since its etag was read.
+    #[error("{key}: changed concurrently (precondition failed)")]
+    Conflict { key: String },
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("{key}: range {start}..{end} is outside the object")]
+    InvalidRange { key: String, start: u64, end: u64 },
+    #[error("{key}: received {received} bytes, expected {expected}")]
+    SizeMismatch {
+        key: String,
+        expected: u64,
+        received: u64,
+    },
+    /// A request the repository refuses: a bad ref name, a missing pack, ...
+    #[error("{detail}")]
+    Invalid { detail: String },
+    /// Another writer holds the repository lock for too long.
+    #[error("{key}: busy, try again")]
+    Busy { key: String },
+    #[error("{key}: storage backend failed")]
+    Backend {
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    pub(crate) fn backend(
+        key: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Backend {
+            key: key.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// The object was changed or removed by someone else between read and write.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::AlreadyExists { .. } | Error::NotFound { .. }
+        )
+    }
+}
+
+/// An object read whole: small objects only (refs, HEAD, config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+/// What a listing or `head` tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Present from `head`; listings may omit it (computing it can cost a full read).
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// Condition of a `put`, as S3 conditional writes express them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Unconditional: create or replace.
+    Overwrite,
+    /// `If-None-Match: *`: fail with [`Error::AlreadyExists`] when the key exists.
+    IfNoneMatch,
+    /// `If-Match: <etag>`: fail with [`Error::Conflict`] when the current etag differs and
+    /// with [`Error::NotFound`] when the key is gone.
+    IfMatch(String),
+}
+
+/// HTTP method of a presigned URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresignMethod {
+    Get,
+    Put,
+}
+
+impl PresignMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresignMethod::Get => "GET",
+            PresignMethod::Put => "PUT",
+        }
+    }
+}
+
+/// An object store, shared as `Arc<dyn Backend>`. Every method validates its key with
+/// [`check_key`] first.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The whole object and its etag.
+    async fn get(&self, key: &str) -> Result<Object, Error>;
+
+    /// Size and etag without the body.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, Error>;
+
+    /// Bytes `range.start..range.end`; [`Error::InvalidRange`] unless the range lies within
+    /// the object.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error>;
+
+    /// Store `body` under `key` if `mode` allows; returns the new etag.
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error>;
+
+    /// Remove `key`. Unconditional deletes of a missing key succeed (as in S3); with
+    /// `if_match`, a missing key is [`Error::NotFound`] and another etag [`Error::Conflict`].
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error>;
+
+    /// Every object whose key starts with `prefix` (a plain string prefix), sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error>;
+
+    /// A URL that lets its holder `GET` (with `Range`) or `PUT` exactly this key until
+    /// `expires_in` from now. For `PUT`, `content_length` is required and signed.
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires_in: Duration,
+        content_length: Option<u64>,
+    ) -> Result<crate::api::PresignedRequest, Error>;
+}
+
+/// Keys are `/`-separated relative paths: no empty, `.` or `..` components, no backslash or
+/// control characters, not absolute. Local disk maps them to paths, so nothing may escape
+/// the root; S3 gets the same rule so that both backends accept the same keys.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    let refuse = |reason| {
+        Err(Error::InvalidKey {
+            key: shorten(key),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return refuse("empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return refuse("too long");
+    }
+    if key.starts_with('/') {
+        return refuse("absolute");
+    }
+    if key.chars().any(|c| c.is_control() || c == '\\') {
+        return refuse("forbidden character");
+    }
+    for component in key.split('/') {
+        match component {
+            "" => return refuse("empty component"),
+            "." | ".." => return refuse("relative component"),
+            _ if component.starts_with(local::TEMP_PREFIX) => return refuse("reserved name"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A name cut to a length fit for an error message (a hostile ref name can be 10 KB).
+pub(crate) fn shorten(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for ok in ["a", "ws/artifacts/x/.git/HEAD", "a/.gitkeep", "a/b..c"] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(MAX_KEY_LEN + 1);
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a//b",
+            "a/",
+            "a/../b",
+            "..",
+            "./a",
+            "a\\b",
+            "a\0b",
+            "a/.hypha-tmp-x",
+            long.as_str(),
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shorten_respects_char_boundaries() {
+        let s = "ü".repeat(300);
+        assert!(shorten(&s).len() < 210);
+        assert_eq!(shorten("abc"), "abc");
+    }
+}

@@ -1,0 +1,536 @@
+//! Repository-level tests over `LocalDisk`: layout bytes, `update` compare-and-swap, atomic
+//! batches, races with writers outside the lock.
+
+use super::*;
+use crate::storage::{LocalDisk, Object};
+use async_trait::async_trait;
+use std::ops::Range;
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    store: Store,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap();
+    Fixture {
+        root: disk.root().to_owned(),
+        store: Store::new(Arc::new(disk)),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn file(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join("ws/artifacts/repo/.git").join(rel)).ok()
+    }
+    fn write(&self, rel: &str, body: &str) {
+        let path = self.root.join("ws/artifacts/repo/.git").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    async fn repo(&self) -> Repository {
+        let repo = self.store.repo("ws", "repo").unwrap();
+        repo.create(false, None).await.unwrap();
+        repo
+    }
+}
+
+fn up(name: &str, old: Option<&str>, new: Option<&str>) -> RefUpdate {
+    RefUpdate {
+        name: name.to_owned(),
+        old: old.map(str::to_owned),
+        new: new.map(str::to_owned),
+    }
+}
+
+fn req(updates: Vec<RefUpdate>, atomic: bool) -> UpdateRequest {
+    UpdateRequest {
+        updates,
+        atomic,
+        ..Default::default()
+    }
+}
+
+fn statuses(res: &UpdateResponse) -> Vec<(RefStatus, Option<&str>, Option<&str>)> {
+    res.results
+        .iter()
+        .map(|r| (r.status, r.current.as_deref(), r.detail.as_deref()))
+        .collect()
+}
+
+#[tokio::test]
+async fn create_writes_hypha_layout_and_refuses_twice() {
+    let f = fixture();
+    let repo = f.store.repo("ws", "repo").unwrap();
+    assert!(!repo.exists().await.unwrap());
+    repo.create(true, Some("trunk")).await.unwrap();
+    assert_eq!(f.file("HEAD").as_deref(), Some("ref: refs/heads/trunk\n"));
+    assert_eq!(f.file("objects/pack/.gitkeep").as_deref(), Some(""));
+    assert!(f.file("hypha-remote/config.json").is_some());
+    assert!(!f.root.join("ws/artifacts/repo/.git/refs").exists());
+    let config = repo.config().await.unwrap();
+    assert!(config.public);
+    assert_eq!(repo.default_branch().await.unwrap(), "trunk");
+    assert!(matches!(
+        repo.create(false, None).await,
+        Err(Error::AlreadyExists { key }) if key == "ws/repo"
+    ));
+    assert!(matches!(
+        f.store
+            .repo("ws", "x")
+            .unwrap()
+            .create(false, Some("a..b"))
+            .await,
+        Err(Error::Invalid { .. })
+    ));
+    assert!(f.store.repo("..", "x").is_err());
+    assert!(f.store.repo("ws", "a/b").is_err());
+}
+
+#[tokio::test]
+async fn update_creates_replaces_and_deletes_with_cas() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", None, Some(A)),
+                up("refs/tags/v1", None, Some(B)),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&res),
+        [(RefStatus::Ok, None, None), (RefStatus::Ok, None, None)]
+    );
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
+    assert_eq!(f.file("refs/tags/v1"), Some(format!("{B}\n")));
+
+    // Create of an existing ref, update with a wrong old: stale with the current value.
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", None, Some(B)),
+                up("refs/tags/v1", Some(C), Some(A)),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Stale, Some(A), None),
+            (RefStatus::Stale, Some(B), None)
+        ]
+    );
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
+
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", Some(A), Some(C)),
+                up("refs/tags/v1", Some(B), None),
+                up("refs/heads/gone", None, None),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert!(res.results.iter().all(|r| r.status == RefStatus::Ok));
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{C}\n")));
+    assert_eq!(f.file("refs/tags/v1"), None);
+    assert_eq!(
+        repo.refs().await.unwrap(),
+        BTreeMap::from([("refs/heads/main".to_owned(), C.to_owned())])
+    );
+}
+
+#[tokio::test]
+async fn non_atomic_refs_are_independent_atomic_ones_are_not() {
+    let f = fixture();
+    let repo = f.repo().await;
+    repo.update(&req(vec![up("refs/heads/main", None, Some(A))], false))
+        .await
+        .unwrap();
+
+    let batch = vec![
+        up("refs/heads/new", None, Some(B)),
+        up("refs/heads/main", Some(B), Some(C)),
+    ];
+    let res = repo.update(&req(batch.clone(), true)).await.unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Rejected, None, Some(ATOMIC_FAILED)),
+            (RefStatus::Stale, Some(A), None)
+        ]
+    );
+    assert_eq!(f.file("refs/heads/new"), None, "atomic: nothing written");
+
+    let res = repo.update(&req(batch, false)).await.unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Ok, None, None),
+            (RefStatus::Stale, Some(A), None)
+        ]
+    );
+    assert_eq!(f.file("refs/heads/new"), Some(format!("{B}\n")));
+}
+
+#[tokio::test]
+async fn refuses_to_delete_the_current_branch() {
+    let f = fixture();
+    let repo = f.repo().await;
+    repo.update(&req(
+        vec![
+            up("refs/heads/main", None, Some(A)),
+            up("refs/heads/other", None, Some(A)),
+        ],
+        false,
+    ))
+    .await
+    .unwrap();
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", Some(A), None),
+                up("refs/heads/other", Some(A), None),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Rejected, None, Some(DENY_DELETE_CURRENT)),
+            (RefStatus::Ok, None, None)
+        ]
+    );
+    assert!(f.file("refs/heads/main").is_some());
+    // After moving HEAD away, the branch can go.
+    repo.set_head("refs/heads/dev").await.unwrap();
+    let res = repo
+        .update(&req(vec![up("refs/heads/main", Some(A), None)], false))
+        .await
+        .unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+    assert!(
+        !f.root.join("ws/artifacts/repo/.git/refs").exists(),
+        "empty ref directories are pruned"
+    );
+}
+
+#[tokio::test]
+async fn set_head_if_missing_only_when_missing() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let mut r = req(vec![up("refs/heads/dev", None, Some(A))], false);
+    r.set_head_if_missing = Some("refs/heads/dev".into());
+    repo.update(&r).await.unwrap();
+    assert_eq!(f.file("HEAD").as_deref(), Some("ref: refs/heads/main\n"));
+
+    std::fs::remove_file(f.root.join("ws/artifacts/repo/.git/HEAD")).unwrap();
+    assert_eq!(repo.head().await.unwrap(), None);
+    let mut r = req(vec![up("refs/heads/dev2", None, Some(A))], false);
+    r.set_head_if_missing = Some("refs/heads/dev2".into());
+    repo.update(&r).await.unwrap();
+    assert_eq!(f.file("HEAD").as_deref(), Some("ref: refs/heads/dev2\n"));
+}
+
+#[tokio::test]
+async fn reads_tolerate_crlf_and_skip_non_refs() {
+    let f = fixture();
+    let repo = f.repo().await;
+    f.write("refs/heads/crlf", &format!("{A}\r\n"));
+    f.write("refs/heads/bare", B);
+    f.write("refs/heads/garbage", "not a sha\n");
+    f.write("refs/heads/x.lock", &format!("{A}\n"));
+    f.write("HEAD", "ref: refs/heads/crlf\r\n");
+    let refs = repo.refs().await.unwrap();
+    assert_eq!(
+        refs,
+        BTreeMap::from([
+            ("refs/heads/bare".to_owned(), B.to_owned()),
+            ("refs/heads/crlf".to_owned(), A.to_owned()),
+        ])
+    );
+    assert_eq!(
+        repo.head().await.unwrap().as_deref(),
+        Some("refs/heads/crlf")
+    );
+    // A CAS against a CRLF ref compares values, not bytes.
+    let res = repo
+        .update(&req(vec![up("refs/heads/crlf", Some(A), Some(B))], false))
+        .await
+        .unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+    assert_eq!(f.file("refs/heads/crlf"), Some(format!("{B}\n")));
+}
+
+#[tokio::test]
+async fn refuses_bad_names_and_ids() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let long = format!("refs/heads/{}", "x".repeat(10 * 1024));
+    for bad in [
+        up("HEAD", None, Some(A)),
+        up("refs/heads/../x", None, Some(A)),
+        up(&long, None, Some(A)),
+        up("refs/heads/ok", None, Some("ABC")),
+        up("refs/heads/ok", Some(&A.to_uppercase()), Some(A)),
+    ] {
+        let err = repo.update(&req(vec![bad], false)).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+        assert!(err.to_string().len() < 400, "messages stay short");
+    }
+    let dup = req(
+        vec![
+            up("refs/heads/a", None, Some(A)),
+            up("refs/heads/a", None, Some(B)),
+        ],
+        false,
+    );
+    assert!(matches!(
+        repo.update(&dup).await,
+        Err(Error::Invalid { .. })
+    ));
+    let mut bad_head = req(vec![], false);
+    bad_head.set_head_if_missing = Some("main".into());
+    assert!(repo.update(&bad_head).await.is_err());
+    assert!(repo.set_head("refs/heads/a b").await.is_err());
+}
+
+#[tokio::test]
+async fn refuses_directory_file_conflicts() {
+    let f = fixture();
+    let repo = f.repo().await;
+    repo.update(&req(vec![up("refs/heads/a", None, Some(A))], false))
+        .await
+        .unwrap();
+    let res = repo
+        .update(&req(vec![up("refs/heads/a/b", None, Some(A))], false))
+        .await
+        .unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Rejected);
+    let res = repo
+        .update(&req(vec![up("refs/heads/x/y", None, Some(A))], false))
+        .await
+        .unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+    let res = repo
+        .update(&req(vec![up("refs/heads/x", None, Some(A))], false))
+        .await
+        .unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Rejected);
+}
+
+fn pack_bytes(checksum: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+    pack.extend([7u8; 10]);
+    pack.extend([checksum; 20]);
+    let mut idx = vec![0xffu8, b't', b'O', b'c'];
+    idx.extend([0u8; 1068]);
+    idx.extend([checksum; 20]);
+    idx.extend([0x55u8; 20]);
+    (pack, idx)
+}
+
+#[tokio::test]
+async fn checks_packs_before_writing_refs() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let name = format!("pack-{C}");
+    let mut r = req(vec![up("refs/heads/main", None, Some(A))], false);
+    r.packs = vec![name.clone()];
+
+    let missing = repo.update(&r).await.unwrap_err();
+    assert!(missing.to_string().contains(&name), "{missing}");
+    let (pack, idx) = pack_bytes(9);
+    f.write(&format!("objects/pack/{name}.pack"), "");
+    std::fs::write(
+        f.root
+            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack")),
+        &pack,
+    )
+    .unwrap();
+    assert!(
+        repo.update(&r).await.is_err(),
+        "a pack without its idx is incomplete"
+    );
+    assert!(repo.packs().await.unwrap().is_empty());
+
+    let (_, wrong_idx) = pack_bytes(8);
+    std::fs::write(
+        f.root
+            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
+        &wrong_idx,
+    )
+    .unwrap();
+    let err = repo.update(&r).await.unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+    assert_eq!(f.file("refs/heads/main"), None);
+
+    std::fs::write(
+        f.root
+            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
+        &idx,
+    )
+    .unwrap();
+    let res = repo.update(&r).await.unwrap();
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+    let packs = repo.packs().await.unwrap();
+    assert_eq!(packs.len(), 1);
+    assert_eq!(packs[0].name, name);
+    assert_eq!(packs[0].pack_size, pack.len() as u64);
+    assert_eq!(packs[0].idx_size, idx.len() as u64);
+
+    let mut bad = r.clone();
+    bad.packs = vec!["pack-../../x".into()];
+    assert!(matches!(
+        repo.update(&bad).await,
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_creates_one_wins() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let tasks: Vec<_> = [A, B, C, A, B, C]
+        .into_iter()
+        .map(|oid| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.update(&req(vec![up("refs/heads/main", None, Some(oid))], false))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().results[0].status == RefStatus::Ok {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+/// A backend where another writer (think Hypha's own receive-pack) changes `target` just
+/// before each conditional write of it.
+#[derive(Debug)]
+struct Racing {
+    inner: Arc<dyn Backend>,
+    target: String,
+}
+
+#[async_trait]
+impl Backend for Racing {
+    async fn get(&self, key: &str) -> Result<Object, Error> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
+        self.inner.head(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+        self.inner.get_range(key, range).await
+    }
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
+        if key.ends_with(&self.target) && mode != PutMode::Overwrite {
+            self.inner
+                .put(key, Bytes::from(format!("{C}\n")), PutMode::Overwrite)
+                .await?;
+        }
+        self.inner.put(key, body, mode).await
+    }
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
+        self.inner.delete(key, if_match).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        self.inner.list(prefix).await
+    }
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires_in: Duration,
+        content_length: Option<u64>,
+    ) -> Result<api::PresignedRequest, Error> {
+        self.inner
+            .presign(key, method, expires_in, content_length)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn outside_writer_makes_stale_and_atomic_rolls_back() {
+    let f = fixture();
+    let plain = f.repo().await;
+    plain
+        .update(&req(
+            vec![
+                up("refs/heads/main", None, Some(A)),
+                up("refs/heads/racy", None, Some(A)),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    let racing = Store::new(Arc::new(Racing {
+        inner: f.store.backend().clone(),
+        target: "refs/heads/racy".into(),
+    }));
+    let repo = racing.repo("ws", "repo").unwrap();
+
+    // main is written first, then racy loses its race: main must be rolled back.
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", Some(A), Some(B)),
+                up("refs/heads/racy", Some(A), Some(B)),
+            ],
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Rejected, None, Some(ATOMIC_FAILED)),
+            (RefStatus::Stale, Some(C), None)
+        ]
+    );
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
+    assert_eq!(f.file("refs/heads/racy"), Some(format!("{C}\n")));
+
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/main", Some(A), Some(B)),
+                up("refs/heads/racy", Some(C), Some(B)),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&res),
+        [
+            (RefStatus::Ok, None, None),
+            (RefStatus::Stale, Some(C), None)
+        ]
+    );
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
+}

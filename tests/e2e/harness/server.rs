@@ -1,0 +1,143 @@
+//! A real `git hypha serve` for one test: local-disk store in the test's scratch directory,
+//! `127.0.0.1:0`, its own JWT secret, killed on `Drop`.
+//!
+//! Both output streams are drained in background threads for the whole life of the server
+//! (a full pipe would block it) and kept, so a failing test can show what the server said.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Generous: the first test of a run may start while the machine is busy linking.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Server {
+    child: Child,
+    url: String,
+    root: PathBuf,
+    secret: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server with a fresh secret and waits for its `listening on` line.
+    pub fn start(root: &Path, env: &[(OsString, OsString)]) -> Server {
+        std::fs::create_dir_all(root).expect("create server root");
+        let secret = fresh_secret();
+        let program = super::bin_dir().join("git-hypha");
+        let mut command = Command::new(&program);
+        command
+            .args(["serve", "--root"])
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("HYPHA_JWT_SECRET", &secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} serve: {e}", program.display()));
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let (first_line, first) = mpsc::channel::<String>();
+        drain_lines(child.stdout.take().expect("stdout was piped"), "stdout", log.clone(), Some(first_line));
+        drain_lines(child.stderr.take().expect("stderr was piped"), "stderr", log.clone(), None);
+
+        let line = match first.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`git hypha serve` printed no first line within {STARTUP_TIMEOUT:?} \
+                     (exit status: {status:?})\nserver log:\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        let url = match line.strip_prefix("listening on ") {
+            Some(url) if url.starts_with("http://127.0.0.1:") => url.trim().trim_end_matches('/').to_string(),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "first line of `git hypha serve` must be `listening on http://127.0.0.1:PORT` \
+                     (DESIGN §7), got {line:?}\nserver log:\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        Server { child, url, root: root.to_path_buf(), secret, log }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `--root` the server stores repositories under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `HYPHA_JWT_SECRET` the server was started with.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// The last lines of the log, formatted for a failure message.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let start = lines.len().saturating_sub(40);
+        format!("--- server log (last {} lines) ---\n{}\n", lines.len() - start, lines[start..].join("\n"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain_lines(
+    pipe: impl Read + Send + 'static,
+    stream: &'static str,
+    log: Arc<Mutex<String>>,
+    mut first_line: Option<mpsc::Sender<String>>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Some(sender) = first_line.take() {
+                let _ = sender.send(line.clone());
+            }
+            let mut log = log.lock().expect("log lock");
+            log.push_str(&format!("[{stream}] {line}\n"));
+        }
+    });
+}
+
+/// Unique per server: tokens of one test must not be accepted by another test's server.
+fn fresh_secret() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!(
+        "e2e-secret-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
