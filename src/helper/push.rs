@@ -199,14 +199,57 @@ fn plan(
         let id = repo
             .rev_parse_single(spec.src.as_str())
             .map_err(|_| format!("src refspec {} does not match any object", spec.src))?;
-        Some(id.detach().to_string())
+        Some(id.detach())
     };
+    // git hands helpers `fetch first` and `needs force` cases as ordinary push lines
+    // (transport-helper.c skips only non-fast-forward, stale and already-exists), so the
+    // fast-forward rules are enforced here too, in git's words.
+    if let (Some(old), Some(new), false, None) = (&current, new, spec.force, lease) {
+        if let Some(why) = fast_forward_refusal(repo, &spec.dst, old, new) {
+            return Err(why.to_owned());
+        }
+    }
+    let new = new.map(|id| id.to_string());
     Ok(Planned {
         dst: spec.dst.clone(),
         new,
         old: lease.cloned().unwrap_or(current),
         leased: lease.is_some(),
     })
+}
+
+/// Why replacing `old` by `new` without force is refused, as `git push` decides it.
+fn fast_forward_refusal(
+    repo: &gix::Repository,
+    dst: &str,
+    old: &str,
+    new: gix::ObjectId,
+) -> Option<&'static str> {
+    if dst.starts_with("refs/tags/") {
+        return Some("already exists");
+    }
+    let Ok(old) = gix::ObjectId::from_hex(old.as_bytes()) else {
+        return Some("fetch first");
+    };
+    if old == new {
+        return None;
+    }
+    if !repo.has_object(old) {
+        return Some("fetch first");
+    }
+    let peel = |id: gix::ObjectId| {
+        repo.find_object(id)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id)
+    };
+    let (Some(old), Some(new)) = (peel(old), peel(new)) else {
+        return Some("needs force");
+    };
+    match repo.merge_base(old, new) {
+        Ok(Some(base)) if base.detach() == old => None,
+        _ => Some("non-fast forward"),
+    }
 }
 
 /// A lost compare-and-swap, in git's words so git prints its usual hints.

@@ -218,8 +218,13 @@ fn harness_catches_a_leaked_token() {
 
 #[test]
 fn zz_debug_env() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("sh").arg("-c").arg("echo $PATH; type git; which -a git-hypha").output().unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    let _ = dir;
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("git").args(["hypha", "token", "--workspace", "ws", "--permission", "rw"])
+      .env_clear().env("PATH", format!("/work/main/target/debug:{}", std::env::var("PATH").unwrap()))
+      .env("HOME", home.path()).env("HYPHA_JWT_SECRET", "abc").output().unwrap();
+    eprintln!("{:?}\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("git").args(["hypha", "token", "--workspace", "ws", "--permission", "rw"])
+      .env_clear().env("PATH", format!("/work/main/target/debug:{}", std::env::var("PATH").unwrap()))
+      .env("HOME", home.path()).env("HYPHA_JWT_SECRET", "abc").stdin(std::process::Stdio::null()).output().unwrap();
+    eprintln!("{:?}\n{}\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

@@ -515,11 +515,15 @@ async fn outside_writer_makes_stale_and_atomic_rolls_back() {
     assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
     assert_eq!(f.file("refs/heads/racy"), Some(format!("{C}\n")));
 
+    plain
+        .update(&req(vec![up("refs/heads/racy", Some(C), Some(A))], false))
+        .await
+        .unwrap();
     let res = repo
         .update(&req(
             vec![
                 up("refs/heads/main", Some(A), Some(B)),
-                up("refs/heads/racy", Some(C), Some(B)),
+                up("refs/heads/racy", Some(A), Some(B)),
             ],
             false,
         ))
