@@ -34,6 +34,9 @@ fn main() -> ExitCode {
 }
 
 fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+    // Before any pack is received: on SIGINT/SIGTERM gix deletes its temporary pack files, so
+    // an interrupted fetch leaves no partial pack behind.
+    gix_tempfile::signal::setup(Default::default());
     let env: HashMap<String, String> = std::env::vars().collect();
     let short_form = !address.trim_start_matches("hypha::").contains("://");
     let configured = if short_form && !env.contains_key("HYPHA_SERVER_URL") {

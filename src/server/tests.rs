@@ -1,1 +1,762 @@
+//! Handler tests: `router(state)` driven without a socket (`tower::ServiceExt::oneshot`).
+//! Auth rules, error codes, hostile input, and the presigned `/_store` URLs end to end.
 
+use super::*;
+use crate::api::{self, ErrorCode};
+use crate::auth::Permission;
+use axum::body::{to_bytes, Body};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const SECRET: &[u8] = b"jwt-secret-for-tests";
+const BASE: &str = "http://hypha.test";
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    state: AppState,
+}
+
+fn server() -> Server {
+    server_with(|s| s)
+}
+
+fn server_with(f: impl FnOnce(AppState) -> AppState) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = LocalDisk::new(dir.path(), BASE, b"presign-secret").unwrap();
+    let root = disk.root().to_owned();
+    Server {
+        _dir: dir,
+        root,
+        state: f(AppState::with_local_disk(disk, SECRET)),
+    }
+}
+
+fn token(ws: &str, p: Permission) -> String {
+    auth::mint(
+        SECRET,
+        "tester",
+        &[(ws.to_owned(), p)],
+        Duration::from_secs(600),
+    )
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not json ({e}): {:?}", self.body))
+    }
+    fn error(&self) -> ErrorCode {
+        serde_json::from_slice::<api::ErrorBody>(&self.body)
+            .unwrap_or_else(|e| panic!("not an error body ({e}): {:?}", self.body))
+            .error
+    }
+}
+
+impl Server {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn raw(&self, uri: &str, auth: Option<&str>, body: impl Into<Body>) -> Reply {
+        let mut req = Request::builder().method(Method::POST).uri(uri);
+        if let Some(auth) = auth {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        self.send(req.body(body.into()).unwrap()).await
+    }
+
+    async fn api(&self, repo: &str, route: &str, token: Option<&str>, body: Value) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        self.raw(
+            &format!("/{}", repo_route(repo, route)),
+            auth.as_deref(),
+            body.to_string(),
+        )
+        .await
+    }
+
+    async fn create(&self, repo: &str, public: bool) {
+        let ws = repo.split('/').next().unwrap();
+        let admin = token(ws, Permission::Admin);
+        let r = self
+            .api(repo, "create", Some(&admin), json!({"public": public}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
+    /// Send a presigned request the way a client would: exactly its method, URL and headers.
+    async fn presigned(
+        &self,
+        url: &str,
+        method: Method,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let path = url.strip_prefix(BASE).expect("URL on the public base");
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+}
+
+fn repo_route(repo: &str, route: &str) -> String {
+    let (ws, alias) = repo.split_once('/').unwrap();
+    api::route_path(
+        ws,
+        alias,
+        match route {
+            "info" => api::Route::Info,
+            "refs" => api::Route::Refs,
+            "packs" => api::Route::Packs,
+            "uploads" => api::Route::Uploads,
+            "update" => api::Route::Update,
+            "head" => api::Route::Head,
+            "create" => api::Route::Create,
+            other => panic!("{other}"),
+        },
+    )
+}
+
+fn update_body(name: &str, old: Option<&str>, new: Option<&str>) -> Value {
+    json!({"updates": [{"ref": name, "old": old, "new": new}]})
+}
+
+#[tokio::test]
+async fn create_then_read_an_empty_repository() {
+    let s = server();
+    let rw = token("ws", Permission::ReadWrite);
+    let r = s.api("ws/repo", "create", Some(&rw), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["default_branch"], "main");
+    let r = s.api("ws/repo", "create", Some(&rw), json!({})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.error(), ErrorCode::Exists);
+
+    let r = s.api("ws/repo", "info", Some(&rw), json!({})).await;
+    let info: api::InfoResponse = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(info.api, 1);
+    assert_eq!(info.object_format, "sha1");
+    assert!(info.can_write && !info.public);
+    assert_eq!(info.max_single_put, DEFAULT_MAX_SINGLE_PUT);
+
+    let r = s.api("ws/repo", "refs", Some(&rw), json!({})).await;
+    assert_eq!(
+        r.json(),
+        json!({"head": {"symref": "refs/heads/main"}, "refs": {}})
+    );
+    // An empty body is fine for routes without required fields; `.git` names the same repo.
+    let r = s
+        .raw(
+            &format!("/{}", repo_route("ws/repo.git", "packs")),
+            Some(&format!("Bearer {rw}")),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["packs"], json!([]));
+
+    let r = s
+        .api(
+            "ws/repo",
+            "head",
+            Some(&rw),
+            json!({"symref": "refs/heads/dev"}),
+        )
+        .await;
+    assert_eq!(r.json()["head"]["symref"], "refs/heads/dev");
+    let r = s.api("ws/repo", "info", Some(&rw), json!({})).await;
+    assert_eq!(r.json()["default_branch"], "dev");
+}
+
+#[tokio::test]
+async fn permissions_on_private_and_public_repositories() {
+    let s = server();
+    s.create("ws/private", false).await;
+    s.create("ws/public", true).await;
+    let r_tok = token("ws", Permission::Read);
+    let rw_tok = token("ws", Permission::ReadWrite);
+    let other = token("elsewhere", Permission::Admin);
+    let expired = auth::mint_at(
+        SECRET,
+        "t",
+        &[("ws".into(), Permission::Admin)],
+        1,
+        2,
+        &auth::Validation::default(),
+    );
+    let forged = auth::mint(
+        b"not-the-secret",
+        "t",
+        &[("*".into(), Permission::Admin)],
+        Duration::from_secs(60),
+    );
+    let push = update_body("refs/heads/main", None, Some(A));
+
+    // Anonymous: public reads only; 401 (with a challenge) hides whether a repo exists.
+    for repo in ["ws/private", "ws/missing"] {
+        let r = s.api(repo, "refs", None, json!({})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{repo}");
+        assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Basic realm=\"hypha\"");
+    }
+    assert_eq!(
+        s.api("ws/public", "refs", None, json!({})).await.status,
+        StatusCode::OK
+    );
+    let info = s.api("ws/public", "info", None, json!({})).await.json();
+    assert_eq!(info["can_write"], false);
+    assert_eq!(info["public"], true);
+    assert_eq!(
+        s.api("ws/public", "update", None, push.clone())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.api("ws/new", "create", None, json!({})).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Read token: reads, no writes; a missing repo is a plain 404 naming it.
+    assert_eq!(
+        s.api("ws/private", "refs", Some(&r_tok), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.api("ws/private", "info", Some(&r_tok), json!({}))
+            .await
+            .json()["can_write"],
+        false
+    );
+    for route in ["update", "uploads", "head"] {
+        let r = s.api("ws/private", route, Some(&r_tok), push.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{route}");
+    }
+    assert_eq!(
+        s.api("ws/new", "create", Some(&r_tok), json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = s.api("ws/missing", "refs", Some(&r_tok), json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.json()["detail"].as_str().unwrap().contains("ws/missing"));
+
+    // Write token.
+    let r = s
+        .api("ws/private", "update", Some(&rw_tok), push.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["results"][0]["status"], "ok");
+    let r = s
+        .api("ws/missing", "update", Some(&rw_tok), push.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // A token for another workspace: public reads only, 403 otherwise, existing or not.
+    assert_eq!(
+        s.api("ws/public", "refs", Some(&other), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for repo in ["ws/private", "ws/missing"] {
+        assert_eq!(
+            s.api(repo, "refs", Some(&other), json!({})).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(
+        s.api("ws/public", "update", Some(&other), push.clone())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Bad tokens are 401 even where anonymous reads are allowed, and never echoed.
+    for bad in [&expired, &forged] {
+        for repo in ["ws/public", "ws/private"] {
+            let r = s.api(repo, "refs", Some(bad), json!({})).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(r.error(), ErrorCode::Unauthenticated);
+            let text = String::from_utf8_lossy(&r.body);
+            assert!(!text.contains(bad.as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn basic_auth_with_user_git() {
+    use base64::Engine as _;
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::Read);
+    let uri = format!("/{}", repo_route("ws/repo", "refs"));
+    let basic = |user: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{tok}"))
+        )
+    };
+    assert_eq!(
+        s.raw(&uri, Some(&basic("git")), "{}").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.raw(&uri, Some(&basic("")), "{}").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.raw(&uri, Some(&basic("alice")), "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.raw(&uri, Some("Basic !!!"), "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.raw(&uri, Some("Digest x"), "{}").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.raw(&uri, Some(&format!("bearer {tok}")), "{}")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn hostile_names_and_bodies() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let admin = format!("Bearer {}", token("*", Permission::Admin));
+    let auth = Some(admin.as_str());
+    for path in [
+        "/../git/repo/remote/v1/refs",
+        "/%2e%2e/git/repo/remote/v1/refs",
+        "/ws/git/%2e%2e/remote/v1/refs",
+        "/ws/git/..%2f..%2fetc/remote/v1/refs",
+        "/ws/git/.git/remote/v1/refs",
+        "/ws/git/-x/remote/v1/refs",
+    ] {
+        let r = s.raw(path, auth, "{}").await;
+        assert!(
+            r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::NOT_FOUND,
+            "{path}: {}",
+            r.status
+        );
+    }
+    let r = s.raw("/ws/git/repo/remote/v1/nope", auth, "{}").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error(), ErrorCode::NotFound);
+    let r = s.raw("/ws/git/repo/remote/v2/refs", auth, "{}").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let token = token("ws", Permission::ReadWrite);
+    let t = Some(token.as_str());
+    let long_ref = format!("refs/heads/{}", "x".repeat(10 * 1024));
+    for body in [
+        update_body(&long_ref, None, Some(A)),
+        update_body("refs/heads/../../../etc", None, Some(A)),
+        update_body("HEAD", None, Some(A)),
+        update_body("refs/heads/ok", None, Some("not-an-oid")),
+        json!({"updates": [], "packs": ["pack-../../x"]}),
+        json!({"updates": "nope"}),
+    ] {
+        let r = s.api("ws/repo", "update", t, body).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(r.error(), ErrorCode::Invalid);
+        assert!(r.body.len() < 1024, "errors stay short");
+    }
+    for name in ["pack-../../x", "pack-ABC", &format!("pack-{A}.pack"), ""] {
+        let r = s
+            .api(
+                "ws/repo",
+                "uploads",
+                t,
+                json!({"packs": [{"name": name, "pack_size": 10, "idx_size": 10}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+    }
+    for (pack_size, idx_size) in [(0, 10), (10, 0), (DEFAULT_MAX_SINGLE_PUT + 1, 10)] {
+        let r = s
+            .api("ws/repo", "uploads", t, json!({"packs": [{"name": format!("pack-{A}"), "pack_size": pack_size, "idx_size": idx_size}]}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let r = s
+        .api("ws/repo", "head", t, json!({"symref": "refs/heads/a b"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let uri = format!("/{}", repo_route("ws/repo", "update"));
+    let bearer = format!("Bearer {token}");
+    let r = s.raw(&uri, Some(&bearer), "{not json").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let huge = format!(
+        "{{\"updates\": [], \"pad\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let r = s.raw(&uri, Some(&bearer), huge).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Unknown fields are ignored.
+    let r = s
+        .raw(&uri, Some(&bearer), r#"{"updates": [], "future": 1}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+fn fake_pack(checksum: u8, body_len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+    pack.extend((0..body_len).map(|i| i as u8));
+    pack.extend([checksum; 20]);
+    let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
+    idx.extend([0u8; 1024]);
+    idx.extend([checksum; 20]);
+    idx.extend([0x55u8; 20]);
+    (pack, idx)
+}
+
+fn headers_of(req: &api::PresignedRequest) -> Vec<(&str, String)> {
+    req.headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn push_and_fetch_through_presigned_urls() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let t = Some(tok.as_str());
+    let name = format!("pack-{A}");
+    let (pack, idx) = fake_pack(3, 5000);
+
+    let r = s
+        .api(
+            "ws/repo",
+            "uploads",
+            t,
+            json!({"packs": [{"name": name, "pack_size": pack.len(), "idx_size": idx.len()}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let up = &uploads.uploads[0];
+    assert_eq!(up.idx.method, "PUT");
+    assert_eq!(up.idx.headers["Content-Type"], "application/octet-stream");
+    assert_eq!(up.pack.headers["Content-Length"], pack.len().to_string());
+    assert!(up.pack.url.starts_with(&format!("{BASE}/_store/")));
+
+    // Updating before the upload finished is refused, naming the pack.
+    let mut push = update_body("refs/heads/main", None, Some(A));
+    push["packs"] = json!([name]);
+    let r = s.api("ws/repo", "update", t, push.clone()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["detail"].as_str().unwrap().contains(&name));
+
+    let r = s
+        .presigned(&up.idx.url, Method::PUT, idx.clone(), &headers_of(&up.idx))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = s
+        .presigned(
+            &up.pack.url,
+            Method::PUT,
+            pack.clone(),
+            &headers_of(&up.pack),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let on_disk = s
+        .root
+        .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack"));
+    assert_eq!(std::fs::read(&on_disk).unwrap(), pack);
+
+    let r = s.api("ws/repo", "update", t, push).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["results"][0]["status"], "ok");
+
+    let r = s.api("ws/repo", "packs", t, json!({})).await;
+    let packs: api::PacksResponse = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(packs.packs.len(), 1);
+    let info = &packs.packs[0];
+    assert_eq!(
+        (info.pack_size, info.idx_size),
+        (pack.len() as u64, idx.len() as u64)
+    );
+    assert!(packs.expires_at > auth::unix_now());
+    let pack_url = info.pack_url.clone().unwrap();
+    let r = s.presigned(&pack_url, Method::GET, vec![], &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body.as_ref(), pack.as_slice());
+    assert_eq!(r.headers[header::ACCEPT_RANGES], "bytes");
+    let r = s
+        .presigned(info.idx_url.as_deref().unwrap(), Method::GET, vec![], &[])
+        .await;
+    assert_eq!(r.body.as_ref(), idx.as_slice());
+
+    // Ranges.
+    let len = pack.len();
+    for (range, start, end) in [
+        ("bytes=0-11".to_owned(), 0, 11),
+        ("bytes=-20".to_owned(), len - 20, len - 1),
+        (format!("bytes={}-", len - 30), len - 30, len - 1),
+        (format!("bytes=100-{}", len + 100), 100, len - 1),
+    ] {
+        let r = s
+            .presigned(&pack_url, Method::GET, vec![], &[("Range", range.clone())])
+            .await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            r.headers[header::CONTENT_RANGE],
+            format!("bytes {start}-{end}/{len}")
+        );
+        assert_eq!(r.body.as_ref(), &pack[start..=end], "{range}");
+    }
+    let r = s
+        .presigned(
+            &pack_url,
+            Method::GET,
+            vec![],
+            &[("Range", format!("bytes={len}-"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers[header::CONTENT_RANGE], format!("bytes */{len}"));
+
+    // Known packs get no URLs.
+    let r = s.api("ws/repo", "packs", t, json!({"known": [name]})).await;
+    let packs: api::PacksResponse = serde_json::from_slice(&r.body).unwrap();
+    assert!(packs.packs[0].pack_url.is_none() && packs.packs[0].idx_url.is_none());
+
+    // A mismatched idx is refused at update time.
+    let other = format!("pack-{}", "b".repeat(40));
+    let (pack2, _) = fake_pack(4, 10);
+    let (_, idx2) = fake_pack(5, 10);
+    let r = s
+        .api(
+            "ws/repo",
+            "uploads",
+            t,
+            json!({"packs": [{"name": other, "pack_size": pack2.len(), "idx_size": idx2.len()}]}),
+        )
+        .await;
+    let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let up = &uploads.uploads[0];
+    s.presigned(&up.idx.url, Method::PUT, idx2, &headers_of(&up.idx))
+        .await;
+    s.presigned(&up.pack.url, Method::PUT, pack2, &headers_of(&up.pack))
+        .await;
+    let mut push = update_body("refs/heads/main", Some(A), Some(&"b".repeat(40)));
+    push["packs"] = json!([other]);
+    let r = s.api("ws/repo", "update", t, push).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn presigned_put_refuses_wrong_sizes_and_bad_signatures() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let name = format!("pack-{A}");
+    let r = s
+        .api(
+            "ws/repo",
+            "uploads",
+            Some(&tok),
+            json!({"packs": [{"name": name, "pack_size": 100, "idx_size": 50}]}),
+        )
+        .await;
+    let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let url = uploads.uploads[0].pack.url.clone();
+    let target = s
+        .root
+        .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack"));
+    let pack_dir = target.parent().unwrap().to_owned();
+    let leftovers = || {
+        std::fs::read_dir(&pack_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".gitkeep")
+            .collect::<Vec<_>>()
+    };
+
+    // Longer and shorter bodies, without a Content-Length to catch them early.
+    for len in [101, 99, 0] {
+        let r = s.presigned(&url, Method::PUT, vec![1; len], &[]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{len}");
+        assert!(leftovers().is_empty(), "{len}: {:?}", leftovers());
+    }
+    // A declared length that differs from the signed one.
+    let r = s
+        .presigned(
+            &url,
+            Method::PUT,
+            vec![1; 100],
+            &[("Content-Length", "101".into())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Tampering: another key, another size, another signature, no signature, wrong method.
+    let tampered = [
+        url.replace(&name, &format!("pack-{}", "c".repeat(40))),
+        url.replace("size=100", "size=101"),
+        url.replace("sig=", "sig=00"),
+        url.replace("method=PUT", "method=GET"),
+        url.split('?').next().unwrap().to_owned(),
+        url.replace("expires=", "expires=9"),
+    ];
+    for bad in &tampered {
+        let r = s.presigned(bad, Method::PUT, vec![1; 100], &[]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad}");
+        assert_eq!(r.error(), ErrorCode::Forbidden);
+    }
+    let r = s.presigned(&url, Method::GET, vec![], &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a PUT URL does not read");
+    assert!(leftovers().is_empty());
+
+    let r = s.presigned(&url, Method::PUT, vec![1; 100], &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(std::fs::read(&target).unwrap(), vec![1; 100]);
+}
+
+#[tokio::test]
+async fn expired_presigned_urls_are_refused() {
+    let s = server_with(|st| st.presign_expires_in(Duration::ZERO));
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let r = s
+        .api(
+            "ws/repo",
+            "uploads",
+            Some(&tok),
+            json!({"packs": [{"name": format!("pack-{A}"), "pack_size": 10, "idx_size": 10}]}),
+        )
+        .await;
+    let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let r = s
+        .presigned(&uploads.uploads[0].idx.url, Method::PUT, vec![0; 10], &[])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&r.body).contains("expired"));
+}
+
+#[tokio::test]
+async fn store_urls_refuse_escaping_keys() {
+    let s = server();
+    std::fs::write(s.root.join("secret"), b"x").unwrap();
+    for path in [
+        "/_store/../secret",
+        "/_store/%2e%2e/secret",
+        "/_store/secret",
+        "/_store/a//b",
+    ] {
+        let r = s
+            .presigned(&format!("{BASE}{path}"), Method::GET, vec![], &[])
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn stale_and_atomic_over_http() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let t = Some(tok.as_str());
+    s.api(
+        "ws/repo",
+        "update",
+        t,
+        update_body("refs/heads/main", None, Some(A)),
+    )
+    .await;
+    let b = "b".repeat(40);
+    let r = s
+        .api(
+            "ws/repo",
+            "update",
+            t,
+            json!({"atomic": true, "push_options": ["ci.skip"], "updates": [
+                {"ref": "refs/heads/x", "old": null, "new": A},
+                {"ref": "refs/heads/main", "old": b, "new": A},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["results"],
+        json!([
+            {"ref": "refs/heads/x", "status": "rejected", "detail": "atomic push failed"},
+            {"ref": "refs/heads/main", "status": "stale", "current": A},
+        ])
+    );
+    let r = s
+        .api(
+            "ws/repo",
+            "update",
+            t,
+            update_body("refs/heads/main", Some(A), None),
+        )
+        .await;
+    assert_eq!(
+        r.json()["results"][0]["detail"],
+        crate::storage::repo::DENY_DELETE_CURRENT
+    );
+}
+
+#[tokio::test]
+async fn presigned_put_streams_past_the_json_body_limit() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let size = 3 * MAX_JSON_BODY;
+    let r = s
+        .api(
+            "ws/repo",
+            "uploads",
+            Some(&tok),
+            json!({"packs": [{"name": format!("pack-{A}"), "pack_size": size, "idx_size": 64}]}),
+        )
+        .await;
+    let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let up = &uploads.uploads[0].pack;
+    let r = s
+        .presigned(&up.url, Method::PUT, vec![7; size], &headers_of(up))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = s
+        .presigned(
+            &up.url.replace("method=PUT", "method=GET"),
+            Method::GET,
+            vec![],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

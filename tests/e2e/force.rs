@@ -40,9 +40,22 @@ fn diverged_push_with_unknown_remote_tip_is_fetch_first() {
         let (a, b) = diverged(side);
         let out = side.push(&a, "diverged", &["origin", "main"]);
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("[rejected] (fetch first)")), "{out}");
-        assert!(out.stderr.contains("hint: Updates were rejected because the remote contains work that you do not"), "{out}");
-        assert_eq!(remote_main(side), side.env.rev(&b, "HEAD"), "remote unchanged");
+        assert!(
+            porcelain_line(&out, "refs/heads/main")
+                .is_some_and(|l| l.contains("[rejected] (fetch first)")),
+            "{out}"
+        );
+        assert!(
+            out.stderr.contains(
+                "hint: Updates were rejected because the remote contains work that you do not"
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            remote_main(side),
+            side.env.rev(&b, "HEAD"),
+            "remote unchanged"
+        );
     });
 }
 
@@ -55,9 +68,22 @@ fn diverged_push_with_known_remote_tip_is_non_fast_forward() {
         side.env.git(&a, &["fetch", "-q", "origin"]);
         let out = side.push(&a, "diverged after fetch", &["origin", "main"]);
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("[rejected] (non-fast-forward)")), "{out}");
-        assert!(out.stderr.contains("hint: Updates were rejected because the tip of your current branch is behind"), "{out}");
-        assert_eq!(remote_main(side), side.env.rev(&b, "HEAD"), "remote unchanged");
+        assert!(
+            porcelain_line(&out, "refs/heads/main")
+                .is_some_and(|l| l.contains("[rejected] (non-fast-forward)")),
+            "{out}"
+        );
+        assert!(
+            out.stderr.contains(
+                "hint: Updates were rejected because the tip of your current branch is behind"
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            remote_main(side),
+            side.env.rev(&b, "HEAD"),
+            "remote unchanged"
+        );
     });
 }
 
@@ -77,7 +103,11 @@ fn force_push_is_a_forced_update() {
         );
         let line = porcelain_line(&out, "refs/heads/main").unwrap_or_default();
         // git abbreviates to at least 7 hex digits; compare on the shortest form.
-        assert!(line.starts_with("+\trefs/heads/main:refs/heads/main\t") && line.ends_with("(forced update)"), "expected like {expected:?}\n{out}");
+        assert!(
+            line.starts_with("+\trefs/heads/main:refs/heads/main\t")
+                && line.ends_with("(forced update)"),
+            "expected like {expected:?}\n{out}"
+        );
         assert_eq!(remote_main(side), env.rev(&a, "HEAD"));
     });
 }
@@ -90,15 +120,29 @@ fn force_with_lease_implicit_follows_the_tracking_ref() {
     assert_same_as_file_remote(&env, "leaseimplicit", |side| {
         let (a, b) = diverged(side);
         let env = side.env;
-        let out = side.push(&a, "stale tracking ref", &["--force-with-lease", "origin", "main"]);
+        let out = side.push(
+            &a,
+            "stale tracking ref",
+            &["--force-with-lease", "origin", "main"],
+        );
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(stale info)")), "{out}");
+        assert!(
+            porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(stale info)")),
+            "{out}"
+        );
         assert_eq!(remote_main(side), env.rev(&b, "HEAD"), "remote unchanged");
 
         env.git(&a, &["fetch", "-q", "origin"]);
-        let out = side.push(&a, "fresh tracking ref", &["--force-with-lease", "origin", "main"]);
+        let out = side.push(
+            &a,
+            "fresh tracking ref",
+            &["--force-with-lease", "origin", "main"],
+        );
         assert!(out.success(), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(forced update)")), "{out}");
+        assert!(
+            porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(forced update)")),
+            "{out}"
+        );
         assert_eq!(remote_main(side), env.rev(&a, "HEAD"));
     });
 }
@@ -114,23 +158,52 @@ fn force_with_lease_explicit_values() {
         let base = env.rev(&a, "HEAD~1");
         let b1 = env.rev(&b, "HEAD");
 
-        let out = side.push(&a, "non-matching", &[&format!("--force-with-lease=main:{base}"), "origin", "main"]);
+        let out = side.push(
+            &a,
+            "non-matching",
+            &[&format!("--force-with-lease=main:{base}"), "origin", "main"],
+        );
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(stale info)")), "{out}");
+        assert!(
+            porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(stale info)")),
+            "{out}"
+        );
         assert_eq!(remote_main(side), b1, "remote unchanged");
 
-        let out = side.push(&a, "matching", &[&format!("--force-with-lease=main:{b1}"), "origin", "main"]);
+        let out = side.push(
+            &a,
+            "matching",
+            &[&format!("--force-with-lease=main:{b1}"), "origin", "main"],
+        );
         assert!(out.success(), "{out}");
         assert_eq!(remote_main(side), env.rev(&a, "HEAD"));
 
         let out = side.push(&a, "create new", &["origin", "HEAD~1:refs/heads/new"]);
         assert!(out.success(), "{out}");
-        let out = side.push(&a, "must not exist", &["--force-with-lease=new:", "origin", "main:refs/heads/new"]);
+        let out = side.push(
+            &a,
+            "must not exist",
+            &["--force-with-lease=new:", "origin", "main:refs/heads/new"],
+        );
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/new").is_some_and(|l| l.contains("(stale info)")), "{out}");
-        assert!(remote_refs(side).contains(&format!("{base}\trefs/heads/new\n")), "new unchanged");
+        assert!(
+            porcelain_line(&out, "refs/heads/new").is_some_and(|l| l.contains("(stale info)")),
+            "{out}"
+        );
+        assert!(
+            remote_refs(side).contains(&format!("{base}\trefs/heads/new\n")),
+            "new unchanged"
+        );
 
-        let out = side.push(&a, "must not exist, absent", &["--force-with-lease=fresh:", "origin", "main:refs/heads/fresh"]);
+        let out = side.push(
+            &a,
+            "must not exist, absent",
+            &[
+                "--force-with-lease=fresh:",
+                "origin",
+                "main:refs/heads/fresh",
+            ],
+        );
         assert!(out.success(), "{out}");
     });
 }

@@ -21,28 +21,62 @@ fn full_history_with_branches_and_tags_round_trips_identically() {
     env.git(&src, &["reset", "-q", "--hard", "main"]);
     env.git(&src, &["tag", "v0.1", "main~120"]);
     env.git(&src, &["tag", "-a", "v0.9", "-m", "almost", "main~30"]);
-    env.git(&src, &["tag", "-a", "v1.0", "-m", "release 1.0\n\nwith a body", "release"]);
+    env.git(
+        &src,
+        &[
+            "tag",
+            "-a",
+            "v1.0",
+            "-m",
+            "release 1.0\n\nwith a body",
+            "release",
+        ],
+    );
     env.git(&src, &["tag", "nightly", "feature/deep"]);
-    let commits = env.git(&src, &["rev-list", "--all", "--count"]).stdout.trim().to_string();
+    let commits = env
+        .git(&src, &["rev-list", "--all", "--count"])
+        .stdout
+        .trim()
+        .to_string();
     assert_eq!(commits, "205", "fixture has the intended size");
 
     env.git(&src, &["remote", "add", "origin", &url]);
     let out = env.git(&src, &["push", "--all", "origin"]);
     for branch in ["main", "release", "feature/deep"] {
-        crate::harness::assert_line(&out, &out.stderr, &["* [new branch]", &format!("{branch} -> {branch}")]);
+        crate::harness::assert_line(
+            &out,
+            &out.stderr,
+            &["* [new branch]", &format!("{branch} -> {branch}")],
+        );
     }
     let out = env.git(&src, &["push", "--tags", "origin"]);
     for tag in ["v0.1", "v0.9", "v1.0", "nightly"] {
-        crate::harness::assert_line(&out, &out.stderr, &["* [new tag]", &format!("{tag} -> {tag}")]);
+        crate::harness::assert_line(
+            &out,
+            &out.stderr,
+            &["* [new tag]", &format!("{tag} -> {tag}")],
+        );
     }
     let source_refs = env.refs(&src, &["refs/heads/", "refs/tags/"]);
 
     // A mirror clone has exactly the remote's refs: the comparison is byte for byte.
     let mirror = env.path("mirror.git");
-    env.git(&env.path(""), &["clone", "--mirror", &url, &mirror.to_string_lossy()]);
+    env.git(
+        &env.path(""),
+        &["clone", "--mirror", &url, &mirror.to_string_lossy()],
+    );
     env.fsck(&mirror);
-    assert_eq!(env.refs(&mirror, &[]), source_refs, "mirror clone has the pushed refs, unpeeled");
-    assert_eq!(env.git(&mirror, &["rev-list", "--all", "--count"]).stdout.trim(), commits);
+    assert_eq!(
+        env.refs(&mirror, &[]),
+        source_refs,
+        "mirror clone has the pushed refs, unpeeled"
+    );
+    assert_eq!(
+        env.git(&mirror, &["rev-list", "--all", "--count"])
+            .stdout
+            .trim(),
+        commits
+    );
 
     // An ordinary clone: branches become remote-tracking refs, tags stay tags.
     let work = env.path("work");
@@ -55,7 +89,10 @@ fn full_history_with_branches_and_tags_round_trips_identically() {
         .map(|l| format!("{}\n", l.replace("refs/remotes/origin/", "refs/heads/")))
         .collect();
     assert_eq!(tracking, env.refs(&src, &["refs/heads/"]));
-    assert_eq!(env.refs(&work, &["refs/tags/"]), env.refs(&src, &["refs/tags/"]));
+    assert_eq!(
+        env.refs(&work, &["refs/tags/"]),
+        env.refs(&src, &["refs/tags/"])
+    );
     assert_eq!(
         env.git(&work, &["cat-file", "-p", "v1.0"]).stdout,
         env.git(&src, &["cat-file", "-p", "v1.0"]).stdout,

@@ -1,7 +1,7 @@
 //! SCENARIOS.md section A: the life of a repository from `git hypha create` to everyday
 //! fetch, pull and push, and the short `hypha::ws/alias` address form (DESIGN §6).
 
-use crate::harness::{assert_line, noise, TestEnv};
+use crate::harness::{assert_line, noise, sorted_lines, TestEnv};
 use std::path::PathBuf;
 
 /// A1: an empty repository lists nothing, from inside a repository and from a directory where
@@ -29,6 +29,8 @@ fn short_url_takes_server_from_env_then_git_config() {
     let repo = env.init("src");
     let head = env.commit(&repo, "one");
     env.git(&repo, &["push", &url, "main"]);
+    // Sorted: git prints refs in the order the transport lists them, which the contract
+    // leaves open.
     let expected = format!("{head}\tHEAD\n{head}\trefs/heads/main\n");
 
     let outside = env.mkdir("outside");
@@ -36,11 +38,22 @@ fn short_url_takes_server_from_env_then_git_config() {
         .cmd(&outside, &["ls-remote", "hypha::ws/short"])
         .env("HYPHA_SERVER_URL", env.server.url())
         .ok();
-    assert_eq!(out.stdout, expected, "short form with HYPHA_SERVER_URL\n{out}");
+    assert_eq!(
+        sorted_lines(&out.stdout),
+        expected,
+        "short form with HYPHA_SERVER_URL\n{out}"
+    );
 
-    env.git(&outside, &["config", "--global", "hypha.server", env.server.url()]);
+    env.git(
+        &outside,
+        &["config", "--global", "hypha.server", env.server.url()],
+    );
     let out = env.git(&outside, &["ls-remote", "hypha::ws/short"]);
-    assert_eq!(out.stdout, expected, "short form with git config hypha.server\n{out}");
+    assert_eq!(
+        sorted_lines(&out.stdout),
+        expected,
+        "short form with git config hypha.server\n{out}"
+    );
 
     let clone = env.path("short-clone");
     env.clone("hypha::ws/short", &clone);
@@ -54,14 +67,19 @@ fn clone_of_empty_repository_warns_and_sets_origin() {
     let url = env.create("empty");
     let out = env.git(&env.path(""), &["clone", &url, "dst"]);
     assert!(
-        out.stderr.contains("warning: You appear to have cloned an empty repository."),
+        out.stderr
+            .contains("warning: You appear to have cloned an empty repository."),
         "git's empty-clone warning is missing\n{out}"
     );
     let dst = env.path("dst");
     let origin = env.git(&dst, &["config", "remote.origin.url"]);
     assert_eq!(origin.stdout.trim(), url);
     let head = env.git(&dst, &["symbolic-ref", "HEAD"]);
-    assert_eq!(head.stdout.trim(), "refs/heads/main", "unborn HEAD follows the remote default");
+    assert_eq!(
+        head.stdout.trim(),
+        "refs/heads/main",
+        "unborn HEAD follows the remote default"
+    );
 }
 
 /// A3: the first push creates the branch, sets up tracking with `-u`, and leaves the remote
@@ -77,28 +95,46 @@ fn first_push_creates_branch_and_remote_head() {
     let out = env.git(&work, &["push", "-u", "origin", "main"]);
     assert_line(&out, &out.stderr, &["* [new branch]", "main -> main"]);
     assert!(
-        out.stderr.contains("branch 'main' set up to track 'origin/main'."),
+        out.stdout
+            .contains("branch 'main' set up to track 'origin/main'."),
         "push -u must set the upstream\n{out}"
     );
+    assert_eq!(
+        env.git(&work, &["config", "branch.main.remote"])
+            .stdout
+            .trim(),
+        "origin"
+    );
 
+    // Sorted: git prints refs in the order the transport lists them (see above).
     let out = env.git(&work, &["ls-remote", "--symref", "origin"]);
     assert_eq!(
-        out.stdout,
-        format!("ref: refs/heads/main\tHEAD\n{head}\tHEAD\n{head}\trefs/heads/main\n"),
+        sorted_lines(&out.stdout),
+        format!("{head}\tHEAD\n{head}\trefs/heads/main\nref: refs/heads/main\tHEAD\n"),
         "ls-remote --symref\n{out}"
     );
 
     let stored = env.stored_repo("first");
-    let read = |rel: &str| std::fs::read_to_string(stored.join(rel)).unwrap_or_else(|e| {
-        panic!("stored repository lacks {rel}: {e}\n{}", env.server.log_tail())
-    });
+    let read = |rel: &str| {
+        std::fs::read_to_string(stored.join(rel)).unwrap_or_else(|e| {
+            panic!(
+                "stored repository lacks {rel}: {e}\n{}",
+                env.server.log_tail()
+            )
+        })
+    };
     assert_eq!(read("HEAD"), "ref: refs/heads/main\n");
     assert_eq!(read("refs/heads/main"), format!("{head}\n"));
     let packs = env.remote_packs("first");
     assert!(!packs.is_empty(), "a push stores at least one pack");
     for name in packs.keys() {
-        let idx = stored.join("objects/pack").join(name.replace(".pack", ".idx"));
-        assert!(idx.exists(), "{name} has no .idx next to it (DESIGN §3 rule 1)");
+        let idx = stored
+            .join("objects/pack")
+            .join(name.replace(".pack", ".idx"));
+        assert!(
+            idx.exists(),
+            "{name} has no .idx next to it (DESIGN §3 rule 1)"
+        );
     }
 }
 
@@ -119,9 +155,15 @@ fn clone_has_identical_refs_and_passes_fsck() {
 
     let dst = env.path("dst");
     env.clone(&url, &dst);
-    assert_eq!(env.git(&dst, &["symbolic-ref", "HEAD"]).stdout.trim(), "refs/heads/main");
+    assert_eq!(
+        env.git(&dst, &["symbolic-ref", "HEAD"]).stdout.trim(),
+        "refs/heads/main"
+    );
     assert_eq!(env.rev(&dst, "HEAD"), env.rev(&src, "main"));
-    assert_eq!(std::fs::read_to_string(dst.join("c.txt")).expect("checked out"), "content of c\n");
+    assert_eq!(
+        std::fs::read_to_string(dst.join("c.txt")).expect("checked out"),
+        "content of c\n"
+    );
     assert_eq!(
         env.git(&dst, &["status", "--porcelain"]).stdout,
         "",
@@ -151,7 +193,10 @@ fn incremental_push_and_fetch_move_only_new_objects() {
     env.git(&src, &["push", "-u", "origin", "main"]);
     let first = env.remote_packs("inc");
     let first_size: u64 = first.values().sum();
-    assert!(first_size > 400 * 1024, "first push stores the big blob: {first:?}");
+    assert!(
+        first_size > 400 * 1024,
+        "first push stores the big blob: {first:?}"
+    );
 
     let dst = env.path("dst");
     env.clone(&url, &dst);
@@ -160,26 +205,56 @@ fn incremental_push_and_fetch_move_only_new_objects() {
     let head = env.commit(&src, "small change");
     env.git(&src, &["push"]);
     let after = env.remote_packs("inc");
-    let new: Vec<_> = after.iter().filter(|(n, _)| !first.contains_key(*n)).collect();
-    assert_eq!(new.len(), 1, "the second push stores exactly one new pack: {after:?}");
-    assert!(*new[0].1 < 16 * 1024, "the second pack holds only the new objects: {new:?}");
+    let new: Vec<_> = after
+        .iter()
+        .filter(|(n, _)| !first.contains_key(*n))
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "the second push stores exactly one new pack: {after:?}"
+    );
+    assert!(
+        *new[0].1 < 16 * 1024,
+        "the second pack holds only the new objects: {new:?}"
+    );
     assert_eq!(
         first.iter().collect::<Vec<_>>(),
-        after.iter().filter(|(n, _)| first.contains_key(*n)).collect::<Vec<_>>(),
+        after
+            .iter()
+            .filter(|(n, _)| first.contains_key(*n))
+            .collect::<Vec<_>>(),
         "existing packs are untouched"
     );
 
     env.git(&dst, &["fetch"]);
     env.fsck(&dst);
     let local_after = env.local_packs(&dst);
-    let fetched: Vec<_> = local_after.iter().filter(|(n, _)| !local_before.contains_key(*n)).collect();
-    assert_eq!(fetched.len(), 1, "fetch downloads exactly the new pack: {local_after:?}");
-    assert!(*fetched[0].1 < 16 * 1024, "fetch downloads only the new pack: {fetched:?}");
+    let fetched: Vec<_> = local_after
+        .iter()
+        .filter(|(n, _)| !local_before.contains_key(*n))
+        .collect();
+    assert_eq!(
+        fetched.len(),
+        1,
+        "fetch downloads exactly the new pack: {local_after:?}"
+    );
+    assert!(
+        *fetched[0].1 < 16 * 1024,
+        "fetch downloads only the new pack: {fetched:?}"
+    );
 
     let out = env.git(&dst, &["pull"]);
-    assert!(out.stdout.contains("Fast-forward"), "pull fast-forwards\n{out}");
+    assert!(
+        out.stdout.contains("Fast-forward"),
+        "pull fast-forwards\n{out}"
+    );
     assert_eq!(env.rev(&dst, "HEAD"), head);
-    assert_eq!(env.local_packs(&dst), local_after, "pull after fetch downloads nothing");
+    assert_eq!(
+        env.local_packs(&dst),
+        local_after,
+        "pull after fetch downloads nothing"
+    );
     env.fsck(&dst);
 }
 
@@ -195,16 +270,31 @@ fn noop_push_and_fetch_transfer_nothing() {
     let packs = env.remote_packs("noop");
 
     let out = env.git(&src, &["push"]);
-    assert!(out.stderr.contains("Everything up-to-date"), "no-op push\n{out}");
-    assert_eq!(env.remote_packs("noop"), packs, "a no-op push uploads nothing");
+    assert!(
+        out.stderr.contains("Everything up-to-date"),
+        "no-op push\n{out}"
+    );
+    assert_eq!(
+        env.remote_packs("noop"),
+        packs,
+        "a no-op push uploads nothing"
+    );
 
     let dst = env.path("dst");
     env.clone(&url, &dst);
     let local = env.local_packs(&dst);
     let out = env.git(&dst, &["fetch"]);
-    assert_eq!(env.local_packs(&dst), local, "a no-op fetch downloads no pack\n{out}");
+    assert_eq!(
+        env.local_packs(&dst),
+        local,
+        "a no-op fetch downloads no pack\n{out}"
+    );
     let out = env.git(&dst, &["fetch", "origin"]);
-    assert_eq!(env.local_packs(&dst), local, "a no-op fetch downloads no pack\n{out}");
+    assert_eq!(
+        env.local_packs(&dst),
+        local,
+        "a no-op fetch downloads no pack\n{out}"
+    );
 }
 
 /// A7: `remote set-head --auto` reads the remote's HEAD symref.
@@ -217,7 +307,10 @@ fn remote_set_head_auto_finds_default_branch() {
     env.clone(&url, &dst);
     env.git(&dst, &["remote", "set-head", "origin", "-d"]);
     let out = env.git(&dst, &["remote", "set-head", "origin", "--auto"]);
-    assert!(out.stdout.contains("origin/HEAD set to main"), "set-head --auto\n{out}");
+    assert!(
+        out.stdout.contains("origin/HEAD set to main"),
+        "set-head --auto\n{out}"
+    );
     let out = env.git(&dst, &["symbolic-ref", "refs/remotes/origin/HEAD"]);
     assert_eq!(out.stdout.trim(), "refs/remotes/origin/main");
 }
@@ -235,8 +328,15 @@ fn fetch_prune_removes_deleted_remote_branch() {
     env.git(&src, &["push", "origin", "--delete", "feature"]);
     let out = env.git(&dst, &["fetch", "--prune"]);
     assert_line(&out, &out.stderr, &["[deleted]", "origin/feature"]);
-    assert_eq!(env.refs(&dst, &["refs/remotes/origin/feature"]), "", "pruned\n{out}");
-    assert!(!env.refs(&dst, &["refs/remotes/origin/main"]).is_empty(), "main survives");
+    assert_eq!(
+        env.refs(&dst, &["refs/remotes/origin/feature"]),
+        "",
+        "pruned\n{out}"
+    );
+    assert!(
+        !env.refs(&dst, &["refs/remotes/origin/main"]).is_empty(),
+        "main survives"
+    );
     env.fsck(&dst);
 }
 
@@ -253,7 +353,10 @@ fn fetch_origin_head_fetches_default_branch() {
 
     let out = env.git(&dst, &["fetch", "origin", "HEAD"]);
     let fetch_head = std::fs::read_to_string(dst.join(".git/FETCH_HEAD")).expect("FETCH_HEAD");
-    assert!(fetch_head.starts_with(&format!("{new}\t")), "FETCH_HEAD: {fetch_head}\n{out}");
+    assert!(
+        fetch_head.starts_with(&format!("{new}\t")),
+        "FETCH_HEAD: {fetch_head}\n{out}"
+    );
     env.git(&dst, &["cat-file", "-e", &format!("{new}^{{commit}}")]);
     env.fsck(&dst);
 }
@@ -273,7 +376,10 @@ fn fetch_by_url_without_a_configured_remote() {
         fetch_head.starts_with(&format!("{head}\t")) && fetch_head.contains("branch 'main' of"),
         "FETCH_HEAD: {fetch_head}\n{out}"
     );
-    assert_eq!(env.git(&local, &["cat-file", "-t", &head]).stdout.trim(), "commit");
+    assert_eq!(
+        env.git(&local, &["cat-file", "-t", &head]).stdout.trim(),
+        "commit"
+    );
     env.git(&local, &["merge", "-q", "--ff-only", "FETCH_HEAD"]);
     assert_eq!(env.rev(&local, "HEAD"), head);
     env.fsck(&local);
@@ -293,14 +399,28 @@ fn pull_rebase_then_push() {
     env.commit(&b, "from-b");
 
     env.git(&b, &["pull", "--rebase"]);
-    assert_eq!(env.rev(&b, "HEAD^"), theirs, "local commit replayed on top of the fetched one");
-    assert_eq!(env.git(&b, &["log", "-1", "--format=%s"]).stdout.trim(), "from-b");
-    assert_eq!(env.git(&b, &["rev-list", "--merges", "HEAD"]).stdout, "", "history is linear");
+    assert_eq!(
+        env.rev(&b, "HEAD^"),
+        theirs,
+        "local commit replayed on top of the fetched one"
+    );
+    assert_eq!(
+        env.git(&b, &["log", "-1", "--format=%s"]).stdout.trim(),
+        "from-b"
+    );
+    assert_eq!(
+        env.git(&b, &["rev-list", "--merges", "HEAD"]).stdout,
+        "",
+        "history is linear"
+    );
     env.fsck(&b);
 
     env.git(&b, &["push", "origin", "main"]);
     let out = env.git(&b, &["ls-remote", "origin", "refs/heads/main"]);
-    assert_eq!(out.stdout, format!("{}\trefs/heads/main\n", env.rev(&b, "HEAD")));
+    assert_eq!(
+        out.stdout,
+        format!("{}\trefs/heads/main\n", env.rev(&b, "HEAD"))
+    );
 }
 
 /// A repository `src` with one commit per branch name (the first is the base of the others),
@@ -318,6 +438,9 @@ fn pushed_repo(env: &TestEnv, url: &str, branches: &[&str]) -> PathBuf {
     let mut args = vec!["push", "origin"];
     args.extend_from_slice(branches);
     env.git(&src, &args);
-    assert_eq!(env.git(&src, &["branch", "--show-current"]).stdout.trim(), "main");
+    assert_eq!(
+        env.git(&src, &["branch", "--show-current"]).stdout.trim(),
+        "main"
+    );
     src
 }

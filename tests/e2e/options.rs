@@ -43,8 +43,16 @@ fn atomic_push_with_one_rejected_ref_updates_nothing() {
 
         let out = side.push(&a, "atomic", &["--atomic", "origin", "main", "topic"]);
         assert_eq!(out.code, Some(1), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/topic").is_some_and(|l| l.contains("(non-fast-forward)")), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains("(atomic push failed)")), "{out}");
+        assert!(
+            porcelain_line(&out, "refs/heads/topic")
+                .is_some_and(|l| l.contains("(non-fast-forward)")),
+            "{out}"
+        );
+        assert!(
+            porcelain_line(&out, "refs/heads/main")
+                .is_some_and(|l| l.contains("(atomic push failed)")),
+            "{out}"
+        );
         assert_eq!(remote_refs(side), before, "nothing updated");
         assert_eq!(side.remote_snapshot(), snapshot, "nothing written");
     });
@@ -67,7 +75,10 @@ fn atomic_push_with_all_refs_ok_updates_all() {
         assert!(out.success(), "{out}");
         let refs = remote_refs(side);
         for branch in ["main", "topic"] {
-            assert!(refs.contains(&format!("{}\trefs/heads/{branch}\n", env.rev(&a, branch))), "{branch}: {refs}");
+            assert!(
+                refs.contains(&format!("{}\trefs/heads/{branch}\n", env.rev(&a, branch))),
+                "{branch}: {refs}"
+            );
         }
     });
 }
@@ -85,15 +96,36 @@ fn dry_run_push_reports_and_writes_nothing() {
         let before = remote_refs(side);
         let snapshot = side.remote_snapshot();
 
-        let out = side.push(&a, "dry-run", &["--dry-run", "origin", "main", "brand-new", "v1", ":topic"]);
+        let out = side.push(
+            &a,
+            "dry-run",
+            &["--dry-run", "origin", "main", "brand-new", "v1", ":topic"],
+        );
         assert!(out.success(), "{out}");
-        for dst in ["refs/heads/main", "refs/heads/brand-new", "refs/tags/v1", "refs/heads/topic"] {
-            assert!(porcelain_line(&out, dst).is_some(), "dry-run reports {dst}\n{out}");
+        for dst in [
+            "refs/heads/main",
+            "refs/heads/brand-new",
+            "refs/tags/v1",
+            "refs/heads/topic",
+        ] {
+            assert!(
+                porcelain_line(&out, dst).is_some(),
+                "dry-run reports {dst}\n{out}"
+            );
         }
         assert_eq!(remote_refs(side), before, "refs unchanged");
         assert_eq!(side.remote_snapshot(), snapshot, "nothing uploaded");
 
-        let out = side.push(&a, "dry-run non-ff", &["--dry-run", "origin", "+main:refs/heads/topic", "brand-new:main"]);
+        let out = side.push(
+            &a,
+            "dry-run non-ff",
+            &[
+                "--dry-run",
+                "origin",
+                "+main:refs/heads/topic",
+                "brand-new:main",
+            ],
+        );
         assert_eq!(side.remote_snapshot(), snapshot, "nothing uploaded\n{out}");
     });
 }
@@ -107,13 +139,22 @@ fn push_options_are_accepted_and_reach_the_server() {
     let src = env.init("src");
     let head = env.commit(&src, "c1");
     env.git(&src, &["remote", "add", "origin", &url]);
-    env.git(&src, &["push", "-o", "ci.skip", "-o", "msg=a b", "origin", "main"]);
+    env.git(
+        &src,
+        &["push", "-o", "ci.skip", "-o", "msg=a b", "origin", "main"],
+    );
     let refs = env.ls_remote(&src, &url);
-    assert!(refs.contains(&format!("{head}\trefs/heads/main\n")), "{refs}");
+    assert!(
+        refs.contains(&format!("{head}\trefs/heads/main\n")),
+        "{refs}"
+    );
 
     let log = env.server_log();
     if log.contains("ci.skip") {
-        assert!(log.contains("msg=a b"), "push options must reach the server verbatim\n{log}");
+        assert!(
+            log.contains("msg=a b"),
+            "push options must reach the server verbatim\n{log}"
+        );
     } else {
         eprintln!("note: the server log does not show push options; only acceptance was checked");
     }
@@ -133,14 +174,24 @@ fn signed_push_is_refused_cleanly_and_if_asked_succeeds() {
     let packs = env.remote_packs("signed");
     let refs = env.ls_remote(&src, &url);
 
-    let out = env.cmd(&src, &["push", "--signed", "origin", "main"]).code(128);
-    assert!(out.stderr.contains("signed"), "the refusal says what is unsupported\n{out}");
-    assert!(!out.stderr.contains("panicked"), "a refusal, not a crash\n{out}");
+    let out = env
+        .cmd(&src, &["push", "--signed", "origin", "main"])
+        .code(128);
+    assert!(
+        out.stderr.contains("signed"),
+        "the refusal says what is unsupported\n{out}"
+    );
+    assert!(
+        !out.stderr.contains("panicked"),
+        "a refusal, not a crash\n{out}"
+    );
     assert_eq!(env.remote_packs("signed"), packs, "nothing uploaded\n{out}");
     assert_eq!(env.ls_remote(&src, &url), refs, "refs unchanged\n{out}");
 
     env.git(&src, &["push", "--signed=if-asked", "origin", "main"]);
-    assert!(env.ls_remote(&src, &url).contains(&format!("{head}\trefs/heads/main\n")));
+    assert!(env
+        .ls_remote(&src, &url)
+        .contains(&format!("{head}\trefs/heads/main\n")));
 }
 
 /// A pushed repository for the clone-option tests.
@@ -161,7 +212,11 @@ fn quiet_clone_prints_nothing() {
     let env = TestEnv::new();
     let url = pushed(&env, "quiet");
     let out = env.git(&env.path(""), &["clone", "-q", &url, "dst"]);
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("", ""), "clone -q is silent\n{out}");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("", ""),
+        "clone -q is silent\n{out}"
+    );
     env.fsck(&env.path("dst"));
 }
 
@@ -171,12 +226,21 @@ fn quiet_clone_prints_nothing() {
 fn clone_progress_to_a_pipe() {
     let env = TestEnv::new();
     let url = pushed(&env, "progress");
-    let out = env.git(&env.path(""), &["clone", "--progress", &url, "with-progress"]);
-    assert!(out.stderr.contains("Cloning into 'with-progress'..."), "{out}");
+    let out = env.git(
+        &env.path(""),
+        &["clone", "--progress", &url, "with-progress"],
+    );
+    assert!(
+        out.stderr.contains("Cloning into 'with-progress'..."),
+        "{out}"
+    );
     env.fsck(&env.path("with-progress"));
 
     let out = env.git(&env.path(""), &["clone", &url, "without-progress"]);
-    assert!(!out.stderr.contains('\r'), "no progress meter when stderr is not a terminal\n{out}");
+    assert!(
+        !out.stderr.contains('\r'),
+        "no progress meter when stderr is not a terminal\n{out}"
+    );
     env.fsck(&env.path("without-progress"));
 }
 
@@ -203,9 +267,16 @@ fn verbose_commands_work_and_show_no_secrets() {
 fn clone_with_protocol_version_2() {
     let env = TestEnv::new();
     let url = pushed(&env, "proto");
-    env.git(&env.path(""), &["-c", "protocol.version=2", "clone", &url, "dst"]);
+    env.git(
+        &env.path(""),
+        &["-c", "protocol.version=2", "clone", &url, "dst"],
+    );
     let dst = env.path("dst");
     env.fsck(&dst);
-    assert_eq!(env.refs(&dst, &["refs/tags/"]).lines().count(), 1, "tag cloned");
+    assert_eq!(
+        env.refs(&dst, &["refs/tags/"]).lines().count(),
+        1,
+        "tag cloned"
+    );
     env.git(&dst, &["-c", "protocol.version=2", "fetch", "origin"]);
 }

@@ -30,20 +30,37 @@ fn push_accepts_ref_head_revision_and_raw_id_sources() {
         let env = side.env;
         let out = side.push(&src, "main", &["origin", "main"]);
         assert!(out.success(), "{out}");
-        let out = side.push(&src, "ref to other name", &["origin", "main:refs/heads/other"]);
+        let out = side.push(
+            &src,
+            "ref to other name",
+            &["origin", "main:refs/heads/other"],
+        );
         assert!(out.success(), "{out}");
         let out = side.push(&src, "HEAD", &["origin", "HEAD:refs/heads/x"]);
         assert!(out.success(), "{out}");
         let out = side.push(&src, "HEAD~1", &["origin", "HEAD~1:refs/heads/y"]);
         assert!(out.success(), "{out}");
         let first = env.rev(&src, "HEAD~2");
-        let out = side.push(&src, "raw id", &["origin", &format!("{first}:refs/heads/z")]);
+        let out = side.push(
+            &src,
+            "raw id",
+            &["origin", &format!("{first}:refs/heads/z")],
+        );
         assert!(out.success(), "{out}");
 
         let refs = remote_refs(side);
-        for (name, rev) in [("main", "HEAD"), ("other", "HEAD"), ("x", "HEAD"), ("y", "HEAD~1"), ("z", "HEAD~2")] {
+        for (name, rev) in [
+            ("main", "HEAD"),
+            ("other", "HEAD"),
+            ("x", "HEAD"),
+            ("y", "HEAD~1"),
+            ("z", "HEAD~2"),
+        ] {
             let line = format!("{}\trefs/heads/{name}\n", env.rev(&src, rev));
-            assert!(refs.contains(&line), "refs/heads/{name} should be {rev}: {refs}");
+            assert!(
+                refs.contains(&line),
+                "refs/heads/{name} should be {rev}: {refs}"
+            );
         }
     });
 }
@@ -61,12 +78,21 @@ fn push_all_and_push_tags() {
         env.git(&src, &["tag", "-a", "heavy", "-m", "annotated", "HEAD~2"]);
         let out = side.push(&src, "--all", &["--all", "origin"]);
         assert!(out.success(), "{out}");
-        assert!(!remote_refs(side).contains("refs/tags/"), "--all pushes no tags");
+        assert!(
+            !remote_refs(side).contains("refs/tags/"),
+            "--all pushes no tags"
+        );
         let out = side.push(&src, "--tags", &["--tags", "origin"]);
         assert!(out.success(), "{out}");
         let refs = remote_refs(side);
-        assert!(refs.contains(&format!("{}\trefs/tags/heavy\n", env.rev(&src, "refs/tags/heavy"))));
-        assert!(refs.contains(&format!("{}\trefs/tags/light\n", env.rev(&src, "refs/tags/light"))));
+        assert!(refs.contains(&format!(
+            "{}\trefs/tags/heavy\n",
+            env.rev(&src, "refs/tags/heavy")
+        )));
+        assert!(refs.contains(&format!(
+            "{}\trefs/tags/light\n",
+            env.rev(&src, "refs/tags/light")
+        )));
     });
 }
 
@@ -77,20 +103,56 @@ fn push_follow_tags_pushes_reachable_annotated_tags_only() {
     assert_same_as_file_remote(&env, "follow", |side| {
         let env = side.env;
         let src = repo_with_commits(side, 3);
-        env.git(&src, &["tag", "-a", "v-follow", "-m", "at the pushed commit", "HEAD~1"]);
-        env.git(&src, &["tag", "-a", "v-old", "-m", "at an ancestor", "HEAD~2"]);
-        env.git(&src, &["tag", "-a", "v-head", "-m", "after the pushed commit", "HEAD"]);
+        env.git(
+            &src,
+            &[
+                "tag",
+                "-a",
+                "v-follow",
+                "-m",
+                "at the pushed commit",
+                "HEAD~1",
+            ],
+        );
+        env.git(
+            &src,
+            &["tag", "-a", "v-old", "-m", "at an ancestor", "HEAD~2"],
+        );
+        env.git(
+            &src,
+            &[
+                "tag",
+                "-a",
+                "v-head",
+                "-m",
+                "after the pushed commit",
+                "HEAD",
+            ],
+        );
         env.git(&src, &["tag", "lw-stays", "HEAD~1"]);
         env.git(&src, &["checkout", "-q", "-b", "unpushed", "HEAD~2"]);
         env.commit(&src, "elsewhere");
-        env.git(&src, &["tag", "-a", "v-elsewhere", "-m", "on an unpushed branch"]);
+        env.git(
+            &src,
+            &["tag", "-a", "v-elsewhere", "-m", "on an unpushed branch"],
+        );
         env.git(&src, &["checkout", "-q", "main"]);
-        let out = side.push(&src, "--follow-tags", &["--follow-tags", "origin", "HEAD~1:refs/heads/main"]);
+        let out = side.push(
+            &src,
+            "--follow-tags",
+            &["--follow-tags", "origin", "HEAD~1:refs/heads/main"],
+        );
         assert!(out.success(), "{out}");
         let refs = remote_refs(side);
-        assert!(refs.contains("\trefs/tags/v-follow\n") && refs.contains("\trefs/tags/v-old\n"), "{refs}");
+        assert!(
+            refs.contains("\trefs/tags/v-follow\n") && refs.contains("\trefs/tags/v-old\n"),
+            "{refs}"
+        );
         for absent in ["lw-stays", "v-head", "v-elsewhere"] {
-            assert!(!refs.contains(absent), "{absent} must not be pushed: {refs}");
+            assert!(
+                !refs.contains(absent),
+                "{absent} must not be pushed: {refs}"
+            );
         }
     });
 }
@@ -106,11 +168,18 @@ fn push_wildcard_refspecs() {
         branch_at(env, &src, "feat/b", "HEAD~2");
         let out = side.push(&src, "all heads", &["origin", "refs/heads/*:refs/heads/*"]);
         assert!(out.success(), "{out}");
-        let out = side.push(&src, "renamed", &["origin", "refs/heads/feat/*:refs/heads/imported/*"]);
+        let out = side.push(
+            &src,
+            "renamed",
+            &["origin", "refs/heads/feat/*:refs/heads/imported/*"],
+        );
         assert!(out.success(), "{out}");
         let refs = remote_refs(side);
         for name in ["main", "feat/a", "feat/b", "imported/a", "imported/b"] {
-            assert!(refs.contains(&format!("\trefs/heads/{name}\n")), "{name} missing: {refs}");
+            assert!(
+                refs.contains(&format!("\trefs/heads/{name}\n")),
+                "{name} missing: {refs}"
+            );
         }
     });
 }
@@ -125,14 +194,27 @@ fn tag_objects_round_trip_verbatim() {
     env.commit(&src, "c1");
     env.commit(&src, "c2");
     env.git(&src, &["tag", "light", "HEAD~1"]);
-    env.git(&src, &["tag", "-a", "annotated", "-m", "an annotated tag\n\nwith a body"]);
+    env.git(
+        &src,
+        &[
+            "tag",
+            "-a",
+            "annotated",
+            "-m",
+            "an annotated tag\n\nwith a body",
+        ],
+    );
     // A tag of a tag: the pushed object is the outer tag, never peeled.
-    env.git(&src, &["tag", "-a", "nested", "-m", "tag of a tag", "annotated"]);
+    env.git(
+        &src,
+        &["tag", "-a", "nested", "-m", "tag of a tag", "annotated"],
+    );
     let mut tags = vec!["light", "annotated", "nested"];
 
     let gpg = Gpg::setup(&env);
     if let Some(gpg) = &gpg {
-        gpg.cmd(&env, &src, &["tag", "-s", "signed", "-m", "a signed tag"]).ok();
+        gpg.cmd(&env, &src, &["tag", "-s", "signed", "-m", "a signed tag"])
+            .ok();
         tags.push("signed");
     } else {
         eprintln!("note: gpg not found; the signed-tag part of tag_objects_round_trip_verbatim is skipped");
@@ -144,7 +226,11 @@ fn tag_objects_round_trip_verbatim() {
     env.clone(&url, &dst);
     for tag in &tags {
         let r = format!("refs/tags/{tag}");
-        assert_eq!(env.rev(&dst, &r), env.rev(&src, &r), "{tag}: same object id");
+        assert_eq!(
+            env.rev(&dst, &r),
+            env.rev(&src, &r),
+            "{tag}: same object id"
+        );
         assert_eq!(
             env.git(&dst, &["cat-file", "-p", &r]).stdout,
             env.git(&src, &["cat-file", "-p", &r]).stdout,
@@ -178,7 +264,10 @@ fn moved_tag_needs_force() {
         let out = side.push(&src, "moved with force", &["--force", "origin", "v1", "v2"]);
         assert!(out.success(), "{out}");
         let line = porcelain_line(&out, "refs/tags/v1").unwrap_or_default();
-        assert!(line.starts_with('+') && line.contains("(forced update)"), "{out}");
+        assert!(
+            line.starts_with('+') && line.contains("(forced update)"),
+            "{out}"
+        );
     });
 }
 
@@ -192,18 +281,29 @@ fn deletes_match_git() {
         branch_at(env, &src, "feature", "HEAD~1");
         branch_at(env, &src, "feature2", "HEAD~1");
         env.git(&src, &["tag", "-a", "t", "-m", "tag", "HEAD~1"]);
-        let out = side.push(&src, "setup", &["origin", "main", "feature", "feature2", "t"]);
+        let out = side.push(
+            &src,
+            "setup",
+            &["origin", "main", "feature", "feature2", "t"],
+        );
         assert!(out.success(), "{out}");
 
         let out = side.push(&src, ":feature", &["origin", ":feature"]);
-        assert!(out.success() && porcelain_line(&out, "refs/heads/feature").is_some_and(|l| l.starts_with('-')), "{out}");
+        assert!(
+            out.success()
+                && porcelain_line(&out, "refs/heads/feature").is_some_and(|l| l.starts_with('-')),
+            "{out}"
+        );
         let out = side.push(&src, "--delete", &["origin", "--delete", "feature2"]);
         assert!(out.success(), "{out}");
         let out = side.push(&src, "--delete tag", &["origin", "--delete", "refs/tags/t"]);
         assert!(out.success(), "{out}");
         side.push(&src, "non-existent", &["origin", ":refs/heads/nope"]);
         let refs = remote_refs(side);
-        assert!(!refs.contains("feature") && !refs.contains("refs/tags/t"), "{refs}");
+        assert!(
+            !refs.contains("feature") && !refs.contains("refs/tags/t"),
+            "{refs}"
+        );
         assert!(refs.contains("\trefs/heads/main\n"), "{refs}");
     });
 }
@@ -220,9 +320,15 @@ fn deleting_the_default_branch_is_refused() {
     env.git(&src, &["push", "origin", "main", "main:refs/heads/other"]);
 
     let out = env.cmd(&src, &["push", "origin", ":main"]).fails();
-    assert!(out.stderr.contains("main"), "the refusal names the branch\n{out}");
+    assert!(
+        out.stderr.contains("main"),
+        "the refusal names the branch\n{out}"
+    );
     let refs = env.ls_remote(&src, &url);
-    assert!(refs.contains(&format!("{head}\trefs/heads/main\n")), "main is still there: {refs}\n{out}");
+    assert!(
+        refs.contains(&format!("{head}\trefs/heads/main\n")),
+        "main is still there: {refs}\n{out}"
+    );
     // Deleting another branch is still fine.
     env.git(&src, &["push", "origin", ":other"]);
 }
@@ -235,7 +341,17 @@ fn unusual_ref_names_match_git() {
     assert_same_as_file_remote(&env, "names", |side| {
         let env = side.env;
         let src = repo_with_commits(side, 2);
-        let names = ["a/b/c", "feature/ü", long.as_str(), "boba", "boba-fett", "x+y", "c#sharp", "100%41", "dots.in.name"];
+        let names = [
+            "a/b/c",
+            "feature/ü",
+            long.as_str(),
+            "boba",
+            "boba-fett",
+            "x+y",
+            "c#sharp",
+            "100%41",
+            "dots.in.name",
+        ];
         for name in names {
             branch_at(env, &src, name, "HEAD~1");
         }
@@ -246,14 +362,23 @@ fn unusual_ref_names_match_git() {
         let out = side.push(&src, "delete prefix", &["origin", "--delete", "boba"]);
         assert!(out.success(), "{out}");
         let refs = remote_refs(side);
-        assert!(refs.contains("\trefs/heads/boba-fett\n") && !refs.contains("\trefs/heads/boba\n"), "{refs}");
-        assert!(refs.contains("\trefs/heads/100%41\n"), "no URL decoding of names: {refs}");
+        assert!(
+            refs.contains("\trefs/heads/boba-fett\n") && !refs.contains("\trefs/heads/boba\n"),
+            "{refs}"
+        );
+        assert!(
+            refs.contains("\trefs/heads/100%41\n"),
+            "no URL decoding of names: {refs}"
+        );
 
         // The names also survive the way back.
         let dst = side.clone("dst");
         let cloned = env.refs(&dst, &["refs/remotes/origin/"]);
         for name in names.iter().filter(|n| **n != "boba") {
-            assert!(cloned.contains(&format!(" refs/remotes/origin/{name}\n")), "{name} not cloned:\n{cloned}");
+            assert!(
+                cloned.contains(&format!(" refs/remotes/origin/{name}\n")),
+                "{name} not cloned:\n{cloned}"
+            );
         }
     });
 }
@@ -276,7 +401,16 @@ fn mirror_push_and_repeat() {
         env.git(&upstream, &["tag", "-a", "t2", "-m", "two", "HEAD~2"]);
 
         let mirror = side.dir("mirror.git");
-        env.git(&side.dir(""), &["clone", "-q", "--mirror", &upstream.to_string_lossy(), &mirror.to_string_lossy()]);
+        env.git(
+            &side.dir(""),
+            &[
+                "clone",
+                "-q",
+                "--mirror",
+                &upstream.to_string_lossy(),
+                &mirror.to_string_lossy(),
+            ],
+        );
         let out = side.push(&mirror, "first mirror", &["--mirror", &side.url]);
         assert!(out.success(), "{out}");
 
@@ -291,12 +425,20 @@ fn mirror_push_and_repeat() {
         env.git(&mirror, &["fetch", "-q", "--prune", "origin"]);
         let out = side.push(&mirror, "second mirror", &["--mirror", &side.url]);
         assert!(out.success(), "{out}");
-        assert!(porcelain_line(&out, "refs/heads/rewrite").is_some_and(|l| l.contains("(forced update)")), "{out}");
+        assert!(
+            porcelain_line(&out, "refs/heads/rewrite")
+                .is_some_and(|l| l.contains("(forced update)")),
+            "{out}"
+        );
 
         let out = side.push(&mirror, "third mirror", &["--mirror", &side.url]);
         assert!(out.success(), "a repeated mirror push is up to date\n{out}");
         let mirrored = crate::harness::sorted_lines(&env.git(&mirror, &["ls-remote", "."]).stdout);
-        assert_eq!(remote_refs(side), mirrored, "the remote mirrors the mirror clone");
+        assert_eq!(
+            remote_refs(side),
+            mirrored,
+            "the remote mirrors the mirror clone"
+        );
     });
 }
 
@@ -311,14 +453,25 @@ fn ref_files_are_stored_under_their_names() {
     env.git(&src, &["branch", "feature/ü"]);
     env.git(&src, &["remote", "add", "origin", &url]);
     let out = env.git(&src, &["push", "origin", "main", "feature/ü"]);
-    assert_line(&out, &out.stderr, &["* [new branch]", "feature/ü -> feature/ü"]);
-    let stored = env.server.root().join(WS).join("artifacts/stored/.git/refs/heads/feature/ü");
+    assert_line(
+        &out,
+        &out.stderr,
+        &["* [new branch]", "feature/ü -> feature/ü"],
+    );
+    let stored = env
+        .server
+        .root()
+        .join(WS)
+        .join("artifacts/stored/.git/refs/heads/feature/ü");
     assert_eq!(
         std::fs::read_to_string(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display())),
         format!("{head}\n"),
         "DESIGN §3: one file per ref, named as the ref"
     );
-    assert!(!env.stored_repo("stored").join("packed-refs").exists(), "DESIGN §3: no packed-refs");
+    assert!(
+        !env.stored_repo("stored").join("packed-refs").exists(),
+        "DESIGN §3: no packed-refs"
+    );
 }
 
 /// A private GnuPG home with one signing key, for the signed-tag check.
@@ -339,7 +492,8 @@ impl Gpg {
         }
         // Short path: gpg-agent's socket path must fit in sun_path.
         let home = env.mkdir("gnupg");
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod gnupg");
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod gnupg");
         let gpg = Gpg { home };
         // Started here with its output closed: an agent that gpg autostarts inherits the
         // pipes of the command that started it and would keep them open after it exits.
@@ -350,10 +504,31 @@ impl Gpg {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
-        gpg.cmd(env, &env.path(""), &["--batch", "--passphrase", "", "--quick-gen-key", "Tag Signer <signer@example.com>", "ed25519", "sign", "never"])
-            .program("gpg")
-            .ok();
-        env.git(&env.path(""), &["config", "--global", "user.signingkey", "signer@example.com"]);
+        gpg.cmd(
+            env,
+            &env.path(""),
+            &[
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "Tag Signer <signer@example.com>",
+                "ed25519",
+                "sign",
+                "never",
+            ],
+        )
+        .program("gpg")
+        .ok();
+        env.git(
+            &env.path(""),
+            &[
+                "config",
+                "--global",
+                "user.signingkey",
+                "signer@example.com",
+            ],
+        );
         Some(gpg)
     }
 

@@ -131,13 +131,23 @@ impl TestEnv {
 
     /// Mints a well-formed token signed with a secret the server does not know.
     pub fn mint_foreign(&self, workspace: &str, permission: &str) -> String {
-        self.mint_with_secret("not-the-server-secret-0123456789abcdef", workspace, permission)
+        self.mint_with_secret(
+            "not-the-server-secret-0123456789abcdef",
+            workspace,
+            permission,
+        )
     }
 
     /// `git hypha token --workspace WS --permission P` with `HYPHA_JWT_SECRET=secret`.
     fn mint_with_secret(&self, secret: &str, workspace: &str, permission: &str) -> String {
         let out = self
-            .git_hypha(&["token", "--workspace", workspace, "--permission", permission])
+            .git_hypha(&[
+                "token",
+                "--workspace",
+                workspace,
+                "--permission",
+                permission,
+            ])
             .env("HYPHA_JWT_SECRET", secret)
             .no_token()
             .unscanned()
@@ -191,7 +201,12 @@ impl TestEnv {
 
     /// The `.git` directory of a repository in the server's storage (DESIGN §3).
     pub fn stored_repo(&self, alias: &str) -> PathBuf {
-        self.server.root().join(WS).join("artifacts").join(alias).join(".git")
+        self.server
+            .root()
+            .join(WS)
+            .join("artifacts")
+            .join(alias)
+            .join(".git")
     }
 
     /// Pack files of a stored repository: file name -> size. The way to prove "nothing was
@@ -272,7 +287,10 @@ impl TestEnv {
 
     /// `git for-each-ref` with ids, types and names of the given patterns.
     pub fn refs(&self, repo: &Path, patterns: &[&str]) -> String {
-        let mut args = vec!["for-each-ref", "--format=%(objectname) %(objecttype) %(refname)"];
+        let mut args = vec![
+            "for-each-ref",
+            "--format=%(objectname) %(objecttype) %(refname)",
+        ];
         args.extend_from_slice(patterns);
         self.git(repo, &args).stdout
     }
@@ -287,7 +305,10 @@ impl TestEnv {
     /// some legitimately).
     pub fn fsck(&self, repo: &Path) {
         let out = self.git(repo, &["fsck", "--full", "--no-dangling"]);
-        assert!(out.stdout.trim().is_empty(), "git fsck reported problems\n{out}");
+        assert!(
+            out.stdout.trim().is_empty(),
+            "git fsck reported problems\n{out}"
+        );
     }
 
     /// Everything the server printed so far.
@@ -300,7 +321,10 @@ impl TestEnv {
         let mut vars = base_env(&self.home());
         // Stops git from looking for a repository above the scratch directory, so "outside a
         // repository" means outside even if /tmp happened to be inside one.
-        vars.push(("GIT_CEILING_DIRECTORIES".into(), self.scratch_path.clone().into()));
+        vars.push((
+            "GIT_CEILING_DIRECTORIES".into(),
+            self.scratch_path.clone().into(),
+        ));
         vars
     }
 
@@ -333,7 +357,10 @@ impl Drop for TestEnv {
     fn drop(&mut self) {
         if thread::panicking() && std::env::var_os("HYPHA_E2E_KEEP").is_some() {
             if let Some(scratch) = self.scratch.take() {
-                eprintln!("HYPHA_E2E_KEEP: scratch directory kept at {}", scratch.keep().display());
+                eprintln!(
+                    "HYPHA_E2E_KEEP: scratch directory kept at {}",
+                    scratch.keep().display()
+                );
             }
         }
     }
@@ -386,8 +413,13 @@ pub fn sorted_lines(text: &str) -> String {
 /// Fails with `what` unless some line of `text` contains every one of `needles`.
 #[track_caller]
 pub fn assert_line(out: &Out, text: &str, needles: &[&str]) {
-    let found = text.lines().any(|line| needles.iter().all(|n| line.contains(n)));
-    assert!(found, "expected a line containing all of {needles:?}\n{out}");
+    let found = text
+        .lines()
+        .any(|line| needles.iter().all(|n| line.contains(n)));
+    assert!(
+        found,
+        "expected a line containing all of {needles:?}\n{out}"
+    );
 }
 
 /// A command about to run. Defaults: git, in the given directory, `HYPHA_TOKEN` set to the
@@ -442,7 +474,11 @@ impl<'e> Cmd<'e> {
     fn describe(&self) -> String {
         let mut text = String::new();
         for (key, value) in &self.vars {
-            text.push_str(&format!("{}={} ", key.to_string_lossy(), value.to_string_lossy()));
+            text.push_str(&format!(
+                "{}={} ",
+                key.to_string_lossy(),
+                value.to_string_lossy()
+            ));
         }
         if self.token.is_none() {
             text.push_str("(no HYPHA_TOKEN) ");
@@ -463,7 +499,7 @@ impl<'e> Cmd<'e> {
     pub fn run(self) -> Out {
         let desc = self.describe();
         let mut command = Command::new(&self.program);
-        command.current_dir(&self.dir).env_clear();
+        command.args(&self.args).current_dir(&self.dir).env_clear();
         for (key, value) in self.env.base_env() {
             command.env(key, value);
         }
@@ -472,7 +508,11 @@ impl<'e> Cmd<'e> {
         }
         command.envs(self.vars.iter().map(|(k, v)| (k, v)));
         command
-            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Own process group, so a timeout can kill git together with the helper it ran.
@@ -496,7 +536,9 @@ impl<'e> Cmd<'e> {
         let watchdog = thread::spawn(move || match finished.recv_timeout(COMMAND_TIMEOUT) {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // Negative pid: the whole group, i.e. git and the helper it started.
-                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
                 true
             }
             _ => false,
@@ -532,7 +574,10 @@ impl<'e> Cmd<'e> {
         let env = self.env;
         let out = self.run();
         if out.code != Some(0) {
-            panic!("command failed unexpectedly\n{out}{}", env.server.log_tail());
+            panic!(
+                "command failed unexpectedly\n{out}{}",
+                env.server.log_tail()
+            );
         }
         out
     }
@@ -543,7 +588,10 @@ impl<'e> Cmd<'e> {
         let env = self.env;
         let out = self.run();
         if out.code == Some(0) {
-            panic!("command succeeded but should have failed\n{out}{}", env.server.log_tail());
+            panic!(
+                "command succeeded but should have failed\n{out}{}",
+                env.server.log_tail()
+            );
         }
         out
     }
@@ -554,7 +602,10 @@ impl<'e> Cmd<'e> {
         let env = self.env;
         let out = self.run();
         if out.code != Some(expected) {
-            panic!("expected exit status {expected}\n{out}{}", env.server.log_tail());
+            panic!(
+                "expected exit status {expected}\n{out}{}",
+                env.server.log_tail()
+            );
         }
         out
     }
@@ -614,7 +665,14 @@ impl fmt::Debug for Out {
 /// `git fast-import` of a linear history: `count` commits on `branch`, starting from `from` (a
 /// commit id) or as a new root. Each commit rewrites one of a few text files, so the history
 /// has real deltas. One process for hundreds of commits keeps the big tests fast.
-pub fn import_commits(env: &TestEnv, repo: &Path, branch: &str, from: Option<&str>, count: usize, label: &str) {
+pub fn import_commits(
+    env: &TestEnv,
+    repo: &Path,
+    branch: &str,
+    from: Option<&str>,
+    count: usize,
+    label: &str,
+) {
     let mut stream = String::new();
     for i in 0..count {
         let message = format!("{label} {i}\n");
@@ -641,7 +699,9 @@ pub fn import_commits(env: &TestEnv, repo: &Path, branch: &str, from: Option<&st
         stream.push_str(&format!("data {}\n{content}\n", content.len()));
     }
     stream.push_str("done\n");
-    env.cmd(repo, &["fast-import", "--quiet", "--done"]).stdin(stream).ok();
+    env.cmd(repo, &["fast-import", "--quiet", "--done"])
+        .stdin(stream)
+        .ok();
 }
 
 /// Deterministic incompressible bytes (xorshift), for files whose pack size must be large.

@@ -52,7 +52,9 @@ impl<'e> Side<'e> {
         let mut full = vec!["push", "--porcelain"];
         full.extend_from_slice(args);
         let out = self.env.cmd(dir, &full).run();
-        self.steps.borrow_mut().push((label.to_string(), self.env.cmd_copy(&out)));
+        self.steps
+            .borrow_mut()
+            .push((label.to_string(), self.env.cmd_copy(&out)));
         out
     }
 
@@ -79,14 +81,22 @@ impl<'e> Side<'e> {
 }
 
 fn collect_files(root: &Path, path: &Path, files: &mut Vec<(String, u64)>) {
-    let Ok(meta) = std::fs::metadata(path) else { return };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
     if meta.is_dir() {
-        let Ok(entries) = std::fs::read_dir(path) else { return };
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
         for entry in entries.flatten() {
             collect_files(root, &entry.path(), files);
         }
     } else {
-        let rel = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
         files.push((rel, meta.len()));
     }
 }
@@ -131,7 +141,11 @@ pub fn assert_same_as_file_remote(env: &TestEnv, alias: &str, scenario: impl Fn(
     let mut report = String::new();
     let file_steps = file.steps.borrow();
     let hypha_steps = hypha.steps.borrow();
-    assert_eq!(file_steps.len(), hypha_steps.len(), "the scenario recorded different step counts");
+    assert_eq!(
+        file_steps.len(),
+        hypha_steps.len(),
+        "the scenario recorded different step counts"
+    );
     for ((label, f), (_, h)) in file_steps.iter().zip(hypha_steps.iter()) {
         let f_stdout = file.normalize(&f.stdout);
         let h_stdout = hypha.normalize(&h.stdout);
@@ -150,8 +164,8 @@ pub fn assert_same_as_file_remote(env: &TestEnv, alias: &str, scenario: impl Fn(
         }
     }
     let scratch = env.mkdir("oracle-ls-remote");
-    let f_refs = env.ls_remote(&scratch, &file.url);
-    let h_refs = env.ls_remote(&scratch, &hypha.url);
+    let f_refs = unpeeled(&env.ls_remote(&scratch, &file.url));
+    let h_refs = unpeeled(&env.ls_remote(&scratch, &hypha.url));
     if f_refs != h_refs {
         let _ = writeln!(
             report,
@@ -166,6 +180,15 @@ pub fn assert_same_as_file_remote(env: &TestEnv, alias: &str, scenario: impl Fn(
     }
 }
 
+/// Drops the `<tag>^{}` lines git's native transport adds for annotated tags: a remote helper
+/// lists refs only (PROTOCOL.md §3), and the ref values are what is compared.
+fn unpeeled(refs: &str) -> String {
+    refs.lines()
+        .filter(|l| !l.ends_with("^{}"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn hints(stderr: &str) -> String {
     stderr
         .lines()
@@ -176,7 +199,11 @@ fn hints(stderr: &str) -> String {
 
 /// Convenience for scenarios: the porcelain status line for `dst`, if any.
 pub fn porcelain_line<'a>(out: &'a Out, dst: &str) -> Option<&'a str> {
-    out.stdout.lines().find(|l| l.split('\t').nth(1).is_some_and(|r| r.ends_with(&format!(":{dst}"))))
+    out.stdout.lines().find(|l| {
+        l.split('\t')
+            .nth(1)
+            .is_some_and(|r| r.ends_with(&format!(":{dst}")))
+    })
 }
 
 /// Sorted `ls-remote` of this side's remote.

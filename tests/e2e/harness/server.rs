@@ -47,8 +47,18 @@ impl Server {
 
         let log = Arc::new(Mutex::new(String::new()));
         let (first_line, first) = mpsc::channel::<String>();
-        drain_lines(child.stdout.take().expect("stdout was piped"), "stdout", log.clone(), Some(first_line));
-        drain_lines(child.stderr.take().expect("stderr was piped"), "stderr", log.clone(), None);
+        drain_lines(
+            child.stdout.take().expect("stdout was piped"),
+            "stdout",
+            log.clone(),
+            Some(first_line),
+        );
+        drain_lines(
+            child.stderr.take().expect("stderr was piped"),
+            "stderr",
+            log.clone(),
+            None,
+        );
 
         let line = match first.recv_timeout(STARTUP_TIMEOUT) {
             Ok(line) => line,
@@ -64,7 +74,9 @@ impl Server {
             }
         };
         let url = match line.strip_prefix("listening on ") {
-            Some(url) if url.starts_with("http://127.0.0.1:") => url.trim().trim_end_matches('/').to_string(),
+            Some(url) if url.starts_with("http://127.0.0.1:") => {
+                url.trim().trim_end_matches('/').to_string()
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -75,7 +87,13 @@ impl Server {
                 );
             }
         };
-        Server { child, url, root: root.to_path_buf(), secret, log }
+        Server {
+            child,
+            url,
+            root: root.to_path_buf(),
+            secret,
+            log,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing slash.
@@ -102,7 +120,11 @@ impl Server {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         let start = lines.len().saturating_sub(40);
-        format!("--- server log (last {} lines) ---\n{}\n", lines.len() - start, lines[start..].join("\n"))
+        format!(
+            "--- server log (last {} lines) ---\n{}\n",
+            lines.len() - start,
+            lines[start..].join("\n")
+        )
     }
 }
 
@@ -134,7 +156,10 @@ fn drain_lines(
 /// Unique per server: tokens of one test must not be accepted by another test's server.
 fn fresh_secret() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!(
         "e2e-secret-{}-{}-{nanos:x}",
         std::process::id(),
