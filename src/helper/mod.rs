@@ -120,12 +120,14 @@ impl<W: Write> Session<W> {
         let refs: RefsResponse = self
             .runtime
             .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?;
-        // Only name HEAD's target when it exists: a dangling HEAD breaks clones.
+        // Only name HEAD's target when it exists: a dangling HEAD breaks clones. Not for
+        // push: `git push --mirror` would take the remote HEAD for a ref to delete, and git's
+        // own receive-pack never advertises HEAD either.
         let head = refs
             .head
             .as_ref()
             .map(|h| h.symref.as_str())
-            .filter(|target| refs.refs.contains_key(*target));
+            .filter(|target| !for_push && refs.refs.contains_key(*target));
         let format = self.options.object_format.then_some("sha1");
         self.replies.list(
             format,

@@ -238,11 +238,12 @@ impl<W: Write> Replies<W> {
         if let Some(format) = object_format {
             writeln!(self.out, ":object-format {format}")?;
         }
-        for (name, oid) in refs {
-            writeln!(self.out, "{oid} {name}")?;
-        }
+        // HEAD first, as git's own advertisement orders it (ls-remote prints in this order).
         if let Some(target) = head_symref {
             writeln!(self.out, "@{target} HEAD")?;
+        }
+        for (name, oid) in refs {
+            writeln!(self.out, "{oid} {name}")?;
         }
         writeln!(self.out)?;
         self.out.flush()
@@ -387,7 +388,7 @@ mod tests {
             String::from_utf8(buf).expect("utf8"),
             format!(
                 "fetch\npush\noption\ncheck-connectivity\nobject-format\n\nunsupported\n\
-                 :object-format sha1\n{OID} refs/heads/main\n@refs/heads/main HEAD\n\n\
+                 :object-format sha1\n@refs/heads/main HEAD\n{OID} refs/heads/main\n\n\
                  ok refs/heads/a\nerror refs/heads/b non-fast forward\n\n\n"
             )
         );

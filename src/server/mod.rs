@@ -133,10 +133,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
             (secret, Some(token))
         }
     };
-    let public_url = opts
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = opts.public_url.clone().unwrap_or_else(|| {
+        // A wildcard address is not reachable as a URL: presign for loopback and say so.
+        if addr.ip().is_unspecified() {
+            let local = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
+            eprintln!(
+                "warning: listening on {addr} without --public-url: presigned URLs point at http://{local}, reachable from this machine only"
+            );
+            format!("http://{local}")
+        } else {
+            format!("http://{addr}")
+        }
+    });
     url::Url::parse(&public_url).map_err(|source| Error::PublicUrl {
         url: public_url.clone(),
         source,

@@ -96,18 +96,19 @@ fn force_push_is_a_forced_update() {
         let env = side.env;
         let out = side.push(&a, "--force", &["--force", "origin", "main"]);
         assert!(out.success(), "{out}");
-        let expected = format!(
-            "+\trefs/heads/main:refs/heads/main\t{}...{} (forced update)",
-            &env.rev(&b, "HEAD")[..7],
-            &env.rev(&a, "HEAD")[..7]
-        );
+        let old = env.rev(&b, "HEAD");
+        let new = env.rev(&a, "HEAD");
         let line = porcelain_line(&out, "refs/heads/main").unwrap_or_default();
-        // git abbreviates to at least 7 hex digits; compare on the shortest form.
+        // git abbreviates ids to 7 or more digits, so match on the prefixes.
+        let (status, summary) = line.rsplit_once('\t').unwrap_or_default();
+        assert_eq!(status, "+\trefs/heads/main:refs/heads/main", "{out}");
+        let (ids, note) = summary.split_once(' ').unwrap_or_default();
+        let (from, to) = ids.split_once("...").unwrap_or_default();
         assert!(
-            line.starts_with("+\trefs/heads/main:refs/heads/main\t")
-                && line.ends_with("(forced update)"),
-            "expected like {expected:?}\n{out}"
+            from.len() >= 7 && old.starts_with(from) && new.starts_with(to) && to.len() >= 7,
+            "expected {old}...{new}\n{out}"
         );
+        assert_eq!(note, "(forced update)", "{out}");
         assert_eq!(remote_main(side), env.rev(&a, "HEAD"));
     });
 }

@@ -131,7 +131,8 @@ fn dry_run_push_reports_and_writes_nothing() {
 }
 
 /// E27: `-o` push options are accepted (git dies if the helper refuses them) and reach the
-/// server verbatim, after git's C-quoting on the protocol is undone.
+/// server verbatim: git C-quotes a value with non-ASCII bytes on the protocol (PROTOCOL.md §4),
+/// and the helper must undo that.
 #[test]
 fn push_options_are_accepted_and_reach_the_server() {
     let env = TestEnv::new();
@@ -141,7 +142,9 @@ fn push_options_are_accepted_and_reach_the_server() {
     env.git(&src, &["remote", "add", "origin", &url]);
     env.git(
         &src,
-        &["push", "-o", "ci.skip", "-o", "msg=a b", "origin", "main"],
+        &[
+            "push", "-o", "ci.skip", "-o", "msg=a b", "-o", "note=ü", "origin", "main",
+        ],
     );
     let refs = env.ls_remote(&src, &url);
     assert!(
@@ -149,14 +152,23 @@ fn push_options_are_accepted_and_reach_the_server() {
         "{refs}"
     );
 
+    // The server logs one line per request; the `update` line carries the push options.
     let log = env.server_log();
-    if log.contains("ci.skip") {
-        assert!(
-            log.contains("msg=a b"),
-            "push options must reach the server verbatim\n{log}"
-        );
+    let update = log
+        .lines()
+        .find(|l| l.contains("/remote/v1/update"))
+        .unwrap_or_default();
+    if update.contains("ci.skip") {
+        for option in ["msg=a b", "note=ü"] {
+            assert!(
+                update.contains(option),
+                "push option {option:?} not verbatim in {update:?}"
+            );
+        }
     } else {
-        eprintln!("note: the server log does not show push options; only acceptance was checked");
+        eprintln!(
+            "note: the server log does not show push options; only acceptance was checked\n{log}"
+        );
     }
 }
 
@@ -256,7 +268,7 @@ fn verbose_commands_work_and_show_no_secrets() {
     env.git(&dst, &["fetch", "-vv"]);
     env.commit(&dst, "c3");
     env.git(&dst, &["push", "-vv"]);
-    env.git(&dst, &["ls-remote", "-v", "origin"]);
+    env.git(&dst, &["remote", "-v", "show", "origin"]);
     env.git(&env.path(""), &["clone", "-vv", "--progress", &url, "dst2"]);
     env.fsck(&env.path("dst2"));
 }

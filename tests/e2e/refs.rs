@@ -21,40 +21,37 @@ fn branch_at(env: &TestEnv, repo: &Path, name: &str, rev: &str) {
     env.git(repo, &["branch", "-f", name, rev]);
 }
 
-/// B8: every form of `<src>` git may send creates the right ref.
+/// B8: every form of `<src>` git may send creates the right ref. The order makes each form
+/// the first to carry some objects (a revision expression, a ref under another name, a raw id
+/// of a commit on no pushed branch), and the final clone proves they all arrived.
 #[test]
 fn push_accepts_ref_head_revision_and_raw_id_sources() {
     let env = TestEnv::new();
     assert_same_as_file_remote(&env, "srcforms", |side| {
-        let src = repo_with_commits(side, 3);
         let env = side.env;
-        let out = side.push(&src, "main", &["origin", "main"]);
-        assert!(out.success(), "{out}");
-        let out = side.push(
-            &src,
-            "ref to other name",
-            &["origin", "main:refs/heads/other"],
-        );
-        assert!(out.success(), "{out}");
-        let out = side.push(&src, "HEAD", &["origin", "HEAD:refs/heads/x"]);
-        assert!(out.success(), "{out}");
-        let out = side.push(&src, "HEAD~1", &["origin", "HEAD~1:refs/heads/y"]);
-        assert!(out.success(), "{out}");
-        let first = env.rev(&src, "HEAD~2");
-        let out = side.push(
-            &src,
-            "raw id",
-            &["origin", &format!("{first}:refs/heads/z")],
-        );
-        assert!(out.success(), "{out}");
+        let src = repo_with_commits(side, 3);
+        env.git(&src, &["checkout", "-q", "-b", "side", "HEAD~2"]);
+        let loose = env.commit(&src, "on-no-pushed-branch");
+        env.git(&src, &["checkout", "-q", "main"]);
+        let pushes: [(&str, String); 5] = [
+            ("HEAD~1", "HEAD~1:refs/heads/y".into()),
+            ("ref to other name", "main:refs/heads/other".into()),
+            ("HEAD", "HEAD:refs/heads/x".into()),
+            ("main", "main".into()),
+            ("raw id", format!("{loose}:refs/heads/z")),
+        ];
+        for (label, refspec) in &pushes {
+            let out = side.push(&src, label, &["origin", refspec]);
+            assert!(out.success(), "{out}");
+        }
 
         let refs = remote_refs(side);
         for (name, rev) in [
-            ("main", "HEAD"),
+            ("y", "HEAD~1"),
             ("other", "HEAD"),
             ("x", "HEAD"),
-            ("y", "HEAD~1"),
-            ("z", "HEAD~2"),
+            ("main", "HEAD"),
+            ("z", "side"),
         ] {
             let line = format!("{}\trefs/heads/{name}\n", env.rev(&src, rev));
             assert!(
@@ -62,6 +59,8 @@ fn push_accepts_ref_head_revision_and_raw_id_sources() {
                 "refs/heads/{name} should be {rev}: {refs}"
             );
         }
+        let check = side.clone("check");
+        env.git(&check, &["cat-file", "-e", &format!("{loose}^{{commit}}")]);
     });
 }
 
@@ -433,9 +432,17 @@ fn mirror_push_and_repeat() {
 
         let out = side.push(&mirror, "third mirror", &["--mirror", &side.url]);
         assert!(out.success(), "a repeated mirror push is up to date\n{out}");
-        let mirrored = crate::harness::sorted_lines(&env.git(&mirror, &["ls-remote", "."]).stdout);
+        // A remote helper lists refs only, so compare without git's peeled `^{}` lines.
+        let unpeeled = |refs: &str| -> String {
+            refs.lines()
+                .filter(|l| !l.ends_with("^{}"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let local = env.git(&mirror, &["ls-remote", "."]).stdout;
+        let mirrored = crate::harness::sorted_lines(&unpeeled(&local));
         assert_eq!(
-            remote_refs(side),
+            unpeeled(&remote_refs(side)),
             mirrored,
             "the remote mirrors the mirror clone"
         );
