@@ -27,5 +27,6 @@ pub mod client;
 pub mod config;
 pub mod helper;
 pub mod pack;
+pub mod progress;
 pub mod server;
 pub mod storage;

@@ -11,6 +11,7 @@ use super::state;
 use crate::api::{PackInfo, PacksRequest, PacksResponse, Route};
 use crate::client::{self, Client};
 use crate::pack;
+use crate::progress::Progress;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -189,7 +190,14 @@ async fn download_needed(
                 if !take_all && !holds_missing_object(client, git_dir, &info).await? {
                     return Ok(None);
                 }
+                let started = std::time::Instant::now();
                 let keep = download_one(client, pack_dir, &info, &repo_name).await?;
+                Progress::new(settings.progress).pack_done(
+                    "Receiving",
+                    &info.name,
+                    info.pack_size,
+                    started,
+                );
                 if settings.verbosity >= 2 {
                     eprintln!(
                         "hypha: fetched {} ({} bytes) from {repo_name}",

@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::client::{self, Client};
 use crate::pack;
+use crate::progress::Progress;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -308,11 +309,18 @@ async fn upload(
             client::upload_file(client.http(), &up.idx, &built.idx_path, &what)
         })
         .await?;
+        let started = std::time::Instant::now();
         let what = format!("pack {} to '{repo}'", built.name);
         client::with_retries(|| {
             client::upload_file(client.http(), &up.pack, &built.pack_path, &what)
         })
         .await?;
+        Progress::new(settings.progress).pack_done(
+            "Uploading",
+            &built.name,
+            built.pack_size,
+            started,
+        );
         if settings.verbosity >= 2 {
             eprintln!(
                 "hypha: uploaded {} ({} bytes) to {repo}",
