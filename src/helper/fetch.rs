@@ -25,12 +25,8 @@ const PARALLEL_DOWNLOADS: usize = 4;
 pub enum Error {
     #[error(transparent)]
     Client(#[from] client::Error),
-    #[error("cannot open the local repository at {path}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: Box<gix::Error>,
-    },
+    #[error(transparent)]
+    Open(#[from] super::local::OpenError),
     #[error("pack {pack} of '{repo}' could not be stored")]
     Index {
         pack: String,
@@ -131,10 +127,7 @@ fn remove_keeps(keeps: &[PathBuf]) {
 }
 
 fn open(git_dir: &Path) -> Result<gix::Repository, Error> {
-    gix::open(git_dir).map_err(|source| Error::Open {
-        path: git_dir.to_owned(),
-        source: Box::new(source),
-    })
+    Ok(super::local::open(git_dir)?)
 }
 
 fn has_any_pack_or_object(git_dir: &Path) -> bool {

@@ -6,6 +6,7 @@
 //! the session is returned to the binary, which prints it and exits non-zero.
 
 pub mod fetch;
+mod local;
 mod options;
 pub mod protocol;
 pub mod push;

@@ -5,6 +5,7 @@
 //! lease), so a concurrent push makes ours fail as `fetch first` / `stale info` instead of
 //! overwriting it. Nothing is uploaded for a dry run or a push that only deletes.
 
+use super::local::has_object;
 use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
 use crate::api::{
@@ -15,18 +16,14 @@ use crate::client::{self, Client};
 use crate::pack;
 use crate::progress::Progress;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Client(#[from] client::Error),
-    #[error("cannot open the local repository at {path}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: Box<gix::Error>,
-    },
+    #[error(transparent)]
+    Open(#[from] super::local::OpenError),
     #[error("cannot build the pack to push")]
     Build(#[from] pack::build::Error),
     #[error("cannot create a temporary directory for the pack")]
@@ -332,12 +329,5 @@ async fn upload(
 }
 
 fn open(git_dir: &Path) -> Result<gix::Repository, Error> {
-    gix::open(git_dir).map_err(|source| Error::Open {
-        path: git_dir.to_owned(),
-        source: Box::new(source),
-    })
-}
-
-fn has_object(repo: &gix::Repository, oid: &str) -> bool {
-    gix::ObjectId::from_hex(oid.as_bytes()).is_ok_and(|id| repo.has_object(id))
+    Ok(super::local::open(git_dir)?)
 }
