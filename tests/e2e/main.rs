@@ -18,6 +18,7 @@
 mod harness;
 
 mod auth;
+mod concurrency;
 mod force;
 mod history;
 mod lifecycle;
