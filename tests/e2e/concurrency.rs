@@ -5,7 +5,7 @@
 //! The pushes start together from one shell (`&` + `wait`), so they really overlap in the
 //! server's `update`; the server's compare-and-swap, not timing, decides the winner.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const CLIENTS: usize = 8;
 const ROUNDS: usize = 3;
@@ -43,12 +43,6 @@ fn clones(env: &crate::harness::TestEnv, url: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-fn reachable(env: &crate::harness::TestEnv, repo: &Path, oid: &str, tip: &str) -> bool {
-    env.cmd(repo, &["merge-base", "--is-ancestor", oid, tip])
-        .run()
-        .success()
-}
-
 /// D20: one winner per round, `(fetch first)` for the rest, every commit reachable at the end.
 #[test]
 fn concurrent_pushes_to_one_branch_lose_nothing() {
@@ -58,11 +52,10 @@ fn concurrent_pushes_to_one_branch_lose_nothing() {
     env.commit(&seed, "base");
     env.git(&seed, &["push", "-q", &url, "main"]);
     let clones = clones(&env, &url);
-    let mut all_commits = Vec::new();
     for round in 0..ROUNDS {
         for (i, c) in clones.iter().enumerate() {
             env.git(c, &["pull", "-q", "--rebase", "origin", "main"]);
-            all_commits.push(env.commit(c, &format!("r{round}-c{i}")));
+            env.commit(c, &format!("r{round}-c{i}"));
         }
         let results = push_all(&env, &clones, "-q origin main");
         let winners = results.iter().filter(|(rc, _)| *rc == 0).count();
@@ -87,14 +80,7 @@ fn concurrent_pushes_to_one_branch_lose_nothing() {
     }
     let check = env.path("check");
     env.clone(&url, &check);
-    let tip = env.rev(&check, "origin/main");
-    let lost: Vec<&String> = all_commits
-        .iter()
-        .filter(|oid| {
-            // A rebased commit has a new id; look it up by its message instead.
-            !reachable(&env, &check, oid, &tip)
-        })
-        .collect();
+    // Losers rebased, so their commits have new ids: find every commit by its message.
     let log = env
         .git(&check, &["log", "--format=%s", "origin/main"])
         .stdout;
@@ -102,8 +88,7 @@ fn concurrent_pushes_to_one_branch_lose_nothing() {
         for i in 0..CLIENTS {
             assert!(
                 log.lines().any(|l| l == format!("r{round}-c{i}")),
-                "commit r{round}-c{i} is on main (lost ids before rebase: {})",
-                lost.len()
+                "commit r{round}-c{i} is on main:\n{log}"
             );
         }
     }
