@@ -9,7 +9,7 @@ Same arguments -> byte-identical stream (fixed seed, fixed names, fixed dates), 
 repositories, and every object id in them, are the same on every machine.
 
 text  ~2000 commits over 300 text files in 15 directories; each commit makes small line edits
-      (a few lines replaced, a few inserted) in 3 files. The first commit imports ~75 MiB of
+      (a few lines replaced, a few inserted) in 3 files. The first commit imports ~65 MiB of
       word-salad text so that the packed history is ~30 MiB.
 tags  10 commits on main and 10,000 lightweight tags (refs/tags/v00000 ... v09999) on them.
 big   ~500 MiB packed: 100 commits, each replacing one of 20 binary files with 5 MiB of random
@@ -85,7 +85,7 @@ def text(s):
     vocab = [w.encode() for w in vocabulary(rng)]
     n_commits = env_int("BENCH_TEXT_COMMITS", 2000)
     n_files = env_int("BENCH_TEXT_FILES", 300)
-    file_kib = env_int("BENCH_TEXT_FILE_KIB", 250)
+    file_kib = env_int("BENCH_TEXT_FILE_KIB", 220)
 
     def line():
         return b" ".join(rng.choices(vocab, k=rng.randint(4, 16))) + b"\n"
@@ -93,27 +93,46 @@ def text(s):
     # ~60 bytes per line on average.
     lines_per_file = file_kib * 1024 // 60
     paths = ["doc%02d/chapter-%03d.txt" % (i % 15, i) for i in range(n_files)]
-    files = [[line() for _ in range(lines_per_file)] for _ in paths]
 
-    tip = s.commit(
-        "refs/heads/main", 0, "import %d files" % n_files, None,
-        [(p, s.blob(b"".join(f))) for p, f in zip(paths, files)],
-    )
+    # Plan the history first: which files each commit touches and the edits, as operations on
+    # line numbers that are resolved when the file's versions are replayed below.
+    touched = [list(range(n_files))]  # commit 0 imports every file
+    edits = [[] for _ in paths]  # per file: [(commit, [ops])]
     for n in range(1, n_commits):
-        touched = rng.sample(range(n_files), 3)
-        changes = []
-        for i in touched:
-            f = files[i]
-            for _ in range(rng.randint(1, 4)):  # replace a few lines
-                f[rng.randrange(len(f))] = line()
-            for _ in range(rng.randint(0, 6)):  # insert a few lines
-                f.insert(rng.randrange(len(f) + 1), line())
-            if rng.random() < 0.3 and len(f) > 10:  # sometimes delete one
-                del f[rng.randrange(len(f))]
-            changes.append((paths[i], s.blob(b"".join(f))))
-        msg = "edit %s\n\nCommit %d of the text benchmark history." % (
-            ", ".join(paths[i] for i in touched), n)
-        tip = s.commit("refs/heads/main", n, msg, tip, changes)
+        picked = sorted(rng.sample(range(n_files), 3))
+        touched.append(picked)
+        for i in picked:
+            ops = [("set", rng.random(), line()) for _ in range(rng.randint(1, 4))]
+            ops += [("ins", rng.random(), line()) for _ in range(rng.randint(0, 6))]
+            if rng.random() < 0.3:
+                ops.append(("del", rng.random(), None))
+            edits[i].append((n, ops))
+
+    # Blobs grouped by file, versions in order: fast-import deltas each blob against the blob
+    # just before it in the stream, so this gives the small deltas a real history would have.
+    blob_mark = {}  # (file, commit) -> mark
+    for i, path in enumerate(paths):
+        f = [line() for _ in range(lines_per_file)]
+        blob_mark[(i, 0)] = s.blob(b"".join(f))
+        for n, ops in edits[i]:
+            for op, where, text_line in ops:
+                if op == "set":
+                    f[int(where * len(f))] = text_line
+                elif op == "ins":
+                    f.insert(int(where * (len(f) + 1)), text_line)
+                elif len(f) > 10:
+                    del f[int(where * len(f))]
+            blob_mark[(i, n)] = s.blob(b"".join(f))
+
+    tip = None
+    for n, picked in enumerate(touched):
+        if n == 0:
+            msg = "import %d files" % n_files
+        else:
+            msg = "edit %s\n\nCommit %d of the text benchmark history." % (
+                ", ".join(paths[i] for i in picked), n)
+        tip = s.commit("refs/heads/main", n, msg, tip,
+                       [(paths[i], blob_mark[(i, n)]) for i in picked])
 
 
 def tags(s):

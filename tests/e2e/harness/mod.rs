@@ -74,6 +74,11 @@ impl TestEnv {
     /// Starts a server with a fresh secret and mints a `rw` token for [`WS`], which every command
     /// gets as `HYPHA_TOKEN` unless it says otherwise.
     pub fn new() -> TestEnv {
+        TestEnv::with_serve_args(&[])
+    }
+
+    /// As [`TestEnv::new`], with extra `git hypha serve` arguments for this test's server.
+    pub fn with_serve_args(extra: &[String]) -> TestEnv {
         let scratch = tempfile::Builder::new()
             .prefix("hypha-e2e-")
             .tempdir()
@@ -90,7 +95,7 @@ impl TestEnv {
              [core]\n\tpager = cat\n",
         )
         .expect("write global git config");
-        let server = Server::start(&scratch_path.join("server"), &base_env(&home));
+        let server = Server::start_with(&scratch_path.join("server"), &base_env(&home), extra);
         let mut env = TestEnv {
             server,
             token: String::new(),

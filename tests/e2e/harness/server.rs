@@ -25,18 +25,34 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server with a fresh secret and waits for its `listening on` line.
-    pub fn start(root: &Path, env: &[(OsString, OsString)]) -> Server {
+    /// Starts the server with a fresh secret and extra `git hypha serve` arguments, and waits
+    /// for its `listening on` line. The whole suite can also
+    /// run against another backend: `HYPHA_E2E_SERVE_ARGS` adds arguments to every server a
+    /// test starts (`{unique}` becomes a string unique to this server, e.g. for an S3 prefix),
+    /// and `AWS_*` variables are passed through to it.
+    pub fn start_with(root: &Path, env: &[(OsString, OsString)], extra: &[String]) -> Server {
         std::fs::create_dir_all(root).expect("create server root");
         let secret = fresh_secret();
         let program = super::bin_dir().join("git-hypha");
+        let unique = secret.trim_start_matches("e2e-secret-").to_owned();
+        let from_env: Vec<String> = std::env::var("HYPHA_E2E_SERVE_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|a| a.replace("{unique}", &unique))
+            .collect();
+        let passthrough: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .collect();
         let mut command = Command::new(&program);
         command
             .args(["serve", "--root"])
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
+            .args(&from_env)
+            .args(extra)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(passthrough)
             .env("HYPHA_JWT_SECRET", &secret)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

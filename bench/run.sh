@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Benchmark of git-remote-hypha + `git hypha serve` against `git daemon` and `file://`.
+#
+#   bench/run.sh                 # build release binaries, generate/cached data, 5 rounds, report
+#
+# Environment:
+#   BENCH_RUNS=5        rounds; every operation runs once per peer per round, peers interleaved
+#                       (their order rotates each round) so that they share the machine's noise
+#   BENCH_DIR=bench/data  cache of generated repositories (+ a copy of each report)
+#   BENCH_BIG=1         also the ~500 MiB binary-history dataset (clone and full push only)
+#   BENCH_NO_BUILD=1    skip `cargo build --release --bins` (use target/release as it is)
+#   BENCH_KEEP=1        keep the scratch directory (remotes, server log) for inspection
+#
+# Prints a Markdown report on stdout (progress goes to stderr). Medians only.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+runs=${BENCH_RUNS:-5}
+data=${BENCH_DIR:-$here/data}
+big=${BENCH_BIG:-0}
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$runs'"
+for tool in git python3 /usr/bin/time cargo; do
+  command -v "$tool" >/dev/null || die "needs $tool"
+done
+
+# ---------------------------------------------------------------------------- binaries
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  note "cargo build --release --bins"
+  (cd "$root" && cargo build --release --bins -q) >&2 || die "release build failed"
+fi
+bin=$root/target/release
+for b in git-remote-hypha git-hypha; do
+  [ -x "$bin/$b" ] || die "$bin/$b missing (run cargo build --release --bins)"
+done
+
+# ---------------------------------------------------------------------------- scratch + cleanup
+work=$(mktemp -d "${TMPDIR:-/tmp}/hypha-bench.XXXXXX")
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A clean git environment: no user or system config, fixed identity, no background gc.
+export HOME=$work/home GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 LC_ALL=C
+unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
+mkdir -p "$HOME"
+git config --global user.name "Bench Committer"
+git config --global user.email "bench-committer@example.com"
+git config --global init.defaultBranch main
+git config --global gc.auto 0
+git config --global maintenance.auto false
+git config --global receive.autogc false
+git config --global advice.detachedHead false
+
+# The helper runs under /usr/bin/time so that its peak RSS (and that of the `git pack-objects`
+# it runs) lands in $BENCH_HELPER_RSS; target/release comes next on PATH for `git hypha`.
+mkdir -p "$work/wrap"
+cat >"$work/wrap/git-remote-hypha" <<EOF
+#!/bin/sh
+exec /usr/bin/time -f '%M' -a -o "\${BENCH_HELPER_RSS:-/dev/null}" "$bin/git-remote-hypha" "\$@"
+EOF
+chmod +x "$work/wrap/git-remote-hypha"
+export PATH="$work/wrap:$bin:$PATH"
+export BENCH_HELPER_RSS=$work/helper.rss
+
+# ---------------------------------------------------------------------------- data
+# bench/data/<name>.git, rebuilt when gen.py or its knobs change.
+mkdir -p "$data"
+data=$(cd "$data" && pwd)
+dataset() {
+  local name=$1 repo=$data/$1.git stamp
+  stamp="$(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep -E '^BENCH_(TEXT|TAGS|BIG_MIB)' || true) | sort | tr '\n' ' ')"
+  if [ -d "$repo" ] && [ "$(cat "$repo/bench-stamp" 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  note "generating $name dataset (cached in $repo)"
+  local t0=$EPOCHREALTIME
+  rm -rf "$repo" "$repo.tmp"
+  git init -q --bare "$repo.tmp"
+  python3 "$here/gen.py" "$name" | git -C "$repo.tmp" fast-import --quiet \
+    || die "generating $name failed"
+  git -C "$repo.tmp" symbolic-ref HEAD refs/heads/main
+  git -C "$repo.tmp" pack-refs --all
+  echo "$stamp" >"$repo.tmp/bench-stamp"
+  mv "$repo.tmp" "$repo"
+  note "  $name generated in $(python3 -c "print(f'{$EPOCHREALTIME - $t0:.1f}')")s"
+}
+datasets=(text tags)
+[ "$big" = 1 ] && datasets+=(big)
+for ds in "${datasets[@]}"; do dataset "$ds"; done
+
+# Work copies (hardlinked local clones): the helper keeps state in the repository it runs in,
+# and the cache stays untouched.
+for ds in "${datasets[@]}"; do
+  git clone -q --bare "$data/$ds.git" "$work/src-$ds.git"
+done
+
+# ---------------------------------------------------------------------------- peers
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+remotes=$work/remotes
+mkdir -p "$remotes/daemon" "$remotes/file" "$work/store"
+
+dport=$(free_port)
+"$(git --exec-path)/git-daemon" --export-all --enable=receive-pack --informative-errors --reuseaddr \
+  --base-path="$remotes" --listen=127.0.0.1 --port="$dport" "$remotes" \
+  >"$work/daemon.log" 2>&1 &
+pids+=($!)
+daemon_pid=$!
+
+export HYPHA_JWT_SECRET="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+# `git-hypha serve` is `git hypha serve` without the git wrapper process in between, so that
+# $server_pid is the server itself (its VmHWM is read below).
+git-hypha serve --root "$work/store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+pids+=($!)
+server_pid=$!
+
+hurl=
+for _ in $(seq 100); do
+  [ -z "$hurl" ] && hurl=$(sed -n 's/^listening on //p' "$work/serve.out" | head -n1)
+  if [ -n "$hurl" ] && (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null; then break; fi
+  kill -0 "$server_pid" 2>/dev/null || die "git hypha serve exited: $(cat "$work/serve.log")"
+  kill -0 "$daemon_pid" 2>/dev/null || die "git daemon exited: $(cat "$work/daemon.log")"
+  sleep 0.1
+done
+[ -n "$hurl" ] || die "git hypha serve did not print its address: $(cat "$work/serve.log")"
+(exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null || die "git daemon not listening on $dport"
+HYPHA_TOKEN=$(git hypha token --workspace bench --permission rw --expires-in 86400)
+export HYPHA_TOKEN
+note "git daemon on git://127.0.0.1:$dport, git hypha serve on $hurl"
+
+peers=(daemon file hypha)
+url() { # url PEER NAME
+  case $1 in
+    daemon) echo "git://127.0.0.1:$dport/daemon/$2.git" ;;
+    file) echo "file://$remotes/file/$2.git" ;;
+    hypha) echo "hypha::$hurl/bench/$2" ;;
+  esac
+}
+new_remote() { # new_remote PEER NAME: an empty repository
+  case $1 in
+    daemon | file) git init -q --bare "$remotes/$1/$2.git" ;;
+    hypha) git hypha create "$(url hypha "$2")" >/dev/null || die "git hypha create $(url hypha "$2") failed" ;;
+  esac
+}
+remote_dir() { # the directory holding a remote's objects
+  case $1 in
+    daemon | file) echo "$remotes/$1/$2.git" ;;
+    hypha) echo "$work/store/bench/artifacts/$2/.git" ;;
+  esac
+}
+drop_remote() { rm -rf "$(remote_dir "$1" "$2")"; }
+pack_bytes() { # total size of the .pack files of a remote (0 if none)
+  local d
+  d=$(remote_dir "$1" "$2")/objects/pack
+  find "$d" -maxdepth 1 -name '*.pack' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
+}
+rotated() { # the peers in round R's order
+  local r=$1 i
+  for i in 0 1 2; do echo "${peers[$(((i + r) % 3))]}"; done
+}
+
+# ---------------------------------------------------------------------------- measuring
+results=$work/results.tsv
+packs=$work/packs.tsv
+failures=$work/failures.txt
+: >"$results"
+: >"$packs"
+: >"$failures"
+printf 'op\tpeer\tround\tok\tseconds\tclient_rss_kb\thelper_rss_kb\trequests\tapi_requests\tserver_hwm_kb\troutes\n' >"$results"
+
+# measure OP PEER ROUND CMD...: time CMD, its peak RSS, the helper's, the server's and the
+# requests the server logged meanwhile. A failure is recorded and reported, not fatal.
+measure() {
+  local op=$1 peer=$2 round=$3 rc=0 before t0 t1 reqs api hwm crss hrss routes
+  shift 3
+  : >"$work/helper.rss"
+  echo 5 >"/proc/$server_pid/clear_refs" 2>/dev/null || true # reset VmHWM
+  before=$(wc -l <"$work/serve.log")
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%M' -o "$work/client.rss" "$@" >"$work/op.out" 2>"$work/op.err" || rc=$?
+  t1=$EPOCHREALTIME
+  tail -n +"$((before + 1))" "$work/serve.log" >"$work/op.log"
+  reqs=$(wc -l <"$work/op.log")
+  api=$(grep -c '/remote/v1/' "$work/op.log" || true)
+  # e.g. "refs packs GET.pack" -> "refs:1 packs:1 GET.pack:1"
+  routes=$(awk '{ p = $2; if (p ~ /\/remote\/v1\//) { sub(/.*\//, "", p); k = p }
+                  else { n = split(p, a, "."); k = $1 "." a[n] } c[k]++ }
+                END { for (k in c) printf "%s:%d ", k, c[k] }' "$work/op.log" | xargs -n1 | sort | xargs)
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
+  crss=$(grep -E '^[0-9]+$' "$work/client.rss" | tail -n1 || true)
+  hrss=$(grep -E '^[0-9]+$' "$work/helper.rss" | sort -n | tail -n1 || true)
+  if [ "$rc" != 0 ]; then
+    {
+      echo "### $op / $peer / round $round: exit $rc"
+      echo '```'
+      echo "\$ $*"
+      grep -v '^Command exited with non-zero status' "$work/op.err" | tail -n 30
+      echo '```'
+    } | tee -a "$failures" >&2
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$peer" "$round" \
+    "$([ "$rc" = 0 ] && echo 1 || echo 0)" "$(python3 -c "print($t1 - $t0)")" \
+    "${crss:-0}" "${hrss:-0}" "$reqs" "$api" "${hwm:-0}" "${routes:--}" >>"$results"
+  return 0
+}
+last_ok() { [ "$(tail -n1 "$results" | cut -f4)" = 1 ]; }
+check() { # check WHAT EXPECTED ACTUAL: a correctness check outside the timing
+  [ "$2" = "$3" ] || { echo "### check failed: $1: expected '$2', got '$3'" | tee -a "$failures" >&2; }
+}
+
+# ---------------------------------------------------------------------------- setup per dataset
+# <ds>      : one full push, read by the clone (and ls-remote) rounds
+# <ds>-inc  : one full push, then one new commit per round, fetched by a mirror clone per peer
+setup_dataset() {
+  local ds=$1 peer
+  for peer in "${peers[@]}"; do
+    new_remote "$peer" "$ds"
+    git -C "$work/src-$ds.git" push -q "$(url "$peer" "$ds")" 'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*' \
+      || die "setup: pushing $ds to $peer failed"
+  done
+}
+setup_inc() {
+  local ds=$1 peer
+  git clone -q --bare "$work/src-$ds.git" "$work/inc-$ds.git"
+  for peer in "${peers[@]}"; do
+    new_remote "$peer" "$ds-inc"
+    git -C "$work/inc-$ds.git" push -q "$(url "$peer" "$ds-inc")" main || die "setup: pushing $ds-inc to $peer failed"
+    git clone -q --mirror "$(url "$peer" "$ds-inc")" "$work/fetch-$peer-$ds.git" \
+      || die "setup: mirror clone of $ds-inc from $peer failed"
+  done
+}
+# A new commit on main of inc-<ds>: one line appended to one file, fixed identity and date.
+new_commit() {
+  local ds=$1 r=$2 repo=$work/inc-$ds.git path blob tree commit
+  path=$(git -C "$repo" ls-tree -r --name-only main | sed -n "$((r * 7 % 300 + 1))p")
+  blob=$( { git -C "$repo" cat-file blob "main:$path"; echo "bench round $r"; } | git -C "$repo" hash-object -w --stdin)
+  GIT_INDEX_FILE=$work/inc.index git -C "$repo" read-tree main
+  GIT_INDEX_FILE=$work/inc.index git -C "$repo" update-index --cacheinfo "100644,$blob,$path"
+  tree=$(GIT_INDEX_FILE=$work/inc.index git -C "$repo" write-tree)
+  commit=$(GIT_AUTHOR_DATE="1800000000 +0000" GIT_COMMITTER_DATE="1800000000 +0000" \
+    git -C "$repo" commit-tree "$tree" -p main -m "bench round $r")
+  git -C "$repo" update-ref refs/heads/main "$commit"
+  echo "$commit"
+}
+
+# ---------------------------------------------------------------------------- rounds
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+load_before=$(load)
+started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+
+for ds in "${datasets[@]}"; do
+  note "setup: $ds"
+  setup_dataset "$ds"
+  [ "$ds" = text ] && setup_inc "$ds"
+done
+text_tip=$(git -C "$work/src-text.git" rev-parse main)
+big_tip=
+[ "$big" = 1 ] && big_tip=$(git -C "$work/src-big.git" rev-parse main)
+tag_refs=$(git -C "$work/src-tags.git" for-each-ref | wc -l)
+
+# Baseline for the full-push pack size: what git pack-objects makes of the same objects.
+for ds in text ${big_tip:+big}; do
+  printf '%s\tpack-objects\t0\t%s\n' "full push $ds" \
+    "$(echo main | git -C "$work/src-$ds.git" pack-objects --revs --stdout --delta-base-offset -q | wc -c)" >>"$packs"
+done
+
+for r in $(seq "$runs"); do
+  note "round $r/$runs"
+  for ds in text ${big_tip:+big}; do
+    tip=$text_tip
+    [ "$ds" = big ] && tip=$big_tip
+
+    for peer in $(rotated "$r"); do
+      rm -rf "$work/clone.git"
+      measure "clone $ds" "$peer" "$r" git clone --bare -q --no-local "$(url "$peer" "$ds")" "$work/clone.git"
+      last_ok && check "clone $ds from $peer" "$tip" "$(git -C "$work/clone.git" rev-parse main 2>&1)"
+      rm -rf "$work/clone.git"
+    done
+
+    for peer in $(rotated "$r"); do
+      new_remote "$peer" "push-$ds-$r"
+      measure "full push $ds" "$peer" "$r" git -C "$work/src-$ds.git" push -q "$(url "$peer" "push-$ds-$r")" main
+      if last_ok; then
+        check "full push $ds to $peer" "$tip" "$(git --git-dir="$(remote_dir "$peer" "push-$ds-$r")" rev-parse main 2>&1)"
+        printf '%s\t%s\t%s\t%s\n' "full push $ds" "$peer" "$r" "$(pack_bytes "$peer" "push-$ds-$r")" >>"$packs"
+      fi
+      drop_remote "$peer" "push-$ds-$r"
+    done
+  done
+
+  # One new commit: push it to each peer, then fetch it from each peer, then fetch again.
+  commit=$(new_commit text "$r")
+  base=$(git -C "$work/inc-text.git" rev-parse main^)
+  for thin in "" --thin; do
+    printf '%s\tpack-objects%s\t%s\t%s\n' "push 1 commit" "$thin" "$r" \
+      "$(printf '%s\n^%s\n' "$commit" "$base" | git -C "$work/inc-text.git" pack-objects --revs --stdout --delta-base-offset $thin -q | wc -c)" >>"$packs"
+  done
+  for peer in $(rotated "$r"); do
+    before=$(pack_bytes "$peer" text-inc)
+    measure "push 1 commit" "$peer" "$r" git -C "$work/inc-text.git" push -q "$(url "$peer" text-inc)" main
+    last_ok && printf '%s\t%s\t%s\t%s\n' "push 1 commit" "$peer" "$r" "$(($(pack_bytes "$peer" text-inc) - before))" >>"$packs"
+  done
+  for peer in $(rotated "$r"); do
+    measure "fetch 1 commit" "$peer" "$r" git -C "$work/fetch-$peer-text.git" fetch -q
+    last_ok && check "fetch from $peer" "$commit" "$(git -C "$work/fetch-$peer-text.git" rev-parse main 2>&1)"
+  done
+  for peer in $(rotated "$r"); do
+    measure "no-op fetch" "$peer" "$r" git -C "$work/fetch-$peer-text.git" fetch -q
+  done
+
+  for peer in $(rotated "$r"); do
+    new_remote "$peer" "push-tags-$r"
+    measure "push 10k tags" "$peer" "$r" git -C "$work/src-tags.git" push -q "$(url "$peer" "push-tags-$r")" \
+      'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*'
+    last_ok && check "push 10k tags to $peer: refs" "$tag_refs" \
+      "$(git --git-dir="$(remote_dir "$peer" "push-tags-$r")" for-each-ref | wc -l)"
+    drop_remote "$peer" "push-tags-$r"
+  done
+
+  for peer in $(rotated "$r"); do
+    measure "ls-remote 10k tags" "$peer" "$r" git ls-remote "$(url "$peer" tags)"
+    last_ok && check "ls-remote of tags from $peer: refs listed" "$tag_refs" \
+      "$(grep -c -v 'HEAD$' "$work/op.out" || true)"
+  done
+done
+
+# ---------------------------------------------------------------------------- report
+text_pack=$(echo main | git -C "$work/src-text.git" pack-objects --revs --stdout --delta-base-offset -q | wc -c)
+{
+  echo "started=$started"
+  echo "finished=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "nproc=$(nproc)"
+  echo "git=$(git --version)"
+  echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+  echo "load_before=$load_before"
+  echo "load_after=$(load)"
+  echo "runs=$runs"
+  echo "product=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+  echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $text_pack bytes packed"
+  echo "tags=$tag_refs refs"
+  [ "$big" = 1 ] && echo "big=$(git -C "$work/src-big.git" rev-list --count main) commits, $(du -sb "$work/src-big.git/objects/pack" | cut -f1) bytes packed"
+  true
+} >"$work/meta.txt"
+
+report=$data/report-$(date -u '+%Y%m%dT%H%M%SZ').md
+python3 "$here/report.py" "$work/meta.txt" "$results" "$packs" "$failures" | tee "$report"
+note "report saved to $report"
