@@ -78,8 +78,9 @@ export BENCH_HELPER_RSS=$work/helper.rss
 mkdir -p "$data"
 data=$(cd "$data" && pwd)
 dataset() {
-  local name=$1 repo=$data/$1.git stamp
-  stamp="$(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep -E '^BENCH_(TEXT|TAGS|BIG_MIB)' || true) | sort | tr '\n' ' ')"
+  local name=$1 repo=$data/$1.git stamp knobs
+  case $name in text) knobs=BENCH_TEXT_ ;; tags) knobs=BENCH_TAGS= ;; big) knobs=BENCH_BIG_MIB= ;; esac
+  stamp="$(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep "^$knobs" || true) | sort | tr '\n' ' ')"
   if [ -d "$repo" ] && [ "$(cat "$repo/bench-stamp" 2>/dev/null)" = "$stamp" ]; then
     return
   fi
@@ -243,7 +244,8 @@ setup_inc() {
 }
 # A new commit on main of inc-<ds>: one line appended to one file, fixed identity and date.
 new_commit() {
-  local ds=$1 r=$2 repo=$work/inc-$ds.git path blob tree commit
+  local ds=$1 r=$2 repo path blob tree commit
+  repo=$work/inc-$ds.git
   path=$(git -C "$repo" ls-tree -r --name-only main | sed -n "$((r * 7 % 300 + 1))p")
   blob=$( { git -C "$repo" cat-file blob "main:$path"; echo "bench round $r"; } | git -C "$repo" hash-object -w --stdin)
   GIT_INDEX_FILE=$work/inc.index git -C "$repo" read-tree main
@@ -263,12 +265,16 @@ started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 for ds in "${datasets[@]}"; do
   note "setup: $ds"
   setup_dataset "$ds"
-  [ "$ds" = text ] && setup_inc "$ds"
+  [ "$ds" != text ] || setup_inc "$ds"
 done
 text_tip=$(git -C "$work/src-text.git" rev-parse main)
 big_tip=
 [ "$big" = 1 ] && big_tip=$(git -C "$work/src-big.git" rev-parse main)
 tag_refs=$(git -C "$work/src-tags.git" for-each-ref | wc -l)
+declare -A objects
+for ds in text ${big_tip:+big}; do
+  objects[$ds]=$(git -C "$work/src-$ds.git" rev-list --objects main | wc -l)
+done
 
 # Baseline for the full-push pack size: what git pack-objects makes of the same objects.
 for ds in text ${big_tip:+big}; do
@@ -285,7 +291,15 @@ for r in $(seq "$runs"); do
     for peer in $(rotated "$r"); do
       rm -rf "$work/clone.git"
       measure "clone $ds" "$peer" "$r" git clone --bare -q --no-local "$(url "$peer" "$ds")" "$work/clone.git"
-      last_ok && check "clone $ds from $peer" "$tip" "$(git -C "$work/clone.git" rev-parse main 2>&1)"
+      if last_ok; then
+        check "clone $ds from $peer: main" "$tip" "$(git -C "$work/clone.git" rev-parse main 2>&1)"
+        # Every object reachable (rev-list fails on a missing one); full fsck only in round 1.
+        check "clone $ds from $peer: objects" "${objects[$ds]}" "$(git -C "$work/clone.git" rev-list --objects main | wc -l)"
+        if [ "$r" = 1 ]; then
+          git -C "$work/clone.git" fsck --full --no-progress --no-dangling >"$work/fsck.out" 2>&1 \
+            || check "fsck of the $ds clone from $peer" "clean" "$(head -c 2000 "$work/fsck.out")"
+        fi
+      fi
       rm -rf "$work/clone.git"
     done
 
@@ -310,11 +324,11 @@ for r in $(seq "$runs"); do
   for peer in $(rotated "$r"); do
     before=$(pack_bytes "$peer" text-inc)
     measure "push 1 commit" "$peer" "$r" git -C "$work/inc-text.git" push -q "$(url "$peer" text-inc)" main
-    last_ok && printf '%s\t%s\t%s\t%s\n' "push 1 commit" "$peer" "$r" "$(($(pack_bytes "$peer" text-inc) - before))" >>"$packs"
+    ! last_ok || printf '%s\t%s\t%s\t%s\n' "push 1 commit" "$peer" "$r" "$(($(pack_bytes "$peer" text-inc) - before))" >>"$packs"
   done
   for peer in $(rotated "$r"); do
     measure "fetch 1 commit" "$peer" "$r" git -C "$work/fetch-$peer-text.git" fetch -q
-    last_ok && check "fetch from $peer" "$commit" "$(git -C "$work/fetch-$peer-text.git" rev-parse main 2>&1)"
+    ! last_ok || check "fetch from $peer" "$commit" "$(git -C "$work/fetch-$peer-text.git" rev-parse main 2>&1)"
   done
   for peer in $(rotated "$r"); do
     measure "no-op fetch" "$peer" "$r" git -C "$work/fetch-$peer-text.git" fetch -q
@@ -324,14 +338,14 @@ for r in $(seq "$runs"); do
     new_remote "$peer" "push-tags-$r"
     measure "push 10k tags" "$peer" "$r" git -C "$work/src-tags.git" push -q "$(url "$peer" "push-tags-$r")" \
       'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*'
-    last_ok && check "push 10k tags to $peer: refs" "$tag_refs" \
+    ! last_ok || check "push 10k tags to $peer: refs" "$tag_refs" \
       "$(git --git-dir="$(remote_dir "$peer" "push-tags-$r")" for-each-ref | wc -l)"
     drop_remote "$peer" "push-tags-$r"
   done
 
   for peer in $(rotated "$r"); do
     measure "ls-remote 10k tags" "$peer" "$r" git ls-remote "$(url "$peer" tags)"
-    last_ok && check "ls-remote of tags from $peer: refs listed" "$tag_refs" \
+    ! last_ok || check "ls-remote of tags from $peer: refs listed" "$tag_refs" \
       "$(grep -c -v 'HEAD$' "$work/op.out" || true)"
   done
 done

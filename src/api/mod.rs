@@ -27,6 +27,7 @@ pub enum Route {
     Update,
     Head,
     Create,
+    Compact,
 }
 
 impl Route {
@@ -39,6 +40,7 @@ impl Route {
             Route::Update => "update",
             Route::Head => "head",
             Route::Create => "create",
+            Route::Compact => "compact",
         }
     }
 }
@@ -221,6 +223,24 @@ pub struct CreateRequest {
     /// Branch HEAD points at; `main` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_branch: Option<String>,
+}
+
+/// `compact` request: `pack` (already uploaded) holds every object of the `retire` packs, which
+/// stop being listed now and are deleted after the server's grace period.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompactRequest {
+    pub pack: String,
+    pub retire: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CompactResponse {
+    /// Packs retired by this request.
+    pub retired: Vec<String>,
+    /// Packs whose grace period had passed and that are now deleted.
+    pub deleted: Vec<String>,
+    /// Seconds a retired pack stays readable for clients that listed it before.
+    pub grace_secs: u64,
 }
 
 /// Body of every non-2xx answer.

@@ -8,7 +8,9 @@ use hypha_git::api::{CreateRequest, Route};
 use hypha_git::auth::{self, Permission};
 use hypha_git::client::Client;
 use hypha_git::config;
+use hypha_git::gc;
 use hypha_git::server::{self, ServeOptions};
+use hypha_git::storage::s3;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run remote API v1 over a local directory in Hypha's storage layout.
+    /// Run remote API v1 over a local directory or an S3 bucket, in Hypha's storage layout.
     Serve {
         /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
         #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
@@ -36,6 +38,26 @@ enum Command {
         /// URL clients reach this server at (for presigned URLs); default http://<listen>.
         #[arg(long, env = "HYPHA_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Store repositories in this S3 bucket instead of --root (credentials from
+        /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+        #[arg(long, env = "HYPHA_S3_BUCKET")]
+        s3_bucket: Option<String>,
+        /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS.
+        #[arg(long, env = "HYPHA_S3_ENDPOINT", requires = "s3_bucket")]
+        s3_endpoint: Option<String>,
+        /// Key prefix in the bucket, so that several servers share one bucket.
+        #[arg(long, env = "HYPHA_S3_PREFIX", requires = "s3_bucket")]
+        s3_prefix: Option<String>,
+        /// S3 region; default AWS_REGION, then us-east-1.
+        #[arg(long, env = "HYPHA_S3_REGION")]
+        s3_region: Option<String>,
+        /// Path-style S3 URLs (http://host/bucket/key), as most S3-compatible stores need.
+        #[arg(long, env = "HYPHA_S3_PATH_STYLE")]
+        s3_path_style: bool,
+        /// Seconds packs retired by `git hypha gc` stay readable before deletion
+        /// (default: presigned-URL lifetime + 10 minutes).
+        #[arg(long, env = "HYPHA_GC_GRACE_SECS")]
+        gc_grace_secs: Option<u64>,
     },
     /// Create an empty repository (HEAD points at main).
     Create {
@@ -47,6 +69,12 @@ enum Command {
         /// Default branch.
         #[arg(long, default_value = "main")]
         default_branch: String,
+    },
+    /// Merge a repository's packs into one, so clones and fetches stay fast after many
+    /// pushes. Old packs are deleted by the server after its grace period.
+    Gc {
+        /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
+        url: String,
     },
     /// Print a token signed with HYPHA_JWT_SECRET (for tests and CI).
     Token {
@@ -86,7 +114,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             root,
             listen,
             public_url,
+            gc_grace_secs,
+            s3_bucket,
+            s3_endpoint,
+            s3_prefix,
+            s3_region,
+            s3_path_style,
         } => {
+            let s3 = match s3_bucket {
+                Some(bucket) => Some(s3::Config {
+                    endpoint: s3_endpoint,
+                    bucket,
+                    prefix: s3_prefix,
+                    region: s3::region_from(s3_region.as_deref(), &env),
+                    path_style: s3_path_style,
+                    credentials: s3::Credentials::from_env(&env)?,
+                }),
+                None => None,
+            };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(server::run(ServeOptions {
                 root,
@@ -96,6 +141,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .cloned()
                     .filter(|s| !s.is_empty()),
                 public_url,
+                gc_grace: gc_grace_secs.map(Duration::from_secs),
+                s3,
             }))?;
         }
         Command::Create {
@@ -115,6 +162,30 @@ fn run(command: Command) -> anyhow::Result<()> {
                 },
             ))?;
             eprintln!("created {name}");
+        }
+        Command::Gc { url } => {
+            let remote = config::resolve(&url, &env, None)?;
+            let name = remote.display_name();
+            let client = Client::new(remote, config::env_token(&env))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            match runtime.block_on(gc::run(&client, progress))? {
+                gc::Outcome::NothingToDo { packs, purged } => eprintln!(
+                    "{name}: {packs} pack(s), nothing to compact; deleted {purged} retired earlier"
+                ),
+                gc::Outcome::Compacted {
+                    merged,
+                    pack,
+                    pack_size,
+                    response,
+                } => eprintln!(
+                    "{name}: merged {merged} packs into {pack} ({pack_size} bytes); \
+                     retired {}, deleted {} retired earlier (grace {} s)",
+                    response.retired.len(),
+                    response.deleted.len(),
+                    response.grace_secs
+                ),
+            }
         }
         Command::Token {
             workspace,

@@ -39,7 +39,7 @@ pub enum Error {
         pack: String,
         repo: String,
         #[source]
-        source: pack::idx::Error,
+        source: crate::idx::Error,
     },
     #[error("'{repo}' has no pack holding {oid} ({name})")]
     Missing {
@@ -165,6 +165,24 @@ fn missing_wants<'a>(git_dir: &Path, wants: &'a [FetchSpec]) -> Result<Vec<&'a F
         .collect())
 }
 
+/// Download every pack of `packs` into the repository at `git_dir` (verified, with `.keep`
+/// files, which are returned). For `git hypha gc`, which merges them all.
+pub async fn download_all(
+    client: &Client,
+    git_dir: &Path,
+    packs: &[PackInfo],
+    progress: bool,
+) -> Result<Vec<PathBuf>, Error> {
+    let settings = FetchSettings {
+        progress,
+        verbosity: 1,
+        cloning: true,
+        refetch: true,
+    };
+    let pack_dir = git_dir.join("objects").join("pack");
+    download_needed(client, git_dir, &pack_dir, packs, true, &settings).await
+}
+
 /// Download (in parallel) each pack of `packs` that holds something we lack, or all of them
 /// when `take_all`. Returns the `.keep` files written.
 async fn download_needed(
@@ -230,7 +248,7 @@ async fn holds_missing_object(
         Ok(chunks.concat())
     })
     .await?;
-    let ids = pack::idx::object_ids(&bytes, &info.name).map_err(|source| Error::Idx {
+    let ids = crate::idx::object_ids(&bytes, &info.name).map_err(|source| Error::Idx {
         pack: info.name.clone(),
         repo: repo_name.clone(),
         source,

@@ -3,10 +3,9 @@
 //! [`build`] turns "these tips, minus what the remote has" into a self-contained pack + idx in a
 //! temporary directory (DESIGN §2: git's delta search is the reference, gix computes no deltas).
 //! [`index`] verifies a received pack stream and writes `.pack` + `.idx` + `.keep` into the
-//! repository. [`idx`] reads the object ids of an index file. No network, no stdout.
+//! repository. No network, no stdout.
 
 pub mod build;
-pub mod idx;
 pub mod index;
 
 pub use build::{build, Built};

@@ -1,5 +1,5 @@
 //! `git hypha serve`: remote API v1 over HTTP (DESIGN §4, §7), on the embedded local-disk
-//! store.
+//! store or an S3 bucket ([`ServeOptions::s3`]).
 //!
 //! Owns the HTTP surface: the router ([`router`]), the process around it ([`run`]: bind,
 //! announce, serve until SIGINT/SIGTERM), auth, and status codes. Refs and bytes are
@@ -52,6 +52,11 @@ pub struct ServeOptions {
     pub jwt_secret: Option<String>,
     /// Base URL clients reach this server at, for presigned URLs; `None` = `http://<bound>`.
     pub public_url: Option<String>,
+    /// Store repositories in this S3 bucket instead of `root`; presigned URLs then point at
+    /// S3 and the `/_store` routes answer 404.
+    pub s3: Option<storage::s3::Config>,
+    /// How long packs retired by compaction stay readable; `None` = URL lifetime + 10 min.
+    pub gc_grace: Option<Duration>,
 }
 
 // The secret must never reach a log.
@@ -65,6 +70,8 @@ impl std::fmt::Debug for ServeOptions {
                 &self.jwt_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("public_url", &self.public_url)
+            .field("s3", &self.s3)
+            .field("gc_grace", &self.gc_grace)
             .finish()
     }
 }
@@ -83,6 +90,8 @@ pub enum Error {
         #[source]
         source: storage::Error,
     },
+    #[error("cannot use the S3 store")]
+    S3(#[source] storage::s3::ConfigError),
     #[error("invalid public url {url:?}")]
     PublicUrl {
         url: String,
@@ -149,14 +158,25 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         url: public_url.clone(),
         source,
     })?;
-    let disk =
-        LocalDisk::new(&opts.root, &public_url, &presign_secret(&secret)).map_err(|source| {
-            Error::Store {
-                root: opts.root.clone(),
-                source,
-            }
-        })?;
-    let state = AppState::with_local_disk(disk, &secret);
+    let mut state = match &opts.s3 {
+        Some(config) => {
+            let s3 = storage::S3::new(config).map_err(Error::S3)?;
+            s3.check_bucket().await.map_err(Error::S3)?;
+            AppState::new(std::sync::Arc::new(s3), &secret)
+        }
+        None => {
+            let disk = LocalDisk::new(&opts.root, &public_url, &presign_secret(&secret)).map_err(
+                |source| Error::Store {
+                    root: opts.root.clone(),
+                    source,
+                },
+            )?;
+            AppState::with_local_disk(disk, &secret)
+        }
+    };
+    if let Some(grace) = opts.gc_grace {
+        state = state.gc_grace(grace);
+    }
 
     announce(addr, admin_token.as_deref()).map_err(Error::Stdout)?;
 

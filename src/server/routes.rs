@@ -6,7 +6,7 @@
 //!
 //! Access rules:
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
-//! - `uploads`, `update`, `head` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - `uploads`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
@@ -87,6 +87,11 @@ async fn dispatch(
             authorize_write(&caller, workspace, &repo).await?;
             update(&repo, parse(&body)?).await
         }
+        Route::Compact => {
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::CompactRequest = parse(&body)?;
+            Ok(Json(repo.compact(&req, state.gc_grace).await?).into_response())
+        }
         Route::Head => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::HeadRequest = parse(&body)?;
@@ -105,6 +110,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "update" => Route::Update,
         "head" => Route::Head,
         "create" => Route::Create,
+        "compact" => Route::Compact,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }

@@ -13,6 +13,12 @@ pub const DEFAULT_PRESIGN_EXPIRES_IN: Duration = Duration::from_secs(3600);
 /// Largest object accepted by one presigned `PUT`: S3's single-PUT limit.
 pub const DEFAULT_MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
+/// A retired pack outlives every URL to it handed out before it was retired, plus a margin
+/// for a download that started just before the URL expired.
+pub fn default_gc_grace(presign_expires_in: Duration) -> Duration {
+    presign_expires_in + Duration::from_secs(600)
+}
+
 /// Shared state of the router. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +29,8 @@ pub struct AppState {
     pub(crate) validation: auth::Validation,
     pub(crate) presign_expires_in: Duration,
     pub(crate) max_single_put: u64,
+    /// How long packs retired by compaction stay readable before they are deleted.
+    pub(crate) gc_grace: Duration,
 }
 
 // The secret must never reach a log.
@@ -46,6 +54,7 @@ impl AppState {
             validation: auth::Validation::default(),
             presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
+            gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
         }
     }
 
@@ -64,6 +73,13 @@ impl AppState {
 
     pub fn presign_expires_in(mut self, expires_in: Duration) -> AppState {
         self.presign_expires_in = expires_in;
+        self.gc_grace = self.gc_grace.max(default_gc_grace(expires_in));
+        self
+    }
+
+    /// Grace period of retired packs; shorter than a URL's lifetime only for tests.
+    pub fn gc_grace(mut self, grace: Duration) -> AppState {
+        self.gc_grace = grace;
         self
     }
 

@@ -7,6 +7,7 @@
 //! ranged `GET`, listing by prefix, presigned URLs), so that an S3 backend drops in.
 //!
 //! - [`local`]: [`LocalDisk`], a backend over a directory, with its own presigned URLs.
+//! - [`s3`]: [`S3`], a backend over an S3 bucket (aws-sdk-s3), with multipart uploads.
 //! - [`presign`]: signing and checking those URLs.
 //! - [`repo`]: [`Repository`], the `.git/` layout and `update` (refs compare-and-swap).
 //! - [`conformance`]: the one test suite every backend runs.
@@ -15,9 +16,11 @@ pub mod conformance;
 pub mod local;
 pub mod presign;
 pub mod repo;
+pub mod s3;
 
 pub use local::LocalDisk;
 pub use repo::{PackEntry, RepoConfig, Repository, Store};
+pub use s3::{Multipart, S3};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -160,6 +163,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         expires_in: Duration,
         content_length: Option<u64>,
     ) -> Result<crate::api::PresignedRequest, Error>;
+
+    /// Multipart uploads (large packs), where the store has them: S3 does, local disk not.
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        None
+    }
 }
 
 /// Keys are `/`-separated relative paths: no empty, `.` or `..` components, no backslash or

@@ -347,12 +347,15 @@ impl Repository {
     }
 
     /// Every complete pack (idx present), oldest first. A `.pack` without its `.idx` is an
-    /// upload in progress, or a broken one: invisible either way.
+    /// upload in progress, or a broken one: invisible either way. Packs retired by compaction
+    /// are left out: their objects are in the pack that replaced them.
     pub async fn packs(&self) -> Result<Vec<PackEntry>, Error> {
         let dir = self.key("objects/pack/");
         let listing = self.backend.list(&dir).await?;
+        let retired = self.retired().await?;
         let mut packs = pack_sizes(&dir, &listing)
             .into_iter()
+            .filter(|(name, _)| !retired.contains_key(*name))
             .filter_map(|(name, (pack, idx))| {
                 let (pack, idx) = (pack?, idx?);
                 Some(PackEntry {
@@ -796,5 +799,6 @@ fn rejected(name: &str, detail: &str) -> RefResult {
     }
 }
 
+mod compact;
 #[cfg(test)]
 mod tests;

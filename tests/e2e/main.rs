@@ -20,6 +20,7 @@ mod harness;
 mod auth;
 mod concurrency;
 mod force;
+mod gc;
 mod history;
 mod lifecycle;
 mod options;

@@ -103,10 +103,17 @@ impl Server {
                 );
             }
         };
+        // With the suite on S3, `HYPHA_E2E_STORE_ROOT` names the directory where the store
+        // keeps this server's objects (s3s-fs keeps each key as a file), so that tests that
+        // look at stored files find them there.
+        let root = match std::env::var("HYPHA_E2E_STORE_ROOT") {
+            Ok(dir) if !dir.is_empty() => PathBuf::from(dir.replace("{unique}", &unique)),
+            _ => root.to_path_buf(),
+        };
         Server {
             child,
             url,
-            root: root.to_path_buf(),
+            root,
             secret,
             log,
         }
@@ -117,7 +124,7 @@ impl Server {
         &self.url
     }
 
-    /// The `--root` the server stores repositories under.
+    /// The `--root` the server stores repositories under (or `HYPHA_E2E_STORE_ROOT`).
     pub fn root(&self) -> &Path {
         &self.root
     }

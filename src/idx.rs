@@ -1,7 +1,10 @@
 //! Object ids listed in a pack index, version 2 (gitformat-pack(5)).
 //!
-//! Used to decide whether a remote pack holds anything we lack before downloading it. Only the
-//! header, fan-out table and sorted id table are read; offsets and CRCs are not needed.
+//! Pure parsing shared by both sides: the helper reads a remote idx to decide whether a pack
+//! holds anything it lacks; the server reads idx files to check that a compacted pack holds
+//! every object of the packs it retires.
+//! Only the header, fan-out table and sorted id table are read; offsets and CRCs are not
+//! needed.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

@@ -1,0 +1,217 @@
+//! `git hypha gc`: merge a repository's packs into one (issue 4, "many pushes stay fast").
+//!
+//! Every push adds a pack, and a clone downloads them all. Compaction runs on the client, where
+//! git is: download every listed pack into a temporary bare repository, `git repack` them into
+//! one (keeping unreachable objects too: a pack uploaded by a push that has not updated its
+//! refs yet must not lose objects), upload it, and ask the server to retire the old packs. The
+//! server checks that the new pack holds every object of each retired pack, hides them at once
+//! and deletes them after its grace period, so readers that listed them earlier still finish.
+
+use crate::api::{
+    CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
+    UploadSpec, UploadsRequest, UploadsResponse,
+};
+use crate::client::{self, Client};
+use crate::helper::fetch;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::process::Stdio;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
+    #[error("cannot prepare a temporary repository for compaction")]
+    Io(#[from] std::io::Error),
+    #[error("git {command} failed while compacting '{repo}': {stderr}")]
+    Git {
+        command: &'static str,
+        repo: String,
+        stderr: String,
+    },
+    #[error("git repack left {count} packs instead of one while compacting '{repo}'")]
+    NotOnePack { repo: String, count: usize },
+    #[error("server gave no upload URL for {pack} of '{repo}'")]
+    NoUpload { pack: String, repo: String },
+}
+
+/// What one compaction did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Zero or one live pack: nothing to merge; `purged` retired packs were deleted.
+    NothingToDo { packs: usize, purged: usize },
+    Compacted {
+        merged: usize,
+        pack: String,
+        pack_size: u64,
+        response: CompactResponse,
+    },
+}
+
+pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
+    let repo = client.remote().display_name();
+    let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
+    let packs: Vec<PackInfo> = listing.packs;
+    if packs.len() < 2 {
+        // Nothing to merge, but packs retired earlier may be past their grace period: a
+        // compaction that retires nothing still purges them.
+        let purged = match packs.first() {
+            Some(only) => {
+                let request = CompactRequest {
+                    pack: only.name.clone(),
+                    retire: Vec::new(),
+                };
+                let response: CompactResponse = client.call(Route::Compact, &request).await?;
+                response.deleted.len()
+            }
+            None => 0,
+        };
+        return Ok(Outcome::NothingToDo {
+            packs: packs.len(),
+            purged,
+        });
+    }
+    let tmp = tempfile::Builder::new().prefix("hypha-gc-").tempdir()?;
+    let git_dir = tmp.path().join("repo.git");
+    git(
+        &repo,
+        "init",
+        Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&git_dir),
+    )?;
+    let keeps = fetch::download_all(client, &git_dir, &packs, progress).await?;
+    // `git repack -a` leaves packs with a .keep alone; these are ours to merge.
+    for keep in keeps {
+        std::fs::remove_file(keep)?;
+    }
+    // Refs give git's delta search its paths and order; objects no ref reaches are kept too.
+    let refs: RefsResponse = client.call(Route::Refs, &serde_json::json!({})).await?;
+    set_refs(&repo, &git_dir, &refs)?;
+    let merged = repack(&repo, &git_dir)?;
+    let pack_size = std::fs::metadata(&merged.0)?.len();
+    let idx_size = std::fs::metadata(&merged.1)?.len();
+    let name = pack_name(&merged.0);
+
+    let uploads: UploadsResponse = client
+        .call(
+            Route::Uploads,
+            &UploadsRequest {
+                packs: vec![UploadSpec {
+                    name: name.clone(),
+                    pack_size,
+                    idx_size,
+                }],
+            },
+        )
+        .await?;
+    let up = uploads
+        .uploads
+        .iter()
+        .find(|u| u.name == name)
+        .ok_or_else(|| Error::NoUpload {
+            pack: name.clone(),
+            repo: repo.clone(),
+        })?;
+    let what = format!("index of {name} to '{repo}'");
+    client::with_retries(|| client::upload_file(client.http(), &up.idx, &merged.1, &what)).await?;
+    let what = format!("pack {name} to '{repo}'");
+    client::with_retries(|| client::upload_file(client.http(), &up.pack, &merged.0, &what)).await?;
+
+    let response: CompactResponse = client
+        .call(
+            Route::Compact,
+            &CompactRequest {
+                pack: name.clone(),
+                retire: packs
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .filter(|n| *n != name)
+                    .collect(),
+            },
+        )
+        .await?;
+    Ok(Outcome::Compacted {
+        merged: packs.len(),
+        pack: name,
+        pack_size,
+        response,
+    })
+}
+
+fn pack_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Point the temporary repository's refs where the remote's are (`git update-ref --stdin`).
+fn set_refs(repo: &str, git_dir: &Path, refs: &RefsResponse) -> Result<(), Error> {
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["update-ref", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        for (name, oid) in &refs.refs {
+            writeln!(stdin, "create {name} {oid}")?;
+        }
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Git {
+            command: "update-ref",
+            repo: repo.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// `git repack -a -d` into one pack, unreachable objects included; returns (.pack, .idx).
+fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    git(
+        repo,
+        "repack",
+        Command::new("git").arg("--git-dir").arg(git_dir).args([
+            "repack",
+            "-a",
+            "-d",
+            "--keep-unreachable",
+            "--no-write-bitmap-index",
+            "-q",
+        ]),
+    )?;
+    let pack_dir = git_dir.join("objects").join("pack");
+    let packs: Vec<PathBuf> = std::fs::read_dir(&pack_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    match packs.as_slice() {
+        [pack] => Ok((pack.clone(), pack.with_extension("idx"))),
+        _ => Err(Error::NotOnePack {
+            repo: repo.to_owned(),
+            count: packs.len(),
+        }),
+    }
+}
+
+fn git(repo: &str, command: &'static str, cmd: &mut Command) -> Result<(), Error> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Git {
+            command,
+            repo: repo.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}

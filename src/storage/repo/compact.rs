@@ -1,0 +1,296 @@
+//! Compaction: one pack replaces many, and the old ones are retired, then deleted after a grace
+//! period (issue 4, DESIGN §3 rules).
+//!
+//! A client uploads the merged pack and asks to retire the packs it merged. The server checks,
+//! from the idx files alone, that the new pack holds every object of each retired pack, so no
+//! ref (nor a push that uploaded its pack but has not updated refs yet) can lose an object.
+//! Retired packs stop being listed to this API's readers at once, but stay in storage for the
+//! grace period: readers who listed packs before hold presigned URLs to them, and Hypha's own
+//! readers list `*.pack` and read them lazily. Markers live under `.git/hypha-remote/retired/`.
+
+use super::{check_pack_name, Repository, LOCK_TIMEOUT};
+use crate::api::{CompactRequest, CompactResponse};
+use crate::storage::{Error, PutMode};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+impl Repository {
+    fn retired_dir(&self) -> String {
+        self.key("hypha-remote/retired/")
+    }
+
+    /// Retired packs and when they were retired (unix seconds).
+    pub(crate) async fn retired(&self) -> Result<BTreeMap<String, u64>, Error> {
+        let dir = self.retired_dir();
+        let mut out = BTreeMap::new();
+        for meta in self.backend.list(&dir).await? {
+            let Some(name) = meta.key.strip_prefix(&dir) else {
+                continue;
+            };
+            if !crate::api::is_valid_pack_name(name) {
+                continue;
+            }
+            let at = match self.backend.get(&meta.key).await {
+                Ok(obj) => String::from_utf8_lossy(&obj.body)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            out.insert(name.to_owned(), at);
+        }
+        Ok(out)
+    }
+
+    async fn object_ids(&self, name: &str) -> Result<Vec<[u8; 20]>, Error> {
+        let key = self.pack_key(name, "idx");
+        let idx = self.backend.get(&key).await?;
+        crate::idx::object_ids(&idx.body, name).map_err(|e| Error::Invalid {
+            detail: format!("{e} in {}", self.name),
+        })
+    }
+
+    /// Retire `req.retire` in favour of `req.pack`, then delete retired packs older than
+    /// `grace`. Refuses the whole request if any retired pack holds an object the new pack
+    /// lacks.
+    pub async fn compact(
+        &self,
+        req: &CompactRequest,
+        grace: Duration,
+    ) -> Result<CompactResponse, Error> {
+        check_pack_name(&req.pack)?;
+        for name in &req.retire {
+            check_pack_name(name)?;
+            if *name == req.pack {
+                return Err(Error::Invalid {
+                    detail: format!("{name} cannot replace itself"),
+                });
+            }
+        }
+        self.check_packs(std::slice::from_ref(&req.pack)).await?;
+        let keep: BTreeSet<[u8; 20]> = self.object_ids(&req.pack).await?.into_iter().collect();
+
+        let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
+            .await
+            .map_err(|_| Error::Busy {
+                key: self.name.clone(),
+            })?;
+        let retired = self.retired().await?;
+        if retired.contains_key(&req.pack) {
+            return Err(Error::Invalid {
+                detail: format!("{} is retired in {}", req.pack, self.name),
+            });
+        }
+        let live: BTreeSet<String> = self.packs().await?.into_iter().map(|p| p.name).collect();
+        let mut to_retire = Vec::new();
+        for name in &req.retire {
+            if !live.contains(name) {
+                // Already retired or gone: nothing to check or mark.
+                continue;
+            }
+            if let Some(missing) = self
+                .object_ids(name)
+                .await?
+                .into_iter()
+                .find(|id| !keep.contains(id))
+            {
+                return Err(Error::Invalid {
+                    detail: format!(
+                        "{} lacks object {} of {name} in {}",
+                        req.pack,
+                        hex::encode(missing),
+                        self.name
+                    ),
+                });
+            }
+            to_retire.push(name.clone());
+        }
+        let now = crate::auth::unix_now();
+        for name in &to_retire {
+            let marker = format!("{}{name}", self.retired_dir());
+            self.backend
+                .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
+                .await?;
+        }
+        let deleted = self.purge_retired(&retired, now, grace).await?;
+        Ok(CompactResponse {
+            retired: to_retire,
+            deleted,
+            grace_secs: grace.as_secs(),
+        })
+    }
+
+    /// Delete packs retired more than `grace` ago: `.pack` first (a lone `.idx` is invisible
+    /// to every reader), then `.idx`, then the marker, so an interrupted purge is resumed by
+    /// the next one.
+    async fn purge_retired(
+        &self,
+        retired: &BTreeMap<String, u64>,
+        now: u64,
+        grace: Duration,
+    ) -> Result<Vec<String>, Error> {
+        let mut deleted = Vec::new();
+        for (name, at) in retired {
+            if now < at.saturating_add(grace.as_secs()) {
+                continue;
+            }
+            for key in [
+                self.pack_key(name, "pack"),
+                self.pack_key(name, "idx"),
+                format!("{}{name}", self.retired_dir()),
+            ] {
+                match self.backend.delete(&key, None).await {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            deleted.push(name.clone());
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LocalDisk, Store};
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Real packs from git: one per commit, and one holding both commits.
+    fn packs(dir: &Path) -> (String, String, String) {
+        git(dir, &["init", "-q"]);
+        git(dir, &["commit", "-q", "--allow-empty", "-m", "one"]);
+        let one = git(dir, &["rev-parse", "HEAD"]);
+        git(dir, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        let two = git(dir, &["rev-parse", "HEAD"]);
+        let pack = |input: String, out: &str| -> String {
+            std::fs::create_dir_all(dir.join(out).parent().expect("parent")).expect("mkdir");
+            let mut child = Command::new("git")
+                .args(["pack-objects", "--revs", "-q", out])
+                .current_dir(dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("pack-objects runs");
+            std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+                .expect("write revs");
+            let out = child.wait_with_output().expect("pack-objects ends");
+            format!("pack-{}", String::from_utf8_lossy(&out.stdout).trim())
+        };
+        let first = pack(format!("{one}\n"), "p1/pack");
+        let second = pack(format!("{two}\n^{one}\n"), "p2/pack");
+        let both = pack(format!("{two}\n"), "p3/pack");
+        (first, second, both)
+    }
+
+    async fn upload(repo: &Repository, dir: &Path, sub: &str, name: &str) {
+        for ext in ["idx", "pack"] {
+            let body = std::fs::read(dir.join(sub).join(format!("{name}.{ext}"))).expect("pack");
+            repo.backend
+                .put(
+                    &repo.pack_key(name, ext),
+                    Bytes::from(body),
+                    PutMode::Overwrite,
+                )
+                .await
+                .expect("put");
+        }
+    }
+
+    #[tokio::test]
+    async fn retires_only_packs_whose_objects_the_new_pack_holds() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let (first, second, both) = packs(work.path());
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let disk = LocalDisk::new(store_dir.path(), "http://localhost:1", b"k").expect("disk");
+        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
+        repo.create(false, None).await.expect("create");
+        upload(&repo, work.path(), "p1", &first).await;
+        upload(&repo, work.path(), "p2", &second).await;
+
+        // `second` lacks the first commit: retiring `first` in its favour must fail.
+        let refused = repo
+            .compact(
+                &CompactRequest {
+                    pack: second.clone(),
+                    retire: vec![first.clone()],
+                },
+                Duration::ZERO,
+            )
+            .await;
+        assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
+        assert_eq!(
+            repo.packs().await.expect("packs").len(),
+            2,
+            "nothing retired"
+        );
+
+        upload(&repo, work.path(), "p3", &both).await;
+        let done = repo
+            .compact(
+                &CompactRequest {
+                    pack: both.clone(),
+                    retire: vec![first.clone(), second.clone()],
+                },
+                Duration::from_secs(3600),
+            )
+            .await
+            .expect("compact");
+        assert_eq!(done.retired, vec![first.clone(), second.clone()]);
+        assert!(done.deleted.is_empty(), "within the grace period");
+        let live: Vec<String> = repo
+            .packs()
+            .await
+            .expect("packs")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(live, vec![both.clone()]);
+        // Still in storage for readers that listed them before.
+        assert!(repo
+            .backend
+            .head(&repo.pack_key(&first, "pack"))
+            .await
+            .is_ok());
+
+        // A later compaction after the grace period deletes them, pack before idx.
+        let purged = repo
+            .compact(
+                &CompactRequest {
+                    pack: both.clone(),
+                    retire: vec![],
+                },
+                Duration::ZERO,
+            )
+            .await
+            .expect("purge");
+        assert_eq!(purged.deleted.len(), 2);
+        for name in [&first, &second] {
+            for ext in ["pack", "idx"] {
+                assert!(repo.backend.head(&repo.pack_key(name, ext)).await.is_err());
+            }
+        }
+    }
+}

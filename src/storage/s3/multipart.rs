@@ -1,0 +1,422 @@
+//! Multipart uploads of large packs (issue 3, "Multipart uploads"): the server starts an
+//! upload, presigns one `PUT` per part, and completes the upload from the parts the store
+//! holds; the client only uploads parts, each from its own range of the file on disk.
+//!
+//! Owns the store side: [`Multipart`] (what a backend offers, reached through
+//! `Backend::multipart`), its S3 implementation, and [`part_sizes`], the split both sides
+//! agree on. It does not decide when to use multipart (the `uploads` route does, above
+//! [`THRESHOLD`]) and holds no state: the upload id travels through the client, and the
+//! completion reads the part list back from S3 (`ListParts`), so the client never has to
+//! report part etags and cannot complete an object from parts of someone else's upload.
+//!
+//! Abandoned uploads cost storage until aborted: [`Multipart::abort_stale`] aborts every
+//! upload under a prefix older than a given age (for `git hypha gc`, or a bucket lifecycle
+//! rule `AbortIncompleteMultipartUpload` does the same on AWS).
+
+use super::{Failure, S3};
+use crate::api::PresignedRequest;
+use crate::storage::Error;
+use async_trait::async_trait;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// Packs larger than this go up in parts.
+pub const THRESHOLD: u64 = 64 * 1024 * 1024;
+
+/// Size of every part but the last, unless the object needs more than [`MAX_PARTS`] of them.
+/// Small enough that a client holding a few parts in flight stays well under its memory
+/// budget; S3's minimum for all but the last part is [`MIN_PART_SIZE`].
+pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
+
+/// S3's smallest part (all but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// S3's most parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+
+/// An upload in progress, as `ListMultipartUploads` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUpload {
+    /// The store key (without the backend's prefix).
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<SystemTime>,
+}
+
+/// The sizes of the parts of an object of `total` bytes: `part_size` each (raised when that
+/// would take more than [`MAX_PARTS`]), the last one shorter. Empty for an empty object.
+pub fn part_sizes(total: u64, part_size: u64) -> Vec<u64> {
+    let mut size = part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+    if total.div_ceil(size) > MAX_PARTS {
+        size = total.div_ceil(MAX_PARTS).max(MIN_PART_SIZE);
+    }
+    let mut parts = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        let this = left.min(size);
+        parts.push(this);
+        left -= this;
+    }
+    parts
+}
+
+/// What a store offers for multipart uploads. Part numbers start at 1.
+#[async_trait]
+pub trait Multipart: Send + Sync {
+    /// Start an upload of `key`; returns its upload id.
+    async fn create(&self, key: &str) -> Result<String, Error>;
+
+    /// A presigned `PUT` of part `part_number` with exactly `content_length` bytes (signed).
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, Error>;
+
+    /// Assemble `key` from the stored parts, which must be exactly `part_sizes` (part `i + 1`
+    /// has `part_sizes[i]` bytes); [`Error::Invalid`] names the first part that is missing or
+    /// of another size, and the upload stays open so that the client can retry that part.
+    /// Returns the etag of the object.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_sizes: &[u64],
+    ) -> Result<String, Error>;
+
+    /// Give the upload up and free its parts. An upload that is already gone is fine.
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), Error>;
+
+    /// Uploads in progress whose key starts with `prefix`.
+    async fn list(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error>;
+
+    /// Abort every upload under `prefix` started more than `older_than` ago; returns how
+    /// many were aborted.
+    async fn abort_stale(&self, prefix: &str, older_than: Duration) -> Result<usize, Error> {
+        let cutoff = SystemTime::now().checked_sub(older_than);
+        let mut aborted = 0;
+        for upload in self.list(prefix).await? {
+            let stale = match (upload.initiated, cutoff) {
+                (Some(initiated), Some(cutoff)) => initiated < cutoff,
+                // Unknown age: leave it, a later run with a known age decides.
+                _ => false,
+            };
+            if stale {
+                self.abort(&upload.key, &upload.upload_id).await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+}
+
+fn check_upload_id(key: &str, upload_id: &str) -> Result<(), Error> {
+    if upload_id.is_empty()
+        || upload_id.len() > 1024
+        || upload_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(Error::Invalid {
+            detail: format!("{key}: invalid upload id"),
+        });
+    }
+    Ok(())
+}
+
+fn check_part_number(key: &str, part_number: u32) -> Result<i32, Error> {
+    match i32::try_from(part_number) {
+        Ok(n) if (1..=MAX_PARTS as i32).contains(&n) => Ok(n),
+        _ => Err(Error::Invalid {
+            detail: format!("{key}: part number {part_number} is outside 1..={MAX_PARTS}"),
+        }),
+    }
+}
+
+impl S3 {
+    /// Every part S3 holds for the upload: number -> (etag, size).
+    async fn parts(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+    ) -> Result<BTreeMap<i32, (String, u64)>, Error> {
+        let mut parts = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    Self::fail(
+                        key,
+                        self.classify("ListParts", &e),
+                        "ListParts",
+                        &self.bucket,
+                    )
+                })?;
+            for part in page.parts() {
+                if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
+                    let size = part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                    parts.insert(n, (etag.to_owned(), size));
+                }
+            }
+            match (page.is_truncated(), page.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(parts)
+    }
+}
+
+#[async_trait]
+impl Multipart for S3 {
+    async fn create(&self, key: &str) -> Result<String, Error> {
+        let full = self.full_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .content_type(super::OCTET_STREAM)
+            .send()
+            .await
+            .map_err(|e| {
+                Self::fail(
+                    key,
+                    self.classify("CreateMultipartUpload", &e),
+                    "CreateMultipartUpload",
+                    &self.bucket,
+                )
+            })?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::backend(key, "CreateMultipartUpload returned no upload id"))
+    }
+
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, Error> {
+        let full = self.full_key(key)?;
+        check_upload_id(key, upload_id)?;
+        let n = check_part_number(key, part_number)?;
+        if content_length == 0 || content_length > MAX_PART_SIZE {
+            return Err(Error::Invalid {
+                detail: format!("{key}: part size {content_length} is outside 1..={MAX_PART_SIZE}"),
+            });
+        }
+        let config = Self::presign_config(key, expires_in)?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(upload_id)
+            .part_number(n)
+            .content_length(super::to_i64(key, content_length)?)
+            .presigned(config)
+            .await
+            .map_err(|e| Error::backend(key, self.request_failed("presign UploadPart", &e)))?;
+        let api = super::to_api(&req);
+        if !api.headers.contains_key("Content-Length") {
+            return Err(Error::backend(
+                key,
+                "the presigned part does not sign its length",
+            ));
+        }
+        Ok(api)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_sizes: &[u64],
+    ) -> Result<String, Error> {
+        let full = self.full_key(key)?;
+        check_upload_id(key, upload_id)?;
+        if part_sizes.is_empty() || part_sizes.len() as u64 > MAX_PARTS {
+            return Err(Error::Invalid {
+                detail: format!("{key}: an upload has 1 to {MAX_PARTS} parts"),
+            });
+        }
+        let stored = self.parts(key, &full, upload_id).await?;
+        let mut completed = Vec::with_capacity(part_sizes.len());
+        for (i, &want) in part_sizes.iter().enumerate() {
+            let n = i32::try_from(i + 1).map_err(|e| Error::backend(key, e))?;
+            match stored.get(&n) {
+                Some((etag, size)) if *size == want => completed.push(
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .e_tag(etag.clone())
+                        .build(),
+                ),
+                Some((_, size)) => {
+                    return Err(Error::Invalid {
+                        detail: format!("{key}: part {n} has {size} bytes, expected {want}"),
+                    })
+                }
+                None => {
+                    return Err(Error::Invalid {
+                        detail: format!("{key}: part {n} was not uploaded"),
+                    })
+                }
+            }
+        }
+        if let Some(extra) = stored.keys().find(|n| **n as usize > part_sizes.len()) {
+            return Err(Error::Invalid {
+                detail: format!("{key}: unexpected part {extra}"),
+            });
+        }
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                Self::fail(
+                    key,
+                    self.classify("CompleteMultipartUpload", &e),
+                    "CompleteMultipartUpload",
+                    &self.bucket,
+                )
+            })?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        let full = self.full_key(key)?;
+        check_upload_id(key, upload_id)?;
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify("AbortMultipartUpload", &e) {
+                Failure::NotFound => Ok(()),
+                f => Err(Self::fail(key, f, "AbortMultipartUpload", &self.bucket)),
+            },
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let mut out = Vec::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_key_marker(markers.0.take())
+                .set_upload_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    let failure = match self.classify("ListMultipartUploads", &e) {
+                        Failure::NotFound => {
+                            Failure::Other(self.request_failed("ListMultipartUploads", &e))
+                        }
+                        f => f,
+                    };
+                    Self::fail(prefix, failure, "ListMultipartUploads", &self.bucket)
+                })?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let Some(key) = key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                out.push(MultipartUpload {
+                    key: key.to_owned(),
+                    upload_id: id.to_owned(),
+                    initiated: upload
+                        .initiated()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                });
+            }
+            match (
+                page.is_truncated(),
+                page.next_key_marker(),
+                page.next_upload_id_marker(),
+            ) {
+                (Some(true), Some(key), id) => {
+                    markers = (Some(key.to_owned()), id.map(str::to_owned));
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn parts_cover_the_object() {
+        assert_eq!(part_sizes(0, DEFAULT_PART_SIZE), Vec::<u64>::new());
+        assert_eq!(part_sizes(10, DEFAULT_PART_SIZE), [10]);
+        let parts = part_sizes(300 * MIB, DEFAULT_PART_SIZE);
+        assert_eq!(parts.len(), 19);
+        assert_eq!(parts.iter().sum::<u64>(), 300 * MIB);
+        assert!(parts[..18].iter().all(|p| *p == 16 * MIB));
+        // Too small a part size is raised to S3's minimum.
+        assert_eq!(part_sizes(12 * MIB, MIB), [5 * MIB, 5 * MIB, 2 * MIB]);
+    }
+
+    #[test]
+    fn huge_objects_stay_within_max_parts() {
+        let total = 200 * 1024 * 1024 * MIB; // 200 GiB
+        let parts = part_sizes(total, DEFAULT_PART_SIZE);
+        assert!(parts.len() as u64 <= MAX_PARTS);
+        assert_eq!(parts.iter().sum::<u64>(), total);
+    }
+
+    #[test]
+    fn ids_and_numbers_are_checked() {
+        assert!(check_upload_id("k", "abc-123_.~").is_ok());
+        assert!(check_upload_id("k", "").is_err());
+        assert!(check_upload_id("k", "a b").is_err());
+        assert!(check_part_number("k", 0).is_err());
+        assert_eq!(check_part_number("k", 1).ok(), Some(1));
+        assert!(check_part_number("k", 10_001).is_err());
+    }
+}
