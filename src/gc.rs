@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::client::{self, Client};
 use crate::helper::fetch;
+use crate::progress::Progress;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,10 +117,14 @@ pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
             pack: name.clone(),
             repo: repo.clone(),
         })?;
+    let bar = Progress::new(progress).bytes("Uploading merged pack", pack_size + idx_size);
     let what = format!("index of {name} to '{repo}'");
-    client::with_retries(|| client::upload_file(client.http(), &up.idx, &merged.1, &what)).await?;
+    client::with_retries(|| client::upload_file(client.http(), &up.idx, &merged.1, &what, &bar))
+        .await?;
     let what = format!("pack {name} to '{repo}'");
-    client::with_retries(|| client::upload_file(client.http(), &up.pack, &merged.0, &what)).await?;
+    client::with_retries(|| client::upload_file(client.http(), &up.pack, &merged.0, &what, &bar))
+        .await?;
+    bar.finish();
 
     let response: CompactResponse = client
         .call(

@@ -4,6 +4,7 @@
 
 use super::Error;
 use crate::api::PresignedRequest;
+use crate::progress::Bar;
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use std::path::Path;
@@ -40,6 +41,7 @@ pub async fn upload_file(
     req: &PresignedRequest,
     path: &Path,
     what: &str,
+    bar: &Bar,
 ) -> Result<(), Error> {
     let io_err = |source| Error::Io {
         what: format!("cannot read {what} at {}", path.display()),
@@ -52,10 +54,11 @@ pub async fn upload_file(
             what: format!("upload of {what}: server asked for method {:?}", req.method),
             status: 0,
         })?;
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
-        256 * 1024,
-    ));
+    let bar = bar.clone();
+    let body = reqwest::Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
+            .inspect_ok(move |chunk| bar.inc(chunk.len() as u64)),
+    );
     let mut builder = http.request(method, &req.url).body(body);
     for (name, value) in &req.headers {
         builder = builder.header(name, value);

@@ -11,7 +11,7 @@ use super::state;
 use crate::api::{PackInfo, PacksRequest, PacksResponse, Route};
 use crate::client::{self, Client};
 use crate::pack;
-use crate::progress::Progress;
+use crate::progress::{Bar, Progress};
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -194,21 +194,18 @@ async fn download_needed(
     settings: &FetchSettings,
 ) -> Result<Vec<PathBuf>, Error> {
     let repo_name = client.remote().display_name();
+    // One counter for all parallel downloads; its total grows as packs are chosen.
+    let bar = Progress::new(settings.progress).bytes("Receiving packs", 0);
     let results: Vec<Option<PathBuf>> = futures_util::stream::iter(packs.iter().cloned())
         .map(|info| {
             let repo_name = repo_name.clone();
+            let bar = bar.clone();
             async move {
                 if !take_all && !holds_missing_object(client, git_dir, &info).await? {
                     return Ok(None);
                 }
-                let started = std::time::Instant::now();
-                let keep = download_one(client, pack_dir, &info, &repo_name).await?;
-                Progress::new(settings.progress).pack_done(
-                    "Receiving",
-                    &info.name,
-                    info.pack_size,
-                    started,
-                );
+                bar.add_total(info.pack_size);
+                let keep = download_one(client, pack_dir, &info, &repo_name, &bar).await?;
                 if settings.verbosity >= 2 {
                     eprintln!(
                         "hypha: fetched {} ({} bytes) from {repo_name}",
@@ -221,6 +218,9 @@ async fn download_needed(
         .buffer_unordered(PARALLEL_DOWNLOADS)
         .try_collect()
         .await?;
+    if results.iter().any(Option::is_some) {
+        bar.finish();
+    }
     Ok(results.into_iter().flatten().collect())
 }
 
@@ -271,6 +271,7 @@ async fn download_one(
     pack_dir: &Path,
     info: &PackInfo,
     repo_name: &str,
+    bar: &Bar,
 ) -> Result<Option<PathBuf>, Error> {
     let Some(url) = info.pack_url.clone() else {
         return Ok(None);
@@ -281,7 +282,10 @@ async fn download_one(
         attempt += 1;
         let stream =
             client::with_retries(|| client::download_stream(client.http(), &url, &what)).await?;
-        let reader = tokio_util::io::StreamReader::new(stream);
+        let counted = bar.clone();
+        let reader = tokio_util::io::StreamReader::new(
+            stream.inspect_ok(move |chunk| counted.inc(chunk.len() as u64)),
+        );
         let pack_dir = pack_dir.to_owned();
         let name = info.name.clone();
         let result = tokio::task::spawn_blocking(move || {

@@ -300,24 +300,20 @@ async fn upload(
     let response: UploadsResponse = client.call(Route::Uploads, &request).await?;
     let repo = client.remote().display_name();
     for up in response.uploads.iter().filter(|u| u.name == built.name) {
+        let bar = Progress::new(settings.progress)
+            .bytes("Uploading pack", built.idx_size + built.pack_size);
         // idx first: a lone idx is invisible to readers, a lone pack breaks them (DESIGN §3).
         let what = format!("index of {} to '{repo}'", built.name);
         client::with_retries(|| {
-            client::upload_file(client.http(), &up.idx, &built.idx_path, &what)
+            client::upload_file(client.http(), &up.idx, &built.idx_path, &what, &bar)
         })
         .await?;
-        let started = std::time::Instant::now();
         let what = format!("pack {} to '{repo}'", built.name);
         client::with_retries(|| {
-            client::upload_file(client.http(), &up.pack, &built.pack_path, &what)
+            client::upload_file(client.http(), &up.pack, &built.pack_path, &what, &bar)
         })
         .await?;
-        Progress::new(settings.progress).pack_done(
-            "Uploading",
-            &built.name,
-            built.pack_size,
-            started,
-        );
+        bar.finish();
         if settings.verbosity >= 2 {
             eprintln!(
                 "hypha: uploaded {} ({} bytes) to {repo}",

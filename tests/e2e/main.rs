@@ -24,4 +24,5 @@ mod gc;
 mod history;
 mod lifecycle;
 mod options;
+mod progress;
 mod refs;
