@@ -116,6 +116,8 @@ pub enum TokenSource {
     Environment,
     /// From `git credential fill`: approve on success, reject on 401.
     CredentialHelper,
+    /// Stored by `git hypha login`; the last source, used when the others have none.
+    Login,
 }
 
 #[derive(Clone)]
@@ -130,6 +132,7 @@ impl std::fmt::Debug for Token {
         let source = match self.source {
             TokenSource::Environment => "HYPHA_TOKEN",
             TokenSource::CredentialHelper => "git credential",
+            TokenSource::Login => "git hypha login",
         };
         write!(f, "Token(<redacted> from {source})")
     }
@@ -190,8 +193,20 @@ pub mod credential {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Ask the configured credential helpers for a token; `None` when there is none.
+    /// Ask the configured credential helpers for a token, then fall back to the token that
+    /// `git hypha login` stored for this server (the last source, DESIGN §6); `None` when
+    /// neither has one.
     pub fn fill(remote: &Remote) -> Option<Token> {
+        from_helpers(remote).or_else(|| {
+            let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+            crate::login::stored_token(&env, &remote.server).map(|secret| Token {
+                secret,
+                source: TokenSource::Login,
+            })
+        })
+    }
+
+    fn from_helpers(remote: &Remote) -> Option<Token> {
         let out = run("fill", &description(remote, None))?;
         out.lines()
             .find_map(|l| l.strip_prefix("password="))

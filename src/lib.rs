@@ -28,6 +28,7 @@ pub mod config;
 pub mod gc;
 pub mod helper;
 pub mod idx;
+pub mod login;
 pub mod pack;
 pub mod progress;
 pub mod server;

@@ -9,6 +9,7 @@ use hypha_git::auth::{self, Permission};
 use hypha_git::client::Client;
 use hypha_git::config;
 use hypha_git::gc;
+use hypha_git::login;
 use hypha_git::server::{self, ServeOptions};
 use hypha_git::storage::s3;
 use std::collections::HashMap;
@@ -42,7 +43,8 @@ enum Command {
         /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
         #[arg(long, env = "HYPHA_S3_BUCKET")]
         s3_bucket: Option<String>,
-        /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS.
+        /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS_ENDPOINT_URL_S3,
+        /// then AWS_ENDPOINT_URL, then AWS itself.
         #[arg(long, env = "HYPHA_S3_ENDPOINT", requires = "s3_bucket")]
         s3_endpoint: Option<String>,
         /// Key prefix in the bucket, so that several servers share one bucket.
@@ -75,6 +77,26 @@ enum Command {
     Gc {
         /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
         url: String,
+    },
+    /// Log in through the server's login service (a browser) and keep the token for this
+    /// server under the user's configuration directory; the helper uses it last.
+    Login {
+        /// Server URL; default HYPHA_SERVER_URL, then `git config hypha.server`.
+        server: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Forget the token `git hypha login` stored for a server.
+    Logout {
+        /// Server URL; default HYPHA_SERVER_URL, then `git config hypha.server`.
+        server: Option<String>,
+    },
+    /// Print the clone URLs of a repository: the helper's and Hypha's smart HTTP.
+    Url {
+        /// workspace/alias (server from HYPHA_SERVER_URL or `git config hypha.server`), or a
+        /// full hypha::https://host/workspace/alias.
+        repo: String,
     },
     /// Print a token signed with HYPHA_JWT_SECRET (for tests and CI).
     Token {
@@ -123,7 +145,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let s3 = match s3_bucket {
                 Some(bucket) => Some(s3::Config {
-                    endpoint: s3_endpoint,
+                    endpoint: s3::endpoint_from(s3_endpoint, &env),
                     bucket,
                     prefix: s3_prefix,
                     region: s3::region_from(s3_region.as_deref(), &env),
@@ -187,6 +209,39 @@ fn run(command: Command) -> anyhow::Result<()> {
                 ),
             }
         }
+        Command::Login { server, timeout } => {
+            let server = login::resolve_server(server.as_deref(), &env, git_config_server())?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let http = reqwest::Client::new();
+            let started = runtime.block_on(login::start(&http, &server))?;
+            eprintln!("Open this URL in a browser to log in to {server}:");
+            eprintln!("  {}", started.login_url);
+            eprintln!("Waiting for the login to complete...");
+            let token = runtime.block_on(login::wait(
+                &http,
+                &server,
+                &started.key,
+                Duration::from_secs(timeout),
+            ))?;
+            let path = login::store_token(&env, &server, &token)?;
+            eprintln!("logged in to {server}; token kept in {}", path.display());
+        }
+        Command::Logout { server } => {
+            let server = login::resolve_server(server.as_deref(), &env, git_config_server())?;
+            if login::remove_token(&env, &server)? {
+                eprintln!("logged out of {server}");
+            } else {
+                eprintln!("no stored login for {server}");
+            }
+        }
+        Command::Url { repo } => {
+            let remote = config::resolve(&repo, &env, git_config_server().as_deref())?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", remote.url());
+                println!("{}{}/git/{}", remote.server, remote.workspace, remote.alias);
+            }
+        }
         Command::Token {
             workspace,
             permission,
@@ -211,4 +266,17 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `git config hypha.server`, the fallback server for short `ws/alias` addresses.
+fn git_config_server() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", "hypha.server"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }

@@ -1,0 +1,862 @@
+"""Remote API v1 of git-remote-hypha, served inside a Hypha server (DESIGN §4).
+
+Enable with ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``
+and this directory on ``PYTHONPATH``. Routes: ``POST /{ws}/git/{alias}/remote/v1/{route}``.
+POST only, because Hypha's catch-all ``GET /{page:path}`` is registered before startup
+functions run and would shadow plugin GET routes.
+
+This is a thin adapter. Hypha decides who may do what (``_get_artifact_with_permission`` with
+``read`` for read routes and ``commit`` for writes, exactly as its own smart-HTTP routes do) and
+where a repository lives (``_get_s3_config``, the artifact's UUID, ``.git/``). The repository
+rules (ref names, pack completeness, compare-and-swap, atomic batches, compaction) live in
+:class:`Repo` and mirror ``src/storage/repo.rs`` of the Rust server, which is the reference.
+
+Pack bytes never pass through Hypha: clients get presigned S3 URLs. Tokens and presigned URLs
+never appear in an error message or a log line written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import struct
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from botocore.exceptions import ClientError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger("hypha-git-remote")
+
+API_VERSION = 1
+PRESIGN_EXPIRES_IN = 3600
+# S3's limit for one PutObject; larger packs would need multipart, which v1 does not offer.
+MAX_SINGLE_PUT = 5 * 1024**3
+MAX_UPLOADS_PER_REQUEST = 256
+# How long `update` waits for another update of the same repository before answering busy.
+LOCK_TIMEOUT = 30.0
+# Retired packs stay readable this long: Hypha's readers list `*.pack` and read them lazily,
+# and our clients may hold presigned URLs from an earlier `packs` call.
+GC_GRACE_SECS = 3600
+READ_CONCURRENCY = 16
+DEFAULT_BRANCH = "main"
+DENY_DELETE_CURRENT = "deletion of the current branch prohibited"
+ATOMIC_FAILED = "atomic push failed"
+
+_OID = re.compile(r"^[0-9a-f]{40}$")
+_PACK = re.compile(r"^pack-[0-9a-f]{40}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class ApiError(Exception):
+    """An answer other than 2xx, as ``{"error": code, "detail": text}``."""
+
+    STATUS = {
+        "not_found": 404,
+        "unauthenticated": 401,
+        "forbidden": 403,
+        "invalid": 422,
+        "stale": 409,
+        "exists": 409,
+        "busy": 503,
+        "internal": 500,
+    }
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+    def response(self) -> JSONResponse:
+        headers = {}
+        if self.code == "unauthenticated":
+            # git and our helper then ask the credential helper for a token.
+            headers["WWW-Authenticate"] = 'Basic realm="hypha"'
+        if self.code == "busy":
+            headers["Retry-After"] = "5"
+        return JSONResponse(
+            {"error": self.code, "detail": self.detail},
+            status_code=self.STATUS[self.code],
+            headers=headers,
+        )
+
+
+def check_ref(name: str) -> None:
+    """git check-ref-format rules plus what an S3 key needs (as ``src/api/refname.rs``)."""
+    why = _ref_problem(name)
+    if why:
+        raise ApiError("invalid", f"invalid ref {name[:80]!r}: {why}")
+
+
+def is_valid_ref(name: str) -> bool:
+    return _ref_problem(name) is None
+
+
+def _ref_problem(name: str) -> Optional[str]:
+    if len(name.encode()) > 512:
+        return "ref name too long"
+    if not name.startswith("refs/"):
+        return "ref name must start with refs/"
+    if name.endswith("/") or "//" in name:
+        return "ref name has an empty component"
+    if name.endswith("."):
+        return "ref name ends with '.'"
+    if ".." in name:
+        return "ref name contains '..'"
+    if "@{" in name:
+        return "ref name contains '@{'"
+    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in name):
+        return "ref name contains a forbidden character"
+    for component in name.split("/"):
+        if component.startswith(".") or component.startswith("-"):
+            return "ref name component starts with '.' or '-'"
+        if component.endswith(".lock"):
+            return "ref name component ends with '.lock'"
+    if name.count("/") < 2:
+        return "ref name needs a namespace, as in refs/heads/<name>"
+    return None
+
+
+def check_pack_name(name: Any) -> None:
+    if not isinstance(name, str) or not _PACK.match(name):
+        raise ApiError("invalid", f"invalid pack name {str(name)[:80]!r} (expected pack-<40 hex>)")
+
+
+def idx_object_ids(data: bytes, name: str) -> set:
+    """The object ids of an idx version 2: enough to prove one pack holds another's objects."""
+    if len(data) < 8 + 256 * 4 + 40 or data[:8] != b"\377tOc\x00\x00\x00\x02":
+        raise ApiError("invalid", f"{name}.idx is not an idx version 2")
+    count = struct.unpack(">I", data[8 + 255 * 4 : 8 + 256 * 4])[0]
+    start = 8 + 256 * 4
+    if len(data) < start + 20 * count:
+        raise ApiError("invalid", f"{name}.idx is truncated")
+    return {data[start + 20 * i : start + 20 * (i + 1)] for i in range(count)}
+
+
+def _error_code(e: ClientError) -> str:
+    return str(e.response.get("Error", {}).get("Code", ""))
+
+
+def _status(e: ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _is_missing(e: ClientError) -> bool:
+    return _status(e) == 404 or _error_code(e) in ("NoSuchKey", "404", "NotFound")
+
+
+def _lost_race(e: ClientError) -> bool:
+    """A conditional write failed: someone outside our lock (Hypha itself) wrote the key."""
+    return _status(e) in (409, 412) or _error_code(e) in (
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+    )
+
+
+@dataclass
+class Current:
+    oid: Optional[str]
+    etag: Optional[str]
+
+
+@dataclass
+class Repo:
+    """One artifact's ``.git/`` in S3, with Hypha's S3 config; the rules of remote API v1."""
+
+    manager: Any  # Hypha's ArtifactController
+    s3_config: dict
+    name: str  # ws/alias, for messages
+    prefix: str  # "{s3 prefix}/{artifact uuid}/.git/"
+    lock: asyncio.Lock
+    default_branch: str = DEFAULT_BRANCH
+    s3: Any = field(default=None, repr=False)
+    presigner: Any = field(default=None, repr=False)
+
+    @property
+    def bucket(self) -> str:
+        return self.s3_config["bucket"]
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def pack_key(self, name: str, ext: str) -> str:
+        return self.key(f"objects/pack/{name}.{ext}")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, rel: str) -> Optional[tuple]:
+        """(body, etag) or None when the key is missing."""
+        try:
+            obj = await self.s3.get_object(Bucket=self.bucket, Key=self.key(rel))
+            async with obj["Body"] as stream:
+                body = await stream.read()
+            return body, obj.get("ETag")
+        except ClientError as e:
+            if _is_missing(e):
+                return None
+            raise
+
+    async def list(self, rel: str) -> list:
+        """Every object below ``rel`` (paginated), as S3 listing entries."""
+        out, token = [], None
+        while True:
+            kwargs = {"Bucket": self.bucket, "Prefix": self.key(rel)}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self.s3.list_objects_v2(**kwargs)
+            out.extend(page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return out
+            token = page.get("NextContinuationToken")
+
+    async def head(self) -> Optional[str]:
+        got = await self.get("HEAD")
+        if not got:
+            return None
+        text = got[0].decode("utf-8", "replace").strip()
+        if not text.startswith("ref:"):
+            return None
+        target = text[4:].strip()
+        return target if is_valid_ref(target) else None
+
+    async def current_default_branch(self) -> str:
+        head = await self.head()
+        if head and head.startswith("refs/heads/"):
+            return head[len("refs/heads/") :]
+        return self.default_branch
+
+    async def read_ref(self, name: str) -> Current:
+        """A ref, tolerating a missing newline or CRLF; an unreadable body counts as absent."""
+        got = await self.get(name)
+        if not got:
+            return Current(None, None)
+        text = got[0].decode("utf-8", "replace").strip()
+        return Current(text if _OID.match(text) else None, got[1])
+
+    async def ref_names(self) -> list:
+        # Hypha advertises every object under refs/ as a ref; we skip what is not one.
+        return [
+            o["Key"][len(self.prefix) :]
+            for o in await self.list("refs/")
+            if is_valid_ref(o["Key"][len(self.prefix) :])
+        ]
+
+    async def refs(self) -> dict:
+        names = await self.ref_names()
+        sem = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def one(n):
+            async with sem:
+                return n, await self.read_ref(n)
+
+        pairs = await asyncio.gather(*(one(n) for n in names))
+        return {n: c.oid for n, c in sorted(pairs) if c.oid}
+
+    async def retired(self) -> dict:
+        """Packs retired by compaction -> unix time of retirement."""
+        out = {}
+        for o in await self.list("hypha-remote/retired/"):
+            name = o["Key"].rsplit("/", 1)[-1]
+            if not _PACK.match(name):
+                continue
+            got = await self.get(f"hypha-remote/retired/{name}")
+            if got:
+                try:
+                    out[name] = int(got[0].decode().strip())
+                except ValueError:
+                    out[name] = 0
+        return out
+
+    async def pack_listing(self) -> dict:
+        """name -> {"pack": entry, "idx": entry} for the direct children of objects/pack/."""
+        out: dict = {}
+        for o in await self.list("objects/pack/"):
+            file = o["Key"][len(self.key("objects/pack/")) :]
+            for ext in ("pack", "idx"):
+                stem = file[: -len(ext) - 1]
+                if file.endswith("." + ext) and _PACK.match(stem):
+                    out.setdefault(stem, {})[ext] = o
+        return out
+
+    async def packs(self) -> list:
+        """Complete packs (idx present), not retired, oldest first."""
+        retired = await self.retired()
+        packs = [
+            {
+                "name": n,
+                "pack_size": e["pack"]["Size"],
+                "idx_size": e["idx"]["Size"],
+                "_modified": e["pack"].get("LastModified"),
+            }
+            for n, e in (await self.pack_listing()).items()
+            if "pack" in e and "idx" in e and n not in retired
+        ]
+        packs.sort(key=lambda p: (p["_modified"].timestamp() if p["_modified"] else 0, p["name"]))
+        return packs
+
+    async def check_packs(self, names: list) -> None:
+        """Each named pack and its idx exist and the idx was made for that pack."""
+        if not names:
+            return
+        listing = await self.pack_listing()
+        for name in names:
+            check_pack_name(name)
+            entry = listing.get(name, {})
+            if "pack" not in entry or "idx" not in entry:
+                raise ApiError(
+                    "invalid",
+                    f"pack {name} is not complete in {self.name} "
+                    "(upload the idx and the pack first)",
+                )
+            psize, isize = entry["pack"]["Size"], entry["idx"]["Size"]
+            if psize < 32 or isize < 40:
+                raise ApiError("invalid", f"pack {name} is too small to be a pack")
+            pack_sum = await self.range(self.pack_key(name, "pack"), psize - 20, psize)
+            idx_sum = await self.range(self.pack_key(name, "idx"), isize - 40, isize - 20)
+            if pack_sum != idx_sum:
+                raise ApiError("invalid", f"the idx of {name} does not belong to its pack")
+
+    async def range(self, key: str, start: int, end: int) -> bytes:
+        obj = await self.s3.get_object(
+            Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+        )
+        async with obj["Body"] as stream:
+            return await stream.read()
+
+    # -- presigning --------------------------------------------------------------------------
+
+    def _public(self, url: str, key: str) -> str:
+        """Behind Hypha's S3 proxy, hand out the public address, as Hypha's LFS does."""
+        if self.s3_config.get("public_endpoint_url"):
+            base = self.manager.store.public_base_url
+            return f"{base}/s3/{self.bucket}/{key}?{url.split('?', 1)[1]}"
+        return url
+
+    async def presign_get(self, key: str) -> str:
+        url = await self.presigner.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=PRESIGN_EXPIRES_IN
+        )
+        return self._public(url, key)
+
+    async def presign_put(self, key: str, size: int) -> dict:
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ContentLength": size,
+            "ContentType": "application/octet-stream",
+        }
+        url = await self.presigner.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=PRESIGN_EXPIRES_IN
+        )
+        return {
+            "method": "PUT",
+            "url": self._public(url, key),
+            "headers": {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        }
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def put(
+        self, rel_or_key: str, body: bytes, *, if_none_match=False, if_match=None, absolute=False
+    ):
+        """PUT with an optional S3 condition; returns the new ETag."""
+        kwargs = {
+            "Bucket": self.bucket,
+            "Key": rel_or_key if absolute else self.key(rel_or_key),
+            "Body": body,
+            "ContentType": "application/octet-stream",
+        }
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        return (await self.s3.put_object(**kwargs)).get("ETag")
+
+    async def delete(self, rel: str, if_match: Optional[str] = None) -> None:
+        kwargs = {"Bucket": self.bucket, "Key": self.key(rel)}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        await self.s3.delete_object(**kwargs)
+
+    async def set_head(self, symref: str, only_if_missing: bool) -> None:
+        check_ref(symref)
+        try:
+            await self.put("HEAD", f"ref: {symref}\n".encode(), if_none_match=only_if_missing)
+        except ClientError as e:
+            if not (only_if_missing and _lost_race(e)):
+                raise
+
+    async def _locked(self):
+        try:
+            await asyncio.wait_for(self.lock.acquire(), LOCK_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise ApiError("busy", f"{self.name} is being updated; try again") from None
+
+    async def update(self, req: dict) -> dict:
+        """The commit point of a push: see ``Repository::update`` in src/storage/repo.rs."""
+        updates = _validate_updates(req)
+        packs = req.get("packs") or []
+        await self.check_packs(packs)
+        atomic = bool(req.get("atomic"))
+        await self._locked()
+        try:
+            # Fresh reads under the lock: what the client saw may be old.
+            head = await self.head()
+            existing = set(await self.ref_names())
+            current = [await self.read_ref(u["ref"]) for u in updates]
+            created = {u["ref"] for u in updates if u["new"]}
+            results: list = [None] * len(updates)
+            writes: list = [None] * len(updates)
+            for i, (u, cur) in enumerate(zip(updates, current)):
+                outcome = _plan(u, cur, head, existing, created)
+                if outcome[0] == "result":
+                    results[i] = outcome[1]
+                else:
+                    writes[i] = outcome
+            if atomic and any(results):
+                return _atomic_failure(updates, results)
+
+            undo = []
+            for i, u in enumerate(updates):
+                if writes[i] is None:
+                    continue
+                try:
+                    done = await self._apply(u["ref"], writes[i], current[i])
+                except ClientError as e:
+                    if not (_lost_race(e) or (_is_missing(e) and writes[i][0] != "create")):
+                        if atomic:
+                            await self._roll_back(undo)
+                        raise
+                    # Hypha's own receive-pack or an API commit wrote the ref meanwhile.
+                    now = (await self.read_ref(u["ref"])).oid
+                    results[i] = _stale(u["ref"], now)
+                    if atomic:
+                        await self._roll_back(undo)
+                        return _atomic_failure(updates, results)
+                    continue
+                if done:
+                    undo.append(done)
+                results[i] = _ok(u["ref"])
+
+            target = req.get("set_head_if_missing")
+            if target and (not updates or any(r and r["status"] == "ok" for r in results)):
+                await self.set_head(target, only_if_missing=True)
+            return {"results": [r or _ok(u["ref"]) for r, u in zip(results, updates)]}
+        finally:
+            self.lock.release()
+
+    async def _apply(self, name: str, write: tuple, cur: Current):
+        kind = write[0]
+        if kind == "nothing":
+            return None
+        if kind == "create":
+            etag = await self.put(name, f"{write[1]}\n".encode(), if_none_match=True)
+        elif kind == "replace":
+            etag = await self.put(name, f"{write[1]}\n".encode(), if_match=write[2])
+        else:
+            await self.delete(name, if_match=write[1])
+            etag = None
+        return (name, cur.oid, etag)
+
+    async def _roll_back(self, undo: list) -> None:
+        """Best effort, each step conditional on the object still being what we wrote."""
+        for name, previous, written in reversed(undo):
+            try:
+                if previous and written:
+                    await self.put(name, f"{previous}\n".encode(), if_match=written)
+                elif written:
+                    await self.delete(name, if_match=written)
+                elif previous:
+                    await self.put(name, f"{previous}\n".encode(), if_none_match=True)
+            except ClientError:
+                pass  # someone else changed the ref since, and theirs stands
+
+    async def compact(self, req: dict) -> dict:
+        """Retire packs whose objects ``req.pack`` holds; delete those past the grace period."""
+        pack = req.get("pack")
+        retire = req.get("retire")
+        check_pack_name(pack)
+        if not isinstance(retire, list):
+            raise ApiError("invalid", "invalid request: retire must be a list")
+        for name in retire:
+            check_pack_name(name)
+            if name == pack:
+                raise ApiError("invalid", f"{name} cannot replace itself")
+        await self.check_packs([pack])
+        keep = idx_object_ids((await self.get(f"objects/pack/{pack}.idx"))[0], pack)
+        await self._locked()
+        try:
+            retired = await self.retired()
+            if pack in retired:
+                raise ApiError("invalid", f"{pack} is retired in {self.name}")
+            live = {p["name"] for p in await self.packs()}
+            to_retire = []
+            for name in retire:
+                if name not in live:
+                    continue  # already retired or gone
+                got = await self.get(f"objects/pack/{name}.idx")
+                missing = idx_object_ids(got[0], name) - keep if got else set()
+                if missing:
+                    raise ApiError(
+                        "invalid",
+                        f"{pack} lacks object {next(iter(missing)).hex()} of {name} in {self.name}",
+                    )
+                to_retire.append(name)
+            now = int(time.time())
+            for name in to_retire:
+                await self.put(f"hypha-remote/retired/{name}", f"{now}\n".encode())
+            deleted = []
+            for name, at in retired.items():
+                if now < at + GC_GRACE_SECS:
+                    continue
+                # .pack first: a lone .idx is invisible to every reader, a lone .pack is not.
+                for rel in (
+                    f"objects/pack/{name}.pack",
+                    f"objects/pack/{name}.idx",
+                    f"hypha-remote/retired/{name}",
+                ):
+                    try:
+                        await self.delete(rel)
+                    except ClientError as e:
+                        if not _is_missing(e):
+                            raise
+                deleted.append(name)
+            return {"retired": to_retire, "deleted": deleted, "grace_secs": GC_GRACE_SECS}
+        finally:
+            self.lock.release()
+
+
+def _validate_updates(req: dict) -> list:
+    updates = req.get("updates")
+    if not isinstance(updates, list):
+        raise ApiError("invalid", "invalid request: updates must be a list")
+    seen = set()
+    out = []
+    for u in updates:
+        if not isinstance(u, dict) or not isinstance(u.get("ref"), str):
+            raise ApiError("invalid", "invalid request: each update needs a ref")
+        check_ref(u["ref"])
+        for k in ("old", "new"):
+            v = u.get(k)
+            if v is not None and (not isinstance(v, str) or not _OID.match(v)):
+                raise ApiError(
+                    "invalid",
+                    f"{u['ref']}: invalid object id {str(v)[:80]!r} (expected 40 lowercase hex)",
+                )
+        if u["ref"] in seen:
+            raise ApiError("invalid", f"{u['ref']} is updated twice in one request")
+        seen.add(u["ref"])
+        out.append({"ref": u["ref"], "old": u.get("old"), "new": u.get("new")})
+    target = req.get("set_head_if_missing")
+    if target is not None:
+        if not isinstance(target, str):
+            raise ApiError("invalid", "invalid request: set_head_if_missing must be a ref")
+        check_ref(target)
+    packs = req.get("packs") or []
+    if not isinstance(packs, list):
+        raise ApiError("invalid", "invalid request: packs must be a list")
+    for p in packs:
+        check_pack_name(p)
+    return out
+
+
+def _plan(u: dict, cur: Current, head: Optional[str], existing: set, created: set) -> tuple:
+    name = u["ref"]
+    if u["new"] is None and head == name and cur.oid is not None:
+        return ("result", _rejected(name, DENY_DELETE_CURRENT))
+    if u["old"] != cur.oid:
+        return ("result", _stale(name, cur.oid))
+    if u["new"] is None:
+        return ("delete", cur.etag) if cur.etag else ("nothing",)
+    if cur.etag is None:
+        # refs/heads/a and refs/heads/a/b cannot both exist in git's ref store.
+        for other in existing | created:
+            if other != name and (other.startswith(name + "/") or name.startswith(other + "/")):
+                return ("result", _rejected(name, f"cannot lock ref '{name}': '{other}' exists"))
+        return ("create", u["new"])
+    return ("replace", u["new"], cur.etag)
+
+
+def _atomic_failure(updates: list, results: list) -> dict:
+    return {
+        "results": [
+            r if r and r["status"] != "ok" else _rejected(u["ref"], ATOMIC_FAILED)
+            for r, u in zip(results, updates)
+        ]
+    }
+
+
+def _ok(name):
+    return {"ref": name, "status": "ok"}
+
+
+def _stale(name, current):
+    r = {"ref": name, "status": "stale"}
+    if current:
+        r["current"] = current
+    return r
+
+
+def _rejected(name, detail):
+    return {"ref": name, "status": "rejected", "detail": detail}
+
+
+def _presign_client(s3_config: dict):
+    """An S3 client for presigning only, from Hypha's S3 config, with SigV4.
+
+    Hypha's own client presigns in SigV2 query form (botocore's default for this setup), which
+    does not sign Content-Length: a client could then upload a pack of another size than the
+    one `uploads` approved. SigV4 signs every header present, Content-Length included.
+    """
+    from aiobotocore.session import get_session
+    from botocore.config import Config
+
+    return get_session().create_client(
+        "s3",
+        endpoint_url=s3_config["endpoint_url"],
+        aws_access_key_id=s3_config["access_key_id"],
+        aws_secret_access_key=s3_config["secret_access_key"],
+        region_name=s3_config.get("region_name") or "us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+class GitRemoteApi:
+    """Routes, authentication and Hypha lookups; everything else is :class:`Repo`'s."""
+
+    READ_ROUTES = {"info", "refs", "packs"}
+    WRITE_ROUTES = {"uploads", "update", "head", "compact"}
+
+    def __init__(self, store):
+        self.store = store
+        # One lock per artifact UUID, alive while some request holds it.
+        self._locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = (
+            weakref.WeakValueDictionary()
+        )
+
+    @property
+    def manager(self):
+        return self.store._artifact_manager
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/{workspace}/git/{alias}/remote/v1/{route}")
+        async def remote_v1(workspace: str, alias: str, route: str, request: Request):
+            try:
+                return JSONResponse(await self.dispatch(workspace, alias, route, request))
+            except ApiError as e:
+                return e.response()
+            except Exception:
+                # Never echo the exception text: botocore errors can carry presigned URLs.
+                logger.exception("remote v1 %s on %s/%s failed", route, workspace, alias)
+                return ApiError("internal", f"{route} failed on the server").response()
+
+        return router
+
+    async def dispatch(self, workspace: str, alias: str, route: str, request: Request) -> dict:
+        alias = alias[:-4] if alias.endswith(".git") else alias
+        for segment in (workspace, alias):
+            if not _SEGMENT.match(segment) or segment.startswith((".", "-")) or ".." in segment:
+                raise ApiError("invalid", f"invalid repository name {segment[:80]!r}")
+        if route not in self.READ_ROUTES | self.WRITE_ROUTES | {"create"}:
+            raise ApiError("not_found", "no such route in remote API v1")
+        try:
+            user = await self.store.login_optional(request)
+        except Exception:
+            raise ApiError("unauthenticated", "invalid or expired token") from None
+        body = await self._body(request)
+        if route == "create":
+            return await self.create(user, workspace, alias, body)
+        write = route in self.WRITE_ROUTES
+        repo, artifact = await self.open(user, workspace, alias, "commit" if write else "read")
+        async with self.manager._create_client_async(repo.s3_config) as s3, _presign_client(
+            repo.s3_config
+        ) as presigner:
+            repo.s3, repo.presigner = s3, presigner
+            if route == "info":
+                return await self.info(user, repo, artifact)
+            if route == "refs":
+                return await self.refs(repo)
+            if route == "packs":
+                return await self.packs(repo, body)
+            if route == "uploads":
+                return await self.uploads(repo, body)
+            if route == "update":
+                return await repo.update(body)
+            if route == "compact":
+                return await repo.compact(body)
+            symref = body.get("symref")
+            if not isinstance(symref, str):
+                raise ApiError("invalid", "invalid request: symref must be a ref")
+            await repo.set_head(symref, only_if_missing=False)
+            return await self.refs(repo)
+
+    @staticmethod
+    async def _body(request: Request) -> dict:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise ApiError("invalid", f"invalid request: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError("invalid", "invalid request: expected a JSON object")
+        return body
+
+    async def _artifact(self, user, artifact_id: str, operation: str):
+        """Hypha's own lookup and permission check, mapped to our error codes."""
+        session = await self.manager._get_session()
+        try:
+            async with session.begin():
+                return await self.manager._get_artifact_with_permission(
+                    user, artifact_id, operation, session
+                )
+        finally:
+            await session.close()
+
+    async def open(self, user, workspace: str, alias: str, operation: str):
+        name = f"{workspace}/{alias}"
+        try:
+            artifact, parent = await self._artifact(user, name, operation)
+        except KeyError:
+            # Anonymous callers learn nothing about what exists (as the Rust server).
+            if user.is_anonymous:
+                raise ApiError("unauthenticated", f"{name}: authentication required") from None
+            raise ApiError("not_found", f"repository {name} not found") from None
+        except PermissionError:
+            if user.is_anonymous:
+                raise ApiError("unauthenticated", f"{name}: authentication required") from None
+            raise ApiError("forbidden", f"{name}: permission denied") from None
+        config = artifact.config or {}
+        if config.get("storage") != "git":
+            raise ApiError(
+                "not_found",
+                f"{name} is not a git repository (recreate the artifact with config.storage='git')",
+            )
+        s3_config = self.manager._get_s3_config(artifact, parent)
+        lock = self._locks.get(artifact.id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[artifact.id] = lock
+        repo = Repo(
+            manager=self.manager,
+            s3_config=s3_config,
+            name=name,
+            prefix=f"{s3_config['prefix']}/{artifact.id}/.git/",
+            lock=lock,
+            default_branch=config.get("git_default_branch") or DEFAULT_BRANCH,
+        )
+        return repo, artifact
+
+    async def info(self, user, repo: Repo, artifact) -> dict:
+        try:
+            await self._artifact(user, repo.name, "commit")
+            can_write = True
+        except Exception:
+            can_write = False
+        perms = (artifact.config or {}).get("permissions") or {}
+        return {
+            "api": API_VERSION,
+            "object_format": "sha1",
+            "default_branch": await repo.current_default_branch(),
+            "can_write": can_write,
+            "presign_expires_in": PRESIGN_EXPIRES_IN,
+            "max_single_put": MAX_SINGLE_PUT,
+            "public": bool(perms.get("*")),
+        }
+
+    async def refs(self, repo: Repo) -> dict:
+        head = await repo.head()
+        return {"head": {"symref": head} if head else None, "refs": await repo.refs()}
+
+    async def packs(self, repo: Repo, body: dict) -> dict:
+        known = set(body.get("known") or [])
+        out = []
+        for p in await repo.packs():
+            entry = {"name": p["name"], "pack_size": p["pack_size"], "idx_size": p["idx_size"]}
+            if p["name"] not in known:
+                entry["pack_url"] = await repo.presign_get(repo.pack_key(p["name"], "pack"))
+                entry["idx_url"] = await repo.presign_get(repo.pack_key(p["name"], "idx"))
+            out.append(entry)
+        return {"packs": out, "expires_at": int(time.time()) + PRESIGN_EXPIRES_IN}
+
+    async def uploads(self, repo: Repo, body: dict) -> dict:
+        specs = body.get("packs")
+        if not isinstance(specs, list):
+            raise ApiError("invalid", "invalid request: packs must be a list")
+        if len(specs) > MAX_UPLOADS_PER_REQUEST:
+            raise ApiError("invalid", f"at most {MAX_UPLOADS_PER_REQUEST} packs per request")
+        uploads = []
+        for spec in specs:
+            check_pack_name(spec.get("name") if isinstance(spec, dict) else None)
+            for what in ("pack_size", "idx_size"):
+                size = spec.get(what)
+                if not isinstance(size, int) or not 0 < size <= MAX_SINGLE_PUT:
+                    raise ApiError(
+                        "invalid",
+                        f"{spec['name']}: {what[:-5]} size {size} is outside 1..={MAX_SINGLE_PUT}",
+                    )
+            name = spec["name"]
+            uploads.append(
+                {
+                    "name": name,
+                    "idx": await repo.presign_put(repo.pack_key(name, "idx"), spec["idx_size"]),
+                    "pack": await repo.presign_put(repo.pack_key(name, "pack"), spec["pack_size"]),
+                }
+            )
+        return {"uploads": uploads}
+
+    async def create(self, user, workspace: str, alias: str, body: dict) -> dict:
+        """A new artifact with ``config.storage = "git"``: Hypha's ``init_bare`` writes HEAD."""
+        if user.is_anonymous:
+            raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
+        branch = body.get("default_branch") or DEFAULT_BRANCH
+        branch = branch[len("refs/heads/") :] if branch.startswith("refs/heads/") else branch
+        check_ref(f"refs/heads/{branch}")
+        config = {"storage": "git", "git_default_branch": branch}
+        if body.get("public"):
+            config["permissions"] = {"*": "r"}
+        try:
+            await self._artifact(user, f"{workspace}/{alias}", "read")
+            raise ApiError("exists", f"repository {workspace}/{alias} already exists")
+        except (KeyError, PermissionError):
+            pass
+        try:
+            # A user's own workspace exists only once used; Hypha's RPC layer makes it the
+            # same way before any call.
+            await self.store.load_or_create_workspace(user, workspace)
+            await self.manager.create(
+                alias=alias,
+                workspace=workspace,
+                # Called directly (not over RPC), so no default fills in the manifest.
+                manifest={"name": alias},
+                config=config,
+                context={"user": user.model_dump(), "ws": workspace},
+            )
+        except PermissionError:
+            raise ApiError("forbidden", f"{workspace}/{alias}: permission denied") from None
+        except Exception as e:
+            if type(e).__name__ == "WorkspaceNotFoundError":
+                raise ApiError("forbidden", f"{workspace}/{alias}: permission denied") from None
+            if "already exists" in str(e):
+                raise ApiError("exists", f"repository {workspace}/{alias} already exists") from None
+            raise
+        repo, artifact = await self.open(user, workspace, alias, "read")
+        async with self.manager._create_client_async(repo.s3_config) as s3:
+            repo.s3 = s3
+            return await self.info(user, repo, artifact)
+
+
+async def hypha_startup(server):
+    """Hypha startup function: register the POST routes of remote API v1."""
+    store = server["store"]
+    api = GitRemoteApi(store)
+    store.register_router(api.router())
+    logger.info("git-remote-hypha remote API v1 enabled at /{ws}/git/{alias}/remote/v1/")

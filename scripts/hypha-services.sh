@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# A real Hypha server (PyPI hypha 0.21.137) with the git-remote-hypha plugin, on moto as S3,
+# for the tests in tests/hypha (issue 6). Offline apart from PyPI; see HYPHA.md §6.
+#
+# Usage: scripts/hypha-services.sh start|stop [ENV_FILE]
+#
+# start installs what is missing into a venv ($HYPHA_VENV, default
+# $HYPHA_TOOLS_DIR/hypha-venv, HYPHA_TOOLS_DIR defaulting to ~/.cache/hypha-git), starts moto
+# and Hypha on free 127.0.0.1 ports with `--startup-functions hypha_git_remote:hypha_startup`
+# (hypha-plugin/ on PYTHONPATH), mints tokens with the server's JWT secret, and writes ENV_FILE
+# (default target/hypha-services/env) for `set -a; . ENV_FILE; set +a`:
+#   HYPHA_TEST_SERVER   http://127.0.0.1:PORT
+#   HYPHA_TEST_WS       workspace of user 1; HYPHA_TEST_TOKEN its admin token
+#   HYPHA_TEST_WS2      workspace of user 2; HYPHA_TEST_TOKEN2 (no grant on HYPHA_TEST_WS)
+#   HYPHA_TEST_MOTO     moto's endpoint; HYPHA_TEST_BUCKET
+#   HYPHA_TEST_VENV     the venv (its python runs the pytest suite)
+#   HYPHA_PID, MOTO_PID
+# stop kills exactly those two process ids.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ACTION=${1:-}
+ENV_FILE=${2:-target/hypha-services/env}
+STATE_DIR=$(dirname "$ENV_FILE")
+TOOLS=${HYPHA_TOOLS_DIR:-$HOME/.cache/hypha-git}
+VENV=${HYPHA_VENV:-$TOOLS/hypha-venv}
+PY=$VENV/bin/python
+BUCKET=hypha-ws
+# Pins from HYPHA.md §6: newer sqlmodel breaks the server's startup.
+PACKAGES=("hypha[s3]==0.21.137" "moto[server]==5.2.5" "sqlmodel==0.0.24" "sqlalchemy<2.1" "pytest")
+
+log() { echo "hypha-services: $*" >&2; }
+
+install_tools() {
+  if [[ -x $PY ]] && "$PY" -c 'import hypha, moto, pytest' 2>/dev/null; then
+    return 0
+  fi
+  log "installing hypha 0.21.137, moto and pytest into $VENV (about 4 min)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID NAME LOG SECONDS: until URL answers at all, or the process died.
+wait_http() {
+  local url=$1 pid=$2 name=$3 logfile=$4 secs=$5
+  for _ in $(seq 1 $((secs * 10))); do
+    if curl -s -o /dev/null --max-time 1 "$url"; then
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name exited at startup; the end of its log:"
+      tail -50 "$logfile" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  log "$name did not answer at $url within $secs s; the end of its log:"
+  tail -50 "$logfile" >&2
+  return 1
+}
+
+start() {
+  if [[ -f $ENV_FILE ]]; then
+    log "$ENV_FILE exists: stopping what it names first"
+    stop
+  fi
+  install_tools
+  mkdir -p "$STATE_DIR"
+  local secret moto_port port
+  secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  moto_port=$(free_port)
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$STATE_DIR/moto.log" 2>&1 &
+  local moto_pid=$!
+  port=$(free_port)
+  # A fresh SQLite file per start, so no state leaks between runs.
+  rm -f "$STATE_DIR/hypha.db"
+  (
+    cd "$STATE_DIR"
+    export JWT_SECRET=$secret PYTHONPATH=$OLDPWD/hypha-plugin${PYTHONPATH:+:$PYTHONPATH}
+    exec "$PY" -m hypha.server --host 127.0.0.1 --port "$port" \
+      --database-uri "sqlite+aiosqlite:///$PWD/hypha.db" \
+      --enable-s3 --endpoint-url "http://127.0.0.1:$moto_port" \
+      --access-key-id hypha-test --secret-access-key hypha-test-secret --region-name us-east-1 \
+      --workspace-bucket "$BUCKET" --public-base-url "http://127.0.0.1:$port" \
+      --startup-functions hypha_git_remote:hypha_startup
+  ) >"$STATE_DIR/hypha.log" 2>&1 &
+  local hypha_pid=$!
+  {
+    echo "HYPHA_PID=$hypha_pid"
+    echo "MOTO_PID=$moto_pid"
+  } >"$ENV_FILE"
+
+  wait_http "http://127.0.0.1:$moto_port/" "$moto_pid" moto "$STATE_DIR/moto.log" 30
+  wait_http "http://127.0.0.1:$port/health/readiness" "$hypha_pid" hypha "$STATE_DIR/hypha.log" 120
+
+  # Tokens signed with the server's secret (HYPHA.md §6). `current_workspace` makes them
+  # workspace-scoped, which artifact creation needs.
+  local tokens
+  tokens=$(JWT_SECRET=$secret "$PY" - <<'EOF'
+import asyncio
+from hypha.core import UserInfo, UserPermission
+from hypha.core.auth import create_scope, generate_auth_token
+
+async def mint(uid):
+    ws = f"ws-user-{uid}"
+    user = UserInfo(id=uid, is_anonymous=False, email=f"{uid}@example.com", parent=None,
+                    roles=[], scope=create_scope(workspaces={ws: UserPermission.admin},
+                                                 current_workspace=ws), expires_at=None)
+    return ws, await generate_auth_token(user, 18000)
+
+async def main():
+    for i, uid in enumerate(["git-tester", "git-other"]):
+        ws, tok = await mint(uid)
+        suffix = "" if i == 0 else "2"
+        print(f"HYPHA_TEST_WS{suffix}={ws}")
+        print(f"HYPHA_TEST_TOKEN{suffix}={tok}")
+
+asyncio.run(main())
+EOF
+  )
+  {
+    echo "HYPHA_TEST_SERVER=http://127.0.0.1:$port"
+    echo "$tokens"
+    echo "HYPHA_TEST_MOTO=http://127.0.0.1:$moto_port"
+    echo "HYPHA_TEST_BUCKET=$BUCKET"
+    echo "HYPHA_TEST_VENV=$VENV"
+  } >>"$ENV_FILE"
+  chmod 600 "$ENV_FILE"
+  log "hypha on 127.0.0.1:$port (pid $hypha_pid), moto on 127.0.0.1:$moto_port (pid $moto_pid); env in $ENV_FILE"
+}
+
+stop() {
+  if [[ ! -f $ENV_FILE ]]; then
+    log "no $ENV_FILE: nothing to stop"
+    return 0
+  fi
+  local pid
+  for var in HYPHA_PID MOTO_PID; do
+    pid=$(sed -n "s/^$var=//p" "$ENV_FILE")
+    if [[ -n $pid ]] && kill "$pid" 2>/dev/null; then
+      for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$ENV_FILE" "$STATE_DIR/hypha.db"
+}
+
+case $ACTION in
+  start) start ;;
+  stop) stop ;;
+  *)
+    echo "usage: $0 start|stop [ENV_FILE]" >&2
+    exit 2
+    ;;
+esac

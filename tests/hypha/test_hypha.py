@@ -1,0 +1,402 @@
+"""End-to-end tests against a real Hypha 0.21.137 with the hypha_git_remote plugin (issue 6).
+
+Real git drives the real git-remote-hypha (target/debug or target/release, first on PATH).
+Hypha and moto are started by scripts/hypha-services.sh; tests/hypha/run.sh does that and
+points HYPHA_SERVICES_ENV at the env file it wrote.
+
+Every git runs hermetically: HOME in a temp dir, no system config, fixed identity and dates,
+no terminal prompts. A failing command prints its argv, directory, status, stdout and stderr
+(the token is masked).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_env() -> dict:
+    path = Path(os.environ.get("HYPHA_SERVICES_ENV", ROOT / "target/hypha-services/env"))
+    if not path.exists():
+        pytest.skip(f"{path} missing: run scripts/hypha-services.sh start (or tests/hypha/run.sh)")
+    out = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def _helper_dir() -> Path:
+    for profile in ("debug", "release"):
+        d = ROOT / "target" / profile
+        if (d / "git-remote-hypha").exists() and (d / "git-hypha").exists():
+            return d
+    pytest.fail("build first: cargo build (git-remote-hypha and git-hypha in target/debug)")
+
+
+@pytest.fixture(scope="session")
+def svc():
+    return _load_env()
+
+
+class Env:
+    """A hermetic place to run git with the helper on PATH and a token in HYPHA_TOKEN."""
+
+    def __init__(self, tmp: Path, svc: dict):
+        self.tmp = tmp
+        self.svc = svc
+        self.server = svc["HYPHA_TEST_SERVER"]
+        self.ws = svc["HYPHA_TEST_WS"]
+        self.token = svc["HYPHA_TEST_TOKEN"]
+        home = tmp / "home"
+        home.mkdir()
+        self.env = {
+            "PATH": f"{_helper_dir()}:{os.environ['PATH']}",
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "Tester",
+            "GIT_AUTHOR_EMAIL": "tester@example.com",
+            "GIT_COMMITTER_NAME": "Tester",
+            "GIT_COMMITTER_EMAIL": "tester@example.com",
+            "GIT_AUTHOR_DATE": "1700000000 +0000",
+            "GIT_COMMITTER_DATE": "1700000000 +0000",
+            "HYPHA_TOKEN": self.token,
+            "LANG": "C",
+        }
+
+    def run(self, args, cwd=None, check=True, env=None, stdin=None):
+        e = dict(self.env, **(env or {}))
+        cwd = cwd or self.tmp
+        p = subprocess.run(args, cwd=cwd, env=e, input=stdin, capture_output=True, timeout=600)
+        if check and p.returncode != 0:
+            mask = lambda b: b.decode("utf-8", "replace").replace(
+                self.token, "<token>"
+            )  # noqa: E731
+            pytest.fail(
+                f"command failed: {[a.replace(self.token, '<token>') for a in args]}\n"
+                f"cwd: {cwd}\nstatus: {p.returncode}\nstdout:\n{mask(p.stdout)}\nstderr:\n{mask(p.stderr)}"
+            )
+        return p
+
+    def git(self, *args, cwd=None, check=True, stdin=None):
+        return self.run(["git", *args], cwd=cwd, check=check, stdin=stdin)
+
+    def out(self, *args, cwd=None) -> str:
+        return self.git(*args, cwd=cwd).stdout.decode().strip()
+
+    def new_alias(self) -> str:
+        return "r" + uuid.uuid4().hex[:10]
+
+    def url(self, alias: str) -> str:
+        return f"hypha::{self.server}/{self.ws}/{alias}"
+
+    def smart_url(self, alias: str) -> str:
+        host = self.server.split("://", 1)[1]
+        return f"http://git:{self.token}@{host}/{self.ws}/git/{alias}"
+
+    def create(self, alias: str) -> None:
+        self.run(["git-hypha", "create", self.url(alias)])
+
+    def init(self, name: str) -> Path:
+        d = self.tmp / name
+        self.git("init", "-q", "-b", "main", str(d))
+        return d
+
+    def commit(self, repo: Path, msg: str, file: str = "f.txt") -> str:
+        (repo / file).write_text(f"{msg}\n")
+        self.git("add", file, cwd=repo)
+        self.git("commit", "-q", "-m", msg, cwd=repo)
+        return self.out("rev-parse", "HEAD", cwd=repo)
+
+    def remote_refs(self, url: str) -> dict:
+        """``git ls-remote`` without HEAD and peeled lines: ref -> oid."""
+        refs = {}
+        for line in self.out("ls-remote", url).splitlines():
+            oid, name = line.split("\t")
+            if name.startswith("refs/") and not name.endswith("^{}"):
+                refs[name] = oid
+        return refs
+
+    def local_refs(self, repo: Path, pattern: str = "refs/") -> dict:
+        refs = {}
+        for line in self.out(
+            "for-each-ref", "--format=%(objectname) %(refname)", pattern, cwd=repo
+        ).splitlines():
+            oid, name = line.split(" ")
+            refs[name] = oid
+        return refs
+
+    def api(self, alias: str, route: str, body: dict, token: "str | None" = "default"):
+        """POST a remote API v1 route: (status, JSON body)."""
+        token = self.token if token == "default" else token
+        req = urllib.request.Request(
+            f"{self.server}/{self.ws}/git/{alias}/remote/v1/{route}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+
+@pytest.fixture
+def env(tmp_path, svc):
+    return Env(tmp_path, svc)
+
+
+def test_roundtrip_branches_and_tags(env):
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    env.commit(src, "one")
+    env.git("tag", "-a", "v1", "-m", "release one", cwd=src)
+    env.git("tag", "light", cwd=src)
+    env.git("checkout", "-q", "-b", "topic/x", cwd=src)
+    env.commit(src, "two", "g.txt")
+    env.git("checkout", "-q", "main", cwd=src)
+    env.commit(src, "three")
+    env.git("push", "-q", env.url(alias), "main", "topic/x", "--tags", cwd=src)
+
+    clone = env.tmp / "clone"
+    env.git("clone", "-q", env.url(alias), str(clone))
+    env.git("fsck", "--strict", "--no-dangling", cwd=clone)
+    assert env.remote_refs(env.url(alias)) == {k: v for k, v in env.local_refs(src).items()}
+    assert env.local_refs(clone, "refs/tags/") == env.local_refs(src, "refs/tags/")
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
+    assert env.out("rev-parse", "origin/topic/x", cwd=clone) == env.out(
+        "rev-parse", "topic/x", cwd=src
+    )
+
+
+def test_diverged_push_is_rejected_with_fetch_first(env):
+    alias = env.new_alias()
+    env.create(alias)
+    a = env.init("a")
+    env.commit(a, "base")
+    env.git("push", "-q", env.url(alias), "main", cwd=a)
+    b = env.tmp / "b"
+    env.git("clone", "-q", env.url(alias), str(b))
+    env.commit(a, "from a")
+    env.git("push", "-q", env.url(alias), "main", cwd=a)
+    env.commit(b, "from b", "other.txt")
+    p = env.git("push", "origin", "main", cwd=b, check=False)
+    assert p.returncode != 0
+    assert b"(fetch first)" in p.stderr, p.stderr.decode()
+    assert env.remote_refs(env.url(alias))["refs/heads/main"] == env.out("rev-parse", "HEAD", cwd=a)
+
+
+def test_atomic(env):
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    first = env.commit(src, "one")
+    env.git("branch", "side", cwd=src)
+    env.git("push", "-q", "--atomic", env.url(alias), "main", "side", cwd=src)
+    assert set(env.remote_refs(env.url(alias))) == {"refs/heads/main", "refs/heads/side"}
+    second = env.commit(src, "two")
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+
+    # One stale update in an atomic batch: the server refuses every ref and writes none.
+    status, body = env.api(
+        alias,
+        "update",
+        {
+            "atomic": True,
+            "updates": [
+                {"ref": "refs/heads/new", "old": None, "new": second},
+                {"ref": "refs/heads/main", "old": first, "new": first},
+            ],
+        },
+    )
+    assert status == 200, body
+    by_ref = {r["ref"]: r for r in body["results"]}
+    assert by_ref["refs/heads/main"]["status"] == "stale"
+    assert by_ref["refs/heads/main"]["current"] == second
+    assert by_ref["refs/heads/new"]["status"] == "rejected"
+    assert "refs/heads/new" not in env.remote_refs(env.url(alias))
+
+    # The same batch without atomic: the valid ref lands.
+    status, body = env.api(
+        alias,
+        "update",
+        {
+            "updates": [
+                {"ref": "refs/heads/new", "old": None, "new": second},
+                {"ref": "refs/heads/main", "old": first, "new": first},
+            ]
+        },
+    )
+    assert [r["status"] for r in body["results"]] == ["ok", "stale"]
+    assert env.remote_refs(env.url(alias))["refs/heads/new"] == second
+
+
+def test_permissions(env, svc):
+    alias = env.new_alias()
+    env.create(alias)
+    status, body = env.api(alias, "refs", {}, token=None)
+    assert (status, body["error"]) == (401, "unauthenticated")
+    status, body = env.api(alias, "refs", {}, token=svc["HYPHA_TEST_TOKEN2"])
+    assert (status, body["error"]) == (403, "forbidden")
+    status, body = env.api(alias, "info", {})
+    assert status == 200 and body["can_write"] and body["default_branch"] == "main"
+    status, body = env.api("missing-" + alias, "refs", {})
+    assert (status, body["error"]) == (404, "not_found")
+    status, body = env.api(
+        alias, "update", {"updates": [{"ref": "refs/heads/a.lock", "old": None, "new": "0" * 40}]}
+    )
+    assert (status, body["error"]) == (422, "invalid")
+
+
+def test_helper_push_clones_through_hypha_smart_http(env):
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    for i in range(5):
+        env.commit(src, f"c{i}", f"f{i % 2}.txt")
+    env.git("tag", "-a", "v1", "-m", "v1", cwd=src)
+    env.git("branch", "dev", "HEAD~2", cwd=src)
+    env.git("push", "-q", env.url(alias), "main", "dev", "v1", cwd=src)
+    # A second push: Hypha must read several packs, one of them written by the helper later.
+    env.commit(src, "c5")
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+
+    clone = env.tmp / "smart"
+    env.git("clone", "-q", env.smart_url(alias), str(clone))
+    env.git("fsck", "--strict", "--no-dangling", cwd=clone)
+    assert env.remote_refs(env.smart_url(alias)) == env.local_refs(src)
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
+
+
+def test_smart_http_push_then_helper_clone_fetch_push(env):
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    env.commit(src, "one")
+    env.git("tag", "v1", cwd=src)
+    env.commit(src, "two")
+    env.git("push", "-q", env.smart_url(alias), "main", "v1", cwd=src)
+
+    clone = env.tmp / "helper"
+    env.git("clone", "-q", env.url(alias), str(clone))
+    env.git("fsck", "--strict", "--no-dangling", cwd=clone)
+    assert env.local_refs(clone, "refs/tags/") == env.local_refs(src, "refs/tags/")
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
+
+    # Hypha's smart HTTP takes another push; the helper fetches it.
+    third = env.commit(src, "three")
+    env.git("push", "-q", env.smart_url(alias), "main", cwd=src)
+    env.git("pull", "-q", "--ff-only", cwd=clone)
+    assert env.out("rev-parse", "HEAD", cwd=clone) == third
+
+    # The helper pushes on top; smart HTTP serves it.
+    fourth = env.commit(clone, "four", "h.txt")
+    env.git("push", "-q", "origin", "main", cwd=clone)
+    env.git("pull", "-q", "--ff-only", env.smart_url(alias), "main", cwd=src)
+    assert env.out("rev-parse", "HEAD", cwd=src) == fourth
+    env.git("fsck", "--strict", "--no-dangling", cwd=src)
+    assert env.remote_refs(env.smart_url(alias)) == env.remote_refs(env.url(alias))
+
+
+def test_long_history_clones_through_helper(env):
+    """Hypha's own clone recurses per commit and fails past ~950; the helper moves packs."""
+    n = 2100
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("long")
+    lines = []
+    for i in range(1, n + 1):
+        lines.append(
+            f"commit refs/heads/main\nmark :{i}\ncommitter T <t@e> {1700000000 + i} +0000\n"
+            f"data {len(f'c{i}')}\nc{i}\n"
+        )
+        if i > 1:
+            lines.append(f"from :{i - 1}\n")
+        blob = f"{i}\n"
+        lines.append(f"M 100644 inline n.txt\ndata {len(blob)}\n{blob}\n")
+    env.git("fast-import", "--quiet", cwd=src, stdin="".join(lines).encode())
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+
+    clone = env.tmp / "long-clone"
+    env.git("clone", "-q", env.url(alias), str(clone))
+    assert env.out("rev-list", "--count", "HEAD", cwd=clone) == str(n)
+    env.git("fsck", "--no-dangling", cwd=clone)
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
+
+
+def test_login_logout_and_stored_token(env):
+    """`git hypha login` through Hypha's login service, completed via its report endpoint."""
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    env.commit(src, "one")
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+
+    e = dict(env.env)
+    del e["HYPHA_TOKEN"]
+    login = subprocess.Popen(
+        ["git-hypha", "login", env.server, "--timeout", "60"],
+        cwd=env.tmp,
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    login_url = None
+    for raw in login.stderr:
+        line = raw.decode().strip()
+        if "key=" in line:
+            login_url = line
+            break
+    assert login_url, "git hypha login printed no login URL"
+    key = login_url.split("key=", 1)[1].split("&")[0]
+    req = urllib.request.Request(
+        f"{env.server}/public/services/hypha-login/report",
+        data=json.dumps({"key": key, "token": env.token}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+    rest = login.stderr.read().decode()
+    assert login.wait(timeout=60) == 0, rest
+    assert env.token not in rest and env.token not in login_url
+    stored = Path(e["XDG_CONFIG_HOME"]) / "git-hypha" / "logins.json"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert json.loads(stored.read_text()) == {env.server + "/": env.token}
+
+    # No HYPHA_TOKEN, no credential helper: the helper falls back to the stored login.
+    clone = env.tmp / "clone"
+    env.run(["git", "clone", "-q", env.url(alias), str(clone)], env={"HYPHA_TOKEN": ""})
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "HEAD", cwd=src)
+
+    env.run(["git-hypha", "logout", env.server], env={"HYPHA_TOKEN": ""})
+    assert json.loads(stored.read_text()) == {}
+    p = env.run(
+        ["git", "clone", "-q", env.url(alias), str(env.tmp / "c2")],
+        env={"HYPHA_TOKEN": ""},
+        check=False,
+    )
+    assert p.returncode != 0
+
+
+def test_url_prints_both_clone_urls(env):
+    p = env.run(["git-hypha", "url", f"{env.ws}/some-repo"], env={"HYPHA_SERVER_URL": env.server})
+    assert p.stdout.decode().splitlines() == [
+        f"hypha::{env.server}/{env.ws}/some-repo",
+        f"{env.server}/{env.ws}/git/some-repo",
+    ]
