@@ -254,6 +254,9 @@ fn fast_forward_refusal(
 fn status_of(repo: &gix::Repository, p: &Planned, result: &api::RefResult) -> PushStatus {
     match result.status {
         RefStatus::Ok => PushStatus::Ok,
+        // The ref already holds what we push: an `update` retried after a lost answer (a
+        // timeout) finds its own first attempt's work. That push did succeed.
+        RefStatus::Stale if result.current == p.new => PushStatus::Ok,
         RefStatus::Stale if p.leased => PushStatus::Error("stale info".into()),
         RefStatus::Stale => match result.current.as_deref() {
             Some(oid) if has_object(repo, oid) => PushStatus::Error("non-fast forward".into()),

@@ -24,6 +24,9 @@ use std::time::{Duration, SystemTime};
 pub const DEFAULT_BRANCH: &str = "main";
 
 /// How long `update` waits for another update of the same repository before answering busy.
+/// Ref writes in flight at once during one `update`.
+const WRITE_CONCURRENCY: usize = 32;
+
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Concurrent reads when loading refs (one `GET` per ref, as in Hypha's layout).
@@ -475,32 +478,54 @@ impl Repository {
             return Ok(finish_atomic_failure(req, results));
         }
 
+        // Writes go out concurrently: each ref is its own object, and a push of thousands of
+        // tags would otherwise wait for thousands of durable writes one after another.
+        let jobs: Vec<(usize, Write)> = writes
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| w.take().map(|w| (i, w)))
+            .collect();
+        let current = &current;
+        let applied: Vec<(usize, Result<Option<Undo>, Error>)> = futures_util::stream::iter(jobs)
+            .map(|(i, write)| async move {
+                (
+                    i,
+                    self.apply(&req.updates[i].name, write, &current[i]).await,
+                )
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
         let mut undo: Vec<Undo> = Vec::new();
-        for (i, update) in req.updates.iter().enumerate() {
-            let Some(write) = writes[i].take() else {
-                continue;
-            };
-            match self.apply(&update.name, write, &current[i]).await {
+        let mut lost_race = false;
+        let mut failure: Option<Error> = None;
+        for (i, outcome) in applied {
+            let name = &req.updates[i].name;
+            match outcome {
                 Ok(done) => {
                     undo.extend(done);
-                    results[i] = Some(ok(&update.name));
+                    results[i] = Some(ok(name));
                 }
                 Err(e) if e.is_lost_race() => {
                     // Someone outside this lock (Hypha, another server) wrote the ref.
-                    let now = self.read_ref(&update.name).await.ok().and_then(|c| c.oid);
-                    results[i] = Some(stale(&update.name, now));
-                    if req.atomic {
-                        self.roll_back(undo).await;
-                        return Ok(finish_atomic_failure(req, results));
-                    }
+                    let now = self.read_ref(name).await.ok().and_then(|c| c.oid);
+                    results[i] = Some(stale(name, now));
+                    lost_race = true;
                 }
                 Err(e) => {
-                    if req.atomic {
-                        self.roll_back(undo).await;
-                    }
-                    return Err(e);
+                    failure.get_or_insert(e);
                 }
             }
+        }
+        if req.atomic && (lost_race || failure.is_some()) {
+            self.roll_back(undo).await;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            return Ok(finish_atomic_failure(req, results));
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
 
         if let Some(target) = &req.set_head_if_missing {
@@ -747,14 +772,33 @@ fn df_conflict<'a>(
     existing: &'a BTreeSet<String>,
     created: &BTreeSet<&'a str>,
 ) -> Option<&'a str> {
+    // Ordered-set lookups, not a scan: a push of 10,000 tags checks 10,000 names against
+    // 10,000 others. A ref "above" `name` is one of its `/`-prefixes; one "below" sorts right
+    // after `name/`.
+    let above = name
+        .match_indices('/')
+        .map(|(i, _)| &name[..i])
+        .find_map(|prefix| {
+            existing
+                .get(prefix)
+                .map(String::as_str)
+                .or_else(|| created.get(prefix).copied())
+        });
+    if above.is_some() {
+        return above;
+    }
     let below = format!("{name}/");
-    existing
-        .iter()
-        .map(String::as_str)
-        .chain(created.iter().copied())
-        .find(|other| {
-            *other != name && (other.starts_with(&below) || name.starts_with(&format!("{other}/")))
-        })
+    let from = (
+        std::ops::Bound::Included(below.as_str()),
+        std::ops::Bound::Unbounded,
+    );
+    if let Some(other) = existing.range::<str, _>(from).next() {
+        if other.starts_with(&below) {
+            return Some(other.as_str());
+        }
+    }
+    let first_created: Option<&'a str> = created.range::<str, _>(from).next().copied();
+    first_created.filter(|other| other.starts_with(&below))
 }
 
 /// After an atomic failure: the refs that failed keep their result, every other ref is
