@@ -29,6 +29,9 @@ for tool in git python3 /usr/bin/time cargo; do
 done
 
 # ---------------------------------------------------------------------------- binaries
+# What the binaries were built from (others may commit while this runs).
+product="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted changes in src/')"
+[ "${BENCH_NO_BUILD:-0}" = 1 ] && product="$product (BENCH_NO_BUILD: binaries as found)"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   note "cargo build --release --bins"
   (cd "$root" && cargo build --release --bins -q) >&2 || die "release build failed"
@@ -80,7 +83,7 @@ data=$(cd "$data" && pwd)
 dataset() {
   local name=$1 repo=$data/$1.git stamp knobs
   case $name in text) knobs=BENCH_TEXT_ ;; tags) knobs=BENCH_TAGS= ;; big) knobs=BENCH_BIG_MIB= ;; esac
-  stamp="$(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep "^$knobs" || true) | sort | tr '\n' ' ')"
+  stamp="v2 $(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep "^$knobs" || true) | sort | tr '\n' ' ')"
   if [ -d "$repo" ] && [ "$(cat "$repo/bench-stamp" 2>/dev/null)" = "$stamp" ]; then
     return
   fi
@@ -88,7 +91,8 @@ dataset() {
   local t0=$EPOCHREALTIME
   rm -rf "$repo" "$repo.tmp"
   git init -q --bare "$repo.tmp"
-  python3 "$here/gen.py" "$name" | git -C "$repo.tmp" fast-import --quiet \
+  # unpackLimit=1: always one pack, even for the few objects of the tags history.
+  python3 "$here/gen.py" "$name" | git -C "$repo.tmp" -c fastimport.unpackLimit=1 fast-import --quiet \
     || die "generating $name failed"
   git -C "$repo.tmp" symbolic-ref HEAD refs/heads/main
   git -C "$repo.tmp" pack-refs --all
@@ -181,10 +185,31 @@ failures=$work/failures.txt
 : >"$failures"
 printf 'op\tpeer\tround\tok\tseconds\tclient_rss_kb\thelper_rss_kb\trequests\tapi_requests\tserver_hwm_kb\troutes\n' >"$results"
 
+# failure TITLE STDERR-FILE CMD...: a failed command for the report, with the head and tail of
+# its stderr (a push of 10,000 refs can print 10,000 lines).
+failure() {
+  local title=$1 err=$2 n
+  shift 2
+  n=$(grep -vc '^Command exited with non-zero status' "$err" || true)
+  {
+    echo "### $title"
+    echo '```'
+    echo "\$ $*"
+    if [ "$n" -le 40 ]; then
+      grep -v '^Command exited with non-zero status' "$err"
+    else
+      grep -v '^Command exited with non-zero status' "$err" | head -n 15
+      echo "[... $((n - 30)) more lines; $(grep -c '\[rejected\]' "$err" || true) lines say [rejected] ...]"
+      grep -v '^Command exited with non-zero status' "$err" | tail -n 15
+    fi
+    echo '```'
+  } | tee -a "$failures" >&2
+}
+
 # measure OP PEER ROUND CMD...: time CMD, its peak RSS, the helper's, the server's and the
 # requests the server logged meanwhile. A failure is recorded and reported, not fatal.
 measure() {
-  local op=$1 peer=$2 round=$3 rc=0 before t0 t1 reqs api hwm crss hrss routes
+  local op=$1 peer=$2 round=$3 rc=0 before t0 t1 secs reqs api hwm crss hrss routes
   shift 3
   : >"$work/helper.rss"
   echo 5 >"/proc/$server_pid/clear_refs" 2>/dev/null || true # reset VmHWM
@@ -202,17 +227,12 @@ measure() {
   hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
   crss=$(grep -E '^[0-9]+$' "$work/client.rss" | tail -n1 || true)
   hrss=$(grep -E '^[0-9]+$' "$work/helper.rss" | sort -n | tail -n1 || true)
+  secs=$(python3 -c "print($t1 - $t0)")
   if [ "$rc" != 0 ]; then
-    {
-      echo "### $op / $peer / round $round: exit $rc"
-      echo '```'
-      echo "\$ $*"
-      grep -v '^Command exited with non-zero status' "$work/op.err" | tail -n 30
-      echo '```'
-    } | tee -a "$failures" >&2
+    failure "$op / $peer / round $round: exit $rc after $(printf '%.1f' "$secs")s" "$work/op.err" "$@"
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$peer" "$round" \
-    "$([ "$rc" = 0 ] && echo 1 || echo 0)" "$(python3 -c "print($t1 - $t0)")" \
+    "$([ "$rc" = 0 ] && echo 1 || echo 0)" "$secs" \
     "${crss:-0}" "${hrss:-0}" "$reqs" "$api" "${hwm:-0}" "${routes:--}" >>"$results"
   return 0
 }
@@ -225,11 +245,16 @@ check() { # check WHAT EXPECTED ACTUAL: a correctness check outside the timing
 # <ds>      : one full push, read by the clone (and ls-remote) rounds
 # <ds>-inc  : one full push, then one new commit per round, fetched by a mirror clone per peer
 setup_dataset() {
-  local ds=$1 peer
+  local ds=$1 peer u
   for peer in "${peers[@]}"; do
     new_remote "$peer" "$ds"
-    git -C "$work/src-$ds.git" push -q "$(url "$peer" "$ds")" 'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*' \
-      || die "setup: pushing $ds to $peer failed"
+    u=$(url "$peer" "$ds")
+    set -- git -C "$work/src-$ds.git" push -q "$u" 'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*'
+    if ! "$@" 2>"$work/setup.err"; then
+      # Recorded (it is a product failure), then retried once so that the rest can run.
+      failure "setup: push of $ds to $peer failed; retried once" "$work/setup.err" "$@"
+      "$@" || die "setup: pushing $ds to $peer failed twice"
+    fi
   done
 }
 setup_inc() {
@@ -351,7 +376,7 @@ for r in $(seq "$runs"); do
 done
 
 # ---------------------------------------------------------------------------- report
-text_pack=$(echo main | git -C "$work/src-text.git" pack-objects --revs --stdout --delta-base-offset -q | wc -c)
+packed() { awk -F'\t' -v op="full push $1" '$1 == op && $2 == "pack-objects" {printf "%.1f MiB", $4 / 1048576; exit}' "$packs"; }
 {
   echo "started=$started"
   echo "finished=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -361,10 +386,10 @@ text_pack=$(echo main | git -C "$work/src-text.git" pack-objects --revs --stdout
   echo "load_before=$load_before"
   echo "load_after=$(load)"
   echo "runs=$runs"
-  echo "product=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
-  echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $text_pack bytes packed"
+  echo "product=$product"
+  echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $(packed text) packed"
   echo "tags=$tag_refs refs"
-  [ "$big" = 1 ] && echo "big=$(git -C "$work/src-big.git" rev-list --count main) commits, $(du -sb "$work/src-big.git/objects/pack" | cut -f1) bytes packed"
+  [ "$big" = 1 ] && echo "big=$(git -C "$work/src-big.git" rev-list --count main) commits, $(packed big) packed"
   true
 } >"$work/meta.txt"
 

@@ -34,8 +34,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Largest JSON request accepted by the API routes.
-pub const MAX_JSON_BODY: usize = 1024 * 1024;
+/// Largest JSON request accepted by the API routes: an `update` of 100,000 refs (about
+/// 120 bytes each) fits; anything larger is refused before it is parsed.
+pub const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
 /// Lifetime of the admin token printed when no secret is configured.
 const ADMIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -144,7 +145,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     };
     let public_url = opts.public_url.clone().unwrap_or_else(|| {
         // A wildcard address is not reachable as a URL: presign for loopback and say so.
-        if addr.ip().is_unspecified() {
+        // (Only the local store's URLs point at this server; S3's point at S3.)
+        if addr.ip().is_unspecified() && opts.s3.is_none() {
             let local = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
             eprintln!(
                 "warning: listening on {addr} without --public-url: presigned URLs point at http://{local}, reachable from this machine only"

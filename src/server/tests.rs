@@ -417,7 +417,7 @@ async fn hostile_names_and_bodies() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let huge = format!(
         "{{\"updates\": [], \"pad\": \"{}\"}}",
-        "x".repeat(2 * 1024 * 1024)
+        "x".repeat(2 * crate::server::MAX_JSON_BODY)
     );
     let r = s.raw(&uri, Some(&bearer), huge).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
