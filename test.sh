@@ -1,18 +1,55 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, storage conformance, API handler tests
-# and the end-to-end tests (real git through the built helper against a real server per test).
-# Needs only git and a Rust toolchain; installs git with apt-get when it is missing.
+# and the end-to-end tests (real git through the built helper against a real server per test),
+# then the end-to-end tests once more with every server on S3.
+# Needs git, curl, python3 and a Rust toolchain; installs git and curl with apt-get when
+# missing, and the S3 test servers (s3s-fs, moto) through scripts/s3-services.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v git >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq git >/dev/null
+missing=()
+for tool in git curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo fmt --all -- --check
+
+# S3 test servers: s3s-fs checks signatures, expiry and Range; moto applies conditional writes
+# atomically. Stopped by process id however this script ends.
+S3_ENV=target/s3-services/env
+trap 'scripts/s3-services.sh stop "$S3_ENV"' EXIT
+trap 'exit 130' INT TERM
+scripts/s3-services.sh start "$S3_ENV"
+set -a
+# shellcheck disable=SC1090
+. "$S3_ENV"
+set +a
+
 cargo clippy --locked --all-targets -- -D warnings
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+
+have_nextest() { cargo nextest --version >/dev/null 2>&1; }
+
+status=0
+# Everything, once: the e2e suite on local disk, tests/s3.rs on both S3 servers.
+if have_nextest; then
+  cargo nextest run --locked --no-fail-fast || status=1
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --no-fail-fast || status=1
 fi
+
+# The e2e suite again, every server on s3s-fs under its own key prefix. One test is left out
+# there: its 200-byte ref name makes s3s-fs's metadata file names longer than the file system
+# allows (a limit of the test server, not of S3; tests/s3.rs stores long ref names on moto).
+echo "e2e suite with the S3 backend (s3s-fs at $HYPHA_TEST_S3_ENDPOINT)"
+export HYPHA_E2E_SERVE_ARGS="--s3-endpoint $HYPHA_TEST_S3_ENDPOINT --s3-bucket $HYPHA_TEST_S3_BUCKET --s3-prefix e2e-{unique} --s3-path-style"
+export HYPHA_E2E_STORE_ROOT="$HYPHA_TEST_S3_DIR/e2e-{unique}"
+if have_nextest; then
+  cargo nextest run --locked --no-fail-fast --test e2e \
+    -E 'not test(unusual_ref_names_match_git)' || status=1
+else
+  cargo test --locked --no-fail-fast --test e2e -- --skip unusual_ref_names_match_git || status=1
+fi
+exit "$status"

@@ -18,6 +18,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// No byte for this long means the peer is gone; a slow but live transfer keeps going.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: u32 = 4;
+/// A server's `Retry-After` is honoured up to this long; beyond it we would rather fail.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +35,8 @@ pub enum Error {
         route: &'static str,
         code: ErrorCode,
         detail: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
     },
     #[error("cannot reach the server for '{repo}' ({route})")]
     Http {
@@ -49,12 +53,23 @@ pub enum Error {
         source: serde_json::Error,
     },
     #[error("{what}: HTTP status {status}")]
-    TransferStatus { what: String, status: u16 },
+    TransferStatus {
+        what: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("{what}")]
     Transfer {
         what: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// A transfer cut off mid-body (the bytes so far are useless); worth retrying.
+    #[error("{what} was interrupted")]
+    Interrupted {
+        what: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("{what}")]
     Io {
@@ -68,14 +83,43 @@ impl Error {
     /// Worth retrying: the same request may succeed in a moment.
     pub fn is_transient(&self) -> bool {
         match self {
+            // A body cut off mid-answer is a dropped connection too; for `update` a retry is
+            // safe because it compare-and-swaps (push.rs treats "already at our value" as ok).
             Error::Http { source, .. } | Error::Transfer { source, .. } => {
-                source.is_timeout() || source.is_connect() || source.is_request()
+                source.is_timeout()
+                    || source.is_connect()
+                    || source.is_request()
+                    || source.is_body()
+                    || source.is_decode()
             }
             Error::Refused { code, .. } => *code == ErrorCode::Busy || *code == ErrorCode::Internal,
             Error::TransferStatus { status, .. } => *status == 429 || *status >= 500,
+            Error::Interrupted { .. } => true,
             _ => false,
         }
     }
+
+    /// How long the server asked us to wait before trying again.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Refused { retry_after, .. } | Error::TransferStatus { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by S3 or by our server).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// Retry `op` while its error is transient, with exponential backoff; at most `MAX_ATTEMPTS`.
@@ -89,7 +133,7 @@ where
     loop {
         match op().await {
             Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(e.retry_after().map_or(delay, |wait| wait.max(delay))).await;
                 delay *= 2;
                 attempt += 1;
             }
@@ -203,6 +247,7 @@ impl Client {
         };
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status();
+        let retry_after = retry_after(resp.headers());
         let bytes = resp.bytes().await.map_err(http_err)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
@@ -235,17 +280,61 @@ impl Client {
                 detail: body
                     .map(|b| b.detail)
                     .unwrap_or_else(|| format!("HTTP status {}", status.as_u16())),
+                retry_after,
             },
         })
     }
 }
 
 fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    let read_timeout = read_timeout(std::env::var("HYPHA_READ_TIMEOUT_SECS").ok().as_deref());
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .read_timeout(read_timeout)
         .user_agent(concat!("git-remote-hypha/", env!("CARGO_PKG_VERSION")))
         // Presigned URLs must not be followed to other places with our headers.
         .redirect(reqwest::redirect::Policy::none())
         .build()
+}
+
+/// The read timeout: [`READ_TIMEOUT`], or whole seconds from `HYPHA_READ_TIMEOUT_SECS` (for
+/// tests that stall a connection on purpose; 0 and garbage mean the default).
+fn read_timeout(setting: Option<&str>) -> Duration {
+    setting
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|secs| *secs > 0)
+        .map_or(READ_TIMEOUT, Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_timeout_setting() {
+        assert_eq!(read_timeout(None), READ_TIMEOUT);
+        assert_eq!(read_timeout(Some("2")), Duration::from_secs(2));
+        assert_eq!(read_timeout(Some(" 7 ")), Duration::from_secs(7));
+        for bad in ["0", "", "-1", "soon", "1.5"] {
+            assert_eq!(read_timeout(Some(bad)), READ_TIMEOUT, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().expect("value"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "86400".parse().expect("value"),
+        );
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("value"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
 }

@@ -24,6 +24,7 @@ pub async fn download_stream(
         return Err(Error::TransferStatus {
             what: format!("download of {what} failed"),
             status: status.as_u16(),
+            retry_after: super::retry_after(resp.headers()),
         });
     }
     let what = what.to_owned();
@@ -53,6 +54,7 @@ pub async fn upload_file(
         reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| Error::TransferStatus {
             what: format!("upload of {what}: server asked for method {:?}", req.method),
             status: 0,
+            retry_after: None,
         })?;
     let bar = bar.clone();
     let body = reqwest::Body::wrap_stream(
@@ -79,6 +81,7 @@ pub async fn upload_file(
         return Err(Error::TransferStatus {
             what: format!("upload of {what} failed"),
             status: resp.status().as_u16(),
+            retry_after: super::retry_after(resp.headers()),
         });
     }
     Ok(())

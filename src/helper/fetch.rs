@@ -41,6 +41,12 @@ pub enum Error {
         #[source]
         source: crate::idx::Error,
     },
+    #[error("pack {pack} of '{repo}' does not match its index (object {oid})")]
+    Mismatch {
+        pack: String,
+        repo: String,
+        oid: String,
+    },
     #[error("'{repo}' has no pack holding {oid} ({name})")]
     Missing {
         repo: String,
@@ -58,12 +64,113 @@ pub enum Error {
 }
 
 /// Fetch everything `wants` needs into `git_dir`; returns the `.keep` to report as `lock`.
+///
+/// On failure the repository is left as it was: packs this batch wrote are removed again.
 pub async fn run(
     client: &Client,
     git_dir: &Path,
     wants: &[FetchSpec],
     settings: &FetchSettings,
 ) -> Result<Option<PathBuf>, Error> {
+    let mut written = Vec::new();
+    match fetch_all(client, git_dir, wants, settings, &mut written).await {
+        Ok(()) => {
+            // git accepts one `lock` per fetch and removes that .keep itself once refs are
+            // written; the other packs' .keep files go now (dropping their guards), since
+            // refs pointing at their objects are about to be written by git right after
+            // this batch.
+            let lock = written.into_iter().next().map(|w| w.keep.hand_to_git());
+            Ok(lock)
+        }
+        Err(e) => {
+            for w in &written {
+                w.remove();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A pack this batch added to the repository (it was not there before).
+#[derive(Debug)]
+struct Written {
+    pack: PathBuf,
+    idx: PathBuf,
+    keep: Keep,
+}
+
+impl Written {
+    /// Pack first: a lone `.idx` is ignored by git, a lone `.pack` is not.
+    fn remove(&self) {
+        for path in [&self.pack, &self.idx, &self.keep.path] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// One pack downloaded and verified: its name on the server, and what it added locally
+/// (`None` when the repository already had that very pack).
+struct Downloaded {
+    name: String,
+    new: Option<Written>,
+}
+
+/// The `.keep` guarding a new pack until git has written refs to its objects. Until it is
+/// handed to git (`lock`), it is a registered tempfile: dropped, or on SIGINT/SIGTERM (the
+/// handler `main` installs), it is deleted, so Ctrl-C leaves no stale `.keep` behind.
+#[derive(Debug)]
+struct Keep {
+    path: PathBuf,
+    guard: Option<gix_tempfile::Handle<gix_tempfile::handle::Closed>>,
+    /// A plain file (registering failed) that this process still owns.
+    plain: bool,
+}
+
+impl Keep {
+    /// Replace the plain `.keep` gix wrote by a registered one (same name: git's repack
+    /// honours only `pack-*.keep`).
+    fn guard(path: PathBuf) -> Keep {
+        let _ = std::fs::remove_file(&path);
+        let guard = gix_tempfile::mark_at(
+            &path,
+            gix_tempfile::ContainingDirectory::Exists,
+            gix_tempfile::AutoRemove::Tempfile,
+        )
+        .ok();
+        let plain = guard.is_none();
+        if plain {
+            // Could not register it: a plain .keep is still better than none.
+            let _ = std::fs::write(&path, b"");
+        }
+        Keep { path, guard, plain }
+    }
+
+    /// From now on git removes it (after writing refs, or on its own signal handler).
+    fn hand_to_git(mut self) -> PathBuf {
+        if let Some(temp) = self.guard.take().and_then(|g| g.take()) {
+            let _ = temp.keep();
+        }
+        self.plain = false;
+        self.path.clone()
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        // A registered guard deletes its file when dropped.
+        if self.plain {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn fetch_all(
+    client: &Client,
+    git_dir: &Path,
+    wants: &[FetchSpec],
+    settings: &FetchSettings,
+    written: &mut Vec<Written>,
+) -> Result<(), Error> {
     let repo_name = client.remote().display_name();
     let mut known = if settings.refetch {
         BTreeSet::new()
@@ -86,21 +193,30 @@ pub async fn run(
 
     let pack_dir = git_dir.join("objects").join("pack");
     let fresh = settings.cloning || !has_any_pack_or_object(git_dir);
-    let mut keeps = download_needed(client, git_dir, &pack_dir, &unseen, fresh, settings).await?;
+    let take = |_: &PackInfo| fresh;
+    let mut taken = BTreeSet::new();
+    download_needed(
+        client, git_dir, &pack_dir, &unseen, take, settings, written, &mut taken,
+    )
+    .await?;
     known.extend(unseen.iter().map(|p| p.name.clone()));
 
-    // The known-pack record is a cache; if it hid a pack we need, look at every pack again.
+    // The known-pack record is a cache, and an idx only a hint; if they hid a pack we need,
+    // look at every pack again, and take the unseen ones whose idx claimed nothing new.
     if !missing_wants(git_dir, wants)?.is_empty() {
         let all: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
         let again: Vec<PackInfo> = all
             .packs
             .into_iter()
-            .filter(|p| !unseen.iter().any(|u| u.name == p.name))
+            .filter(|p| !taken.contains(&p.name))
             .collect();
-        keeps.extend(download_needed(client, git_dir, &pack_dir, &again, false, settings).await?);
+        let suspect = |p: &PackInfo| unseen.iter().any(|u| u.name == p.name);
+        download_needed(
+            client, git_dir, &pack_dir, &again, suspect, settings, written, &mut taken,
+        )
+        .await?;
         known.extend(again.iter().map(|p| p.name.clone()));
         if let Some(w) = missing_wants(git_dir, wants)?.first() {
-            remove_keeps(&keeps);
             return Err(Error::Missing {
                 repo: repo_name,
                 oid: w.oid.clone(),
@@ -112,18 +228,7 @@ pub async fn run(
     state::save(git_dir, client.remote(), &known).map_err(|source| Error::State {
         path: git_dir.join("hypha"),
         source,
-    })?;
-    // git accepts one `lock` per fetch; the other packs' .keep files go now, since refs
-    // pointing at their objects are about to be written by git right after this batch.
-    let lock = keeps.first().cloned();
-    remove_keeps(keeps.get(1..).unwrap_or_default());
-    Ok(lock)
-}
-
-fn remove_keeps(keeps: &[PathBuf]) {
-    for k in keeps {
-        let _ = std::fs::remove_file(k);
-    }
+    })
 }
 
 fn open(git_dir: &Path) -> Result<gix::Repository, Error> {
@@ -180,59 +285,126 @@ pub async fn download_all(
         refetch: true,
     };
     let pack_dir = git_dir.join("objects").join("pack");
-    download_needed(client, git_dir, &pack_dir, packs, true, &settings).await
+    let mut written = Vec::new();
+    let mut taken = BTreeSet::new();
+    let all = |_: &PackInfo| true;
+    let result = download_needed(
+        client,
+        git_dir,
+        &pack_dir,
+        packs,
+        all,
+        &settings,
+        &mut written,
+        &mut taken,
+    )
+    .await;
+    match result {
+        // The caller owns the .keep files from here on.
+        Ok(()) => Ok(written.into_iter().map(|w| w.keep.hand_to_git()).collect()),
+        Err(e) => {
+            for w in &written {
+                w.remove();
+            }
+            Err(e)
+        }
+    }
 }
 
-/// Download (in parallel) each pack of `packs` that holds something we lack, or all of them
-/// when `take_all`. Returns the `.keep` files written.
+/// Download (in parallel) each pack of `packs` that holds something we lack, or that `take`
+/// says to take anyway. Every download is checked against the server's idx. Waits for all
+/// downloads even when one fails, so that nothing is still writing when the caller cleans
+/// up; each pack written lands in `written`, also on failure, and each pack downloaded in
+/// `taken`.
+#[allow(clippy::too_many_arguments)]
 async fn download_needed(
     client: &Client,
     git_dir: &Path,
     pack_dir: &Path,
     packs: &[PackInfo],
-    take_all: bool,
+    take: impl Fn(&PackInfo) -> bool,
     settings: &FetchSettings,
-) -> Result<Vec<PathBuf>, Error> {
+    written: &mut Vec<Written>,
+    taken: &mut BTreeSet<String>,
+) -> Result<(), Error> {
     let repo_name = client.remote().display_name();
     // One counter for all parallel downloads; its total grows as packs are chosen.
     let bar = Progress::new(settings.progress).bytes("Receiving packs", 0);
-    let results: Vec<Option<PathBuf>> = futures_util::stream::iter(packs.iter().cloned())
-        .map(|info| {
-            let repo_name = repo_name.clone();
-            let bar = bar.clone();
-            async move {
-                if !take_all && !holds_missing_object(client, git_dir, &info).await? {
-                    return Ok(None);
+    let results: Vec<Result<Option<Downloaded>, Error>> =
+        futures_util::stream::iter(packs.iter().cloned())
+            .map(|info| {
+                let repo_name = repo_name.clone();
+                let take = take(&info);
+                let bar = bar.clone();
+                async move {
+                    let Some(listed) = listed_ids(client, &info).await? else {
+                        return Ok(None);
+                    };
+                    if !take && !lacks_any(git_dir, &listed).await? {
+                        return Ok(None);
+                    }
+                    bar.add_total(info.pack_size);
+                    let Some(indexed) =
+                        download_one(client, pack_dir, &info, &repo_name, &bar).await?
+                    else {
+                        return Ok(None);
+                    };
+                    // Guard the .keep first: from here on Ctrl-C removes it.
+                    let local_idx = indexed.idx_path.clone();
+                    let new = match (indexed.pack_path, indexed.idx_path, indexed.keep_path) {
+                        (Some(pack), Some(idx), Some(keep)) => Some(Written {
+                            pack,
+                            idx,
+                            keep: Keep::guard(keep),
+                        }),
+                        _ => None,
+                    };
+                    if let Err(e) = check_listed(local_idx.as_deref(), &info, &listed, &repo_name) {
+                        if let Some(new) = &new {
+                            new.remove();
+                        }
+                        return Err(e);
+                    }
+                    if settings.verbosity >= 2 {
+                        eprintln!(
+                            "hypha: fetched {} ({} bytes) from {repo_name}",
+                            info.name, info.pack_size
+                        );
+                    }
+                    Ok::<_, Error>(Some(Downloaded {
+                        name: info.name,
+                        new,
+                    }))
                 }
-                bar.add_total(info.pack_size);
-                let keep = download_one(client, pack_dir, &info, &repo_name, &bar).await?;
-                if settings.verbosity >= 2 {
-                    eprintln!(
-                        "hypha: fetched {} ({} bytes) from {repo_name}",
-                        info.name, info.pack_size
-                    );
-                }
-                Ok::<_, Error>(keep)
-            }
-        })
-        .buffer_unordered(PARALLEL_DOWNLOADS)
-        .try_collect()
-        .await?;
-    if results.iter().any(Option::is_some) {
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .collect()
+            .await;
+    if results.iter().any(|r| matches!(r, Ok(Some(_)))) {
         bar.finish();
     }
-    Ok(results.into_iter().flatten().collect())
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                taken.insert(done.name);
+                written.extend(done.new);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
-/// Read the pack's idx and look for an object we do not have.
-async fn holds_missing_object(
-    client: &Client,
-    git_dir: &Path,
-    info: &PackInfo,
-) -> Result<bool, Error> {
+/// The object ids the server's idx of `info` lists; `None` when the listing gave no URL
+/// (a pack already fetched from this remote).
+async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Vec<[u8; 20]>>, Error> {
     let repo_name = client.remote().display_name();
     let Some(url) = info.idx_url.as_deref() else {
-        return Ok(false);
+        return Ok(None);
     };
     let what = format!("index of {} of '{repo_name}'", info.name);
     let bytes = client::with_retries(|| async {
@@ -241,7 +413,7 @@ async fn holds_missing_object(
             stream
                 .try_collect()
                 .await
-                .map_err(|source| client::Error::Io {
+                .map_err(|source| client::Error::Interrupted {
                     what: what.clone(),
                     source,
                 })?;
@@ -253,16 +425,50 @@ async fn holds_missing_object(
         repo: repo_name.clone(),
         source,
     })?;
+    Ok(Some(ids))
+}
+
+/// Whether any of `ids` is missing locally.
+async fn lacks_any(git_dir: &Path, ids: &[[u8; 20]]) -> Result<bool, Error> {
     let git_dir = git_dir.to_owned();
-    let missing = tokio::task::spawn_blocking(move || {
+    let ids = ids.to_vec();
+    tokio::task::spawn_blocking(move || {
         let repo = open(&git_dir)?;
-        Ok::<_, Error>(
-            ids.iter()
-                .any(|id| !repo.has_object(gix::ObjectId::from_bytes_or_panic(id))),
-        )
+        Ok(ids
+            .iter()
+            .any(|id| !repo.has_object(gix::ObjectId::from_bytes_or_panic(id))))
     })
-    .await??;
-    Ok(missing)
+    .await?
+}
+
+/// The pack as received must hold exactly the objects the server's idx names: ids are
+/// computed from content, so this catches an object whose content does not hash to its
+/// name, and an idx that belongs to another pack.
+fn check_listed(
+    local_idx: Option<&Path>,
+    info: &PackInfo,
+    listed: &[[u8; 20]],
+    repo_name: &str,
+) -> Result<(), Error> {
+    let local = local_idx
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| crate::idx::object_ids(&bytes, &info.name).ok())
+        .unwrap_or_default();
+    if local == listed {
+        return Ok(());
+    }
+    // Both lists are sorted; name the first id that only one of them has.
+    let odd = listed
+        .iter()
+        .find(|id| local.binary_search(id).is_err())
+        .or_else(|| local.iter().find(|id| listed.binary_search(id).is_err()))
+        .map(hex::encode)
+        .unwrap_or_else(|| "count".to_owned());
+    Err(Error::Mismatch {
+        pack: info.name.clone(),
+        repo: repo_name.to_owned(),
+        oid: odd,
+    })
 }
 
 /// Stream one pack into the indexer; retried whole on a transient failure.
@@ -272,7 +478,7 @@ async fn download_one(
     info: &PackInfo,
     repo_name: &str,
     bar: &Bar,
-) -> Result<Option<PathBuf>, Error> {
+) -> Result<Option<pack::Indexed>, Error> {
     let Some(url) = info.pack_url.clone() else {
         return Ok(None);
     };
@@ -298,7 +504,7 @@ async fn download_one(
         })
         .await?;
         match result {
-            Ok(indexed) => return Ok(indexed.keep_path),
+            Ok(indexed) => return Ok(Some(indexed)),
             // A connection cut mid-pack looks like a truncated pack: try once more before
             // calling the stored pack corrupt.
             Err(_) if attempt < 2 => continue,

@@ -34,6 +34,9 @@ pub enum Error {
     NoResult { repo: String, name: String },
 }
 
+/// Name prefix of the temporary directory a push builds its pack in, inside `$GIT_DIR`.
+const STAGING_PREFIX: &str = "hypha-push-";
+
 /// What one push line becomes once its source is resolved.
 struct Planned {
     dst: String,
@@ -84,8 +87,9 @@ pub async fn run(
         .collect();
     drop(repo);
     let mut packs = Vec::new();
+    sweep_stale_staging(git_dir);
     let tmp = tempfile::Builder::new()
-        .prefix("hypha-push-")
+        .prefix(STAGING_PREFIX)
         .tempdir_in(git_dir)
         .or_else(|_| tempfile::tempdir())
         .map_err(Error::TempDir)?;
@@ -329,4 +333,33 @@ async fn upload(
 
 fn open(git_dir: &Path) -> Result<gix::Repository, Error> {
     Ok(super::local::open(git_dir)?)
+}
+
+/// A push killed by SIGKILL (or a signal that ends it before destructors run) leaves its
+/// staging directory, a whole pack, in `$GIT_DIR`. Remove those not touched for this long:
+/// long enough that no live push could still be reading its pack.
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn sweep_stale_staging(git_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(git_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_STAGING);
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

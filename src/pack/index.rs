@@ -51,7 +51,7 @@ pub fn index(
     )
     .map_err(|e| Error::Invalid {
         pack: pack.to_owned(),
-        reason: e.to_string(),
+        reason: with_causes(&e),
     })?;
     if outcome.index.num_objects == 0 {
         return Err(Error::Empty {
@@ -64,4 +64,20 @@ pub fn index(
         keep_path: outcome.keep_path,
         objects: outcome.index.num_objects,
     })
+}
+
+/// The error and its causes on one line: gix's top-level message ("an IO operation failed")
+/// alone does not say whether the bytes were bad or the download was cut off.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -21,7 +21,7 @@
 
 pub mod multipart;
 
-pub use multipart::{Multipart, MultipartUpload};
+pub use multipart::{Multipart, MultipartUpload, UploadPlan};
 
 use super::{check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PutMode, MAX_KEY_LEN};
 use crate::api::PresignedRequest;
@@ -144,6 +144,14 @@ pub fn region_from(flag: Option<&str>, env: &HashMap<String, String>) -> String 
         .or_else(|| env.get("AWS_DEFAULT_REGION").cloned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| DEFAULT_REGION.to_owned())
+}
+
+/// The endpoint to use: the flag, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (the
+/// variables the AWS SDKs read), else `None` (AWS itself).
+pub fn endpoint_from(flag: Option<String>, env: &HashMap<String, String>) -> Option<String> {
+    flag.or_else(|| env.get("AWS_ENDPOINT_URL_S3").cloned())
+        .or_else(|| env.get("AWS_ENDPOINT_URL").cloned())
+        .filter(|e| !e.is_empty())
 }
 
 /// What S3 answered to one request, without the request itself: safe to log and to return.
@@ -882,6 +890,19 @@ mod tests {
         assert_eq!(region_from(None, &env), "eu-west-1");
         assert_eq!(region_from(Some("us-west-2"), &env), "us-west-2");
         assert_eq!(region_from(None, &HashMap::new()), DEFAULT_REGION);
+        let env: HashMap<String, String> = [("AWS_ENDPOINT_URL", "http://minio:9000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(
+            endpoint_from(None, &env).as_deref(),
+            Some("http://minio:9000")
+        );
+        assert_eq!(
+            endpoint_from(Some("http://x".into()), &env).as_deref(),
+            Some("http://x")
+        );
+        assert_eq!(endpoint_from(None, &HashMap::new()), None);
         assert!(matches!(
             Credentials::from_env(&HashMap::new()),
             Err(ConfigError::MissingCredentials)

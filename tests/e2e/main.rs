@@ -19,10 +19,15 @@ mod harness;
 
 mod auth;
 mod concurrency;
+mod corruption;
+mod crash;
+mod faults;
 mod force;
 mod gc;
 mod history;
+mod hostile;
 mod lifecycle;
 mod options;
+mod permissions;
 mod progress;
 mod refs;

@@ -6,12 +6,12 @@
 //! `Backend::multipart`), its S3 implementation, and [`part_sizes`], the split both sides
 //! agree on. It does not decide when to use multipart (the `uploads` route does, above
 //! [`THRESHOLD`]) and holds no state: the upload id travels through the client, and the
-//! completion reads the part list back from S3 (`ListParts`), so the client never has to
-//! report part etags and cannot complete an object from parts of someone else's upload.
+//! completion reads the part list back from S3 (`ListParts`) and checks every part's size, so
+//! the client never reports part etags and a short or missing part is named, not assembled.
 //!
-//! Abandoned uploads cost storage until aborted: [`Multipart::abort_stale`] aborts every
-//! upload under a prefix older than a given age (for `git hypha gc`, or a bucket lifecycle
-//! rule `AbortIncompleteMultipartUpload` does the same on AWS).
+//! Abandoned uploads cost storage until aborted: [`Multipart::abort_stale_uploads`] aborts
+//! every upload under a prefix older than a given age (for `git hypha gc`; on AWS a bucket
+//! lifecycle rule `AbortIncompleteMultipartUpload` does the same).
 
 use super::{Failure, S3};
 use crate::api::PresignedRequest;
@@ -47,6 +47,16 @@ pub struct MultipartUpload {
     pub initiated: Option<SystemTime>,
 }
 
+/// An upload started and presigned: what the `uploads` route hands the client for one pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadPlan {
+    pub upload_id: String,
+    /// Size of every part but the last; part `i` (from 1) starts at `(i - 1) * part_size`.
+    pub part_size: u64,
+    /// One presigned `PUT` per part, in part order, each with its signed `Content-Length`.
+    pub parts: Vec<PresignedRequest>,
+}
+
 /// The sizes of the parts of an object of `total` bytes: `part_size` each (raised when that
 /// would take more than [`MAX_PARTS`]), the last one shorter. Empty for an empty object.
 pub fn part_sizes(total: u64, part_size: u64) -> Vec<u64> {
@@ -68,7 +78,7 @@ pub fn part_sizes(total: u64, part_size: u64) -> Vec<u64> {
 #[async_trait]
 pub trait Multipart: Send + Sync {
     /// Start an upload of `key`; returns its upload id.
-    async fn create(&self, key: &str) -> Result<String, Error>;
+    async fn create_upload(&self, key: &str) -> Result<String, Error>;
 
     /// A presigned `PUT` of part `part_number` with exactly `content_length` bytes (signed).
     async fn presign_part(
@@ -84,7 +94,7 @@ pub trait Multipart: Send + Sync {
     /// has `part_sizes[i]` bytes); [`Error::Invalid`] names the first part that is missing or
     /// of another size, and the upload stays open so that the client can retry that part.
     /// Returns the etag of the object.
-    async fn complete(
+    async fn complete_upload(
         &self,
         key: &str,
         upload_id: &str,
@@ -92,24 +102,65 @@ pub trait Multipart: Send + Sync {
     ) -> Result<String, Error>;
 
     /// Give the upload up and free its parts. An upload that is already gone is fine.
-    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), Error>;
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error>;
 
     /// Uploads in progress whose key starts with `prefix`.
-    async fn list(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error>;
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error>;
+
+    /// Start an upload of `size` bytes cut into [`part_sizes`]`(size, part_size)` and presign
+    /// every part. Completing it later needs the same `size` and the returned `part_size`.
+    async fn start_upload(
+        &self,
+        key: &str,
+        size: u64,
+        part_size: u64,
+        expires_in: Duration,
+    ) -> Result<UploadPlan, Error> {
+        let sizes = part_sizes(size, part_size);
+        if sizes.is_empty() {
+            return Err(Error::Invalid {
+                detail: format!("{key}: nothing to upload"),
+            });
+        }
+        let upload_id = self.create_upload(key).await?;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for (number, len) in (1..).zip(&sizes) {
+            match self
+                .presign_part(key, &upload_id, number, *len, expires_in)
+                .await
+            {
+                Ok(part) => parts.push(part),
+                Err(e) => {
+                    // Best effort: an upload nobody can finish only costs storage.
+                    let _ = self.abort_upload(key, &upload_id).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(UploadPlan {
+            upload_id,
+            part_size: sizes[0],
+            parts,
+        })
+    }
 
     /// Abort every upload under `prefix` started more than `older_than` ago; returns how
     /// many were aborted.
-    async fn abort_stale(&self, prefix: &str, older_than: Duration) -> Result<usize, Error> {
+    async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<usize, Error> {
         let cutoff = SystemTime::now().checked_sub(older_than);
         let mut aborted = 0;
-        for upload in self.list(prefix).await? {
+        for upload in self.list_uploads(prefix).await? {
             let stale = match (upload.initiated, cutoff) {
                 (Some(initiated), Some(cutoff)) => initiated < cutoff,
                 // Unknown age: leave it, a later run with a known age decides.
                 _ => false,
             };
             if stale {
-                self.abort(&upload.key, &upload.upload_id).await?;
+                self.abort_upload(&upload.key, &upload.upload_id).await?;
                 aborted += 1;
             }
         }
@@ -141,13 +192,14 @@ fn check_part_number(key: &str, part_number: u32) -> Result<i32, Error> {
 }
 
 impl S3 {
-    /// Every part S3 holds for the upload: number -> (etag, size).
+    /// Every part S3 holds for the upload: number -> (etag, size). (s3s-fs lists no etags,
+    /// and completes without them.)
     async fn parts(
         &self,
         key: &str,
         full: &str,
         upload_id: &str,
-    ) -> Result<BTreeMap<i32, (String, u64)>, Error> {
+    ) -> Result<BTreeMap<i32, (Option<String>, u64)>, Error> {
         let mut parts = BTreeMap::new();
         let mut marker: Option<String> = None;
         loop {
@@ -169,9 +221,9 @@ impl S3 {
                     )
                 })?;
             for part in page.parts() {
-                if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
+                if let Some(n) = part.part_number() {
                     let size = part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-                    parts.insert(n, (etag.to_owned(), size));
+                    parts.insert(n, (part.e_tag().map(str::to_owned), size));
                 }
             }
             match (page.is_truncated(), page.next_part_number_marker()) {
@@ -185,7 +237,7 @@ impl S3 {
 
 #[async_trait]
 impl Multipart for S3 {
-    async fn create(&self, key: &str) -> Result<String, Error> {
+    async fn create_upload(&self, key: &str) -> Result<String, Error> {
         let full = self.full_key(key)?;
         let out = self
             .client
@@ -246,7 +298,7 @@ impl Multipart for S3 {
         Ok(api)
     }
 
-    async fn complete(
+    async fn complete_upload(
         &self,
         key: &str,
         upload_id: &str,
@@ -267,7 +319,7 @@ impl Multipart for S3 {
                 Some((etag, size)) if *size == want => completed.push(
                     CompletedPart::builder()
                         .part_number(n)
-                        .e_tag(etag.clone())
+                        .set_e_tag(etag.clone())
                         .build(),
                 ),
                 Some((_, size)) => {
@@ -311,7 +363,7 @@ impl Multipart for S3 {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
-    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
         let full = self.full_key(key)?;
         check_upload_id(key, upload_id)?;
         match self
@@ -331,7 +383,7 @@ impl Multipart for S3 {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
         let full_prefix = format!("{}{prefix}", self.prefix);
         let mut out = Vec::new();
         let mut markers: (Option<String>, Option<String>) = (None, None);

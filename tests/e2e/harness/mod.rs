@@ -12,6 +12,7 @@
 //! test happens to trigger it.
 
 pub mod oracle;
+pub mod proxy;
 pub mod server;
 
 use std::cell::RefCell;

@@ -1,0 +1,507 @@
+//! SCENARIOS.md H45 and H38/H43 over the network: faults between the helper and the server,
+//! injected by [`crate::harness::proxy`] on API calls and on presigned pack transfers.
+//!
+//! A transient fault (one 500, a 503 with `Retry-After`, a 429, a reset connection, a stall
+//! past the read timeout, a truncated answer, a lost answer) is retried and the command
+//! succeeds with a complete, `fsck`-clean result. A persistent fault gives one `fatal:` line
+//! that names the repository, a non-zero exit, and leaves both sides as they were: remote refs
+//! unchanged, every stored pack complete, local refs and objects unchanged.
+//!
+//! The snapshot types and failure checks here are shared with `corruption`, `crash` and
+//! `hostile`.
+
+use crate::harness::proxy::{Fault, Proxy};
+use crate::harness::{Out, TestEnv, WS};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Read timeout the helper gets in tests that stall a connection (HYPHA_READ_TIMEOUT_SECS).
+pub const SHORT_READ_TIMEOUT: &str = "1";
+
+/// A test server whose API and presigned URLs are reached through a fault proxy.
+pub struct Faulty {
+    pub env: TestEnv,
+    pub proxy: Proxy,
+}
+
+impl Faulty {
+    pub fn new() -> Faulty {
+        let proxy = Proxy::start();
+        let env = TestEnv::with_serve_args(&proxy.serve_args());
+        proxy.set_upstream(env.server.url());
+        Faulty { env, proxy }
+    }
+
+    /// `hypha::http://<proxy>/ws/alias`: every request of the helper passes the proxy.
+    pub fn url(&self, alias: &str) -> String {
+        format!("hypha::{}/{WS}/{alias}", self.proxy.url())
+    }
+
+    /// Creates `alias` (directly, not through the proxy) and a work tree `src` with one
+    /// pushed commit and `origin` pointing through the proxy.
+    pub fn pushed(&self, alias: &str) -> (String, PathBuf) {
+        self.env.create(alias);
+        let url = self.url(alias);
+        let src = self.env.init(&format!("{alias}-src"));
+        self.env.commit(&src, "c1");
+        self.env.git(&src, &["remote", "add", "origin", &url]);
+        self.env.git(&src, &["push", "-q", "-u", "origin", "main"]);
+        (url, src)
+    }
+}
+
+/// Everything a failed command must leave untouched in a local repository: the files under
+/// `.git/objects` (names and sizes, so a partial or extra pack or a `.keep` shows), every ref
+/// and `HEAD`, and the helper's record of fetched packs. Leftover push staging directories
+/// (`.git/hypha-push-*`) are listed too.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LocalState {
+    pub objects: Vec<(String, u64)>,
+    pub refs: String,
+    pub head: String,
+    pub hypha: Vec<(String, u64)>,
+    pub staging: Vec<String>,
+}
+
+impl LocalState {
+    pub fn of(env: &TestEnv, repo: &Path) -> LocalState {
+        let git_dir = git_dir(env, repo);
+        let mut staging: Vec<String> = std::fs::read_dir(&git_dir)
+            .expect("read .git")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("hypha-push"))
+            .collect();
+        staging.sort();
+        LocalState {
+            objects: files_under(&git_dir.join("objects")),
+            refs: env.refs(repo, &[]),
+            head: std::fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default(),
+            hypha: files_under(&git_dir.join("hypha")),
+            staging,
+        }
+    }
+}
+
+pub fn git_dir(env: &TestEnv, repo: &Path) -> PathBuf {
+    let out = env.git(repo, &["rev-parse", "--absolute-git-dir"]);
+    PathBuf::from(out.stdout.trim())
+}
+
+/// Relative path and size of every file below `root`, sorted.
+pub fn files_under(root: &Path) -> Vec<(String, u64)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => walk(root, &path, out),
+                Ok(m) => out.push((
+                    path.strip_prefix(root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                    m.len(),
+                )),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Files of `objects/pack/` of a local repository that must never be there after a command
+/// ended: a `.pack` without its `.idx`, any `.keep`, gix or git temporary files.
+pub fn unsafe_pack_files(git_dir: &Path) -> Vec<String> {
+    let dir = git_dir.join("objects/pack");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names
+        .iter()
+        .filter(|n| {
+            if let Some(stem) = n.strip_suffix(".pack") {
+                !names.contains(&format!("{stem}.idx"))
+            } else {
+                !n.ends_with(".idx") && !n.ends_with(".rev") && !n.ends_with(".bitmap")
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// The refs and `HEAD` of a stored repository, as files: name -> content.
+pub fn remote_refs(env: &TestEnv, alias: &str) -> BTreeMap<String, String> {
+    let root = env.stored_repo(alias);
+    let mut refs: BTreeMap<String, String> = files_under(&root.join("refs"))
+        .into_iter()
+        .map(|(name, _)| {
+            let content =
+                std::fs::read_to_string(root.join("refs").join(&name)).unwrap_or_default();
+            (format!("refs/{name}"), content)
+        })
+        .collect();
+    refs.insert(
+        "HEAD".into(),
+        std::fs::read_to_string(root.join("HEAD")).unwrap_or_default(),
+    );
+    refs
+}
+
+/// A stored repository is consistent when every `.pack` has its `.idx`, nothing else but
+/// `pack-*.{pack,idx}` (and the store's `.gitkeep`) is visible in `objects/pack/`, and a fresh
+/// clone of it is `fsck`-clean.
+pub fn assert_remote_consistent(env: &TestEnv, alias: &str, url: &str) {
+    let dir = env.stored_repo(alias).join("objects/pack");
+    let names: Vec<String> = files_under(&dir).into_iter().map(|(n, _)| n).collect();
+    for name in &names {
+        let ok = name == ".gitkeep"
+            || name.strip_suffix(".pack").is_some_and(|stem| {
+                names.contains(&format!("{stem}.idx")) && stem.starts_with("pack-")
+            })
+            || (name.ends_with(".idx") && name.starts_with("pack-"));
+        assert!(
+            ok,
+            "stored objects/pack/{name} should not be there: {names:?}"
+        );
+    }
+    let check = env.path(&format!("consistency-{alias}-{}", names.len()));
+    let _ = std::fs::remove_dir_all(&check);
+    env.clone(url, &check);
+    let _ = std::fs::remove_dir_all(&check);
+}
+
+/// A failed command: non-zero exit, exactly one `fatal:` line, which names every needle, no
+/// panic, no backtrace.
+#[track_caller]
+pub fn assert_failed_cleanly(out: &Out, needles: &[&str]) {
+    assert_ne!(out.code, Some(0), "the command fails\n{out}");
+    let fatal: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("fatal:"))
+        .collect();
+    assert_eq!(fatal.len(), 1, "exactly one fatal line\n{out}");
+    for needle in needles {
+        assert!(
+            fatal[0].contains(needle),
+            "the fatal line names {needle:?}\n{out}"
+        );
+    }
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("stack backtrace"),
+        "an error message, not a crash\n{out}"
+    );
+}
+
+/// Figures for the closing note: one line per test, collected from `--no-capture` runs.
+pub fn figures(test: &str, what: &[(&str, usize)]) {
+    let parts: Vec<String> = what.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    eprintln!("figures {test}: {}", parts.join(" "));
+}
+
+const fn status(code: u16) -> Fault {
+    Fault::Status {
+        code,
+        retry_after: None,
+    }
+}
+
+/// One of each transient fault, each on its own request, during one push, one clone and one
+/// incremental fetch: all retried, all three succeed, and the results are complete.
+#[test]
+fn transient_faults_are_retried_and_everything_succeeds() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("flaky");
+    let p = &f.proxy;
+    env_commit_twice(&f.env, &src, "push");
+    p.inject("POST", "/refs", Some(1), status(500));
+    p.inject(
+        "POST",
+        "/uploads",
+        Some(1),
+        Fault::Status {
+            code: 503,
+            retry_after: Some(1),
+        },
+    );
+    p.inject("PUT", ".idx", Some(1), status(429));
+    p.inject("PUT", ".pack", Some(1), Fault::Reset);
+    p.inject("PUT", ".pack", Some(1), status(502));
+    p.inject("POST", "/update", Some(1), Fault::Reset);
+    p.inject("POST", "/update", Some(1), status(500));
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+    assert_eq!(p.injected(), 7, "every push fault fired: {:#?}", p.seen());
+    assert_eq!(
+        f.env.ls_remote(&src, &url),
+        f.env.ls_remote(&src, &f.env.url("flaky")),
+        "the proxy and the server agree"
+    );
+
+    p.inject("POST", "/refs", Some(1), Fault::Reset);
+    p.inject("POST", "/packs", Some(1), Fault::Truncate);
+    p.inject("GET", ".pack", Some(1), Fault::Truncate);
+    p.inject("GET", ".pack", Some(1), status(503));
+    p.inject("GET", ".pack", Some(1), Fault::Reset);
+    let clone = f.env.path("clone");
+    f.env.clone(&url, &clone);
+    assert_eq!(p.injected(), 12, "every clone fault fired: {:#?}", p.seen());
+    assert_eq!(f.env.rev(&clone, "HEAD"), f.env.rev(&src, "HEAD"));
+    assert!(unsafe_pack_files(&git_dir(&f.env, &clone)).is_empty());
+
+    env_commit_twice(&f.env, &src, "fetch");
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+    p.inject("GET", ".idx", Some(1), Fault::Reset);
+    p.inject("GET", ".idx", Some(1), Fault::Truncate);
+    p.inject("GET", ".pack", Some(1), status(429));
+    p.inject("POST", "/packs", Some(1), status(503));
+    f.env.git(&clone, &["fetch", "-q", "origin"]);
+    assert_eq!(p.injected(), 16, "every fetch fault fired: {:#?}", p.seen());
+    assert_eq!(f.env.rev(&clone, "origin/main"), f.env.rev(&src, "HEAD"));
+    f.env.fsck(&clone);
+    assert!(unsafe_pack_files(&git_dir(&f.env, &clone)).is_empty());
+    assert_remote_consistent(&f.env, "flaky", &url);
+    figures("transient_faults", &[("faults", p.injected())]);
+}
+
+fn env_commit_twice(env: &TestEnv, repo: &Path, label: &str) {
+    env.commit(repo, &format!("{label}-1"));
+    env.commit(repo, &format!("{label}-2"));
+}
+
+/// A `503` with `Retry-After: 2` makes the helper wait at least that long before retrying
+/// (its own first backoff is a quarter second).
+#[test]
+fn retry_after_is_honoured() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("patient");
+    f.proxy.inject(
+        "POST",
+        "/refs",
+        Some(1),
+        Fault::Status {
+            code: 503,
+            retry_after: Some(2),
+        },
+    );
+    let before = f.proxy.count("POST", "/refs");
+    let started = Instant::now();
+    let out = f.env.git(&src, &["ls-remote", &url]);
+    let took = started.elapsed();
+    assert!(out.stdout.contains("refs/heads/main"), "{out}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "waited {took:?}, less than Retry-After"
+    );
+    assert_eq!(
+        f.proxy.count("POST", "/refs") - before,
+        2,
+        "one refused, one retried: {:#?}",
+        f.proxy.seen()
+    );
+    figures("retry_after", &[("faults", f.proxy.injected())]);
+}
+
+/// A server that accepts a request and then says nothing is cut off by the read timeout and
+/// the request retried; a server that always does so makes the command fail in bounded time.
+#[test]
+fn stalled_connections_are_cut_by_the_read_timeout() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("stalled");
+    let stall = Fault::Stall(Duration::from_secs(30));
+    f.proxy.inject("POST", "/packs", Some(1), stall.clone());
+    f.proxy.inject("GET", ".pack", Some(1), stall.clone());
+    let started = Instant::now();
+    let clone = f.env.path("clone");
+    f.env
+        .cmd(&f.env.path(""), &["clone", &url, "clone"])
+        .env("HYPHA_READ_TIMEOUT_SECS", SHORT_READ_TIMEOUT)
+        .ok();
+    f.env.fsck(&clone);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "two stalls of 30 s were cut short: {:?}",
+        started.elapsed()
+    );
+
+    env_commit_twice(&f.env, &src, "more");
+    let remote = remote_refs(&f.env, "stalled");
+    let local = LocalState::of(&f.env, &src);
+    f.proxy.inject("POST", "/update", None, stall);
+    let started = Instant::now();
+    let out = f
+        .env
+        .cmd(&src, &["push", "origin", "main"])
+        .env("HYPHA_READ_TIMEOUT_SECS", SHORT_READ_TIMEOUT)
+        .fails();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a server that never answers fails the push in bounded time: {:?}",
+        started.elapsed()
+    );
+    assert_failed_cleanly(&out, &[&format!("{WS}/stalled"), "update"]);
+    assert_eq!(
+        remote_refs(&f.env, "stalled"),
+        remote,
+        "remote refs unchanged"
+    );
+    assert_eq!(LocalState::of(&f.env, &src), local, "local state unchanged");
+    f.proxy.clear();
+    assert_remote_consistent(&f.env, "stalled", &url);
+    figures("stalls", &[("faults", f.proxy.injected())]);
+}
+
+/// The server applied `update` but its answer never arrived (connection dropped, or the body
+/// cut short). The helper retries; the retry finds the ref already at the pushed value, which
+/// is success, not a rejection.
+#[test]
+fn lost_update_answer_is_success_not_rejection() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("lost");
+    for (round, fault) in [Fault::LoseResponse, Fault::Truncate]
+        .into_iter()
+        .enumerate()
+    {
+        let head = f.env.commit(&src, &format!("lost-{round}"));
+        f.proxy.inject("POST", "/update", Some(1), fault);
+        let out = f.env.git(&src, &["push", "origin", "main"]);
+        assert!(
+            out.stderr.contains("main -> main") && !out.stderr.contains("rejected"),
+            "{out}"
+        );
+        assert!(
+            f.env
+                .ls_remote(&src, &url)
+                .contains(&format!("{head}\trefs/heads/main")),
+            "{out}"
+        );
+        assert_eq!(f.env.rev(&src, "origin/main"), head);
+        let again = f.env.git(&src, &["push", "origin", "main"]);
+        assert!(again.stderr.contains("Everything up-to-date"), "{again}");
+    }
+    // A lost answer to a delete is the same: the ref is already gone.
+    f.env
+        .git(&src, &["push", "-q", "origin", "main:refs/heads/doomed"]);
+    f.proxy
+        .inject("POST", "/update", Some(1), Fault::LoseResponse);
+    let out = f.env.git(&src, &["push", "origin", ":doomed"]);
+    assert!(out.stderr.contains("[deleted]"), "{out}");
+    assert!(!f.env.ls_remote(&src, &url).contains("doomed"));
+    assert_eq!(f.proxy.injected(), 3);
+    figures("lost_answers", &[("faults", f.proxy.injected())]);
+}
+
+/// A fault on every attempt of one request: the push fails with one `fatal:` line naming the
+/// repository, the remote refs and the local repository are unchanged, and whatever was
+/// uploaded before the failure is complete and harmless.
+#[test]
+fn persistent_faults_fail_push_cleanly() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("down");
+    let repo = format!("{WS}/down");
+    env_commit_twice(&f.env, &src, "blocked");
+    let cases: Vec<(&str, &str, Fault, &str)> = vec![
+        ("POST", "/refs", Fault::Reset, "refs"),
+        ("POST", "/uploads", status(429), "uploads"),
+        ("PUT", ".idx", status(500), "index of pack-"),
+        ("PUT", ".pack", Fault::Reset, "pack pack-"),
+        ("POST", "/update", status(503), "update"),
+    ];
+    let total = cases.len();
+    for (method, path, fault, needle) in cases {
+        let remote = remote_refs(&f.env, "down");
+        let local = LocalState::of(&f.env, &src);
+        f.proxy.clear();
+        f.proxy.inject(method, path, None, fault);
+        let out = f.env.cmd(&src, &["push", "origin", "main"]).fails();
+        assert_failed_cleanly(&out, &[&repo, needle]);
+        assert!(
+            out.stderr.contains("caused by:") || out.stderr.contains("HTTP status"),
+            "says why\n{out}"
+        );
+        assert_eq!(
+            remote_refs(&f.env, "down"),
+            remote,
+            "{method} {path}: remote refs unchanged"
+        );
+        assert_eq!(
+            LocalState::of(&f.env, &src),
+            local,
+            "{method} {path}: local state unchanged"
+        );
+    }
+    f.proxy.clear();
+    assert_remote_consistent(&f.env, "down", &url);
+    // Once the faults are gone the same push goes through.
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+    assert_eq!(f.env.rev(&src, "origin/main"), f.env.rev(&src, "main"));
+    figures(
+        "persistent_push",
+        &[("faults", f.proxy.injected()), ("cases", total)],
+    );
+}
+
+/// Persistent faults during fetch and clone: one `fatal:` line, local repository unchanged
+/// (no new objects, no `.keep`, no refs), no clone directory left.
+#[test]
+fn persistent_faults_fail_fetch_and_clone_cleanly() {
+    let f = Faulty::new();
+    let (url, src) = f.pushed("gone");
+    let repo = format!("{WS}/gone");
+    let old = f.env.path("old");
+    f.env.clone(&url, &old);
+    env_commit_twice(&f.env, &src, "new");
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+    // (method, path, fault, what the fatal line names, also try a clone)
+    let cases: Vec<(&str, &str, Fault, &str, bool)> = vec![
+        ("POST", "/packs", Fault::Truncate, "packs", false),
+        ("GET", ".idx", Fault::Reset, "index of pack-", true),
+        ("GET", ".pack", Fault::Truncate, "pack-", true),
+        ("GET", ".pack", status(503), "pack-", false),
+        // What S3 answers for an expired URL: not worth retrying, a clear message, and the
+        // next command (with fresh URLs) works.
+        ("GET", ".pack", status(403), "pack-", true),
+    ];
+    let total = cases.len();
+    for (method, path, fault, needle, clone_too) in cases {
+        let local = LocalState::of(&f.env, &old);
+        f.proxy.clear();
+        f.proxy.inject(method, path, None, fault.clone());
+        let out = f.env.cmd(&old, &["fetch", "origin"]).fails();
+        assert_failed_cleanly(&out, &[&repo, needle]);
+        assert_eq!(
+            LocalState::of(&f.env, &old),
+            local,
+            "{method} {path}: fetch changed nothing"
+        );
+        if clone_too {
+            let out = f
+                .env
+                .cmd(&f.env.path(""), &["clone", &url, "fresh"])
+                .fails();
+            assert_failed_cleanly(&out, &[&repo, needle]);
+            assert!(
+                !f.env.path("fresh").exists(),
+                "no clone directory left\n{out}"
+            );
+        }
+    }
+    f.proxy.clear();
+    f.env.git(&old, &["fetch", "-q", "origin"]);
+    assert_eq!(f.env.rev(&old, "origin/main"), f.env.rev(&src, "main"));
+    f.env.fsck(&old);
+    figures(
+        "persistent_fetch",
+        &[("faults", f.proxy.injected()), ("cases", total)],
+    );
+}
