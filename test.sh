@@ -52,4 +52,10 @@ if have_nextest; then
 else
   cargo test --locked --no-fail-fast --test e2e -- --skip unusual_ref_names_match_git || status=1
 fi
+# Against a real Hypha 0.21.137 (with moto as its S3) serving remote API v1 through the plugin
+# in hypha-plugin/: round trips, interop with Hypha's own smart HTTP, login. Installs Hypha into
+# a cached virtual environment on first use; starts and stops its servers itself.
+echo "tests against a real Hypha server (tests/hypha)"
+cargo build --locked --bins
+bash tests/hypha/run.sh || status=1
 exit "$status"

@@ -271,6 +271,10 @@ fn permission_matrix_through_git() {
 /// A presigned URL grants one method on one key until its expiry, and nothing else.
 #[test]
 fn presigned_urls_work_only_for_their_key_method_and_lifetime() {
+    // S3's own URLs are checked by S3 (and by the S3 test server's SigV4 checks).
+    if crate::faults::skip_without_proxied_transfers("presigned_urls") {
+        return;
+    }
     let env = TestEnv::new();
     let url = env.create("signed");
     let src = env.init("src");
