@@ -110,6 +110,19 @@ fn finish(server: Url, workspace: &str, alias: &str, address: &str) -> Result<Re
     })
 }
 
+/// `git config --get <key>` in the current repository (or the user's config), if set.
+pub fn git_config(key: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", key])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 /// Where the token came from decides what happens when the server refuses it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum TokenSource {

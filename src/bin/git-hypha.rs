@@ -210,7 +210,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Login { server, timeout } => {
-            let server = login::resolve_server(server.as_deref(), &env, git_config_server())?;
+            let server =
+                login::resolve_server(server.as_deref(), &env, config::git_config("hypha.server"))?;
             let runtime = tokio::runtime::Runtime::new()?;
             let http = reqwest::Client::new();
             let started = runtime.block_on(login::start(&http, &server))?;
@@ -227,7 +228,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("logged in to {server}; token kept in {}", path.display());
         }
         Command::Logout { server } => {
-            let server = login::resolve_server(server.as_deref(), &env, git_config_server())?;
+            let server =
+                login::resolve_server(server.as_deref(), &env, config::git_config("hypha.server"))?;
             if login::remove_token(&env, &server)? {
                 eprintln!("logged out of {server}");
             } else {
@@ -235,7 +237,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Url { repo } => {
-            let remote = config::resolve(&repo, &env, git_config_server().as_deref())?;
+            let remote =
+                config::resolve(&repo, &env, config::git_config("hypha.server").as_deref())?;
             #[allow(clippy::print_stdout)]
             {
                 println!("{}", remote.url());
@@ -266,17 +269,4 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `git config hypha.server`, the fallback server for short `ws/alias` addresses.
-fn git_config_server() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["config", "--get", "hypha.server"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
 }

@@ -40,7 +40,7 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let short_form = !address.trim_start_matches("hypha::").contains("://");
     let configured = if short_form && !env.contains_key("HYPHA_SERVER_URL") {
-        git_config("hypha.server")
+        config::git_config("hypha.server")
     } else {
         None
     };
@@ -59,18 +59,6 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut session = Session::new(stdout.lock(), client, git_dir, runtime);
     session.run(std::io::stdin().lock())?;
     Ok(())
-}
-
-fn git_config(key: &str) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["config", "--get", key])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 fn report(error: &dyn std::error::Error) {

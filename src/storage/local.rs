@@ -126,7 +126,15 @@ impl LocalDisk {
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Error::backend(key, e))?;
+            // The body stream fails when the uploader stops before its declared length: that
+            // is a short upload, the client's fault, not a storage failure.
+            let Ok(chunk) = chunk else {
+                return Err(Error::SizeMismatch {
+                    key: key.into(),
+                    expected: expected_size,
+                    received,
+                });
+            };
             received += chunk.len() as u64;
             if received > expected_size {
                 return Err(Error::SizeMismatch {

@@ -658,10 +658,8 @@ fn malformed_protocol_lines_fail_cleanly() {
 }
 
 /// An upload that ends before its declared length is the client's fault: a 4xx, like a
-/// body that is too long. Today the local store answers 500 ("storage backend failed"),
-/// which also makes clients retry it as a server fault.
+/// body that is too long (a 500 would also make clients retry it as a server fault).
 #[test]
-#[ignore = "server bug (src/server/store.rs, storage::local put_stream): a short PUT body is a 500, not a 4xx"]
 fn short_upload_is_a_client_error() {
     if crate::faults::skip_without_proxied_transfers("short_upload") {
         return;
