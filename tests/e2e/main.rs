@@ -21,6 +21,7 @@ mod auth;
 mod concurrency;
 mod corruption;
 mod crash;
+mod credentials;
 mod faults;
 mod force;
 mod gc;
