@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# A real Hypha server (PyPI hypha 0.21.137) with the git-remote-hypha plugin, on moto as S3,
-# for the tests in tests/hypha (issue 6). Offline apart from PyPI; see HYPHA.md §6.
+# A real Hypha server (PyPI hypha 0.21.137) with the git-remote-hypha plugin, for the tests in
+# tests/hypha and the e2e suite in Hypha mode (issue 6). Offline apart from PyPI and crates.io;
+# see HYPHA.md §6.
 #
 # Usage: scripts/hypha-services.sh start|stop [ENV_FILE]
 #
+# Hypha's S3 is s3s-fs by default (HYPHA_TEST_S3=s3s-fs): it checks SigV4 signatures and expiry
+# of the presigned URLs the plugin hands out, and keeps every key as a file, so tests can look
+# at (and damage) what is stored. HYPHA_TEST_S3=moto runs Hypha on moto instead (conditional
+# writes applied atomically; no signature checks, nothing on disk).
+#
 # start installs what is missing into a venv ($HYPHA_VENV, default
-# $HYPHA_TOOLS_DIR/hypha-venv, HYPHA_TOOLS_DIR defaulting to ~/.cache/hypha-git), starts moto
-# and Hypha on free 127.0.0.1 ports with `--startup-functions hypha_git_remote:hypha_startup`
-# (hypha-plugin/ on PYTHONPATH), mints tokens with the server's JWT secret, and writes ENV_FILE
-# (default target/hypha-services/env) for `set -a; . ENV_FILE; set +a`:
-#   HYPHA_TEST_SERVER   http://127.0.0.1:PORT
-#   HYPHA_TEST_WS       workspace of user 1; HYPHA_TEST_TOKEN its admin token
-#   HYPHA_TEST_WS2      workspace of user 2; HYPHA_TEST_TOKEN2 (no grant on HYPHA_TEST_WS)
-#   HYPHA_TEST_MOTO     moto's endpoint; HYPHA_TEST_BUCKET
-#   HYPHA_TEST_VENV     the venv (its python runs the pytest suite)
-#   HYPHA_PID, MOTO_PID
+# $HYPHA_TOOLS_DIR/hypha-venv, HYPHA_TOOLS_DIR defaulting to ~/.cache/hypha-git) and s3s-fs
+# (as scripts/s3-services.sh does), starts the S3 server and Hypha on free 127.0.0.1 ports with
+# `--startup-functions hypha_git_remote:hypha_startup` (hypha-plugin/ on PYTHONPATH), mints
+# tokens with the server's JWT secret, and writes ENV_FILE (default target/hypha-services/env)
+# for `set -a; . ENV_FILE; set +a`:
+#   HYPHA_TEST_SERVER      http://127.0.0.1:PORT
+#   HYPHA_TEST_JWT_SECRET  Hypha's JWT_SECRET (the e2e harness mints Hypha tokens with it)
+#   HYPHA_TEST_WS          workspace of user 1; HYPHA_TEST_TOKEN its admin token
+#   HYPHA_TEST_WS2         workspace of user 2; HYPHA_TEST_TOKEN2 (no grant on HYPHA_TEST_WS)
+#   HYPHA_TEST_S3_URL      Hypha's S3 endpoint; HYPHA_TEST_BUCKET its bucket
+#   HYPHA_TEST_STORE_DIR   s3s-fs only: the directory holding the bucket's objects
+#   HYPHA_TEST_VENV        the venv (its python runs the pytest suite)
+#   HYPHA_PID, S3_PID
 # stop kills exactly those two process ids.
 set -euo pipefail
 
@@ -25,6 +34,9 @@ STATE_DIR=$(dirname "$ENV_FILE")
 TOOLS=${HYPHA_TOOLS_DIR:-$HOME/.cache/hypha-git}
 VENV=${HYPHA_VENV:-$TOOLS/hypha-venv}
 PY=$VENV/bin/python
+S3S_FS=$TOOLS/s3s-fs/bin/s3s-fs
+S3S_FS_VERSION=0.14.1 # as scripts/s3-services.sh
+S3_KIND=${HYPHA_TEST_S3:-s3s-fs}
 BUCKET=hypha-ws
 # Pins from HYPHA.md §6: newer sqlmodel breaks the server's startup.
 PACKAGES=("hypha[s3]==0.21.137" "moto[server]==5.2.5" "sqlmodel==0.0.24" "sqlalchemy<2.1" "pytest")
@@ -32,6 +44,11 @@ PACKAGES=("hypha[s3]==0.21.137" "moto[server]==5.2.5" "sqlmodel==0.0.24" "sqlalc
 log() { echo "hypha-services: $*" >&2; }
 
 install_tools() {
+  if [[ $S3_KIND == s3s-fs && ! -x $S3S_FS ]]; then
+    log "installing s3s-fs $S3S_FS_VERSION (about 1.5 min)"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary \
+      --root "$TOOLS/s3s-fs" --quiet
+  fi
   if [[ -x $PY ]] && "$PY" -c 'import hypha, moto, pytest' 2>/dev/null; then
     return 0
   fi
@@ -70,11 +87,29 @@ start() {
   fi
   install_tools
   mkdir -p "$STATE_DIR"
-  local secret moto_port port
+  local secret s3_port port s3_pid store_dir=""
   secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-  moto_port=$(free_port)
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$STATE_DIR/moto.log" 2>&1 &
-  local moto_pid=$!
+  local key=hypha-test s3_secret
+  s3_secret=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+  s3_port=$(free_port)
+  case $S3_KIND in
+    s3s-fs)
+      # s3s-fs keeps a bucket as a directory of the same name, each key as a file below it.
+      rm -rf "$STATE_DIR/s3-data"
+      mkdir -p "$STATE_DIR/s3-data/$BUCKET"
+      store_dir=$(cd "$STATE_DIR/s3-data/$BUCKET" && pwd)
+      "$S3S_FS" --host 127.0.0.1 --port "$s3_port" --access-key "$key" --secret-key "$s3_secret" \
+        "$STATE_DIR/s3-data" >"$STATE_DIR/s3.log" 2>&1 &
+      ;;
+    moto)
+      "$VENV/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$STATE_DIR/s3.log" 2>&1 &
+      ;;
+    *)
+      log "HYPHA_TEST_S3 must be s3s-fs or moto, not $S3_KIND"
+      return 2
+      ;;
+  esac
+  s3_pid=$!
   port=$(free_port)
   # A fresh SQLite file per start, so no state leaks between runs.
   rm -f "$STATE_DIR/hypha.db"
@@ -83,18 +118,19 @@ start() {
     export JWT_SECRET=$secret PYTHONPATH=$OLDPWD/hypha-plugin${PYTHONPATH:+:$PYTHONPATH}
     exec "$PY" -m hypha.server --host 127.0.0.1 --port "$port" \
       --database-uri "sqlite+aiosqlite:///$PWD/hypha.db" \
-      --enable-s3 --endpoint-url "http://127.0.0.1:$moto_port" \
-      --access-key-id hypha-test --secret-access-key hypha-test-secret --region-name us-east-1 \
+      --enable-s3 --endpoint-url "http://127.0.0.1:$s3_port" \
+      --access-key-id "$key" --secret-access-key "$s3_secret" --region-name us-east-1 \
       --workspace-bucket "$BUCKET" --public-base-url "http://127.0.0.1:$port" \
       --startup-functions hypha_git_remote:hypha_startup
   ) >"$STATE_DIR/hypha.log" 2>&1 &
   local hypha_pid=$!
   {
     echo "HYPHA_PID=$hypha_pid"
-    echo "MOTO_PID=$moto_pid"
+    echo "S3_PID=$s3_pid"
   } >"$ENV_FILE"
+  chmod 600 "$ENV_FILE" # it gets the JWT secret and tokens
 
-  wait_http "http://127.0.0.1:$moto_port/" "$moto_pid" moto "$STATE_DIR/moto.log" 30
+  wait_http "http://127.0.0.1:$s3_port/" "$s3_pid" "$S3_KIND" "$STATE_DIR/s3.log" 30
   wait_http "http://127.0.0.1:$port/health/readiness" "$hypha_pid" hypha "$STATE_DIR/hypha.log" 120
 
   # Tokens signed with the server's secret (HYPHA.md §6). `current_workspace` makes them
@@ -124,13 +160,15 @@ EOF
   )
   {
     echo "HYPHA_TEST_SERVER=http://127.0.0.1:$port"
+    echo "HYPHA_TEST_JWT_SECRET=$secret"
     echo "$tokens"
-    echo "HYPHA_TEST_MOTO=http://127.0.0.1:$moto_port"
+    echo "HYPHA_TEST_S3_URL=http://127.0.0.1:$s3_port"
     echo "HYPHA_TEST_BUCKET=$BUCKET"
+    echo "HYPHA_TEST_STORE_DIR=$store_dir"
     echo "HYPHA_TEST_VENV=$VENV"
   } >>"$ENV_FILE"
   chmod 600 "$ENV_FILE"
-  log "hypha on 127.0.0.1:$port (pid $hypha_pid), moto on 127.0.0.1:$moto_port (pid $moto_pid); env in $ENV_FILE"
+  log "hypha on 127.0.0.1:$port (pid $hypha_pid), $S3_KIND on 127.0.0.1:$s3_port (pid $s3_pid); env in $ENV_FILE"
 }
 
 stop() {
@@ -139,7 +177,7 @@ stop() {
     return 0
   fi
   local pid
-  for var in HYPHA_PID MOTO_PID; do
+  for var in HYPHA_PID S3_PID; do
     pid=$(sed -n "s/^$var=//p" "$ENV_FILE")
     if [[ -n $pid ]] && kill "$pid" 2>/dev/null; then
       for _ in $(seq 1 50); do
@@ -149,6 +187,7 @@ stop() {
       kill -9 "$pid" 2>/dev/null || true
     fi
   done
+  rm -rf "$STATE_DIR/s3-data"
   rm -f "$ENV_FILE" "$STATE_DIR/hypha.db"
 }
 

@@ -73,23 +73,7 @@ struct Callers {
 
 impl Callers {
     fn new(env: &TestEnv) -> Callers {
-        let expired = env
-            .git_hypha(&[
-                "token",
-                "--workspace",
-                WS,
-                "--permission",
-                "rw",
-                "--expires-in",
-                "0",
-            ])
-            .env("HYPHA_JWT_SECRET", env.server.secret())
-            .no_token()
-            .unscanned()
-            .ok()
-            .stdout
-            .trim()
-            .to_owned();
+        let expired = env.mint_expired(WS, "rw");
         let tokens = EVERYONE
             .iter()
             .map(|who| {

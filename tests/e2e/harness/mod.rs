@@ -11,12 +11,13 @@
 //! presigned-URL signatures): DESIGN §6 says they are never printed, so a leak fails whichever
 //! test happens to trigger it.
 
+pub mod hypha;
 pub mod oracle;
 pub mod proxy;
 pub mod server;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};
@@ -67,6 +68,8 @@ pub struct TestEnv {
     pub server: Server,
     token: String,
     secrets: RefCell<Vec<String>>,
+    /// Hypha mode: this test's namespace (see [`hypha`]); `None` against `git hypha serve`.
+    hypha: Option<Namespace>,
     scratch: Option<tempfile::TempDir>,
     scratch_path: PathBuf,
 }
@@ -96,11 +99,23 @@ impl TestEnv {
              [core]\n\tpager = cat\n",
         )
         .expect("write global git config");
-        let server = Server::start_with(&scratch_path.join("server"), &base_env(&home), extra);
+        let (server, hypha) = match hypha::target() {
+            Some(target) => {
+                if !extra.is_empty() {
+                    hypha::excluded(&format!("`git hypha serve` arguments {extra:?}"));
+                }
+                (Server::hypha(target), Some(Namespace::new(target)))
+            }
+            None => (
+                Server::start_with(&scratch_path.join("server"), &base_env(&home), extra),
+                None,
+            ),
+        };
         let mut env = TestEnv {
             server,
             token: String::new(),
             secrets: RefCell::new(Vec::new()),
+            hypha,
             scratch: Some(scratch),
             scratch_path,
         };
@@ -131,17 +146,55 @@ impl TestEnv {
 
     /// Mints a token signed with the server's secret and remembers it as a secret to scan for.
     pub fn mint(&self, workspace: &str, permission: &str) -> String {
+        if let Some(ns) = &self.hypha {
+            return self.remember(ns.mint(workspace, permission, None, None));
+        }
         let secret = self.server.secret().to_string();
         self.mint_with_secret(&secret, workspace, permission)
     }
 
     /// Mints a well-formed token signed with a secret the server does not know.
     pub fn mint_foreign(&self, workspace: &str, permission: &str) -> String {
-        self.mint_with_secret(
-            "not-the-server-secret-0123456789abcdef",
-            workspace,
-            permission,
-        )
+        if let Some(ns) = &self.hypha {
+            return self.remember(ns.mint(workspace, permission, None, Some(FOREIGN_SECRET)));
+        }
+        self.mint_with_secret(FOREIGN_SECRET, workspace, permission)
+    }
+
+    /// Mints a token, signed with the server's secret, that expired a minute ago.
+    pub fn mint_expired(&self, workspace: &str, permission: &str) -> String {
+        if let Some(ns) = &self.hypha {
+            return self.remember(ns.mint(workspace, permission, Some(-60), None));
+        }
+        let out = self
+            .git_hypha(&[
+                "token",
+                "--workspace",
+                workspace,
+                "--permission",
+                permission,
+                "--expires-in",
+                "0",
+            ])
+            .env("HYPHA_JWT_SECRET", self.server.secret())
+            .no_token()
+            .unscanned()
+            .ok();
+        self.remember(out.stdout.trim().to_string())
+    }
+
+    fn remember(&self, token: String) -> String {
+        self.secrets.borrow_mut().push(token.clone());
+        token
+    }
+
+    /// The server's name of test workspace `workspace`: the same against `git hypha serve`,
+    /// this test's own Hypha workspace in Hypha mode (whose name ends in `-{workspace}`).
+    pub fn workspace(&self, workspace: &str) -> String {
+        match &self.hypha {
+            Some(ns) => ns.workspace(workspace),
+            None => workspace.to_string(),
+        }
     }
 
     /// `git hypha token --workspace WS --permission P` with `HYPHA_JWT_SECRET=secret`.
@@ -173,7 +226,11 @@ impl TestEnv {
     }
 
     pub fn url_in(&self, workspace: &str, alias: &str) -> String {
-        format!("hypha::{}/{workspace}/{alias}", self.server.url())
+        format!(
+            "hypha::{}/{}/{alias}",
+            self.server.url(),
+            self.workspace(workspace)
+        )
     }
 
     /// `git hypha create` of a private repository in [`WS`]; returns its URL.
@@ -205,8 +262,13 @@ impl TestEnv {
         self.cmd(&self.scratch_path, &full)
     }
 
-    /// The `.git` directory of a repository in the server's storage (DESIGN §3).
+    /// The `.git` directory of a repository in the server's storage (DESIGN §3). In Hypha
+    /// mode: Hypha's `{ws}/artifacts/{uuid}/.git` in s3s-fs's directory, or a path that does
+    /// not exist when Hypha has no such artifact.
     pub fn stored_repo(&self, alias: &str) -> PathBuf {
+        if let Some(ns) = &self.hypha {
+            return ns.stored_repo(WS, alias);
+        }
         self.server
             .root()
             .join(WS)
@@ -319,6 +381,9 @@ impl TestEnv {
 
     /// Everything the server printed so far.
     pub fn server_log(&self) -> String {
+        if self.hypha.is_some() {
+            hypha::excluded("our server's own log");
+        }
         self.server.log()
     }
 
@@ -368,6 +433,122 @@ impl Drop for TestEnv {
                     scratch.keep().display()
                 );
             }
+        }
+    }
+}
+
+const FOREIGN_SECRET: &str = "not-the-server-secret-0123456789abcdef";
+
+/// One test's names on a shared Hypha server: test workspace `W` is the user workspace
+/// `ws-user-e2e<unique>-W`, owned by user `e2e<unique>-W`.
+struct Namespace {
+    target: &'static hypha::Hypha,
+    unique: String,
+    /// Workspaces already made to exist on Hypha.
+    made: RefCell<BTreeSet<String>>,
+}
+
+impl Namespace {
+    fn new(target: &'static hypha::Hypha) -> Namespace {
+        Namespace {
+            target,
+            unique: server::unique_id(),
+            made: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    fn owner(&self, workspace: &str) -> String {
+        let w: String = workspace
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        format!("e2e{}-{w}", self.unique)
+    }
+
+    fn workspace(&self, workspace: &str) -> String {
+        if workspace == "*" {
+            return "*".into();
+        }
+        format!("ws-user-{}", self.owner(workspace))
+    }
+
+    /// `a` is the owner (Hypha makes a user admin of `ws-user-<id>`); `rw` and `r` are
+    /// other users with just that grant, so Hypha's workspace permission check decides.
+    fn mint(
+        &self,
+        workspace: &str,
+        permission: &str,
+        expires_in: Option<i64>,
+        secret: Option<&str>,
+    ) -> String {
+        let lifetime = expires_in.unwrap_or_else(hypha::Hypha::default_lifetime);
+        let owner = self.owner(workspace);
+        if workspace == "*" {
+            return self
+                .target
+                .token(&format!("{owner}-any"), "*", permission, lifetime, secret);
+        }
+        let ws = self.workspace(workspace);
+        if permission == "a" {
+            return self.target.token(&owner, &ws, "a", lifetime, secret);
+        }
+        // Granted users act in a workspace that exists: its owner's first call creates it.
+        self.make(workspace);
+        self.target.token(
+            &format!("{owner}-{permission}"),
+            &ws,
+            permission,
+            lifetime,
+            secret,
+        )
+    }
+
+    fn owner_token(&self, workspace: &str) -> String {
+        self.target.token(
+            &self.owner(workspace),
+            &self.workspace(workspace),
+            "a",
+            hypha::Hypha::default_lifetime(),
+            None,
+        )
+    }
+
+    /// Hypha creates a user's workspace on that user's first RPC call.
+    fn make(&self, workspace: &str) {
+        if self.made.borrow().contains(workspace) {
+            return;
+        }
+        let (status, body) = self
+            .target
+            .artifact_rpc(&self.owner_token(workspace), "list", "{}");
+        assert_eq!(
+            status,
+            200,
+            "Hypha: artifact-manager.list as the owner of {} (creates the workspace): {body}",
+            self.workspace(workspace)
+        );
+        self.made.borrow_mut().insert(workspace.to_string());
+    }
+
+    /// Hypha's artifact manager knows the UUID under which the repository is stored.
+    fn stored_repo(&self, workspace: &str, alias: &str) -> PathBuf {
+        let ws = self.workspace(workspace);
+        let id = serde_json::json!({ "artifact_id": format!("{ws}/{alias}") }).to_string();
+        let (status, body) = self
+            .target
+            .artifact_rpc(&self.owner_token(workspace), "read", &id);
+        let dir = self.target.store().join(&ws).join("artifacts");
+        match status {
+            200 => {
+                let artifact: serde_json::Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("Hypha: read {ws}/{alias}: {e}: {body}"));
+                let uuid = artifact["_id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("Hypha: read {ws}/{alias} has no _id: {body}"));
+                dir.join(uuid).join(".git")
+            }
+            404 => dir.join(format!("no-artifact-{alias}")).join(".git"),
+            _ => panic!("Hypha: read {ws}/{alias}: {status} {body}"),
         }
     }
 }

@@ -13,15 +13,19 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::hypha::{excluded, Hypha};
+
 /// Generous: the first test of a run may start while the machine is busy linking.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Server {
-    child: Child,
+    /// `None` in Hypha mode: the server is the shared Hypha, not ours to start or kill.
+    child: Option<Child>,
     url: String,
     root: PathBuf,
     secret: String,
     log: Arc<Mutex<String>>,
+    hypha: Option<&'static Hypha>,
 }
 
 impl Server {
@@ -111,11 +115,24 @@ impl Server {
             _ => root.to_path_buf(),
         };
         Server {
-            child,
+            child: Some(child),
             url,
             root,
             secret,
             log,
+            hypha: None,
+        }
+    }
+
+    /// The running Hypha of Hypha mode, standing in for a server of this test's own.
+    pub fn hypha(target: &'static Hypha) -> Server {
+        Server {
+            child: None,
+            url: target.url().to_string(),
+            root: PathBuf::new(),
+            secret: String::new(),
+            log: Arc::new(Mutex::new(String::new())),
+            hypha: Some(target),
         }
     }
 
@@ -126,20 +143,32 @@ impl Server {
 
     /// The `--root` the server stores repositories under (or `HYPHA_E2E_STORE_ROOT`).
     pub fn root(&self) -> &Path {
+        if self.hypha.is_some() {
+            excluded("our server's store root (Hypha stores repositories by artifact UUID)");
+        }
         &self.root
     }
 
     /// The `HYPHA_JWT_SECRET` the server was started with.
     pub fn secret(&self) -> &str {
+        if self.hypha.is_some() {
+            excluded("our server's JWT secret");
+        }
         &self.secret
     }
 
     pub fn log(&self) -> String {
+        if self.hypha.is_some() {
+            excluded("our server's own log");
+        }
         self.log.lock().expect("log lock").clone()
     }
 
     /// The last lines of the log, formatted for a failure message.
     pub fn log_tail(&self) -> String {
+        if let Some(hypha) = self.hypha {
+            return hypha.log_tail();
+        }
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         let start = lines.len().saturating_sub(40);
@@ -153,8 +182,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -178,13 +209,18 @@ fn drain_lines(
 
 /// Unique per server: tokens of one test must not be accepted by another test's server.
 fn fresh_secret() -> String {
+    format!("e2e-secret-{}", unique_id())
+}
+
+/// Unique across the processes and tests of a run (pid, counter, clock); `[0-9a-f-]` only.
+pub fn unique_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
-        "e2e-secret-{}-{}-{nanos:x}",
+        "{}-{}-{nanos:x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
