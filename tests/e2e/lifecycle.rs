@@ -1,7 +1,7 @@
 //! SCENARIOS.md section A: the life of a repository from `git hypha create` to everyday
 //! fetch, pull and push, and the short `hypha::ws/alias` address form (DESIGN §6).
 
-use crate::harness::{assert_line, noise, sorted_lines, TestEnv};
+use crate::harness::{assert_line, noise, sorted_lines, TestEnv, WS};
 use std::path::PathBuf;
 
 /// A1: an empty repository lists nothing, from inside a repository and from a directory where
@@ -34,8 +34,9 @@ fn short_url_takes_server_from_env_then_git_config() {
     let expected = format!("{head}\tHEAD\n{head}\trefs/heads/main\n");
 
     let outside = env.mkdir("outside");
+    let short = format!("hypha::{}/short", env.workspace(WS));
     let out = env
-        .cmd(&outside, &["ls-remote", "hypha::ws/short"])
+        .cmd(&outside, &["ls-remote", &short])
         .env("HYPHA_SERVER_URL", env.server.url())
         .ok();
     assert_eq!(
@@ -48,7 +49,7 @@ fn short_url_takes_server_from_env_then_git_config() {
         &outside,
         &["config", "--global", "hypha.server", env.server.url()],
     );
-    let out = env.git(&outside, &["ls-remote", "hypha::ws/short"]);
+    let out = env.git(&outside, &["ls-remote", &short]);
     assert_eq!(
         sorted_lines(&out.stdout),
         expected,
@@ -56,7 +57,7 @@ fn short_url_takes_server_from_env_then_git_config() {
     );
 
     let clone = env.path("short-clone");
-    env.clone("hypha::ws/short", &clone);
+    env.clone(&short, &clone);
     assert_eq!(env.rev(&clone, "HEAD"), head);
 }
 

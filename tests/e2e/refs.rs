@@ -5,7 +5,7 @@
 //! scenario against a `file://` remote and require the same porcelain output and final refs.
 
 use crate::harness::oracle::{assert_same_as_file_remote, porcelain_line, remote_refs, Side};
-use crate::harness::{assert_line, TestEnv, WS};
+use crate::harness::{assert_line, TestEnv};
 use std::path::{Path, PathBuf};
 
 /// `side.init("src")` with commits `c1`..`cN` on main.
@@ -465,11 +465,7 @@ fn ref_files_are_stored_under_their_names() {
         &out.stderr,
         &["* [new branch]", "feature/ü -> feature/ü"],
     );
-    let stored = env
-        .server
-        .root()
-        .join(WS)
-        .join("artifacts/stored/.git/refs/heads/feature/ü");
+    let stored = env.stored_repo("stored").join("refs/heads/feature/ü");
     assert_eq!(
         std::fs::read_to_string(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display())),
         format!("{head}\n"),

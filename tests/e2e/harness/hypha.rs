@@ -14,9 +14,10 @@
 //!   `stored_repo` is the repository's `.git/` as s3s-fs (Hypha's S3 in this mode) keeps it on
 //!   disk, found through Hypha's artifact manager (Hypha keys repositories by artifact UUID).
 //!
-//! What only our own server has (its log, its process, its JWT secret, `serve` arguments such
-//! as the fault proxy or `--gc-grace-secs`) is not there: asking for it panics through
-//! [`excluded`], and tests/hypha/run.sh leaves those tests out, each group with its reason.
+//! What only our own server has (its process, its store root, its JWT secret, `serve`
+//! arguments such as the fault proxy or `--gc-grace-secs`) is not there: asking for it panics
+//! through [`excluded`], and tests/hypha/run.sh leaves those tests out, each group with its
+//! reason. The server log is Hypha's log, shared by all tests of the run.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -200,9 +201,15 @@ impl Hypha {
         })
     }
 
+    /// Hypha's log so far (its stdout and stderr, shared by every test of the run).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| panic!("read Hypha's log {}: {e}", self.log.display()))
+    }
+
     /// The last lines of Hypha's log (shared by every test of the run), for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         let start = lines.len().saturating_sub(40);
         format!(
