@@ -20,7 +20,8 @@
 #   HYPHA_TEST_JWT_SECRET  Hypha's JWT_SECRET (the e2e harness mints Hypha tokens with it)
 #   HYPHA_TEST_WS          workspace of user 1; HYPHA_TEST_TOKEN its admin token
 #   HYPHA_TEST_WS2         workspace of user 2; HYPHA_TEST_TOKEN2 (no grant on HYPHA_TEST_WS)
-#   HYPHA_TEST_S3_URL      Hypha's S3 endpoint; HYPHA_TEST_BUCKET its bucket
+#   HYPHA_TEST_S3_URL      Hypha's S3 endpoint; HYPHA_TEST_BUCKET its bucket;
+#   HYPHA_TEST_S3_KEY, HYPHA_TEST_S3_SECRET  its credentials
 #   HYPHA_TEST_STORE_DIR   s3s-fs only: the directory holding the bucket's objects
 #   HYPHA_TEST_VENV        the venv (its python runs the pytest suite)
 #   HYPHA_PID, S3_PID
@@ -163,6 +164,8 @@ EOF
     echo "HYPHA_TEST_JWT_SECRET=$secret"
     echo "$tokens"
     echo "HYPHA_TEST_S3_URL=http://127.0.0.1:$s3_port"
+    echo "HYPHA_TEST_S3_KEY=$key"
+    echo "HYPHA_TEST_S3_SECRET=$s3_secret"
     echo "HYPHA_TEST_BUCKET=$BUCKET"
     echo "HYPHA_TEST_STORE_DIR=$store_dir"
     echo "HYPHA_TEST_VENV=$VENV"
