@@ -25,8 +25,8 @@ HYPHA_SERVICES_ENV=$ENV_FILE "$VENV/bin/python" -m pytest -p no:cacheprovider te
 EXCLUDED=(
   "crash::                       SIGKILLs our server or routes presigned transfers through the fault proxy (serve --public-url)"
   "faults::                      the fault proxy needs serve --public-url to see transfers; faults.rs keys that on HYPHA_E2E_SERVE_ARGS"
-  "hostile::hostile_             raw requests at literal /ws/ paths, diffed against our server's store root"
-  "hostile::fuzzed_requests      raw requests at literal /ws/ paths, checked against our server's store root"
+  "hostile::hostile_             raw requests at literal /ws/ paths, diffed against our server's store root (pytest covers the plugin)"
+  "hostile::fuzzed_requests      raw requests at literal /ws/ paths, checked against our server's store root (pytest covers the plugin)"
   "hostile::short_upload         sends a short body to our server's /_store presigned URL"
   "permissions::presigned_urls   checks our server's /_store URLs; S3's own URLs are checked by s3s-fs"
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (1 h)"

@@ -485,3 +485,88 @@ def test_gc_compacts_and_deletes_retired_packs_after_grace(env, svc):
         env.git("clone", "-q", url, str(d))
         env.git("fsck", "--strict", "--no-dangling", cwd=d)
         assert env.out("rev-parse", "HEAD", cwd=d) == env.out("rev-parse", "HEAD", cwd=src)
+
+
+def _tree(s3, bucket: str, prefix: str) -> dict:
+    """Every key under prefix -> (size, last modified); s3s-fs lists no ETag."""
+    out, token = {}, None
+    while True:
+        kw = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kw["ContinuationToken"] = token
+        page = s3.list_objects_v2(**kw)
+        out.update({o["Key"]: (o["Size"], o.get("LastModified")) for o in page.get("Contents", [])})
+        if not page.get("IsTruncated"):
+            return out
+        token = page["NextContinuationToken"]
+
+
+def test_hostile_requests_are_refused_and_write_nothing(env, svc):
+    """The plugin's input checks (the e2e hostile tests cover them on our own server only)."""
+    s3, bucket = _s3(svc), svc["HYPHA_TEST_BUCKET"]
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    head = env.commit(src, "one")
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+    hexid = "0123456789abcdef0123456789abcdef01234567"
+    before = _tree(s3, bucket, env.ws + "/")
+
+    def update(ref, old=None, new=hexid, **extra):
+        return {"updates": [{"ref": ref, "old": old, "new": new}], **extra}
+
+    cases = [
+        ("update", update("refs/heads/a..b")),
+        ("update", update("refs/heads/x.lock")),
+        ("update", update("refs/heads/.hidden")),
+        ("update", update("refs/heads/sp ace")),
+        ("update", update("refs/heads/tab\tbed")),
+        ("update", update("refs/heads/ctl\x01")),
+        ("update", update("refs/heads/star*")),
+        ("update", update("refs/heads/a/")),
+        ("update", update("refs/heads//a")),
+        ("update", update("refs/heads/@{x}")),
+        ("update", update("HEAD")),
+        ("update", update("refs/x")),
+        ("update", update("heads/main")),
+        ("update", update("refs/heads/" + "a" * 600)),
+        ("update", update("refs/heads/n", new="XYZ")),
+        ("update", update("refs/heads/n", new=hexid.upper())),
+        ("update", update("refs/heads/n", old="1234")),
+        ("update", {"updates": "refs/heads/main"}),
+        ("update", {"updates": [{"ref": 7, "new": hexid}]}),
+        ("update", {"updates": [update("refs/heads/d")["updates"][0]] * 2}),
+        ("update", update("refs/heads/n", packs=["pack-zz"])),
+        ("update", update("refs/heads/n", packs=["pack-" + hexid])),
+        ("update", update("refs/heads/n", set_head_if_missing="refs/heads/a..b")),
+        ("uploads", {"packs": [{"name": "../../x", "pack_size": 1, "idx_size": 1}]}),
+        ("uploads", {"packs": [{"name": "pack-" + hexid, "pack_size": 0, "idx_size": 1}]}),
+        ("uploads", {"packs": [{"name": "pack-" + hexid, "pack_size": -5, "idx_size": 1}]}),
+        ("uploads", {"packs": [{"name": "pack-" + hexid, "pack_size": 2**63, "idx_size": 1}]}),
+        ("uploads", {"packs": "pack-" + hexid}),
+        ("compact", {"pack": "pack-" + hexid, "retire": []}),
+        ("compact", {"pack": "nope", "retire": []}),
+        ("head", {"symref": "refs/heads/../x"}),
+        ("nosuchroute", {}),
+    ]
+    for route, body in cases:
+        status, answer = env.api(alias, route, body)
+        assert 400 <= status < 500, (route, body, status, answer)
+        assert set(answer) == {"error", "detail"} and env.token not in answer["detail"], answer
+    # Bodies that are not JSON objects.
+    for raw in (b"not json", b"[1, 2]", b'"text"', b"{", b"\xff\xfe"):
+        req = urllib.request.Request(
+            f"{env.server}/{env.ws}/git/{alias}/remote/v1/update",
+            data=raw,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {env.token}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 422, raw
+    # Repository names that are not one path segment of safe characters.
+    for bad in ("..", ".git", ".hidden", "-dash", "a..b", "a%2fb", "a%5cb", "%00", "a" * 200):
+        status, answer = env.api(bad, "create", {})
+        assert 400 <= status < 500, (bad, status, answer)
+    assert _tree(s3, bucket, env.ws + "/") == before, "nothing was written"
+    assert env.remote_refs(env.url(alias)) == {"refs/heads/main": head}
