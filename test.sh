@@ -52,9 +52,11 @@ if have_nextest; then
 else
   cargo test --locked --no-fail-fast --test e2e -- --skip unusual_ref_names_match_git || status=1
 fi
-# Against a real Hypha 0.21.137 (with moto as its S3) serving remote API v1 through the plugin
-# in hypha-plugin/: round trips, interop with Hypha's own smart HTTP, login. Installs Hypha into
-# a cached virtual environment on first use; starts and stops its servers itself.
+# Against a real Hypha 0.21.137 (with s3s-fs as its S3) serving remote API v1 through the
+# plugin in hypha-plugin/: the pytest tests (interop with Hypha's own smart HTTP, login, gc,
+# hostile requests), then the e2e suite once more in Hypha mode (HYPHA_E2E_HYPHA_ENV), less
+# the tests that need our own server (the list is in tests/hypha/run.sh). Installs Hypha into a
+# cached virtual environment on first use; starts and stops its servers itself.
 echo "tests against a real Hypha server (tests/hypha)"
 cargo build --locked --bins
 bash tests/hypha/run.sh || status=1
