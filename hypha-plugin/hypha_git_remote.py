@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import struct
 import time
 import weakref
@@ -41,6 +42,10 @@ MAX_SINGLE_PUT = 5 * 1024**3
 MAX_UPLOADS_PER_REQUEST = 256
 # How long `update` waits for another update of the same repository before answering busy.
 LOCK_TIMEOUT = 30.0
+# The cross-worker lease in Redis expires after this long, should a worker die holding it.
+# An update that outlives it is still safe ref by ref (S3 conditional writes); only the
+# all-or-nothing view of an atomic batch needs the lease.
+LOCK_LEASE_MS = 60_000
 # Retired packs stay readable this long: Hypha's readers list `*.pack` and read them lazily,
 # and our clients may hold presigned URLs from an earlier `packs` call.
 GC_GRACE_SECS = 3600
@@ -174,6 +179,11 @@ class Repo:
     name: str  # ws/alias, for messages
     prefix: str  # "{s3 prefix}/{artifact uuid}/.git/"
     lock: asyncio.Lock
+    # Hypha's Redis (shared by all workers when Hypha runs several, with --redis-uri; an
+    # in-process fakeredis otherwise) for the cross-worker lease; None: the local lock only.
+    redis: Any = field(default=None, repr=False)
+    lock_key: str = ""
+    _lease: Optional[str] = field(default=None, repr=False)
     default_branch: str = DEFAULT_BRANCH
     s3: Any = field(default=None, repr=False)
     presigner: Any = field(default=None, repr=False)
@@ -393,10 +403,45 @@ class Repo:
                 raise
 
     async def _locked(self):
+        """This worker's lock of the repository, then the lease shared by all workers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_TIMEOUT
         try:
             await asyncio.wait_for(self.lock.acquire(), LOCK_TIMEOUT)
         except asyncio.TimeoutError:
             raise ApiError("busy", f"{self.name} is being updated; try again") from None
+        if self.redis is None:
+            return
+        lease = secrets.token_hex(16)
+        try:
+            while not await self.redis.set(self.lock_key, lease, nx=True, px=LOCK_LEASE_MS):
+                if loop.time() > deadline:
+                    raise ApiError("busy", f"{self.name} is being updated; try again")
+                await asyncio.sleep(0.05)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._lease = lease
+
+    async def _unlock(self) -> None:
+        """Ends the lease only if it is still ours (it may have expired and been taken)."""
+        lease, self._lease = self._lease, None
+        try:
+            if lease is not None:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(self.lock_key)
+                    held = await pipe.get(self.lock_key)
+                    if held in (lease, lease.encode()):
+                        pipe.multi()
+                        pipe.delete(self.lock_key)
+                        await pipe.execute()
+                    else:
+                        await pipe.unwatch()
+        except Exception:
+            # The lease expires by itself; the repository is consistent either way.
+            logger.exception("could not end the update lease of %s", self.name)
+        finally:
+            self.lock.release()
 
     async def update(self, req: dict) -> dict:
         """The commit point of a push: see ``Repository::update`` in src/storage/repo.rs."""
@@ -449,7 +494,7 @@ class Repo:
                 await self.set_head(target, only_if_missing=True)
             return {"results": [r or _ok(u["ref"]) for r, u in zip(results, updates)]}
         finally:
-            self.lock.release()
+            await self._unlock()
 
     async def _apply(self, name: str, write: tuple, cur: Current):
         kind = write[0]
@@ -529,7 +574,7 @@ class Repo:
                 deleted.append(name)
             return {"retired": to_retire, "deleted": deleted, "grace_secs": GC_GRACE_SECS}
         finally:
-            self.lock.release()
+            await self._unlock()
 
 
 def _validate_updates(req: dict) -> list:
@@ -645,6 +690,13 @@ class GitRemoteApi:
         self._clients: dict = {}
         self._client_stack = contextlib.AsyncExitStack()
         self._client_lock = asyncio.Lock()
+
+    def _redis(self):
+        try:
+            return self.store.get_redis()
+        except Exception:
+            logger.exception("no Redis from Hypha: updates lock within this worker only")
+            return None
 
     async def _clients_for(self, s3_config: dict) -> tuple:
         """(operations client, SigV4 presigning client) for one S3 configuration."""
@@ -775,6 +827,8 @@ class GitRemoteApi:
             name=name,
             prefix=f"{s3_config['prefix']}/{artifact.id}/.git/",
             lock=lock,
+            redis=self._redis(),
+            lock_key=f"git-remote-hypha:lock:{artifact.id}",
             default_branch=config.get("git_default_branch") or DEFAULT_BRANCH,
         )
         return repo, artifact
