@@ -7,7 +7,7 @@
 //! (`authentication failed` or `permission denied`), and then nothing changed on either side:
 //! no clone directory, local refs and objects as they were, remote refs and packs as they
 //! were. No token appears in any output or in the server log (the harness scans every
-//! command; the expired token, minted outside the harness, is scanned here).
+//! command, the expired token included).
 //!
 //! Presigned URLs are checked too: one URL works for its key and method only, and not once
 //! its expiry is edited.

@@ -10,6 +10,9 @@
 //! Every captured stdout and stderr is scanned for secrets (each token minted in the test, and
 //! presigned-URL signatures): DESIGN §6 says they are never printed, so a leak fails whichever
 //! test happens to trigger it.
+//!
+//! With `HYPHA_E2E_HYPHA_ENV` set, the tests run against a running Hypha with the plugin
+//! instead of a `git hypha serve` of their own ([`hypha`], tests/hypha/run.sh).
 
 pub mod hypha;
 pub mod oracle;
