@@ -606,14 +606,27 @@ mod tests {
         // What a SIGKILL leaves: the temp file is never renamed nor removed.
         let left = temp.keep().unwrap();
         assert_eq!(left.parent(), Some(temp_dir.as_path()));
-        disk.put("r/.git/refs/heads/main", Bytes::from_static(b"x\n"), PutMode::Overwrite)
+        disk.put(
+            "r/.git/refs/heads/main",
+            Bytes::from_static(b"x\n"),
+            PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+        let keys: Vec<String> = disk
+            .list("")
             .await
-            .unwrap();
-        let keys: Vec<String> = disk.list("").await.unwrap().into_iter().map(|m| m.key).collect();
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
         assert_eq!(keys, vec!["r/.git/refs/heads/main".to_owned()]);
         let name = left.file_name().unwrap().to_str().unwrap().to_owned();
         for key in [format!("{TEMP_DIR}/{name}"), TEMP_DIR.to_owned()] {
-            assert!(matches!(disk.get(&key).await, Err(Error::InvalidKey { .. })), "{key}");
+            assert!(
+                matches!(disk.get(&key).await, Err(Error::InvalidKey { .. })),
+                "{key}"
+            );
         }
         assert!(disk.list(&format!("{TEMP_DIR}/")).await.is_err());
 
