@@ -306,7 +306,17 @@ impl Repository {
     /// ref are skipped rather than advertised. An atomic update is seen whole or not at all,
     /// also while it is being written or after its server died mid-way ([`journal`]).
     pub async fn refs(&self) -> Result<BTreeMap<String, String>, Error> {
-        self.consistent_refs(|| self.stored_refs()).await
+        let (refs, overlaid) = self.consistent_refs(|| self.stored_refs()).await?;
+        if overlaid {
+            // Unfinished, and no update of this process is writing it: its writer died.
+            // Finishing it is best effort; what this reader sees is right either way.
+            if let Ok(_guard) = self.lock.try_lock() {
+                if let Err(e) = self.roll_forward().await {
+                    eprintln!("{}: could not finish an interrupted update: {e}", self.name);
+                }
+            }
+        }
+        Ok(refs)
     }
 
     /// The ref objects as they are, one `GET` each.

@@ -21,11 +21,14 @@
 //! outside this lock (Hypha itself, another server on the bucket): theirs stands, and it is
 //! logged. Then the record is marked finished.
 //!
-//! Readers (`refs`) never write. They read the record, then the refs, then the record again,
-//! and overlay the `new` values of an unfinished record (the committed state) onto what they
-//! read. If a whole update started and finished between the two record reads (the generation
-//! moved on, and the later record is finished), some of its refs may have been read before it
-//! and some after: the read is repeated. So a reader sees all of an atomic update or none.
+//! Readers (`refs`) read the record, then the refs, then the record again, and overlay the
+//! `new` values of an unfinished record (the committed state) onto what they read. If a whole
+//! update started and finished between the two record reads (the generation moved on, and the
+//! later record is finished), some of its refs may have been read before it and some after:
+//! the read is repeated. So a reader of this API sees all of an atomic update or none. A
+//! reader that saw an unfinished record while no update of this process holds the lock (its
+//! writer died) rolls it forward, so that Hypha's own reader, which reads the ref objects and
+//! knows nothing of the record, also sees the whole update soon after a restart.
 //!
 //! An atomic update that fails after its commit point (a writer outside the lock moved one of
 //! its refs, or storage failed) rolls its writes back and then marks the record finished;
@@ -239,11 +242,11 @@ impl Repository {
     /// A consistent read of every ref: `read` lists and reads the refs (without the record);
     /// this brackets it by two reads of the record and overlays unfinished updates. Repeats
     /// `read` when a whole atomic update slipped in between; [`Error::Busy`] if it keeps
-    /// happening.
+    /// happening. Also says whether an unfinished record was overlaid.
     pub(crate) async fn consistent_refs<F, Fut>(
         &self,
         read: F,
-    ) -> Result<BTreeMap<String, String>, Error>
+    ) -> Result<(BTreeMap<String, String>, bool), Error>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<BTreeMap<String, String>, Error>>,
@@ -267,13 +270,15 @@ impl Repository {
             if !consistent {
                 continue;
             }
+            let mut overlaid = false;
             for record in [unfinished(&before), unfinished(&after)]
                 .into_iter()
                 .flatten()
             {
                 record.overlay(&mut refs);
+                overlaid = true;
             }
-            return Ok(refs);
+            return Ok((refs, overlaid));
         }
         Err(Error::Busy {
             key: self.name.clone(),

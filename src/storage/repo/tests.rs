@@ -561,7 +561,7 @@ async fn readers_repeat_a_read_that_an_atomic_update_slipped_into() {
     .await
     .unwrap();
     let reads = std::sync::atomic::AtomicUsize::new(0);
-    let seen = repo
+    let (seen, overlaid) = repo
         .consistent_refs(|| async {
             let mut refs = repo.stored_refs().await?;
             if reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -578,6 +578,7 @@ async fn readers_repeat_a_read_that_an_atomic_update_slipped_into() {
         .await
         .unwrap();
     assert_eq!(reads.into_inner(), 2, "the torn read was repeated");
+    assert!(!overlaid, "the update was finished");
     assert_eq!(seen.get("refs/heads/main").map(String::as_str), Some(B));
     assert_eq!(seen.get("refs/heads/topic").map(String::as_str), Some(B));
 }
@@ -618,13 +619,15 @@ async fn leftover_record_is_rolled_forward_around_outside_writes() {
     .unwrap();
     // The server died here. Another writer (Hypha itself) moves `other`.
     f.write("refs/heads/other", &format!("{C}\n"));
-    let seen = repo.refs().await.unwrap();
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     };
+    // Readers would see the committed update (`stored_refs` is what they read underneath).
+    let (seen, overlaid) = repo.consistent_refs(|| repo.stored_refs()).await.unwrap();
+    assert!(overlaid);
     assert_eq!(
         seen,
         expect(&[
@@ -634,20 +637,12 @@ async fn leftover_record_is_rolled_forward_around_outside_writes() {
         ]),
         "readers see the committed update"
     );
-    assert_eq!(
-        f.file("refs/heads/main"),
-        Some(format!("{A}\n")),
-        "not written yet"
-    );
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")), "not written yet");
 
     // Any update (here: none at all) takes the lock and finishes the record first.
     repo.update(&req(vec![], false)).await.unwrap();
     assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
-    assert_eq!(
-        f.file("refs/heads/other"),
-        Some(format!("{C}\n")),
-        "theirs stands"
-    );
+    assert_eq!(f.file("refs/heads/other"), Some(format!("{C}\n")), "theirs stands");
     assert_eq!(f.file("refs/heads/gone"), None);
     assert_eq!(f.file("refs/tags/new"), Some(format!("{B}\n")));
     assert_eq!(
@@ -684,4 +679,24 @@ async fn leftover_record_is_rolled_forward_around_outside_writes() {
     assert_eq!((record.generation, record.is_finished()), (2, true));
     // Nothing but refs under refs/, in Hypha's bytes.
     assert_eq!(f.file("refs/tags/new"), Some(format!("{C}\n")));
+
+    // A record left behind again; this time a reader comes first. No update of this process
+    // holds the lock, so the reader finishes it (for Hypha's reader, which reads the files).
+    let base = repo.roll_forward().await.unwrap();
+    repo.commit_record(
+        &base,
+        vec![
+            planned("refs/heads/main", Some(C), Some(A)),
+            planned("refs/tags/new", Some(C), Some(A)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{C}\n")));
+    let seen = repo.refs().await.unwrap();
+    assert_eq!(seen.get("refs/tags/new").map(String::as_str), Some(A));
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
+    assert_eq!(f.file("refs/tags/new"), Some(format!("{A}\n")));
+    let record = repo.read_record().await.unwrap().unwrap().record;
+    assert_eq!((record.generation, record.is_finished()), (3, true));
 }
