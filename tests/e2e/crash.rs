@@ -16,7 +16,7 @@ use crate::faults::{
     assert_remote_consistent, figures, git_dir, remote_refs, skip_without_proxied_transfers,
     transfers_proxied, unsafe_pack_files, Faulty, LocalState,
 };
-use crate::harness::proxy::{Fault, Gate, HoldAt};
+use crate::harness::proxy::{Fault, Gate, HoldAt, Proxy};
 use crate::harness::{noise, Out, Server, TestEnv, WS};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -260,6 +260,141 @@ fn helper_killed_during_push_leaves_remote_consistent() {
         "helper_kills",
         &[("kills", kills), ("faults", f.proxy.injected())],
     );
+}
+
+/// Pack names the `packs` route lists for `alias`.
+fn listed_packs(env: &TestEnv, alias: &str) -> Vec<String> {
+    let (status, body) = crate::hostile::post(
+        env.server.url(),
+        &format!("/{WS}/git/{alias}/remote/v1/packs"),
+        Some(env.token()),
+        "{}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).expect("packs answer");
+    listing["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+/// The helper is SIGKILLed after uploading its pack, before `update`: the orphaned pack is
+/// in storage (where Hypha's own reader may see it, harmlessly) but not listed to readers of
+/// the API, a retried push and clones work, and `git hypha gc` after the grace period (0 s
+/// here) deletes it, and nothing a ref needs.
+#[test]
+fn orphaned_upload_is_invisible_and_removed_by_gc() {
+    let proxy = Proxy::start();
+    let mut args = proxy.serve_args();
+    args.extend(["--gc-grace-secs".to_owned(), "0".to_owned()]);
+    let env = TestEnv::with_serve_args(&args);
+    proxy.set_upstream(env.server.url());
+    env.create("orphan");
+    let url = format!("hypha::{}/{WS}/orphan", proxy.url());
+    let src = env.init("orphan-src");
+    env.commit(&src, "c1");
+    env.git(&src, &["remote", "add", "origin", &url]);
+    env.git(&src, &["push", "-q", "-u", "origin", "main"]);
+    let stored_before = env.remote_packs("orphan");
+    let listed_before = listed_packs(&env, "orphan");
+    assert_eq!(listed_before.len(), 1);
+
+    let head = big_commit(&env, &src, "orphan", 7);
+    let gate = Gate::new(HoldAt::BeforeForward);
+    proxy.inject("POST", "/update", Some(1), Fault::Hold(gate.clone()));
+    let job = Job::start(&env, &src, "orphan", &["push", "origin", "main"]);
+    assert!(gate.wait_arrival(WAIT), "the update reached the proxy");
+    kill("KILL", &helper_pid(&proxy.url()).to_string());
+    let out = job.wait(&env);
+    gate.abandon();
+    assert_ne!(out.code, Some(0), "git saw its helper die\n{out}");
+
+    let orphans: Vec<String> = env
+        .remote_packs("orphan")
+        .into_keys()
+        .filter(|p| !stored_before.contains_key(p))
+        .collect();
+    assert_eq!(orphans.len(), 1, "the orphan is stored: {orphans:?}");
+    let idx = orphans[0].replace(".pack", ".idx");
+    assert!(
+        env.stored_repo("orphan")
+            .join("objects/pack")
+            .join(&idx)
+            .exists(),
+        "with its idx"
+    );
+    assert_eq!(
+        listed_packs(&env, "orphan"),
+        listed_before,
+        "readers are not offered the orphaned pack"
+    );
+    let fresh = env.path("fresh");
+    env.clone(&url, &fresh);
+    assert_eq!(
+        env.local_packs(&fresh).len(),
+        1,
+        "a clone downloads no orphan"
+    );
+
+    // The retry uploads the same pack again, and this time names it in its update.
+    env.git(&src, &["push", "-q", "origin", "main"]);
+    assert_eq!(listed_packs(&env, "orphan").len(), 2);
+    assert_eq!(env.rev(&src, "origin/main"), head);
+
+    // A push that dies again leaves a new orphan, which gc removes (grace 0) while merging
+    // the live packs.
+    let gone = big_commit(&env, &src, "orphan-2", 8);
+    let gate = Gate::new(HoldAt::BeforeForward);
+    proxy.inject("POST", "/update", Some(1), Fault::Hold(gate.clone()));
+    let stored_live = env.remote_packs("orphan");
+    let job = Job::start(&env, &src, "orphan-2", &["push", "origin", "main"]);
+    assert!(gate.wait_arrival(WAIT), "the update reached the proxy");
+    kill("KILL", &helper_pid(&proxy.url()).to_string());
+    job.wait(&env);
+    gate.abandon();
+    let orphan: Vec<String> = env
+        .remote_packs("orphan")
+        .into_keys()
+        .filter(|p| !stored_live.contains_key(p))
+        .collect();
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    let gc = env.git_hypha(&["gc", &url]).ok();
+    assert!(gc.stderr.contains("merged 2 packs"), "{gc}");
+    let after: Vec<String> = env.remote_packs("orphan").into_keys().collect();
+    assert!(
+        !after.contains(&orphan[0]),
+        "the orphan is deleted: {after:?}"
+    );
+    assert_eq!(listed_packs(&env, "orphan").len(), 1, "the merged pack");
+    // The packs it merged are retired now and deleted by the next gc (grace 0).
+    env.git_hypha(&["gc", &url]).ok();
+    let after: Vec<String> = env.remote_packs("orphan").into_keys().collect();
+    for name in stored_live.keys() {
+        assert!(!after.contains(name), "{name} deleted by gc: {after:?}");
+    }
+    assert_eq!(after.len(), 1, "only the merged pack: {after:?}");
+    let files: Vec<String> =
+        crate::faults::files_under(&env.stored_repo("orphan").join("objects/pack"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+    assert_eq!(
+        files.len(),
+        3,
+        "the merged pack, its idx, .gitkeep: {files:?}"
+    );
+    assert_eq!(listed_packs(&env, "orphan").len(), 1);
+    assert_remote_consistent(&env, "orphan", &url);
+    let check = env.path("check");
+    env.clone(&url, &check);
+    assert_eq!(env.rev(&check, "origin/main"), head);
+    env.fsck(&check);
+    // The commit of the dead push is still the helper's to push: nothing of it was lost.
+    env.git(&src, &["push", "-q", "origin", "main"]);
+    assert_eq!(env.rev(&src, "origin/main"), gone);
+    figures("orphaned_upload", &[("kills", 2), ("orphans_removed", 1)]);
 }
 
 /// Two new packs to fetch; the download of one is held while the other is complete on disk
@@ -560,5 +695,8 @@ fn server_killed_mid_atomic_update_changes_all_refs_or_none() {
     // The kill comes as soon as the second ref object appears: the server can hardly have
     // written all 400 by then. If it did every time, this test proved nothing.
     assert!(torn > 0, "no kill landed in the middle of the ref writes");
-    figures("server_kill_atomic", &[("kills", 3), ("torn_at_kill", torn)]);
+    figures(
+        "server_kill_atomic",
+        &[("kills", 3), ("torn_at_kill", torn)],
+    );
 }

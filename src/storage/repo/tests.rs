@@ -637,12 +637,20 @@ async fn leftover_record_is_rolled_forward_around_outside_writes() {
         ]),
         "readers see the committed update"
     );
-    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")), "not written yet");
+    assert_eq!(
+        f.file("refs/heads/main"),
+        Some(format!("{A}\n")),
+        "not written yet"
+    );
 
     // Any update (here: none at all) takes the lock and finishes the record first.
     repo.update(&req(vec![], false)).await.unwrap();
     assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
-    assert_eq!(f.file("refs/heads/other"), Some(format!("{C}\n")), "theirs stands");
+    assert_eq!(
+        f.file("refs/heads/other"),
+        Some(format!("{C}\n")),
+        "theirs stands"
+    );
     assert_eq!(f.file("refs/heads/gone"), None);
     assert_eq!(f.file("refs/tags/new"), Some(format!("{B}\n")));
     assert_eq!(
