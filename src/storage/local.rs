@@ -344,6 +344,23 @@ impl Inner {
         let dir = path
             .parent()
             .ok_or_else(|| Error::backend(key, "key has no parent directory"))?;
+        self.rename_into_place(key, temp, dir, path, mode)?;
+        // The rename is durable once its directory is: a power cut must not undo a ref
+        // update that was answered `ok` (nor the commit record that precedes it). Outside the
+        // lock: other writes need not wait for this one's disk.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::backend(key, e))
+    }
+
+    fn rename_into_place(
+        &self,
+        key: &str,
+        mut temp: TempPath,
+        dir: &Path,
+        path: &Path,
+        mode: &PutMode,
+    ) -> Result<(), Error> {
         // The lock guards no data, so a poisoned lock is still a good lock.
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let PutMode::IfMatch(expected) = mode {
@@ -351,7 +368,6 @@ impl Inner {
                 return Err(Error::Conflict { key: key.into() });
             }
         }
-        let mut temp = temp;
         // A delete outside this lock's reach (another process on the root) may prune the
         // empty target directory between `create_dir_all` and the rename: make it again.
         let mut attempts = 0;
@@ -362,7 +378,7 @@ impl Inner {
                 PutMode::Overwrite | PutMode::IfMatch(_) => temp.persist(path),
             };
             match persisted {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(e) if e.error.kind() == io::ErrorKind::NotFound && attempts < 3 => {
                     attempts += 1;
                     temp = e.path;
@@ -373,11 +389,6 @@ impl Inner {
                 Err(e) => return Err(Error::backend(key, e.error)),
             }
         }
-        // The rename is durable once its directory is: a power cut must not undo a ref
-        // update that was answered `ok` (nor the commit record that precedes it).
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::backend(key, e))
     }
 
     fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
