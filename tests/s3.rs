@@ -143,7 +143,9 @@ async fn conformance_on_s3s_fs() {
     conformance::list(backend.clone()).await;
     conformance::range(backend.clone()).await;
     conformance::presign(backend.clone()).await;
-    conformance::invalid_keys(backend).await;
+    conformance::invalid_keys(backend.clone()).await;
+    conformance::repo_atomic_update_survives_death(backend.clone()).await;
+    conformance::repo_uploads_hidden_until_named(backend).await;
 }
 
 #[tokio::test]

@@ -6,11 +6,20 @@
 //! other runs. Presigned URLs are checked for shape here; fetching them needs an HTTP server
 //! and is tested with the server's `/_store` routes.
 //!
+//! The `repo_*` functions check the repository layer over a backend: that an atomic update
+//! survives its process dying after any of its writes, and that uploads stay hidden until an
+//! update names them. They use the [`Backend`] trait only, as the repository layer does.
+//!
 //! This is test code compiled into the library so that integration tests and other crates'
 //! backends can call it; it panics on the first failed expectation.
 
-use super::{Backend, Error, PresignMethod, PutMode};
+use super::{Backend, Error, Object, ObjectMeta, PresignMethod, PutMode, Store};
+use crate::api::{self, RefStatus, RefUpdate, UpdateRequest, UploadSpec};
+use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +31,9 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     list(backend.clone()).await;
     range(backend.clone()).await;
     presign(backend.clone()).await;
-    invalid_keys(backend).await;
+    invalid_keys(backend.clone()).await;
+    repo_atomic_update_survives_death(backend.clone()).await;
+    repo_uploads_hidden_until_named(backend).await;
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -287,7 +298,15 @@ pub async fn presign(backend: Arc<dyn Backend>) {
 }
 
 pub async fn invalid_keys(backend: Arc<dyn Backend>) {
-    for key in ["", "/abs", "a/../b", "a//b", "a/./b"] {
+    for key in [
+        "",
+        "/abs",
+        "a/../b",
+        "a//b",
+        "a/./b",
+        ".hypha-tmp/x",
+        "a/.hypha-tmp-1",
+    ] {
         assert!(
             matches!(backend.get(key).await, Err(Error::InvalidKey { .. })),
             "{key:?}"
@@ -300,4 +319,334 @@ pub async fn invalid_keys(backend: Arc<dyn Backend>) {
             "{key:?}"
         );
     }
+}
+
+/// A process that dies: the first `budget` writes (puts and deletes) reach the store, then
+/// every operation fails, as if the server had been killed at that moment.
+#[derive(Debug)]
+struct Dying {
+    inner: Arc<dyn Backend>,
+    budget: usize,
+    writes: AtomicUsize,
+}
+
+impl Dying {
+    fn check(&self, key: &str, write: bool) -> Result<(), Error> {
+        let done = if write {
+            self.writes.fetch_add(1, Ordering::SeqCst)
+        } else {
+            self.writes.load(Ordering::SeqCst)
+        };
+        if done >= self.budget {
+            return Err(Error::backend(key, "the process died (simulated)"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for Dying {
+    async fn get(&self, key: &str) -> Result<Object, Error> {
+        self.check(key, false)?;
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
+        self.check(key, false)?;
+        self.inner.head(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
+        self.check(key, false)?;
+        self.inner.get_range(key, range).await
+    }
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
+        self.check(key, true)?;
+        self.inner.put(key, body, mode).await
+    }
+    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
+        self.check(key, true)?;
+        self.inner.delete(key, if_match).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
+        self.check(prefix, false)?;
+        self.inner.list(prefix).await
+    }
+    async fn presign(
+        &self,
+        key: &str,
+        method: PresignMethod,
+        expires_in: Duration,
+        content_length: Option<u64>,
+    ) -> Result<api::PresignedRequest, Error> {
+        self.inner
+            .presign(key, method, expires_in, content_length)
+            .await
+    }
+}
+
+fn ref_update(name: &str, old: Option<&str>, new: Option<&str>) -> RefUpdate {
+    RefUpdate {
+        name: name.to_owned(),
+        old: old.map(str::to_owned),
+        new: new.map(str::to_owned),
+    }
+}
+
+/// A unique repository alias under the `conformance` workspace.
+fn unique_alias(test: &str) -> String {
+    format!("{test}-{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+/// What is stored under a repository's `refs/`, object by object: key (from `refs/`) -> body.
+async fn stored_refs(backend: &Arc<dyn Backend>, alias: &str) -> BTreeMap<String, String> {
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let mut out = BTreeMap::new();
+    for meta in backend.list(&format!("{prefix}refs/")).await.expect("list") {
+        let body = backend.get(&meta.key).await.expect("get ref").body;
+        out.insert(
+            meta.key[prefix.len()..].to_owned(),
+            String::from_utf8(body.to_vec()).expect("utf-8 ref"),
+        );
+    }
+    out
+}
+
+/// An atomic update of seven refs (replace, create, delete) whose server dies after each
+/// possible number of its writes: a fresh server then lists either every ref of the update
+/// or none; the next locked operation finishes it, after which the stored ref objects say
+/// the same, with Hypha's exact bodies and nothing else under `refs/`.
+pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
+    let old = "1111111111111111111111111111111111111111";
+    let new = "2222222222222222222222222222222222222222";
+    let other = "3333333333333333333333333333333333333333";
+    let updates = vec![
+        ref_update("refs/heads/b0", Some(old), Some(new)),
+        ref_update("refs/heads/b1", Some(old), Some(new)),
+        ref_update("refs/heads/b2", Some(old), Some(new)),
+        ref_update("refs/heads/c0", None, Some(new)),
+        ref_update("refs/heads/c1", None, Some(new)),
+        ref_update("refs/tags/c2", None, Some(new)),
+        ref_update("refs/heads/gone", Some(old), None),
+    ];
+    let before: BTreeMap<String, String> = ["b0", "b1", "b2", "gone", "main"]
+        .iter()
+        .map(|b| (format!("refs/heads/{b}"), old.to_owned()))
+        .collect();
+    let mut after = before.clone();
+    for u in &updates {
+        match &u.new {
+            Some(n) => after.insert(u.name.clone(), n.clone()),
+            None => after.remove(&u.name),
+        };
+    }
+    // The record, seven refs, the record finished: nine writes. Dying after each of 0..=9.
+    for budget in 0..=9 {
+        let alias = unique_alias(&format!("crash{budget}"));
+        let store = Store::new(backend.clone());
+        let repo = store.repo("conformance", &alias).expect("repo");
+        repo.create(false, None).await.expect("create");
+        let setup: Vec<RefUpdate> = before
+            .keys()
+            .map(|name| ref_update(name, None, Some(old)))
+            .collect();
+        let res = repo
+            .update(&UpdateRequest {
+                updates: setup,
+                ..Default::default()
+            })
+            .await
+            .expect("setup");
+        assert!(res.results.iter().all(|r| r.status == RefStatus::Ok));
+
+        let dying: Arc<dyn Backend> = Arc::new(Dying {
+            inner: backend.clone(),
+            budget,
+            writes: AtomicUsize::new(0),
+        });
+        let doomed = Store::new(dying).repo("conformance", &alias).expect("repo");
+        let answered = doomed
+            .update(&UpdateRequest {
+                updates: updates.clone(),
+                atomic: true,
+                ..Default::default()
+            })
+            .await;
+        let ok = answered
+            .as_ref()
+            .is_ok_and(|r| r.results.iter().all(|r| r.status == RefStatus::Ok));
+        // Once every ref is written the push is answered `ok`, finished record or not.
+        assert_eq!(ok, budget >= 8, "budget {budget}: {answered:?}");
+
+        // A restarted server: a new store over the same backend.
+        let fresh = Store::new(backend.clone())
+            .repo("conformance", &alias)
+            .expect("repo");
+        let seen = fresh.refs().await.expect("refs");
+        let expected = if budget == 0 { &before } else { &after };
+        assert_eq!(
+            &seen, expected,
+            "budget {budget}: readers see all or nothing"
+        );
+
+        // The next locked operation finishes the update; then storage agrees with readers.
+        fresh
+            .update(&UpdateRequest {
+                updates: vec![ref_update("refs/heads/later", None, Some(other))],
+                ..Default::default()
+            })
+            .await
+            .expect("next update");
+        let mut want: BTreeMap<String, String> = expected
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{v}\n")))
+            .collect();
+        want.insert("refs/heads/later".into(), format!("{other}\n"));
+        assert_eq!(
+            stored_refs(&backend, &alias).await,
+            want,
+            "budget {budget}: stored refs after roll-forward"
+        );
+        let record = fresh.read_record().await.expect("record");
+        assert!(
+            record.is_none_or(|r| r.record.is_finished()),
+            "budget {budget}: the record is finished"
+        );
+    }
+}
+
+/// Pack and idx bytes whose trailers tie them together (all `update` checks of a pack).
+fn fake_pack(checksum: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+    pack.extend([7u8; 10]);
+    pack.extend([checksum; 20]);
+    let mut idx = vec![0xffu8, b't', b'O', b'c'];
+    idx.extend([0u8; 1068]);
+    idx.extend([checksum; 20]);
+    idx.extend([0x55u8; 20]);
+    (pack, idx)
+}
+
+/// Ask for upload URLs of a fake pack, then store it (as its uploader would); its name.
+async fn upload_fake_pack(
+    repo: &super::Repository,
+    backend: &Arc<dyn Backend>,
+    alias: &str,
+    checksum: u8,
+) -> String {
+    let (pack, idx) = fake_pack(checksum);
+    let name = format!("pack-{}", hex::encode([checksum; 20]));
+    let spec = UploadSpec {
+        name: name.clone(),
+        pack_size: pack.len() as u64,
+        idx_size: idx.len() as u64,
+    };
+    repo.presign_upload(&spec, Duration::from_secs(60))
+        .await
+        .expect("presign");
+    let dir = format!("conformance/artifacts/{alias}/.git/objects/pack");
+    for (ext, body) in [("idx", idx), ("pack", pack)] {
+        backend
+            .put(
+                &format!("{dir}/{name}.{ext}"),
+                body.into(),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("upload");
+    }
+    name
+}
+
+/// Packs whose upload URLs were handed out stay hidden from `packs` until an update names
+/// them; a pack already live is never hidden again; compaction's purge removes uploads no
+/// update named once the grace period is over, and nothing else.
+pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("uploads");
+    let repo = Store::new(backend.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    repo.create(false, None).await.expect("create");
+    let names = |packs: Vec<super::PackEntry>| -> Vec<String> {
+        packs.into_iter().map(|p| p.name).collect()
+    };
+    let named = upload_fake_pack(&repo, &backend, &alias, 1).await;
+    let orphan = upload_fake_pack(&repo, &backend, &alias, 2).await;
+    assert_eq!(
+        names(repo.packs().await.expect("packs")),
+        Vec::<String>::new()
+    );
+
+    let res = repo
+        .update(&UpdateRequest {
+            packs: vec![named.clone()],
+            updates: vec![ref_update(
+                "refs/heads/main",
+                None,
+                Some("1111111111111111111111111111111111111111"),
+            )],
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+    assert_eq!(
+        names(repo.packs().await.expect("packs")),
+        vec![named.clone()]
+    );
+
+    // The same pack uploaded again (another push with the same objects): it stays visible.
+    let again = upload_fake_pack(&repo, &backend, &alias, 1).await;
+    assert_eq!(again, named);
+    assert_eq!(
+        names(repo.packs().await.expect("packs")),
+        vec![named.clone()]
+    );
+
+    let now = crate::auth::unix_now();
+    let kept = repo
+        .purge_abandoned_uploads(now, Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert!(kept.is_empty(), "within the grace period: {kept:?}");
+    let purged = repo
+        .purge_abandoned_uploads(now + 3600, Duration::from_secs(3600))
+        .await
+        .expect("purge");
+    assert_eq!(purged, vec![orphan.clone()]);
+    let dir = format!("conformance/artifacts/{alias}/.git/objects/pack/");
+    let left: Vec<String> = backend
+        .list(&dir)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key[dir.len()..].to_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            ".gitkeep".to_owned(),
+            format!("{named}.idx"),
+            format!("{named}.pack")
+        ]
+    );
+    assert!(repo.pending_uploads().await.expect("pending").is_empty());
+
+    // An update naming a purged upload is refused, naming the pack, and writes no ref.
+    let res = repo
+        .update(&UpdateRequest {
+            packs: vec![orphan.clone()],
+            updates: vec![ref_update(
+                "refs/heads/late",
+                None,
+                Some("1111111111111111111111111111111111111111"),
+            )],
+            ..Default::default()
+        })
+        .await;
+    let err = res.expect_err("the pack is gone");
+    assert!(err.to_string().contains(&orphan), "{err}");
+    assert!(!repo
+        .refs()
+        .await
+        .expect("refs")
+        .contains_key("refs/heads/late"));
 }

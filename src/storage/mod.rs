@@ -196,6 +196,8 @@ pub fn check_key(key: &str) -> Result<(), Error> {
         match component {
             "" => return refuse("empty component"),
             "." | ".." => return refuse("relative component"),
+            // The local store's in-flight writes: never addressable, on any backend.
+            local::TEMP_DIR => return refuse("reserved name"),
             _ if component.starts_with(local::TEMP_PREFIX) => return refuse("reserved name"),
             _ => {}
         }
@@ -237,6 +239,9 @@ mod tests {
             "a\\b",
             "a\0b",
             "a/.hypha-tmp-x",
+            ".hypha-tmp/.hypha-tmp-x",
+            ".hypha-tmp",
+            "ws/.hypha-tmp/x",
             long.as_str(),
         ] {
             assert!(check_key(bad).is_err(), "{bad:?}");

@@ -10,6 +10,11 @@
 //! Concurrency: `update` holds a per-repository lock (one tokio mutex per prefix, in
 //! process) and writes each ref with a conditional put, so writers outside this process
 //! (Hypha itself, another server on the same bucket) are detected rather than overwritten.
+//!
+//! Crashes: an atomic update of several refs commits by writing a record before its first
+//! ref write; whoever takes the lock next finishes it, and readers see its refs meanwhile
+//! ([`journal`]). Uploaded packs stay hidden from readers until an update names them, and
+//! compaction removes those whose update never came ([`uploads`]).
 
 use super::{Backend, Error, ObjectMeta, PresignMethod, PutMode};
 use crate::api::{self, RefResult, RefStatus, RefUpdate, UpdateRequest, UpdateResponse};
@@ -298,8 +303,24 @@ impl Repository {
     }
 
     /// Every ref: full name -> oid. Objects under `refs/` whose name or content is not a
-    /// ref are skipped rather than advertised.
+    /// ref are skipped rather than advertised. An atomic update is seen whole or not at all,
+    /// also while it is being written or after its server died mid-way ([`journal`]).
     pub async fn refs(&self) -> Result<BTreeMap<String, String>, Error> {
+        let (refs, overlaid) = self.consistent_refs(|| self.stored_refs()).await?;
+        if overlaid {
+            // Unfinished, and no update of this process is writing it: its writer died.
+            // Finishing it is best effort; what this reader sees is right either way.
+            if let Ok(_guard) = self.lock.try_lock() {
+                if let Err(e) = self.roll_forward().await {
+                    eprintln!("{}: could not finish an interrupted update: {e}", self.name);
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// The ref objects as they are, one `GET` each.
+    async fn stored_refs(&self) -> Result<BTreeMap<String, String>, Error> {
         let names = self.ref_names().await?;
         let values: Vec<(String, Current)> = futures_util::stream::iter(names)
             .map(|name| async move {
@@ -351,14 +372,19 @@ impl Repository {
 
     /// Every complete pack (idx present), oldest first. A `.pack` without its `.idx` is an
     /// upload in progress, or a broken one: invisible either way. Packs retired by compaction
-    /// are left out: their objects are in the pack that replaced them.
+    /// are left out: their objects are in the pack that replaced them. So are uploads no
+    /// update has named yet ([`uploads`]): no ref needs them, and they may never be.
     pub async fn packs(&self) -> Result<Vec<PackEntry>, Error> {
         let dir = self.key("objects/pack/");
-        let listing = self.backend.list(&dir).await?;
-        let retired = self.retired().await?;
+        let (listing, retired, pending) = tokio::join!(
+            self.backend.list(&dir),
+            self.retired(),
+            self.pending_uploads()
+        );
+        let (listing, retired, pending) = (listing?, retired?, pending?);
         let mut packs = pack_sizes(&dir, &listing)
             .into_iter()
-            .filter(|(name, _)| !retired.contains_key(*name))
+            .filter(|(name, _)| !retired.contains_key(*name) && !pending.contains(*name))
             .filter_map(|(name, (pack, idx))| {
                 let (pack, idx) = (pack?, idx?);
                 Some(PackEntry {
@@ -412,6 +438,7 @@ impl Repository {
         expires_in: Duration,
     ) -> Result<api::Upload, Error> {
         check_pack_name(&spec.name)?;
+        self.mark_upload(&spec.name).await?;
         let idx = self
             .backend
             .presign(
@@ -450,6 +477,9 @@ impl Repository {
                 key: self.name.clone(),
             })?;
 
+        // An atomic update whose server died after its commit point is finished first.
+        let base = self.roll_forward().await?;
+
         // Fresh reads under the lock: what the client saw may be old.
         let head = self.head().await?;
         let existing: BTreeSet<String> = self.ref_names().await?.into_iter().collect();
@@ -477,6 +507,28 @@ impl Repository {
         if req.atomic && failed(&results) {
             return Ok(finish_atomic_failure(req, results));
         }
+        // The packs become visible now, before any ref needs them. (An update that writes no
+        // ref leaves them pending: compaction removes them after the grace period.)
+        if writes.iter().any(Option::is_some) {
+            self.commit_uploads(&req.packs).await?;
+        }
+        // Several writes of an atomic update: the commit point is the record ([`journal`]).
+        let planned: Vec<journal::Planned> = writes
+            .iter()
+            .zip(&req.updates)
+            .zip(&current)
+            .filter(|((w, _), _)| w.as_ref().is_some_and(|w| !matches!(w, Write::Nothing)))
+            .map(|((_, u), cur)| journal::Planned {
+                name: u.name.clone(),
+                old: cur.oid.clone(),
+                new: u.new.clone(),
+            })
+            .collect();
+        let record = if req.atomic && planned.len() > 1 {
+            Some(self.commit_record(&base, planned).await?)
+        } else {
+            None
+        };
 
         // Writes go out concurrently: each ref is its own object, and a push of thousands of
         // tags would otherwise wait for thousands of durable writes one after another.
@@ -519,6 +571,10 @@ impl Repository {
         }
         if req.atomic && (lost_race || failure.is_some()) {
             self.roll_back(undo).await;
+            if let Some(record) = &record {
+                // Left unfinished, the record would be rolled forward: all refs, not none.
+                self.finish_record(record).await?;
+            }
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -526,6 +582,16 @@ impl Repository {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        if let Some(record) = &record {
+            // Every ref is written: the update is done whatever happens to the record. One
+            // left unfinished is rolled forward (a no-op) by the next locked operation.
+            if let Err(e) = self.finish_record(record).await {
+                eprintln!(
+                    "{}: could not mark its update record finished: {e}",
+                    self.name
+                );
+            }
         }
 
         if let Some(target) = &req.set_head_if_missing {
@@ -844,5 +910,7 @@ fn rejected(name: &str, detail: &str) -> RefResult {
 }
 
 mod compact;
+mod journal;
 #[cfg(test)]
 mod tests;
+mod uploads;

@@ -7,6 +7,10 @@
 //! Retired packs stop being listed to this API's readers at once, but stay in storage for the
 //! grace period: readers who listed packs before hold presigned URLs to them, and Hypha's own
 //! readers list `*.pack` and read them lazily. Markers live under `.git/hypha-remote/retired/`.
+//!
+//! Compaction also deletes abandoned uploads (packs no update named within the grace period,
+//! see [`uploads`](super::uploads)), and finishes an interrupted atomic update first, as every
+//! holder of the repository lock does (see [`journal`](super::journal)).
 
 use super::{check_pack_name, Repository, LOCK_TIMEOUT};
 use crate::api::{CompactRequest, CompactResponse};
@@ -77,6 +81,9 @@ impl Repository {
             .map_err(|_| Error::Busy {
                 key: self.name.clone(),
             })?;
+        self.roll_forward().await?;
+        // The new pack was uploaded through `uploads` like a push's: it is live from now on.
+        self.commit_uploads(std::slice::from_ref(&req.pack)).await?;
         let retired = self.retired().await?;
         if retired.contains_key(&req.pack) {
             return Err(Error::Invalid {
@@ -114,7 +121,8 @@ impl Repository {
                 .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
                 .await?;
         }
-        let deleted = self.purge_retired(&retired, now, grace).await?;
+        let mut deleted = self.purge_retired(&retired, now, grace).await?;
+        deleted.extend(self.purge_abandoned_uploads(now, grace).await?);
         Ok(CompactResponse {
             retired: to_retire,
             deleted,

@@ -538,3 +538,173 @@ async fn outside_writer_makes_stale_and_atomic_rolls_back() {
     );
     assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
 }
+
+/// A reader whose listing a whole atomic update slipped into (part of its refs read before,
+/// part after) notices from the record's generation and reads again.
+#[tokio::test]
+async fn readers_repeat_a_read_that_an_atomic_update_slipped_into() {
+    let f = fixture();
+    let repo = f.repo().await;
+    let both = |oid: &str| {
+        vec![
+            up("refs/heads/main", Some(oid), Some(B)),
+            up("refs/heads/topic", Some(oid), Some(B)),
+        ]
+    };
+    repo.update(&req(
+        vec![
+            up("refs/heads/main", None, Some(A)),
+            up("refs/heads/topic", None, Some(A)),
+        ],
+        false,
+    ))
+    .await
+    .unwrap();
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let (seen, overlaid) = repo
+        .consistent_refs(|| async {
+            let mut refs = repo.stored_refs().await?;
+            if reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                // `main` was read before the update, `topic` after it.
+                let res = repo.update(&req(both(A), true)).await?;
+                assert!(res.results.iter().all(|r| r.status == RefStatus::Ok));
+                refs.insert(
+                    "refs/heads/topic".into(),
+                    repo.read_ref("refs/heads/topic").await?.oid.unwrap(),
+                );
+            }
+            Ok(refs)
+        })
+        .await
+        .unwrap();
+    assert_eq!(reads.into_inner(), 2, "the torn read was repeated");
+    assert!(!overlaid, "the update was finished");
+    assert_eq!(seen.get("refs/heads/main").map(String::as_str), Some(B));
+    assert_eq!(seen.get("refs/heads/topic").map(String::as_str), Some(B));
+}
+
+/// A record left by a server that died right after its commit point: readers see the
+/// update's refs, and the next update writes them, except a ref that a writer outside the
+/// lock moved meanwhile, which keeps that writer's value.
+#[tokio::test]
+async fn leftover_record_is_rolled_forward_around_outside_writes() {
+    let f = fixture();
+    let repo = f.repo().await;
+    repo.update(&req(
+        vec![
+            up("refs/heads/main", None, Some(A)),
+            up("refs/heads/other", None, Some(A)),
+            up("refs/heads/gone", None, Some(A)),
+        ],
+        false,
+    ))
+    .await
+    .unwrap();
+    let planned = |name: &str, old: Option<&str>, new: Option<&str>| journal::Planned {
+        name: name.into(),
+        old: old.map(str::to_owned),
+        new: new.map(str::to_owned),
+    };
+    let base = repo.roll_forward().await.unwrap();
+    repo.commit_record(
+        &base,
+        vec![
+            planned("refs/heads/main", Some(A), Some(B)),
+            planned("refs/heads/other", Some(A), Some(B)),
+            planned("refs/heads/gone", Some(A), None),
+            planned("refs/tags/new", None, Some(B)),
+        ],
+    )
+    .await
+    .unwrap();
+    // The server died here. Another writer (Hypha itself) moves `other`.
+    f.write("refs/heads/other", &format!("{C}\n"));
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    // Readers would see the committed update (`stored_refs` is what they read underneath).
+    let (seen, overlaid) = repo.consistent_refs(|| repo.stored_refs()).await.unwrap();
+    assert!(overlaid);
+    assert_eq!(
+        seen,
+        expect(&[
+            ("refs/heads/main", B),
+            ("refs/heads/other", B),
+            ("refs/tags/new", B)
+        ]),
+        "readers see the committed update"
+    );
+    assert_eq!(
+        f.file("refs/heads/main"),
+        Some(format!("{A}\n")),
+        "not written yet"
+    );
+
+    // Any update (here: none at all) takes the lock and finishes the record first.
+    repo.update(&req(vec![], false)).await.unwrap();
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
+    assert_eq!(
+        f.file("refs/heads/other"),
+        Some(format!("{C}\n")),
+        "theirs stands"
+    );
+    assert_eq!(f.file("refs/heads/gone"), None);
+    assert_eq!(f.file("refs/tags/new"), Some(format!("{B}\n")));
+    assert_eq!(
+        repo.refs().await.unwrap(),
+        expect(&[
+            ("refs/heads/main", B),
+            ("refs/heads/other", C),
+            ("refs/tags/new", B)
+        ])
+    );
+    let record = repo.read_record().await.unwrap().expect("record kept");
+    assert!(record.record.is_finished());
+    assert_eq!(record.record.generation, 1);
+
+    // Non-atomic and single-ref updates write no record (a single write is atomic).
+    repo.update(&req(vec![up("refs/heads/main", Some(B), Some(A))], true))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.read_record().await.unwrap().unwrap().record.generation,
+        1
+    );
+    // A two-ref atomic update does, and finishes it.
+    repo.update(&req(
+        vec![
+            up("refs/heads/main", Some(A), Some(C)),
+            up("refs/tags/new", Some(B), Some(C)),
+        ],
+        true,
+    ))
+    .await
+    .unwrap();
+    let record = repo.read_record().await.unwrap().unwrap().record;
+    assert_eq!((record.generation, record.is_finished()), (2, true));
+    // Nothing but refs under refs/, in Hypha's bytes.
+    assert_eq!(f.file("refs/tags/new"), Some(format!("{C}\n")));
+
+    // A record left behind again; this time a reader comes first. No update of this process
+    // holds the lock, so the reader finishes it (for Hypha's reader, which reads the files).
+    let base = repo.roll_forward().await.unwrap();
+    repo.commit_record(
+        &base,
+        vec![
+            planned("refs/heads/main", Some(C), Some(A)),
+            planned("refs/tags/new", Some(C), Some(A)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{C}\n")));
+    let seen = repo.refs().await.unwrap();
+    assert_eq!(seen.get("refs/tags/new").map(String::as_str), Some(A));
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{A}\n")));
+    assert_eq!(f.file("refs/tags/new"), Some(format!("{A}\n")));
+    let record = repo.read_record().await.unwrap().unwrap().record;
+    assert_eq!((record.generation, record.is_finished()), (3, true));
+}

@@ -24,6 +24,8 @@ pub struct Server {
     url: String,
     root: PathBuf,
     secret: String,
+    /// What `{unique}` of `HYPHA_E2E_SERVE_ARGS` became (e.g. its S3 prefix).
+    unique: String,
     log: Arc<Mutex<String>>,
     hypha: Option<&'static Hypha>,
 }
@@ -35,10 +37,27 @@ impl Server {
     /// test starts (`{unique}` becomes a string unique to this server, e.g. for an S3 prefix),
     /// and `AWS_*` variables are passed through to it.
     pub fn start_with(root: &Path, env: &[(OsString, OsString)], extra: &[String]) -> Server {
+        Server::start_on(root, env, extra, None)
+    }
+
+    /// Another server on the same store as `self` (same `--root`, same `{unique}`, hence the
+    /// same S3 prefix), with a fresh secret: for tests that kill a server and restart it.
+    pub fn start_again(&self, root: &Path, env: &[(OsString, OsString)]) -> Server {
+        Server::start_on(root, env, &[], Some(&self.unique))
+    }
+
+    fn start_on(
+        root: &Path,
+        env: &[(OsString, OsString)],
+        extra: &[String],
+        unique: Option<&str>,
+    ) -> Server {
         std::fs::create_dir_all(root).expect("create server root");
         let secret = fresh_secret();
         let program = super::bin_dir().join("git-hypha");
-        let unique = secret.trim_start_matches("e2e-secret-").to_owned();
+        let unique = unique
+            .unwrap_or(secret.trim_start_matches("e2e-secret-"))
+            .to_owned();
         let from_env: Vec<String> = std::env::var("HYPHA_E2E_SERVE_ARGS")
             .unwrap_or_default()
             .split_whitespace()
@@ -119,6 +138,7 @@ impl Server {
             url,
             root,
             secret,
+            unique,
             log,
             hypha: None,
         }

@@ -1,0 +1,144 @@
+//! Uploads in flight: packs that no ref may need yet.
+//!
+//! A push uploads its pack, then asks `update` to move refs onto it. A helper killed between
+//! the two leaves a pack no ref needs (an orphan). Readers of this API must not see it, and
+//! compaction must remove it, yet the bucket layout cannot change: Hypha's own reader lists
+//! `*.pack` under `.git/objects/pack/` (HYPHA.md), so packs are uploaded where they live.
+//!
+//! So presigning an upload writes a pending marker `.git/hypha-remote/uploads/<pack-name>`
+//! (body: unix seconds). The `packs` listing hides packs that have one. `update` removes the
+//! markers of the packs it names after checking them and before writing any ref, so a crash
+//! can leave an orphan visible (harmless: it is only unused objects) but never hide a pack
+//! that a ref needs. Compaction deletes a marked pack (`.pack`, then `.idx`, then the marker)
+//! once its marker is older than the grace period: with the default grace (URL lifetime plus
+//! ten minutes) the presigned `PUT`s of that upload have expired by then.
+//!
+//! Marking and unmarking happen under the repository lock, as compaction's purge does. That
+//! closes the one race that could hide a needed pack: a pack of the same name (same content)
+//! committed by another push between checking that the pack is not there yet and writing the
+//! marker. A pack that already exists without a marker is live and is never marked again.
+
+use super::{Repository, LOCK_TIMEOUT};
+use crate::storage::{Error, PutMode};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+impl Repository {
+    fn uploads_dir(&self) -> String {
+        self.key("hypha-remote/uploads/")
+    }
+
+    fn upload_marker(&self, name: &str) -> String {
+        format!("{}{name}", self.uploads_dir())
+    }
+
+    async fn has_key(&self, key: &str) -> Result<bool, Error> {
+        match self.backend.head(key).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Mark pack `name` as an upload in flight, unless it is already live. Called when its
+    /// upload URLs are handed out.
+    pub(crate) async fn mark_upload(&self, name: &str) -> Result<(), Error> {
+        let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
+            .await
+            .map_err(|_| Error::Busy {
+                key: self.name.clone(),
+            })?;
+        let marker = self.upload_marker(name);
+        if self.has_key(&self.pack_key(name, "pack")).await? && !self.has_key(&marker).await? {
+            // Committed by an earlier push (or written by Hypha): refs may need it.
+            return Ok(());
+        }
+        let now = crate::auth::unix_now();
+        self.backend
+            .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
+            .await?;
+        Ok(())
+    }
+
+    /// Names of packs whose upload is still pending (hidden from readers).
+    pub(crate) async fn pending_uploads(&self) -> Result<BTreeSet<String>, Error> {
+        let dir = self.uploads_dir();
+        Ok(self
+            .backend
+            .list(&dir)
+            .await?
+            .into_iter()
+            .filter_map(|meta| meta.key.strip_prefix(&dir).map(str::to_owned))
+            .filter(|name| crate::api::is_valid_pack_name(name))
+            .collect())
+    }
+
+    /// The packs of `names` are about to be referenced: make them visible, then check that
+    /// each is still complete (a compaction may have purged it as abandoned before this
+    /// caller took the lock). Call with the lock held, before writing any ref.
+    pub(crate) async fn commit_uploads(&self, names: &[String]) -> Result<(), Error> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for name in names {
+            self.backend.delete(&self.upload_marker(name), None).await?;
+        }
+        let dir = self.key("objects/pack/");
+        let listing = self.backend.list(&dir).await?;
+        let sizes = super::pack_sizes(&dir, &listing);
+        for name in names {
+            if !matches!(sizes.get(name.as_str()), Some((Some(_), Some(_)))) {
+                return Err(Error::Invalid {
+                    detail: format!(
+                        "pack {name} is no longer in {} (its upload was abandoned and \
+                         removed): push again",
+                        self.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete packs whose upload has been pending longer than `grace` (abandoned: the helper
+    /// died, or its update was refused). Call with the lock held. `.pack` first (a lone `.idx`
+    /// is invisible), then `.idx`, then the marker, so an interrupted purge resumes next time.
+    pub(crate) async fn purge_abandoned_uploads(
+        &self,
+        now: u64,
+        grace: Duration,
+    ) -> Result<Vec<String>, Error> {
+        let mut started: BTreeMap<String, u64> = BTreeMap::new();
+        for name in self.pending_uploads().await? {
+            let at = match self.backend.get(&self.upload_marker(&name)).await {
+                // An unreadable time counts as now: it is kept for another grace period.
+                Ok(obj) => String::from_utf8_lossy(&obj.body)
+                    .trim()
+                    .parse()
+                    .unwrap_or(now),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            started.insert(name, at);
+        }
+        let mut deleted = Vec::new();
+        for (name, at) in started {
+            if now < at.saturating_add(grace.as_secs()) {
+                continue;
+            }
+            for key in [
+                self.pack_key(&name, "pack"),
+                self.pack_key(&name, "idx"),
+                self.upload_marker(&name),
+            ] {
+                match self.backend.delete(&key, None).await {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            deleted.push(name);
+        }
+        Ok(deleted)
+    }
+}
