@@ -43,6 +43,11 @@ impl Server {
     /// Another server on the same store as `self` (same `--root`, same `{unique}`, hence the
     /// same S3 prefix), with a fresh secret: for tests that kill a server and restart it.
     pub fn start_again(&self, root: &Path, env: &[(OsString, OsString)]) -> Server {
+        assert!(
+            self.hypha.is_none(),
+            "Hypha mode cannot restart the server: this test belongs on the exclusion list in \
+             tests/hypha/run.sh"
+        );
         Server::start_on(root, env, &[], Some(&self.unique))
     }
 
@@ -151,6 +156,7 @@ impl Server {
             url: target.url().to_string(),
             root: PathBuf::new(),
             secret: String::new(),
+            unique: String::new(),
             log: Arc::new(Mutex::new(String::new())),
             hypha: Some(target),
         }
