@@ -407,8 +407,13 @@ async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Vec<[u8; 
         return Ok(None);
     };
     let what = format!("index of {} of '{repo_name}'", info.name);
+    let url = std::sync::Mutex::new(url.to_owned());
     let bytes = client::with_retries(|| async {
-        let stream = client::download_stream(client.http(), url, &what).await?;
+        let mut current = url.lock().map(|u| u.clone()).unwrap_or_default();
+        let stream = get_renewing(client, &info.name, true, &mut current, &what).await?;
+        if let Ok(mut slot) = url.lock() {
+            *slot = current;
+        }
         let chunks: Vec<bytes::Bytes> =
             stream
                 .try_collect()
@@ -479,15 +484,14 @@ async fn download_one(
     repo_name: &str,
     bar: &Bar,
 ) -> Result<Option<pack::Indexed>, Error> {
-    let Some(url) = info.pack_url.clone() else {
+    let Some(mut url) = info.pack_url.clone() else {
         return Ok(None);
     };
     let what = format!("pack {} of '{repo_name}'", info.name);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let stream =
-            client::with_retries(|| client::download_stream(client.http(), &url, &what)).await?;
+        let stream = get_renewing(client, &info.name, false, &mut url, &what).await?;
         let counted = bar.clone();
         let reader = tokio_util::io::StreamReader::new(
             stream.inspect_ok(move |chunk| counted.inc(chunk.len() as u64)),
@@ -515,6 +519,41 @@ async fn download_one(
                     source,
                 })
             }
+        }
+    }
+}
+
+/// Start a `GET` of `url` (the pack `name`, or its idx with `idx`), retrying transient
+/// failures; when the store refuses the URL (403: expired), ask `packs` for a fresh one, keep
+/// it in `url` and carry on. A dead URL is never tried twice.
+async fn get_renewing(
+    client: &Client,
+    name: &str,
+    idx: bool,
+    url: &mut String,
+    what: &str,
+) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>>, client::Error> {
+    let mut renewed = 0;
+    loop {
+        let attempt =
+            client::with_retries(|| client::download_stream(client.http(), url, what)).await;
+        match attempt {
+            Err(e) if e.is_refused_url() && renewed < client::MAX_FRESH_URLS => {
+                renewed += 1;
+                let listing: PacksResponse =
+                    client.call(Route::Packs, &PacksRequest::default()).await?;
+                let fresh = listing
+                    .packs
+                    .into_iter()
+                    .find(|p| p.name == name)
+                    .and_then(|p| if idx { p.idx_url } else { p.pack_url });
+                match fresh {
+                    Some(fresh) => *url = fresh,
+                    // The pack is no longer listed (retired by gc): the refusal stands.
+                    None => return Err(e),
+                }
+            }
+            other => return other,
         }
     }
 }
