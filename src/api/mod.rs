@@ -132,6 +132,10 @@ pub struct UploadSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UploadsResponse {
     pub uploads: Vec<Upload>,
+    /// Unix time (seconds) at which the URLs in this response expire; a client asks for
+    /// fresh ones instead of trying a dead URL. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// Where to `PUT` one pack's idx and pack; upload the idx first (DESIGN §3 rule 1). The pack

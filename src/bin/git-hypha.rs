@@ -30,6 +30,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run remote API v1 over a local directory or an S3 bucket, in Hypha's storage layout.
+    // A later flag wins over an earlier one, so that a wrapper (or a test suite) can put
+    // defaults first and let its caller override them.
+    #[command(args_override_self = true)]
     Serve {
         /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
         #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]

@@ -11,7 +11,7 @@
 //!
 //! Does not decide what to upload (the caller built the pack) and never logs a URL.
 
-use super::{with_retries, Client, Error};
+use super::{Client, Error};
 use crate::api::{
     AbortRequest, CompleteRequest, MultipartDone, PresignedRequest, Route, Upload, UploadSpec,
     UploadsRequest, UploadsResponse,
@@ -56,21 +56,43 @@ struct Session<'a> {
     bar: &'a Bar,
     /// How many times the URLs were renewed, and the current ones. Workers that found a URL
     /// dead at the same moment renew it once between them.
-    current: tokio::sync::Mutex<(u64, Upload)>,
+    current: tokio::sync::Mutex<Urls>,
+}
+
+struct Urls {
+    generation: u64,
+    upload: Upload,
+    /// Unix seconds; `None` when the server did not say.
+    expires_at: Option<u64>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether URLs that expire at `expires_at` are dead by now.
+fn dead(expires_at: Option<u64>) -> bool {
+    expires_at.is_some_and(|at| unix_now() >= at)
 }
 
 /// Upload `files` (idx first) and, for a multipart upload, complete it; on failure a
 /// multipart upload is aborted. Afterwards the pack can be named in `update`.
 pub async fn upload_pack(client: &Client, files: PackFiles<'_>, bar: &Bar) -> Result<(), Error> {
-    let first = request(client, &files, None).await?;
+    let (upload, expires_at) = request(client, &files, None).await?;
     let session = Session {
         client,
         files,
         bar,
-        current: tokio::sync::Mutex::new((0, first)),
+        current: tokio::sync::Mutex::new(Urls {
+            generation: 0,
+            upload,
+            expires_at,
+        }),
     };
     session.put(Target::Idx).await?;
-    let multipart = session.current.lock().await.1.multipart.clone();
+    let multipart = session.current.lock().await.upload.multipart.clone();
     let Some(multipart) = multipart else {
         return session.put(Target::Pack).await;
     };
@@ -95,7 +117,7 @@ async fn request(
     client: &Client,
     files: &PackFiles<'_>,
     upload_id: Option<String>,
-) -> Result<Upload, Error> {
+) -> Result<(Upload, Option<u64>), Error> {
     let response: UploadsResponse = client
         .call(
             Route::Uploads,
@@ -134,7 +156,7 @@ async fn request(
         }
         None => {}
     }
-    Ok(upload)
+    Ok((upload, response.expires_at))
 }
 
 fn bad_answer(client: &Client, files: &PackFiles<'_>, why: &str) -> Error {
@@ -162,10 +184,10 @@ impl Session<'_> {
         }
     }
 
-    /// The current URL for `target` and the generation it belongs to.
-    async fn url(&self, target: Target) -> Result<(u64, PresignedRequest), Error> {
+    /// The current URL for `target`, the generation it belongs to, and whether it is dead.
+    async fn url(&self, target: Target) -> Result<(u64, PresignedRequest, bool), Error> {
         let current = self.current.lock().await;
-        let (generation, upload) = &*current;
+        let upload = &current.upload;
         let req = match target {
             Target::Idx => Some(upload.idx.clone()),
             Target::Pack => upload.pack.clone(),
@@ -174,48 +196,51 @@ impl Session<'_> {
                 .as_ref()
                 .and_then(|mp| mp.parts.get(i).cloned()),
         };
-        req.map(|r| (*generation, r)).ok_or_else(|| {
+        let req = req.ok_or_else(|| {
             bad_answer(
                 self.client,
                 &self.files,
                 "fresh URLs that lack one the first answer had",
             )
-        })
+        })?;
+        Ok((current.generation, req, dead(current.expires_at)))
     }
 
     /// Replace URLs of generation `seen` by fresh ones, unless another worker already did.
     async fn renew(&self, seen: u64) -> Result<(), Error> {
         let mut current = self.current.lock().await;
-        if current.0 != seen {
+        if current.generation != seen {
             return Ok(());
         }
-        let upload_id = current.1.multipart.as_ref().map(|mp| mp.upload_id.clone());
-        let fresh = request(self.client, &self.files, upload_id).await?;
-        if fresh.multipart.as_ref().map(|m| (&m.upload_id, m.part_size))
-            != current.1.multipart.as_ref().map(|m| (&m.upload_id, m.part_size))
-        {
+        let started = current.upload.multipart.as_ref();
+        let upload_id = started.map(|mp| mp.upload_id.clone());
+        let (fresh, expires_at) = request(self.client, &self.files, upload_id).await?;
+        let same =
+            |m: Option<&crate::api::MultipartUpload>| m.map(|m| (m.upload_id.clone(), m.part_size));
+        if same(fresh.multipart.as_ref()) != same(started) {
             return Err(bad_answer(
                 self.client,
                 &self.files,
                 "fresh URLs for another upload than the one started",
             ));
         }
-        *current = (seen + 1, fresh);
+        *current = Urls {
+            generation: seen + 1,
+            upload: fresh,
+            expires_at,
+        };
         Ok(())
     }
 
-    /// `PUT` one object or part: transient failures are retried with the same URL, a 403
-    /// gets a fresh URL.
-    async fn put(&self, target: Target) -> Result<(), Error> {
-        let (path, range) = match target {
+    /// The file range `target` covers.
+    async fn range(&self, target: Target) -> (&Path, (u64, u64)) {
+        match target {
             Target::Idx => (self.files.idx_path, (0, self.files.idx_size)),
             Target::Pack => (self.files.pack_path, (0, self.files.pack_size)),
             Target::Part(i) => {
-                let part_size = self
-                    .current
-                    .lock()
-                    .await
-                    .1
+                let current = self.current.lock().await;
+                let part_size = current
+                    .upload
                     .multipart
                     .as_ref()
                     .map_or(0, |mp| mp.part_size);
@@ -223,20 +248,39 @@ impl Session<'_> {
                 let len = part_size.min(self.files.pack_size.saturating_sub(start));
                 (self.files.pack_path, (start, len))
             }
-        };
+        }
+    }
+
+    /// `PUT` one object or part. Transient failures are retried with the same URL while it
+    /// lives, with backoff; a URL that is dead (past its expiry, or refused with 403) is
+    /// never tried again: fresh URLs are asked for, at most [`MAX_FRESH_URLS`] times.
+    async fn put(&self, target: Target) -> Result<(), Error> {
+        let (path, range) = self.range(target).await;
         let what = self.what(target);
         let mut renewed = 0;
+        let mut attempt = 1;
+        let mut delay = std::time::Duration::from_millis(250);
         loop {
-            let (generation, req) = self.url(target).await?;
-            let result =
-                with_retries(|| put_range(self.client.http(), &req, path, range, &what, self.bar))
-                    .await;
-            match result {
-                Err(e) if e.is_refused_url() && renewed < MAX_FRESH_URLS => {
-                    renewed += 1;
-                    self.renew(generation).await?;
-                }
-                other => return other,
+            let (generation, req, expired) = self.url(target).await?;
+            if expired && renewed < MAX_FRESH_URLS {
+                renewed += 1;
+                self.renew(generation).await?;
+                continue;
+            }
+            let e = match put_range(self.client.http(), &req, path, range, &what, self.bar).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let (_, _, expired) = self.url(target).await?;
+            if (e.is_refused_url() || expired) && renewed < MAX_FRESH_URLS {
+                renewed += 1;
+                self.renew(generation).await?;
+            } else if e.is_transient() && attempt < super::MAX_ATTEMPTS {
+                tokio::time::sleep(e.retry_after().map_or(delay, |wait| wait.max(delay))).await;
+                delay *= 2;
+                attempt += 1;
+            } else {
+                return Err(e);
             }
         }
     }

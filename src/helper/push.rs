@@ -8,9 +8,7 @@
 use super::local::has_object;
 use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
-use crate::api::{
-    self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse,
-};
+use crate::api::{self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse};
 use crate::client::{self, Client};
 use crate::pack;
 use crate::progress::Progress;

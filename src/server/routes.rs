@@ -269,6 +269,7 @@ async fn uploads(
             }
         }
     }
+    let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());
     let mut notes = Vec::new();
     for spec in &req.packs {
@@ -290,7 +291,11 @@ async fn uploads(
         }
         uploads.push(upload);
     }
-    let mut response = Json(api::UploadsResponse { uploads }).into_response();
+    let mut response = Json(api::UploadsResponse {
+        uploads,
+        expires_at: Some(expires_at),
+    })
+    .into_response();
     if !notes.is_empty() {
         response.extensions_mut().insert(LogNote(notes.join("; ")));
     }

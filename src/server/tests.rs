@@ -468,8 +468,16 @@ async fn push_and_fetch_through_presigned_urls() {
     let up = &uploads.uploads[0];
     assert_eq!(up.idx.method, "PUT");
     assert_eq!(up.idx.headers["Content-Type"], "application/octet-stream");
-    assert_eq!(up.pack.as_ref().expect("single put").headers["Content-Length"], pack.len().to_string());
-    assert!(up.pack.as_ref().expect("single put").url.starts_with(&format!("{BASE}/_store/")));
+    assert_eq!(
+        up.pack.as_ref().expect("single put").headers["Content-Length"],
+        pack.len().to_string()
+    );
+    assert!(up
+        .pack
+        .as_ref()
+        .expect("single put")
+        .url
+        .starts_with(&format!("{BASE}/_store/")));
 
     // Updating before the upload finished is refused, naming the pack.
     let mut push = update_body("refs/heads/main", None, Some(A));
@@ -569,8 +577,13 @@ async fn push_and_fetch_through_presigned_urls() {
     let up = &uploads.uploads[0];
     s.presigned(&up.idx.url, Method::PUT, idx2, &headers_of(&up.idx))
         .await;
-    s.presigned(&up.pack.as_ref().expect("single put").url, Method::PUT, pack2, &headers_of(up.pack.as_ref().expect("single put")))
-        .await;
+    s.presigned(
+        &up.pack.as_ref().expect("single put").url,
+        Method::PUT,
+        pack2,
+        &headers_of(up.pack.as_ref().expect("single put")),
+    )
+    .await;
     let mut push = update_body("refs/heads/main", Some(A), Some(&"b".repeat(40)));
     push["packs"] = json!([other]);
     let r = s.api("ws/repo", "update", t, push).await;
@@ -592,7 +605,12 @@ async fn presigned_put_refuses_wrong_sizes_and_bad_signatures() {
         )
         .await;
     let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
-    let url = uploads.uploads[0].pack.as_ref().expect("single put").url.clone();
+    let url = uploads.uploads[0]
+        .pack
+        .as_ref()
+        .expect("single put")
+        .url
+        .clone();
     let target = s
         .root
         .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack"));

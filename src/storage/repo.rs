@@ -848,6 +848,6 @@ fn rejected(name: &str, detail: &str) -> RefResult {
 }
 
 mod compact;
-pub mod upload;
 #[cfg(test)]
 mod tests;
+pub mod upload;
