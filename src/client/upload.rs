@@ -4,9 +4,10 @@
 //!
 //! Parts go up [`PARALLEL_PARTS`] at a time, each streamed from its own range of the file on
 //! disk, so memory stays at a few read buffers whatever the pack's size. A part that fails is
-//! retried alone (with backoff, [`super::with_retries`]); a URL the store refuses with 403
-//! (expired, or its signature refused) is never retried: the server is asked for fresh URLs
-//! (for a multipart upload, of the same upload) and the transfer carries on. When a multipart
+//! retried alone, with backoff, while its URL lives; a URL that is dead (past the expiry the
+//! `uploads` answer states, or refused by the store with 403) is never tried again: the server
+//! is asked for fresh URLs (for a multipart upload, of the same upload) and the transfer
+//! carries on. When a multipart
 //! upload cannot be finished, the server is asked to abort it, so that no parts are left.
 //!
 //! Does not decide what to upload (the caller built the pack) and never logs a URL.
