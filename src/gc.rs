@@ -9,7 +9,6 @@
 
 use crate::api::{
     CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
-    UploadSpec, UploadsRequest, UploadsResponse,
 };
 use crate::client::{self, Client};
 use crate::helper::fetch;
@@ -35,8 +34,6 @@ pub enum Error {
     },
     #[error("git repack left {count} packs instead of one while compacting '{repo}'")]
     NotOnePack { repo: String, count: usize },
-    #[error("server gave no upload URL for {pack} of '{repo}'")]
-    NoUpload { pack: String, repo: String },
 }
 
 /// What one compaction did.
@@ -97,33 +94,19 @@ pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
     let idx_size = std::fs::metadata(&merged.1)?.len();
     let name = pack_name(&merged.0);
 
-    let uploads: UploadsResponse = client
-        .call(
-            Route::Uploads,
-            &UploadsRequest {
-                packs: vec![UploadSpec {
-                    name: name.clone(),
-                    pack_size,
-                    idx_size,
-                }],
-            },
-        )
-        .await?;
-    let up = uploads
-        .uploads
-        .iter()
-        .find(|u| u.name == name)
-        .ok_or_else(|| Error::NoUpload {
-            pack: name.clone(),
-            repo: repo.clone(),
-        })?;
     let bar = Progress::new(progress).bytes("Uploading merged pack", pack_size + idx_size);
-    let what = format!("index of {name} to '{repo}'");
-    client::with_retries(|| client::upload_file(client.http(), &up.idx, &merged.1, &what, &bar))
-        .await?;
-    let what = format!("pack {name} to '{repo}'");
-    client::with_retries(|| client::upload_file(client.http(), &up.pack, &merged.0, &what, &bar))
-        .await?;
+    client::upload_pack(
+        client,
+        client::PackFiles {
+            name: &name,
+            pack_path: &merged.0,
+            idx_path: &merged.1,
+            pack_size,
+            idx_size,
+        },
+        &bar,
+    )
+    .await?;
     bar.finish();
 
     let response: CompactResponse = client

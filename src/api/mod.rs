@@ -28,6 +28,8 @@ pub enum Route {
     Head,
     Create,
     Compact,
+    Complete,
+    Abort,
 }
 
 impl Route {
@@ -41,6 +43,8 @@ impl Route {
             Route::Head => "head",
             Route::Create => "create",
             Route::Compact => "compact",
+            Route::Complete => "complete",
+            Route::Abort => "abort",
         }
     }
 }
@@ -118,19 +122,67 @@ pub struct UploadSpec {
     pub name: String,
     pub pack_size: u64,
     pub idx_size: u64,
+    /// Asking again for fresh URLs (the first ones expired) of a multipart upload already
+    /// started: its id, so that the server presigns that upload's parts instead of starting
+    /// another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UploadsResponse {
     pub uploads: Vec<Upload>,
+    /// Unix time (seconds) at which the URLs in this response expire; a client asks for
+    /// fresh ones instead of trying a dead URL. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
-/// Where to `PUT` one pack's idx and pack; upload the idx first (DESIGN §3 rule 1).
+/// Where to `PUT` one pack's idx and pack; upload the idx first (DESIGN §3 rule 1). The pack
+/// goes up either in one `PUT` (`pack`) or, when large and the store has multipart uploads,
+/// in parts (`multipart`), which the client then asks the server to `complete`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Upload {
     pub name: String,
     pub idx: PresignedRequest,
-    pub pack: PresignedRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PresignedRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartUpload>,
+}
+
+/// A multipart upload of a pack, started by the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MultipartUpload {
+    pub upload_id: String,
+    /// Size of every part but the last: part `i` (from 1) is the file range starting at
+    /// `(i - 1) * part_size`.
+    pub part_size: u64,
+    /// One presigned `PUT` per part, in part order, each with its signed `Content-Length`.
+    pub parts: Vec<PresignedRequest>,
+}
+
+/// `complete` request: every part of a multipart upload is uploaded; assemble the pack. The
+/// server checks each stored part against the sizes `pack_size` and `part_size` imply.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompleteRequest {
+    pub name: String,
+    pub upload_id: String,
+    pub pack_size: u64,
+    pub part_size: u64,
+}
+
+/// `abort` request: give a multipart upload up and free its parts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AbortRequest {
+    pub name: String,
+    pub upload_id: String,
+}
+
+/// Answer of `complete` and `abort`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MultipartDone {
+    pub name: String,
 }
 
 /// A presigned HTTP request: send exactly `headers` (they are signed) and the body.
@@ -349,5 +401,25 @@ mod tests {
             serde_json::to_string(&res).expect("serializes"),
             r#"{"ref":"refs/heads/a","status":"stale"}"#
         );
+    }
+
+    #[test]
+    fn single_put_uploads_still_parse() {
+        // What the Hypha plugin (and any server without multipart) answers.
+        let up: Upload = serde_json::from_str(
+            r#"{"name":"pack-x","idx":{"method":"PUT","url":"u1"},"pack":{"method":"PUT","url":"u2","headers":{"Content-Length":"9"}}}"#,
+        )
+        .expect("valid json");
+        assert!(up.multipart.is_none());
+        assert_eq!(up.pack.expect("single put").url, "u2");
+        let spec = UploadSpec {
+            name: "pack-x".into(),
+            pack_size: 1,
+            idx_size: 1,
+            upload_id: None,
+        };
+        assert!(!serde_json::to_string(&spec)
+            .expect("serializes")
+            .contains("upload_id"));
     }
 }

@@ -11,6 +11,7 @@ use hypha_git::config;
 use hypha_git::gc;
 use hypha_git::login;
 use hypha_git::server::{self, ServeOptions};
+use hypha_git::storage::repo::upload::MultipartPolicy;
 use hypha_git::storage::s3;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run remote API v1 over a local directory or an S3 bucket, in Hypha's storage layout.
+    // A later flag wins over an earlier one, so that a wrapper (or a test suite) can put
+    // defaults first and let its caller override them.
+    #[command(args_override_self = true)]
     Serve {
         /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
         #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
@@ -60,6 +64,20 @@ enum Command {
         /// (default: presigned-URL lifetime + 10 minutes).
         #[arg(long, env = "HYPHA_GC_GRACE_SECS")]
         gc_grace_secs: Option<u64>,
+        /// Lifetime of presigned URLs in seconds (default 3600). Clients whose URL expired
+        /// ask for a fresh one.
+        #[arg(long, env = "HYPHA_URL_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=604800))]
+        url_ttl_secs: Option<u64>,
+        /// Packs larger than this many bytes go up to S3 in parts (default 64 MiB).
+        #[arg(long, env = "HYPHA_MULTIPART_THRESHOLD", default_value_t = MultipartPolicy::default().threshold)]
+        multipart_threshold: u64,
+        /// Size of each part of a multipart upload in bytes (default 16 MiB; at least 5 MiB).
+        #[arg(long, env = "HYPHA_MULTIPART_PART_SIZE", default_value_t = MultipartPolicy::default().part_size)]
+        multipart_part_size: u64,
+        /// Abort multipart uploads older than this many seconds (default: a day, or twice the
+        /// URL lifetime if longer); checked at start and hourly.
+        #[arg(long, env = "HYPHA_MULTIPART_STALE_SECS")]
+        multipart_stale_secs: Option<u64>,
     },
     /// Create an empty repository (HEAD points at main).
     Create {
@@ -142,6 +160,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             s3_prefix,
             s3_region,
             s3_path_style,
+            url_ttl_secs,
+            multipart_threshold,
+            multipart_part_size,
+            multipart_stale_secs,
         } => {
             let s3 = match s3_bucket {
                 Some(bucket) => Some(s3::Config {
@@ -165,6 +187,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                 public_url,
                 gc_grace: gc_grace_secs.map(Duration::from_secs),
                 s3,
+                url_ttl: url_ttl_secs.map(Duration::from_secs),
+                multipart: MultipartPolicy {
+                    threshold: multipart_threshold,
+                    part_size: multipart_part_size,
+                },
+                stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
             }))?;
         }
         Command::Create {

@@ -5,8 +5,10 @@
 //! `reqwest::Error` is stripped of its URL before it is kept. Knows nothing of git.
 
 mod transfer;
+mod upload;
 
-pub use transfer::{download_stream, upload_file};
+pub use transfer::download_stream;
+pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
 
 use crate::api::{self, ErrorBody, ErrorCode, Route};
 use crate::config::{self, Remote, Token, TokenSource};
@@ -97,6 +99,12 @@ impl Error {
             Error::Interrupted { .. } => true,
             _ => false,
         }
+    }
+
+    /// The store refused a presigned URL (403): expired, or its signature no longer holds.
+    /// Retrying it is pointless; a fresh URL from the API may work.
+    pub fn is_refused_url(&self) -> bool {
+        matches!(self, Error::TransferStatus { status: 403, .. })
     }
 
     /// How long the server asked us to wait before trying again.

@@ -8,10 +8,7 @@
 use super::local::has_object;
 use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
-use crate::api::{
-    self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse, UploadSpec,
-    UploadsRequest, UploadsResponse,
-};
+use crate::api::{self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse};
 use crate::client::{self, Client};
 use crate::pack;
 use crate::progress::Progress;
@@ -297,36 +294,27 @@ async fn upload(
     built: &pack::Built,
     settings: &PushSettings,
 ) -> Result<(), client::Error> {
-    let request = UploadsRequest {
-        packs: vec![UploadSpec {
-            name: built.name.clone(),
+    let repo = client.remote().display_name();
+    let bar =
+        Progress::new(settings.progress).bytes("Uploading pack", built.idx_size + built.pack_size);
+    client::upload_pack(
+        client,
+        client::PackFiles {
+            name: &built.name,
+            pack_path: &built.pack_path,
+            idx_path: &built.idx_path,
             pack_size: built.pack_size,
             idx_size: built.idx_size,
-        }],
-    };
-    let response: UploadsResponse = client.call(Route::Uploads, &request).await?;
-    let repo = client.remote().display_name();
-    for up in response.uploads.iter().filter(|u| u.name == built.name) {
-        let bar = Progress::new(settings.progress)
-            .bytes("Uploading pack", built.idx_size + built.pack_size);
-        // idx first: a lone idx is invisible to readers, a lone pack breaks them (DESIGN §3).
-        let what = format!("index of {} to '{repo}'", built.name);
-        client::with_retries(|| {
-            client::upload_file(client.http(), &up.idx, &built.idx_path, &what, &bar)
-        })
-        .await?;
-        let what = format!("pack {} to '{repo}'", built.name);
-        client::with_retries(|| {
-            client::upload_file(client.http(), &up.pack, &built.pack_path, &what, &bar)
-        })
-        .await?;
-        bar.finish();
-        if settings.verbosity >= 2 {
-            eprintln!(
-                "hypha: uploaded {} ({} bytes) to {repo}",
-                built.name, built.pack_size
-            );
-        }
+        },
+        &bar,
+    )
+    .await?;
+    bar.finish();
+    if settings.verbosity >= 2 {
+        eprintln!(
+            "hypha: uploaded {} ({} bytes) to {repo}",
+            built.name, built.pack_size
+        );
     }
     Ok(())
 }

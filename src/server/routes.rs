@@ -6,7 +6,7 @@
 //!
 //! Access rules:
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
-//! - `uploads`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - `uploads`, `complete`, `abort`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
@@ -17,6 +17,7 @@ use super::log::LogNote;
 use super::state::AppState;
 use crate::api::{self, ErrorCode, Route};
 use crate::auth;
+use crate::storage::repo::upload::MAX_MULTIPART_SIZE;
 use crate::storage::{RepoConfig, Repository};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -87,6 +88,18 @@ async fn dispatch(
             authorize_write(&caller, workspace, &repo).await?;
             update(&repo, parse(&body)?).await
         }
+        Route::Complete => {
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::CompleteRequest = parse(&body)?;
+            repo.complete_upload(&req).await?;
+            multipart_done(&req.name, format!("multipart completed {}", req.name))
+        }
+        Route::Abort => {
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::AbortRequest = parse(&body)?;
+            repo.abort_upload(&req).await?;
+            multipart_done(&req.name, format!("multipart aborted {}", req.name))
+        }
         Route::Compact => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::CompactRequest = parse(&body)?;
@@ -111,6 +124,8 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "head" => Route::Head,
         "create" => Route::Create,
         "compact" => Route::Compact,
+        "complete" => Route::Complete,
+        "abort" => Route::Abort,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }
@@ -240,19 +255,60 @@ async fn uploads(
             )));
         }
         for (what, size) in [("pack", spec.pack_size), ("idx", spec.idx_size)] {
-            if size == 0 || size > state.max_single_put {
+            // A pack that goes up in parts may be larger than one PUT allows.
+            let limit = if what == "pack" && repo.uses_multipart(size) {
+                MAX_MULTIPART_SIZE
+            } else {
+                state.max_single_put
+            };
+            if size == 0 || size > limit {
                 return Err(ApiError::invalid(format!(
-                    "{}: {what} size {size} is outside 1..={}",
-                    spec.name, state.max_single_put
+                    "{}: {what} size {size} is outside 1..={limit}",
+                    spec.name
                 )));
             }
         }
     }
+    let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());
+    let mut notes = Vec::new();
     for spec in &req.packs {
-        uploads.push(repo.presign_upload(spec, state.presign_expires_in).await?);
+        let upload = repo.presign_upload(spec, state.presign_expires_in).await?;
+        if let Some(mp) = &upload.multipart {
+            // The upload id names no secret (using it takes the server's credentials); the
+            // log line lets an operator find an upload a crashed client left behind.
+            let verb = if spec.upload_id.is_some() {
+                "presigned again"
+            } else {
+                "started"
+            };
+            notes.push(format!(
+                "multipart {verb} {} upload={} parts={}",
+                spec.name,
+                mp.upload_id,
+                mp.parts.len()
+            ));
+        }
+        uploads.push(upload);
     }
-    Ok(Json(api::UploadsResponse { uploads }).into_response())
+    let mut response = Json(api::UploadsResponse {
+        uploads,
+        expires_at: Some(expires_at),
+    })
+    .into_response();
+    if !notes.is_empty() {
+        response.extensions_mut().insert(LogNote(notes.join("; ")));
+    }
+    Ok(response)
+}
+
+fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
+    let mut response = Json(api::MultipartDone {
+        name: name.to_owned(),
+    })
+    .into_response();
+    response.extensions_mut().insert(LogNote(note));
+    Ok(response)
 }
 
 async fn update(repo: &Repository, req: api::UpdateRequest) -> Result<Response, ApiError> {

@@ -3,6 +3,7 @@
 //! Owns construction and defaults only; handlers live in `routes` and `store`.
 
 use crate::auth;
+use crate::storage::repo::upload::MultipartPolicy;
 use crate::storage::{Backend, LocalDisk, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,12 @@ impl AppState {
     /// Grace period of retired packs; shorter than a URL's lifetime only for tests.
     pub fn gc_grace(mut self, grace: Duration) -> AppState {
         self.gc_grace = grace;
+        self
+    }
+
+    /// When packs go up in parts (stores with multipart uploads only).
+    pub fn multipart(mut self, policy: MultipartPolicy) -> AppState {
+        self.store = self.store.with_multipart(policy);
         self
     }
 

@@ -468,8 +468,16 @@ async fn push_and_fetch_through_presigned_urls() {
     let up = &uploads.uploads[0];
     assert_eq!(up.idx.method, "PUT");
     assert_eq!(up.idx.headers["Content-Type"], "application/octet-stream");
-    assert_eq!(up.pack.headers["Content-Length"], pack.len().to_string());
-    assert!(up.pack.url.starts_with(&format!("{BASE}/_store/")));
+    assert_eq!(
+        up.pack.as_ref().expect("single put").headers["Content-Length"],
+        pack.len().to_string()
+    );
+    assert!(up
+        .pack
+        .as_ref()
+        .expect("single put")
+        .url
+        .starts_with(&format!("{BASE}/_store/")));
 
     // Updating before the upload finished is refused, naming the pack.
     let mut push = update_body("refs/heads/main", None, Some(A));
@@ -484,10 +492,10 @@ async fn push_and_fetch_through_presigned_urls() {
     assert_eq!(r.status, StatusCode::OK);
     let r = s
         .presigned(
-            &up.pack.url,
+            &up.pack.as_ref().expect("single put").url,
             Method::PUT,
             pack.clone(),
-            &headers_of(&up.pack),
+            &headers_of(up.pack.as_ref().expect("single put")),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -569,8 +577,13 @@ async fn push_and_fetch_through_presigned_urls() {
     let up = &uploads.uploads[0];
     s.presigned(&up.idx.url, Method::PUT, idx2, &headers_of(&up.idx))
         .await;
-    s.presigned(&up.pack.url, Method::PUT, pack2, &headers_of(&up.pack))
-        .await;
+    s.presigned(
+        &up.pack.as_ref().expect("single put").url,
+        Method::PUT,
+        pack2,
+        &headers_of(up.pack.as_ref().expect("single put")),
+    )
+    .await;
     let mut push = update_body("refs/heads/main", Some(A), Some(&"b".repeat(40)));
     push["packs"] = json!([other]);
     let r = s.api("ws/repo", "update", t, push).await;
@@ -592,7 +605,12 @@ async fn presigned_put_refuses_wrong_sizes_and_bad_signatures() {
         )
         .await;
     let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
-    let url = uploads.uploads[0].pack.url.clone();
+    let url = uploads.uploads[0]
+        .pack
+        .as_ref()
+        .expect("single put")
+        .url
+        .clone();
     let target = s
         .root
         .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack"));
@@ -745,7 +763,7 @@ async fn presigned_put_streams_past_the_json_body_limit() {
         )
         .await;
     let uploads: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
-    let up = &uploads.uploads[0].pack;
+    let up = uploads.uploads[0].pack.as_ref().expect("single put");
     let r = s
         .presigned(&up.url, Method::PUT, vec![7; size], &headers_of(up))
         .await;

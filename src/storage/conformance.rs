@@ -538,6 +538,7 @@ async fn upload_fake_pack(
         name: name.clone(),
         pack_size: pack.len() as u64,
         idx_size: idx.len() as u64,
+        upload_id: None,
     };
     repo.presign_upload(&spec, Duration::from_secs(60))
         .await

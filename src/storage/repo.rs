@@ -80,6 +80,7 @@ pub struct PackEntry {
 pub struct Store {
     backend: Arc<dyn Backend>,
     locks: Arc<Locks>,
+    multipart: upload::MultipartPolicy,
 }
 
 #[derive(Debug, Default)]
@@ -106,7 +107,14 @@ impl Store {
         Store {
             backend,
             locks: Arc::default(),
+            multipart: upload::MultipartPolicy::default(),
         }
+    }
+
+    /// When packs go up in parts (where the backend has multipart uploads).
+    pub fn with_multipart(mut self, policy: upload::MultipartPolicy) -> Store {
+        self.multipart = policy;
+        self
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -126,6 +134,7 @@ impl Store {
         Ok(Repository {
             backend: self.backend.clone(),
             lock: self.locks.get(&prefix),
+            multipart: self.multipart,
             name: format!("{workspace}/{alias}"),
             prefix,
         })
@@ -137,6 +146,7 @@ impl Store {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     lock: Arc<tokio::sync::Mutex<()>>,
+    multipart: upload::MultipartPolicy,
     /// `workspace/alias`, for messages.
     name: String,
     /// `{workspace}/artifacts/{alias}/.git/`.
@@ -448,19 +458,13 @@ impl Repository {
                 Some(spec.idx_size),
             )
             .await?;
-        let pack = self
-            .backend
-            .presign(
-                &self.pack_key(&spec.name, "pack"),
-                PresignMethod::Put,
-                expires_in,
-                Some(spec.pack_size),
-            )
-            .await?;
+        // One PUT, or a multipart upload for a large pack: see `upload`.
+        let (pack, multipart) = self.presign_pack(spec, expires_in).await?;
         Ok(api::Upload {
             name: spec.name.clone(),
             idx,
             pack,
+            multipart,
         })
     }
 
@@ -913,4 +917,5 @@ mod compact;
 mod journal;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 mod uploads;

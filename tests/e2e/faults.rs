@@ -27,8 +27,15 @@ pub struct Faulty {
 
 impl Faulty {
     pub fn new() -> Faulty {
+        Faulty::with_serve_args(&[])
+    }
+
+    /// As [`Faulty::new`], with extra `git hypha serve` arguments.
+    pub fn with_serve_args(extra: &[&str]) -> Faulty {
         let proxy = Proxy::start();
-        let env = TestEnv::with_serve_args(&proxy.serve_args());
+        let mut args = proxy.serve_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = TestEnv::with_serve_args(&args);
         proxy.set_upstream(env.server.url());
         Faulty { env, proxy }
     }
@@ -558,4 +565,46 @@ fn persistent_faults_fail_fetch_and_clone_cleanly() {
         "persistent_fetch",
         &[("faults", f.proxy.injected()), ("cases", total)],
     );
+}
+
+/// Presigned URLs live 2 seconds and the proxy holds the first idx `PUT`, the first pack
+/// `PUT` and the first pack `GET` for 3: the store refuses them as expired, and the helper
+/// asks the API for fresh URLs (the server log shows the second `uploads` and `packs`)
+/// instead of retrying a dead one; push and clone succeed. (The same on S3, with multipart
+/// parts: `multipart::expired_urls_are_renewed_on_s3s_fs`.)
+#[test]
+fn expired_urls_are_renewed() {
+    if skip_without_proxied_transfers("expired_urls_are_renewed") {
+        return;
+    }
+    let f = Faulty::with_serve_args(&["--url-ttl-secs", "2"]);
+    f.env.create("ttl");
+    let url = f.url("ttl");
+    let src = f.env.init("ttl-src");
+    f.env.commit(&src, "c1");
+    f.env.git(&src, &["remote", "add", "origin", &url]);
+    let slow = Fault::Delay(Duration::from_secs(3));
+    f.proxy.inject("PUT", ".idx", Some(1), slow.clone());
+    f.proxy.inject("PUT", ".pack", Some(1), slow.clone());
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+    assert_eq!(f.proxy.injected(), 2);
+    let count = |route: &str| {
+        f.env
+            .server_log()
+            .lines()
+            .filter(|l| l.contains(&format!("/remote/v1/{route} 200")))
+            .count()
+    };
+    assert_eq!(count("uploads"), 3, "{}", f.env.server_log());
+    // Each dead URL was tried once: the idx and the pack went up twice each, no more.
+    assert_eq!(f.proxy.count("PUT", ".idx"), 2);
+    assert_eq!(f.proxy.count("PUT", ".pack"), 2);
+
+    let packs_before = count("packs");
+    f.proxy.inject("GET", ".pack", Some(1), slow);
+    let clone = f.env.path("clone");
+    f.env.clone(&url, &clone);
+    assert_eq!(f.proxy.injected(), 3);
+    assert_eq!(f.env.rev(&clone, "HEAD"), f.env.rev(&src, "HEAD"));
+    assert_eq!(count("packs"), packs_before + 2, "{}", f.env.server_log());
 }

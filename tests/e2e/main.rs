@@ -28,6 +28,7 @@ mod gc;
 mod history;
 mod hostile;
 mod lifecycle;
+mod multipart;
 mod options;
 mod permissions;
 mod progress;

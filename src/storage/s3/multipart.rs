@@ -10,8 +10,8 @@
 //! the client never reports part etags and a short or missing part is named, not assembled.
 //!
 //! Abandoned uploads cost storage until aborted: [`Multipart::abort_stale_uploads`] aborts
-//! every upload under a prefix older than a given age (for `git hypha gc`; on AWS a bucket
-//! lifecycle rule `AbortIncompleteMultipartUpload` does the same).
+//! every upload under a prefix older than a given age (`git hypha serve` sweeps at start and
+//! hourly; on AWS a bucket lifecycle rule `AbortIncompleteMultipartUpload` does the same).
 
 use super::{Failure, S3};
 use crate::api::PresignedRequest;

@@ -36,6 +36,9 @@ pub enum Fault {
     Reset,
     /// Read the request, then say nothing for this long, then close.
     Stall(Duration),
+    /// Read the request, wait this long, then forward it as usual (a slow link: a presigned
+    /// URL may expire on the way).
+    Delay(Duration),
     /// Forward, then relay the response head and only half of its body, then close.
     Truncate,
     /// Forward (so the server acts on it), then close without any answer.
@@ -276,6 +279,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             thread::sleep(*how_long);
             return Ok(());
         }
+        Some(Fault::Delay(how_long)) => thread::sleep(*how_long),
         _ => {}
     }
     if let Some(Fault::Hold(gate)) = &fault {
