@@ -168,14 +168,18 @@ fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
     git(
         repo,
         "repack",
-        Command::new("git").arg("--git-dir").arg(git_dir).args([
-            "repack",
-            "-a",
-            "-d",
-            "--keep-unreachable",
-            "--no-write-bitmap-index",
-            "-q",
-        ]),
+        Command::new("git")
+            .args(crate::pack::limits::config_args(git_dir))
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args([
+                "repack",
+                "-a",
+                "-d",
+                "--keep-unreachable",
+                "--no-write-bitmap-index",
+                "-q",
+            ]),
     )?;
     let pack_dir = git_dir.join("objects").join("pack");
     let packs: Vec<PathBuf> = std::fs::read_dir(&pack_dir)?

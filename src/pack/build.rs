@@ -45,6 +45,7 @@ pub fn build(
     progress: bool,
 ) -> Result<Option<Built>, Error> {
     let mut child = Command::new("git")
+        .args(super::limits::config_args(git_dir))
         .arg("--git-dir")
         .arg(git_dir)
         .args([

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod index;
+pub mod limits;
 
 pub use build::{build, Built};
 pub use index::{index, Indexed};
