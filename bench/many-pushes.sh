@@ -10,6 +10,8 @@
 #   clone      `git clone --bare -q --no-local` of each remote
 #   push       one new commit (not part of the comparison; it makes the fetch below)
 #   fetch      `git fetch` of that commit into a mirror clone of each remote
+# Before gc, one more fetch goes into a mirror of `many` repacked locally (git's own auto gc,
+# off here, would do that), which isolates the remote's pack count from the local one.
 # Then `git hypha gc` merges the packs of `many`, a new `packed-after` gets the grown history in
 # one push, and the same rounds run again; plus a fetch by a clone of `many` made before gc
 # (its first fetch sees the merged pack as new).
@@ -200,6 +202,13 @@ rounds() {
   for peer in "$a" "$b"; do
     git clone -q --mirror "$(url "$peer")" "$work/mirror-$peer.git" || die "mirror clone of $peer failed"
   done
+  if [ "$phase" = "before gc" ]; then
+    # The mirror of `many` holds its 501 packs, and git looks objects up pack by pack; git's
+    # own auto gc (off here) would repack it. This one is repacked, so that the fetch from the
+    # many-pack remote is timed without the local pack count.
+    cp -a "$work/mirror-$a.git" "$work/repacked-$a.git"
+    git -C "$work/repacked-$a.git" repack -a -d -q || die "repacking the mirror of $a failed"
+  fi
   for r in $(seq "$runs"); do
     note "$phase: round $r/$runs"
     order="$a $b"
@@ -227,6 +236,11 @@ rounds() {
         check "$phase: fetch from $peer" "$commit" "$(git -C "$work/mirror-$peer.git" rev-parse main 2>&1)"
       fi
     done
+    if [ "$phase" = "before gc" ]; then
+      if measure "$phase" "fetch 1 commit, local clone repacked" "$a" "$r" git -C "$work/repacked-$a.git" fetch -q; then
+        check "$phase: fetch into the repacked mirror of $a" "$commit" "$(git -C "$work/repacked-$a.git" rev-parse main 2>&1)"
+      fi
+    fi
     if [ "$phase" = "after gc" ]; then
       # A clone of `many` made before gc, fetching for the first time since.
       rm -rf "$work/stale.git"

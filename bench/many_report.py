@@ -103,6 +103,15 @@ def main():
                 phase, op, cell(a, fa), cell(p, fp),
                 "%.2fx" % ratio if ratio else "-",
                 ("met" if ratio <= TARGET else "MISSED") if ratio else "-"))
+        if phase == "before gc" and by[(phase, "fetch 1 commit, local clone repacked", "many")]:
+            op = "fetch 1 commit, local clone repacked"
+            a = secs(phase, op, "many")
+            p = secs(phase, "fetch 1 commit", fresh)
+            fa = len(by[(phase, op, "many")]) - len(a)
+            ratio = med(a) / med(p) if a and p else None
+            w("| %s | %s | %s | %s | %s | %s |" % (
+                phase, op, cell(a, fa), cell(p, 0), "%.2fx" % ratio if ratio else "-",
+                ("met" if ratio <= TARGET else "MISSED") if ratio else "-"))
         if phase == "after gc":
             op = "fetch 1 commit, clone from before gc"
             a = secs(phase, op, "many")
