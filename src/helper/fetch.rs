@@ -119,6 +119,8 @@ impl Written {
 struct Downloaded {
     name: String,
     new: Option<Written>,
+    /// The wanted ids this pack holds: present now, no local lookup needed.
+    covers: Vec<[u8; 20]>,
 }
 
 /// The `.keep` guarding a new pack until git has written refs to its objects. Until it is
@@ -201,15 +203,28 @@ async fn fetch_all(
     let fresh = settings.cloning || !has_any_pack_or_object(git_dir);
     let take = |_: &PackInfo| fresh;
     let mut taken = BTreeSet::new();
+    // git asks only for objects it lacks, so a pack whose idx lists a wanted id is needed
+    // without asking the local object store, which after many pushes means loading hundreds
+    // of local idx files; and a want such a pack brought in needs no lookup afterwards.
+    let wanted: BTreeSet<[u8; 20]> = wants
+        .iter()
+        .filter_map(|w| gix::ObjectId::from_hex(w.oid.as_bytes()).ok())
+        .filter_map(|id| id.as_slice().try_into().ok())
+        .collect();
+    let mut covered = BTreeSet::new();
+    let mut got = Got {
+        taken: &mut taken,
+        covered: &mut covered,
+    };
     download_needed(
-        client, git_dir, &pack_dir, &unseen, take, settings, written, &mut taken,
+        client, git_dir, &pack_dir, &unseen, take, &wanted, settings, written, &mut got,
     )
     .await?;
     known.extend(unseen.iter().map(|p| p.name.clone()));
 
     // The known-pack record is a cache, and an idx only a hint; if they hid a pack we need,
     // look at every pack again, and take the unseen ones whose idx claimed nothing new.
-    if !missing_wants(git_dir, wants)?.is_empty() {
+    if !missing_wants(git_dir, wants, &covered)?.is_empty() {
         let all: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
         let again: Vec<PackInfo> = all
             .packs
@@ -217,12 +232,16 @@ async fn fetch_all(
             .filter(|p| !taken.contains(&p.name))
             .collect();
         let suspect = |p: &PackInfo| unseen.iter().any(|u| u.name == p.name);
+        let mut got = Got {
+            taken: &mut taken,
+            covered: &mut covered,
+        };
         download_needed(
-            client, git_dir, &pack_dir, &again, suspect, settings, written, &mut taken,
+            client, git_dir, &pack_dir, &again, suspect, &wanted, settings, written, &mut got,
         )
         .await?;
         known.extend(again.iter().map(|p| p.name.clone()));
-        if let Some(w) = missing_wants(git_dir, wants)?.first() {
+        if let Some(w) = missing_wants(git_dir, wants, &covered)?.first() {
             return Err(Error::Missing {
                 repo: repo_name,
                 oid: w.oid.clone(),
@@ -264,16 +283,31 @@ fn has_any_pack_or_object(git_dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn missing_wants<'a>(git_dir: &Path, wants: &'a [FetchSpec]) -> Result<Vec<&'a FetchSpec>, Error> {
-    let repo = open(git_dir)?;
-    Ok(wants
+/// The wants still missing; those in `covered` (brought in by a verified pack) are present.
+fn missing_wants<'a>(
+    git_dir: &Path,
+    wants: &'a [FetchSpec],
+    covered: &BTreeSet<[u8; 20]>,
+) -> Result<Vec<&'a FetchSpec>, Error> {
+    let id = |w: &FetchSpec| gix::ObjectId::from_hex(w.oid.as_bytes()).ok();
+    let unsure: Vec<&FetchSpec> = wants
         .iter()
-        .filter(|w| {
-            gix::ObjectId::from_hex(w.oid.as_bytes())
-                .map(|id| !repo.has_object(id))
-                .unwrap_or(true)
-        })
+        .filter(|w| !id(w).is_some_and(|id| covered.contains(id.as_slice())))
+        .collect();
+    if unsure.is_empty() {
+        return Ok(unsure);
+    }
+    let repo = open(git_dir)?;
+    Ok(unsure
+        .into_iter()
+        .filter(|w| id(w).is_none_or(|id| !repo.has_object(id)))
         .collect())
+}
+
+/// What [`download_needed`] took: pack names, and the wanted ids those packs hold.
+struct Got<'a> {
+    taken: &'a mut BTreeSet<String>,
+    covered: &'a mut BTreeSet<[u8; 20]>,
 }
 
 /// Download every pack of `packs` into the repository at `git_dir` (verified, with `.keep`
@@ -293,6 +327,7 @@ pub async fn download_all(
     let pack_dir = git_dir.join("objects").join("pack");
     let mut written = Vec::new();
     let mut taken = BTreeSet::new();
+    let mut covered = BTreeSet::new();
     let all = |_: &PackInfo| true;
     let result = download_needed(
         client,
@@ -300,9 +335,13 @@ pub async fn download_all(
         &pack_dir,
         packs,
         all,
+        &BTreeSet::new(),
         &settings,
         &mut written,
-        &mut taken,
+        &mut Got {
+            taken: &mut taken,
+            covered: &mut covered,
+        },
     )
     .await;
     match result {
@@ -317,11 +356,11 @@ pub async fn download_all(
     }
 }
 
-/// Download (in parallel) each pack of `packs` that holds something we lack, or that `take`
-/// says to take anyway. Every download is checked against the server's idx. Waits for all
-/// downloads even when one fails, so that nothing is still writing when the caller cleans
-/// up; each pack written lands in `written`, also on failure, and each pack downloaded in
-/// `taken`.
+/// Download (in parallel) each pack of `packs` that holds something we lack (an id of
+/// `wanted`, or one the local store lacks), or that `take` says to take anyway. Every
+/// download is checked against the server's idx. Waits for all downloads even when one
+/// fails, so that nothing is still writing when the caller cleans up; each pack written lands
+/// in `written`, also on failure, and each pack downloaded in `got`.
 #[allow(clippy::too_many_arguments)]
 async fn download_needed(
     client: &Client,
@@ -329,9 +368,10 @@ async fn download_needed(
     pack_dir: &Path,
     packs: &[PackInfo],
     take: impl Fn(&PackInfo) -> bool,
+    wanted: &BTreeSet<[u8; 20]>,
     settings: &FetchSettings,
     written: &mut Vec<Written>,
-    taken: &mut BTreeSet<String>,
+    got: &mut Got<'_>,
 ) -> Result<(), Error> {
     let repo_name = client.remote().display_name();
     // One counter for all parallel downloads; its total grows as packs are chosen.
@@ -346,7 +386,13 @@ async fn download_needed(
                     let Some(listed) = listed_ids(client, &info).await? else {
                         return Ok(None);
                     };
-                    if !take && !lacks_any(git_dir, &listed).await? {
+                    // idx ids are sorted.
+                    let covers: Vec<[u8; 20]> = wanted
+                        .iter()
+                        .filter(|w| listed.binary_search(w).is_ok())
+                        .copied()
+                        .collect();
+                    if !take && covers.is_empty() && !lacks_any(git_dir, &listed).await? {
                         return Ok(None);
                     }
                     bar.add_total(info.pack_size);
@@ -380,6 +426,7 @@ async fn download_needed(
                     Ok::<_, Error>(Some(Downloaded {
                         name: info.name,
                         new,
+                        covers,
                     }))
                 }
             })
@@ -394,7 +441,8 @@ async fn download_needed(
         match result {
             Ok(None) => {}
             Ok(Some(done)) => {
-                taken.insert(done.name);
+                got.taken.insert(done.name);
+                got.covered.extend(done.covers);
                 written.extend(done.new);
             }
             Err(e) => {

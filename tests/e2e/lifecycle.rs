@@ -445,3 +445,46 @@ fn pushed_repo(env: &TestEnv, url: &str, branches: &[&str]) -> PathBuf {
     );
     src
 }
+
+/// A fetch after several pushes takes every new pack (the wanted tip is in the last one, its
+/// parents in the others); with the known-pack record gone, every pack is unseen and it still
+/// downloads only the pack that holds objects it lacks.
+#[test]
+fn fetch_after_several_pushes_takes_exactly_the_new_packs() {
+    let env = TestEnv::new();
+    let url = env.create("several");
+    let src = env.init("src");
+    env.commit(&src, "base");
+    env.git(&src, &["remote", "add", "origin", &url]);
+    env.git(&src, &["push", "-u", "origin", "main"]);
+    let dst = env.path("dst");
+    env.clone(&url, &dst);
+    let before = env.local_packs(&dst);
+
+    for name in ["one", "two", "three"] {
+        env.commit(&src, name);
+        env.git(&src, &["push"]);
+    }
+    env.git(&dst, &["fetch"]);
+    env.fsck(&dst);
+    assert_eq!(env.rev(&dst, "origin/main"), env.rev(&src, "main"));
+    let after = env.local_packs(&dst);
+    assert_eq!(
+        after.len(),
+        before.len() + 3,
+        "fetch takes the three new packs: {after:?}"
+    );
+
+    let head = env.commit(&src, "four");
+    env.git(&src, &["push"]);
+    std::fs::remove_dir_all(dst.join(".git/hypha")).expect("remove the known-pack record");
+    env.git(&dst, &["fetch"]);
+    env.fsck(&dst);
+    assert_eq!(env.rev(&dst, "origin/main"), head);
+    let last = env.local_packs(&dst);
+    assert_eq!(
+        last.len(),
+        after.len() + 1,
+        "without the record, fetch still takes only the new pack: {last:?}"
+    );
+}
