@@ -139,6 +139,7 @@ async fn conformance_on_s3s_fs() {
     };
     let backend: Arc<dyn Backend> = Arc::new(store);
     conformance::get_put_head(backend.clone()).await;
+    conformance::get_many(backend.clone()).await;
     conformance::delete(backend.clone()).await;
     conformance::list(backend.clone()).await;
     conformance::range(backend.clone()).await;

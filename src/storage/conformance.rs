@@ -26,6 +26,7 @@ use std::time::Duration;
 /// Every check, in order.
 pub async fn run_all(backend: Arc<dyn Backend>) {
     get_put_head(backend.clone()).await;
+    get_many(backend.clone()).await;
     conditional_put(backend.clone()).await;
     delete(backend.clone()).await;
     list(backend.clone()).await;
@@ -41,6 +42,41 @@ fn unique_prefix(test: &str) -> String {
         "conformance/{test}-{}/",
         hex::encode(rand::random::<[u8; 8]>())
     )
+}
+
+/// `get_many` answers each key as `get` would, in the order asked.
+pub async fn get_many(backend: Arc<dyn Backend>) {
+    let p = unique_prefix("get-many");
+    let mut etags = Vec::new();
+    for name in ["a", "b/c"] {
+        let etag = backend
+            .put(
+                &format!("{p}{name}"),
+                Bytes::from(format!("body of {name}")),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put");
+        etags.push(etag);
+    }
+    let keys = vec![format!("{p}b/c"), format!("{p}missing"), format!("{p}a")];
+    let got = backend.get_many(keys, 2).await;
+    assert_eq!(got.len(), 3);
+    let body = |r: &Result<crate::storage::Object, Error>| match r {
+        Ok(o) => (
+            String::from_utf8_lossy(&o.body).into_owned(),
+            o.etag.clone(),
+        ),
+        Err(e) => panic!("get_many: {e}"),
+    };
+    assert_eq!(body(&got[0]), ("body of b/c".to_owned(), etags[1].clone()));
+    assert!(
+        matches!(got[1], Err(Error::NotFound { .. })),
+        "{:?}",
+        got[1].as_ref().err()
+    );
+    assert_eq!(body(&got[2]), ("body of a".to_owned(), etags[0].clone()));
+    assert!(backend.get_many(Vec::new(), 4).await.is_empty());
 }
 
 pub async fn get_put_head(backend: Arc<dyn Backend>) {

@@ -164,6 +164,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         content_length: Option<u64>,
     ) -> Result<crate::api::PresignedRequest, Error>;
 
+    /// Many small objects at once (every ref of a repository), each with its own outcome, in
+    /// the order of `keys`. The default sends `concurrency` `get`s at a time; a store that can
+    /// read them more cheaply in one go (local disk: one blocking task instead of one per
+    /// file, which made listing 10,000 refs 1.5x slower than `git ls-remote` on `git daemon`)
+    /// overrides it.
+    async fn get_many(&self, keys: Vec<String>, concurrency: usize) -> Vec<Result<Object, Error>> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(keys)
+            .map(|key| async move { self.get(&key).await })
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
     /// Multipart uploads (large packs), where the store has them: S3 does, local disk not.
     fn multipart(&self) -> Option<&dyn Multipart> {
         None

@@ -19,7 +19,7 @@
 use super::{Backend, Error, ObjectMeta, PresignMethod, PutMode};
 use crate::api::{self, RefResult, RefStatus, RefUpdate, UpdateRequest, UpdateResponse};
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -332,18 +332,15 @@ impl Repository {
     /// The ref objects as they are, one `GET` each.
     async fn stored_refs(&self) -> Result<BTreeMap<String, String>, Error> {
         let names = self.ref_names().await?;
-        let values: Vec<(String, Current)> = futures_util::stream::iter(names)
-            .map(|name| async move {
-                let current = self.read_ref(&name).await?;
-                Ok::<_, Error>((name, current))
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(values
-            .into_iter()
-            .filter_map(|(name, current)| current.oid.map(|oid| (name, oid)))
-            .collect())
+        let keys = names.iter().map(|name| self.key(name)).collect();
+        let objects = self.backend.get_many(keys, READ_CONCURRENCY).await;
+        let mut refs = BTreeMap::new();
+        for (name, object) in names.into_iter().zip(objects) {
+            if let Some(oid) = current_of(object)?.oid {
+                refs.insert(name, oid);
+            }
+        }
+        Ok(refs)
     }
 
     async fn ref_names(&self) -> Result<Vec<String>, Error> {
@@ -360,24 +357,7 @@ impl Repository {
 
     /// One ref, tolerating a missing newline or CRLF; an unreadable body counts as absent.
     async fn read_ref(&self, name: &str) -> Result<Current, Error> {
-        match self.backend.get(&self.key(name)).await {
-            Ok(obj) => {
-                let oid = std::str::from_utf8(&obj.body)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|s| api::is_object_id(s))
-                    .map(str::to_owned);
-                Ok(Current {
-                    oid,
-                    etag: Some(obj.etag),
-                })
-            }
-            Err(Error::NotFound { .. }) => Ok(Current {
-                oid: None,
-                etag: None,
-            }),
-            Err(e) => Err(e),
-        }
+        current_of(self.backend.get(&self.key(name)).await)
     }
 
     /// Every complete pack (idx present), oldest first. A `.pack` without its `.idx` is an
@@ -748,6 +728,29 @@ fn pack_sizes<'a>(
         }
     }
     map
+}
+
+/// A ref object as read: tolerating a missing newline or CRLF; an unreadable body counts as
+/// absent, and so does a ref deleted between listing and reading.
+fn current_of(read: Result<crate::storage::Object, Error>) -> Result<Current, Error> {
+    match read {
+        Ok(obj) => {
+            let oid = std::str::from_utf8(&obj.body)
+                .ok()
+                .map(str::trim)
+                .filter(|s| api::is_object_id(s))
+                .map(str::to_owned);
+            Ok(Current {
+                oid,
+                etag: Some(obj.etag),
+            })
+        }
+        Err(Error::NotFound { .. }) => Ok(Current {
+            oid: None,
+            etag: None,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 fn check_ref(name: &str) -> Result<(), Error> {
