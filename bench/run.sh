@@ -53,28 +53,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A clean git environment: no user or system config, fixed identity, no background gc.
-export HOME=$work/home GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 LC_ALL=C
-unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES
-mkdir -p "$HOME"
-git config --global user.name "Bench Committer"
-git config --global user.email "bench-committer@example.com"
-git config --global init.defaultBranch main
-git config --global gc.auto 0
-git config --global maintenance.auto false
-git config --global receive.autogc false
-git config --global advice.detachedHead false
-
-# The helper runs under /usr/bin/time so that its peak RSS (and that of the `git pack-objects`
-# it runs) lands in $BENCH_HELPER_RSS; target/release comes next on PATH for `git hypha`.
-mkdir -p "$work/wrap"
-cat >"$work/wrap/git-remote-hypha" <<EOF
-#!/bin/sh
-exec /usr/bin/time -f '%M' -a -o "\${BENCH_HELPER_RSS:-/dev/null}" "$bin/git-remote-hypha" "\$@"
-EOF
-chmod +x "$work/wrap/git-remote-hypha"
-export PATH="$work/wrap:$bin:$PATH"
-export BENCH_HELPER_RSS=$work/helper.rss
+# A clean git environment and the helper under /usr/bin/time (bench/env.sh).
+. "$here/env.sh"
+bench_git_env "$work" "$bin"
 
 # ---------------------------------------------------------------------------- data
 # bench/data/<name>.git, rebuilt when gen.py or its knobs change.
