@@ -17,10 +17,17 @@ fi
 
 cargo fmt --all -- --check
 
+# Hypha's venv (pip, about 4 min on a fresh machine, mostly download) installs in the
+# background while the Rust code builds and the first passes run; the Hypha pass waits for it.
+mkdir -p target/test-logs
+VENV_LOG=target/test-logs/hypha-venv.log
+scripts/hypha-services.sh install-venv >"$VENV_LOG" 2>&1 &
+venv_job=$!
+
 # S3 test servers: s3s-fs checks signatures, expiry and Range; moto applies conditional writes
 # atomically. Stopped by process id however this script ends.
 S3_ENV=target/s3-services/env
-trap 'scripts/s3-services.sh stop "$S3_ENV"' EXIT
+trap 'kill "$venv_job" 2>/dev/null || true; scripts/s3-services.sh stop "$S3_ENV"' EXIT
 trap 'exit 130' INT TERM
 scripts/s3-services.sh start "$S3_ENV"
 set -a
@@ -65,5 +72,11 @@ fi
 echo "tests against a real Hypha server (tests/hypha)"
 cargo build --locked --bins
 unset HYPHA_E2E_SERVE_ARGS HYPHA_E2E_STORE_ROOT
-bash tests/hypha/run.sh || status=1
+if wait "$venv_job"; then
+  bash tests/hypha/run.sh || status=1
+else
+  echo "installing Hypha's venv failed; its log ($VENV_LOG):" >&2
+  cat "$VENV_LOG" >&2
+  status=1
+fi
 exit "$status"

@@ -4,6 +4,8 @@
 # see HYPHA.md §6.
 #
 # Usage: scripts/hypha-services.sh start|stop [ENV_FILE]
+#        scripts/hypha-services.sh install-venv   (only the venv below; test.sh runs it in the
+#                                                  background while it builds)
 #
 # Hypha's S3 is s3s-fs by default (HYPHA_TEST_S3=s3s-fs): it checks SigV4 signatures and expiry
 # of the presigned URLs the plugin hands out, and keeps every key as a file, so tests can look
@@ -50,6 +52,10 @@ install_tools() {
     cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary \
       --root "$TOOLS/s3s-fs" --quiet
   fi
+  install_venv
+}
+
+install_venv() {
   if [[ -x $PY ]] && "$PY" -c 'import hypha, moto, pytest' 2>/dev/null; then
     return 0
   fi
@@ -197,8 +203,9 @@ stop() {
 case $ACTION in
   start) start ;;
   stop) stop ;;
+  install-venv) install_venv ;;
   *)
-    echo "usage: $0 start|stop [ENV_FILE]" >&2
+    echo "usage: $0 start|stop [ENV_FILE] | install-venv" >&2
     exit 2
     ;;
 esac

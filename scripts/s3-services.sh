@@ -7,6 +7,7 @@
 #                        it checks no signatures.
 #
 # Usage: scripts/s3-services.sh start|stop [ENV_FILE]
+#        scripts/s3-services.sh install        (only install what is missing)
 #
 # start installs what is missing (s3s-fs with cargo, moto[server] into a venv), starts both
 # on free 127.0.0.1 ports, creates the bucket on each, and writes ENV_FILE (default
@@ -140,8 +141,9 @@ stop() {
 case $ACTION in
   start) start ;;
   stop) stop ;;
+  install) install_tools ;;
   *)
-    echo "usage: $0 start|stop [ENV_FILE]" >&2
+    echo "usage: $0 start|stop [ENV_FILE] | install" >&2
     exit 2
     ;;
 esac

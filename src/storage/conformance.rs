@@ -357,53 +357,53 @@ pub async fn invalid_keys(backend: Arc<dyn Backend>) {
     }
 }
 
-/// A process that dies: the first `budget` writes (puts and deletes) reach the store, then
-/// every operation fails, as if the server had been killed at that moment.
-#[derive(Debug)]
-struct Dying {
-    inner: Arc<dyn Backend>,
-    budget: usize,
-    writes: AtomicUsize,
+/// One operation on a [`Backend`], as a [`Hook`] sees it before it reaches the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op<'a> {
+    Read,
+    Put(&'a PutMode),
+    Delete,
+    Presign,
 }
 
-impl Dying {
-    fn check(&self, key: &str, write: bool) -> Result<(), Error> {
-        let done = if write {
-            self.writes.fetch_add(1, Ordering::SeqCst)
-        } else {
-            self.writes.load(Ordering::SeqCst)
-        };
-        if done >= self.budget {
-            return Err(Error::backend(key, "the process died (simulated)"));
-        }
-        Ok(())
-    }
+/// What a test wants to happen just before each operation: fail it, or act on the store first.
+#[async_trait]
+pub(crate) trait Hook: Send + Sync + std::fmt::Debug {
+    async fn before(&self, inner: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error>;
+}
+
+/// A backend that runs `hook` before every operation, then hands it to `inner`: the test
+/// doubles of a dying server (here) and of an outside writer (`repo/tests.rs`).
+#[derive(Debug)]
+pub(crate) struct Hooked<H> {
+    pub inner: Arc<dyn Backend>,
+    pub hook: H,
 }
 
 #[async_trait]
-impl Backend for Dying {
+impl<H: Hook> Backend for Hooked<H> {
     async fn get(&self, key: &str) -> Result<Object, Error> {
-        self.check(key, false)?;
+        self.hook.before(&self.inner, key, Op::Read).await?;
         self.inner.get(key).await
     }
     async fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
-        self.check(key, false)?;
+        self.hook.before(&self.inner, key, Op::Read).await?;
         self.inner.head(key).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
-        self.check(key, false)?;
+        self.hook.before(&self.inner, key, Op::Read).await?;
         self.inner.get_range(key, range).await
     }
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
-        self.check(key, true)?;
+        self.hook.before(&self.inner, key, Op::Put(&mode)).await?;
         self.inner.put(key, body, mode).await
     }
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
-        self.check(key, true)?;
+        self.hook.before(&self.inner, key, Op::Delete).await?;
         self.inner.delete(key, if_match).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        self.check(prefix, false)?;
+        self.hook.before(&self.inner, prefix, Op::Read).await?;
         self.inner.list(prefix).await
     }
     async fn presign(
@@ -413,9 +413,34 @@ impl Backend for Dying {
         expires_in: Duration,
         content_length: Option<u64>,
     ) -> Result<api::PresignedRequest, Error> {
+        self.hook.before(&self.inner, key, Op::Presign).await?;
         self.inner
             .presign(key, method, expires_in, content_length)
             .await
+    }
+}
+
+/// A process that dies: the first `budget` writes (puts and deletes) reach the store, then
+/// every operation fails, as if the server had been killed at that moment.
+#[derive(Debug)]
+struct Dying {
+    budget: usize,
+    writes: AtomicUsize,
+}
+
+#[async_trait]
+impl Hook for Dying {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        let done = match op {
+            // Signing needs no store: a dead process signs nothing, but nothing is lost either.
+            Op::Presign => return Ok(()),
+            Op::Put(_) | Op::Delete => self.writes.fetch_add(1, Ordering::SeqCst),
+            Op::Read => self.writes.load(Ordering::SeqCst),
+        };
+        if done >= self.budget {
+            return Err(Error::backend(key, "the process died (simulated)"));
+        }
+        Ok(())
     }
 }
 
@@ -493,10 +518,12 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
             .expect("setup");
         assert!(res.results.iter().all(|r| r.status == RefStatus::Ok));
 
-        let dying: Arc<dyn Backend> = Arc::new(Dying {
+        let dying: Arc<dyn Backend> = Arc::new(Hooked {
             inner: backend.clone(),
-            budget,
-            writes: AtomicUsize::new(0),
+            hook: Dying {
+                budget,
+                writes: AtomicUsize::new(0),
+            },
         });
         let doomed = Store::new(dying).repo("conformance", &alias).expect("repo");
         let answered = doomed

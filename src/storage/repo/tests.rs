@@ -2,9 +2,9 @@
 //! batches, races with writers outside the lock.
 
 use super::*;
-use crate::storage::{LocalDisk, Object};
+use crate::storage::conformance::{Hook, Hooked, Op};
+use crate::storage::LocalDisk;
 use async_trait::async_trait;
-use std::ops::Range;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -428,49 +428,23 @@ async fn concurrent_creates_one_wins() {
     assert_eq!(ok, 1);
 }
 
-/// A backend where another writer (think Hypha's own receive-pack) changes `target` just
-/// before each conditional write of it.
+/// Another writer (think Hypha's own receive-pack) that changes `target` just before each
+/// conditional write of it.
 #[derive(Debug)]
 struct Racing {
-    inner: Arc<dyn Backend>,
     target: String,
 }
 
 #[async_trait]
-impl Backend for Racing {
-    async fn get(&self, key: &str) -> Result<Object, Error> {
-        self.inner.get(key).await
-    }
-    async fn head(&self, key: &str) -> Result<ObjectMeta, Error> {
-        self.inner.head(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
-        self.inner.get_range(key, range).await
-    }
-    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
-        if key.ends_with(&self.target) && mode != PutMode::Overwrite {
-            self.inner
+impl Hook for Racing {
+    async fn before(&self, inner: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if key.ends_with(&self.target) && matches!(op, Op::Put(mode) if *mode != PutMode::Overwrite)
+        {
+            inner
                 .put(key, Bytes::from(format!("{C}\n")), PutMode::Overwrite)
                 .await?;
         }
-        self.inner.put(key, body, mode).await
-    }
-    async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
-        self.inner.delete(key, if_match).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {
-        self.inner.list(prefix).await
-    }
-    async fn presign(
-        &self,
-        key: &str,
-        method: PresignMethod,
-        expires_in: Duration,
-        content_length: Option<u64>,
-    ) -> Result<api::PresignedRequest, Error> {
-        self.inner
-            .presign(key, method, expires_in, content_length)
-            .await
+        Ok(())
     }
 }
 
@@ -488,9 +462,11 @@ async fn outside_writer_makes_stale_and_atomic_rolls_back() {
         ))
         .await
         .unwrap();
-    let racing = Store::new(Arc::new(Racing {
+    let racing = Store::new(Arc::new(Hooked {
         inner: f.store.backend().clone(),
-        target: "refs/heads/racy".into(),
+        hook: Racing {
+            target: "refs/heads/racy".into(),
+        },
     }));
     let repo = racing.repo("ws", "repo").unwrap();
 
