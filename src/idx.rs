@@ -3,8 +3,8 @@
 //! Pure parsing shared by both sides: the helper reads a remote idx to decide whether a pack
 //! holds anything it lacks; the server reads idx files to check that a compacted pack holds
 //! every object of the packs it retires.
-//! Only the header, fan-out table and sorted id table are read; offsets and CRCs are not
-//! needed.
+//! The helper also reads the offsets, for the size of the largest entry (it picks the indexer
+//! by it); CRCs are not needed.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -49,6 +49,40 @@ pub fn object_ids(idx: &[u8], pack: &str) -> Result<Vec<[u8; 20]>, Error> {
         .collect())
 }
 
+/// The size in `pack_size` bytes of the largest entry of the pack `idx` describes (header and
+/// compressed data: the gap from its offset to the next one, or to the 20-byte trailer).
+pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Error> {
+    let count = object_ids(idx, pack)?.len();
+    let truncated = || Error::Truncated {
+        pack: pack.to_owned(),
+    };
+    let word = |at: usize| -> Result<u32, Error> {
+        idx.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(truncated)
+    };
+    let small = HEADER.len() + FANOUT + count * 24;
+    let large = small + count * 4;
+    let mut offsets = Vec::with_capacity(count);
+    for i in 0..count {
+        let offset = word(small + i * 4)?;
+        offsets.push(if offset & 0x8000_0000 == 0 {
+            u64::from(offset)
+        } else {
+            // An index into the table of 8-byte offsets that follows the 4-byte ones.
+            let at = large + (offset & 0x7fff_ffff) as usize * 8;
+            (u64::from(word(at)?) << 32) | u64::from(word(at + 4)?)
+        });
+    }
+    offsets.sort_unstable();
+    offsets.push(pack_size.saturating_sub(20));
+    Ok(offsets
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +116,83 @@ mod tests {
         }
         idx.extend([0u8; 8 * 2 + 40]);
         assert_eq!(object_ids(&idx, "p"), Ok(ids.to_vec()));
+    }
+
+    /// An idx of three objects, the third at an 8-byte offset (a pack over 2 GiB).
+    #[test]
+    fn largest_entry_reads_both_offset_tables() {
+        let mut idx = HEADER.to_vec();
+        for i in 0..256u32 {
+            idx.extend((if i < 3 { i } else { 3 }).to_be_bytes());
+        }
+        for n in 0..3u8 {
+            idx.extend([n; 20]);
+        }
+        idx.extend([0u8; 3 * 4]); // crc32s
+        idx.extend(12u32.to_be_bytes());
+        idx.extend(1000u32.to_be_bytes());
+        idx.extend(0x8000_0000u32.to_be_bytes());
+        let far = 3u64 << 30;
+        idx.extend(far.to_be_bytes());
+        idx.extend([0u8; 40]);
+        // Entries: 12..1000, 1000..far, far..trailer.
+        assert_eq!(largest_entry(&idx, "p", far + 500 + 20), Ok(far - 1000));
+        assert_eq!(largest_entry(&idx, "p", far + (4 << 30) + 20), Ok(4 << 30));
+        // The 8-byte table cut off.
+        let cut = &idx[..idx.len() - 40 - 4];
+        assert!(largest_entry(cut, "p", far).is_err());
+    }
+
+    /// Against git's own account of a pack (`git verify-pack -v`: size in pack per object).
+    #[test]
+    fn largest_entry_matches_git() {
+        use std::process::Command;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(["-c", "user.name=a", "-c", "user.email=a@b", "-C"])
+                .arg(tmp.path())
+                .args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        git(&["init", "-q"]);
+        // Incompressible bytes (xorshift), so that the blob is by far the largest entry.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(tmp.path().join("big.bin"), noise).expect("write");
+        std::fs::write(tmp.path().join("small.txt"), "small\n").expect("write");
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "c"]);
+        git(&["repack", "-a", "-d", "-q"]);
+        let pack_dir = tmp.path().join(".git/objects/pack");
+        let idx_path = std::fs::read_dir(&pack_dir)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .expect("an idx");
+        let pack_size = std::fs::metadata(idx_path.with_extension("pack"))
+            .expect("pack")
+            .len();
+        let verify = git(&["verify-pack", "-v", idx_path.to_str().expect("utf-8")]);
+        let git_largest = verify
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(3)?.parse::<u64>().ok())
+            .max()
+            .expect("sizes");
+        let idx = std::fs::read(&idx_path).expect("read idx");
+        assert_eq!(largest_entry(&idx, "p", pack_size), Ok(git_largest));
+        assert!(git_largest > 200_000, "{git_largest}");
     }
 }

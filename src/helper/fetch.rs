@@ -377,7 +377,11 @@ async fn download_needed(
                 let take = take(&info);
                 let bar = bar.clone();
                 async move {
-                    let Some(listed) = listed_ids(client, &info).await? else {
+                    let Some(Listed {
+                        ids: listed,
+                        largest_entry,
+                    }) = listed_ids(client, &info).await?
+                    else {
                         return Ok(None);
                     };
                     // idx ids are sorted.
@@ -391,7 +395,8 @@ async fn download_needed(
                     }
                     bar.add_total(info.pack_size);
                     let Some(indexed) =
-                        download_one(client, pack_dir, &info, &repo_name, &bar).await?
+                        download_one(client, pack_dir, &info, largest_entry, &repo_name, &bar)
+                            .await?
                     else {
                         return Ok(None);
                     };
@@ -447,9 +452,18 @@ async fn download_needed(
     first_error.map_or(Ok(()), Err)
 }
 
-/// The object ids the server's idx of `info` lists; `None` when the listing gave no URL
-/// (a pack already fetched from this remote).
-async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Vec<[u8; 20]>>, Error> {
+/// What the server's idx of a pack says.
+struct Listed {
+    /// The object ids, sorted.
+    ids: Vec<[u8; 20]>,
+    /// The largest entry's size in the pack: picks the indexer (a hint; the pack is verified
+    /// whatever the idx claims).
+    largest_entry: u64,
+}
+
+/// What the server's idx of `info` lists; `None` when the listing gave no URL (a pack already
+/// fetched from this remote).
+async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Listed>, Error> {
     let repo_name = client.remote().display_name();
     let Some(url) = info.idx_url.as_deref() else {
         return Ok(None);
@@ -473,12 +487,15 @@ async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Vec<[u8; 
         Ok(chunks.concat())
     })
     .await?;
-    let ids = crate::idx::object_ids(&bytes, &info.name).map_err(|source| Error::Idx {
+    let unreadable = |source| Error::Idx {
         pack: info.name.clone(),
         repo: repo_name.clone(),
         source,
-    })?;
-    Ok(Some(ids))
+    };
+    let ids = crate::idx::object_ids(&bytes, &info.name).map_err(unreadable)?;
+    let largest_entry =
+        crate::idx::largest_entry(&bytes, &info.name, info.pack_size).map_err(unreadable)?;
+    Ok(Some(Listed { ids, largest_entry }))
 }
 
 /// Whether any of `ids` is missing locally.
@@ -524,11 +541,13 @@ fn check_listed(
     })
 }
 
-/// Stream one pack into the indexer; retried whole on a transient failure.
+/// Stream one pack into the indexer (gix, or `git index-pack` for packs with an entry over
+/// 16 MiB: see `pack::index_pack`); retried whole on a transient failure.
 async fn download_one(
     client: &Client,
     pack_dir: &Path,
     info: &PackInfo,
+    largest_entry: u64,
     repo_name: &str,
     bar: &Bar,
 ) -> Result<Option<pack::Indexed>, Error> {
@@ -552,7 +571,11 @@ async fn download_one(
                 1 << 20,
                 tokio_util::io::SyncIoBridge::new(reader),
             );
-            pack::index(&mut input, &pack_dir, &name, &interrupt)
+            if largest_entry > pack::index_pack::BIG_ENTRY {
+                pack::index_pack::index_with_git(&mut input, &pack_dir, &name)
+            } else {
+                pack::index(&mut input, &pack_dir, &name, &interrupt)
+            }
         })
         .await?;
         match result {
