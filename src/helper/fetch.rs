@@ -418,8 +418,10 @@ async fn download_needed(
                     }
                     if settings.verbosity >= 2 {
                         eprintln!(
-                            "hypha: fetched {} ({} bytes) from {repo_name}",
-                            info.name, info.pack_size
+                            "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
+                            info.name,
+                            info.pack_size,
+                            indexer_name(largest_entry)
                         );
                     }
                     Ok::<_, Error>(Some(Downloaded {
@@ -571,7 +573,7 @@ async fn download_one(
                 1 << 20,
                 tokio_util::io::SyncIoBridge::new(reader),
             );
-            if largest_entry > pack::index_pack::BIG_ENTRY {
+            if uses_index_pack(largest_entry) {
                 pack::index_pack::index_with_git(&mut input, &pack_dir, &name)
             } else {
                 pack::index(&mut input, &pack_dir, &name, &interrupt)
@@ -591,6 +593,19 @@ async fn download_one(
                 })
             }
         }
+    }
+}
+
+/// Whether a pack whose largest entry is `largest_entry` bytes goes to `git index-pack`.
+fn uses_index_pack(largest_entry: u64) -> bool {
+    largest_entry > pack::index_pack::BIG_ENTRY
+}
+
+fn indexer_name(largest_entry: u64) -> &'static str {
+    if uses_index_pack(largest_entry) {
+        "git index-pack"
+    } else {
+        "gix"
     }
 }
 
