@@ -43,6 +43,8 @@ pub enum Error {
     },
     #[error("git left {count} packs instead of one while compacting '{repo}'")]
     NotOnePack { repo: String, count: usize },
+    #[error("packing failed unexpectedly while compacting '{repo}'")]
+    Panicked { repo: String },
 }
 
 /// Which packs a compaction merges.
@@ -119,16 +121,29 @@ pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome,
     for keep in keeps {
         std::fs::remove_file(keep)?;
     }
-    let merged = match mode {
-        Mode::All => {
-            // Refs give git's delta search its paths and order; objects no ref reaches are
-            // kept too.
-            let refs: RefsResponse = client.call(Route::Refs, &serde_json::json!({})).await?;
-            set_refs(&repo, &git_dir, &refs)?;
-            repack(&repo, &git_dir)?
-        }
-        Mode::Geometric => pack_subset(&repo, &git_dir, &tmp.path().join("merged"))?,
+    // Refs give git's delta search its paths and order in a full repack; objects no ref
+    // reaches are kept too. A subset has no refs of its own (see `pack_subset`).
+    let refs = match mode {
+        Mode::All => Some(
+            client
+                .call::<_, RefsResponse>(Route::Refs, &serde_json::json!({}))
+                .await?,
+        ),
+        Mode::Geometric => None,
     };
+    // git runs for seconds to minutes: off the async workers, which serve requests meanwhile
+    // when this runs inside the server.
+    let out_dir = tmp.path().join("merged");
+    let (repo_name, dir) = (repo.clone(), git_dir.clone());
+    let merged = tokio::task::spawn_blocking(move || match refs {
+        Some(refs) => {
+            set_refs(&repo_name, &dir, &refs)?;
+            repack(&repo_name, &dir)
+        }
+        None => pack_subset(&repo_name, &dir, &out_dir),
+    })
+    .await
+    .map_err(|_| Error::Panicked { repo: repo.clone() })??;
     let pack_size = std::fs::metadata(&merged.0)?.len();
     let idx_size = std::fs::metadata(&merged.1)?.len();
     let name = pack_name(&merged.0);

@@ -19,7 +19,7 @@ use crate::client::Client;
 use crate::config::{Remote, Token, TokenSource};
 use crate::gc;
 use crate::storage::Store;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -50,8 +50,9 @@ struct Inner {
     /// This server's own address, ending in `/`.
     api_base: Url,
     secret: Arc<[u8]>,
-    /// Repositories (`workspace/alias`) with a compaction queued or running.
-    busy: Mutex<HashSet<String>>,
+    /// Repositories (`workspace/alias`) with a compaction queued or running, and whether a
+    /// push arrived since it started (then it checks again when done).
+    busy: Mutex<HashMap<String, bool>>,
     permits: Semaphore,
 }
 
@@ -76,7 +77,7 @@ impl AutoGc {
                 threshold,
                 api_base,
                 secret: secret.into(),
-                busy: Mutex::new(HashSet::new()),
+                busy: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(MAX_CONCURRENT),
             }),
         })
@@ -90,30 +91,41 @@ impl AutoGc {
             let Ok(mut busy) = self.inner.busy.lock() else {
                 return;
             };
-            if !busy.insert(name.clone()) {
-                // One is queued or running; it lists packs when it starts, and the next push
-                // after it finishes checks again.
+            if let Some(again) = busy.get_mut(&name) {
+                // One is queued or running, and may have listed packs before this push's:
+                // it checks once more when it ends, so the last push of a burst is never
+                // left uncounted.
+                *again = true;
                 return;
             }
+            busy.insert(name.clone(), false);
         }
-        let slot = Slot {
+        let mut slot = Slot {
             inner: self.inner.clone(),
             name,
+            freed: false,
         };
         let store = store.clone();
         let (workspace, alias) = (workspace.to_owned(), alias.to_owned());
         tokio::spawn(async move {
-            let Ok(_permit) = slot.inner.permits.acquire().await else {
-                return;
-            };
-            match slot
-                .inner
-                .compact_if_needed(&store, &workspace, &alias)
-                .await
-            {
-                Ok(Some(line)) => eprintln!("auto-gc {}: {line}", slot.name),
-                Ok(None) => {}
-                Err(e) => eprintln!("auto-gc {} failed: {e}", slot.name),
+            loop {
+                {
+                    let Ok(_permit) = slot.inner.permits.acquire().await else {
+                        return;
+                    };
+                    match slot
+                        .inner
+                        .compact_if_needed(&store, &workspace, &alias)
+                        .await
+                    {
+                        Ok(Some(line)) => eprintln!("auto-gc {}: {line}", slot.name),
+                        Ok(None) => {}
+                        Err(e) => eprintln!("auto-gc {} failed: {e}", slot.name),
+                    }
+                }
+                if !slot.take_again() {
+                    return;
+                }
             }
         });
     }
@@ -181,10 +193,36 @@ impl Inner {
 struct Slot {
     inner: Arc<Inner>,
     name: String,
+    /// Set once the place is freed: a later push may already hold the next one.
+    freed: bool,
+}
+
+impl Slot {
+    /// Whether a push arrived during the last check (and clears the mark); when not, the
+    /// repository's place is freed under the same lock, so no push falls between the two.
+    fn take_again(&mut self) -> bool {
+        let Ok(mut busy) = self.inner.busy.lock() else {
+            return false;
+        };
+        match busy.get_mut(&self.name) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                busy.remove(&self.name);
+                self.freed = true;
+                false
+            }
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if self.freed {
+            return;
+        }
         if let Ok(mut busy) = self.inner.busy.lock() {
             busy.remove(&self.name);
         }
