@@ -204,3 +204,42 @@ fn pushes_racing_the_auto_gc_are_not_lost() {
     let log = env.server_log();
     assert!(!log.contains("auto-gc ws/race failed"), "{log}");
 }
+
+/// `git hypha gc --geometric` by hand: the small packs merge, the large one stays as it is.
+#[test]
+fn gc_geometric_leaves_the_large_pack_alone() {
+    const SMALL: usize = 5;
+    let env = TestEnv::new();
+    let url = env.create("geo");
+    let work = env.init("work");
+    env.git(&work, &["remote", "add", "origin", &url]);
+    std::fs::write(work.join("big.bin"), crate::harness::noise(256 * 1024, 7)).expect("write");
+    env.git(&work, &["add", "big.bin"]);
+    env.git(&work, &["commit", "-q", "-m", "big"]);
+    env.git(&work, &["push", "-q", "origin", "main"]);
+    let (big, _) = listed_packs(&env, "geo")
+        .pop()
+        .expect("the first push's pack");
+    for i in 0..SMALL {
+        env.commit(&work, &format!("s{i}"));
+        env.git(&work, &["push", "-q", "origin", "main"]);
+    }
+
+    let out = env.git_hypha(&["gc", "--geometric", &url]).ok();
+    assert!(
+        out.stderr.contains(&format!("merged {SMALL} packs")) && out.stderr.contains("kept 1"),
+        "{out}"
+    );
+    let after: Vec<String> = listed_packs(&env, "geo")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&big), "the large pack stays: {after:?}");
+    let fresh = env.path("fresh");
+    check_fresh_clone(&env, &url, &fresh, &[("main", env.rev(&work, "HEAD"))]);
+
+    // A second run finds nothing to merge.
+    let out = env.git_hypha(&["gc", "--geometric", &url]).ok();
+    assert!(out.stderr.contains("nothing to compact"), "{out}");
+}
