@@ -12,11 +12,16 @@
 #   fetch      `git fetch` of that commit into a mirror clone of each remote
 # Before gc, one more fetch goes into a mirror of `many` repacked locally (git's own auto gc,
 # off here, would do that), which isolates the remote's pack count from the local one.
+# The server runs with its automatic compaction (`serve --auto-gc-packs`, BENCH_AUTO_GC_PACKS):
+# it merges small packs in the background while the pushes go on, so "before gc" means before
+# the manual `git hypha gc`; the report gives the live pack count the rounds started from.
+# BENCH_AUTO_GC_PACKS=0 turns it off (the state before the server compacted by itself).
 # Then `git hypha gc` merges the packs of `many`, a new `packed-after` gets the grown history in
 # one push, and the same rounds run again; plus a fetch by a clone of `many` made before gc
 # (its first fetch sees the merged pack as new).
 #
-# Environment: BENCH_RUNS=5 (rounds), BENCH_PUSHES=500, BENCH_DIR=bench/data (dataset cache),
+# Environment: BENCH_RUNS=5 (rounds), BENCH_PUSHES=500, BENCH_AUTO_GC_PACKS=20 (server's
+# auto-gc threshold, 0 = off), BENCH_DIR=bench/data (dataset cache),
 # BENCH_NO_BUILD=1 (binaries as found), BENCH_KEEP=1 (keep scratch dir and server log).
 # Prints a Markdown report on stdout (progress on stderr) and saves it in $BENCH_DIR.
 set -euo pipefail
@@ -25,6 +30,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 runs=${BENCH_RUNS:-5}
 pushes=${BENCH_PUSHES:-500}
+auto_gc=${BENCH_AUTO_GC_PACKS:-20}
 data=${BENCH_DIR:-$here/data}
 
 die() { echo "many-pushes: $*" >&2; exit 1; }
@@ -32,7 +38,8 @@ note() { echo "many-pushes: $*" >&2; }
 
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$runs'"
 [[ $pushes =~ ^[1-9][0-9]*$ ]] || die "BENCH_PUSHES must be a positive integer, not '$pushes'"
-for tool in git python3 /usr/bin/time cargo; do
+[[ $auto_gc =~ ^[0-9]+$ ]] || die "BENCH_AUTO_GC_PACKS must be a number (0 = off), not '$auto_gc'"
+for tool in git python3 /usr/bin/time cargo curl; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
 
@@ -88,7 +95,8 @@ total=$(git -C "$src" rev-list --count main)
 
 # ---------------------------------------------------------------------------- server
 export HYPHA_JWT_SECRET="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
-git-hypha serve --root "$work/store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+git-hypha serve --root "$work/store" --listen 127.0.0.1:0 --auto-gc-packs "$auto_gc" \
+  >"$work/serve.out" 2>"$work/serve.log" &
 server_pid=$!
 hurl=
 for _ in $(seq 100); do
@@ -102,6 +110,24 @@ HYPHA_TOKEN=$(git hypha token --workspace bench --permission rw --expires-in 864
 export HYPHA_TOKEN
 url() { echo "hypha::$hurl/bench/$1"; }
 create() { git hypha create "$(url "$1")" 2>/dev/null || die "git hypha create $(url "$1") failed"; }
+live_packs() { # "COUNT BYTES" of the packs the API lists (retired ones are not)
+  curl -sf -X POST -H "Authorization: Bearer $HYPHA_TOKEN" -H 'content-type: application/json' \
+    -d '{}' "$hurl/bench/git/$1/remote/v1/packs" \
+    | python3 -c 'import json, sys; p = json.load(sys.stdin)["packs"]; print(len(p), sum(x["pack_size"] for x in p))'
+}
+# Waits (at most 10 min) until the auto-gc of $1 is done: nothing logged as running, and at
+# most the threshold of live packs or a listing that no longer changes.
+settle() {
+  local last="" now
+  [ "$auto_gc" != 0 ] || return 0
+  for _ in $(seq 600); do
+    now=$(live_packs "$1")
+    if [ "${now%% *}" -le "$auto_gc" ] || [ "$now" = "$last" ]; then echo "$now"; return 0; fi
+    last=$now
+    sleep 1
+  done
+  echo "$now"
+}
 store_packs() { # .pack files in the store (retired ones included until their grace ends)
   find "$work/store/bench/artifacts/$1/.git/objects/pack" -maxdepth 1 -name '*.pack' -printf '%s\n' \
     | awk '{n++; s += $1} END {printf "%d %d\n", n, s}'
@@ -177,6 +203,9 @@ create packed
 git -C "$src" push -q "$(url packed)" main || die "push to packed failed"
 read -r many_packs many_bytes < <(store_packs many)
 read -r packed_packs packed_bytes < <(store_packs packed)
+settle_t0=$EPOCHREALTIME
+read -r many_live many_live_bytes < <(settle many)
+settle_secs=$(python3 -c "print(round($EPOCHREALTIME - $settle_t0, 1))")
 
 # rounds PHASE A B FIRST: clone, push one commit, fetch it; peers A and B interleaved; the new
 # commits are numbered from FIRST.
@@ -236,6 +265,7 @@ rounds() {
 }
 
 rounds "before gc" many packed 0
+read -r many_live_end many_live_end_bytes < <(live_packs many)
 cp -a "$work/mirror-many.git" "$work/stale-pristine.git"
 rm -rf "$work/mirror-many.git"
 
@@ -265,6 +295,13 @@ rounds "after gc" many packed-after "$runs"
   echo "packed_store=$packed_packs $packed_bytes"
   echo "gc_store=$gc_packs $gc_bytes"
   echo "gc_said=$gc_said"
+  echo "auto_gc=$auto_gc"
+  echo "many_live=$many_live $many_live_bytes $settle_secs"
+  echo "many_live_end=$many_live_end $many_live_end_bytes"
+  # One line per compaction: "auto-gc bench/many: merged M of N packs ... (Tms)".
+  echo "auto_gc_runs=$(grep -c '^auto-gc bench/many: merged' "$work/serve.log" || true)"
+  echo "auto_gc_ms=$(sed -n 's/^auto-gc bench\/many: merged .*(\([0-9]*\)ms)$/\1/p' "$work/serve.log" | awk '{s += $1} END {print s + 0}')"
+  echo "auto_gc_failed=$(grep -c '^auto-gc .* failed' "$work/serve.log" || true)"
 } >"$work/meta.txt"
 report=$data/many-pushes-$(date -u '+%Y%m%dT%H%M%SZ').md
 python3 "$here/many_report.py" "$work/meta.txt" "$results" "$failures" | tee "$report"

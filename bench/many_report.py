@@ -82,6 +82,16 @@ def main():
     w("Store after the pushes: `many` %s packs, %s; `packed` %s pack, %s. "
       "After gc: %s pack files (retired ones stay until the grace period ends), %s."
       % (n, mib(b), pn, mib(pb), gn, mib(gb)))
+    if meta.get("auto_gc", "0") != "0":
+        ln, lb, wait = meta["many_live"].split()
+        en, eb = meta["many_live_end"].split()
+        w("Server auto-gc on (`serve --auto-gc-packs %s`): %s compactions of `many` "
+          "(%.1f s in all, %s failed); live packs after the pushes: %s, %s (settled %s s later); "
+          "after the \"before gc\" rounds: %s, %s."
+          % (meta["auto_gc"], meta["auto_gc_runs"], int(meta["auto_gc_ms"]) / 1000,
+             meta["auto_gc_failed"], ln, mib(lb), wait, en, mib(eb)))
+    else:
+        w("Server auto-gc off (`serve --auto-gc-packs 0`).")
     gc = ok("gc", "git hypha gc", "many")
     if gc:
         w("`git hypha gc` took %.1f s, %s requests (%s): %s"

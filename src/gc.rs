@@ -1,11 +1,20 @@
-//! `git hypha gc`: merge a repository's packs into one (issue 4, "many pushes stay fast").
+//! `git hypha gc`: merge a repository's packs (issue 4, "many pushes stay fast").
 //!
-//! Every push adds a pack, and a clone downloads them all. Compaction runs on the client, where
-//! git is: download every listed pack into a temporary bare repository, `git repack` them into
-//! one (keeping unreachable objects too: a pack uploaded by a push that has not updated its
-//! refs yet must not lose objects), upload it, and ask the server to retire the old packs. The
-//! server checks that the new pack holds every object of each retired pack, hides them at once
-//! and deletes them after its grace period, so readers that listed them earlier still finish.
+//! Every push adds a pack, and a clone downloads them all. Compaction runs where git is, as a
+//! client of remote API v1 (the user's `git hypha gc`, or the server's own auto-gc, see
+//! `server::autogc`): download the packs to merge into a temporary bare repository, pack
+//! them into one (keeping unreachable objects too: a pack uploaded by a push that has not
+//! updated its refs yet must not lose objects), upload it, and ask the server to retire the
+//! merged packs. The server checks that the new pack holds every object of each retired pack,
+//! hides them at once and deletes them after its grace period, so readers that listed them
+//! earlier still finish.
+//!
+//! Two modes: [`Mode::All`] merges every pack (`git repack -a` with the remote's refs, which
+//! give git's delta search its paths); [`Mode::Geometric`] merges only the small packs chosen
+//! by [`select::geometric`], with `git pack-objects --stdin-packs` (the packs are
+//! self-contained, so any subset can be merged without refs or the rest of the history).
+
+pub mod select;
 
 use crate::api::{
     CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
@@ -32,28 +41,54 @@ pub enum Error {
         repo: String,
         stderr: String,
     },
-    #[error("git repack left {count} packs instead of one while compacting '{repo}'")]
+    #[error("git left {count} packs instead of one while compacting '{repo}'")]
     NotOnePack { repo: String, count: usize },
+    #[error("packing failed unexpectedly while compacting '{repo}'")]
+    Panicked { repo: String },
+}
+
+/// Which packs a compaction merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every live pack into one: what a user running `git hypha gc` expects.
+    All,
+    /// Only the small packs ([`select::geometric`]): cheap enough to run after every few
+    /// pushes, whatever the size of the repository.
+    Geometric,
 }
 
 /// What one compaction did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Zero or one live pack: nothing to merge; `purged` retired packs were deleted.
+    /// Nothing to merge among `packs` live packs; `purged` retired packs were deleted.
     NothingToDo { packs: usize, purged: usize },
     Compacted {
+        /// Packs merged (and retired).
         merged: usize,
+        /// Live packs left as they were.
+        kept: usize,
         pack: String,
         pack_size: u64,
         response: CompactResponse,
     },
 }
 
-pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
+pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome, Error> {
     let repo = client.remote().display_name();
     let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
     let packs: Vec<PackInfo> = listing.packs;
-    if packs.len() < 2 {
+    let chosen: Vec<PackInfo> = match mode {
+        Mode::All if packs.len() >= 2 => packs.clone(),
+        Mode::All => Vec::new(),
+        Mode::Geometric => {
+            let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
+            select::geometric(&sizes)
+                .into_iter()
+                .map(|i| packs[i].clone())
+                .collect()
+        }
+    };
+    if chosen.is_empty() {
         // Nothing to merge, but packs retired earlier may be past their grace period: a
         // compaction that retires nothing still purges them.
         let purged = match packs.first() {
@@ -81,15 +116,34 @@ pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
             .args(["init", "-q", "--bare"])
             .arg(&git_dir),
     )?;
-    let keeps = fetch::download_all(client, &git_dir, &packs, progress).await?;
+    let keeps = fetch::download_all(client, &git_dir, &chosen, progress).await?;
     // `git repack -a` leaves packs with a .keep alone; these are ours to merge.
     for keep in keeps {
         std::fs::remove_file(keep)?;
     }
-    // Refs give git's delta search its paths and order; objects no ref reaches are kept too.
-    let refs: RefsResponse = client.call(Route::Refs, &serde_json::json!({})).await?;
-    set_refs(&repo, &git_dir, &refs)?;
-    let merged = repack(&repo, &git_dir)?;
+    // Refs give git's delta search its paths and order in a full repack; objects no ref
+    // reaches are kept too. A subset has no refs of its own (see `pack_subset`).
+    let refs = match mode {
+        Mode::All => Some(
+            client
+                .call::<_, RefsResponse>(Route::Refs, &serde_json::json!({}))
+                .await?,
+        ),
+        Mode::Geometric => None,
+    };
+    // git runs for seconds to minutes: off the async workers, which serve requests meanwhile
+    // when this runs inside the server.
+    let out_dir = tmp.path().join("merged");
+    let (repo_name, dir) = (repo.clone(), git_dir.clone());
+    let merged = tokio::task::spawn_blocking(move || match refs {
+        Some(refs) => {
+            set_refs(&repo_name, &dir, &refs)?;
+            repack(&repo_name, &dir)
+        }
+        None => pack_subset(&repo_name, &dir, &out_dir),
+    })
+    .await
+    .map_err(|_| Error::Panicked { repo: repo.clone() })??;
     let pack_size = std::fs::metadata(&merged.0)?.len();
     let idx_size = std::fs::metadata(&merged.1)?.len();
     let name = pack_name(&merged.0);
@@ -114,7 +168,7 @@ pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
             Route::Compact,
             &CompactRequest {
                 pack: name.clone(),
-                retire: packs
+                retire: chosen
                     .iter()
                     .map(|p| p.name.clone())
                     .filter(|n| *n != name)
@@ -123,7 +177,8 @@ pub async fn run(client: &Client, progress: bool) -> Result<Outcome, Error> {
         )
         .await?;
     Ok(Outcome::Compacted {
-        merged: packs.len(),
+        merged: chosen.len(),
+        kept: packs.len() - chosen.len(),
         pack: name,
         pack_size,
         response,
@@ -183,6 +238,56 @@ fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
     )?;
     let pack_dir = git_dir.join("objects").join("pack");
     let packs: Vec<PathBuf> = std::fs::read_dir(&pack_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
+        .collect();
+    match packs.as_slice() {
+        [pack] => Ok((pack.clone(), pack.with_extension("idx"))),
+        _ => Err(Error::NotOnePack {
+            repo: repo.to_owned(),
+            count: packs.len(),
+        }),
+    }
+}
+
+/// Every object of every pack in `git_dir` into one new pack under `out_dir`, with
+/// `git pack-objects --stdin-packs`: no refs needed, and git still walks the commits it finds
+/// to give its delta search paths. The input packs are self-contained, so the output is too.
+fn pack_subset(repo: &str, git_dir: &Path, out_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    let pack_dir = git_dir.join("objects").join("pack");
+    let mut names = String::new();
+    for entry in std::fs::read_dir(&pack_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            if let Some(file) = path.file_name() {
+                names.push_str(&file.to_string_lossy());
+                names.push('\n');
+            }
+        }
+    }
+    std::fs::create_dir_all(out_dir)?;
+    let mut child = Command::new("git")
+        .args(crate::pack::limits::config_args(git_dir))
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["pack-objects", "--stdin-packs", "--delta-base-offset", "-q"])
+        .arg(out_dir.join("pack"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(names.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(Error::Git {
+            command: "pack-objects",
+            repo: repo.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let packs: Vec<PathBuf> = std::fs::read_dir(out_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "pack"))
         .collect();

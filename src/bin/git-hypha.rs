@@ -78,6 +78,10 @@ enum Command {
         /// URL lifetime if longer); checked at start and hourly.
         #[arg(long, env = "HYPHA_MULTIPART_STALE_SECS")]
         multipart_stale_secs: Option<u64>,
+        /// After a push leaves a repository with more than this many packs, merge its small
+        /// packs in the background (needs git on PATH); 0 turns this off.
+        #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
+        auto_gc_packs: usize,
     },
     /// Create an empty repository (HEAD points at main).
     Create {
@@ -95,6 +99,10 @@ enum Command {
     Gc {
         /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
         url: String,
+        /// Merge only the small packs: each pack left must be at least twice the size of all
+        /// smaller packs together (what the server's automatic compaction does).
+        #[arg(long)]
+        geometric: bool,
     },
     /// Log in through the server's login service (a browser) and keep the token for this
     /// server under the user's configuration directory; the helper uses it last.
@@ -164,6 +172,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             multipart_threshold,
             multipart_part_size,
             multipart_stale_secs,
+            auto_gc_packs,
         } => {
             let s3 = match s3_bucket {
                 Some(bucket) => Some(s3::Config {
@@ -193,6 +202,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     part_size: multipart_part_size,
                 },
                 stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
+                auto_gc_packs,
             }))?;
         }
         Command::Create {
@@ -213,23 +223,29 @@ fn run(command: Command) -> anyhow::Result<()> {
             ))?;
             eprintln!("created {name}");
         }
-        Command::Gc { url } => {
+        Command::Gc { url, geometric } => {
             let remote = config::resolve(&url, &env, None)?;
             let name = remote.display_name();
             let client = Client::new(remote, config::env_token(&env))?;
             let runtime = tokio::runtime::Runtime::new()?;
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            match runtime.block_on(gc::run(&client, progress))? {
+            let mode = if geometric {
+                gc::Mode::Geometric
+            } else {
+                gc::Mode::All
+            };
+            match runtime.block_on(gc::run(&client, mode, progress))? {
                 gc::Outcome::NothingToDo { packs, purged } => eprintln!(
                     "{name}: {packs} pack(s), nothing to compact; deleted {purged} retired earlier"
                 ),
                 gc::Outcome::Compacted {
                     merged,
+                    kept,
                     pack,
                     pack_size,
                     response,
                 } => eprintln!(
-                    "{name}: merged {merged} packs into {pack} ({pack_size} bytes); \
+                    "{name}: merged {merged} packs into {pack} ({pack_size} bytes), kept {kept}; \
                      retired {}, deleted {} retired earlier (grace {} s)",
                     response.retired.len(),
                     response.deleted.len(),

@@ -3,12 +3,15 @@
 //!
 //! Owns the HTTP surface: the router ([`router`]), the process around it ([`run`]: bind,
 //! announce, serve until SIGINT/SIGTERM), auth, and status codes. Refs and bytes are
-//! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`.
+//! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`, except
+//! `autogc`, which compacts as a client of this very server (see there why).
 //!
 //! - `routes`: the API routes; `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
-//! - `log`: one stderr line per request; `state`: [`AppState`].
+//! - `log`: one stderr line per request; `state`: [`AppState`];
+//! - `autogc`: compaction after pushes leave too many packs.
 
+pub mod autogc;
 mod credentials;
 mod error;
 mod log;
@@ -66,6 +69,9 @@ pub struct ServeOptions {
     /// Multipart uploads older than this are aborted (at start, then every
     /// [`STALE_UPLOAD_SWEEP`]); `None` = [`default_stale_upload_age`].
     pub stale_upload_age: Option<Duration>,
+    /// Merge a repository's small packs in the background once a push leaves more than
+    /// this many live packs; 0 = never ([`autogc::DEFAULT_AUTO_GC_PACKS`]).
+    pub auto_gc_packs: usize,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -93,6 +99,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("url_ttl", &self.url_ttl)
             .field("multipart", &self.multipart)
             .field("stale_upload_age", &self.stale_upload_age)
+            .field("auto_gc_packs", &self.auto_gc_packs)
             .finish()
     }
 }
@@ -201,6 +208,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
+    state = state.auto_gc(auto_gc(opts.auto_gc_packs, addr, &secret));
     let stale_age = opts
         .stale_upload_age
         .unwrap_or_else(|| default_stale_upload_age(url_ttl));
@@ -215,6 +223,27 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(Error::Serve)
+}
+
+/// The compaction trigger, calling this server at its own (loopback) address; `None` when
+/// disabled or when git, which compaction packs with, is missing.
+fn auto_gc(threshold: usize, addr: SocketAddr, secret: &[u8]) -> Option<autogc::AutoGc> {
+    if threshold == 0 {
+        return None;
+    }
+    if !autogc::git_available() {
+        eprintln!("warning: git is not on PATH: automatic compaction (--auto-gc-packs) is off");
+        return None;
+    }
+    // A wildcard address is reached through loopback of the same family.
+    let ip = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    let base = url::Url::parse(&format!("http://{}/", SocketAddr::new(ip, addr.port())))
+        .expect("a socket address makes a valid URL");
+    autogc::AutoGc::new(threshold, base, secret)
 }
 
 /// Abort multipart uploads nobody finished (a client that crashed, lost its network or was

@@ -86,7 +86,12 @@ async fn dispatch(
         }
         Route::Update => {
             authorize_write(&caller, workspace, &repo).await?;
-            update(&repo, parse(&body)?).await
+            let req: api::UpdateRequest = parse(&body)?;
+            let response = update(&repo, &req).await?;
+            if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !req.packs.is_empty()) {
+                auto_gc.after_update(&state.store, workspace, alias);
+            }
+            Ok(response)
         }
         Route::Complete => {
             authorize_write(&caller, workspace, &repo).await?;
@@ -311,8 +316,8 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-async fn update(repo: &Repository, req: api::UpdateRequest) -> Result<Response, ApiError> {
-    let result = repo.update(&req).await?;
+async fn update(repo: &Repository, req: &api::UpdateRequest) -> Result<Response, ApiError> {
+    let result = repo.update(req).await?;
     let mut response = Json(result).into_response();
     if !req.push_options.is_empty() {
         // Push options are for server-side hooks; there are none yet, so they are logged.

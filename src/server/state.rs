@@ -2,6 +2,7 @@
 //!
 //! Owns construction and defaults only; handlers live in `routes` and `store`.
 
+use super::autogc::AutoGc;
 use crate::auth;
 use crate::storage::repo::upload::MultipartPolicy;
 use crate::storage::{Backend, LocalDisk, Store};
@@ -32,6 +33,8 @@ pub struct AppState {
     pub(crate) max_single_put: u64,
     /// How long packs retired by compaction stay readable before they are deleted.
     pub(crate) gc_grace: Duration,
+    /// Compacts repositories with too many packs after a push; `None` = off.
+    pub(crate) auto_gc: Option<AutoGc>,
 }
 
 // The secret must never reach a log.
@@ -41,6 +44,7 @@ impl std::fmt::Debug for AppState {
             .field("store", &self.store)
             .field("presign_expires_in", &self.presign_expires_in)
             .field("max_single_put", &self.max_single_put)
+            .field("auto_gc", &self.auto_gc)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +60,7 @@ impl AppState {
             presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
+            auto_gc: None,
         }
     }
 
@@ -81,6 +86,12 @@ impl AppState {
     /// Grace period of retired packs; shorter than a URL's lifetime only for tests.
     pub fn gc_grace(mut self, grace: Duration) -> AppState {
         self.gc_grace = grace;
+        self
+    }
+
+    /// Compact repositories automatically after pushes ([`AutoGc`]).
+    pub fn auto_gc(mut self, auto_gc: Option<AutoGc>) -> AppState {
+        self.auto_gc = auto_gc;
         self
     }
 

@@ -18,6 +18,7 @@
 mod harness;
 
 mod auth;
+mod autogc;
 mod concurrency;
 mod corruption;
 mod crash;

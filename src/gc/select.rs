@@ -1,0 +1,151 @@
+//! Which packs a geometric compaction merges: a pure function of the pack sizes.
+//!
+//! Merging everything re-downloads and repacks the whole repository every time; after many
+//! pushes of one small pack each, only the small packs need merging. The rule (close to
+//! `git repack --geometric=2`, but stated over all smaller packs, not only the next one):
+//! sort packs by size; a pack may stay as it is only if it is at least [`FACTOR`] times the
+//! size of all smaller packs together. The packs merged are the smallest ones, up to and
+//! including the largest pack that breaks the rule.
+//!
+//! Why this shape:
+//! - the merged pack is at most the sum of its inputs, hence smaller than half of every pack
+//!   kept, so after a merge the rule holds everywhere and the next run merges nothing until
+//!   new packs arrive (tested below);
+//! - packs that stay each hold at least twice all smaller ones, so the sizes grow at least
+//!   threefold: a repository of B bytes keeps at most about log3(B) packs after a merge;
+//! - a pack of size M is merged again only once the packs smaller than it add up to more
+//!   than M/2, so each byte is rewritten O(log B) times over a repository's life, not once
+//!   per compaction.
+
+/// Every pack kept must be at least this many times all smaller packs together.
+pub const FACTOR: u64 = 2;
+
+/// Indices into `sizes` of the packs to merge, smallest first; empty when the sizes already
+/// follow the rule (a single pack, or none, always does).
+pub fn geometric(sizes: &[u64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    // Ties broken by position, so that the same listing always gives the same choice.
+    order.sort_by_key(|&i| (sizes[i], i));
+    let mut smaller: u128 = 0;
+    let mut last_breaking = None;
+    for (rank, &i) in order.iter().enumerate() {
+        if u128::from(sizes[i]) < u128::from(FACTOR) * smaller {
+            last_breaking = Some(rank);
+        }
+        smaller += u128::from(sizes[i]);
+    }
+    match last_breaking {
+        // The smallest pack never breaks the rule (nothing is smaller), so a breaking rank
+        // is at least 1 and the merge takes two packs or more.
+        Some(rank) => order[..=rank].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn merged_sizes(sizes: &[u64]) -> Vec<u64> {
+        let mut out: Vec<u64> = geometric(sizes).into_iter().map(|i| sizes[i]).collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn nothing_to_merge_in_zero_or_one_pack() {
+        assert!(geometric(&[]).is_empty());
+        assert!(geometric(&[5]).is_empty());
+    }
+
+    #[test]
+    fn equal_packs_are_all_merged() {
+        assert_eq!(merged_sizes(&[10; 20]), vec![10; 20]);
+        assert_eq!(merged_sizes(&[7, 7]), vec![7, 7]);
+    }
+
+    #[test]
+    fn a_large_pack_is_left_alone_while_small_ones_merge() {
+        let mut sizes = vec![1_000_000];
+        sizes.extend([900, 1000, 1100, 1000]);
+        assert_eq!(merged_sizes(&sizes), vec![900, 1000, 1000, 1100]);
+        assert!(!geometric(&sizes).contains(&0), "the big pack stays");
+    }
+
+    #[test]
+    fn a_progression_with_factor_three_is_kept() {
+        assert!(geometric(&[1, 3, 9, 27, 81]).is_empty());
+        assert!(
+            geometric(&[81, 1, 27, 3, 9]).is_empty(),
+            "order does not matter"
+        );
+    }
+
+    #[test]
+    fn doubling_is_not_enough_once_the_smaller_packs_add_up() {
+        // 4 < 2 * (1 + 2): the three merge; 100 >= 2 * 7 stays.
+        assert_eq!(merged_sizes(&[1, 2, 4, 100]), vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn a_small_pack_breaking_the_rule_takes_every_smaller_one_with_it() {
+        // 100 >= 2 * 50 follows the rule, but 200 < 2 * (50 + 100) does not, and takes both.
+        assert_eq!(merged_sizes(&[50, 200, 100, 5000]), vec![50, 100, 200]);
+    }
+
+    #[test]
+    fn huge_sizes_do_not_overflow() {
+        assert_eq!(
+            merged_sizes(&[u64::MAX, u64::MAX]),
+            vec![u64::MAX, u64::MAX]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_rule_holds_after_a_merge_and_a_second_run_merges_nothing(
+            sizes in proptest::collection::vec(1u64..1_000_000, 0..40),
+            shrink in 1u64..=100,
+        ) {
+            let chosen = geometric(&sizes);
+            prop_assert!(chosen.len() != 1, "a merge takes two packs or none");
+            let merged_total: u64 = chosen.iter().map(|&i| sizes[i]).sum();
+            // Everything kept is at least FACTOR times all smaller packs, merged or not.
+            for (i, &size) in sizes.iter().enumerate() {
+                if chosen.contains(&i) {
+                    continue;
+                }
+                let smaller: u64 = sizes
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, &s)| (s, j) < (size, i))
+                    .map(|(_, &s)| s)
+                    .sum();
+                prop_assert!(size >= FACTOR * smaller, "{size} kept over {smaller} smaller");
+                prop_assert!(chosen.iter().all(|&c| sizes[c] <= size), "merged packs are the smallest");
+            }
+            // The merged pack is at most the sum of its inputs (deltas only shrink it).
+            let mut after: Vec<u64> = sizes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !chosen.contains(i))
+                .map(|(_, &s)| s)
+                .collect();
+            if !chosen.is_empty() {
+                after.push((merged_total * shrink / 100).max(1));
+            }
+            prop_assert!(geometric(&after).is_empty(), "stable after a merge: {after:?}");
+        }
+
+        #[test]
+        fn no_shorter_prefix_would_do(sizes in proptest::collection::vec(1u64..1000, 2..30)) {
+            let chosen = geometric(&sizes);
+            if let Some(&largest) = chosen.last() {
+                // The largest merged pack itself breaks the rule: merging fewer would leave it.
+                let smaller: u64 = chosen[..chosen.len() - 1].iter().map(|&i| sizes[i]).sum();
+                prop_assert!(sizes[largest] < FACTOR * smaller);
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Automatic compaction (issue 4, "many pushes stay fast"): `git hypha serve --auto-gc-packs N`
+//! merges a repository's small packs in the background once a push leaves more than N live
+//! packs. Clones and fetches keep working and see every ref; a push that lands while a
+//! compaction runs is not lost.
+
+use crate::harness::{TestEnv, WS};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Generous: compactions queue behind each other, and the machine may be busy.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The grace period stays long: it is also how old an upload must be before compaction takes
+/// it for abandoned, and with 0 a compaction would delete the pack of a push still between
+/// its upload and its `update` (that push then fails with "push again", by design).
+fn serve_args(threshold: usize) -> Vec<String> {
+    [
+        "--auto-gc-packs",
+        &threshold.to_string(),
+        "--gc-grace-secs",
+        "600",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The live packs the API lists, with their sizes.
+fn listed_packs(env: &TestEnv, alias: &str) -> Vec<(String, u64)> {
+    let (status, body) = crate::hostile::post(
+        env.server.url(),
+        &format!("/{WS}/git/{alias}/remote/v1/packs"),
+        Some(env.token()),
+        "{}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).expect("packs answer");
+    listing["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name").to_owned(),
+                p["pack_size"].as_u64().expect("pack_size"),
+            )
+        })
+        .collect()
+}
+
+/// Whether no further compaction would merge anything: few enough packs, or sizes that
+/// already follow the geometric rule (each pack at least twice all smaller ones together).
+fn settled(packs: &[(String, u64)], threshold: usize) -> bool {
+    let mut sizes: Vec<u64> = packs.iter().map(|(_, s)| *s).collect();
+    sizes.sort_unstable();
+    let mut smaller = 0;
+    let geometric = sizes.iter().all(|&s| {
+        let ok = s >= 2 * smaller;
+        smaller += s;
+        ok
+    });
+    packs.len() <= threshold || geometric
+}
+
+/// Polls the listing until the repository is [`settled`] and the server logged at least one
+/// merge of it; returns the listing.
+fn wait_until_settled(env: &TestEnv, alias: &str, threshold: usize) -> Vec<(String, u64)> {
+    let started = Instant::now();
+    let merged = format!("auto-gc {WS}/{alias}: merged ");
+    loop {
+        let packs = listed_packs(env, alias);
+        if settled(&packs, threshold) && env.server_log().contains(&merged) {
+            return packs;
+        }
+        assert!(
+            started.elapsed() < SETTLE_TIMEOUT,
+            "no compaction settled {alias} within {SETTLE_TIMEOUT:?}: {packs:?}\n{}",
+            env.server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fresh clone is `fsck --full` clean (checked by `env.clone`) and has exactly `expected`
+/// as its remote-tracking refs.
+fn check_fresh_clone(env: &TestEnv, url: &str, dir: &Path, expected: &[(&str, String)]) {
+    env.clone(url, dir);
+    for (branch, tip) in expected {
+        assert_eq!(
+            env.rev(dir, &format!("refs/remotes/origin/{branch}")),
+            *tip,
+            "{branch} of a fresh clone"
+        );
+    }
+    let listed = env.refs(dir, &["refs/remotes/origin/"]);
+    assert_eq!(
+        listed.lines().filter(|l| !l.ends_with("/HEAD")).count(),
+        expected.len(),
+        "{listed}"
+    );
+}
+
+#[test]
+fn the_server_compacts_after_many_pushes() {
+    const THRESHOLD: usize = 4;
+    const PUSHES: usize = 10;
+    let env = TestEnv::with_serve_args(&serve_args(THRESHOLD));
+    let url = env.create("auto");
+    let work = env.init("work");
+    env.git(&work, &["remote", "add", "origin", &url]);
+    env.commit(&work, "c0");
+    env.git(&work, &["push", "-q", "origin", "main"]);
+    let early = env.path("early");
+    env.clone(&url, &early);
+    for i in 1..PUSHES {
+        env.commit(&work, &format!("c{i}"));
+        env.git(&work, &["push", "-q", "origin", "main"]);
+    }
+
+    let packs = wait_until_settled(&env, "auto", THRESHOLD);
+    assert!(
+        packs.len() <= THRESHOLD,
+        "{PUSHES} pushes, threshold {THRESHOLD}: {packs:?}"
+    );
+    let log = env.server_log();
+    assert!(!log.contains("auto-gc ws/auto failed"), "{log}");
+
+    let fresh = env.path("fresh");
+    check_fresh_clone(&env, &url, &fresh, &[("main", env.rev(&work, "HEAD"))]);
+    assert!(env.local_packs(&fresh).len() <= THRESHOLD);
+
+    // A clone from before the compactions fetches what it lacks from the merged packs.
+    env.git(&early, &["fetch", "-q", "origin"]);
+    assert_eq!(env.rev(&early, "origin/main"), env.rev(&work, "HEAD"));
+    env.fsck(&early);
+}
+
+/// Whether the server log shows an `update` of `alias` answered while one of its compactions
+/// ran: between the compaction's `packs` listing and its `compact` call (`log` must start
+/// after the last clone or fetch, which list packs too).
+fn update_during_compaction(log: &str, alias: &str) -> bool {
+    let route = |r: &str| format!("/{WS}/git/{alias}/remote/v1/{r} ");
+    let (packs, compact, update) = (route("packs"), route("compact"), route("update"));
+    let mut compacting = false;
+    for line in log.lines() {
+        if line.contains(&packs) {
+            compacting = true;
+        } else if line.contains(&compact) {
+            compacting = false;
+        } else if compacting && line.contains(&format!("{update}200")) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn pushes_racing_the_auto_gc_are_not_lost() {
+    const THRESHOLD: usize = 2;
+    /// Rounds of two simultaneous pushes, until one landed during a compaction.
+    const MAX_ROUNDS: usize = 30;
+    let env = TestEnv::with_serve_args(&serve_args(THRESHOLD));
+    let url = env.create("race");
+    let a = env.init("a");
+    env.git(&a, &["remote", "add", "origin", &url]);
+    env.commit(&a, "base");
+    env.git(&a, &["push", "-q", "origin", "main"]);
+    let b = env.path("b");
+    env.clone(&url, &b);
+    env.git(&b, &["checkout", "-q", "-b", "side"]);
+    // From here on, only compactions list packs.
+    let skip = env.server_log().len();
+    let raced = || update_during_compaction(&env.server_log()[skip..], "race");
+
+    let mut rounds = 0;
+    while rounds < MAX_ROUNDS {
+        env.commit(&a, &format!("a{rounds}"));
+        env.commit(&b, &format!("b{rounds}"));
+        let script = format!(
+            "git -C '{}' push -q origin main & a=$!; git -C '{}' push -q origin side & b=$!; \
+             wait $a && wait $b",
+            a.display(),
+            b.display()
+        );
+        env.cmd(&a, &["-c", &script]).program("bash").ok();
+        rounds += 1;
+        if rounds >= 4 && raced() {
+            break;
+        }
+    }
+    assert!(
+        raced(),
+        "no push landed during a compaction in {rounds} rounds\n{}",
+        env.server.log_tail()
+    );
+
+    wait_until_settled(&env, "race", THRESHOLD);
+    let fresh = env.path("fresh");
+    check_fresh_clone(
+        &env,
+        &url,
+        &fresh,
+        &[("main", env.rev(&a, "HEAD")), ("side", env.rev(&b, "HEAD"))],
+    );
+    let log = env.server_log();
+    assert!(!log.contains("auto-gc ws/race failed"), "{log}");
+}
+
+/// `git hypha gc --geometric` by hand: the small packs merge, the large one stays as it is.
+#[test]
+fn gc_geometric_leaves_the_large_pack_alone() {
+    const SMALL: usize = 5;
+    let env = TestEnv::new();
+    let url = env.create("geo");
+    let work = env.init("work");
+    env.git(&work, &["remote", "add", "origin", &url]);
+    std::fs::write(work.join("big.bin"), crate::harness::noise(256 * 1024, 7)).expect("write");
+    env.git(&work, &["add", "big.bin"]);
+    env.git(&work, &["commit", "-q", "-m", "big"]);
+    env.git(&work, &["push", "-q", "origin", "main"]);
+    let (big, _) = listed_packs(&env, "geo")
+        .pop()
+        .expect("the first push's pack");
+    for i in 0..SMALL {
+        env.commit(&work, &format!("s{i}"));
+        env.git(&work, &["push", "-q", "origin", "main"]);
+    }
+
+    let out = env.git_hypha(&["gc", "--geometric", &url]).ok();
+    assert!(
+        out.stderr.contains(&format!("merged {SMALL} packs")) && out.stderr.contains("kept 1"),
+        "{out}"
+    );
+    let after: Vec<String> = listed_packs(&env, "geo")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.contains(&big), "the large pack stays: {after:?}");
+    let fresh = env.path("fresh");
+    check_fresh_clone(&env, &url, &fresh, &[("main", env.rev(&work, "HEAD"))]);
+
+    // A second run finds nothing to merge.
+    let out = env.git_hypha(&["gc", "--geometric", &url]).ok();
+    assert!(out.stderr.contains("nothing to compact"), "{out}");
+}
