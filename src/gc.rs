@@ -236,18 +236,7 @@ fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
                 "-q",
             ]),
     )?;
-    let pack_dir = git_dir.join("objects").join("pack");
-    let packs: Vec<PathBuf> = std::fs::read_dir(&pack_dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
-        .collect();
-    match packs.as_slice() {
-        [pack] => Ok((pack.clone(), pack.with_extension("idx"))),
-        _ => Err(Error::NotOnePack {
-            repo: repo.to_owned(),
-            count: packs.len(),
-        }),
-    }
+    only_pack(repo, &git_dir.join("objects").join("pack"))
 }
 
 /// Every object of every pack in `git_dir` into one new pack under `out_dir`, with
@@ -287,7 +276,12 @@ fn pack_subset(repo: &str, git_dir: &Path, out_dir: &Path) -> Result<(PathBuf, P
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    let packs: Vec<PathBuf> = std::fs::read_dir(out_dir)?
+    only_pack(repo, out_dir)
+}
+
+/// The one `.pack` (and its `.idx`) git left in `dir`.
+fn only_pack(repo: &str, dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    let packs: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "pack"))
         .collect();

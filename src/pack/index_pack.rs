@@ -106,53 +106,16 @@ pub fn index_with_git(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
-
-    fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("git")
-            .args(["-c", "user.name=a", "-c", "user.email=a@b", "-C"])
-            .arg(dir)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        out.stdout
-    }
+    use crate::pack::testing::{bare, git, pack_of_history};
 
     /// The path large packs take: `git index-pack` writes a verified pack, idx and `.keep`;
     /// a pack cut short is refused and leaves nothing.
     #[test]
     fn large_packs_are_indexed_by_git() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let src = tmp.path().join("src");
-        std::fs::create_dir_all(&src).expect("mkdir");
-        git(&src, &["init", "-q"]);
-        std::fs::write(src.join("a.txt"), "a\n").expect("write");
-        git(&src, &["add", "-A"]);
-        git(&src, &["commit", "-q", "-m", "a"]);
-        let pack = {
-            let mut child = Command::new("git")
-                .arg("-C")
-                .arg(&src)
-                .args(["pack-objects", "--revs", "--stdout", "-q"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("pack-objects");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(b"HEAD\n")
-                .expect("write revs");
-            child.wait_with_output().expect("pack").stdout
-        };
+        let pack = pack_of_history(&tmp.path().join("src"), 1);
         let dst = tmp.path().join("dst");
-        std::fs::create_dir_all(&dst).expect("mkdir");
-        git(&dst, &["init", "-q", "--bare"]);
-        let pack_dir = dst.join("objects").join("pack");
+        let pack_dir = bare(&dst);
 
         let cut = &pack[..pack.len() - 10];
         let err = index_with_git(&mut &cut[..], &pack_dir, "pack-x").expect_err("truncated");
@@ -172,7 +135,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(&pack_dir).expect("ls").count(), 0);
 
         let indexed = index_with_git(&mut &pack[..], &pack_dir, "pack-x").expect("indexed");
-        assert_eq!(indexed.objects, 3, "commit, tree, blob");
+        assert_eq!(indexed.objects, 4, "commit, tree, two blobs");
         for path in [indexed.pack_path, indexed.idx_path, indexed.keep_path] {
             assert!(path.expect("path").exists());
         }

@@ -10,6 +10,8 @@ pub mod build;
 pub mod index;
 pub mod index_pack;
 pub mod limits;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use build::{build, Built};
 pub use index::{index, Indexed};

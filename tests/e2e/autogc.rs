@@ -25,7 +25,7 @@ fn serve_args(threshold: usize) -> Vec<String> {
 }
 
 /// The live packs the API lists, with their sizes.
-fn listed_packs(env: &TestEnv, alias: &str) -> Vec<(String, u64)> {
+pub(crate) fn listed_packs(env: &TestEnv, alias: &str) -> Vec<(String, u64)> {
     let (status, body) = crate::hostile::post(
         env.server.url(),
         &format!("/{WS}/git/{alias}/remote/v1/packs"),

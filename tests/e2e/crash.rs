@@ -266,19 +266,9 @@ fn helper_killed_during_push_leaves_remote_consistent() {
 
 /// Pack names the `packs` route lists for `alias`.
 fn listed_packs(env: &TestEnv, alias: &str) -> Vec<String> {
-    let (status, body) = crate::hostile::post(
-        env.server.url(),
-        &format!("/{WS}/git/{alias}/remote/v1/packs"),
-        Some(env.token()),
-        "{}",
-    );
-    assert_eq!(status, 200, "{body}");
-    let listing: serde_json::Value = serde_json::from_str(&body).expect("packs answer");
-    listing["packs"]
-        .as_array()
-        .expect("packs")
-        .iter()
-        .map(|p| p["name"].as_str().expect("name").to_owned())
+    crate::autogc::listed_packs(env, alias)
+        .into_iter()
+        .map(|(name, _)| name)
         .collect()
 }
 
