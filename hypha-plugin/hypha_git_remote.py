@@ -720,6 +720,8 @@ class Repo:
         """Mark packs as uploads in flight, unless already live: called when their upload URLs
         are handed out. Under the lease, so that a pack of the same name committed by another
         push meanwhile is never hidden again."""
+        if not names:
+            return
         await self._locked()
         try:
             now = int(time.time())

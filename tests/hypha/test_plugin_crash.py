@@ -124,7 +124,9 @@ AFTER = {"refs/heads/main": B, "refs/heads/topic": B, "refs/tags/new": B}
 
 
 async def seed(repo):
-    res = await repo.update({"updates": [{"ref": r, "old": None, "new": o} for r, o in BEFORE.items()]})
+    res = await repo.update(
+        {"updates": [{"ref": r, "old": None, "new": o} for r, o in BEFORE.items()]}
+    )
     assert all(r["status"] == "ok" for r in res["results"]), res
 
 
@@ -141,7 +143,9 @@ async def compact_with_a_real_pack(repo, pack_dir: Path):
 def pack_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("pack")
     env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", HOME=str(d))
-    run = lambda *a: subprocess.run(["git", *a], cwd=d, env=env, check=True, capture_output=True)  # noqa: E731
+    run = lambda *a: subprocess.run(
+        ["git", *a], cwd=d, env=env, check=True, capture_output=True
+    )  # noqa: E731
     run("init", "-q")
     (d / "f").write_text("x\n")
     run("add", "f")
@@ -194,7 +198,9 @@ def test_atomic_update_killed_after_n_ref_writes_is_all_or_nothing(
             await make.redis.delete(dying.lock_key)
             nxt = make()
             if finisher == "update":
-                res = await nxt.update({"updates": [{"ref": "refs/heads/other", "old": None, "new": C}]})
+                res = await nxt.update(
+                    {"updates": [{"ref": "refs/heads/other", "old": None, "new": C}]}
+                )
                 assert res["results"][0]["status"] == "ok", res
                 expected = dict(expected, **{"refs/heads/other": C})
             elif finisher == "compact":
@@ -280,7 +286,12 @@ def test_failed_atomic_update_finishes_its_record_so_nothing_is_rolled_forward(s
 
             repo.put = put
             res = await repo.update({"atomic": True, "updates": BATCH})
-            assert [r["status"] for r in res["results"]] == ["rejected", "stale", "rejected", "rejected"]
+            assert [r["status"] for r in res["results"]] == [
+                "rejected",
+                "stale",
+                "rejected",
+                "rejected",
+            ]
             assert res["results"][1]["current"] == C
             want = dict(BEFORE, **{"refs/heads/topic": C})
             assert await make().stored_refs() == want
@@ -328,7 +339,10 @@ def test_unreadable_or_newer_record_is_refused_and_changes_nothing(svc):
             for body, says in (
                 (b"{not json", "unreadable commit record of ws/crash"),
                 (b'{"version":2,"generation":1,"committed_at":0,"updates":[]}', "has version 2"),
-                (b'{"version":1,"generation":1,"committed_at":0,"updates":[{"ref":"HEAD"}]}', "valid ref"),
+                (
+                    b'{"version":1,"generation":1,"committed_at":0,"updates":[{"ref":"HEAD"}]}',
+                    "valid ref",
+                ),
             ):
                 s3.put_object(Bucket=bucket, Key=prefix + plugin.RECORD_REL, Body=body)
                 for call in (make().refs(), make().update({"atomic": True, "updates": BATCH})):
@@ -348,11 +362,13 @@ def rust_record(generation: int, updates: list) -> bytes:
     """What serde_json writes for journal::Record (src/storage/repo/journal.rs), as a literal:
     fields in declaration order, `ref` renamed, None as null, no whitespace."""
     parts = ",".join(
-        '{"ref":"%s","old":%s,"new":%s}'
-        % (u["ref"], json.dumps(u["old"]), json.dumps(u["new"]))
+        '{"ref":"%s","old":%s,"new":%s}' % (u["ref"], json.dumps(u["old"]), json.dumps(u["new"]))
         for u in updates
     )
-    return ('{"version":1,"generation":%d,"committed_at":1700000000,"updates":[%s]}' % (generation, parts)).encode()
+    return (
+        '{"version":1,"generation":%d,"committed_at":1700000000,"updates":[%s]}'
+        % (generation, parts)
+    ).encode()
 
 
 def test_record_in_rust_bytes_is_honoured_by_the_plugin(svc):
@@ -446,7 +462,10 @@ def test_rust_server_and_plugin_finish_each_others_records(svc):
             assert call(url, token, "refs", {})["refs"] == AFTER
             assert await make().stored_refs() == AFTER
             rust_bytes = raw(svc, prefix + plugin.RECORD_REL)
-            assert json.loads(rust_bytes)["updates"] == [] and json.loads(rust_bytes)["generation"] == 1
+            assert (
+                json.loads(rust_bytes)["updates"] == []
+                and json.loads(rust_bytes)["generation"] == 1
+            )
 
             # The Rust server commits an atomic update (generation 2, its own bytes)...
             res = call(
@@ -479,7 +498,10 @@ def test_rust_server_and_plugin_finish_each_others_records(svc):
             )
             assert [r["status"] for r in res["results"]] == ["ok", "ok"], res
             assert (await make().read_record()).generation == 3
-            assert call(url, token, "refs", {})["refs"] == {"refs/heads/main": A, "refs/heads/topic": C}
+            assert call(url, token, "refs", {})["refs"] == {
+                "refs/heads/main": A,
+                "refs/heads/topic": C,
+            }
 
     with rust_server(svc, s3_prefix) as (url, token):
         asyncio.run(main(url, token))
