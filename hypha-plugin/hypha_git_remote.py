@@ -13,6 +13,19 @@ rules (ref names, pack completeness, compare-and-swap, atomic batches, compactio
 
 Pack bytes never pass through Hypha: clients get presigned S3 URLs. Tokens and presigned URLs
 never appear in an error message or a log line written here.
+
+Crash safety, as the Rust server's and sharing its objects (a bucket may be served by both):
+
+- An atomic update of several refs commits by writing the commit record
+  ``.git/hypha-remote/update.json`` before its first ref write; whoever takes the lease next
+  finishes it, and ``refs`` shows its new values meanwhile. The protocol and its reasons are in
+  the module comment of ``src/storage/repo/journal.rs``; the methods under "commit record"
+  below follow it step by step. This matters more here than in ``git hypha serve``: a Hypha
+  worker can be restarted or killed at any time, and rolling back on errors cannot help a
+  dead process.
+- ``uploads`` marks each pack pending (``.git/hypha-remote/uploads/<pack>``) until an
+  ``update`` names it; ``packs`` hides pending packs and ``compact`` deletes those older than
+  the grace period (``src/storage/repo/uploads.rs``).
 """
 
 from __future__ import annotations
@@ -48,8 +61,18 @@ LOCK_TIMEOUT = 30.0
 LOCK_LEASE_MS = 60_000
 # Retired packs stay readable this long: Hypha's readers list `*.pack` and read them lazily,
 # and our clients may hold presigned URLs from an earlier `packs` call.
-GC_GRACE_SECS = 3600
+# Uploads whose update never came are deleted after it too: by then their presigned PUTs have
+# expired. So it outlives the URLs by a margin, as `default_gc_grace` in src/server/state.rs.
+GC_GRACE_SECS = PRESIGN_EXPIRES_IN + 600
 READ_CONCURRENCY = 16
+# The commit record of atomic updates (src/storage/repo/journal.rs): same key, same JSON, same
+# version as the Rust server's, so that both can serve one bucket.
+RECORD_REL = "hypha-remote/update.json"
+RECORD_VERSION = 1
+# How often `refs` re-reads when whole atomic updates keep slipping into its read.
+CONSISTENT_READ_ATTEMPTS = 5
+# Pending-upload markers (src/storage/repo/uploads.rs): `<dir><pack name>`, body unix seconds.
+UPLOADS_REL = "hypha-remote/uploads/"
 DEFAULT_BRANCH = "main"
 DENY_DELETE_CURRENT = "deletion of the current branch prohibited"
 ATOMIC_FAILED = "atomic push failed"
@@ -171,6 +194,87 @@ class Current:
 
 
 @dataclass
+class Stored:
+    """The commit record as read or written, with the etag the next write is conditional on.
+
+    ``record`` is the JSON object of ``journal::Record``: version, generation, committed_at,
+    updates (each ``{"ref", "old", "new"}``, empty once the update is finished).
+    """
+
+    record: dict
+    etag: Optional[str]
+
+    @property
+    def generation(self) -> int:
+        return self.record["generation"]
+
+    @property
+    def unfinished(self) -> bool:
+        return bool(self.record["updates"])
+
+
+def record_bytes(record: dict) -> bytes:
+    """The record as serde_json writes ``journal::Record``: fields in declaration order, no
+    whitespace, UTF-8 (not \\u escapes), so both servers write the same bytes."""
+    body = {
+        "version": record["version"],
+        "generation": record["generation"],
+        "committed_at": record["committed_at"],
+        "updates": [{"ref": p["ref"], "old": p["old"], "new": p["new"]} for p in record["updates"]],
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_record(body: bytes, name: str) -> dict:
+    """A record read from storage; one this code cannot read is refused, never guessed at (it
+    would be rolled forward wrongly or not at all): the repository answers an error naming it
+    until a person looks."""
+
+    def bad(why: str) -> ApiError:
+        return ApiError("internal", f"unreadable commit record of {name}: {why}")
+
+    try:
+        record = json.loads(body)
+    except ValueError as e:
+        raise bad(str(e)) from None
+    if not isinstance(record, dict):
+        raise bad("not a JSON object")
+    for k in ("version", "generation", "committed_at"):
+        v = record.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise bad(f"{k} is not a whole number")
+    if record["version"] != RECORD_VERSION:
+        raise ApiError(
+            "internal",
+            f"commit record of {name} has version {record['version']}, expected {RECORD_VERSION}",
+        )
+    updates = record.get("updates")
+    if not isinstance(updates, list):
+        raise bad("updates is not a list")
+    for p in updates:
+        if not isinstance(p, dict) or not is_valid_ref(str(p.get("ref"))):
+            raise bad("an update without a valid ref")
+        for k in ("old", "new"):
+            if p.get(k) is not None and not (isinstance(p[k], str) and _OID.match(p[k])):
+                raise bad(f"{p['ref']}: {k} is not an object id")
+    return {
+        "version": record["version"],
+        "generation": record["generation"],
+        "committed_at": record["committed_at"],
+        "updates": [{"ref": p["ref"], "old": p.get("old"), "new": p.get("new")} for p in updates],
+    }
+
+
+def overlay(record: dict, refs: dict) -> None:
+    """What readers see while a record is unfinished: the refs after its update."""
+    for p in record["updates"]:
+        if p["new"] is None:
+            refs.pop(p["ref"], None)
+        else:
+            refs[p["ref"]] = p["new"]
+
+
+@dataclass
 class Repo:
     """One artifact's ``.git/`` in S3, with Hypha's S3 config; the rules of remote API v1."""
 
@@ -258,6 +362,15 @@ class Repo:
         ]
 
     async def refs(self) -> dict:
+        """Every ref. An atomic update is seen whole or not at all, also while it is being
+        written or after its worker died mid-way (see the commit record below)."""
+        refs, overlaid = await self.consistent_refs(self.stored_refs)
+        if overlaid:
+            await self._finish_for_readers()
+        return refs
+
+    async def stored_refs(self) -> dict:
+        """The ref objects as they are, one GET each (what Hypha's own reader sees)."""
         names = await self.ref_names()
         sem = asyncio.Semaphore(READ_CONCURRENCY)
 
@@ -295,8 +408,9 @@ class Repo:
         return out
 
     async def packs(self) -> list:
-        """Complete packs (idx present), not retired, oldest first."""
+        """Complete packs (idx present), not retired, not pending uploads, oldest first."""
         retired = await self.retired()
+        pending = await self.pending_uploads()
         packs = [
             {
                 "name": n,
@@ -305,7 +419,7 @@ class Repo:
                 "_modified": e["pack"].get("LastModified"),
             }
             for n, e in (await self.pack_listing()).items()
-            if "pack" in e and "idx" in e and n not in retired
+            if "pack" in e and "idx" in e and n not in retired and n not in pending
         ]
         packs.sort(key=lambda p: (p["_modified"].timestamp() if p["_modified"] else 0, p["name"]))
         return packs
@@ -423,6 +537,26 @@ class Repo:
             raise
         self._lease = lease
 
+    async def _try_lock(self) -> bool:
+        """The lock and the lease if both are free at once; False (holding nothing) otherwise."""
+        try:
+            await asyncio.wait_for(self.lock.acquire(), 0.05)
+        except asyncio.TimeoutError:
+            return False
+        if self.redis is None:
+            return True
+        lease = secrets.token_hex(16)
+        try:
+            taken = await self.redis.set(self.lock_key, lease, nx=True, px=LOCK_LEASE_MS)
+        except BaseException:
+            self.lock.release()
+            raise
+        if not taken:
+            self.lock.release()
+            return False
+        self._lease = lease
+        return True
+
     async def _unlock(self) -> None:
         """Ends the lease only if it is still ours (it may have expired and been taken)."""
         lease, self._lease = self._lease, None
@@ -443,6 +577,221 @@ class Repo:
         finally:
             self.lock.release()
 
+    # -- commit record (src/storage/repo/journal.rs) -----------------------------------------
+
+    async def read_record(self) -> Optional[Stored]:
+        """The commit record, if an atomic update ever committed here."""
+        got = await self.get(RECORD_REL)
+        if got is None:
+            return None
+        return Stored(parse_record(got[0], self.name), got[1])
+
+    async def _write_record(self, record: dict, base: Optional[Stored]) -> Stored:
+        """Write ``record`` conditionally on ``base`` (the record read under the lease, or
+        none). A record changed since (another worker or server committing on the same
+        bucket) makes this one busy rather than mixing two updates."""
+        body = record_bytes(record)
+        try:
+            if base is None:
+                etag = await self.put(RECORD_REL, body, if_none_match=True)
+            else:
+                etag = await self.put(RECORD_REL, body, if_match=base.etag)
+        except ClientError as e:
+            if _lost_race(e) or _is_missing(e):
+                raise ApiError("busy", f"{self.name} is being updated; try again") from None
+            raise
+        return Stored(record, etag)
+
+    async def commit_record(self, base: Optional[Stored], planned: list) -> Stored:
+        """The commit point of an atomic update: from here on it counts as done, whoever
+        finishes it. Call under the lease, after every ref check, before any ref write."""
+        record = {
+            "version": RECORD_VERSION,
+            "generation": (base.generation if base else 0) + 1,
+            "committed_at": int(time.time()),
+            "updates": planned,
+        }
+        return await self._write_record(record, base)
+
+    async def finish_record(self, stored: Stored) -> Stored:
+        """Mark a record finished (its refs are written, or rolled back): same generation,
+        no updates."""
+        return await self._write_record(dict(stored.record, updates=[]), stored)
+
+    async def roll_forward(self) -> Optional[Stored]:
+        """Finish an update interrupted after its commit point, if there is one; returns the
+        record the next commit builds on. Call under the lease, before reading refs to change
+        them."""
+        stored = await self.read_record()
+        if stored is None or not stored.unfinished:
+            return stored
+        sem = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def one(p):
+            async with sem:
+                return p["ref"], await self._roll_forward_one(p)
+
+        outcomes = await asyncio.gather(*(one(p) for p in stored.record["updates"]))
+        moved = [name for name, done in outcomes if not done]
+        if moved:
+            logger.warning(
+                "%s: finishing an interrupted atomic update: %d ref(s) changed by another "
+                "writer meanwhile were left as they are: %s",
+                self.name,
+                len(moved),
+                ", ".join(moved),
+            )
+        return await self.finish_record(stored)
+
+    async def _roll_forward_one(self, p: dict) -> bool:
+        """One ref of an interrupted update: True when it is at ``new`` now (written, or
+        already there); False when someone outside the lease moved it (theirs stands)."""
+        name, old, new = p["ref"], p["old"], p["new"]
+        # Two tries: a lost race with a writer outside the lease is re-read once, and then it
+        # is either done, theirs, or still ours to write.
+        for _ in range(2):
+            cur = await self.read_ref(name)
+            if cur.oid == new and (cur.etag is not None) == (new is not None):
+                return True
+            if cur.oid != old:
+                return False
+            try:
+                if new is not None and cur.etag is not None:
+                    await self.put(name, f"{new}\n".encode(), if_match=cur.etag)
+                elif new is not None:
+                    await self.put(name, f"{new}\n".encode(), if_none_match=True)
+                elif cur.etag is not None:
+                    await self.delete(name, if_match=cur.etag)
+                return True
+            except ClientError as e:
+                if not (_lost_race(e) or _is_missing(e)):
+                    raise
+        return False
+
+    async def consistent_refs(self, read) -> tuple:
+        """``(refs, overlaid)``: ``read()`` bracketed by two reads of the record, with the new
+        values of an unfinished record laid over it. Repeated when a whole atomic update
+        slipped in between (some of its refs may have been read before it, some after)."""
+        for _ in range(CONSISTENT_READ_ATTEMPTS):
+            before = await self.read_record()
+            refs = await read()
+            after = await self.read_record()
+            g0 = before.generation if before else 0
+            g1 = after.generation if after else 0
+            # Same generation: nothing committed in between, and an update in flight at the
+            # first read is covered by its overlay. One more and still unfinished: it
+            # committed in between, and its overlay covers it.
+            if not (g1 == g0 or (g1 == g0 + 1 and after.unfinished)):
+                continue
+            overlaid = False
+            for stored in (before, after):
+                if stored is not None and stored.unfinished:
+                    overlay(stored.record, refs)
+                    overlaid = True
+            return refs, overlaid
+        raise ApiError("busy", f"{self.name} is being updated; try again")
+
+    async def _finish_for_readers(self) -> None:
+        """A reader saw an unfinished record. If no update holds the lease, its writer died:
+        finish it, so that Hypha's own reader (which reads the ref objects and knows nothing
+        of the record) sees the whole update too. Best effort: this reader's answer is right
+        either way."""
+        if not await self._try_lock():
+            return
+        try:
+            await self.roll_forward()
+        except Exception:
+            logger.exception("%s: could not finish an interrupted update", self.name)
+        finally:
+            await self._unlock()
+
+    # -- pending uploads (src/storage/repo/uploads.rs) ---------------------------------------
+
+    async def exists(self, rel: str) -> bool:
+        try:
+            await self.s3.head_object(Bucket=self.bucket, Key=self.key(rel))
+            return True
+        except ClientError as e:
+            if _is_missing(e):
+                return False
+            raise
+
+    async def mark_uploads(self, names: list) -> None:
+        """Mark packs as uploads in flight, unless already live: called when their upload URLs
+        are handed out. Under the lease, so that a pack of the same name committed by another
+        push meanwhile is never hidden again."""
+        if not names:
+            return
+        await self._locked()
+        try:
+            now = int(time.time())
+            for name in names:
+                marker = UPLOADS_REL + name
+                live = await self.exists(f"objects/pack/{name}.pack")
+                if live and not await self.exists(marker):
+                    continue  # committed by an earlier push (or written by Hypha): refs may need it
+                await self.put(marker, f"{now}\n".encode())
+        finally:
+            await self._unlock()
+
+    async def pending_uploads(self) -> set:
+        """Names of packs whose upload no update has named yet (hidden from readers)."""
+        start = len(self.key(UPLOADS_REL))
+        names = (o["Key"][start:] for o in await self.list(UPLOADS_REL))
+        return {name for name in names if _PACK.match(name)}
+
+    async def commit_uploads(self, names: list) -> None:
+        """The packs of ``names`` are about to be referenced: make them visible, then check each
+        is still complete (a compaction may have purged it as abandoned before this caller
+        took the lease). Under the lease, before any ref write."""
+        if not names:
+            return
+        for name in names:
+            try:
+                await self.delete(UPLOADS_REL + name)
+            except ClientError as e:
+                if not _is_missing(e):
+                    raise
+        listing = await self.pack_listing()
+        for name in names:
+            entry = listing.get(name, {})
+            if "pack" not in entry or "idx" not in entry:
+                raise ApiError(
+                    "invalid",
+                    f"pack {name} is no longer in {self.name} (its upload was abandoned and "
+                    "removed): push again",
+                )
+
+    async def purge_abandoned_uploads(self, now: int, grace: int) -> list:
+        """Delete packs pending longer than ``grace`` (the pusher died, or its update was
+        refused). Under the lease. ``.pack`` first (a lone ``.idx`` is invisible), then
+        ``.idx``, then the marker, so an interrupted purge resumes next time."""
+        deleted = []
+        for name in sorted(await self.pending_uploads()):
+            got = await self.get(UPLOADS_REL + name)
+            if got is None:
+                continue
+            try:
+                at = int(got[0].decode("utf-8", "replace").strip())
+            except ValueError:
+                at = now  # an unreadable time counts as now: kept for another grace period
+            if now < at + grace:
+                continue
+            for rel in (
+                f"objects/pack/{name}.pack",
+                f"objects/pack/{name}.idx",
+                UPLOADS_REL + name,
+            ):
+                try:
+                    await self.delete(rel)
+                except ClientError as e:
+                    if not _is_missing(e):
+                        raise
+            deleted.append(name)
+        return deleted
+
+    # -- update and compact ------------------------------------------------------------------
+
     async def update(self, req: dict) -> dict:
         """The commit point of a push: see ``Repository::update`` in src/storage/repo.rs."""
         updates = _validate_updates(req)
@@ -451,6 +800,8 @@ class Repo:
         atomic = bool(req.get("atomic"))
         await self._locked()
         try:
+            # An atomic update whose worker died after its commit point is finished first.
+            base = await self.roll_forward()
             # Fresh reads under the lock: what the client saw may be old.
             head = await self.head()
             existing = set(await self.ref_names())
@@ -466,6 +817,19 @@ class Repo:
                     writes[i] = outcome
             if atomic and any(results):
                 return _atomic_failure(updates, results)
+            # The packs become visible now, before any ref needs them. (An update that writes
+            # no ref leaves them pending: compaction removes them after the grace period.)
+            if any(w is not None for w in writes):
+                await self.commit_uploads(packs)
+            # Several writes of an atomic update: the commit point is the record.
+            planned = [
+                {"ref": u["ref"], "old": cur.oid, "new": u["new"]}
+                for u, w, cur in zip(updates, writes, current)
+                if w is not None and w[0] != "nothing"
+            ]
+            record = None
+            if atomic and len(planned) > 1:
+                record = await self.commit_record(base, planned)
 
             undo = []
             for i, u in enumerate(updates):
@@ -476,18 +840,25 @@ class Repo:
                 except ClientError as e:
                     if not (_lost_race(e) or (_is_missing(e) and writes[i][0] != "create")):
                         if atomic:
-                            await self._roll_back(undo)
+                            await self._abandon(undo, record)
                         raise
                     # Hypha's own receive-pack or an API commit wrote the ref meanwhile.
                     now = (await self.read_ref(u["ref"])).oid
                     results[i] = _stale(u["ref"], now)
                     if atomic:
-                        await self._roll_back(undo)
+                        await self._abandon(undo, record)
                         return _atomic_failure(updates, results)
                     continue
                 if done:
                     undo.append(done)
                 results[i] = _ok(u["ref"])
+            if record is not None:
+                # Every ref is written: the update is done whatever happens to the record. One
+                # left unfinished is rolled forward (a no-op) by the next holder of the lease.
+                try:
+                    await self.finish_record(record)
+                except Exception:
+                    logger.exception("%s: could not mark its update record finished", self.name)
 
             target = req.get("set_head_if_missing")
             if target and (not updates or any(r and r["status"] == "ok" for r in results)):
@@ -508,6 +879,14 @@ class Repo:
             await self.delete(name, if_match=write[1])
             etag = None
         return (name, cur.oid, etag)
+
+    async def _abandon(self, undo: list, record: Optional[Stored]) -> None:
+        """An atomic update failed: put back what it wrote, then mark its record finished
+        (left unfinished, it would be rolled forward: all refs, not none). Dying in between
+        leaves the record unfinished, and the update is rolled forward instead."""
+        await self._roll_back(undo)
+        if record is not None:
+            await self.finish_record(record)
 
     async def _roll_back(self, undo: list) -> None:
         """Best effort, each step conditional on the object still being what we wrote."""
@@ -537,6 +916,9 @@ class Repo:
         keep = idx_object_ids((await self.get(f"objects/pack/{pack}.idx"))[0], pack)
         await self._locked()
         try:
+            await self.roll_forward()
+            # The new pack was uploaded through `uploads` like a push's: it is live from now on.
+            await self.commit_uploads([pack])
             retired = await self.retired()
             if pack in retired:
                 raise ApiError("invalid", f"{pack} is retired in {self.name}")
@@ -572,6 +954,7 @@ class Repo:
                         if not _is_missing(e):
                             raise
                 deleted.append(name)
+            deleted.extend(await self.purge_abandoned_uploads(now, GC_GRACE_SECS))
             return {"retired": to_retire, "deleted": deleted, "grace_secs": GC_GRACE_SECS}
         finally:
             await self._unlock()
@@ -881,6 +1264,9 @@ class GitRemoteApi:
                         "invalid",
                         f"{spec['name']}: {what[:-5]} size {size} is outside 1..={MAX_SINGLE_PUT}",
                     )
+        # Only once every spec is valid: bad input marks nothing.
+        await repo.mark_uploads([spec["name"] for spec in specs])
+        for spec in specs:
             name = spec["name"]
             uploads.append(
                 {

@@ -441,7 +441,7 @@ def _stored_packs(s3, bucket: str, prefix: str) -> set:
 def test_gc_compacts_and_deletes_retired_packs_after_grace(env, svc):
     """`git hypha gc` through the plugin's compact route; Hypha's smart HTTP reads throughout.
 
-    The plugin keeps retired packs for an hour; the test ages the retirement marks (S3 objects
+    The plugin keeps retired packs for 70 minutes; the test ages the retirement marks (S3 objects
     holding the retirement time) instead of waiting, then the next gc deletes those packs.
     """
     s3, bucket = _s3(svc), svc["HYPHA_TEST_BUCKET"]
