@@ -266,6 +266,9 @@ rounds() {
 
 rounds "before gc" many packed 0
 read -r many_live_end many_live_end_bytes < <(live_packs many)
+# The server's peak RSS so far: the pushes and every auto-gc it ran in process (downloads and
+# gix indexing; its `git pack-objects` children are not counted here).
+server_hwm_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
 cp -a "$work/mirror-many.git" "$work/stale-pristine.git"
 rm -rf "$work/mirror-many.git"
 
@@ -298,6 +301,7 @@ rounds "after gc" many packed-after "$runs"
   echo "auto_gc=$auto_gc"
   echo "many_live=$many_live $many_live_bytes $settle_secs"
   echo "many_live_end=$many_live_end $many_live_end_bytes"
+  echo "server_hwm_kb=$server_hwm_kb"
   # One line per compaction: "auto-gc bench/many: merged M of N packs ... (Tms)".
   echo "auto_gc_runs=$(grep -c '^auto-gc bench/many: merged' "$work/serve.log" || true)"
   echo "auto_gc_ms=$(sed -n 's/^auto-gc bench\/many: merged .*(\([0-9]*\)ms)$/\1/p' "$work/serve.log" | awk '{s += $1} END {print s + 0}')"

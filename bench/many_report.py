@@ -92,6 +92,9 @@ def main():
              meta["auto_gc_failed"], ln, mib(lb), wait, en, mib(eb)))
     else:
         w("Server auto-gc off (`serve --auto-gc-packs 0`).")
+    if "server_hwm_kb" in meta:
+        w("Server peak RSS through the pushes and the \"before gc\" rounds (VmHWM of `git hypha "
+          "serve`, auto-gc included): %.0f MiB." % (int(meta["server_hwm_kb"]) / 1024))
     gc = ok("gc", "git hypha gc", "many")
     if gc:
         w("`git hypha gc` took %.1f s, %s requests (%s): %s"

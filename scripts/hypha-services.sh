@@ -109,7 +109,7 @@ start() {
         "$STATE_DIR/s3-data" >"$STATE_DIR/s3.log" 2>&1 &
       ;;
     moto)
-      "$VENV/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$STATE_DIR/s3.log" 2>&1 &
+      "$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$s3_port" >"$STATE_DIR/s3.log" 2>&1 &
       ;;
     *)
       log "HYPHA_TEST_S3 must be s3s-fs or moto, not $S3_KIND"

@@ -3,7 +3,8 @@
 #
 #   s3s-fs  (crates.io)  checks SigV4 signatures, presigned-URL expiry and Range;
 #                        its conditional writes are check-then-write, not atomic.
-#   moto    (PyPI)       applies conditional writes atomically (the refs race test);
+#   moto    (PyPI)       applies conditional writes atomically when served one request at a
+#                        time (scripts/moto_server.py; the refs race test);
 #                        it checks no signatures.
 #
 # Usage: scripts/s3-services.sh start|stop [ENV_FILE]
@@ -93,7 +94,8 @@ start() {
     "$data" >"$STATE_DIR/s3s-fs.log" 2>&1 &
   local s3s_pid=$!
   moto_port=$(free_port)
-  "$MOTO" -H 127.0.0.1 -p "$moto_port" >"$STATE_DIR/moto.log" 2>&1 &
+  # One request at a time: moto's own server threads would break its conditional writes.
+  "$VENV/bin/python" scripts/moto_server.py 127.0.0.1 "$moto_port" >"$STATE_DIR/moto.log" 2>&1 &
   local moto_pid=$!
 
   # Written before waiting, so that `stop` finds the pids even if startup fails.
