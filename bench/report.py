@@ -34,7 +34,10 @@ def main():
     by = defaultdict(list)  # (op, peer) -> rows
     for r in rows:
         by[(r["op"], r["peer"])].append(r)
-    ops = [op for op in OPS if any((op, p) in by for p in PEERS)]
+    # hypha-s3 (BENCH_S3=1): the same server on S3, one more column and ratio.
+    s3 = any(r["peer"] == "hypha-s3" for r in rows)
+    peers = PEERS + (["hypha-s3"] if s3 else [])
+    ops = [op for op in OPS if any((op, p) in by for p in peers)]
 
     def ok_rows(op, peer):
         return [r for r in by[(op, peer)] if r["ok"] == "1"]
@@ -57,11 +60,16 @@ def main():
     w("")
     w("## Wall time (seconds)")
     w("")
-    w("| operation | git daemon | file:// | hypha | hypha/daemon | hypha/file |")
-    w("|---|---:|---:|---:|---:|---:|")
+    if s3:
+        w("| operation | git daemon | file:// | hypha | hypha on S3 | hypha/daemon | hypha/file "
+          "| S3/daemon |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        w("| operation | git daemon | file:// | hypha | hypha/daemon | hypha/file |")
+        w("|---|---:|---:|---:|---:|---:|")
     for op in ops:
         cells, m = [], {}
-        for p in PEERS:
+        for p in peers:
             xs = secs(op, p)
             n_fail = len(by[(op, p)]) - len(xs)
             m[p] = med(xs)
@@ -72,8 +80,9 @@ def main():
             if n_fail:
                 c += " (%d FAILED)" % n_fail
             cells.append(c)
-        for q in ("daemon", "file"):
-            cells.append("%.2fx" % (m["hypha"] / m[q]) if m["hypha"] and m[q] else "-")
+        ratios = [("hypha", "daemon"), ("hypha", "file")] + ([("hypha-s3", "daemon")] if s3 else [])
+        for p, q in ratios:
+            cells.append("%.2fx" % (m[p] / m[q]) if m[p] and m[q] else "-")
         w("| %s | %s |" % (op, " | ".join(cells)))
     w("")
 
@@ -89,10 +98,11 @@ def main():
     w("| operation | requests (API) | requests by route (round 1) | helper peak RSS | "
       "client peak RSS daemon / file / hypha | server peak RSS |")
     w("|---|---:|---|---:|---:|---:|")
-    for op in ops:
-        hs = ok_rows(op, "hypha")
+    for op, peer in [(op, "hypha") for op in ops] + [(op, "hypha-s3") for op in ops if s3]:
+        hs = ok_rows(op, peer)
+        label = op if peer == "hypha" else op + " (S3: API requests only)"
         if not hs:
-            w("| %s | - | - | - | - | - |" % op)
+            w("| %s | - | - | - | - | - |" % label)
             continue
         reqs = med([int(r["requests"]) for r in hs])
         api = med([int(r["api_requests"]) for r in hs])
@@ -100,11 +110,11 @@ def main():
         hrss = med([int(r["helper_rss_kb"]) for r in hs])
         srss = med([int(r["server_hwm_kb"]) for r in hs])
         crss = []
-        for p in PEERS:
+        for p in ("daemon", "file", peer):
             xs = [int(r["client_rss_kb"]) for r in ok_rows(op, p)]
             crss.append("%.0f" % (med(xs) / 1024) if xs else "-")
         w("| %s | %g (%g) | %s | %.0f MiB | %s MiB | %.0f MiB |" % (
-            op, reqs, api, routes.replace(" ", ", "), hrss / 1024, " / ".join(crss), srss / 1024))
+            label, reqs, api, routes.replace(" ", ", "), hrss / 1024, " / ".join(crss), srss / 1024))
     w("")
 
     w("## Pack bytes uploaded")

@@ -8,6 +8,8 @@
 #                       (their order rotates each round) so that they share the machine's noise
 #   BENCH_DIR=bench/data  cache of generated repositories (+ a copy of each report)
 #   BENCH_BIG=1         also the ~500 MiB binary-history dataset (clone and full push only)
+#   BENCH_S3=1          also peer hypha-s3: a second `git hypha serve` on S3 (s3s-fs, started
+#                       by scripts/s3-services.sh; presigned transfers go to s3s-fs directly)
 #   BENCH_NO_BUILD=1    skip `cargo build --release --bins` (use target/release as it is)
 #   BENCH_KEEP=1        keep the scratch directory (remotes, server log) for inspection
 #
@@ -48,11 +50,14 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -f "$work/s3/env" ] && HOME=$real_home "$root/scripts/s3-services.sh" stop "$work/s3/env" >/dev/null 2>&1
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The S3 test servers (BENCH_S3=1) install into and run from the real home, not the bench's.
+real_home=$HOME
 # A clean git environment and the helper under /usr/bin/time (bench/env.sh).
 . "$here/env.sh"
 bench_git_env "$work" "$bin"
@@ -127,23 +132,49 @@ export HYPHA_TOKEN
 note "git daemon on git://127.0.0.1:$dport, git hypha serve on $hurl"
 
 peers=(daemon file hypha)
+# BENCH_S3=1: the same server on S3 (s3s-fs checks signatures as S3 does), same JWT secret.
+s3url= s3_server_pid=
+if [ "${BENCH_S3:-0}" = 1 ]; then
+  HOME=$real_home "$root/scripts/s3-services.sh" start "$work/s3/env" >&2 \
+    || die "S3 test servers did not start"
+  set -a
+  # shellcheck disable=SC1091
+  . "$work/s3/env"
+  set +a
+  git-hypha serve --root "$work/store-s3" --listen 127.0.0.1:0 --s3-endpoint "$HYPHA_TEST_S3_ENDPOINT" \
+    --s3-bucket "$HYPHA_TEST_S3_BUCKET" --s3-prefix bench-s3 --s3-path-style \
+    >"$work/serve-s3.out" 2>"$work/serve-s3.log" &
+  pids+=($!)
+  s3_server_pid=$!
+  for _ in $(seq 100); do
+    s3url=$(sed -n 's/^listening on //p' "$work/serve-s3.out" | head -n1)
+    [ -n "$s3url" ] && break
+    kill -0 "$s3_server_pid" 2>/dev/null || die "git hypha serve on S3 exited: $(cat "$work/serve-s3.log")"
+    sleep 0.1
+  done
+  [ -n "$s3url" ] || die "git hypha serve on S3 did not print its address"
+  note "git hypha serve on S3 (s3s-fs at $HYPHA_TEST_S3_ENDPOINT) on $s3url"
+  peers+=(hypha-s3)
+fi
 url() { # url PEER NAME
   case $1 in
     daemon) echo "git://127.0.0.1:$dport/daemon/$2.git" ;;
     file) echo "file://$remotes/file/$2.git" ;;
     hypha) echo "hypha::$hurl/bench/$2" ;;
+    hypha-s3) echo "hypha::$s3url/bench/$2" ;;
   esac
 }
 new_remote() { # new_remote PEER NAME: an empty repository
   case $1 in
     daemon | file) git init -q --bare "$remotes/$1/$2.git" ;;
-    hypha) git hypha create "$(url hypha "$2")" >/dev/null || die "git hypha create $(url hypha "$2") failed" ;;
+    hypha | hypha-s3) git hypha create "$(url "$1" "$2")" >/dev/null || die "git hypha create $(url "$1" "$2") failed" ;;
   esac
 }
 remote_dir() { # the directory holding a remote's objects
   case $1 in
     daemon | file) echo "$remotes/$1/$2.git" ;;
     hypha) echo "$work/store/bench/artifacts/$2/.git" ;;
+    hypha-s3) echo "$HYPHA_TEST_S3_DIR/bench-s3/bench/artifacts/$2/.git" ;;
   esac
 }
 drop_remote() { rm -rf "$(remote_dir "$1" "$2")"; }
@@ -154,7 +185,7 @@ pack_bytes() { # total size of the .pack files of a remote (0 if none)
 }
 rotated() { # the peers in round R's order
   local r=$1 i
-  for i in 0 1 2; do echo "${peers[$(((i + r) % 3))]}"; done
+  for ((i = 0; i < ${#peers[@]}; i++)); do echo "${peers[$(((i + r) % ${#peers[@]}))]}"; done
 }
 
 # ---------------------------------------------------------------------------- measuring
@@ -191,21 +222,23 @@ failure() {
 # requests the server logged meanwhile. A failure is recorded and reported, not fatal.
 measure() {
   local op=$1 peer=$2 round=$3 rc=0 before t0 t1 secs reqs api hwm crss hrss routes
+  local log=$work/serve.log spid=$server_pid
+  [ "$peer" = hypha-s3 ] && log=$work/serve-s3.log spid=$s3_server_pid
   shift 3
   : >"$work/helper.rss"
-  echo 5 >"/proc/$server_pid/clear_refs" 2>/dev/null || true # reset VmHWM
-  before=$(wc -l <"$work/serve.log")
+  echo 5 >"/proc/$spid/clear_refs" 2>/dev/null || true # reset VmHWM
+  before=$(wc -l <"$log")
   t0=$EPOCHREALTIME
   /usr/bin/time -f '%M' -o "$work/client.rss" "$@" >"$work/op.out" 2>"$work/op.err" || rc=$?
   t1=$EPOCHREALTIME
-  tail -n +"$((before + 1))" "$work/serve.log" >"$work/op.log"
+  tail -n +"$((before + 1))" "$log" >"$work/op.log"
   reqs=$(wc -l <"$work/op.log")
   api=$(grep -c '/remote/v1/' "$work/op.log" || true)
   # e.g. "refs packs GET.pack" -> "refs:1 packs:1 GET.pack:1"
   routes=$(awk '{ p = $2; if (p ~ /\/remote\/v1\//) { sub(/.*\//, "", p); k = p }
                   else { n = split(p, a, "."); k = $1 "." a[n] } c[k]++ }
                 END { for (k in c) printf "%s:%d ", k, c[k] }' "$work/op.log" | xargs -n1 | sort | xargs)
-  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || echo 0)
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$spid/status" 2>/dev/null || echo 0)
   crss=$(grep -E '^[0-9]+$' "$work/client.rss" | tail -n1 || true)
   hrss=$(grep -E '^[0-9]+$' "$work/helper.rss" | sort -n | tail -n1 || true)
   secs=$(python3 -c "print($t1 - $t0)")

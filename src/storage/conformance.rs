@@ -34,7 +34,8 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     presign(backend.clone()).await;
     invalid_keys(backend.clone()).await;
     repo_atomic_update_survives_death(backend.clone()).await;
-    repo_uploads_hidden_until_named(backend).await;
+    repo_uploads_hidden_until_named(backend.clone()).await;
+    repo_refs_read_again_only_when_changed(backend).await;
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -713,4 +714,84 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
         .await
         .expect("refs")
         .contains_key("refs/heads/late"));
+}
+
+/// Counts the reads of keys under `refs/` (ref `GET`s; listings are under `refs/` too, but
+/// are told apart by their trailing `/`).
+#[derive(Debug, Default)]
+struct RefReads(AtomicUsize);
+
+#[async_trait]
+impl Hook for RefReads {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/') {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// `refs` lists the right values whoever changed them, and, where listings carry etags (S3),
+/// reads again only the refs that changed since this server last read them.
+pub async fn repo_refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("ref-cache");
+    let counted = Arc::new(Hooked {
+        inner: backend.clone(),
+        hook: RefReads::default(),
+    });
+    let repo = Store::new(counted.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    repo.create(false, None).await.expect("create");
+    let one = "1111111111111111111111111111111111111111";
+    let two = "2222222222222222222222222222222222222222";
+    let updates = (0..5)
+        .map(|i| ref_update(&format!("refs/heads/b{i}"), None, Some(one)))
+        .collect();
+    repo.update(&UpdateRequest {
+        updates,
+        ..Default::default()
+    })
+    .await
+    .expect("update");
+    let want = |changed: &str| -> BTreeMap<String, String> {
+        (0..5)
+            .map(|i| {
+                let name = format!("refs/heads/b{i}");
+                let oid = if name == changed { two } else { one };
+                (name, oid.to_owned())
+            })
+            .collect()
+    };
+    assert_eq!(repo.refs().await.expect("refs"), want(""));
+    let etags = backend
+        .list(&format!("conformance/artifacts/{alias}/.git/refs/"))
+        .await
+        .expect("list")
+        .iter()
+        .all(|meta| meta.etag.is_some());
+
+    // Read again: with etags in the listing, no ref is read.
+    let before = counted.hook.0.load(Ordering::SeqCst);
+    assert_eq!(repo.refs().await.expect("refs"), want(""));
+    let reads = counted.hook.0.load(Ordering::SeqCst) - before;
+    if etags {
+        assert_eq!(reads, 0, "unchanged refs are not read again");
+    }
+
+    // Another writer (Hypha itself) changes one ref behind this server's back.
+    backend
+        .put(
+            &format!("conformance/artifacts/{alias}/.git/refs/heads/b3"),
+            Bytes::from(format!("{two}\n")),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("outside write");
+    let before = counted.hook.0.load(Ordering::SeqCst);
+    assert_eq!(repo.refs().await.expect("refs"), want("refs/heads/b3"));
+    let reads = counted.hook.0.load(Ordering::SeqCst) - before;
+    if etags {
+        assert_eq!(reads, 1, "only the changed ref is read again");
+    }
 }

@@ -80,6 +80,7 @@ pub struct PackEntry {
 pub struct Store {
     backend: Arc<dyn Backend>,
     locks: Arc<Locks>,
+    ref_cache: Arc<ref_cache::RefCache>,
     multipart: upload::MultipartPolicy,
 }
 
@@ -107,6 +108,7 @@ impl Store {
         Store {
             backend,
             locks: Arc::default(),
+            ref_cache: Arc::default(),
             multipart: upload::MultipartPolicy::default(),
         }
     }
@@ -134,6 +136,7 @@ impl Store {
         Ok(Repository {
             backend: self.backend.clone(),
             lock: self.locks.get(&prefix),
+            ref_cache: self.ref_cache.clone(),
             multipart: self.multipart,
             name: format!("{workspace}/{alias}"),
             prefix,
@@ -146,6 +149,7 @@ impl Store {
 pub struct Repository {
     backend: Arc<dyn Backend>,
     lock: Arc<tokio::sync::Mutex<()>>,
+    ref_cache: Arc<ref_cache::RefCache>,
     multipart: upload::MultipartPolicy,
     /// `workspace/alias`, for messages.
     name: String,
@@ -329,14 +333,31 @@ impl Repository {
         Ok(refs)
     }
 
-    /// The ref objects as they are, one `GET` each.
+    /// The ref objects as they are: one `GET` each, except refs whose listed etag the
+    /// [`ref_cache`] knows.
     async fn stored_refs(&self) -> Result<BTreeMap<String, String>, Error> {
-        let names = self.ref_names().await?;
-        let keys = names.iter().map(|name| self.key(name)).collect();
-        let objects = self.backend.get_many(keys, READ_CONCURRENCY).await;
         let mut refs = BTreeMap::new();
-        for (name, object) in names.into_iter().zip(objects) {
-            if let Some(oid) = current_of(object)?.oid {
+        let mut unknown = Vec::new();
+        for (name, etag) in self.listed_refs().await? {
+            let key = self.key(&name);
+            match etag.as_deref().and_then(|e| self.ref_cache.get(&key, e)) {
+                Some(oid) => {
+                    if let Some(oid) = oid {
+                        refs.insert(name, oid);
+                    }
+                }
+                // Only a listing with etags can hit the cache later: local disk's has none.
+                None => unknown.push((name, key, etag.is_some())),
+            }
+        }
+        let keys = unknown.iter().map(|(_, key, _)| key.clone()).collect();
+        let objects = self.backend.get_many(keys, READ_CONCURRENCY).await;
+        for ((name, key, cacheable), object) in unknown.into_iter().zip(objects) {
+            let current = current_of(object)?;
+            if let (true, Some(etag)) = (cacheable, &current.etag) {
+                self.ref_cache.put(&key, etag, current.oid.clone());
+            }
+            if let Some(oid) = current.oid {
                 refs.insert(name, oid);
             }
         }
@@ -344,14 +365,24 @@ impl Repository {
     }
 
     async fn ref_names(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .listed_refs()
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every ref the store lists, with its etag where the listing gives one.
+    async fn listed_refs(&self) -> Result<Vec<(String, Option<String>)>, Error> {
         let refs_prefix = self.key("refs/");
         Ok(self
             .backend
             .list(&refs_prefix)
             .await?
             .into_iter()
-            .map(|meta| meta.key[self.prefix.len()..].to_owned())
-            .filter(|name| api::refname::is_valid(name))
+            .map(|meta| (meta.key[self.prefix.len()..].to_owned(), meta.etag))
+            .filter(|(name, _)| api::refname::is_valid(name))
             .collect())
     }
 
@@ -918,6 +949,7 @@ fn rejected(name: &str, detail: &str) -> RefResult {
 
 mod compact;
 mod journal;
+mod ref_cache;
 #[cfg(test)]
 mod tests;
 pub mod upload;
