@@ -167,6 +167,15 @@ def idx_object_ids(data: bytes, name: str) -> set:
     return {data[start + 20 * i : start + 20 * (i + 1)] for i in range(count)}
 
 
+def _first_incomplete(listing: dict, names: list) -> Optional[str]:
+    """The first of ``names`` whose ``.pack`` or ``.idx`` the pack listing lacks."""
+    for name in names:
+        entry = listing.get(name, {})
+        if "pack" not in entry or "idx" not in entry:
+            return name
+    return None
+
+
 def _error_code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
@@ -428,16 +437,18 @@ class Repo:
         """Each named pack and its idx exist and the idx was made for that pack."""
         if not names:
             return
-        listing = await self.pack_listing()
         for name in names:
             check_pack_name(name)
-            entry = listing.get(name, {})
-            if "pack" not in entry or "idx" not in entry:
-                raise ApiError(
-                    "invalid",
-                    f"pack {name} is not complete in {self.name} "
-                    "(upload the idx and the pack first)",
-                )
+        listing = await self.pack_listing()
+        missing = _first_incomplete(listing, names)
+        if missing:
+            raise ApiError(
+                "invalid",
+                f"pack {missing} is not complete in {self.name} "
+                "(upload the idx and the pack first)",
+            )
+        for name in names:
+            entry = listing[name]
             psize, isize = entry["pack"]["Size"], entry["idx"]["Size"]
             if psize < 32 or isize < 40:
                 raise ApiError("invalid", f"pack {name} is too small to be a pack")
@@ -752,15 +763,13 @@ class Repo:
             except ClientError as e:
                 if not _is_missing(e):
                     raise
-        listing = await self.pack_listing()
-        for name in names:
-            entry = listing.get(name, {})
-            if "pack" not in entry or "idx" not in entry:
-                raise ApiError(
-                    "invalid",
-                    f"pack {name} is no longer in {self.name} (its upload was abandoned and "
-                    "removed): push again",
-                )
+        missing = _first_incomplete(await self.pack_listing(), names)
+        if missing:
+            raise ApiError(
+                "invalid",
+                f"pack {missing} is no longer in {self.name} (its upload was abandoned and "
+                "removed): push again",
+            )
 
     async def purge_abandoned_uploads(self, now: int, grace: int) -> list:
         """Delete packs pending longer than ``grace`` (the pusher died, or its update was

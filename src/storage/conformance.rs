@@ -578,7 +578,7 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
 }
 
 /// Pack and idx bytes whose trailers tie them together (all `update` checks of a pack).
-fn fake_pack(checksum: u8) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn fake_pack(checksum: u8) -> (Vec<u8>, Vec<u8>) {
     let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
     pack.extend([7u8; 10]);
     pack.extend([checksum; 20]);

@@ -336,17 +336,6 @@ async fn refuses_directory_file_conflicts() {
     assert_eq!(res.results[0].status, RefStatus::Rejected);
 }
 
-fn pack_bytes(checksum: u8) -> (Vec<u8>, Vec<u8>) {
-    let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
-    pack.extend([7u8; 10]);
-    pack.extend([checksum; 20]);
-    let mut idx = vec![0xffu8, b't', b'O', b'c'];
-    idx.extend([0u8; 1068]);
-    idx.extend([checksum; 20]);
-    idx.extend([0x55u8; 20]);
-    (pack, idx)
-}
-
 #[tokio::test]
 async fn checks_packs_before_writing_refs() {
     let f = fixture();
@@ -357,7 +346,7 @@ async fn checks_packs_before_writing_refs() {
 
     let missing = repo.update(&r).await.unwrap_err();
     assert!(missing.to_string().contains(&name), "{missing}");
-    let (pack, idx) = pack_bytes(9);
+    let (pack, idx) = crate::storage::conformance::fake_pack(9);
     f.write(&format!("objects/pack/{name}.pack"), "");
     std::fs::write(
         f.root
@@ -371,7 +360,7 @@ async fn checks_packs_before_writing_refs() {
     );
     assert!(repo.packs().await.unwrap().is_empty());
 
-    let (_, wrong_idx) = pack_bytes(8);
+    let (_, wrong_idx) = crate::storage::conformance::fake_pack(8);
     std::fs::write(
         f.root
             .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
