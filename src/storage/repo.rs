@@ -21,13 +21,13 @@
 //! This file holds [`Store`], [`Repository`] and the key layout; the operations live by
 //! concern in the submodules:
 //!
-//! - [`create`]: making a repository, whether it exists, its private settings;
-//! - [`refs`]: reading refs and `HEAD`, setting `HEAD`;
-//! - [`update`]: the compare-and-swap of refs, its undo and its commit record;
-//! - [`packs`]: the pack listing, presigned downloads, the pack completeness check;
-//! - [`upload`]: presigned uploads, single `PUT` or multipart; [`uploads`]: pending marks;
-//! - [`compact`]: retiring packs and deleting them after the grace period;
-//! - [`journal`]: the record of an atomic update; [`ref_cache`]: ref values by etag.
+//! - `create`: making a repository, whether it exists, its private settings;
+//! - `refs`: reading refs and `HEAD`, setting `HEAD`;
+//! - `update`: the compare-and-swap of refs, its undo and its commit record;
+//! - `packs`: the pack listing, presigned downloads, the pack completeness check;
+//! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
+//! - `compact`: retiring packs and deleting them after the grace period;
+//! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
 
 use super::{Backend, Error};
 use crate::names::{self, refname};

@@ -26,7 +26,7 @@ impl Repository {
     /// Every complete pack (idx present), oldest first. A `.pack` without its `.idx` is an
     /// upload in progress, or a broken one: invisible either way. Packs retired by compaction
     /// are left out: their objects are in the pack that replaced them. So are uploads no
-    /// update has named yet ([`uploads`]): no ref needs them, and they may never be.
+    /// update has named yet ([`uploads`](super::uploads)): no ref needs them, and they may never be.
     pub async fn packs(&self) -> Result<Vec<PackEntry>, Error> {
         let dir = self.key("objects/pack/");
         let (listing, retired, pending) = tokio::join!(

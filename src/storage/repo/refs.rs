@@ -61,7 +61,7 @@ impl Repository {
 
     /// Every ref: full name -> oid. Objects under `refs/` whose name or content is not a
     /// ref are skipped rather than advertised. An atomic update is seen whole or not at all,
-    /// also while it is being written or after its server died mid-way ([`journal`]).
+    /// also while it is being written or after its server died mid-way ([`journal`](super::journal)).
     pub async fn refs(&self) -> Result<BTreeMap<String, String>, Error> {
         let (refs, overlaid) = self.consistent_refs(|| self.stored_refs()).await?;
         if overlaid {
