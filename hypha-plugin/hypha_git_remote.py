@@ -9,7 +9,7 @@ This is a thin adapter. Hypha decides who may do what (``_get_artifact_with_perm
 ``read`` for read routes and ``commit`` for writes, exactly as its own smart-HTTP routes do) and
 where a repository lives (``_get_s3_config``, the artifact's UUID, ``.git/``). The repository
 rules (ref names, pack completeness, compare-and-swap, atomic batches, compaction) live in
-:class:`Repo` and mirror ``src/storage/repo.rs`` of the Rust server, which is the reference.
+:class:`Repo` and mirror ``src/storage/repo/`` of the Rust server, which is the reference.
 
 Pack bytes never pass through Hypha: clients get presigned S3 URLs. Tokens and presigned URLs
 never appear in an error message or a log line written here.
@@ -116,7 +116,7 @@ class ApiError(Exception):
 
 
 def check_ref(name: str) -> None:
-    """git check-ref-format rules plus what an S3 key needs (as ``src/api/refname.rs``)."""
+    """git check-ref-format rules plus what an S3 key needs (as ``src/names/refname.rs``)."""
     why = _ref_problem(name)
     if why:
         raise ApiError("invalid", f"invalid ref {name[:80]!r}: {why}")
@@ -802,7 +802,7 @@ class Repo:
     # -- update and compact ------------------------------------------------------------------
 
     async def update(self, req: dict) -> dict:
-        """The commit point of a push: see ``Repository::update`` in src/storage/repo.rs."""
+        """The commit point of a push: see ``Repository::update`` in src/storage/repo/update.rs."""
         updates = _validate_updates(req)
         packs = req.get("packs") or []
         await self.check_packs(packs)

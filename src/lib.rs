@@ -31,6 +31,7 @@ pub mod gc;
 pub mod helper;
 pub mod idx;
 pub mod login;
+pub mod names;
 pub mod pack;
 pub mod progress;
 pub mod server;

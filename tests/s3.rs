@@ -14,9 +14,9 @@
 //! Every test works under its own random key prefix, so runs share the buckets.
 
 use bytes::Bytes;
-use hypha_git::api::{RefStatus, RefUpdate, UpdateRequest};
 use hypha_git::storage::s3::{self, multipart};
 use hypha_git::storage::{conformance, Backend, PresignMethod, PutMode, Store, S3};
+use hypha_git::storage::{RefStatus, RefUpdate, Update};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -90,7 +90,7 @@ fn http() -> reqwest::Client {
 
 /// Send a presigned request with exactly its headers and `body`.
 async fn send(
-    req: &hypha_git::api::PresignedRequest,
+    req: &hypha_git::storage::PresignedTransfer,
     body: Option<Vec<u8>>,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
@@ -110,7 +110,7 @@ async fn send(
 
 /// A PUT the store must refuse: a 403, or the store cutting the connection before reading the
 /// body (s3s-fs answers as soon as the signature fails, and the client may still be writing).
-async fn assert_refused(req: &hypha_git::api::PresignedRequest, body: Vec<u8>) {
+async fn assert_refused(req: &hypha_git::storage::PresignedTransfer, body: Vec<u8>) {
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("method");
     let mut builder = http().request(method, &req.url).body(body);
     for (name, value) in &req.headers {
@@ -456,13 +456,13 @@ async fn sixteen_replicas_race_on_one_ref_on_moto() {
                     .repo("ws", "race")
                     .expect("repo");
                 let barrier = barrier.clone();
-                let req = UpdateRequest {
+                let req = Update {
                     updates: vec![RefUpdate {
                         name: "refs/heads/main".into(),
                         old: current.clone(),
                         new: Some(oid(round, writer)),
                     }],
-                    ..UpdateRequest::default()
+                    ..Update::default()
                 };
                 tokio::spawn(async move {
                     barrier.wait().await;
@@ -510,13 +510,13 @@ async fn long_ref_names_on_moto() {
     repo.create(false, None).await.expect("create");
     let name = format!("refs/heads/long-{}", "x".repeat(400));
     let res = repo
-        .update(&UpdateRequest {
+        .update(&Update {
             updates: vec![RefUpdate {
                 name: name.clone(),
                 old: None,
                 new: Some(oid(1, 1)),
             }],
-            ..UpdateRequest::default()
+            ..Update::default()
         })
         .await
         .expect("update");

@@ -1,10 +1,12 @@
 //! Wire types of remote API v1 (DESIGN §4), shared by the client and the server.
 //!
-//! Owns the JSON shapes, the route names and the pure validation rules both sides apply
-//! (pack names, object ids, ref names). Performs no I/O: the client sends these types with
-//! reqwest, the server receives them with axum, and neither learns about the other here.
+//! Owns the JSON shapes and the route names. Performs no I/O: the client sends these types
+//! with reqwest, the server receives them with axum, and neither learns about the other here.
+//! The rules on names (pack names, object ids, ref names, repository segments) are the
+//! repository's, not the wire's: they live in [`crate::names`] and are re-exported here for
+//! the client.
 
-pub mod refname;
+pub use crate::names::{is_object_id, is_valid_pack_name, is_valid_repo_segment, refname};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -337,51 +339,9 @@ impl ErrorCode {
     }
 }
 
-/// `pack-<40 lowercase hex>`: the only pack names either side accepts.
-pub fn is_valid_pack_name(name: &str) -> bool {
-    name.strip_prefix("pack-").is_some_and(is_object_id)
-}
-
-/// 40 lowercase hex digits (SHA-1).
-pub fn is_object_id(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Workspace and alias names: what Hypha allows, and nothing that could escape a key prefix.
-pub fn is_valid_repo_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with(['.', '-'])
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !s.contains("..")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pack_names() {
-        assert!(is_valid_pack_name(&format!("pack-{}", "a".repeat(40))));
-        assert!(!is_valid_pack_name(&format!("pack-{}", "A".repeat(40))));
-        assert!(!is_valid_pack_name("pack-../../x"));
-        assert!(!is_valid_pack_name(&format!(
-            "pack-{}.pack",
-            "a".repeat(40)
-        )));
-    }
-
-    #[test]
-    fn repo_segments() {
-        assert!(is_valid_repo_segment("ws-user-1"));
-        assert!(is_valid_repo_segment("my.repo_2"));
-        for bad in ["", "..", "../x", "a/b", "%2e%2e", ".git", "-x", "a..b"] {
-            assert!(!is_valid_repo_segment(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn update_wire_shape() {

@@ -45,6 +45,13 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::NotFound, detail)
     }
+
+    /// The same answer in other words: for a route that knows better what failed than the
+    /// error does (the status stays the one `From` chose).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> ApiError {
+        self.detail = detail.into();
+        self
+    }
 }
 
 impl From<storage::Error> for ApiError {

@@ -6,12 +6,14 @@
 //! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`, except
 //! `autogc`, which compacts as a client of this very server (see there why).
 //!
-//! - `routes`: the API routes; `store`: the local store's presigned URLs (`/_store/...`);
+//! - `routes`: the API routes; `convert`: API types <-> the store's own types;
+//! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request; `state`: [`AppState`];
 //! - `autogc`: compaction after pushes leave too many packs.
 
 pub mod autogc;
+mod convert;
 mod credentials;
 mod error;
 mod log;

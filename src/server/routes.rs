@@ -1,7 +1,8 @@
 //! The routes of remote API v1: `POST /{ws}/git/{alias}/remote/v1/{route}` (DESIGN §4).
 //!
 //! Owns request parsing, permission checks and the JSON answers. Refs, packs and keys are
-//! `storage::Repository`'s business; status codes come from `ApiError`. Pack bytes never
+//! `storage::Repository`'s business, spoken in its own types (`convert` translates); status
+//! codes come from `ApiError`. Pack bytes never
 //! pass through here: `packs` and `uploads` hand out presigned URLs.
 //!
 //! Access rules:
@@ -15,10 +16,11 @@ use super::credentials::{self, Caller};
 use super::error::ApiError;
 use super::log::LogNote;
 use super::state::AppState;
-use crate::api::{self, ErrorCode, Route};
+use crate::api::{self, Route};
 use crate::auth;
+use crate::names;
 use crate::storage::repo::upload::MAX_MULTIPART_SIZE;
-use crate::storage::{RepoConfig, Repository};
+use crate::storage::{self, RepoConfig, Repository};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -56,7 +58,7 @@ async fn dispatch(
     // `hypha::https://host/ws/alias.git` names the same repository as `.../alias`.
     let alias = alias.strip_suffix(".git").unwrap_or(alias);
     for segment in [workspace, alias] {
-        if !api::is_valid_repo_segment(segment) {
+        if !names::is_valid_repo_segment(segment) {
             return Err(ApiError::invalid(format!(
                 "invalid repository name {:?}",
                 shorten(segment)
@@ -96,19 +98,21 @@ async fn dispatch(
         Route::Complete => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::CompleteRequest = parse(&body)?;
-            repo.complete_upload(&req).await?;
+            repo.complete_upload(&req.name, &req.upload_id, req.pack_size, req.part_size)
+                .await?;
             multipart_done(&req.name, format!("multipart completed {}", req.name))
         }
         Route::Abort => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::AbortRequest = parse(&body)?;
-            repo.abort_upload(&req).await?;
+            repo.abort_upload(&req.name, &req.upload_id).await?;
             multipart_done(&req.name, format!("multipart aborted {}", req.name))
         }
         Route::Compact => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::CompactRequest = parse(&body)?;
-            Ok(Json(repo.compact(&req, state.gc_grace).await?).into_response())
+            let done = repo.compact(&(&req).into(), state.gc_grace).await?;
+            Ok(Json(api::CompactResponse::from(done)).into_response())
         }
         Route::Head => {
             authorize_write(&caller, workspace, &repo).await?;
@@ -253,7 +257,7 @@ async fn uploads(
         )));
     }
     for spec in &req.packs {
-        if !api::is_valid_pack_name(&spec.name) {
+        if !names::is_valid_pack_name(&spec.name) {
             return Err(ApiError::invalid(format!(
                 "invalid pack name {:?} (expected pack-<40 hex>)",
                 shorten(&spec.name)
@@ -278,7 +282,10 @@ async fn uploads(
     let mut uploads = Vec::with_capacity(req.packs.len());
     let mut notes = Vec::new();
     for spec in &req.packs {
-        let upload = repo.presign_upload(spec, state.presign_expires_in).await?;
+        let upload: api::Upload = repo
+            .presign_upload(&spec.into(), state.presign_expires_in)
+            .await?
+            .into();
         if let Some(mp) = &upload.multipart {
             // The upload id names no secret (using it takes the server's credentials); the
             // log line lets an operator find an upload a crashed client left behind.
@@ -317,8 +324,8 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
 }
 
 async fn update(repo: &Repository, req: &api::UpdateRequest) -> Result<Response, ApiError> {
-    let result = repo.update(req).await?;
-    let mut response = Json(result).into_response();
+    let result = repo.update(&storage::Update::from(req)).await?;
+    let mut response = Json(api::UpdateResponse::from(result)).into_response();
     if !req.push_options.is_empty() {
         // Push options are for server-side hooks; there are none yet, so they are logged.
         response
@@ -342,12 +349,15 @@ async fn create(
     let req: api::CreateRequest = parse_or_default(body)?;
     repo.create(req.public, req.default_branch.as_deref())
         .await
-        .map_err(|e| match e {
-            crate::storage::Error::AlreadyExists { .. } => ApiError::new(
-                ErrorCode::Exists,
-                format!("repository {} already exists", repo.name()),
-            ),
-            other => other.into(),
+        .map_err(|e| {
+            // The status is `From<storage::Error>`'s to decide; only the words are the route's.
+            let exists = matches!(e, storage::Error::AlreadyExists { .. });
+            let err = ApiError::from(e);
+            if exists {
+                err.with_detail(format!("repository {} already exists", repo.name()))
+            } else {
+                err
+            }
         })?;
     let config = repo.config().await?;
     info(state, caller, workspace, repo, &config).await

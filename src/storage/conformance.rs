@@ -13,8 +13,8 @@
 //! This is test code compiled into the library so that integration tests and other crates'
 //! backends can call it; it panics on the first failed expectation.
 
-use super::{Backend, Error, Object, ObjectMeta, PresignMethod, PutMode, Store};
-use crate::api::{self, RefStatus, RefUpdate, UpdateRequest, UploadSpec};
+use super::repo::{PackUpload, RefStatus, RefUpdate, Update};
+use super::{Backend, Error, Object, ObjectMeta, PresignMethod, PresignedTransfer, PutMode, Store};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -413,7 +413,7 @@ impl<H: Hook> Backend for Hooked<H> {
         method: PresignMethod,
         expires_in: Duration,
         content_length: Option<u64>,
-    ) -> Result<api::PresignedRequest, Error> {
+    ) -> Result<PresignedTransfer, Error> {
         self.hook.before(&self.inner, key, Op::Presign).await?;
         self.inner
             .presign(key, method, expires_in, content_length)
@@ -511,7 +511,7 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
             .map(|name| ref_update(name, None, Some(old)))
             .collect();
         let res = repo
-            .update(&UpdateRequest {
+            .update(&Update {
                 updates: setup,
                 ..Default::default()
             })
@@ -528,7 +528,7 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
         });
         let doomed = Store::new(dying).repo("conformance", &alias).expect("repo");
         let answered = doomed
-            .update(&UpdateRequest {
+            .update(&Update {
                 updates: updates.clone(),
                 atomic: true,
                 ..Default::default()
@@ -553,7 +553,7 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
 
         // The next locked operation finishes the update; then storage agrees with readers.
         fresh
-            .update(&UpdateRequest {
+            .update(&Update {
                 updates: vec![ref_update("refs/heads/later", None, Some(other))],
                 ..Default::default()
             })
@@ -598,7 +598,7 @@ async fn upload_fake_pack(
 ) -> String {
     let (pack, idx) = fake_pack(checksum);
     let name = format!("pack-{}", hex::encode([checksum; 20]));
-    let spec = UploadSpec {
+    let spec = PackUpload {
         name: name.clone(),
         pack_size: pack.len() as u64,
         idx_size: idx.len() as u64,
@@ -641,7 +641,7 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
     );
 
     let res = repo
-        .update(&UpdateRequest {
+        .update(&Update {
             packs: vec![named.clone()],
             updates: vec![ref_update(
                 "refs/heads/main",
@@ -697,7 +697,7 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
 
     // An update naming a purged upload is refused, naming the pack, and writes no ref.
     let res = repo
-        .update(&UpdateRequest {
+        .update(&Update {
             packs: vec![orphan.clone()],
             updates: vec![ref_update(
                 "refs/heads/late",
@@ -748,7 +748,7 @@ pub async fn repo_refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     let updates = (0..5)
         .map(|i| ref_update(&format!("refs/heads/b{i}"), None, Some(one)))
         .collect();
-    repo.update(&UpdateRequest {
+    repo.update(&Update {
         updates,
         ..Default::default()
     })

@@ -18,8 +18,9 @@
 //! the next store opens the root.
 
 use super::presign::{self, Presigner};
-use super::{check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PutMode};
-use crate::api::PresignedRequest;
+use super::{
+    check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PresignedTransfer, PutMode,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -256,7 +257,7 @@ impl Backend for LocalDisk {
         method: PresignMethod,
         expires_in: Duration,
         content_length: Option<u64>,
-    ) -> Result<PresignedRequest, Error> {
+    ) -> Result<PresignedTransfer, Error> {
         check_key(key)?;
         let expires_at = crate::auth::unix_now() + expires_in.as_secs();
         let mut headers = BTreeMap::new();
@@ -272,7 +273,7 @@ impl Backend for LocalDisk {
             );
             headers.insert("Content-Length".to_owned(), len.to_string());
         }
-        Ok(PresignedRequest {
+        Ok(PresignedTransfer {
             method: method.as_str().to_owned(),
             url: self
                 .inner

@@ -2,14 +2,16 @@
 //! git repository layout on top of it (DESIGN §3), where refs change by compare-and-swap.
 //!
 //! Owns keys, bytes, conditional writes and the layout rules of §3. Knows nothing of HTTP
-//! status codes, axum or tokens: `server` maps [`Error`] to statuses in one place. The trait
+//! status codes, axum, tokens or the API's wire types: `server` translates requests into this
+//! module's types and maps [`Error`] to statuses in one place. The trait
 //! is deliberately what S3 can do (conditional `PUT` with `If-None-Match` / `If-Match`,
 //! ranged `GET`, listing by prefix, presigned URLs), so that an S3 backend drops in.
 //!
 //! - [`local`]: [`LocalDisk`], a backend over a directory, with its own presigned URLs.
 //! - [`s3`]: [`S3`], a backend over an S3 bucket (aws-sdk-s3), with multipart uploads.
 //! - [`presign`]: signing and checking those URLs.
-//! - [`repo`]: [`Repository`], the `.git/` layout and `update` (refs compare-and-swap).
+//! - [`repo`]: [`Repository`], the `.git/` layout and `update` (refs compare-and-swap), with
+//!   its own request and outcome types ([`Update`], [`Compaction`], [`PackUpload`], ...).
 //! - [`conformance`]: the one test suite every backend runs.
 
 pub mod conformance;
@@ -19,11 +21,15 @@ pub mod repo;
 pub mod s3;
 
 pub use local::LocalDisk;
-pub use repo::{PackEntry, RepoConfig, Repository, Store};
+pub use repo::{
+    Compacted, Compaction, PackEntry, PackUpload, RefOutcome, RefStatus, RefUpdate, RepoConfig,
+    Repository, Store, Update, UpdateOutcome, UploadUrls,
+};
 pub use s3::{Multipart, S3};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 
@@ -130,6 +136,26 @@ impl PresignMethod {
     }
 }
 
+/// A presigned HTTP request for one object: whoever holds it sends exactly `headers` (they
+/// are signed) and the body, and needs no credentials of its own. The server hands it out as
+/// the API's `PresignedRequest`.
+#[derive(Clone, PartialEq)]
+pub struct PresignedTransfer {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+// A presigned URL is a credential: Debug must never print it.
+impl std::fmt::Debug for PresignedTransfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresignedTransfer")
+            .field("method", &self.method)
+            .field("url", &"<redacted>")
+            .finish()
+    }
+}
+
 /// An object store, shared as `Arc<dyn Backend>`. Every method validates its key with
 /// [`check_key`] first.
 #[async_trait]
@@ -162,7 +188,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         method: PresignMethod,
         expires_in: Duration,
         content_length: Option<u64>,
-    ) -> Result<crate::api::PresignedRequest, Error>;
+    ) -> Result<PresignedTransfer, Error>;
 
     /// Many small objects at once (every ref of a repository), each with its own outcome, in
     /// the order of `keys`. The default sends `concurrency` `get`s at a time; a store that can

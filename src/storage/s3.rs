@@ -23,8 +23,10 @@ pub mod multipart;
 
 pub use multipart::{Multipart, MultipartUpload, UploadPlan};
 
-use super::{check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PutMode, MAX_KEY_LEN};
-use crate::api::PresignedRequest;
+use super::{
+    check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PresignedTransfer, PutMode,
+    MAX_KEY_LEN,
+};
 use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
@@ -389,7 +391,7 @@ impl S3 {
         key: &str,
         start: SystemTime,
         expires_in: Duration,
-    ) -> Result<PresignedRequest, Error> {
+    ) -> Result<PresignedTransfer, Error> {
         let full = self.full_key(key)?;
         let config = PresigningConfig::builder()
             .start_time(start)
@@ -404,7 +406,7 @@ impl S3 {
             .presigned(config)
             .await
             .map_err(|e| Error::backend(key, self.request_failed("presign GetObject", &e)))?;
-        Ok(to_api(&req))
+        Ok(to_transfer(&req))
     }
 
     async fn get_range_inner(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
@@ -686,7 +688,7 @@ impl Backend for S3 {
         method: PresignMethod,
         expires_in: Duration,
         content_length: Option<u64>,
-    ) -> Result<PresignedRequest, Error> {
+    ) -> Result<PresignedTransfer, Error> {
         let full = self.full_key(key)?;
         let config = Self::presign_config(key, expires_in)?;
         let req = match method {
@@ -718,14 +720,14 @@ impl Backend for S3 {
                     })?
             }
         };
-        let api = to_api(&req);
-        if method == PresignMethod::Put && !api.headers.contains_key("Content-Length") {
+        let transfer = to_transfer(&req);
+        if method == PresignMethod::Put && !transfer.headers.contains_key("Content-Length") {
             return Err(Error::backend(
                 key,
                 "the presigned PUT does not sign its length",
             ));
         }
-        Ok(api)
+        Ok(transfer)
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
@@ -733,14 +735,14 @@ impl Backend for S3 {
     }
 }
 
-/// The SDK's presigned request as the API sends it: headers in their usual spelling
+/// The SDK's presigned request as the server hands it out: headers in their usual spelling
 /// (`Content-Length`), as HTTP names are case-insensitive and clients look them up so.
-fn to_api(req: &aws_sdk_s3::presigning::PresignedRequest) -> PresignedRequest {
+fn to_transfer(req: &aws_sdk_s3::presigning::PresignedRequest) -> PresignedTransfer {
     let headers: BTreeMap<String, String> = req
         .headers()
         .map(|(name, value)| (header_case(name), value.to_owned()))
         .collect();
-    PresignedRequest {
+    PresignedTransfer {
         method: req.method().to_owned(),
         url: req.uri().to_owned(),
         headers,

@@ -13,11 +13,30 @@
 //! holder of the repository lock does (see [`journal`](super::journal)).
 
 use super::{check_pack_name, Repository, LOCK_TIMEOUT};
-use crate::api::{CompactRequest, CompactResponse};
+use crate::names;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+/// A compaction asked for: `pack` (already uploaded) holds every object of the `retire`
+/// packs, which stop being listed now and are deleted after the grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    pub pack: String,
+    pub retire: Vec<String>,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Packs retired by this compaction.
+    pub retired: Vec<String>,
+    /// Packs whose grace period had passed and that are now deleted.
+    pub deleted: Vec<String>,
+    /// How long a retired pack stays readable for clients that listed it before.
+    pub grace: Duration,
+}
 
 impl Repository {
     fn retired_dir(&self) -> String {
@@ -32,7 +51,7 @@ impl Repository {
             let Some(name) = meta.key.strip_prefix(&dir) else {
                 continue;
             };
-            if !crate::api::is_valid_pack_name(name) {
+            if !names::is_valid_pack_name(name) {
                 continue;
             }
             let at = match self.backend.get(&meta.key).await {
@@ -59,11 +78,7 @@ impl Repository {
     /// Retire `req.retire` in favour of `req.pack`, then delete retired packs older than
     /// `grace`. Refuses the whole request if any retired pack holds an object the new pack
     /// lacks.
-    pub async fn compact(
-        &self,
-        req: &CompactRequest,
-        grace: Duration,
-    ) -> Result<CompactResponse, Error> {
+    pub async fn compact(&self, req: &Compaction, grace: Duration) -> Result<Compacted, Error> {
         check_pack_name(&req.pack)?;
         for name in &req.retire {
             check_pack_name(name)?;
@@ -123,10 +138,10 @@ impl Repository {
         }
         let mut deleted = self.purge_retired(&retired, now, grace).await?;
         deleted.extend(self.purge_abandoned_uploads(now, grace).await?);
-        Ok(CompactResponse {
+        Ok(Compacted {
             retired: to_retire,
             deleted,
-            grace_secs: grace.as_secs(),
+            grace,
         })
     }
 
@@ -241,7 +256,7 @@ mod tests {
         // `second` lacks the first commit: retiring `first` in its favour must fail.
         let refused = repo
             .compact(
-                &CompactRequest {
+                &Compaction {
                     pack: second.clone(),
                     retire: vec![first.clone()],
                 },
@@ -258,7 +273,7 @@ mod tests {
         upload(&repo, work.path(), "p3", &both).await;
         let done = repo
             .compact(
-                &CompactRequest {
+                &Compaction {
                     pack: both.clone(),
                     retire: vec![first.clone(), second.clone()],
                 },
@@ -286,7 +301,7 @@ mod tests {
         // A later compaction after the grace period deletes them, pack before idx.
         let purged = repo
             .compact(
-                &CompactRequest {
+                &Compaction {
                     pack: both.clone(),
                     retire: vec![],
                 },

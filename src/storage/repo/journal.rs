@@ -43,7 +43,8 @@
 //! stays Hypha's (DESIGN §3). Only the [`Backend`](crate::storage::Backend) trait is used
 //! (conditional puts and deletes), so this works on local disk and S3 alike.
 
-use super::{Current, Repository, WRITE_CONCURRENCY};
+use super::refs::Current;
+use super::{Repository, WRITE_CONCURRENCY};
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use futures_util::StreamExt;

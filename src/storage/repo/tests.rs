@@ -3,8 +3,10 @@
 
 use super::*;
 use crate::storage::conformance::{Hook, Hooked, Op};
-use crate::storage::LocalDisk;
+use crate::storage::{LocalDisk, PutMode};
 use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::BTreeMap;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -50,15 +52,15 @@ fn up(name: &str, old: Option<&str>, new: Option<&str>) -> RefUpdate {
     }
 }
 
-fn req(updates: Vec<RefUpdate>, atomic: bool) -> UpdateRequest {
-    UpdateRequest {
+fn req(updates: Vec<RefUpdate>, atomic: bool) -> Update {
+    Update {
         updates,
         atomic,
         ..Default::default()
     }
 }
 
-fn statuses(res: &UpdateResponse) -> Vec<(RefStatus, Option<&str>, Option<&str>)> {
+fn statuses(res: &UpdateOutcome) -> Vec<(RefStatus, Option<&str>, Option<&str>)> {
     res.results
         .iter()
         .map(|r| (r.status, r.current.as_deref(), r.detail.as_deref()))

@@ -2,17 +2,39 @@
 //! above [`MultipartPolicy::threshold`] on a store with multipart uploads, a multipart upload
 //! whose parts the client `PUT`s in parallel and which the server then completes.
 //!
-//! Owns the decision and the repository side of `complete` and `abort`: pack keys, the part
-//! split, the size checks. The store side (S3 calls) is `storage::s3::multipart`'s; HTTP is
+//! Owns the presigned upload of a pack ([`PackUpload`] in, [`UploadUrls`] out), the decision
+//! between one `PUT` and parts, and the repository side of `complete` and `abort`: pack keys,
+//! the part split, the size checks. The store side (S3 calls) is `storage::s3::multipart`'s; HTTP is
 //! the server's. No state is kept between requests: the upload id travels through the
 //! client, and completion reads the stored parts back and checks each one's size, so a
 //! missing or short part is named instead of assembled.
 
 use super::{check_pack_name, Repository};
-use crate::api;
-use crate::storage::s3::multipart::{self, MAX_PARTS, MAX_PART_SIZE};
-use crate::storage::{Backend, Error, PresignMethod};
+use crate::storage::s3::multipart::{self, UploadPlan, MAX_PARTS, MAX_PART_SIZE};
+use crate::storage::{Backend, Error, PresignMethod, PresignedTransfer};
 use std::time::Duration;
+
+/// A pack about to be uploaded, as its client declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackUpload {
+    /// `pack-<40 hex>`.
+    pub name: String,
+    pub pack_size: u64,
+    pub idx_size: u64,
+    /// Asking again for fresh URLs of a multipart upload already started: its id, so that its
+    /// parts are presigned instead of another upload started.
+    pub upload_id: Option<String>,
+}
+
+/// Where to `PUT` one pack's idx and pack: the pack in one `PUT` (`pack`) or in parts
+/// (`multipart`), never both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadUrls {
+    pub name: String,
+    pub idx: PresignedTransfer,
+    pub pack: Option<PresignedTransfer>,
+    pub multipart: Option<UploadPlan>,
+}
 
 /// When packs go up in parts, and in parts of what size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +59,33 @@ impl Default for MultipartPolicy {
 pub const MAX_MULTIPART_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
 
 impl Repository {
+    /// Presigned `PUT`s for one pack's `.idx` and `.pack` at the declared sizes.
+    pub async fn presign_upload(
+        &self,
+        spec: &PackUpload,
+        expires_in: Duration,
+    ) -> Result<UploadUrls, Error> {
+        check_pack_name(&spec.name)?;
+        self.mark_upload(&spec.name).await?;
+        let idx = self
+            .backend
+            .presign(
+                &self.pack_key(&spec.name, "idx"),
+                PresignMethod::Put,
+                expires_in,
+                Some(spec.idx_size),
+            )
+            .await?;
+        // One PUT, or a multipart upload for a large pack: see `presign_pack`.
+        let (pack, multipart) = self.presign_pack(spec, expires_in).await?;
+        Ok(UploadUrls {
+            name: spec.name.clone(),
+            idx,
+            pack,
+            multipart,
+        })
+    }
+
     /// Whether a pack of `size` bytes goes up in parts here.
     pub fn uses_multipart(&self, size: u64) -> bool {
         self.backend.multipart().is_some() && size > self.multipart.threshold
@@ -46,9 +95,9 @@ impl Repository {
     /// or (with `spec.upload_id`) fresh part URLs of an upload already started.
     pub(super) async fn presign_pack(
         &self,
-        spec: &api::UploadSpec,
+        spec: &PackUpload,
         expires_in: Duration,
-    ) -> Result<(Option<api::PresignedRequest>, Option<api::MultipartUpload>), Error> {
+    ) -> Result<(Option<PresignedTransfer>, Option<UploadPlan>), Error> {
         let key = self.pack_key(&spec.name, "pack");
         if let Some(upload_id) = &spec.upload_id {
             let Some(mp) = self.backend.multipart() else {
@@ -71,7 +120,7 @@ impl Repository {
             }
             return Ok((
                 None,
-                Some(api::MultipartUpload {
+                Some(UploadPlan {
                     upload_id: upload_id.clone(),
                     part_size: sizes[0],
                     parts,
@@ -87,14 +136,7 @@ impl Repository {
             let plan = mp
                 .start_upload(&key, spec.pack_size, self.multipart.part_size, expires_in)
                 .await?;
-            return Ok((
-                None,
-                Some(api::MultipartUpload {
-                    upload_id: plan.upload_id,
-                    part_size: plan.part_size,
-                    parts: plan.parts,
-                }),
-            ));
+            return Ok((None, Some(plan)));
         }
         let pack = self
             .backend
@@ -106,28 +148,33 @@ impl Repository {
     /// Assemble a pack from its uploaded parts, which must be exactly the split of
     /// `pack_size` into `part_size` parts. Afterwards the pack is an ordinary object: the
     /// `update` naming it checks it against its idx like any other.
-    pub async fn complete_upload(&self, req: &api::CompleteRequest) -> Result<(), Error> {
-        check_pack_name(&req.name)?;
-        let mp = self.multipart_store(&req.name)?;
-        check_multipart_size(&req.name, req.pack_size)?;
-        let sizes = multipart::part_sizes(req.pack_size, req.part_size);
-        if sizes.len() > 1 && sizes[0] != req.part_size {
+    pub async fn complete_upload(
+        &self,
+        name: &str,
+        upload_id: &str,
+        pack_size: u64,
+        part_size: u64,
+    ) -> Result<(), Error> {
+        check_pack_name(name)?;
+        let mp = self.multipart_store(name)?;
+        check_multipart_size(name, pack_size)?;
+        let sizes = multipart::part_sizes(pack_size, part_size);
+        if sizes.len() > 1 && sizes[0] != part_size {
             return Err(Error::Invalid {
                 detail: format!(
-                    "{}: part size {} cannot split {} bytes into at most {MAX_PARTS} parts",
-                    req.name, req.part_size, req.pack_size
+                    "{name}: part size {part_size} cannot split {pack_size} bytes into at most {MAX_PARTS} parts"
                 ),
             });
         }
-        let key = self.pack_key(&req.name, "pack");
-        match mp.complete_upload(&key, &req.upload_id, &sizes).await {
+        let key = self.pack_key(name, "pack");
+        match mp.complete_upload(&key, upload_id, &sizes).await {
             Ok(_) => Ok(()),
             // The upload is gone: a `complete` retried after its answer was lost finds the
             // pack assembled by the first one.
             Err(Error::NotFound { .. }) => match self.backend.head(&key).await {
-                Ok(meta) if meta.size == req.pack_size => Ok(()),
+                Ok(meta) if meta.size == pack_size => Ok(()),
                 _ => Err(Error::Invalid {
-                    detail: format!("{}: no such multipart upload", req.name),
+                    detail: format!("{name}: no such multipart upload"),
                 }),
             },
             Err(e) => Err(e),
@@ -136,10 +183,10 @@ impl Repository {
 
     /// Give a multipart upload of this repository up; its parts are freed. An upload that is
     /// already gone is fine.
-    pub async fn abort_upload(&self, req: &api::AbortRequest) -> Result<(), Error> {
-        check_pack_name(&req.name)?;
-        let mp = self.multipart_store(&req.name)?;
-        mp.abort_upload(&self.pack_key(&req.name, "pack"), &req.upload_id)
+    pub async fn abort_upload(&self, name: &str, upload_id: &str) -> Result<(), Error> {
+        check_pack_name(name)?;
+        let mp = self.multipart_store(name)?;
+        mp.abort_upload(&self.pack_key(name, "pack"), upload_id)
             .await
     }
 

@@ -70,7 +70,7 @@ impl Repository {
             .await?
             .into_iter()
             .filter_map(|meta| meta.key.strip_prefix(&dir).map(str::to_owned))
-            .filter(|name| crate::api::is_valid_pack_name(name))
+            .filter(|name| crate::names::is_valid_pack_name(name))
             .collect())
     }
 
@@ -86,7 +86,7 @@ impl Repository {
         }
         let dir = self.key("objects/pack/");
         let listing = self.backend.list(&dir).await?;
-        let sizes = super::pack_sizes(&dir, &listing);
+        let sizes = super::packs::pack_sizes(&dir, &listing);
         for name in names {
             if !matches!(sizes.get(name.as_str()), Some((Some(_), Some(_)))) {
                 return Err(Error::Invalid {

@@ -14,8 +14,7 @@
 //! hourly; on AWS a bucket lifecycle rule `AbortIncompleteMultipartUpload` does the same).
 
 use super::{Failure, S3};
-use crate::api::PresignedRequest;
-use crate::storage::Error;
+use crate::storage::{Error, PresignedTransfer};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use std::collections::BTreeMap;
@@ -54,7 +53,7 @@ pub struct UploadPlan {
     /// Size of every part but the last; part `i` (from 1) starts at `(i - 1) * part_size`.
     pub part_size: u64,
     /// One presigned `PUT` per part, in part order, each with its signed `Content-Length`.
-    pub parts: Vec<PresignedRequest>,
+    pub parts: Vec<PresignedTransfer>,
 }
 
 /// The sizes of the parts of an object of `total` bytes: `part_size` each (raised when that
@@ -88,7 +87,7 @@ pub trait Multipart: Send + Sync {
         part_number: u32,
         content_length: u64,
         expires_in: Duration,
-    ) -> Result<PresignedRequest, Error>;
+    ) -> Result<PresignedTransfer, Error>;
 
     /// Assemble `key` from the stored parts, which must be exactly `part_sizes` (part `i + 1`
     /// has `part_sizes[i]` bytes); [`Error::Invalid`] names the first part that is missing or
@@ -267,7 +266,7 @@ impl Multipart for S3 {
         part_number: u32,
         content_length: u64,
         expires_in: Duration,
-    ) -> Result<PresignedRequest, Error> {
+    ) -> Result<PresignedTransfer, Error> {
         let full = self.full_key(key)?;
         check_upload_id(key, upload_id)?;
         let n = check_part_number(key, part_number)?;
@@ -288,14 +287,14 @@ impl Multipart for S3 {
             .presigned(config)
             .await
             .map_err(|e| Error::backend(key, self.request_failed("presign UploadPart", &e)))?;
-        let api = super::to_api(&req);
-        if !api.headers.contains_key("Content-Length") {
+        let transfer = super::to_transfer(&req);
+        if !transfer.headers.contains_key("Content-Length") {
             return Err(Error::backend(
                 key,
                 "the presigned part does not sign its length",
             ));
         }
-        Ok(api)
+        Ok(transfer)
     }
 
     async fn complete_upload(

@@ -1,0 +1,53 @@
+//! The names a repository accepts: pack names, object ids, workspace and alias segments, and
+//! (in [`refname`]) ref names. Rules of the repository, not of the wire or of the store: the
+//! helper applies them before it sends anything, `storage` again before it writes (a client is
+//! never trusted), and `api` re-exports them for the client. Pure functions, no I/O.
+
+pub mod refname;
+
+/// `pack-<40 lowercase hex>`: the only pack names either side accepts.
+pub fn is_valid_pack_name(name: &str) -> bool {
+    name.strip_prefix("pack-").is_some_and(is_object_id)
+}
+
+/// 40 lowercase hex digits (SHA-1).
+pub fn is_object_id(s: &str) -> bool {
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Workspace and alias names: what Hypha allows, and nothing that could escape a key prefix.
+pub fn is_valid_repo_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_names() {
+        assert!(is_valid_pack_name(&format!("pack-{}", "a".repeat(40))));
+        assert!(!is_valid_pack_name(&format!("pack-{}", "A".repeat(40))));
+        assert!(!is_valid_pack_name("pack-../../x"));
+        assert!(!is_valid_pack_name(&format!(
+            "pack-{}.pack",
+            "a".repeat(40)
+        )));
+    }
+
+    #[test]
+    fn repo_segments() {
+        assert!(is_valid_repo_segment("ws-user-1"));
+        assert!(is_valid_repo_segment("my.repo_2"));
+        for bad in ["", "..", "../x", "a/b", "%2e%2e", ".git", "-x", "a..b"] {
+            assert!(!is_valid_repo_segment(bad), "{bad}");
+        }
+    }
+}

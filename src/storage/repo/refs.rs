@@ -1,0 +1,159 @@
+//! Reading refs and `HEAD`, and setting `HEAD`: what `refs`, `info` and `head` answer.
+//!
+//! Owns the parsing of what is stored (`"<40 hex>\n"`, `"ref: <ref>\n"`, tolerating CRLF or
+//! a missing newline) and the listing of refs with the [`ref_cache`](super::ref_cache). An
+//! interrupted atomic update is overlaid on what is read ([`journal`](super::journal)). Writing
+//! refs is [`update`](super::update)'s.
+
+use super::{check_ref, Repository};
+use crate::names;
+use crate::names::refname;
+use crate::storage::{Error, PutMode};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+
+/// Concurrent reads when loading refs (one `GET` per ref, as in Hypha's layout).
+const READ_CONCURRENCY: usize = 16;
+
+/// A ref as read under the lock: value and the etag to write against.
+#[derive(Debug, Clone)]
+pub(super) struct Current {
+    pub(super) oid: Option<String>,
+    pub(super) etag: Option<String>,
+}
+
+impl Repository {
+    /// The ref `HEAD` points at, or `None` when `HEAD` is missing or not a symref.
+    pub async fn head(&self) -> Result<Option<String>, Error> {
+        match self.backend.get(&self.key("HEAD")).await {
+            Ok(obj) => Ok(std::str::from_utf8(&obj.body)
+                .ok()
+                .and_then(|s| s.trim().strip_prefix("ref:"))
+                .map(|r| r.trim().to_owned())
+                .filter(|r| refname::is_valid(r))),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The default branch name (without `refs/heads/`): from HEAD, else from the config.
+    pub async fn default_branch(&self) -> Result<String, Error> {
+        if let Some(head) = self.head().await? {
+            if let Some(branch) = head.strip_prefix("refs/heads/") {
+                return Ok(branch.to_owned());
+            }
+        }
+        Ok(self.config().await?.default_branch)
+    }
+
+    /// Point `HEAD` at `symref` (which need not exist yet, as in git).
+    pub async fn set_head(&self, symref: &str) -> Result<(), Error> {
+        check_ref(symref)?;
+        self.backend
+            .put(
+                &self.key("HEAD"),
+                Bytes::from(format!("ref: {symref}\n")),
+                PutMode::Overwrite,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every ref: full name -> oid. Objects under `refs/` whose name or content is not a
+    /// ref are skipped rather than advertised. An atomic update is seen whole or not at all,
+    /// also while it is being written or after its server died mid-way ([`journal`](super::journal)).
+    pub async fn refs(&self) -> Result<BTreeMap<String, String>, Error> {
+        let (refs, overlaid) = self.consistent_refs(|| self.stored_refs()).await?;
+        if overlaid {
+            // Unfinished, and no update of this process is writing it: its writer died.
+            // Finishing it is best effort; what this reader sees is right either way.
+            if let Ok(_guard) = self.lock.try_lock() {
+                if let Err(e) = self.roll_forward().await {
+                    eprintln!("{}: could not finish an interrupted update: {e}", self.name);
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// The ref objects as they are: one `GET` each, except refs whose listed etag the
+    /// [`ref_cache`] knows.
+    pub(super) async fn stored_refs(&self) -> Result<BTreeMap<String, String>, Error> {
+        let mut refs = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for (name, etag) in self.listed_refs().await? {
+            let key = self.key(&name);
+            match etag.as_deref().and_then(|e| self.ref_cache.get(&key, e)) {
+                Some(oid) => {
+                    if let Some(oid) = oid {
+                        refs.insert(name, oid);
+                    }
+                }
+                // Only a listing with etags can hit the cache later: local disk's has none.
+                None => unknown.push((name, key, etag.is_some())),
+            }
+        }
+        let keys = unknown.iter().map(|(_, key, _)| key.clone()).collect();
+        let objects = self.backend.get_many(keys, READ_CONCURRENCY).await;
+        for ((name, key, cacheable), object) in unknown.into_iter().zip(objects) {
+            let current = current_of(object)?;
+            if let (true, Some(etag)) = (cacheable, &current.etag) {
+                self.ref_cache.put(&key, etag, current.oid.clone());
+            }
+            if let Some(oid) = current.oid {
+                refs.insert(name, oid);
+            }
+        }
+        Ok(refs)
+    }
+
+    pub(super) async fn ref_names(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .listed_refs()
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every ref the store lists, with its etag where the listing gives one.
+    async fn listed_refs(&self) -> Result<Vec<(String, Option<String>)>, Error> {
+        let refs_prefix = self.key("refs/");
+        Ok(self
+            .backend
+            .list(&refs_prefix)
+            .await?
+            .into_iter()
+            .map(|meta| (meta.key[self.prefix.len()..].to_owned(), meta.etag))
+            .filter(|(name, _)| refname::is_valid(name))
+            .collect())
+    }
+
+    /// One ref, tolerating a missing newline or CRLF; an unreadable body counts as absent.
+    pub(super) async fn read_ref(&self, name: &str) -> Result<Current, Error> {
+        current_of(self.backend.get(&self.key(name)).await)
+    }
+}
+
+/// A ref object as read: tolerating a missing newline or CRLF; an unreadable body counts as
+/// absent, and so does a ref deleted between listing and reading.
+fn current_of(read: Result<crate::storage::Object, Error>) -> Result<Current, Error> {
+    match read {
+        Ok(obj) => {
+            let oid = std::str::from_utf8(&obj.body)
+                .ok()
+                .map(str::trim)
+                .filter(|s| names::is_object_id(s))
+                .map(str::to_owned);
+            Ok(Current {
+                oid,
+                etag: Some(obj.etag),
+            })
+        }
+        Err(Error::NotFound { .. }) => Ok(Current {
+            oid: None,
+            etag: None,
+        }),
+        Err(e) => Err(e),
+    }
+}

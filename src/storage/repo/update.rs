@@ -1,0 +1,454 @@
+//! `update`, the commit point of a push (DESIGN §4, HYPHA.md §7.2): validate the request,
+//! check its packs, then compare-and-swap every ref under the repository lock. An atomic batch
+//! that fails is undone; one that writes several refs commits through a record first
+//! ([`journal`](super::journal)), so that a crash leaves all of it or none.
+//!
+//! Owns the request and its outcome in the store's words ([`Update`], [`UpdateOutcome`]); the
+//! server translates the API's `Update` into them and the outcome back. Does not check
+//! permissions or fast-forwards (the server and the client do).
+
+use super::refs::Current;
+use super::{check_pack_name, check_ref, Repository, LOCK_TIMEOUT, WRITE_CONCURRENCY};
+use crate::names;
+use crate::storage::{Error, PutMode};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+
+/// Git's words (receive-pack, `receive.denyDeleteCurrent`), so users see what git shows.
+pub const DENY_DELETE_CURRENT: &str = "deletion of the current branch prohibited";
+
+/// Detail of the other refs when an atomic update fails.
+pub const ATOMIC_FAILED: &str = "atomic push failed";
+
+/// One `update`: the refs to move and the packs they need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    /// Packs uploaded for this push; each must be complete.
+    pub packs: Vec<String>,
+    pub updates: Vec<RefUpdate>,
+    /// All refs change or none does.
+    pub atomic: bool,
+    /// Point HEAD at this ref when `HEAD` is missing (first push).
+    pub set_head_if_missing: Option<String>,
+}
+
+/// One compare-and-swap: `old: None` = must not exist, `new: None` = delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub name: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// What `update` did: one outcome per requested ref, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    pub results: Vec<RefOutcome>,
+}
+
+/// What became of one ref.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefOutcome {
+    pub name: String,
+    pub status: RefStatus,
+    /// With [`RefStatus::Stale`]: the value found (`None` = ref absent).
+    pub current: Option<String>,
+    /// With [`RefStatus::Rejected`]: why, in words.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefStatus {
+    Ok,
+    /// `old` did not match the current value; nothing was written for this ref.
+    Stale,
+    /// Refused for another reason (atomic batch failed, policy); see `detail`.
+    Rejected,
+}
+
+/// What to write for one accepted update.
+#[derive(Debug, Clone)]
+enum Write {
+    Create {
+        new: String,
+    },
+    Replace {
+        new: String,
+        etag: String,
+    },
+    Delete {
+        etag: String,
+    },
+    /// Delete of a ref that is already absent: nothing to do.
+    Nothing,
+}
+
+/// How to undo one write if an atomic update fails later.
+struct Undo {
+    key: String,
+    previous: Option<String>,
+    /// Etag of what we wrote; `None` when we deleted.
+    written: Option<String>,
+}
+
+impl Repository {
+    /// The commit point of a push: validate, check the packs, then compare-and-swap every
+    /// ref under the repository lock. Per-ref outcomes are in the response; `Err` means the
+    /// request as a whole was refused (bad name, missing pack) or storage failed.
+    pub async fn update(&self, req: &Update) -> Result<UpdateOutcome, Error> {
+        validate_updates(req)?;
+        self.check_packs(&req.packs).await?;
+
+        let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
+            .await
+            .map_err(|_| Error::Busy {
+                key: self.name.clone(),
+            })?;
+
+        // An atomic update whose server died after its commit point is finished first.
+        let base = self.roll_forward().await?;
+
+        // Fresh reads under the lock: what the client saw may be old.
+        let head = self.head().await?;
+        let existing: BTreeSet<String> = self.ref_names().await?.into_iter().collect();
+        let mut current = Vec::with_capacity(req.updates.len());
+        for update in &req.updates {
+            current.push(self.read_ref(&update.name).await?);
+        }
+
+        let mut results: Vec<Option<RefOutcome>> = vec![None; req.updates.len()];
+        let mut writes: Vec<Option<Write>> = vec![None; req.updates.len()];
+        let created: BTreeSet<&str> = req
+            .updates
+            .iter()
+            .filter(|u| u.new.is_some())
+            .map(|u| u.name.as_str())
+            .collect();
+        for (i, (update, cur)) in req.updates.iter().zip(&current).enumerate() {
+            match plan(update, cur, head.as_deref(), &existing, &created) {
+                Ok(write) => writes[i] = Some(write),
+                Err(result) => results[i] = Some(result),
+            }
+        }
+
+        let failed = |results: &[Option<RefOutcome>]| results.iter().any(Option::is_some);
+        if req.atomic && failed(&results) {
+            return Ok(finish_atomic_failure(req, results));
+        }
+        // The packs become visible now, before any ref needs them. (An update that writes no
+        // ref leaves them pending: compaction removes them after the grace period.)
+        if writes.iter().any(Option::is_some) {
+            self.commit_uploads(&req.packs).await?;
+        }
+        // Several writes of an atomic update: the commit point is the record ([`journal`]).
+        let planned: Vec<super::journal::Planned> = writes
+            .iter()
+            .zip(&req.updates)
+            .zip(&current)
+            .filter(|((w, _), _)| w.as_ref().is_some_and(|w| !matches!(w, Write::Nothing)))
+            .map(|((_, u), cur)| super::journal::Planned {
+                name: u.name.clone(),
+                old: cur.oid.clone(),
+                new: u.new.clone(),
+            })
+            .collect();
+        let record = if req.atomic && planned.len() > 1 {
+            Some(self.commit_record(&base, planned).await?)
+        } else {
+            None
+        };
+
+        // Writes go out concurrently: each ref is its own object, and a push of thousands of
+        // tags would otherwise wait for thousands of durable writes one after another.
+        let jobs: Vec<(usize, Write)> = writes
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, w)| w.take().map(|w| (i, w)))
+            .collect();
+        let current = &current;
+        let applied: Vec<(usize, Result<Option<Undo>, Error>)> = futures_util::stream::iter(jobs)
+            .map(|(i, write)| async move {
+                (
+                    i,
+                    self.apply(&req.updates[i].name, write, &current[i]).await,
+                )
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut undo: Vec<Undo> = Vec::new();
+        let mut lost_race = false;
+        let mut failure: Option<Error> = None;
+        for (i, outcome) in applied {
+            let name = &req.updates[i].name;
+            match outcome {
+                Ok(done) => {
+                    undo.extend(done);
+                    results[i] = Some(ok(name));
+                }
+                Err(e) if e.is_lost_race() => {
+                    // Someone outside this lock (Hypha, another server) wrote the ref.
+                    let now = self.read_ref(name).await.ok().and_then(|c| c.oid);
+                    results[i] = Some(stale(name, now));
+                    lost_race = true;
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if req.atomic && (lost_race || failure.is_some()) {
+            self.roll_back(undo).await;
+            if let Some(record) = &record {
+                // Left unfinished, the record would be rolled forward: all refs, not none.
+                self.finish_record(record).await?;
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            return Ok(finish_atomic_failure(req, results));
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(record) = &record {
+            // Every ref is written: the update is done whatever happens to the record. One
+            // left unfinished is rolled forward (a no-op) by the next locked operation.
+            if let Err(e) = self.finish_record(record).await {
+                eprintln!(
+                    "{}: could not mark its update record finished: {e}",
+                    self.name
+                );
+            }
+        }
+
+        if let Some(target) = &req.set_head_if_missing {
+            let wrote_any = results
+                .iter()
+                .any(|r| r.as_ref().is_some_and(|r| r.status == RefStatus::Ok));
+            if wrote_any || req.updates.is_empty() {
+                self.set_head_if_missing(target).await?;
+            }
+        }
+
+        Ok(UpdateOutcome {
+            results: results
+                .into_iter()
+                .zip(&req.updates)
+                .map(|(r, u)| r.unwrap_or_else(|| ok(&u.name)))
+                .collect(),
+        })
+    }
+
+    /// Write `HEAD` -> `target` only if `HEAD` is missing (first push to a bare artifact).
+    async fn set_head_if_missing(&self, target: &str) -> Result<(), Error> {
+        match self
+            .backend
+            .put(
+                &self.key("HEAD"),
+                Bytes::from(format!("ref: {target}\n")),
+                PutMode::IfNoneMatch,
+            )
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) | Err(Error::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Perform one planned write; returns how to undo it.
+    async fn apply(&self, name: &str, write: Write, cur: &Current) -> Result<Option<Undo>, Error> {
+        let key = self.key(name);
+        let body = |oid: &str| Bytes::from(format!("{oid}\n"));
+        let written = match write {
+            Write::Nothing => return Ok(None),
+            Write::Create { new } => Some(
+                self.backend
+                    .put(&key, body(&new), PutMode::IfNoneMatch)
+                    .await?,
+            ),
+            Write::Replace { new, etag } => Some(
+                self.backend
+                    .put(&key, body(&new), PutMode::IfMatch(etag))
+                    .await?,
+            ),
+            Write::Delete { etag } => {
+                self.backend.delete(&key, Some(&etag)).await?;
+                None
+            }
+        };
+        Ok(Some(Undo {
+            key,
+            previous: cur.oid.clone(),
+            written,
+        }))
+    }
+
+    /// Best effort: put back what an atomic update already changed, each step conditional on
+    /// the object still being what we wrote.
+    async fn roll_back(&self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            let body = |oid: &str| Bytes::from(format!("{oid}\n"));
+            // Failures are ignored: someone else changed the ref since, and theirs stands.
+            let _ = match (u.previous, u.written) {
+                (Some(old), Some(etag)) => self
+                    .backend
+                    .put(&u.key, body(&old), PutMode::IfMatch(etag))
+                    .await
+                    .map(drop),
+                (None, Some(etag)) => self.backend.delete(&u.key, Some(&etag)).await,
+                (Some(old), None) => self
+                    .backend
+                    .put(&u.key, body(&old), PutMode::IfNoneMatch)
+                    .await
+                    .map(drop),
+                (None, None) => Ok(()),
+            };
+        }
+    }
+}
+
+fn validate_updates(req: &Update) -> Result<(), Error> {
+    let mut seen = BTreeSet::new();
+    for update in &req.updates {
+        check_ref(&update.name)?;
+        for oid in [&update.old, &update.new].into_iter().flatten() {
+            if !names::is_object_id(oid) {
+                return Err(Error::Invalid {
+                    detail: format!(
+                        "{}: invalid object id {:?} (expected 40 lowercase hex)",
+                        update.name,
+                        crate::storage::shorten(oid)
+                    ),
+                });
+            }
+        }
+        if !seen.insert(update.name.as_str()) {
+            return Err(Error::Invalid {
+                detail: format!("{} is updated twice in one request", update.name),
+            });
+        }
+    }
+    if let Some(target) = &req.set_head_if_missing {
+        check_ref(target)?;
+    }
+    for name in &req.packs {
+        check_pack_name(name)?;
+    }
+    Ok(())
+}
+
+/// Decide one update against the current state, or say why not.
+fn plan(
+    update: &RefUpdate,
+    cur: &Current,
+    head: Option<&str>,
+    existing: &BTreeSet<String>,
+    created: &BTreeSet<&str>,
+) -> Result<Write, RefOutcome> {
+    let name = &update.name;
+    if update.new.is_none() && head == Some(name.as_str()) && cur.oid.is_some() {
+        return Err(rejected(name, DENY_DELETE_CURRENT));
+    }
+    if update.old != cur.oid {
+        return Err(stale(name, cur.oid.clone()));
+    }
+    match (&update.new, &cur.etag) {
+        (None, None) => Ok(Write::Nothing),
+        (None, Some(etag)) => Ok(Write::Delete { etag: etag.clone() }),
+        (Some(new), None) => {
+            if let Some(other) = df_conflict(name, existing, created) {
+                return Err(rejected(
+                    name,
+                    &format!("cannot lock ref '{name}': '{other}' exists"),
+                ));
+            }
+            Ok(Write::Create { new: new.clone() })
+        }
+        // An object that is there but unreadable as a ref counts as absent (`cur.oid` is
+        // None), yet it has an etag: replace it conditionally.
+        (Some(new), Some(etag)) => Ok(Write::Replace {
+            new: new.clone(),
+            etag: etag.clone(),
+        }),
+    }
+}
+
+/// `refs/heads/a` and `refs/heads/a/b` cannot both exist (a file cannot be a directory, in
+/// git's ref store and on local disk).
+fn df_conflict<'a>(
+    name: &str,
+    existing: &'a BTreeSet<String>,
+    created: &BTreeSet<&'a str>,
+) -> Option<&'a str> {
+    // Ordered-set lookups, not a scan: a push of 10,000 tags checks 10,000 names against
+    // 10,000 others. A ref "above" `name` is one of its `/`-prefixes; one "below" sorts right
+    // after `name/`.
+    let above = name
+        .match_indices('/')
+        .map(|(i, _)| &name[..i])
+        .find_map(|prefix| {
+            existing
+                .get(prefix)
+                .map(String::as_str)
+                .or_else(|| created.get(prefix).copied())
+        });
+    if above.is_some() {
+        return above;
+    }
+    let below = format!("{name}/");
+    let from = (
+        std::ops::Bound::Included(below.as_str()),
+        std::ops::Bound::Unbounded,
+    );
+    if let Some(other) = existing.range::<str, _>(from).next() {
+        if other.starts_with(&below) {
+            return Some(other.as_str());
+        }
+    }
+    let first_created: Option<&'a str> = created.range::<str, _>(from).next().copied();
+    first_created.filter(|other| other.starts_with(&below))
+}
+
+/// After an atomic failure: the refs that failed keep their result, every other ref is
+/// rejected, and nothing stays written.
+fn finish_atomic_failure(req: &Update, results: Vec<Option<RefOutcome>>) -> UpdateOutcome {
+    UpdateOutcome {
+        results: results
+            .into_iter()
+            .zip(&req.updates)
+            .map(|(r, u)| match r {
+                Some(r) if r.status != RefStatus::Ok => r,
+                _ => rejected(&u.name, ATOMIC_FAILED),
+            })
+            .collect(),
+    }
+}
+
+fn ok(name: &str) -> RefOutcome {
+    RefOutcome {
+        name: name.to_owned(),
+        status: RefStatus::Ok,
+        current: None,
+        detail: None,
+    }
+}
+
+fn stale(name: &str, current: Option<String>) -> RefOutcome {
+    RefOutcome {
+        name: name.to_owned(),
+        status: RefStatus::Stale,
+        current,
+        detail: None,
+    }
+}
+
+fn rejected(name: &str, detail: &str) -> RefOutcome {
+    RefOutcome {
+        name: name.to_owned(),
+        status: RefStatus::Rejected,
+        current: None,
+        detail: Some(detail.to_owned()),
+    }
+}
