@@ -10,6 +10,9 @@
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
+//! - in plugin mode (`serve --plugin`) Hypha has checked the caller: the permission it granted
+//!   stands for the workspace grant, the repository is where Hypha says, and `create` is
+//!   Hypha's (404 here).
 
 use super::credentials::{self, Caller};
 use super::error::ApiError;
