@@ -123,6 +123,11 @@ start() {
   (
     cd "$STATE_DIR"
     export JWT_SECRET=$secret PYTHONPATH=$OLDPWD/hypha-plugin${PYTHONPATH:+:$PYTHONPATH}
+    # The plugin runs `git hypha serve --plugin` as its child: the one built here, as the
+    # tests use target/debug's helper (release if only that is built).
+    bin_dir=$OLDPWD/target/debug
+    [[ -x $bin_dir/git-hypha || ! -x $OLDPWD/target/release/git-hypha ]] || bin_dir=$OLDPWD/target/release
+    export HYPHA_GIT_BIN=${HYPHA_GIT_BIN:-$bin_dir/git-hypha}
     exec "$PY" -m hypha.server --host 127.0.0.1 --port "$port" \
       --database-uri "sqlite+aiosqlite:///$PWD/hypha.db" \
       --enable-s3 --endpoint-url "http://127.0.0.1:$s3_port" \

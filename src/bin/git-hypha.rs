@@ -82,6 +82,11 @@ enum Command {
         /// packs in the background (needs git on PATH); 0 turns this off.
         #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
         auto_gc_packs: usize,
+        /// Used by the Hypha plugin: serve only requests carrying the key in
+        /// HYPHA_GIT_PLUGIN_KEY, with the permission and location Hypha decided; exit when
+        /// standard input closes.
+        #[arg(long, hide = true, requires = "s3_bucket")]
+        plugin: bool,
     },
     /// Create an empty repository (HEAD points at main).
     Create {
@@ -173,7 +178,20 @@ fn run(command: Command) -> anyhow::Result<()> {
             multipart_part_size,
             multipart_stale_secs,
             auto_gc_packs,
+            plugin,
         } => {
+            // The key comes through the environment, never argv (which `ps` shows).
+            let plugin_key = match plugin {
+                true => Some(
+                    env.get("HYPHA_GIT_PLUGIN_KEY")
+                        .filter(|k| k.len() >= 32)
+                        .cloned()
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--plugin needs HYPHA_GIT_PLUGIN_KEY (32+ characters)")
+                        })?,
+                ),
+                false => None,
+            };
             let s3 = match s3_bucket {
                 Some(bucket) => Some(s3::Config {
                     endpoint: s3::endpoint_from(s3_endpoint, &env),
@@ -203,6 +221,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 },
                 stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
                 auto_gc_packs,
+                plugin_key,
             }))?;
         }
         Command::Create {

@@ -3,6 +3,11 @@
 //!
 //! Accepts `Bearer <jwt>` and `Basic base64(git:<jwt>)` (user `git` or empty, as Hypha's
 //! smart HTTP does). Does not decide what the caller may do: `routes::authorize` does.
+//!
+//! In plugin mode (`git hypha serve --plugin`, run by the Hypha plugin as its child) tokens
+//! are not looked at: Hypha checked them. A request must carry the child's key in
+//! [`PLUGIN_KEY_HEADER`], and says what Hypha granted ([`PLUGIN_PERMISSION_HEADER`]) and where
+//! the repository lives ([`PLUGIN_PREFIX_HEADER`]); anything else is 401.
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -10,12 +15,26 @@ use crate::auth::{self, Identity, Permission};
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use subtle::ConstantTimeEq as _;
+
+/// The plugin child's shared key (random per child, given through its environment).
+pub const PLUGIN_KEY_HEADER: &str = "x-hypha-plugin-key";
+/// What Hypha granted on the repository: `read` or `write`.
+pub const PLUGIN_PERMISSION_HEADER: &str = "x-hypha-permission";
+/// The repository's key prefix in the bucket, `{s3 prefix}/{artifact uuid}/.git/`.
+pub const PLUGIN_PREFIX_HEADER: &str = "x-hypha-repo-prefix";
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
 pub enum Caller {
     Anonymous,
     User(Identity),
+    /// The Hypha plugin, forwarding a request Hypha already checked: `permission` is what
+    /// Hypha granted, `prefix` where Hypha keeps the repository.
+    Plugin {
+        permission: Permission,
+        prefix: String,
+    },
 }
 
 impl Caller {
@@ -23,6 +42,7 @@ impl Caller {
         match self {
             Caller::Anonymous => None,
             Caller::User(identity) => identity.permission_for(workspace),
+            Caller::Plugin { permission, .. } => Some(*permission),
         }
     }
 
@@ -34,6 +54,9 @@ impl Caller {
 /// Read and verify the credentials of a request. No header, or Basic with an empty
 /// password, is anonymous; anything present but wrong is 401.
 pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(key) = &state.plugin_key {
+        return identify_plugin(key, headers);
+    }
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Caller::Anonymous);
     };
@@ -78,4 +101,36 @@ pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
         &state.validation,
     )?;
     Ok(Caller::User(identity))
+}
+
+/// Plugin mode: the key must match (compared in constant time), then the permission and the
+/// prefix Hypha decided are taken as given.
+fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let given = headers
+        .get(PLUGIN_KEY_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !bool::from(given.ct_eq(key)) {
+        return Err(ApiError::unauthenticated("missing or wrong plugin key"));
+    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::invalid(format!("plugin request lacks {name}")))
+    };
+    let permission = match text(PLUGIN_PERMISSION_HEADER)? {
+        "read" => Permission::Read,
+        "write" => Permission::ReadWrite,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "unknown plugin permission {:?}",
+                crate::storage::shorten(other)
+            )))
+        }
+    };
+    Ok(Caller::Plugin {
+        permission,
+        prefix: text(PLUGIN_PREFIX_HEADER)?.to_owned(),
+    })
 }

@@ -11,6 +11,12 @@
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request; `state`: [`AppState`];
 //! - `autogc`: compaction after pushes leave too many packs.
+//!
+//! Plugin mode ([`ServeOptions::plugin_key`]): the Hypha plugin runs this server as its child
+//! and forwards the requests Hypha has checked, so that the repository rules have one
+//! implementation. It listens on loopback only, takes no tokens (see `credentials`), prints
+//! no admin token, never compacts by itself, leaves the bucket's multipart uploads alone (the
+//! bucket is Hypha's), and exits when its standard input closes (its parent died).
 
 pub mod autogc;
 mod convert;
@@ -74,6 +80,8 @@ pub struct ServeOptions {
     /// Merge a repository's small packs in the background once a push leaves more than
     /// this many live packs; 0 = never ([`autogc::DEFAULT_AUTO_GC_PACKS`]).
     pub auto_gc_packs: usize,
+    /// Plugin mode: API requests must carry this key; see the module doc.
+    pub plugin_key: Option<String>,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -102,6 +110,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("multipart", &self.multipart)
             .field("stale_upload_age", &self.stale_upload_age)
             .field("auto_gc_packs", &self.auto_gc_packs)
+            .field("plugin", &self.plugin_key.is_some())
             .finish()
     }
 }
@@ -132,6 +141,8 @@ pub enum Error {
     Stdout(#[source] std::io::Error),
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
+    #[error("plugin mode listens on loopback only, not on {addr}")]
+    PluginListen { addr: SocketAddr },
 }
 
 /// The whole HTTP surface: API routes and, for a local-disk store, `/_store/{key}`.
@@ -149,6 +160,10 @@ pub fn router(state: AppState) -> Router {
 /// Bind, print `listening on http://ADDR` (and `admin token: ...` without a configured
 /// secret) on stdout, then serve until SIGINT or SIGTERM.
 pub async fn run(opts: ServeOptions) -> Result<(), Error> {
+    let plugin = opts.plugin_key.is_some();
+    if plugin && !opts.listen.ip().is_loopback() {
+        return Err(Error::PluginListen { addr: opts.listen });
+    }
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -161,6 +176,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     })?;
     let (secret, admin_token) = match &opts.jwt_secret {
         Some(secret) => (secret.as_bytes().to_vec(), None),
+        // Tokens are Hypha's business here: no secret, no admin token.
+        None if plugin => (rand::random::<[u8; 32]>().to_vec(), None),
         None => {
             let secret = rand::random::<[u8; 32]>().to_vec();
             let token = auth::mint(
@@ -210,21 +227,48 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
-    state = state.auto_gc(auto_gc(opts.auto_gc_packs, addr, &secret));
-    let stale_age = opts
-        .stale_upload_age
-        .unwrap_or_else(|| default_stale_upload_age(url_ttl));
-    tokio::spawn(sweep_stale_uploads(
-        state.store().backend().clone(),
-        stale_age,
-    ));
+    if let Some(key) = &opts.plugin_key {
+        state = state.plugin_key(key.as_bytes());
+    } else {
+        state = state.auto_gc(auto_gc(opts.auto_gc_packs, addr, &secret));
+        let stale_age = opts
+            .stale_upload_age
+            .unwrap_or_else(|| default_stale_upload_age(url_ttl));
+        tokio::spawn(sweep_stale_uploads(
+            state.store().backend().clone(),
+            stale_age,
+        ));
+    }
 
     announce(addr, admin_token.as_deref()).map_err(Error::Stdout)?;
 
+    let shutdown = async move {
+        if plugin {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stdin_closed() => eprintln!("standard input closed: shutting down"),
+            }
+        } else {
+            shutdown_signal().await;
+        }
+    };
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)
+}
+
+/// Resolves when standard input reaches end of file (or fails): the plugin's parent, which
+/// holds the other end of the pipe, has exited, so this child must not outlive it.
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 /// The compaction trigger, calling this server at its own (loopback) address; `None` when

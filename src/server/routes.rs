@@ -11,6 +11,9 @@
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
+//! - in plugin mode (`serve --plugin`) Hypha has checked the caller: the permission it granted
+//!   stands for the workspace grant, the repository is where Hypha says, and `create` is
+//!   Hypha's (404 here).
 
 use super::credentials::{self, Caller};
 use super::error::ApiError;
@@ -67,7 +70,13 @@ async fn dispatch(
     }
     let body = body.map_err(|e| ApiError::invalid(format!("cannot read request body: {e}")))?;
     let caller = credentials::identify(state, headers)?;
-    let repo = state.store.repo(workspace, alias)?;
+    let repo = match &caller {
+        // Hypha decided where the repository lives; messages still name `ws/alias`.
+        Caller::Plugin { prefix, .. } => state
+            .store
+            .repo_at(&format!("{workspace}/{alias}"), prefix)?,
+        _ => state.store.repo(workspace, alias)?,
+    };
     match route {
         Route::Create => create(state, &caller, workspace, &repo, &body).await,
         Route::Info => {
@@ -342,6 +351,12 @@ async fn create(
     repo: &Repository,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
+    if matches!(caller, Caller::Plugin { .. }) {
+        // Repositories in Hypha are artifacts: the plugin creates them through Hypha.
+        return Err(ApiError::not_found(
+            "create goes through Hypha, not the plugin's server",
+        ));
+    }
     match caller.permission_for(workspace) {
         Some(p) if p.can_write() => {}
         _ => return Err(denied(caller, repo)),

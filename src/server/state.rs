@@ -35,6 +35,9 @@ pub struct AppState {
     pub(crate) gc_grace: Duration,
     /// Compacts repositories with too many packs after a push; `None` = off.
     pub(crate) auto_gc: Option<AutoGc>,
+    /// Plugin mode (`serve --plugin`): the key every API request must carry; tokens are then
+    /// ignored (see `credentials`).
+    pub(crate) plugin_key: Option<Arc<[u8]>>,
 }
 
 // The secret must never reach a log.
@@ -61,6 +64,7 @@ impl AppState {
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
+            plugin_key: None,
         }
     }
 
@@ -98,6 +102,12 @@ impl AppState {
     /// When packs go up in parts (stores with multipart uploads only).
     pub fn multipart(mut self, policy: MultipartPolicy) -> AppState {
         self.store = self.store.with_multipart(policy);
+        self
+    }
+
+    /// Serve the Hypha plugin only: requests must carry `key` (see `credentials`).
+    pub fn plugin_key(mut self, key: &[u8]) -> AppState {
+        self.plugin_key = Some(key.into());
         self
     }
 

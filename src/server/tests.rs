@@ -778,3 +778,181 @@ async fn presigned_put_streams_past_the_json_body_limit() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+// -- plugin mode (`serve --plugin`): the Hypha plugin forwards what Hypha checked ----------
+
+const PLUGIN_KEY: &str = "k3y-of-this-plugin-child-0123456789abcdef";
+const PREFIX: &str = "ws/artifacts/01abc-uuid/.git/";
+
+/// A plugin-mode server with an empty repository at [`PREFIX`], as Hypha's `create` makes it.
+async fn plugin_server() -> Server {
+    let s = server_with(|s| s.plugin_key(PLUGIN_KEY.as_bytes()));
+    let repo = s.state.store.repo_at("ws/r", PREFIX).unwrap();
+    repo.create(false, None).await.unwrap();
+    s
+}
+
+impl Server {
+    async fn plugin(&self, route: &str, headers: &[(&str, &str)], body: Value) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/{}", repo_route("ws/r", route)));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+}
+
+fn plugin_headers<'a>(permission: &'a str, prefix: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("x-hypha-plugin-key", PLUGIN_KEY),
+        ("x-hypha-permission", permission),
+        ("x-hypha-repo-prefix", prefix),
+    ]
+}
+
+#[tokio::test]
+async fn plugin_mode_needs_the_key_and_ignores_tokens() {
+    let s = plugin_server().await;
+    let admin = format!("Bearer {}", token("*", Permission::Admin));
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![
+            ("x-hypha-permission", "write"),
+            ("x-hypha-repo-prefix", PREFIX),
+        ],
+        vec![
+            (
+                "x-hypha-plugin-key",
+                "k3y-of-this-plugin-child-0123456789abcdeX",
+            ),
+            ("x-hypha-permission", "write"),
+            ("x-hypha-repo-prefix", PREFIX),
+        ],
+        vec![
+            ("x-hypha-plugin-key", &PLUGIN_KEY[..10]),
+            ("x-hypha-permission", "write"),
+            ("x-hypha-repo-prefix", PREFIX),
+        ],
+        // A valid token grants nothing here: Hypha checks tokens, the key proves it did.
+        vec![
+            ("authorization", &admin),
+            ("x-hypha-permission", "write"),
+            ("x-hypha-repo-prefix", PREFIX),
+        ],
+    ];
+    for headers in cases {
+        let r = s.plugin("refs", &headers, json!({})).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert_eq!(r.error(), ErrorCode::Unauthenticated);
+    }
+    let r = s
+        .plugin("refs", &plugin_headers("read", PREFIX), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["head"]["symref"], "refs/heads/main");
+}
+
+#[tokio::test]
+async fn plugin_mode_honours_the_permission_hypha_granted() {
+    let s = plugin_server().await;
+    let read = plugin_headers("read", PREFIX);
+    let write = plugin_headers("write", PREFIX);
+    let r = s
+        .plugin(
+            "update",
+            &read,
+            update_body("refs/heads/main", None, Some(A)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert!(r.json()["detail"].as_str().unwrap().contains("ws/r"));
+    let r = s.plugin("info", &read, json!({})).await;
+    assert_eq!(r.json()["can_write"], false);
+    let r = s.plugin("info", &write, json!({})).await;
+    assert_eq!(r.json()["can_write"], true);
+    // Written where Hypha said, not at the route's ws/artifacts/r.
+    let (pack, _) = push_one_pack(&s, &write).await;
+    let r = s
+        .plugin(
+            "update",
+            &write,
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": A}], "packs": [pack]}),
+        )
+        .await;
+    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
+    assert!(s.root.join(PREFIX).join("refs/heads/main").exists());
+    assert!(!s.root.join("ws/artifacts/r").exists());
+    // Unknown permissions and `create` (Hypha creates artifacts) are refused.
+    let r = s
+        .plugin("refs", &plugin_headers("admin", PREFIX), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s.plugin("create", &write, json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Uploads a tiny valid pack through the plugin's presigned URLs; (name, pack bytes).
+async fn push_one_pack(s: &Server, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let (pack, idx) = fake_pack(6, 10);
+    let name = format!("pack-{}", hex::encode([6u8; 20]));
+    let r = s
+        .plugin(
+            "uploads",
+            headers,
+            json!({"packs": [{"name": name, "pack_size": pack.len(), "idx_size": idx.len()}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let up = &r.json()["uploads"][0];
+    for (what, data) in [("idx", &idx), ("pack", &pack)] {
+        let url = up[what]["url"].as_str().unwrap();
+        let h: Vec<(&str, String)> = up[what]["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let r = s.presigned(url, Method::PUT, data.to_vec(), &h).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+    (name, pack)
+}
+
+#[tokio::test]
+async fn plugin_mode_validates_the_repository_prefix() {
+    let s = plugin_server().await;
+    for bad in [
+        "../ws/artifacts/x/.git/",
+        "ws/artifacts/../x/.git/",
+        "ws/artifacts/./x/.git/",
+        "ws//x/.git/",
+        "/ws/x/.git/",
+        "ws/artifacts/x/",
+        "ws/artifacts/x/.git",
+        "ws/artifacts/x/not.git/",
+        "",
+    ] {
+        let r = s
+            .plugin("refs", &plugin_headers("write", bad), json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        assert_eq!(r.error(), ErrorCode::Invalid, "{bad:?}");
+    }
+    let mut missing = plugin_headers("write", PREFIX);
+    missing.pop();
+    let r = s.plugin("refs", &missing, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A valid prefix where nothing is stored: named by the route's ws/alias.
+    let r = s
+        .plugin(
+            "refs",
+            &plugin_headers("read", "ws/artifacts/other/.git/"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["detail"], "repository ws/r not found");
+}

@@ -118,6 +118,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The repository at an explicit key prefix, named `name` in messages: where a host
+    /// that keeps its own catalogue (Hypha: `{s3 prefix}/{artifact uuid}/.git/`) decided it
+    /// lives. The prefix must be a valid key ending in `.git/` (no `..`, no empty or `.`
+    /// segments), so that a caller cannot point a repository outside a `.git/` directory.
+    pub fn repo_at(&self, name: &str, prefix: &str) -> Result<Repository, Error> {
+        let invalid = |why: &str| Error::Invalid {
+            detail: format!(
+                "invalid repository location {:?}: {why}",
+                super::shorten(prefix)
+            ),
+        };
+        let Some(dir) = prefix.strip_suffix('/') else {
+            return Err(invalid("must end in .git/"));
+        };
+        if dir != ".git" && !dir.ends_with("/.git") {
+            return Err(invalid("must end in .git/"));
+        }
+        super::check_key(dir).map_err(|_| invalid("not a valid key"))?;
+        Ok(Repository {
+            backend: self.backend.clone(),
+            lock: self.locks.get(prefix),
+            ref_cache: self.ref_cache.clone(),
+            multipart: self.multipart,
+            name: name.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
 /// One git repository in the store.
 #[derive(Debug, Clone)]
 pub struct Repository {
