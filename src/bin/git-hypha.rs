@@ -392,10 +392,19 @@ mod tests {
         let stale = "man/ is out of date with the CLI: run `cargo run --bin git-hypha -- manpage \
                      man` and commit the result";
         assert_eq!(names(fresh.path()), names(&committed), "{stale}");
+        // The wheel's data directory (pyproject.toml) links each page into share/man/man1.
+        let wheel = committed.join("../wheel/data/share/man/man1");
         for name in names(fresh.path()) {
             let want = std::fs::read_to_string(fresh.path().join(&name)).expect("fresh page");
             let have = std::fs::read_to_string(committed.join(&name)).expect("committed page");
             assert!(want == have, "{name}: {stale}");
+            let link = wheel.join(&name);
+            assert_eq!(
+                link.canonicalize().ok(),
+                committed.join(&name).canonicalize().ok(),
+                "{} must be a symlink to ../../../../../man/{name}, so that pip installs it",
+                link.display()
+            );
         }
     }
 }
