@@ -2,19 +2,19 @@
 //!
 //! Owns the token format only: the claims Hypha puts in its tokens (`iss`, `aud`, `sub`,
 //! `iat`, `exp`, `scope`) and the `ws:<workspace>#<r|rw|a>` grants in `scope`. It does not
-//! read HTTP headers (that is `server`) nor decide what a route needs. Built on hmac + sha2
-//! so that the signature check is the constant-time `Mac::verify_slice`.
+//! read HTTP headers (that is `server`) nor decide what a route needs. Encoding, the
+//! signature (aws-lc's constant-time HMAC), issuer and audience are `jsonwebtoken`'s; the
+//! expiry is checked here against the caller's clock, and the scope grammar is Hypha's, so
+//! it is parsed here.
 //!
 //! No error message or `Debug` output carries the token or the secret.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Issuer Hypha writes into its tokens.
 pub const DEFAULT_ISSUER: &str = "https://amun.ai/";
@@ -116,13 +116,6 @@ impl Identity {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
 struct Claims {
     #[serde(default)]
     iss: Option<String>,
@@ -198,21 +191,12 @@ pub fn mint_at(
         exp: Some(expires_at as f64),
         scope: Some(OneOrMany::One(scope)),
     };
-    let header = Header {
-        alg: "HS256".to_owned(),
-        typ: Some("JWT".to_owned()),
-    };
-    let header = serde_json::to_vec(&header).expect("a plain struct serializes");
-    let claims = serde_json::to_vec(&claims).expect("a plain struct serializes");
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(signing_input.as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{signing_input}.{signature}")
+    // An empty key is refused by jsonwebtoken: a token signed with it would prove nothing.
+    // No caller has one: the server makes up a random secret when HYPHA_JWT_SECRET is unset,
+    // and `git hypha token` refuses an empty one.
+    let key = EncodingKey::from_secret(secret).expect("the signing secret is not empty");
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+        .expect("HS256 with an HMAC key and plain claims always encodes")
 }
 
 /// Verify `token` against `secret` with Hypha's issuer and audience.
@@ -227,42 +211,27 @@ pub fn verify_with(
     now_unix: u64,
     validation: &Validation,
 ) -> Result<Identity, Error> {
-    let mut parts = token.trim().split('.');
-    let (Some(header_b64), Some(claims_b64), Some(sig_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Error::Malformed);
-    };
-    let header: Header = decode_json(header_b64)?;
-    // Checked before the signature: `none` and asymmetric algorithms must never be tried
-    // with a shared secret.
-    if header.alg != "HS256" {
+    let token = token.trim();
+    // Read before the signature, only to name the refusal: `none` and asymmetric algorithms
+    // are never tried with a shared secret (jsonwebtoken accepts only the listed HS256).
+    let alg = header_alg(token)?;
+    if alg != "HS256" {
         return Err(Error::UnsupportedAlgorithm);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(sig_b64)
-        .map_err(|_| Error::Malformed)?;
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    mac.update(header_b64.as_bytes());
-    mac.update(b".");
-    mac.update(claims_b64.as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| Error::BadSignature)?;
-
-    let claims: Claims = decode_json(claims_b64)?;
+    let key = DecodingKey::from_secret(secret).map_err(|_| Error::BadSignature)?;
+    let mut rules = jsonwebtoken::Validation::new(Algorithm::HS256);
+    // The expiry is checked below against `now_unix` (the caller's clock, and a token without
+    // one is refused by name); jsonwebtoken would read the system clock with a leeway.
+    rules.validate_exp = false;
+    rules.required_spec_claims = ["iss", "aud"].map(str::to_owned).into();
+    rules.set_issuer(&[&validation.issuer]);
+    rules.set_audience(&[&validation.audience]);
+    let claims: Claims = jsonwebtoken::decode(token, &key, &rules)
+        .map_err(|e| refusal(e.kind()))?
+        .claims;
     let exp = claims.exp.ok_or(Error::NoExpiry)?;
     if exp <= now_unix as f64 {
         return Err(Error::Expired);
-    }
-    if claims.iss.as_deref() != Some(validation.issuer.as_str()) {
-        return Err(Error::WrongIssuer);
-    }
-    let audience_ok = claims
-        .aud
-        .as_ref()
-        .is_some_and(|aud| aud.entries().contains(&validation.audience.as_str()));
-    if !audience_ok {
-        return Err(Error::WrongAudience);
     }
     let grants = match &claims.scope {
         Some(scope) => parse_scope(&scope.entries())?,
@@ -299,9 +268,44 @@ fn parse_scope(entries: &[&str]) -> Result<Vec<(String, Permission)>, Error> {
     Ok(grants)
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, Error> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Error::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| Error::Malformed)
+/// The `alg` a three-part token's header names.
+fn header_alg(token: &str) -> Result<String, Error> {
+    #[derive(Deserialize)]
+    struct AlgOnly {
+        alg: String,
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::Malformed);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| Error::Malformed)?;
+    let header: AlgOnly = serde_json::from_slice(&bytes).map_err(|_| Error::Malformed)?;
+    Ok(header.alg)
+}
+
+/// jsonwebtoken's refusal in this module's words (which never carry the token).
+fn refusal(kind: &ErrorKind) -> Error {
+    match kind {
+        ErrorKind::InvalidSignature => Error::BadSignature,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::MissingAlgorithm => Error::UnsupportedAlgorithm,
+        ErrorKind::InvalidIssuer => Error::WrongIssuer,
+        ErrorKind::InvalidAudience => Error::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim) => {
+            match claim.as_str() {
+                "iss" => Error::WrongIssuer,
+                "aud" => Error::WrongAudience,
+                _ => Error::Malformed,
+            }
+        }
+        _ => Error::Malformed,
+    }
 }
 
 /// Seconds since the epoch; a clock before 1970 reads as 0, which only makes tokens expire.
@@ -315,6 +319,10 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    type HmacSha256 = Hmac<Sha256>;
 
     const SECRET: &[u8] = b"test-secret";
 

@@ -211,8 +211,8 @@ pub mod credential {
     /// neither has one.
     pub fn fill(remote: &Remote) -> Option<Token> {
         from_helpers(remote).or_else(|| {
-            let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-            crate::login::stored_token(&env, &remote.server).map(|secret| Token {
+            let logins = crate::login::logins_path()?;
+            crate::login::stored_token(&logins, &remote.server).map(|secret| Token {
                 secret,
                 source: TokenSource::Login,
             })

@@ -5,8 +5,10 @@
 //! `login_url` (shown to the user) and a `key`; `GET .../check?key=K&timeout=0` answers JSON
 //! `null` until the user has logged in in a browser, then the token as a JSON string (once).
 //!
-//! Tokens live in `$XDG_CONFIG_HOME/git-hypha/logins.json` (else `$HOME/.config/...`), a map
-//! from server URL to token, written with mode 0600 through a temporary file and a rename.
+//! Tokens live in `git-hypha/logins.json` under the user's configuration directory as the
+//! `dirs` crate finds it (Linux: `$XDG_CONFIG_HOME`, else `$HOME/.config`; macOS:
+//! `~/Library/Application Support`; Windows: `%APPDATA%`), a map from server URL to token,
+//! written with mode 0600 through a temporary file and a rename.
 //! The helper reads it last, after `HYPHA_TOKEN` and `git credential` ([`stored_token`]).
 //! A token never reaches a message or an error here.
 
@@ -20,7 +22,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no configuration directory: set HOME or XDG_CONFIG_HOME")]
+    #[error("no configuration directory: set HOME (or XDG_CONFIG_HOME)")]
     NoConfigDir,
     #[error("cannot {what} {}", path.display())]
     Io {
@@ -64,12 +66,10 @@ pub fn server_key(server: &Url) -> String {
     }
 }
 
-/// `$XDG_CONFIG_HOME/git-hypha/logins.json`, else `$HOME/.config/git-hypha/logins.json`.
-pub fn logins_path(env: &HashMap<String, String>) -> Option<PathBuf> {
-    let nonempty = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base =
-        nonempty("XDG_CONFIG_HOME").or_else(|| nonempty("HOME").map(|h| h.join(".config")))?;
-    Some(base.join("git-hypha").join("logins.json"))
+/// Where `git hypha login` keeps its tokens: `git-hypha/logins.json` under the user's
+/// configuration directory; `None` when the platform names none (no home directory).
+pub fn logins_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|dir| dir.join("git-hypha").join("logins.json"))
 }
 
 fn read_logins(path: &Path) -> Result<BTreeMap<String, String>, Error> {
@@ -120,37 +120,30 @@ fn private_permissions() -> std::fs::Permissions {
         .expect("the current directory has metadata")
 }
 
-/// The token `git hypha login` stored for `server`, if any. Errors read as "none": the
-/// helper then goes on without a token and the server says what is missing.
-pub fn stored_token(env: &HashMap<String, String>, server: &Url) -> Option<String> {
-    let path = logins_path(env)?;
-    read_logins(&path)
+/// The token `git hypha login` stored for `server` in `logins` (see [`logins_path`]), if any.
+/// Errors read as "none": the helper then goes on without a token and the server says what
+/// is missing.
+pub fn stored_token(logins: &Path, server: &Url) -> Option<String> {
+    read_logins(logins)
         .ok()?
         .remove(&server_key(server))
         .filter(|t| !t.trim().is_empty())
 }
 
-/// Keep `token` for `server`; returns the file it went to.
-pub fn store_token(
-    env: &HashMap<String, String>,
-    server: &Url,
-    token: &str,
-) -> Result<PathBuf, Error> {
-    let path = logins_path(env).ok_or(Error::NoConfigDir)?;
-    let mut logins = read_logins(&path)?;
-    logins.insert(server_key(server), token.trim().to_owned());
-    write_logins(&path, &logins)?;
-    Ok(path)
+/// Keep `token` for `server` in `logins`.
+pub fn store_token(logins: &Path, server: &Url, token: &str) -> Result<(), Error> {
+    let mut map = read_logins(logins)?;
+    map.insert(server_key(server), token.trim().to_owned());
+    write_logins(logins, &map)
 }
 
-/// Forget the token of `server`; `false` when there was none.
-pub fn remove_token(env: &HashMap<String, String>, server: &Url) -> Result<bool, Error> {
-    let path = logins_path(env).ok_or(Error::NoConfigDir)?;
-    let mut logins = read_logins(&path)?;
-    if logins.remove(&server_key(server)).is_none() {
+/// Forget the token of `server` in `logins`; `false` when there was none.
+pub fn remove_token(logins: &Path, server: &Url) -> Result<bool, Error> {
+    let mut map = read_logins(logins)?;
+    if map.remove(&server_key(server)).is_none() {
         return Ok(false);
     }
-    write_logins(&path, &logins)?;
+    write_logins(logins, &map)?;
     Ok(true)
 }
 
@@ -274,46 +267,79 @@ mod tests {
     #[test]
     fn stores_per_server_privately_and_forgets() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let env: HashMap<String, String> = [(
-            "XDG_CONFIG_HOME".to_owned(),
-            dir.path().display().to_string(),
-        )]
-        .into();
+        let logins = dir.path().join("git-hypha").join("logins.json");
         let a = Url::parse("https://a.example").expect("url");
         let b = Url::parse("http://127.0.0.1:9000/base/").expect("url");
-        assert_eq!(stored_token(&env, &a), None);
-        let path = store_token(&env, &a, "tok-a\n").expect("store");
-        store_token(&env, &b, "tok-b").expect("store");
-        assert_eq!(stored_token(&env, &a).as_deref(), Some("tok-a"));
-        assert_eq!(stored_token(&env, &b).as_deref(), Some("tok-b"));
+        assert_eq!(stored_token(&logins, &a), None);
+        store_token(&logins, &a, "tok-a\n").expect("store");
+        store_token(&logins, &b, "tok-b").expect("store");
+        assert_eq!(stored_token(&logins, &a).as_deref(), Some("tok-a"));
+        assert_eq!(stored_token(&logins, &b).as_deref(), Some("tok-b"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(&logins)
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(remove_token(&env, &a).expect("remove"));
-        assert!(!remove_token(&env, &a).expect("remove"));
-        assert_eq!(stored_token(&env, &a), None);
-        assert_eq!(stored_token(&env, &b).as_deref(), Some("tok-b"));
+        assert!(remove_token(&logins, &a).expect("remove"));
+        assert!(!remove_token(&logins, &a).expect("remove"));
+        assert_eq!(stored_token(&logins, &a), None);
+        assert_eq!(stored_token(&logins, &b).as_deref(), Some("tok-b"));
     }
 
+    /// Today's location on Linux, as `dirs` finds it. `dirs` reads the process environment,
+    /// so each case runs this test again in a child process with exactly that environment
+    /// (setting variables in this process would leak into tests running beside it).
     #[test]
+    #[cfg(target_os = "linux")]
     fn config_dir_precedence() {
-        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        assert_eq!(
-            logins_path(&env(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "/x")])),
-            Some(PathBuf::from("/x/git-hypha/logins.json"))
-        );
-        assert_eq!(
-            logins_path(&env(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "")])),
-            Some(PathBuf::from("/h/.config/git-hypha/logins.json"))
-        );
-        assert_eq!(logins_path(&env(&[])), None);
+        const CHILD: &str = "GIT_HYPHA_TEST_LOGINS_PATH_CHILD";
+        const MARK: &str = "logins_path=";
+        if std::env::var_os(CHILD).is_some() {
+            let path = logins_path().map(|p| p.display().to_string());
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{MARK}{}", path.unwrap_or_default());
+            }
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("HOME", "/h"), ("XDG_CONFIG_HOME", "/x")],
+                "/x/git-hypha/logins.json",
+            ),
+            (
+                &[("HOME", "/h"), ("XDG_CONFIG_HOME", "")],
+                "/h/.config/git-hypha/logins.json",
+            ),
+            // The XDG spec ignores a relative XDG_CONFIG_HOME.
+            (
+                &[("HOME", "/h"), ("XDG_CONFIG_HOME", "rel")],
+                "/h/.config/git-hypha/logins.json",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let out = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "login::tests::config_dir_precedence",
+                    "--nocapture",
+                ])
+                .env_clear()
+                .env(CHILD, "1")
+                .envs(vars.iter().copied())
+                .output()
+                .expect("run the test binary");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let found = stdout
+                .split(MARK)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next());
+            assert_eq!(found, Some(*expected), "{vars:?}: {stdout}");
+        }
     }
 }

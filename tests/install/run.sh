@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Both install paths as a user on a fresh machine takes them, each into a new place:
+#   1. `pip install .` into a new venv: git-remote-hypha and git-hypha in the venv's bin/, the
+#      plugin module hypha_git_remote importable (entry point hypha_startup), the manual page
+#      found by `man` (no MANPATH) and by `git hypha --help`, a push + clone round trip
+#      (scripts/roundtrip.sh) with the installed binaries;
+#   2. ./install.sh into a temporary PREFIX: the same checks but the plugin (it installs none).
+#
+# INSTALL_TEST_PROFILE=dev (the default) builds the dev profile, reusing the test build's
+# target/ (pip through MATURIN_PEP517_ARGS, install.sh through CARGO_PROFILE); =release builds
+# what users get (a release build from scratch takes minutes). The plugin is imported with
+# the packages of Hypha's venv (HYPHA_VENV, default ~/.cache/hypha-git/hypha-venv) on
+# PYTHONPATH, since it needs Hypha's own modules; without that venv only its presence and
+# syntax are checked. Needs python3 (venv, pip reaching PyPI), cargo (crates.io) and git.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+
+profile=${INSTALL_TEST_PROFILE:-dev}
+hypha_venv=${HYPHA_VENV:-$HOME/.cache/hypha-git/hypha-venv}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "== $*"; }
+# Runs "$@" with its output in $work/<log>, shown only when it fails; prints the time taken.
+timed() {
+  local log=$work/$1 start=$SECONDS
+  shift
+  "$@" >"$log" 2>&1 || { cat "$log"; fail "$*"; }
+  echo "   ($((SECONDS - start)) s)"
+}
+
+# The binaries resolve in $1 (first on PATH), and man finds their pages under $1/../share/man
+# from PATH alone, as a login shell with $1 on PATH would.
+check_installed() {
+  local bin=$1 prefix
+  prefix=$(dirname "$bin")
+  for b in git-remote-hypha git-hypha; do
+    [ "$(PATH="$bin:$PATH" command -v "$b")" = "$bin/$b" ] || fail "$b does not resolve to $bin/$b"
+  done
+  PATH="$bin:$PATH" git hypha --version >/dev/null || fail "git hypha --version"
+  for page in git-hypha git-remote-hypha git-hypha-serve; do
+    [ -f "$prefix/share/man/man1/$page.1" ] || fail "$prefix/share/man/man1/$page.1 is missing"
+  done
+  if command -v man >/dev/null 2>&1; then
+    local found
+    found=$(env -u MANPATH PATH="$bin:/usr/local/bin:/usr/bin:/bin" man -w git-hypha) ||
+      fail "man -w git-hypha finds no page with $bin on PATH"
+    [ "$found" = "$prefix/share/man/man1/git-hypha.1" ] || fail "man -w git-hypha: $found"
+    # git runs `man git-hypha` for `git hypha --help`.
+    env -u MANPATH PATH="$bin:$PATH" MANPAGER=cat GIT_PAGER=cat MANWIDTH=80 \
+      git hypha --help 2>&1 | grep -q "git-hypha - " || fail "git hypha --help shows no manual page"
+    echo "   man -w git-hypha: $found"
+  else
+    echo "   man is not installed: checked the page files only"
+  fi
+}
+
+step "pip install . into a new venv (profile $profile)"
+python3 -m venv "$work/venv"
+pip_env=()
+[ "$profile" = release ] || pip_env=(MATURIN_PEP517_ARGS="--profile $profile")
+# --no-cache-dir: a dev wheel carries debug info (~150 MB); nothing to keep between runs.
+timed pip.log env "${pip_env[@]}" "$work/venv/bin/pip" install --no-cache-dir "$repo"
+check_installed "$work/venv/bin"
+module=$("$work/venv/bin/python" -c 'import importlib.util as u; print(u.find_spec("hypha_git_remote").origin)')
+[ "$module" = "$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/hypha_git_remote.py" ] ||
+  fail "hypha_git_remote is not installed in the venv: $module"
+if [ -x "$hypha_venv/bin/python" ]; then
+  hypha_site=$("$hypha_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  PYTHONPATH="$hypha_site" "$work/venv/bin/python" -c '
+import sys, hypha_git_remote
+assert hypha_git_remote.__file__ == sys.argv[1], hypha_git_remote.__file__
+assert callable(hypha_git_remote.hypha_startup)
+' "$module" || fail "import hypha_git_remote (with Hypha's packages from $hypha_site)"
+  echo "   hypha_git_remote:hypha_startup imports (Hypha's packages from $hypha_venv)"
+else
+  "$work/venv/bin/python" -m py_compile "$module" || fail "hypha_git_remote does not compile"
+  grep -q "def hypha_startup" "$module" || fail "hypha_git_remote has no hypha_startup"
+  echo "   no Hypha venv at $hypha_venv: checked that hypha_git_remote is installed and compiles"
+fi
+step "round trip with the venv's binaries"
+timed roundtrip-pip.log env PATH="$work/venv/bin:$PATH" scripts/roundtrip.sh
+
+step "./install.sh into PREFIX=$work/prefix (profile $profile)"
+timed install.log env PREFIX="$work/prefix" CARGO_PROFILE="$profile" ./install.sh
+check_installed "$work/prefix/bin"
+step "round trip with the installed binaries"
+timed roundtrip-sh.log env PATH="$work/prefix/bin:$PATH" scripts/roundtrip.sh
+
+echo "install tests passed (pip install . and ./install.sh, profile $profile)"

@@ -1,0 +1,1 @@
+../../hypha-plugin/hypha_git_remote.py
