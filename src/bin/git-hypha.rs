@@ -4,6 +4,9 @@
 //! and a non-zero exit code. Nothing else, except the manual pages, which are generated from
 //! this clap definition (hidden `git hypha manpage DIR`; committed in `man/`, checked by a test).
 
+#[path = "shared/logging.rs"]
+mod logging;
+
 use clap::{Parser, Subcommand};
 use hypha_git::api::{CreateRequest, Route};
 use hypha_git::auth::{self, Permission};
@@ -157,6 +160,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The server's access log and notes, gc's and create's notes: all at info.
+    logging::install(tracing_subscriber::filter::LevelFilter::INFO);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -231,7 +236,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
                 auto_gc_packs,
                 plugin_key,
-            }))?;
+            }, announce))?;
         }
         Command::Create {
             url,
@@ -426,4 +431,18 @@ mod tests {
             );
         }
     }
+}
+
+/// The startup lines the acceptance contract (docs/design.md §7) reads: stdout belongs to
+/// whoever started the server, so they go there explicitly and are flushed at once.
+fn announce(addr: std::net::SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    if let Some(token) = admin_token {
+        // Printing this token is the point: without a configured secret it is the only
+        // way in. It goes to stdout only, never to the log.
+        writeln!(out, "admin token: {token}")?;
+    }
+    out.flush()
 }

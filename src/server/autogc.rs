@@ -118,9 +118,9 @@ impl AutoGc {
                         .compact_if_needed(&store, &workspace, &alias)
                         .await
                     {
-                        Ok(Some(line)) => eprintln!("auto-gc {}: {line}", slot.name),
+                        Ok(Some(line)) => tracing::info!("auto-gc {}: {line}", slot.name),
                         Ok(None) => {}
-                        Err(e) => eprintln!("auto-gc {} failed: {e}", slot.name),
+                        Err(e) => tracing::warn!("auto-gc {} failed: {e}", slot.name),
                     }
                 }
                 if !slot.take_again() {

@@ -26,7 +26,8 @@ pub async fn request(req: Request, next: Next) -> Response {
         .get::<LogNote>()
         .map(|n| format!(" {}", cut(&n.0)))
         .unwrap_or_default();
-    eprintln!(
+    tracing::info!(
+        target: "access",
         "{method} {path} {} {}ms{note}",
         response.status().as_u16(),
         started.elapsed().as_millis()

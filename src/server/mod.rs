@@ -41,7 +41,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -157,9 +156,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Bind, print `listening on http://ADDR` (and `admin token: ...` without a configured
-/// secret) on stdout, then serve until SIGINT or SIGTERM.
-pub async fn run(opts: ServeOptions) -> Result<(), Error> {
+/// Bind, hand the bound address (and, without a configured secret, the admin token) to
+/// `announce`, then serve until SIGINT or SIGTERM. The binary decides where the announcement
+/// goes (the acceptance contract reads `listening on http://ADDR` from stdout, design.md §7);
+/// the library writes nothing to stdout itself.
+pub async fn run(
+    opts: ServeOptions,
+    announce: impl FnOnce(SocketAddr, Option<&str>) -> std::io::Result<()>,
+) -> Result<(), Error> {
     let plugin = opts.plugin_key.is_some();
     if plugin && !opts.listen.ip().is_loopback() {
         return Err(Error::PluginListen { addr: opts.listen });
@@ -194,7 +198,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         // (Only the local store's URLs point at this server; S3's point at S3.)
         if addr.ip().is_unspecified() && opts.s3.is_none() {
             let local = std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port());
-            eprintln!(
+            tracing::warn!(
                 "warning: listening on {addr} without --public-url: presigned URLs point at http://{local}, reachable from this machine only"
             );
             format!("http://{local}")
@@ -246,7 +250,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), Error> {
         if plugin {
             tokio::select! {
                 () = shutdown_signal() => {}
-                () = stdin_closed() => eprintln!("standard input closed: shutting down"),
+                () = stdin_closed() => tracing::info!("standard input closed: shutting down"),
             }
         } else {
             shutdown_signal().await;
@@ -278,7 +282,7 @@ fn auto_gc(threshold: usize, addr: SocketAddr, secret: &[u8]) -> Option<autogc::
         return None;
     }
     if !autogc::git_available() {
-        eprintln!("warning: git is not on PATH: automatic compaction (--auto-gc-packs) is off");
+        tracing::warn!("warning: git is not on PATH: automatic compaction (--auto-gc-packs) is off");
         return None;
     }
     // A wildcard address is reached through loopback of the same family.
@@ -304,8 +308,8 @@ async fn sweep_stale_uploads(backend: std::sync::Arc<dyn storage::Backend>, olde
         every.tick().await;
         match storage::repo::upload::abort_stale_uploads(backend.as_ref(), older_than).await {
             Ok(0) => {}
-            Ok(n) => eprintln!("aborted {n} abandoned multipart upload(s)"),
-            Err(e) => eprintln!(
+            Ok(n) => tracing::info!("aborted {n} abandoned multipart upload(s)"),
+            Err(e) => tracing::warn!(
                 "warning: cannot abort abandoned multipart uploads: {}",
                 error_chain(&e)
             ),
@@ -322,19 +326,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// The startup lines the acceptance contract (DESIGN §7) reads: stdout belongs to whoever
-/// started the server, so they go there explicitly and are flushed at once.
-fn announce(addr: SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
-    if let Some(token) = admin_token {
-        // Printing this token is the point: without a configured secret it is the only
-        // way in. It goes to stdout only, never to the log.
-        writeln!(out, "admin token: {token}")?;
-    }
-    out.flush()
 }
 
 /// The local store signs its URLs with a key derived from the token secret, so that URLs
@@ -368,5 +359,5 @@ async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
-    eprintln!("shutting down");
+    tracing::info!("shutting down");
 }

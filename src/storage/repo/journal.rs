@@ -229,7 +229,7 @@ impl Repository {
             }
         }
         if !moved.is_empty() {
-            eprintln!(
+            tracing::warn!(
                 "{}: finishing an interrupted atomic update: {} ref(s) changed by another \
                  writer meanwhile were left as they are: {}",
                 self.name,

@@ -69,7 +69,7 @@ impl Repository {
             // Finishing it is best effort; what this reader sees is right either way.
             if let Ok(_guard) = self.lock.try_lock() {
                 if let Err(e) = self.roll_forward().await {
-                    eprintln!("{}: could not finish an interrupted update: {e}", self.name);
+                    tracing::warn!("{}: could not finish an interrupted update: {e}", self.name);
                 }
             }
         }

@@ -216,7 +216,7 @@ impl Repository {
             // Every ref is written: the update is done whatever happens to the record. One
             // left unfinished is rolled forward (a no-op) by the next locked operation.
             if let Err(e) = self.finish_record(record).await {
-                eprintln!(
+                tracing::warn!(
                     "{}: could not mark its update record finished: {e}",
                     self.name
                 );
