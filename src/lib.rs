@@ -18,7 +18,7 @@
 //!  helper -> protocol, pack, client, config      server -> api, storage, auth
 //!  client -> api                                 storage -> local disk (S3 later)
 //! ```
-// No unsafe code, with one audited exception: `pack::index` maps a received pack and releases
+// No unsafe code, with one audited exception: `pack::receive` maps a received pack and releases
 // the mapped pages as it goes (memory-mapping is unsafe in Rust).
 #![deny(unsafe_code)]
 #![warn(clippy::print_stdout)]
@@ -29,9 +29,13 @@ pub mod client;
 pub mod config;
 pub mod gc;
 pub mod helper;
-pub mod idx;
 pub mod login;
 pub mod pack;
 pub mod progress;
 pub mod server;
 pub mod storage;
+
+// `storage::repo::compact` still names the idx parser by its old path; another branch edits
+// `storage/`, so it moves to `pack::idx_file` when that lands.
+#[doc(hidden)]
+pub use pack::idx_file as idx;

@@ -32,14 +32,14 @@ pub enum Error {
         pack: String,
         repo: String,
         #[source]
-        source: pack::index::Error,
+        source: pack::receive::Error,
     },
     #[error("index of pack {pack} of '{repo}' is unreadable")]
     Idx {
         pack: String,
         repo: String,
         #[source]
-        source: crate::idx::Error,
+        source: pack::idx_file::Error,
     },
     #[error("pack {pack} of '{repo}' does not match its index (object {oid})")]
     Mismatch {
@@ -421,7 +421,7 @@ async fn download_needed(
                             "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
                             info.name,
                             info.pack_size,
-                            indexer_name(largest_entry)
+                            pack::indexer_name(largest_entry)
                         );
                     }
                     Ok::<_, Error>(Some(Downloaded {
@@ -494,9 +494,9 @@ async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Listed>, 
         repo: repo_name.clone(),
         source,
     };
-    let ids = crate::idx::object_ids(&bytes, &info.name).map_err(unreadable)?;
+    let ids = pack::idx_file::object_ids(&bytes, &info.name).map_err(unreadable)?;
     let largest_entry =
-        crate::idx::largest_entry(&bytes, &info.name, info.pack_size).map_err(unreadable)?;
+        pack::idx_file::largest_entry(&bytes, &info.name, info.pack_size).map_err(unreadable)?;
     Ok(Some(Listed { ids, largest_entry }))
 }
 
@@ -524,7 +524,7 @@ fn check_listed(
 ) -> Result<(), Error> {
     let local = local_idx
         .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| crate::idx::object_ids(&bytes, &info.name).ok())
+        .and_then(|bytes| pack::idx_file::object_ids(&bytes, &info.name).ok())
         .unwrap_or_default();
     if local == listed {
         return Ok(());
@@ -544,7 +544,7 @@ fn check_listed(
 }
 
 /// Stream one pack into the indexer (gix, or `git index-pack` for packs with an entry over
-/// 16 MiB: see `pack::index_pack`); retried whole on a transient failure.
+/// 16 MiB: see `pack::receive_git`); retried whole on a transient failure.
 async fn download_one(
     client: &Client,
     pack_dir: &Path,
@@ -573,11 +573,7 @@ async fn download_one(
                 1 << 20,
                 tokio_util::io::SyncIoBridge::new(reader),
             );
-            if uses_index_pack(largest_entry) {
-                pack::index_pack::index_with_git(&mut input, &pack_dir, &name)
-            } else {
-                pack::index(&mut input, &pack_dir, &name, &interrupt)
-            }
+            pack::receive_stream(&mut input, &pack_dir, &name, largest_entry, &interrupt)
         })
         .await?;
         match result {
@@ -593,19 +589,6 @@ async fn download_one(
                 })
             }
         }
-    }
-}
-
-/// Whether a pack whose largest entry is `largest_entry` bytes goes to `git index-pack`.
-fn uses_index_pack(largest_entry: u64) -> bool {
-    largest_entry > pack::index_pack::BIG_ENTRY
-}
-
-fn indexer_name(largest_entry: u64) -> &'static str {
-    if uses_index_pack(largest_entry) {
-        "git index-pack"
-    } else {
-        "gix"
     }
 }
 
