@@ -20,7 +20,7 @@ use crate::api::{
     CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
 };
 use crate::client::{self, Client};
-use crate::helper::fetch;
+use crate::fetch_packs;
 use crate::pack::repack;
 use crate::progress::Progress;
 use std::path::Path;
@@ -30,7 +30,7 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] client::Error),
     #[error(transparent)]
-    Fetch(#[from] fetch::Error),
+    Packs(#[from] fetch_packs::Error),
     #[error("cannot prepare a temporary repository for compaction")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -102,7 +102,7 @@ pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome,
     let tmp = tempfile::Builder::new().prefix("hypha-gc-").tempdir()?;
     let git_dir = tmp.path().join("repo.git");
     repack::init_bare(&repo, &git_dir)?;
-    let keeps = fetch::download_all(client, &git_dir, &chosen, progress).await?;
+    let keeps = fetch_packs::all(client, &git_dir, &chosen, progress).await?;
     // `git repack -a` leaves packs with a .keep alone; these are ours to merge.
     for keep in keeps {
         std::fs::remove_file(keep)?;
