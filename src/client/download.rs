@@ -102,7 +102,8 @@ where
     }
 }
 
-/// Start a `GET` of `url` (`object` of the pack `name`), renewing it as [`renewing`] does.
+/// Start a `GET` of `url` (`object` of the pack `name`), retrying transient failures and
+/// renewing a refused URL in place (see the module doc).
 pub async fn get_renewing(
     client: &Client,
     name: &str,
@@ -249,4 +250,195 @@ pub async fn get_range(
         *url = fresh;
     }
     Ok(bytes)
+}
+
+/// Range reads against the real local store (`/_store` of `git hypha serve`), on a socket.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CreateRequest, PackInfo, RefUpdate, UpdateRequest, UpdateResponse};
+    use crate::auth::{self, Permission};
+    use crate::config::{Remote, Token, TokenSource};
+    use crate::progress::Progress;
+    use crate::server::{router, AppState};
+    use crate::storage::LocalDisk;
+    use std::time::Duration;
+
+    const SECRET: &[u8] = b"jwt-secret-for-tests";
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// Serve `app` on 127.0.0.1; the task dies with the test's runtime.
+    async fn listen(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    /// A server whose repository `ws/repo` holds one uploaded pack; the client, the pack's
+    /// listing and its bytes.
+    async fn with_one_pack(dir: &std::path::Path) -> (Client, PackInfo, Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let disk = LocalDisk::new(dir.join("store"), &base, b"presign-secret").expect("disk");
+        let app = router(AppState::with_local_disk(disk, SECRET));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let token = auth::mint(
+            SECRET,
+            "tester",
+            &[("ws".to_owned(), Permission::Admin)],
+            Duration::from_secs(600),
+        );
+        let remote = Remote {
+            server: format!("{base}/").parse().expect("url"),
+            workspace: "ws".into(),
+            alias: "repo".into(),
+        };
+        let token = Token {
+            secret: token,
+            source: TokenSource::Environment,
+        };
+        let client = Client::new(remote, Some(token)).expect("client");
+        let _: serde_json::Value = client
+            .call(Route::Create, &CreateRequest::default())
+            .await
+            .expect("create");
+
+        // The store checks sizes, not content: a pack-shaped body and a v2 idx header.
+        let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+        pack.extend((0..5000u32).map(|i| (i % 251) as u8));
+        pack.extend([3u8; 20]);
+        let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
+        idx.extend([0u8; 1024]);
+        idx.extend([3u8; 20]);
+        idx.extend([0x55u8; 20]);
+        let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
+        std::fs::write(&pack_path, &pack).expect("write");
+        std::fs::write(&idx_path, &idx).expect("write");
+        let name = format!("pack-{A}");
+        let bar = Progress::new(false).bytes("test", 0);
+        let files = super::super::PackFiles {
+            name: &name,
+            pack_path: &pack_path,
+            idx_path: &idx_path,
+            pack_size: pack.len() as u64,
+            idx_size: idx.len() as u64,
+        };
+        super::super::upload_pack(&client, files, &bar)
+            .await
+            .expect("upload");
+        let update = UpdateRequest {
+            packs: vec![name.clone()],
+            updates: vec![RefUpdate {
+                name: "refs/heads/main".into(),
+                old: None,
+                new: Some(A.into()),
+            }],
+            ..Default::default()
+        };
+        let _: UpdateResponse = client.call(Route::Update, &update).await.expect("update");
+        let listing: PacksResponse = client
+            .call(Route::Packs, &PacksRequest::default())
+            .await
+            .expect("packs");
+        let info = listing.packs.into_iter().next().expect("one pack");
+        (client, info, pack)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn range_reads_get_exactly_the_bytes_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, pack) = with_one_pack(dir.path()).await;
+        let mut url = info.pack_url.clone().expect("url");
+        for (start, len) in [(0, 12), (100, 1000), (pack.len() as u64 - 20, 20)] {
+            let got = get_range(
+                &client,
+                &info.name,
+                Object::Pack,
+                &mut url,
+                (start, len),
+                "p",
+            )
+            .await
+            .expect("range read");
+            let (a, b) = (start as usize, (start + len) as usize);
+            assert_eq!(got.as_ref(), &pack[a..b], "{start}+{len}");
+        }
+        let nothing = get_range(&client, &info.name, Object::Pack, &mut url, (5, 0), "p").await;
+        assert!(nothing.expect("empty range").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_past_the_end_is_an_error_naming_pack_and_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, pack) = with_one_pack(dir.path()).await;
+        let mut url = info.pack_url.clone().expect("url");
+        let start = pack.len() as u64 - 10;
+        let what = format!("pack {} of 'ws/repo'", info.name);
+        // The store answers 206 with the 10 bytes it has: too short.
+        let err = get_range(
+            &client,
+            &info.name,
+            Object::Pack,
+            &mut url,
+            (start, 100),
+            &what,
+        )
+        .await
+        .expect_err("short answer");
+        assert!(matches!(err, Error::Range { .. }), "{err:?}");
+        assert!(!err.is_transient());
+        let msg = err.to_string();
+        assert!(msg.contains(&info.name), "{msg}");
+        assert!(
+            msg.contains(&format!("bytes {start}-{}", start + 99)),
+            "{msg}"
+        );
+        assert!(msg.contains("10 bytes instead of 100"), "{msg}");
+        assert!(!msg.contains("_store"), "a URL leaked: {msg}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_url_is_renewed_once_from_the_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, pack) = with_one_pack(dir.path()).await;
+        let fresh = info.idx_url.clone().expect("url");
+        // A tampered signature: the store says 403, as for an expired URL.
+        let mut url = format!("{fresh}0");
+        let got = get_range(&client, &info.name, Object::Pack, &mut url, (0, 4), "p")
+            .await
+            .expect("renewed");
+        assert_eq!(got.as_ref(), &pack[..4]);
+        assert_ne!(url, format!("{fresh}0"), "the fresh URL is kept");
+        // A pack no longer listed keeps its refusal.
+        let mut url = format!("{fresh}0");
+        let err = get_range(&client, "pack-gone", Object::Pack, &mut url, (0, 4), "p")
+            .await
+            .expect_err("not listed");
+        assert!(err.is_refused_url(), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_ignoring_range_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, _) = with_one_pack(dir.path()).await;
+        // A store that answers every GET with the whole object (200).
+        let whole =
+            axum::Router::new().route("/object", axum::routing::get(|| async { vec![7u8; 64] }));
+        let mut url = format!("{}/object", listen(whole).await);
+        let what = format!("pack {}", info.name);
+        let err = get_range(&client, &info.name, Object::Pack, &mut url, (0, 8), &what)
+            .await
+            .expect_err("200");
+        let msg = err.to_string();
+        assert!(msg.contains("status 200 instead of 206"), "{msg}");
+        assert!(
+            msg.contains(&info.name) && msg.contains("bytes 0-7"),
+            "{msg}"
+        );
+    }
 }
