@@ -191,11 +191,11 @@ pub async fn all(
 }
 
 /// Download (in parallel) each pack of `packs` that holds something we lack (an id of
-/// `wanted`, or one the local store lacks by `lacks_any`; without it, every pack is taken), or
-/// that `take` says to take anyway. Every
-/// download is checked against the server's idx. Waits for all downloads even when one
-/// fails, so that nothing is still writing when the caller cleans up; each pack written lands
-/// in `written`, also on failure, and each pack downloaded in `got`.
+/// `wanted`, or one the local store lacks by `lacks_any`; without it, every pack is taken),
+/// or that `take` says to take anyway. Every download is checked against the server's idx.
+/// Waits for all downloads even when one fails, so that nothing is still writing when the
+/// caller cleans up; each pack written lands in `written`, also on failure, and each pack
+/// downloaded in `got`.
 #[allow(clippy::too_many_arguments)]
 pub async fn needed(
     client: &Client,
