@@ -20,29 +20,21 @@ use crate::api::{
     CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
 };
 use crate::client::{self, Client};
-use crate::helper::fetch;
+use crate::fetch_packs;
+use crate::pack::repack;
 use crate::progress::Progress;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::process::Stdio;
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Client(#[from] client::Error),
     #[error(transparent)]
-    Fetch(#[from] fetch::Error),
+    Packs(#[from] fetch_packs::Error),
     #[error("cannot prepare a temporary repository for compaction")]
     Io(#[from] std::io::Error),
-    #[error("git {command} failed while compacting '{repo}': {stderr}")]
-    Git {
-        command: &'static str,
-        repo: String,
-        stderr: String,
-    },
-    #[error("git left {count} packs instead of one while compacting '{repo}'")]
-    NotOnePack { repo: String, count: usize },
+    #[error(transparent)]
+    Repack(#[from] repack::Error),
     #[error("packing failed unexpectedly while compacting '{repo}'")]
     Panicked { repo: String },
 }
@@ -109,20 +101,14 @@ pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome,
     }
     let tmp = tempfile::Builder::new().prefix("hypha-gc-").tempdir()?;
     let git_dir = tmp.path().join("repo.git");
-    git(
-        &repo,
-        "init",
-        Command::new("git")
-            .args(["init", "-q", "--bare"])
-            .arg(&git_dir),
-    )?;
-    let keeps = fetch::download_all(client, &git_dir, &chosen, progress).await?;
+    repack::init_bare(&repo, &git_dir)?;
+    let keeps = fetch_packs::all(client, &git_dir, &chosen, progress).await?;
     // `git repack -a` leaves packs with a .keep alone; these are ours to merge.
     for keep in keeps {
         std::fs::remove_file(keep)?;
     }
     // Refs give git's delta search its paths and order in a full repack; objects no ref
-    // reaches are kept too. A subset has no refs of its own (see `pack_subset`).
+    // reaches are kept too. A subset has no refs of its own (see `repack::pack_subset`).
     let refs = match mode {
         Mode::All => Some(
             client
@@ -137,10 +123,10 @@ pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome,
     let (repo_name, dir) = (repo.clone(), git_dir.clone());
     let merged = tokio::task::spawn_blocking(move || match refs {
         Some(refs) => {
-            set_refs(&repo_name, &dir, &refs)?;
-            repack(&repo_name, &dir)
+            repack::set_refs(&repo_name, &dir, &refs.refs)?;
+            repack::repack(&repo_name, &dir)
         }
-        None => pack_subset(&repo_name, &dir, &out_dir),
+        None => repack::pack_subset(&repo_name, &dir, &out_dir),
     })
     .await
     .map_err(|_| Error::Panicked { repo: repo.clone() })??;
@@ -189,120 +175,4 @@ fn pack_name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Point the temporary repository's refs where the remote's are (`git update-ref --stdin`).
-fn set_refs(repo: &str, git_dir: &Path, refs: &RefsResponse) -> Result<(), Error> {
-    let mut child = Command::new("git")
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["update-ref", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        for (name, oid) in &refs.refs {
-            writeln!(stdin, "create {name} {oid}")?;
-        }
-    }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Git {
-            command: "update-ref",
-            repo: repo.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
-}
-
-/// `git repack -a -d` into one pack, unreachable objects included; returns (.pack, .idx).
-fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    git(
-        repo,
-        "repack",
-        Command::new("git")
-            .args(crate::pack::limits::config_args(git_dir))
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args([
-                "repack",
-                "-a",
-                "-d",
-                "--keep-unreachable",
-                "--no-write-bitmap-index",
-                "-q",
-            ]),
-    )?;
-    only_pack(repo, &git_dir.join("objects").join("pack"))
-}
-
-/// Every object of every pack in `git_dir` into one new pack under `out_dir`, with
-/// `git pack-objects --stdin-packs`: no refs needed, and git still walks the commits it finds
-/// to give its delta search paths. The input packs are self-contained, so the output is too.
-fn pack_subset(repo: &str, git_dir: &Path, out_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let pack_dir = git_dir.join("objects").join("pack");
-    let mut names = String::new();
-    for entry in std::fs::read_dir(&pack_dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "pack") {
-            if let Some(file) = path.file_name() {
-                names.push_str(&file.to_string_lossy());
-                names.push('\n');
-            }
-        }
-    }
-    std::fs::create_dir_all(out_dir)?;
-    let mut child = Command::new("git")
-        .args(crate::pack::limits::config_args(git_dir))
-        .arg("--git-dir")
-        .arg(git_dir)
-        .args(["pack-objects", "--stdin-packs", "--delta-base-offset", "-q"])
-        .arg(out_dir.join("pack"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(names.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(Error::Git {
-            command: "pack-objects",
-            repo: repo.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    only_pack(repo, out_dir)
-}
-
-/// The one `.pack` (and its `.idx`) git left in `dir`.
-fn only_pack(repo: &str, dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let packs: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "pack"))
-        .collect();
-    match packs.as_slice() {
-        [pack] => Ok((pack.clone(), pack.with_extension("idx"))),
-        _ => Err(Error::NotOnePack {
-            repo: repo.to_owned(),
-            count: packs.len(),
-        }),
-    }
-}
-
-fn git(repo: &str, command: &'static str, cmd: &mut Command) -> Result<(), Error> {
-    let out = cmd.output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Git {
-            command,
-            repo: repo.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
 }

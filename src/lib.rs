@@ -4,9 +4,9 @@
 //!
 //! - `git-remote-hypha`, the remote helper git runs for `hypha::` URLs. It speaks the
 //!   remote-helper protocol on stdin/stdout ([`helper`]), decides locally what to send or
-//!   download, builds packs with `git pack-objects` and indexes received packs with gix
-//!   ([`pack`]), and moves pack bytes straight to and from storage through presigned URLs
-//!   ([`client`]).
+//!   download ([`negotiate`], pure), builds packs with `git pack-objects` and indexes received
+//!   packs with gix ([`pack`]), and moves pack bytes straight to and from storage through
+//!   presigned URLs ([`client`]; verified pack downloads: [`fetch_packs`]).
 //! - `git-hypha`, run by people as `git hypha ...`: `serve` runs remote API v1 ([`server`])
 //!   over a store ([`storage`]); `create` makes a repository.
 //!
@@ -15,10 +15,12 @@
 //! never carries pack bytes through its API routes.
 //!
 //! ```text
-//!  helper -> protocol, pack, client, config      server -> api, storage, auth
-//!  client -> api                                 storage -> local disk (S3 later)
+//!  helper -> negotiate, pack, fetch_packs, client  server -> api, storage, auth
+//!  gc -> fetch_packs, pack, client                server::autogc -> gc
+//!  fetch_packs -> client, pack, negotiate         client -> api, progress
+//!  storage -> local disk (S3 later)
 //! ```
-// No unsafe code, with one audited exception: `pack::index` maps a received pack and releases
+// No unsafe code, with one audited exception: `pack::receive` maps a received pack and releases
 // the mapped pages as it goes (memory-mapping is unsafe in Rust).
 #![deny(unsafe_code)]
 #![warn(clippy::print_stdout)]
@@ -27,11 +29,12 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod fetch_packs;
 pub mod gc;
 pub mod helper;
-pub mod idx;
 pub mod login;
 pub mod names;
+pub mod negotiate;
 pub mod pack;
 pub mod progress;
 pub mod server;

@@ -1,13 +1,14 @@
-//! HTTP client of remote API v1 and of the presigned URLs it hands out.
+//! HTTP client of remote API v1 and of the presigned URLs it hands out: every byte to and
+//! from a presigned URL goes through here (`download`, `upload`).
 //!
 //! Owns retries, timeouts and authentication (bearer token; the credential helper is asked
 //! only when the server says 401). Never logs or returns a presigned URL or a token: every
 //! `reqwest::Error` is stripped of its URL before it is kept. Knows nothing of git.
 
-mod transfer;
+mod download;
 mod upload;
 
-pub use transfer::download_stream;
+pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
 
 use crate::api::{self, ErrorBody, ErrorCode, Route};
@@ -72,6 +73,13 @@ pub enum Error {
         what: String,
         #[source]
         source: std::io::Error,
+    },
+    /// A range read answered with other bytes than those asked for.
+    #[error("read of {range} of {what}: {problem}")]
+    Range {
+        what: String,
+        range: String,
+        problem: String,
     },
     #[error("{what}")]
     Io {

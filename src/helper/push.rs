@@ -1,15 +1,16 @@
 //! `push` batches: pack what the remote lacks, upload it, then one compare-and-swap `update`.
 //!
-//! git has already checked fast-forwards and leases against the refs we listed; this module
-//! turns each `[+]src:dst` into an update whose `old` is exactly that listed value (or the
-//! lease), so a concurrent push makes ours fail as `fetch first` / `stale info` instead of
-//! overwriting it. Nothing is uploaded for a dry run or a push that only deletes.
+//! The decisions (each `[+]src:dst` into an update whose `old` is exactly the listed value or
+//! the lease, git's refusals, what the pack leaves out, what the answer means) are
+//! [`crate::negotiate::push`]'s; this module wires them to gix, `pack::build` and the client.
+//! Nothing is uploaded for a dry run or a push that only deletes.
 
-use super::local::has_object;
+use super::local::Objects;
 use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
 use crate::api::{self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse};
 use crate::client::{self, Client};
+use crate::negotiate::push::{self, Planned};
 use crate::pack;
 use crate::progress::Progress;
 use std::collections::HashMap;
@@ -33,17 +34,6 @@ pub enum Error {
 
 /// Name prefix of the temporary directory a push builds its pack in, inside `$GIT_DIR`.
 const STAGING_PREFIX: &str = "hypha-push-";
-
-/// What one push line becomes once its source is resolved.
-struct Planned {
-    dst: String,
-    /// `None` deletes.
-    new: Option<String>,
-    /// The value we compare-and-swap against.
-    old: Option<String>,
-    /// Whether git sent a lease for this ref (a mismatch is then `stale info`).
-    leased: bool,
-}
 
 pub async fn run(
     client: &Client,
@@ -76,12 +66,7 @@ pub async fn run(
 
     // Objects: reachable from what we push, minus what the remote's tips already reach.
     let tips: Vec<String> = planned.iter().filter_map(|p| p.new.clone()).collect();
-    let exclude: Vec<String> = listed
-        .refs
-        .values()
-        .filter(|oid| has_object(&repo, oid))
-        .cloned()
-        .collect();
+    let exclude = push::exclude(listed.refs.values(), &Objects(&repo));
     drop(repo);
     let mut packs = Vec::new();
     sweep_stale_staging(git_dir);
@@ -121,7 +106,7 @@ pub async fn run(
             })
             .collect(),
         atomic: settings.atomic,
-        set_head_if_missing: head_for_first_push(listed, &planned),
+        set_head_if_missing: push::head_for_first_push(listed.head.is_some(), &planned),
         push_options: settings.push_options.clone(),
     };
     let response: UpdateResponse = match client.call(Route::Update, &request).await {
@@ -185,108 +170,29 @@ fn plan(
     if let Err(why) = api::refname::check(&spec.dst) {
         return Err(why.to_owned());
     }
-    let current = listed.refs.get(&spec.dst).cloned();
-    let lease = settings.leases.get(&spec.dst);
-    if let Some(expected) = lease {
-        if *expected != current {
-            return Err("stale info".into());
-        }
-    }
-    let new = if spec.is_delete() {
-        None
-    } else {
-        let id = repo
-            .rev_parse_single(spec.src.as_str())
-            .map_err(|_| format!("src refspec {} does not match any object", spec.src))?;
-        Some(id.detach())
+    let line = push::Line {
+        src: &spec.src,
+        dst: &spec.dst,
+        force: spec.force,
     };
-    // git hands helpers `fetch first` and `needs force` cases as ordinary push lines
-    // (transport-helper.c skips only non-fast-forward, stale and already-exists), so the
-    // fast-forward rules are enforced here too, in git's words.
-    if let (Some(old), Some(new), false, None) = (&current, new, spec.force, lease) {
-        if let Some(why) = fast_forward_refusal(repo, &spec.dst, old, new) {
-            return Err(why.to_owned());
-        }
-    }
-    let new = new.map(|id| id.to_string());
-    Ok(Planned {
-        dst: spec.dst.clone(),
-        new,
-        old: lease.cloned().unwrap_or(current),
-        leased: lease.is_some(),
-    })
-}
-
-/// Why replacing `old` by `new` without force is refused, as `git push` decides it.
-fn fast_forward_refusal(
-    repo: &gix::Repository,
-    dst: &str,
-    old: &str,
-    new: gix::ObjectId,
-) -> Option<&'static str> {
-    if dst.starts_with("refs/tags/") {
-        return Some("already exists");
-    }
-    let Ok(old) = gix::ObjectId::from_hex(old.as_bytes()) else {
-        return Some("fetch first");
-    };
-    if old == new {
-        return None;
-    }
-    if !repo.has_object(old) {
-        return Some("fetch first");
-    }
-    let peel = |id: gix::ObjectId| {
-        repo.find_object(id)
-            .ok()
-            .and_then(|o| o.peel_to_commit().ok())
-            .map(|c| c.id)
-    };
-    let (Some(old), Some(new)) = (peel(old), peel(new)) else {
-        return Some("needs force");
-    };
-    match repo.merge_base(old, new) {
-        Ok(Some(base)) if base.detach() == old => None,
-        _ => Some("non-fast forward"),
-    }
+    push::plan(&listed.refs, &settings.leases, line, &Objects(repo))
 }
 
 /// A lost compare-and-swap, in git's words so git prints its usual hints.
 fn status_of(repo: &gix::Repository, p: &Planned, result: &api::RefResult) -> PushStatus {
-    match result.status {
-        RefStatus::Ok => PushStatus::Ok,
-        // The ref already holds what we push: an `update` retried after a lost answer (a
-        // timeout) finds its own first attempt's work. That push did succeed.
-        RefStatus::Stale if result.current == p.new => PushStatus::Ok,
-        RefStatus::Stale if p.leased => PushStatus::Error("stale info".into()),
-        RefStatus::Stale => match result.current.as_deref() {
-            Some(oid) if has_object(repo, oid) => PushStatus::Error("non-fast forward".into()),
-            _ => PushStatus::Error("fetch first".into()),
+    let answer = match result.status {
+        RefStatus::Ok => push::Answer::Ok,
+        RefStatus::Stale => push::Answer::Stale {
+            current: result.current.as_deref(),
         },
-        RefStatus::Rejected => PushStatus::Error(
-            result
-                .detail
-                .clone()
-                .unwrap_or_else(|| "rejected by the server".into()),
-        ),
+        RefStatus::Rejected => push::Answer::Rejected {
+            detail: result.detail.as_deref(),
+        },
+    };
+    match push::status(p, answer, &Objects(repo)) {
+        Ok(()) => PushStatus::Ok,
+        Err(why) => PushStatus::Error(why),
     }
-}
-
-/// On a repository without HEAD, point it at `main` if pushed, else the first branch.
-fn head_for_first_push(listed: &RefsResponse, planned: &[Planned]) -> Option<String> {
-    if listed.head.is_some() {
-        return None;
-    }
-    let branches: Vec<&str> = planned
-        .iter()
-        .filter(|p| p.new.is_some() && p.dst.starts_with("refs/heads/"))
-        .map(|p| p.dst.as_str())
-        .collect();
-    branches
-        .iter()
-        .find(|b| **b == "refs/heads/main")
-        .or(branches.first())
-        .map(|b| b.to_string())
 }
 
 async fn upload(

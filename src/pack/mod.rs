@@ -1,17 +1,57 @@
-//! Pack files: build them with `git pack-objects`, read them with the gix indexer.
+//! Pack files, and nothing but: build them, receive them, merge them, read their idx. No
+//! network, no stdout.
 //!
-//! [`build`] turns "these tips, minus what the remote has" into a self-contained pack + idx in a
-//! temporary directory (DESIGN §2: git's delta search is the reference, gix computes no deltas).
-//! [`index`] verifies a received pack stream and writes `.pack` + `.idx` + `.keep` into the
-//! repository; [`index_pack`] does the same with `git index-pack` for packs of huge objects.
-//! No network, no stdout.
+//! - [`build`] turns "these tips, minus what the remote has" into a self-contained pack + idx
+//!   in a temporary directory (DESIGN §2: git's delta search is the reference, gix computes no
+//!   deltas), within the memory bounds of [`limits`].
+//! - [`receive`] verifies a received pack stream with the gix indexer and writes `.pack` +
+//!   `.idx` + `.keep` into the repository; [`receive_git`] does the same with
+//!   `git index-pack` for packs of huge objects. [`receive_stream`] picks one of the two.
+//! - [`repack`] merges the packs of a repository into one (`git hypha gc`).
+//! - [`idx_file`] parses idx files (the remote's, and the ones just written).
 
 pub mod build;
-pub mod index;
-pub mod index_pack;
+pub mod idx_file;
 pub mod limits;
+pub mod receive;
+pub mod receive_git;
+pub mod repack;
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use build::{build, Built};
-pub use index::{index, Indexed};
+pub use receive::Indexed;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+/// Whether a pack whose largest entry is `largest_entry` bytes goes to `git index-pack`.
+pub fn uses_git_index_pack(largest_entry: u64) -> bool {
+    largest_entry > receive_git::BIG_ENTRY
+}
+
+/// Which indexer [`receive_stream`] uses for such a pack, for messages.
+pub fn indexer_name(largest_entry: u64) -> &'static str {
+    if uses_git_index_pack(largest_entry) {
+        "git index-pack"
+    } else {
+        "gix"
+    }
+}
+
+/// Verify the pack `name` read from `input` and write it into `pack_dir`: with gix, or with
+/// `git index-pack` when its largest entry (from the server's idx, a hint) is over
+/// [`receive_git::BIG_ENTRY`].
+pub fn receive_stream(
+    input: &mut dyn std::io::BufRead,
+    pack_dir: &Path,
+    name: &str,
+    largest_entry: u64,
+    interrupt: &AtomicBool,
+) -> Result<Indexed, receive::Error> {
+    if uses_git_index_pack(largest_entry) {
+        receive_git::index(input, pack_dir, name)
+    } else {
+        receive::index(input, pack_dir, name, interrupt)
+    }
+}

@@ -70,7 +70,7 @@ impl Repository {
     async fn object_ids(&self, name: &str) -> Result<Vec<[u8; 20]>, Error> {
         let key = self.pack_key(name, "idx");
         let idx = self.backend.get(&key).await?;
-        crate::idx::object_ids(&idx.body, name).map_err(|e| Error::Invalid {
+        crate::pack::idx_file::object_ids(&idx.body, name).map_err(|e| Error::Invalid {
             detail: format!("{e} in {}", self.name),
         })
     }

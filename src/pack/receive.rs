@@ -12,7 +12,7 @@
 //! reads the same map, but drops the pages it has used from the process every
 //! [`RELEASE_EVERY`] bytes (they stay in the page cache), which keeps the peak near the objects
 //! in flight: 62 MiB for the benchmark's 500 MiB pack of 5 MiB files. gix holds each object
-//! whole, so packs with larger entries go to `git index-pack` ([`super::index_pack`]), which
+//! whole, so packs with larger entries go to `git index-pack` ([`super::receive_git`]), which
 //! streams big objects but hashes on one core (the 500 MiB clone took 0.94x `git daemon`
 //! that way, 0.68x with gix).
 

@@ -1,10 +1,11 @@
-//! Object ids listed in a pack index, version 2 (gitformat-pack(5)).
+//! Pack index files (`.idx` version 2, gitformat-pack(5)): the object ids and entry sizes
+//! they list. Not the indexers that write them (`receive`, `receive_git`).
 //!
-//! Pure parsing shared by both sides: the helper reads a remote idx to decide whether a pack
-//! holds anything it lacks; the server reads idx files to check that a compacted pack holds
-//! every object of the packs it retires.
-//! The helper also reads the offsets, for the size of the largest entry (it picks the indexer
-//! by it); CRCs are not needed.
+//! Pure parsing of bytes; no file is opened here. Shared by both sides: a fetch reads a
+//! remote idx to decide whether a pack holds anything it lacks, and checks a received pack
+//! against it; the server's compaction checks that a merged pack holds every object of the
+//! packs it retires. The fetch also reads the offsets, for the size of the largest entry (it
+//! picks the indexer by it); CRCs are not needed.
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

@@ -6,7 +6,7 @@
 //! used only when the server's idx shows an entry over [`BIG_ENTRY`] (the same 16 MiB above
 //! which `pack::limits` stores files undeltified).
 
-use super::index::{Error, Indexed};
+use super::receive::{Error, Indexed};
 use std::path::Path;
 
 /// Packs with an entry larger than this (compressed) go to `git index-pack`.
@@ -16,7 +16,7 @@ pub const BIG_ENTRY: u64 = 16 * 1024 * 1024;
 /// `pack_dir`: it verifies every object as gix does. git writes into a private object
 /// directory under `$GIT_DIR` (it leaves its temporary file behind when the stream is cut
 /// short); only a complete, verified pack is moved into `pack_dir`, `.keep` first.
-pub fn index_with_git(
+pub fn index(
     input: &mut dyn std::io::BufRead,
     pack_dir: &Path,
     name: &str,
@@ -86,7 +86,7 @@ pub fn index_with_git(
     let file = |dir: &Path, ext: &str| dir.join(format!("pack-{hash}.{ext}"));
     let idx = std::fs::read(file(&staged_packs, "idx"))
         .map_err(|e| invalid(format!("cannot read the idx: {e}")))?;
-    let objects = crate::idx::object_ids(&idx, name)
+    let objects = super::idx_file::object_ids(&idx, name)
         .map_err(|e| invalid(e.to_string()))?
         .len();
     // `.keep` first, so that no repack can take the pack before git updates refs; the idx
@@ -118,7 +118,7 @@ mod tests {
         let pack_dir = bare(&dst);
 
         let cut = &pack[..pack.len() - 10];
-        let err = index_with_git(&mut &cut[..], &pack_dir, "pack-x").expect_err("truncated");
+        let err = index(&mut &cut[..], &pack_dir, "pack-x").expect_err("truncated");
         assert!(err.to_string().contains("pack-x"), "{err}");
         for dir in [&pack_dir, &dst] {
             let leftovers: Vec<_> = std::fs::read_dir(dir)
@@ -134,7 +134,7 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(&pack_dir).expect("ls").count(), 0);
 
-        let indexed = index_with_git(&mut &pack[..], &pack_dir, "pack-x").expect("indexed");
+        let indexed = index(&mut &pack[..], &pack_dir, "pack-x").expect("indexed");
         assert_eq!(indexed.objects, 4, "commit, tree, two blobs");
         for path in [indexed.pack_path, indexed.idx_path, indexed.keep_path] {
             assert!(path.expect("path").exists());

@@ -1,0 +1,387 @@
+//! Packs of a remote into a local repository, each verified against the server's idx: the
+//! downloads of a fetch (`helper::fetch`) and of a compaction (`gc`).
+//!
+//! Downloads run in parallel and stream straight into the indexer (`pack::receive_stream`),
+//! which verifies every object and writes `.pack` + `.idx` + `.keep`; nothing unverified
+//! lands in the repository, and a pack whose objects differ from what its idx lists is
+//! removed again. The bytes move through `client` (renewal and retries are its business);
+//! which packs are worth taking is `negotiate::fetch`'s. Never touches refs.
+
+use crate::api::PackInfo;
+use crate::client::{self, Client};
+use crate::negotiate::{fetch as negotiate, Id};
+use crate::pack;
+use crate::progress::{Bar, Progress};
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Packs downloaded at once: enough to hide request latency, few enough for 2 cores.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    /// The local repository could not answer which objects it has.
+    #[error(transparent)]
+    Local(LocalError),
+    #[error("pack {pack} of '{repo}' could not be stored")]
+    Index {
+        pack: String,
+        repo: String,
+        #[source]
+        source: pack::receive::Error,
+    },
+    #[error("index of pack {pack} of '{repo}' is unreadable")]
+    Idx {
+        pack: String,
+        repo: String,
+        #[source]
+        source: pack::idx_file::Error,
+    },
+    #[error("pack {pack} of '{repo}' does not match its index (object {oid})")]
+    Mismatch {
+        pack: String,
+        repo: String,
+        oid: String,
+    },
+    #[error("indexing task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Why the local repository could not be asked (opening it failed).
+pub type LocalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether the local repository lacks any of the given ids; runs on a blocking thread.
+pub type LacksAny = Arc<dyn Fn(&[Id]) -> Result<bool, LocalError> + Send + Sync>;
+
+/// How much to tell the user.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub progress: bool,
+    pub verbosity: u32,
+}
+
+/// A pack this batch added to the repository (it was not there before).
+#[derive(Debug)]
+pub struct Written {
+    pack: PathBuf,
+    idx: PathBuf,
+    keep: Keep,
+}
+
+impl Written {
+    /// From now on git (or the caller) removes the `.keep`; returns its path.
+    pub fn hand_to_git(self) -> PathBuf {
+        self.keep.hand_to_git()
+    }
+
+    /// Pack first: a lone `.idx` is ignored by git, a lone `.pack` is not.
+    pub fn remove(&self) {
+        for path in [&self.pack, &self.idx, &self.keep.path] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// One pack downloaded and verified: its name on the server, and what it added locally
+/// (`None` when the repository already had that very pack).
+struct Downloaded {
+    name: String,
+    new: Option<Written>,
+    /// The wanted ids this pack holds: present now, no local lookup needed.
+    covers: Vec<[u8; 20]>,
+}
+
+/// The `.keep` guarding a new pack until git has written refs to its objects. Until it is
+/// handed to git (`lock`), it is a registered tempfile: dropped, or on SIGINT/SIGTERM (the
+/// handler `main` installs), it is deleted, so Ctrl-C leaves no stale `.keep` behind.
+#[derive(Debug)]
+struct Keep {
+    path: PathBuf,
+    guard: Option<gix_tempfile::Handle<gix_tempfile::handle::Closed>>,
+    /// A plain file (registering failed) that this process still owns.
+    plain: bool,
+}
+
+impl Keep {
+    /// Replace the plain `.keep` gix wrote by a registered one (same name: git's repack
+    /// honours only `pack-*.keep`).
+    fn guard(path: PathBuf) -> Keep {
+        let _ = std::fs::remove_file(&path);
+        let guard = gix_tempfile::mark_at(
+            &path,
+            gix_tempfile::ContainingDirectory::Exists,
+            gix_tempfile::AutoRemove::Tempfile,
+        )
+        .ok();
+        let plain = guard.is_none();
+        if plain {
+            // Could not register it: a plain .keep is still better than none.
+            let _ = std::fs::write(&path, b"");
+        }
+        Keep { path, guard, plain }
+    }
+
+    /// From now on git removes it (after writing refs, or on its own signal handler).
+    fn hand_to_git(mut self) -> PathBuf {
+        if let Some(temp) = self.guard.take().and_then(|g| g.take()) {
+            let _ = temp.keep();
+        }
+        self.plain = false;
+        self.path.clone()
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        // A registered guard deletes its file when dropped.
+        if self.plain {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What [`needed`] took: pack names, and the wanted ids those packs hold.
+#[derive(Debug, Default)]
+pub struct Got {
+    pub taken: BTreeSet<String>,
+    pub covered: BTreeSet<Id>,
+}
+
+/// Download every pack of `packs` into the repository at `git_dir` (verified, with `.keep`
+/// files, which are returned). For `git hypha gc`, which merges them all.
+pub async fn all(
+    client: &Client,
+    git_dir: &Path,
+    packs: &[PackInfo],
+    progress: bool,
+) -> Result<Vec<PathBuf>, Error> {
+    let settings = Settings {
+        progress,
+        verbosity: 1,
+    };
+    let mut written = Vec::new();
+    let all = |_: &PackInfo| true;
+    let result = needed(
+        client,
+        git_dir,
+        packs,
+        all,
+        &BTreeSet::new(),
+        None,
+        settings,
+        &mut written,
+        &mut Got::default(),
+    )
+    .await;
+    match result {
+        // The caller owns the .keep files from here on.
+        Ok(()) => Ok(written.into_iter().map(Written::hand_to_git).collect()),
+        Err(e) => {
+            for w in &written {
+                w.remove();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Download (in parallel) each pack of `packs` that holds something we lack (an id of
+/// `wanted`, or one the local store lacks by `lacks_any`; without it, every pack is taken),
+/// or that `take` says to take anyway. Every download is checked against the server's idx.
+/// Waits for all downloads even when one fails, so that nothing is still writing when the
+/// caller cleans up; each pack written lands in `written`, also on failure, and each pack
+/// downloaded in `got`.
+#[allow(clippy::too_many_arguments)]
+pub async fn needed(
+    client: &Client,
+    git_dir: &Path,
+    packs: &[PackInfo],
+    take: impl Fn(&PackInfo) -> bool,
+    wanted: &BTreeSet<Id>,
+    lacks_any: Option<&LacksAny>,
+    settings: Settings,
+    written: &mut Vec<Written>,
+    got: &mut Got,
+) -> Result<(), Error> {
+    let pack_dir = &git_dir.join("objects").join("pack");
+    let repo_name = client.remote().display_name();
+    // One counter for all parallel downloads; its total grows as packs are chosen.
+    let bar = Progress::new(settings.progress).bytes("Receiving packs", 0);
+    let results: Vec<Result<Option<Downloaded>, Error>> =
+        futures_util::stream::iter(packs.iter().cloned())
+            .map(|info| {
+                let repo_name = repo_name.clone();
+                let take = take(&info);
+                let bar = bar.clone();
+                async move {
+                    let Some(Listed {
+                        ids: listed,
+                        largest_entry,
+                    }) = listed_ids(client, &info).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let covers = negotiate::covers(wanted, &listed);
+                    if !negotiate::take_without_lookup(take, &covers)
+                        && !lacks(lacks_any, &listed).await?
+                    {
+                        return Ok(None);
+                    }
+                    bar.add_total(info.pack_size);
+                    let Some(indexed) =
+                        download_one(client, pack_dir, &info, largest_entry, &repo_name, &bar)
+                            .await?
+                    else {
+                        return Ok(None);
+                    };
+                    // Guard the .keep first: from here on Ctrl-C removes it.
+                    let local_idx = indexed.idx_path.clone();
+                    let new = match (indexed.pack_path, indexed.idx_path, indexed.keep_path) {
+                        (Some(pack), Some(idx), Some(keep)) => Some(Written {
+                            pack,
+                            idx,
+                            keep: Keep::guard(keep),
+                        }),
+                        _ => None,
+                    };
+                    if let Err(e) = check_listed(local_idx.as_deref(), &info, &listed, &repo_name) {
+                        if let Some(new) = &new {
+                            new.remove();
+                        }
+                        return Err(e);
+                    }
+                    if settings.verbosity >= 2 {
+                        eprintln!(
+                            "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
+                            info.name,
+                            info.pack_size,
+                            pack::indexer_name(largest_entry)
+                        );
+                    }
+                    Ok::<_, Error>(Some(Downloaded {
+                        name: info.name,
+                        new,
+                        covers,
+                    }))
+                }
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .collect()
+            .await;
+    if results.iter().any(|r| matches!(r, Ok(Some(_)))) {
+        bar.finish();
+    }
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                got.taken.insert(done.name);
+                got.covered.extend(done.covers);
+                written.extend(done.new);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// What the server's idx of a pack says.
+struct Listed {
+    /// The object ids, sorted.
+    ids: Vec<Id>,
+    /// The largest entry's size in the pack: picks the indexer (a hint; the pack is verified
+    /// whatever the idx claims).
+    largest_entry: u64,
+}
+
+/// What the server's idx of `info` lists; `None` when the listing gave no URL (a pack already
+/// fetched from this remote).
+async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Listed>, Error> {
+    let repo_name = client.remote().display_name();
+    let Some(url) = info.idx_url.as_deref() else {
+        return Ok(None);
+    };
+    let what = format!("index of {} of '{repo_name}'", info.name);
+    let bytes = client::get_whole(client, &info.name, client::Object::Idx, url, &what).await?;
+    let unreadable = |source| Error::Idx {
+        pack: info.name.clone(),
+        repo: repo_name.clone(),
+        source,
+    };
+    let ids = pack::idx_file::object_ids(&bytes, &info.name).map_err(unreadable)?;
+    let largest_entry =
+        pack::idx_file::largest_entry(&bytes, &info.name, info.pack_size).map_err(unreadable)?;
+    Ok(Some(Listed { ids, largest_entry }))
+}
+
+/// Whether any of `ids` is missing locally (without a way to ask: yes).
+async fn lacks(lacks_any: Option<&LacksAny>, ids: &[Id]) -> Result<bool, Error> {
+    let Some(lacks_any) = lacks_any.cloned() else {
+        return Ok(true);
+    };
+    let ids = ids.to_vec();
+    tokio::task::spawn_blocking(move || lacks_any(&ids))
+        .await?
+        .map_err(Error::Local)
+}
+
+/// The pack as received must hold exactly the objects the server's idx names
+/// ([`negotiate::first_difference`]).
+fn check_listed(
+    local_idx: Option<&Path>,
+    info: &PackInfo,
+    listed: &[Id],
+    repo_name: &str,
+) -> Result<(), Error> {
+    let local = local_idx
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| pack::idx_file::object_ids(&bytes, &info.name).ok())
+        .unwrap_or_default();
+    let Some(odd) = negotiate::first_difference(&local, listed) else {
+        return Ok(());
+    };
+    Err(Error::Mismatch {
+        pack: info.name.clone(),
+        repo: repo_name.to_owned(),
+        oid: odd,
+    })
+}
+
+/// Stream one pack into the indexer (gix, or `git index-pack` for packs with an entry over
+/// 16 MiB: see `pack::receive_git`); retried whole on a transient failure (`client::get_into`).
+async fn download_one(
+    client: &Client,
+    pack_dir: &Path,
+    info: &PackInfo,
+    largest_entry: u64,
+    repo_name: &str,
+    bar: &Bar,
+) -> Result<Option<pack::Indexed>, Error> {
+    let Some(url) = info.pack_url.clone() else {
+        return Ok(None);
+    };
+    let what = format!("pack {} of '{repo_name}'", info.name);
+    let (pack_dir, name) = (pack_dir.to_owned(), info.name.clone());
+    let receive = move |input: &mut dyn std::io::BufRead| {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        pack::receive_stream(input, &pack_dir, &name, largest_entry, &interrupt)
+    };
+    // A connection cut mid-pack looks like a truncated pack: `get_into` tries once more
+    // before the stored pack is called corrupt.
+    match client::get_into::<_, _, Error, _>(client, &info.name, url, &what, bar, receive).await? {
+        Ok(indexed) => Ok(Some(indexed)),
+        Err(source) => Err(Error::Index {
+            pack: info.name.clone(),
+            repo: repo_name.to_owned(),
+            source,
+        }),
+    }
+}
