@@ -58,11 +58,11 @@ pub type LocalError = Box<dyn std::error::Error + Send + Sync>;
 /// Whether the local repository lacks any of the given ids; runs on a blocking thread.
 pub type LacksAny = Arc<dyn Fn(&[Id]) -> Result<bool, LocalError> + Send + Sync>;
 
-/// How much to tell the user.
+/// How much to show the user: the progress handle the binary made, already narrowed by
+/// what was asked for. Notes go out as `tracing` events; the binary filters them.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    pub progress: bool,
-    pub verbosity: u32,
+    pub progress: Progress,
 }
 
 /// A pack this batch added to the repository (it was not there before).
@@ -158,12 +158,9 @@ pub async fn all(
     client: &Client,
     git_dir: &Path,
     packs: &[PackInfo],
-    progress: bool,
+    progress: Progress,
 ) -> Result<Vec<PathBuf>, Error> {
-    let settings = Settings {
-        progress,
-        verbosity: 1,
-    };
+    let settings = Settings { progress };
     let mut written = Vec::new();
     let all = |_: &PackInfo| true;
     let result = needed(
@@ -211,7 +208,7 @@ pub async fn needed(
     let pack_dir = &git_dir.join("objects").join("pack");
     let repo_name = client.remote().display_name();
     // One counter for all parallel downloads; its total grows as packs are chosen.
-    let bar = Progress::new(settings.progress).bytes("Receiving packs", 0);
+    let bar = settings.progress.bytes("Receiving packs", 0);
     let results: Vec<Result<Option<Downloaded>, Error>> =
         futures_util::stream::iter(packs.iter().cloned())
             .map(|info| {
@@ -255,14 +252,12 @@ pub async fn needed(
                         }
                         return Err(e);
                     }
-                    if settings.verbosity >= 2 {
-                        eprintln!(
-                            "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
-                            info.name,
-                            info.pack_size,
-                            pack::indexer_name(largest_entry)
-                        );
-                    }
+                    tracing::info!(
+                        "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
+                        info.name,
+                        info.pack_size,
+                        pack::indexer_name(largest_entry)
+                    );
                     Ok::<_, Error>(Some(Downloaded {
                         name: info.name,
                         new,

@@ -65,7 +65,7 @@ pub enum Outcome {
     },
 }
 
-pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome, Error> {
+pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outcome, Error> {
     let repo = client.remote().display_name();
     let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
     let packs: Vec<PackInfo> = listing.packs;
@@ -134,7 +134,7 @@ pub async fn run(client: &Client, mode: Mode, progress: bool) -> Result<Outcome,
     let idx_size = std::fs::metadata(&merged.1)?.len();
     let name = pack_name(&merged.0);
 
-    let bar = Progress::new(progress).bytes("Uploading merged pack", pack_size + idx_size);
+    let bar = progress.bytes("Uploading merged pack", pack_size + idx_size);
     client::upload_pack(
         client,
         client::PackFiles {

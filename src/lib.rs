@@ -23,7 +23,7 @@
 // No unsafe code, with one audited exception: `pack::receive` maps a received pack and releases
 // the mapped pages as it goes (memory-mapping is unsafe in Rust).
 #![deny(unsafe_code)]
-#![warn(clippy::print_stdout)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod api;
 pub mod auth;

@@ -14,6 +14,7 @@ use hypha_git::client::Client;
 use hypha_git::config;
 use hypha_git::gc;
 use hypha_git::login;
+use hypha_git::progress::Progress;
 use hypha_git::server::{self, ServeOptions};
 use hypha_git::storage::repo::upload::MultipartPolicy;
 use hypha_git::storage::s3;
@@ -218,25 +219,28 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => None,
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(server::run(ServeOptions {
-                root,
-                listen,
-                jwt_secret: env
-                    .get("HYPHA_JWT_SECRET")
-                    .cloned()
-                    .filter(|s| !s.is_empty()),
-                public_url,
-                gc_grace: gc_grace_secs.map(Duration::from_secs),
-                s3,
-                url_ttl: url_ttl_secs.map(Duration::from_secs),
-                multipart: MultipartPolicy {
-                    threshold: multipart_threshold,
-                    part_size: multipart_part_size,
+            runtime.block_on(server::run(
+                ServeOptions {
+                    root,
+                    listen,
+                    jwt_secret: env
+                        .get("HYPHA_JWT_SECRET")
+                        .cloned()
+                        .filter(|s| !s.is_empty()),
+                    public_url,
+                    gc_grace: gc_grace_secs.map(Duration::from_secs),
+                    s3,
+                    url_ttl: url_ttl_secs.map(Duration::from_secs),
+                    multipart: MultipartPolicy {
+                        threshold: multipart_threshold,
+                        part_size: multipart_part_size,
+                    },
+                    stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
+                    auto_gc_packs,
+                    plugin_key,
                 },
-                stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
-                auto_gc_packs,
-                plugin_key,
-            }, announce))?;
+                announce,
+            ))?;
         }
         Command::Create {
             url,
@@ -261,7 +265,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let name = remote.display_name();
             let client = Client::new(remote, config::env_token(&env))?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let progress = Progress::terminal(std::io::IsTerminal::is_terminal(&std::io::stderr()));
             let mode = if geometric {
                 gc::Mode::Geometric
             } else {
@@ -396,6 +400,20 @@ fn remote_helper_command() -> clap::Command {
         )
 }
 
+/// The startup lines the acceptance contract (docs/design.md §7) reads: stdout belongs to
+/// whoever started the server, so they go there explicitly and are flushed at once.
+fn announce(addr: std::net::SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    if let Some(token) = admin_token {
+        // Printing this token is the point: without a configured secret it is the only
+        // way in. It goes to stdout only, never to the log.
+        writeln!(out, "admin token: {token}")?;
+    }
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     /// The committed pages in `man/` are what the CLI generates today: a changed flag or help
@@ -431,18 +449,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The startup lines the acceptance contract (docs/design.md §7) reads: stdout belongs to
-/// whoever started the server, so they go there explicitly and are flushed at once.
-fn announce(addr: std::net::SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
-    if let Some(token) = admin_token {
-        // Printing this token is the point: without a configured secret it is the only
-        // way in. It goes to stdout only, never to the log.
-        writeln!(out, "admin token: {token}")?;
-    }
-    out.flush()
 }

@@ -5,7 +5,13 @@
 
 use hypha_git::client::Client;
 use hypha_git::config;
-use hypha_git::helper::Session;
+use hypha_git::helper::{Session, Ui};
+use hypha_git::progress::Progress;
+use std::io::IsTerminal as _;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "shared/logging.rs"]
+mod logging;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +62,22 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let client = Client::new(remote, token)?;
     let stdout = std::io::stdout();
-    let mut session = Session::new(stdout.lock(), client, git_dir, runtime);
+    // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
+    // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.
+    let levels = logging::install(LevelFilter::WARN);
+    let ui = Ui {
+        progress: Progress::terminal(std::io::stderr().is_terminal()),
+        set_verbosity: Box::new(move |verbosity| {
+            let level = match verbosity {
+                0 | 1 => LevelFilter::WARN,
+                2 => LevelFilter::INFO,
+                _ => LevelFilter::DEBUG,
+            };
+            // Fails only if the subscriber is gone (process exit): nothing left to filter.
+            let _ = levels.modify(|filter| *filter = level);
+        }),
+    };
+    let mut session = Session::new(stdout.lock(), client, git_dir, runtime, ui);
     session.run(std::io::stdin().lock())?;
     Ok(())
 }

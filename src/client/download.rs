@@ -320,7 +320,7 @@ mod tests {
         std::fs::write(&pack_path, &pack).expect("write");
         std::fs::write(&idx_path, &idx).expect("write");
         let name = format!("pack-{A}");
-        let bar = Progress::new(false).bytes("test", 0);
+        let bar = Progress::hidden().bytes("test", 0);
         let files = super::super::PackFiles {
             name: &name,
             pack_path: &pack_path,

@@ -100,7 +100,6 @@ async fn fetch_all(
     let lacks_any = lacks_any(git_dir);
     let packs = fetch_packs::Settings {
         progress: settings.progress,
-        verbosity: settings.verbosity,
     };
     let mut got = Got::default();
     fetch_packs::needed(

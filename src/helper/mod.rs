@@ -15,6 +15,7 @@ mod state;
 use crate::api::{RefsResponse, Route};
 use crate::client::{self, Client};
 use crate::config::Remote;
+use crate::progress::Progress;
 use options::Options;
 use protocol::{Command, OptionReply, PushStatus, Replies};
 use std::io::{BufRead, Write};
@@ -38,6 +39,26 @@ pub enum Error {
     NoRepository { command: &'static str },
 }
 
+/// What the binary decided about the terminal, for the session to apply git's wishes to.
+/// The library never looks at stderr itself.
+pub struct Ui {
+    /// Whether bars can be drawn (stderr is a terminal); narrowed by `option progress`.
+    pub progress: Progress,
+    /// Applies `option verbosity N` to the log lines: the library emits `tracing` events
+    /// (warnings, `-v` notes at info, `-vv` at debug) and the binary's subscriber filters.
+    pub set_verbosity: Box<dyn Fn(u32)>,
+}
+
+impl Ui {
+    /// No bars, and verbosity changes are ignored: for tests and embedding.
+    pub fn quiet() -> Ui {
+        Ui {
+            progress: Progress::hidden(),
+            set_verbosity: Box::new(|_| {}),
+        }
+    }
+}
+
 /// Everything a session needs, resolved by the binary.
 pub struct Session<W: Write> {
     replies: Replies<W>,
@@ -45,6 +66,7 @@ pub struct Session<W: Write> {
     client: Client,
     git_dir: Option<PathBuf>,
     options: Options,
+    ui: Ui,
     /// The refs as last listed to git: git checks fast-forwards and leases against exactly
     /// these values, so a push compare-and-swaps against them too.
     listed: Option<RefsResponse>,
@@ -56,13 +78,17 @@ impl<W: Write> Session<W> {
         client: Client,
         git_dir: Option<PathBuf>,
         runtime: tokio::runtime::Runtime,
+        ui: Ui,
     ) -> Self {
+        let options = Options::default();
+        (ui.set_verbosity)(options.verbosity);
         Session {
             replies: Replies::new(out),
             runtime,
             client,
             git_dir,
-            options: Options::default(),
+            options,
+            ui,
             listed: None,
         }
     }
@@ -86,6 +112,9 @@ impl<W: Write> Session<W> {
                     let reply = self.options.set(&name, &value);
                     if let OptionReply::Unsupported = reply {
                         self.options.warn_if_downgraded(&name);
+                    }
+                    if name == "verbosity" {
+                        (self.ui.set_verbosity)(self.options.verbosity);
                     }
                     self.replies.option(&reply)?;
                 }
@@ -135,14 +164,12 @@ impl<W: Write> Session<W> {
             refs.refs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             head,
         )?;
-        if self.options.verbosity >= 3 {
-            eprintln!(
-                "hypha: {} lists {} refs{}",
-                self.remote().display_name(),
-                refs.refs.len(),
-                if for_push { " for push" } else { "" }
-            );
-        }
+        tracing::debug!(
+            "hypha: {} lists {} refs{}",
+            self.remote().display_name(),
+            refs.refs.len(),
+            if for_push { " for push" } else { "" }
+        );
         self.listed = Some(refs);
         Ok(())
     }
@@ -156,7 +183,7 @@ impl<W: Write> Session<W> {
             &self.client,
             &git_dir,
             &batch,
-            &self.options.fetch_settings(),
+            &self.options.fetch_settings(self.ui.progress),
         ))?;
         self.options.end_batch();
         let lock = lock.map(|p| p.to_string_lossy().into_owned());
@@ -176,7 +203,7 @@ impl<W: Write> Session<W> {
                 .runtime
                 .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?,
         };
-        let settings = self.options.push_settings();
+        let settings = self.options.push_settings(self.ui.progress);
         let statuses: Vec<(String, PushStatus)> = self.runtime.block_on(push::run(
             &self.client,
             &git_dir,

@@ -4,6 +4,7 @@
 //! sends options again before the next command.
 
 use super::protocol::{unquote_c_style, OptionReply};
+use crate::progress::Progress;
 use std::collections::BTreeMap;
 
 #[derive(Debug)]
@@ -43,17 +44,17 @@ impl Default for Options {
 /// What a fetch needs to know of the options.
 #[derive(Debug, Clone)]
 pub struct FetchSettings {
-    pub progress: bool,
-    pub verbosity: u32,
+    /// The binary's progress handle narrowed by `option progress` and verbosity.
+    pub progress: Progress,
     pub cloning: bool,
     pub refetch: bool,
 }
 
 /// What a push needs to know of the options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PushSettings {
-    pub progress: bool,
-    pub verbosity: u32,
+    /// The binary's progress handle narrowed by `option progress` and verbosity.
+    pub progress: Progress,
     pub dry_run: bool,
     pub atomic: bool,
     pub push_options: Vec<String>,
@@ -127,13 +128,13 @@ impl Options {
         match name {
             "depth" | "deepen-since" | "deepen-not" | "deepen-relative" if !self.warned_shallow => {
                 self.warned_shallow = true;
-                eprintln!(
+                tracing::warn!(
                     "warning: hypha remotes do not support shallow fetches yet; fetching full history"
                 );
             }
             "filter" if !self.warned_filter => {
                 self.warned_filter = true;
-                eprintln!(
+                tracing::warn!(
                     "warning: hypha remotes do not support partial clones yet; fetching all objects"
                 );
             }
@@ -141,19 +142,19 @@ impl Options {
         }
     }
 
-    pub fn fetch_settings(&self) -> FetchSettings {
+    /// `terminal`: what the binary found out about stderr.
+    pub fn fetch_settings(&self, terminal: Progress) -> FetchSettings {
         FetchSettings {
-            progress: self.progress && self.verbosity > 0,
-            verbosity: self.verbosity,
+            progress: terminal.requested(self.progress && self.verbosity > 0),
             cloning: self.cloning,
             refetch: self.refetch,
         }
     }
 
-    pub fn push_settings(&self) -> PushSettings {
+    /// `terminal`: what the binary found out about stderr.
+    pub fn push_settings(&self, terminal: Progress) -> PushSettings {
         PushSettings {
-            progress: self.progress && self.verbosity > 0,
-            verbosity: self.verbosity,
+            progress: terminal.requested(self.progress && self.verbosity > 0),
             dry_run: self.dry_run,
             atomic: self.atomic,
             push_options: self.push_options.clone(),
@@ -227,11 +228,11 @@ mod tests {
         assert_eq!(o.set("push-option", "\"msg=a b\""), OptionReply::Ok);
         assert_eq!(o.set("push-option", "ci.skip"), OptionReply::Ok);
         assert!(matches!(o.set("cas", "nonsense"), OptionReply::Error(_)));
-        let s = o.push_settings();
+        let s = o.push_settings(Progress::hidden());
         assert_eq!(s.leases["refs/heads/main"].as_deref(), Some(oid));
         assert_eq!(s.leases["refs/heads/new"], None);
         assert_eq!(s.push_options, vec!["msg=a b", "ci.skip"]);
         o.end_batch();
-        assert!(o.push_settings().leases.is_empty());
+        assert!(o.push_settings(Progress::hidden()).leases.is_empty());
     }
 }

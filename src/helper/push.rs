@@ -12,7 +12,6 @@ use crate::api::{self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest,
 use crate::client::{self, Client};
 use crate::negotiate::push::{self, Planned};
 use crate::pack;
-use crate::progress::Progress;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -76,8 +75,11 @@ pub async fn run(
         .or_else(|_| tempfile::tempdir())
         .map_err(Error::TempDir)?;
     if !tips.is_empty() {
-        let (git_dir, out_dir, progress) =
-            (git_dir.to_owned(), tmp.path().to_owned(), settings.progress);
+        let (git_dir, out_dir, progress) = (
+            git_dir.to_owned(),
+            tmp.path().to_owned(),
+            settings.progress.is_requested(),
+        );
         let built = tokio::task::spawn_blocking(move || {
             pack::build(&git_dir, &tips, &exclude, &out_dir, progress)
         })
@@ -132,13 +134,11 @@ pub async fn run(
         })?;
         by_dst.insert(p.dst.clone(), status_of(&repo, p, result));
     }
-    if settings.verbosity >= 2 {
-        eprintln!(
-            "hypha: updated {} ref(s) of {}",
-            by_dst.values().filter(|s| **s == PushStatus::Ok).count(),
-            client.remote().display_name()
-        );
-    }
+    tracing::info!(
+        "hypha: updated {} ref(s) of {}",
+        by_dst.values().filter(|s| **s == PushStatus::Ok).count(),
+        client.remote().display_name()
+    );
     Ok(finish(statuses, |dst| {
         by_dst
             .remove(dst)
@@ -201,8 +201,9 @@ async fn upload(
     settings: &PushSettings,
 ) -> Result<(), client::Error> {
     let repo = client.remote().display_name();
-    let bar =
-        Progress::new(settings.progress).bytes("Uploading pack", built.idx_size + built.pack_size);
+    let bar = settings
+        .progress
+        .bytes("Uploading pack", built.idx_size + built.pack_size);
     client::upload_pack(
         client,
         client::PackFiles {
@@ -216,12 +217,11 @@ async fn upload(
     )
     .await?;
     bar.finish();
-    if settings.verbosity >= 2 {
-        eprintln!(
-            "hypha: uploaded {} ({} bytes) to {repo}",
-            built.name, built.pack_size
-        );
-    }
+    tracing::info!(
+        "hypha: uploaded {} ({} bytes) to {repo}",
+        built.name,
+        built.pack_size
+    );
     Ok(())
 }
 

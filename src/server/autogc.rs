@@ -18,6 +18,7 @@ use crate::auth::{self, Permission};
 use crate::client::Client;
 use crate::config::{Remote, Token, TokenSource};
 use crate::gc;
+use crate::progress::Progress;
 use crate::storage::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -164,7 +165,7 @@ impl Inner {
             }),
         )
         .map_err(|e| chain(&e))?;
-        let outcome = gc::run(&client, gc::Mode::Geometric, false)
+        let outcome = gc::run(&client, gc::Mode::Geometric, Progress::hidden())
             .await
             .map_err(|e| chain(&e))?;
         let ms = started.elapsed().as_millis();

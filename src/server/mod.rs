@@ -282,7 +282,9 @@ fn auto_gc(threshold: usize, addr: SocketAddr, secret: &[u8]) -> Option<autogc::
         return None;
     }
     if !autogc::git_available() {
-        tracing::warn!("warning: git is not on PATH: automatic compaction (--auto-gc-packs) is off");
+        tracing::warn!(
+            "warning: git is not on PATH: automatic compaction (--auto-gc-packs) is off"
+        );
         return None;
     }
     // A wildcard address is reached through loopback of the same family.
