@@ -1,4 +1,4 @@
-"""Remote API v1 of git-remote-hypha inside a Hypha server (DESIGN §4): an adapter.
+"""Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4): an adapter.
 
 Enable with ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``.
 Routes: ``POST /{ws}/git/{alias}/remote/v1/{route}`` (POST only: Hypha's catch-all

@@ -1,4 +1,4 @@
-//! Hypha-compatible HS256 JSON Web Tokens: minting and verification (DESIGN §4, "Tokens").
+//! Hypha-compatible HS256 JSON Web Tokens: minting and verification (docs/design.md §4, "Tokens").
 //!
 //! Owns the token format only: the claims Hypha puts in its tokens (`iss`, `aud`, `sub`,
 //! `iat`, `exp`, `scope`) and the `ws:<workspace>#<r|rw|a>` grants in `scope`. It does not

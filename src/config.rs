@@ -1,4 +1,4 @@
-//! Where a `hypha::` remote lives and how to authenticate (DESIGN §6).
+//! Where a `hypha::` remote lives and how to authenticate (docs/design.md §6).
 //!
 //! [`resolve`] is a pure function from explicit inputs (the URL git passed, the environment, the
 //! `hypha.server` git config value) to a [`Remote`], so precedence is unit-tested. Looking up a
@@ -207,7 +207,7 @@ pub mod credential {
     }
 
     /// Ask the configured credential helpers for a token, then fall back to the token that
-    /// `git hypha login` stored for this server (the last source, DESIGN §6); `None` when
+    /// `git hypha login` stored for this server (the last source, docs/design.md §6); `None` when
     /// neither has one.
     pub fn fill(remote: &Remote) -> Option<Token> {
         from_helpers(remote).or_else(|| {

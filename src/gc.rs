@@ -1,4 +1,4 @@
-//! `git hypha gc`: merge a repository's packs (issue 4, "many pushes stay fast").
+//! `git hypha gc`: merge a repository's packs (docs/design.md §9).
 //!
 //! Every push adds a pack, and a clone downloads them all. Compaction runs where git is, as a
 //! client of remote API v1 (the user's `git hypha gc`, or the server's own auto-gc, see

@@ -1,25 +1,39 @@
 //! git-remote-hypha: keep git repositories in Hypha's object storage.
 //!
-//! Two programs share this library:
+//! Two thin binaries share this library (architecture: `docs/design.md` §2):
 //!
-//! - `git-remote-hypha`, the remote helper git runs for `hypha::` URLs. It speaks the
-//!   remote-helper protocol on stdin/stdout ([`helper`]), decides locally what to send or
-//!   download ([`negotiate`], pure), builds packs with `git pack-objects` and indexes received
-//!   packs with gix ([`pack`]), and moves pack bytes straight to and from storage through
-//!   presigned URLs ([`client`]; verified pack downloads: [`fetch_packs`]).
-//! - `git-hypha`, run by people as `git hypha ...`: `serve` runs remote API v1 ([`server`])
-//!   over a store ([`storage`]); `create` makes a repository.
+//! - `git-remote-hypha`, the remote helper git runs for `hypha::` URLs: [`helper`] speaks the
+//!   remote-helper protocol (`docs/protocol.md`), [`negotiate`] decides what to send or fetch,
+//!   [`pack`] builds and indexes packs, [`client`] moves the bytes through presigned URLs.
+//! - `git-hypha`, run as `git hypha ...`: `serve` ([`server`] over [`storage`]), `create`,
+//!   `gc` ([`gc`]), `login` ([`login`]), `token`, `url`. The Hypha plugin (`hypha-plugin/`)
+//!   runs `git hypha serve --plugin` as its child, so the server's rules exist once, here.
 //!
-//! The client and the server meet only in [`api`], the wire types of remote API v1. The
-//! server hands out refs and presigned URLs and changes refs only by compare-and-swap; it
-//! never carries pack bytes through its API routes.
+//! | module | owns | never |
+//! |---|---|---|
+//! | [`api`] | wire types of remote API v1 (`docs/design.md` §4) | I/O |
+//! | [`names`] | ref, pack, object and repository names both sides check | I/O |
+//! | [`config`] | `hypha::` URL forms, `HYPHA_*` environment, token sources | network |
+//! | [`helper`] | the session with git: protocol grammar, options, list/fetch/push glue | axum, storage |
+//! | [`negotiate`] | pure decisions: wants, packs to get, push plan, fast-forward and lease rules | git, network |
+//! | [`pack`] | pack files: build, receive (gix / git index-pack), repack, idx parsing | network, `api` |
+//! | [`fetch_packs`] | verified parallel pack downloads into a local repository | gix repository walks |
+//! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
+//! | [`gc`] | client-side compaction (`git hypha gc`, the server's auto-gc) | `helper` |
+//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger | `helper` |
+//! | [`storage`] | layout, refs compare-and-swap, commit record, uploads, compaction rules | `api`, HTTP |
+//! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
 //!
 //! ```text
-//!  helper -> negotiate, pack, fetch_packs, client  server -> api, storage, auth
-//!  gc -> fetch_packs, pack, client                server::autogc -> gc
-//!  fetch_packs -> client, pack, negotiate         client -> api, progress
-//!  storage -> local disk (S3 later)
+//!  helper -> negotiate, fetch_packs, pack, client, config   server -> storage, api, auth
+//!  gc -> fetch_packs, pack, client                          server::autogc -> gc
+//!  fetch_packs -> client, pack, negotiate                   storage -> names, pack::idx_file
+//!  client -> api, config, progress                          api -> names
 //! ```
+//!
+//! The library prints nothing: diagnostics are `tracing` events and progress goes through a
+//! [`progress::Progress`] handle; the binaries install the subscriber and decide about
+//! terminals. stdout belongs to git (the helper's replies) and to `serve`'s startup lines.
 // No unsafe code, with one audited exception: `pack::receive` maps a received pack and releases
 // the mapped pages as it goes (memory-mapping is unsafe in Rust).
 #![deny(unsafe_code)]

@@ -1,5 +1,5 @@
 //! `git hypha login` / `logout`: a token from Hypha's login service, kept per server under the
-//! user's configuration directory (DESIGN §6, HYPHA.md §3.3).
+//! user's configuration directory (docs/design.md §6, docs/hypha.md §3.3).
 //!
 //! The flow is Hypha's own: `GET {server}/public/services/hypha-login/start` gives a
 //! `login_url` (shown to the user) and a `key`; `GET .../check?key=K&timeout=0` answers JSON

@@ -610,12 +610,12 @@ fn serve(config: &s3::Config, secret: &str, log: &Path) -> ServeProcess {
     std::thread::spawn(move || for _ in lines {});
     let url = first
         .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("DESIGN §7 first line, got {first:?}"))
+        .unwrap_or_else(|| panic!("docs/design.md §7 first line, got {first:?}"))
         .to_owned();
     ServeProcess { child, url }
 }
 
-/// DESIGN §3 and issue 3: after pushes, branch and tag creation and deletion through the real
+/// docs/design.md §3 and issue 3: after pushes, branch and tag creation and deletion through the real
 /// helper and server, every key in the bucket is one Hypha writes or reads, with Hypha's bytes;
 /// and the stored `.git/` copied to disk as is is a repository git accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,7 +745,7 @@ async fn stored_bytes_are_what_hypha_writes() {
                 );
             }
             other => panic!(
-                "{other}: not a key of DESIGN §3 (private objects belong under hypha-remote/)"
+                "{other}: not a key of docs/design.md §3 (private objects belong under hypha-remote/)"
             ),
         }
     }

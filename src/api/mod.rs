@@ -1,4 +1,4 @@
-//! Wire types of remote API v1 (DESIGN §4), shared by the client and the server.
+//! Wire types of remote API v1 (docs/design.md §4), shared by the client and the server.
 //!
 //! Owns the JSON shapes and the route names. Performs no I/O: the client sends these types
 //! with reqwest, the server receives them with axum, and neither learns about the other here.
@@ -140,7 +140,7 @@ pub struct UploadsResponse {
     pub expires_at: Option<u64>,
 }
 
-/// Where to `PUT` one pack's idx and pack; upload the idx first (DESIGN §3 rule 1). The pack
+/// Where to `PUT` one pack's idx and pack; upload the idx first (docs/design.md §3 rule 1). The pack
 /// goes up either in one `PUT` (`pack`) or, when large and the store has multipart uploads,
 /// in parts (`multipart`), which the client then asks the server to `complete`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

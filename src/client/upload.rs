@@ -1,6 +1,6 @@
 //! One pack up to the store: ask `uploads` for URLs, `PUT` the idx, then the pack in one
 //! `PUT` or, when the server started a multipart upload, in parts, and `complete` it
-//! (DESIGN §3 rule 1, issue 3 "Multipart uploads").
+//! (docs/design.md §3 rule 1, §10).
 //!
 //! Parts go up [`PARALLEL_PARTS`] at a time, each streamed from its own range of the file on
 //! disk, so memory stays at a few read buffers whatever the pack's size. A part that fails is

@@ -1,4 +1,4 @@
-//! `fetch` batches: download the packs that hold what git asked for (DESIGN §5).
+//! `fetch` batches: download the packs that hold what git asked for (docs/design.md §5).
 //!
 //! A clone takes every pack. An incremental fetch skips packs already seen from this remote
 //! (`state`), reads the idx of each unseen pack and downloads only those holding an object we

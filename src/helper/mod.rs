@@ -1,4 +1,4 @@
-//! The remote-helper session git runs for a `hypha::` URL (PROTOCOL.md, DESIGN §5).
+//! The remote-helper session git runs for a `hypha::` URL (docs/protocol.md, docs/design.md §5).
 //!
 //! Reads commands from git, keeps per-session state (options, the refs last listed), and
 //! answers through [`protocol::Replies`]. `list` is one `refs` call; `fetch` and `push` batches

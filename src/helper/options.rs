@@ -1,4 +1,4 @@
-//! `option <name> <value>` handling (PROTOCOL.md §4): every name gets `ok` or `unsupported`.
+//! `option <name> <value>` handling (docs/protocol.md §4): every name gets `ok` or `unsupported`.
 //!
 //! Per-push state (leases, push options, dry-run, atomic) is reset after each batch, as git
 //! sends options again before the next command.
@@ -123,7 +123,7 @@ impl Options {
         }
     }
 
-    /// git downgrades some unsupported options silently; say so instead (PROTOCOL.md §4).
+    /// git downgrades some unsupported options silently; say so instead (docs/protocol.md §4).
     pub fn warn_if_downgraded(&mut self, name: &str) {
         match name {
             "depth" | "deepen-since" | "deepen-not" | "deepen-relative" if !self.warned_shallow => {

@@ -1,4 +1,4 @@
-//! The remote-helper line grammar (gitremote-helpers(7), PROTOCOL.md §2-4): typed commands in,
+//! The remote-helper line grammar (gitremote-helpers(7), docs/protocol.md §2-4): typed commands in,
 //! typed replies out.
 //!
 //! Pure: no network, no repository, no progress. Reading batches (`fetch` and `push` lines up to

@@ -1,5 +1,5 @@
 //! Fetch decisions: which wants are still missing, which listed packs to download, and
-//! whether a received pack is the one its idx describes (DESIGN §5).
+//! whether a received pack is the one its idx describes (docs/design.md §5).
 //!
 //! git asks only for objects it lacks, so a pack whose idx lists a wanted id is needed without
 //! asking the local object store (which after many pushes means loading hundreds of idx

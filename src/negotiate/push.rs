@@ -1,5 +1,5 @@
 //! Push decisions: what each `push [+]<src>:<dst>` line becomes, what the pack may leave out,
-//! and what the server's compare-and-swap answer means to git (PROTOCOL.md §3).
+//! and what the server's compare-and-swap answer means to git (docs/protocol.md §3).
 //!
 //! git checks fast-forwards and leases against the refs the helper listed, but hands helpers
 //! `fetch first` and `needs force` cases as ordinary push lines (transport-helper.c skips only

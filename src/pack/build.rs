@@ -1,6 +1,6 @@
 //! `git pack-objects --revs` into a temporary directory.
 //!
-//! Never `--thin`: packs at rest must be self-contained (DESIGN §3 rule 1). The tip and
+//! Never `--thin`: packs at rest must be self-contained (docs/design.md §3 rule 1). The tip and
 //! exclusion lists travel on stdin, so no object id list is limited by the command line.
 
 use std::io::Write;
@@ -87,7 +87,7 @@ pub fn build(
         return Ok(None);
     }
     let name = format!("pack-{hash}");
-    if !crate::api::is_valid_pack_name(&name) {
+    if !crate::names::is_valid_pack_name(&name) {
         return Err(Error::BadName(hash));
     }
     let pack_path = out_dir.join(format!("{name}.pack"));

@@ -2,7 +2,7 @@
 //! network, no stdout.
 //!
 //! - [`build`] turns "these tips, minus what the remote has" into a self-contained pack + idx
-//!   in a temporary directory (DESIGN §2: git's delta search is the reference, gix computes no
+//!   in a temporary directory (docs/design.md §2: git's delta search is the reference, gix computes no
 //!   deltas), within the memory bounds of [`limits`].
 //! - [`receive`] verifies a received pack stream with the gix indexer and writes `.pack` +
 //!   `.idx` + `.keep` into the repository; [`receive_git`] does the same with

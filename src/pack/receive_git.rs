@@ -81,7 +81,7 @@ pub fn index(
     let hash = stdout
         .split_whitespace()
         .nth(1)
-        .filter(|h| crate::api::is_object_id(h))
+        .filter(|h| crate::names::is_object_id(h))
         .ok_or_else(|| invalid(format!("unexpected git index-pack output {stdout:?}")))?;
     let file = |dir: &Path, ext: &str| dir.join(format!("pack-{hash}.{ext}"));
     let idx = std::fs::read(file(&staged_packs, "idx"))

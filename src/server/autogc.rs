@@ -1,4 +1,4 @@
-//! Automatic compaction (issue 4, "many pushes stay fast"): after an `update` leaves a
+//! Automatic compaction (docs/design.md §9): after an `update` leaves a
 //! repository with more than N live packs, the server merges its small packs in the
 //! background ([`crate::gc`] in [`gc::Mode::Geometric`](crate::gc::Mode::Geometric)).
 //!

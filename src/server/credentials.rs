@@ -1,5 +1,5 @@
 //! Who is calling: the `Authorization` header turned into a verified [`Identity`] or
-//! anonymous (DESIGN §4, "Auth header").
+//! anonymous (docs/design.md §4, "Auth header").
 //!
 //! Accepts `Bearer <jwt>` and `Basic base64(git:<jwt>)` (user `git` or empty, as Hypha's
 //! smart HTTP does). Does not decide what the caller may do: `routes::authorize` does.

@@ -1,5 +1,5 @@
 //! [`ApiError`]: every non-2xx answer of the server, and the one place where storage,
-//! token and signature failures become HTTP statuses (DESIGN §4, "Errors").
+//! token and signature failures become HTTP statuses (docs/design.md §4, "Errors").
 //!
 //! Owns the mapping and the response shape ([`api::ErrorBody`]); does not decide *whether*
 //! a request fails. Details name the repository, ref or key that failed and never carry a

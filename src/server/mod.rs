@@ -1,4 +1,4 @@
-//! `git hypha serve`: remote API v1 over HTTP (DESIGN §4, §7), on the embedded local-disk
+//! `git hypha serve`: remote API v1 over HTTP (docs/design.md §4, §7), on the embedded local-disk
 //! store or an S3 bucket ([`ServeOptions::s3`]).
 //!
 //! Owns the HTTP surface: the router ([`router`]), the process around it ([`run`]: bind,

@@ -1,4 +1,4 @@
-//! The routes of remote API v1: `POST /{ws}/git/{alias}/remote/v1/{route}` (DESIGN §4).
+//! The routes of remote API v1: `POST /{ws}/git/{alias}/remote/v1/{route}` (docs/design.md §4).
 //!
 //! Owns request parsing, permission checks and the JSON answers. Refs, packs and keys are
 //! `storage::Repository`'s business, spoken in its own types (`convert` translates); status

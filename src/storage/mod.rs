@@ -1,5 +1,5 @@
 //! Persistence: an object-store [`Backend`] trait, its local-disk implementation, and the
-//! git repository layout on top of it (DESIGN §3), where refs change by compare-and-swap.
+//! git repository layout on top of it (docs/design.md §3), where refs change by compare-and-swap.
 //!
 //! Owns keys, bytes, conditional writes and the layout rules of §3. Knows nothing of HTTP
 //! status codes, axum, tokens or the API's wire types: `server` translates requests into this

@@ -1,5 +1,5 @@
-//! The git repository layout over a [`Backend`] (DESIGN §3) and the refs compare-and-swap of
-//! `update` (DESIGN §4, HYPHA.md §7.2).
+//! The git repository layout over a [`Backend`] (docs/design.md §3) and the refs compare-and-swap of
+//! `update` (docs/design.md §4, docs/hypha.md §7.2).
 //!
 //! Owns every key below `{workspace}/artifacts/{alias}/.git/`: `HEAD`, `refs/...`,
 //! `objects/pack/...`, and the private `hypha-remote/config.json`. Writes exactly the bytes

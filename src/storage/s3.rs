@@ -1,5 +1,5 @@
 //! [`S3`]: the [`Backend`] of `git hypha serve --s3-bucket ...`, one S3 object per key, through
-//! aws-sdk-s3 (DESIGN §2, §3; issue 3).
+//! aws-sdk-s3 (docs/design.md §2, §3, §10).
 //!
 //! Owns the S3 side of every trait method: key prefixing (`--s3-prefix`, so that many servers
 //! or test runs share one bucket), conditional writes (`If-None-Match: *` to create,

@@ -1,5 +1,5 @@
 //! Failures a user meets first: a repository that does not exist, a wrong or read-only token,
-//! public versus private repositories (SCENARIOS.md H 42 and 44, DESIGN §4 and §6).
+//! public versus private repositories (docs/scenarios.md H 42 and 44, docs/design.md §4 and §6).
 //!
 //! The messages must name the repository and say what is wrong in git's lower-case style, the
 //! exit status must be non-zero, and nothing may be written on either side. The harness checks
@@ -9,7 +9,7 @@
 use crate::harness::{TestEnv, WS};
 use std::path::PathBuf;
 
-/// Asserts the "repository not found" message of DESIGN §7 for `alias` in [`WS`].
+/// Asserts the "repository not found" message of docs/design.md §7 for `alias` in [`WS`].
 #[track_caller]
 fn assert_not_found(out: &crate::harness::Out, alias: &str) {
     assert!(
@@ -284,7 +284,7 @@ fn private_repository_is_not_readable_without_token() {
     );
 }
 
-/// DESIGN §6 for the server side: its log lines carry neither tokens nor presigned URLs.
+/// docs/design.md §6 for the server side: its log lines carry neither tokens nor presigned URLs.
 #[test]
 fn server_log_contains_no_secrets() {
     let env = TestEnv::new();

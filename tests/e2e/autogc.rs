@@ -1,4 +1,4 @@
-//! Automatic compaction (issue 4, "many pushes stay fast"): `git hypha serve --auto-gc-packs N`
+//! Automatic compaction (docs/design.md §9): `git hypha serve --auto-gc-packs N`
 //! merges a repository's small packs in the background once a push leaves more than N live
 //! packs. Clones and fetches keep working and see every ref; a push that lands while a
 //! compaction runs is not lost.

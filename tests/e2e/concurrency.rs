@@ -1,4 +1,4 @@
-//! SCENARIOS.md D20-D21: concurrent pushes. Exactly one of several clients pushing to the same
+//! docs/scenarios.md D20-D21: concurrent pushes. Exactly one of several clients pushing to the same
 //! branch at once wins; the others get git's `(fetch first)` and lose nothing once they rebase
 //! and push again. Pushes to different branches all succeed.
 //!

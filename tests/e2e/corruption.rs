@@ -1,4 +1,4 @@
-//! SCENARIOS.md H41: a corrupt repository on the server. The stored files are damaged on disk
+//! docs/scenarios.md H41: a corrupt repository on the server. The stored files are damaged on disk
 //! (`{root}/{ws}/artifacts/{alias}/.git/objects/pack/`), the way a bad disk, a broken copy or
 //! a buggy writer would, and then `git fetch` and `git clone` run against it.
 //!

@@ -1,4 +1,4 @@
-//! SCENARIOS.md H38-H40: processes dying at the worst moment.
+//! docs/scenarios.md H38-H40: processes dying at the worst moment.
 //!
 //! The helper is SIGKILLed while the fault proxy holds one of its requests, which makes the
 //! moment exact: before the upload (`uploads` held), during it (half of the pack body
@@ -516,7 +516,7 @@ struct AfterServerKill {
     /// Branch objects of the push in storage after that listing: what Hypha's own reader,
     /// which reads the ref objects, sees.
     stored_after_listing: usize,
-    /// Files under the stored `.git/refs/` that are not refs (DESIGN §3 rule 3: Hypha
+    /// Files under the stored `.git/refs/` that are not refs (docs/design.md §3 rule 3: Hypha
     /// advertises every file there as a ref).
     strays: Vec<String>,
 }

@@ -1,4 +1,4 @@
-//! Where the helper gets a token when `HYPHA_TOKEN` is unset (DESIGN §6): `git credential fill`
+//! Where the helper gets a token when `HYPHA_TOKEN` is unset (docs/design.md §6): `git credential fill`
 //! for the server's host, user `git`; and the warning for options git would drop silently.
 
 use crate::harness::TestEnv;

@@ -1,4 +1,4 @@
-//! SCENARIOS.md H45 and H38/H43 over the network: faults between the helper and the server,
+//! docs/scenarios.md H45 and H38/H43 over the network: faults between the helper and the server,
 //! injected by [`crate::harness::proxy`] on API calls and on presigned pack transfers.
 //!
 //! A transient fault (one 500, a 503 with `Retry-After`, a 429, a reset connection, a stall

@@ -1,7 +1,7 @@
-//! SCENARIOS.md section C, items 15-17: diverged pushes, `--force`, `--force-with-lease`.
+//! docs/scenarios.md section C, items 15-17: diverged pushes, `--force`, `--force-with-lease`.
 //!
 //! git judges these from the values `list for-push` returned and the helper's status words
-//! (PROTOCOL.md §3); the `file://` oracle shows what git prints with its native transport,
+//! (docs/protocol.md §3); the `file://` oracle shows what git prints with its native transport,
 //! hints included, and the test requires the same.
 
 use crate::harness::oracle::{assert_same_as_file_remote, porcelain_line, remote_refs, Side};
@@ -114,7 +114,7 @@ fn force_push_is_a_forced_update() {
 }
 
 /// C17: `--force-with-lease` without a value leases the remote-tracking ref: stale before a
-/// fetch, accepted after it (and the push line carries no `+`, PROTOCOL.md §3).
+/// fetch, accepted after it (and the push line carries no `+`, docs/protocol.md §3).
 #[test]
 fn force_with_lease_implicit_follows_the_tracking_ref() {
     let env = crate::harness::TestEnv::new();

@@ -2,7 +2,7 @@
 //! and a few hundred commits survives a push and a clone bit for bit.
 //!
 //! 200+ commits because the dulwich-based server this project replaces broke on deep
-//! histories (DESIGN §1); the exact ref comparison because a remote helper that loses a tag,
+//! histories (docs/design.md §1); the exact ref comparison because a remote helper that loses a tag,
 //! peels an annotated tag, or rewrites an id is otherwise easy to miss.
 
 use crate::harness::{import_commits, noise, TestEnv};

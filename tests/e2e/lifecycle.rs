@@ -1,5 +1,5 @@
-//! SCENARIOS.md section A: the life of a repository from `git hypha create` to everyday
-//! fetch, pull and push, and the short `hypha::ws/alias` address form (DESIGN §6).
+//! docs/scenarios.md section A: the life of a repository from `git hypha create` to everyday
+//! fetch, pull and push, and the short `hypha::ws/alias` address form (docs/design.md §6).
 
 use crate::harness::{assert_line, noise, sorted_lines, TestEnv, WS};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ fn ls_remote_of_empty_repository_lists_nothing_inside_and_outside_a_repository()
     assert_eq!(out.stdout, "", "an empty repository has no refs\n{out}");
 }
 
-/// DESIGN §6: `hypha::ws/alias` takes the server from `HYPHA_SERVER_URL`, else from
+/// docs/design.md §6: `hypha::ws/alias` takes the server from `HYPHA_SERVER_URL`, else from
 /// `git config hypha.server`.
 #[test]
 fn short_url_takes_server_from_env_then_git_config() {
@@ -84,7 +84,7 @@ fn clone_of_empty_repository_warns_and_sets_origin() {
 }
 
 /// A3: the first push creates the branch, sets up tracking with `-u`, and leaves the remote
-/// HEAD pointing at it, stored in Hypha's layout (DESIGN §3).
+/// HEAD pointing at it, stored in Hypha's layout (docs/design.md §3).
 #[test]
 fn first_push_creates_branch_and_remote_head() {
     let env = TestEnv::new();
@@ -134,7 +134,7 @@ fn first_push_creates_branch_and_remote_head() {
             .join(name.replace(".pack", ".idx"));
         assert!(
             idx.exists(),
-            "{name} has no .idx next to it (DESIGN §3 rule 1)"
+            "{name} has no .idx next to it (docs/design.md §3 rule 1)"
         );
     }
 }

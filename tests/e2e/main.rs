@@ -1,8 +1,8 @@
 //! End-to-end tests: real `git` talking to the installed `git-remote-hypha` and a real
 //! `git hypha serve`, one server and one scratch directory per test.
 //!
-//! These tests check the acceptance contract of DESIGN.md §7 and the user-visible scenarios of
-//! SCENARIOS.md (sections A, B, C 15-17, E 25-29, and the auth/missing-repository failures of
+//! These tests check the acceptance contract of docs/design.md §7 and the user-visible scenarios of
+//! docs/scenarios.md (sections A, B, C 15-17, E 25-29, and the auth/missing-repository failures of
 //! H 42/44). They drive the product only through commands, never through the library, so a
 //! passing suite means "a user with git and these two binaries on `PATH` gets this behaviour".
 //!

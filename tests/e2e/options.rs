@@ -1,8 +1,8 @@
-//! SCENARIOS.md section E, items 25-29: push and clone options git passes to the helper
+//! docs/scenarios.md section E, items 25-29: push and clone options git passes to the helper
 //! (`atomic`, `dry-run`, `push-option`, `pushcert`, `progress`, `verbosity`) and what the user
 //! sees with each.
 //!
-//! Several of these are fatal in git when the helper answers `unsupported` (PROTOCOL.md §4),
+//! Several of these are fatal in git when the helper answers `unsupported` (docs/protocol.md §4),
 //! so a passing run is itself the proof that the option is accepted.
 
 use crate::harness::oracle::{assert_same_as_file_remote, porcelain_line, remote_refs, Side};
@@ -131,7 +131,7 @@ fn dry_run_push_reports_and_writes_nothing() {
 }
 
 /// E27: `-o` push options are accepted (git dies if the helper refuses them) and reach the
-/// server verbatim: git C-quotes a value with non-ASCII bytes on the protocol (PROTOCOL.md §4),
+/// server verbatim: git C-quotes a value with non-ASCII bytes on the protocol (docs/protocol.md §4),
 /// and the helper must undo that.
 #[test]
 fn push_options_are_accepted_and_reach_the_server() {

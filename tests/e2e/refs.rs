@@ -1,7 +1,7 @@
-//! SCENARIOS.md section B: the shapes of refs a push can name, create, move and delete.
+//! docs/scenarios.md section B: the shapes of refs a push can name, create, move and delete.
 //!
 //! git sends the helper a `<src>` that may be a ref, `HEAD`, a revision expression or a raw id
-//! (PROTOCOL.md §3), and decides tag and deletion rules itself; so most tests here replay the
+//! (docs/protocol.md §3), and decides tag and deletion rules itself; so most tests here replay the
 //! scenario against a `file://` remote and require the same porcelain output and final refs.
 
 use crate::harness::oracle::{assert_same_as_file_remote, porcelain_line, remote_refs, Side};
@@ -449,7 +449,7 @@ fn mirror_push_and_repeat() {
     });
 }
 
-/// DESIGN §3: one file per ref under `.git/refs/`, named as the ref (unicode included), no
+/// docs/design.md §3: one file per ref under `.git/refs/`, named as the ref (unicode included), no
 /// `packed-refs`: Hypha's own smart-HTTP server reads exactly this layout.
 #[test]
 fn ref_files_are_stored_under_their_names() {
@@ -469,11 +469,11 @@ fn ref_files_are_stored_under_their_names() {
     assert_eq!(
         std::fs::read_to_string(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display())),
         format!("{head}\n"),
-        "DESIGN §3: one file per ref, named as the ref"
+        "docs/design.md §3: one file per ref, named as the ref"
     );
     assert!(
         !env.stored_repo("stored").join("packed-refs").exists(),
-        "DESIGN §3: no packed-refs"
+        "docs/design.md §3: no packed-refs"
     );
 }
 

@@ -1,5 +1,5 @@
 //! Compaction: one pack replaces many, and the old ones are retired, then deleted after a grace
-//! period (issue 4, DESIGN §3 rules).
+//! period (docs/design.md §3 rules, §9).
 //!
 //! A client uploads the merged pack and asks to retire the packs it merged. The server checks,
 //! from the idx files alone, that the new pack holds every object of each retired pack, so no

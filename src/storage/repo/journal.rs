@@ -40,7 +40,7 @@
 //! write is atomic by itself); every locked operation costs one `GET` of the record, every
 //! `refs` read two.
 //! Nothing is written under `.git/refs/` but refs, and ref bodies are unchanged: the layout
-//! stays Hypha's (DESIGN §3). Only the [`Backend`](crate::storage::Backend) trait is used
+//! stays Hypha's (docs/design.md §3). Only the [`Backend`](crate::storage::Backend) trait is used
 //! (conditional puts and deletes), so this works on local disk and S3 alike.
 
 use super::refs::Current;

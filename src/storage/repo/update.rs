@@ -1,4 +1,4 @@
-//! `update`, the commit point of a push (DESIGN §4, HYPHA.md §7.2): validate the request,
+//! `update`, the commit point of a push (docs/design.md §4, docs/hypha.md §7.2): validate the request,
 //! check its packs, then compare-and-swap every ref under the repository lock. An atomic batch
 //! that fails is undone; one that writes several refs commits through a record first
 //! ([`journal`](super::journal)), so that a crash leaves all of it or none.

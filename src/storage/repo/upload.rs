@@ -1,4 +1,4 @@
-//! How a pack goes up (issue 3, "Multipart uploads"): one presigned `PUT`, or, for a pack
+//! How a pack goes up (docs/design.md §10): one presigned `PUT`, or, for a pack
 //! above [`MultipartPolicy::threshold`] on a store with multipart uploads, a multipart upload
 //! whose parts the client `PUT`s in parallel and which the server then completes.
 //!

@@ -3,7 +3,7 @@
 //! A push uploads its pack, then asks `update` to move refs onto it. A helper killed between
 //! the two leaves a pack no ref needs (an orphan). Readers of this API must not see it, and
 //! compaction must remove it, yet the bucket layout cannot change: Hypha's own reader lists
-//! `*.pack` under `.git/objects/pack/` (HYPHA.md), so packs are uploaded where they live.
+//! `*.pack` under `.git/objects/pack/` (docs/hypha.md), so packs are uploaded where they live.
 //!
 //! So presigning an upload writes a pending marker `.git/hypha-remote/uploads/<pack-name>`
 //! (body: unix seconds). The `packs` listing hides packs that have one. `update` removes the

@@ -1,4 +1,4 @@
-//! Multipart uploads of large packs (issue 3, "Multipart uploads"): the server starts an
+//! Multipart uploads of large packs (docs/design.md §10): the server starts an
 //! upload, presigns one `PUT` per part, and completes the upload from the parts the store
 //! holds; the client only uploads parts, each from its own range of the file on disk.
 //!

@@ -8,7 +8,7 @@
 //! configuration, credentials or Hypha login can leak in.
 //!
 //! Every captured stdout and stderr is scanned for secrets (each token minted in the test, and
-//! presigned-URL signatures): DESIGN §6 says they are never printed, so a leak fails whichever
+//! presigned-URL signatures): docs/design.md §6 says they are never printed, so a leak fails whichever
 //! test happens to trigger it.
 //!
 //! With `HYPHA_E2E_HYPHA_ENV` set, the tests run against a running Hypha with the plugin
@@ -265,7 +265,7 @@ impl TestEnv {
         self.cmd(&self.scratch_path, &full)
     }
 
-    /// The `.git` directory of a repository in the server's storage (DESIGN §3). In Hypha
+    /// The `.git` directory of a repository in the server's storage (docs/design.md §3). In Hypha
     /// mode: Hypha's `{ws}/artifacts/{uuid}/.git` in s3s-fs's directory, or a path that does
     /// not exist when Hypha has no such artifact.
     pub fn stored_repo(&self, alias: &str) -> PathBuf {
@@ -407,7 +407,7 @@ impl TestEnv {
                 if !secret.is_empty() && text.contains(secret.as_str()) {
                     panic!(
                         "token #{i} minted by this test appears in {stream} (tokens are never \
-                         printed, DESIGN §6)\n{}",
+                         printed, docs/design.md §6)\n{}",
                         out.redacted(&secrets)
                     );
                 }
@@ -416,7 +416,7 @@ impl TestEnv {
             for marker in PRESIGNED_MARKERS {
                 if lower.contains(marker) {
                     panic!(
-                        "{stream} contains {marker:?}: a presigned URL was printed (DESIGN §6)\n{}",
+                        "{stream} contains {marker:?}: a presigned URL was printed (docs/design.md §6)\n{}",
                         out.redacted(&secrets)
                     );
                 }

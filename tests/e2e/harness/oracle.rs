@@ -3,7 +3,7 @@
 //!
 //! git decides most push outcomes itself (fast-forward checks, tag rules, leases, atomic
 //! failure, dry-run) from what the transport lists, and the helper's status words feed git's
-//! own reporting (PROTOCOL.md §3). So the reference for "what should the user see" is git with
+//! own reporting (docs/protocol.md §3). So the reference for "what should the user see" is git with
 //! its native transport. Compared per recorded step: exit status, the `--porcelain` stdout
 //! (the URL replaced by `<remote>`), and git's `hint:` lines; at the end, `git ls-remote` of
 //! both remotes.
@@ -59,7 +59,7 @@ impl<'e> Side<'e> {
     }
 
     /// The remote's refs and objects as files: equal snapshots mean nothing was written.
-    /// For the hypha side that is the stored `.git` (DESIGN §3); private server state under
+    /// For the hypha side that is the stored `.git` (docs/design.md §3); private server state under
     /// `hypha-remote/` is left out.
     pub fn remote_snapshot(&self) -> Vec<(String, u64)> {
         let root = match (&self.alias, &self.bare) {
@@ -181,7 +181,7 @@ pub fn assert_same_as_file_remote(env: &TestEnv, alias: &str, scenario: impl Fn(
 }
 
 /// Drops the `<tag>^{}` lines git's native transport adds for annotated tags: a remote helper
-/// lists refs only (PROTOCOL.md §3), and the ref values are what is compared.
+/// lists refs only (docs/protocol.md §3), and the ref values are what is compared.
 fn unpeeled(refs: &str) -> String {
     refs.lines()
         .filter(|l| !l.ends_with("^{}"))

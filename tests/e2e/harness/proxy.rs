@@ -1,4 +1,4 @@
-//! A fault-injecting HTTP/1.1 proxy between the helper and `git hypha serve` (SCENARIOS.md H).
+//! A fault-injecting HTTP/1.1 proxy between the helper and `git hypha serve` (docs/scenarios.md H).
 //!
 //! Plain threads and a `TcpListener`, one request per connection: the proxy reads a request,
 //! decides from its rules whether to disturb it, forwards it to the real server with

@@ -126,7 +126,7 @@ impl Server {
                 let _ = child.wait();
                 panic!(
                     "first line of `git hypha serve` must be `listening on http://127.0.0.1:PORT` \
-                     (DESIGN §7), got {line:?}\nserver log:\n{}",
+                     (docs/design.md §7), got {line:?}\nserver log:\n{}",
                     log.lock().expect("log lock")
                 );
             }
