@@ -61,6 +61,21 @@ fn body_stream(
     })
 }
 
+/// A whole body in memory (idx files, byte ranges: small); cut off mid-body is `Interrupted`.
+async fn collect(
+    stream: impl Stream<Item = std::io::Result<Bytes>>,
+    what: &str,
+) -> Result<Vec<u8>, Error> {
+    let chunks: Vec<Bytes> = stream
+        .try_collect()
+        .await
+        .map_err(|source| Error::Interrupted {
+            what: what.to_owned(),
+            source,
+        })?;
+    Ok(chunks.concat())
+}
+
 /// Run `get` on `url` (of `object` of the pack `name`), retrying transient failures; when the
 /// store refuses the URL (403: expired), ask `packs` for a fresh one, keep it in `url` and
 /// carry on. A dead URL is never tried twice.
@@ -133,15 +148,7 @@ pub async fn get_whole(
         if let Ok(mut slot) = url.lock() {
             *slot = current;
         }
-        let chunks: Vec<Bytes> =
-            stream
-                .try_collect()
-                .await
-                .map_err(|source| Error::Interrupted {
-                    what: what.to_owned(),
-                    source,
-                })?;
-        Ok(chunks.concat())
+        collect(stream, what).await
     })
     .await
 }
@@ -228,14 +235,7 @@ pub async fn get_range(
                 problem: format!("the store answered HTTP status {status} instead of 206"),
             });
         }
-        let chunks: Vec<Bytes> = body_stream(resp, what)
-            .try_collect()
-            .await
-            .map_err(|source| Error::Interrupted {
-                what: what.to_owned(),
-                source,
-            })?;
-        let body = Bytes::from(chunks.concat());
+        let body = Bytes::from(collect(body_stream(resp, what), what).await?);
         if body.len() as u64 != len {
             return Err(Error::Range {
                 what: what.to_owned(),
