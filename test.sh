@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests, storage conformance, API handler tests
 # and the end-to-end tests (real git through the built helper against a real server per test),
-# then the end-to-end tests once more with every server on S3.
+# then the end-to-end tests once more with every server on S3, the tests against a real Hypha
+# with the plugin, and both install paths (`pip install .`, ./install.sh).
 # Needs git, curl, python3 and a Rust toolchain; installs git and curl with apt-get when
 # missing, and the S3 test servers (s3s-fs, moto) through scripts/s3-services.sh.
 set -euo pipefail
@@ -27,7 +28,7 @@ venv_job=$!
 # S3 test servers: s3s-fs checks signatures, expiry and Range; moto applies conditional writes
 # atomically. Stopped by process id however this script ends.
 S3_ENV=target/s3-services/env
-trap 'kill "$venv_job" 2>/dev/null || true; scripts/s3-services.sh stop "$S3_ENV"' EXIT
+trap 'kill "$venv_job" ${install_job:-} 2>/dev/null || true; scripts/s3-services.sh stop "$S3_ENV"' EXIT
 trap 'exit 130' INT TERM
 scripts/s3-services.sh start "$S3_ENV"
 set -a
@@ -80,7 +81,21 @@ echo "tests against a real Hypha server (tests/hypha)"
 # dev-dependencies' features into the build for tests, so its fingerprint differs.)
 unset HYPHA_E2E_SERVE_ARGS HYPHA_E2E_STORE_ROOT
 if wait "$venv_job"; then
+  # Both install paths as users take them (tests/install/run.sh: `pip install .` into a new
+  # venv, Hypha started by that venv's python with the wheel's plugin, then ./install.sh),
+  # beside the Hypha pass, which mostly waits on Hypha: it costs about 75 s alone.
+  INSTALL_LOG=target/test-logs/install.log
+  bash tests/install/run.sh >"$INSTALL_LOG" 2>&1 &
+  install_job=$!
   bash tests/hypha/run.sh || status=1
+  echo "install paths (tests/install/run.sh)"
+  if wait "$install_job"; then
+    tail -n 1 "$INSTALL_LOG"
+  else
+    echo "the install tests failed; their log ($INSTALL_LOG):" >&2
+    cat "$INSTALL_LOG" >&2
+    status=1
+  fi
 else
   echo "installing Hypha's venv failed; its log ($VENV_LOG):" >&2
   cat "$VENV_LOG" >&2

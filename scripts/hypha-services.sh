@@ -28,6 +28,13 @@
 #   HYPHA_TEST_VENV        the venv (its python runs the pytest suite)
 #   HYPHA_PID, S3_PID
 # stop kills exactly those two process ids.
+#
+# The plugin's child `git hypha serve --plugin` is $HYPHA_GIT_BIN, by default the one in
+# target/debug (target/release if only that is built). HYPHA_PYTHON=/path/to/python runs
+# Hypha with that Python instead, as an operator who pip-installed our wheel does
+# (tests/install/run.sh): the plugin module and git-hypha then come from that Python's
+# environment alone, so neither PYTHONPATH nor HYPHA_GIT_BIN is passed to Hypha (the plugin
+# finds git-hypha beside sys.executable). That environment must import hypha.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -120,15 +127,26 @@ start() {
   port=$(free_port)
   # A fresh SQLite file per start, so no state leaks between runs.
   rm -f "$STATE_DIR/hypha.db"
+  local hypha_py=$PY
+  if [[ -n ${HYPHA_PYTHON:-} ]]; then
+    # Absolute, since Hypha starts in $STATE_DIR; not resolved, so sys.executable stays in
+    # the environment's bin/ where the wheel put git-hypha.
+    hypha_py=$(cd "$(dirname "$HYPHA_PYTHON")" && pwd)/$(basename "$HYPHA_PYTHON")
+  fi
   (
     cd "$STATE_DIR"
-    export JWT_SECRET=$secret PYTHONPATH=$OLDPWD/hypha-plugin${PYTHONPATH:+:$PYTHONPATH}
-    # The plugin runs `git hypha serve --plugin` as its child: the one built here, as the
-    # tests use target/debug's helper (release if only that is built).
-    bin_dir=$OLDPWD/target/debug
-    [[ -x $bin_dir/git-hypha || ! -x $OLDPWD/target/release/git-hypha ]] || bin_dir=$OLDPWD/target/release
-    export HYPHA_GIT_BIN=${HYPHA_GIT_BIN:-$bin_dir/git-hypha}
-    exec "$PY" -m hypha.server --host 127.0.0.1 --port "$port" \
+    export JWT_SECRET=$secret
+    if [[ -n ${HYPHA_PYTHON:-} ]]; then
+      unset PYTHONPATH HYPHA_GIT_BIN
+    else
+      export PYTHONPATH=$OLDPWD/hypha-plugin${PYTHONPATH:+:$PYTHONPATH}
+      # The plugin runs `git hypha serve --plugin` as its child: the one built here, as the
+      # tests use target/debug's helper (release if only that is built).
+      bin_dir=$OLDPWD/target/debug
+      [[ -x $bin_dir/git-hypha || ! -x $OLDPWD/target/release/git-hypha ]] || bin_dir=$OLDPWD/target/release
+      export HYPHA_GIT_BIN=${HYPHA_GIT_BIN:-$bin_dir/git-hypha}
+    fi
+    exec "$hypha_py" -m hypha.server --host 127.0.0.1 --port "$port" \
       --database-uri "sqlite+aiosqlite:///$PWD/hypha.db" \
       --enable-s3 --endpoint-url "http://127.0.0.1:$s3_port" \
       --access-key-id "$key" --secret-access-key "$s3_secret" --region-name us-east-1 \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Push and clone round trip against `git hypha serve` on its embedded local-disk store, with the
 # installed binaries (first on PATH). Prints each step; exits non-zero if anything differs.
+# ROUNDTRIP_REMOTE=hypha::http://HOST:PORT/WS/ALIAS (with HYPHA_TOKEN in the environment) takes
+# that server instead of starting one, e.g. Hypha with the plugin (tests/install/run.sh).
 set -euo pipefail
 
 work=$(mktemp -d)
@@ -15,20 +17,25 @@ git config --global user.name "Round Trip"
 git config --global user.email "roundtrip@example.com"
 git config --global init.defaultBranch main
 
-echo "== git hypha serve --root $work/store --listen 127.0.0.1:0"
-git hypha serve --root "$work/store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 100); do
-  url=$(sed -n 's/^listening on //p' "$work/serve.out" | head -n1)
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "server did not start:"; cat "$work/serve.log"; exit 1; }
-echo "   $url"
+if [ -n "${ROUNDTRIP_REMOTE:-}" ]; then
+  : "${HYPHA_TOKEN:?ROUNDTRIP_REMOTE needs HYPHA_TOKEN}"
+  remote=$ROUNDTRIP_REMOTE
+else
+  echo "== git hypha serve --root $work/store --listen 127.0.0.1:0"
+  git hypha serve --root "$work/store" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    url=$(sed -n 's/^listening on //p' "$work/serve.out" | head -n1)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "server did not start:"; cat "$work/serve.log"; exit 1; }
+  echo "   $url"
 
-HYPHA_TOKEN=$(git hypha token --workspace demo --permission rw)
-export HYPHA_TOKEN
-remote="hypha::$url/demo/roundtrip"
+  HYPHA_TOKEN=$(git hypha token --workspace demo --permission rw)
+  export HYPHA_TOKEN
+  remote="hypha::$url/demo/roundtrip"
+fi
 echo "== git hypha create $remote"
 git hypha create "$remote"
 

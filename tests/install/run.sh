@@ -3,15 +3,21 @@
 #   1. `pip install .` into a new venv: git-remote-hypha and git-hypha in the venv's bin/, the
 #      plugin module hypha_git_remote importable (entry point hypha_startup), the manual page
 #      found by `man` (no MANPATH) and by `git hypha --help`, a push + clone round trip
-#      (scripts/roundtrip.sh) with the installed binaries;
+#      (scripts/roundtrip.sh) with the installed binaries; then Hypha as an operator runs it:
+#      `python -m hypha.server --startup-functions hypha_git_remote:hypha_startup` started by
+#      the venv's python, with no PYTHONPATH and no HYPHA_GIT_BIN (scripts/hypha-services.sh
+#      with HYPHA_PYTHON), on s3s-fs; the same round trip through it, the plugin's child
+#      checked to be the venv's git-hypha, and every process checked gone after the stop;
 #   2. ./install.sh into a temporary PREFIX: the same checks but the plugin (it installs none).
 #
 # INSTALL_TEST_PROFILE=dev (the default) builds the dev profile, reusing the test build's
 # target/ (pip through MATURIN_PEP517_ARGS, install.sh through CARGO_PROFILE); =release builds
-# what users get (a release build from scratch takes minutes). The plugin is imported with
-# the packages of Hypha's venv (HYPHA_VENV, default ~/.cache/hypha-git/hypha-venv) on
-# PYTHONPATH, since it needs Hypha's own modules; without that venv only its presence and
-# syntax are checked. Needs python3 (venv, pip reaching PyPI), cargo (crates.io) and git.
+# what users get (a release build from scratch takes minutes). Hypha itself is not installed
+# again: the packages of Hypha's venv (HYPHA_VENV, default ~/.cache/hypha-git/hypha-venv) are
+# appended to the new venv's sys.path by a .pth file, after the venv's own site-packages, so
+# the plugin module still comes from the wheel. Without that venv the plugin is only checked
+# to be installed and to compile, and Hypha is not run. Needs python3 (venv, pip reaching
+# PyPI), cargo (crates.io), git, curl and pgrep (Hypha's run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -19,7 +25,14 @@ repo=$PWD
 profile=${INSTALL_TEST_PROFILE:-dev}
 hypha_venv=${HYPHA_VENV:-$HOME/.cache/hypha-git/hypha-venv}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+hypha_env=$work/hypha-services/env
+# Hypha and its S3 server are stopped by process id (hypha-services.sh stop) however this ends.
+cleanup() {
+  if [ -f "$hypha_env" ]; then scripts/hypha-services.sh stop "$hypha_env" || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "== $*"; }
@@ -67,14 +80,21 @@ check_installed "$work/venv/bin"
 module=$("$work/venv/bin/python" -c 'import importlib.util as u; print(u.find_spec("hypha_git_remote").origin)')
 [ "$module" = "$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/hypha_git_remote.py" ] ||
   fail "hypha_git_remote is not installed in the venv: $module"
+have_hypha=
 if [ -x "$hypha_venv/bin/python" ]; then
+  have_hypha=1
+  pyver() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+  [ "$(pyver "$work/venv/bin/python")" = "$(pyver "$hypha_venv/bin/python")" ] ||
+    fail "Hypha's venv ($hypha_venv) has another Python version than python3: its packages do not fit"
   hypha_site=$("$hypha_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-  PYTHONPATH="$hypha_site" "$work/venv/bin/python" -c '
-import sys, hypha_git_remote
+  # A .pth line is appended to sys.path after the venv's own site-packages.
+  echo "$hypha_site" >"$(dirname "$module")/hypha-venv-packages.pth"
+  env -u PYTHONPATH "$work/venv/bin/python" -c '
+import sys, hypha, hypha_git_remote
 assert hypha_git_remote.__file__ == sys.argv[1], hypha_git_remote.__file__
 assert callable(hypha_git_remote.hypha_startup)
 ' "$module" || fail "import hypha_git_remote (with Hypha's packages from $hypha_site)"
-  echo "   hypha_git_remote:hypha_startup imports (Hypha's packages from $hypha_venv)"
+  echo "   hypha_git_remote:hypha_startup imports from the wheel (Hypha's packages from $hypha_venv)"
 else
   "$work/venv/bin/python" -m py_compile "$module" || fail "hypha_git_remote does not compile"
   grep -q "def hypha_startup" "$module" || fail "hypha_git_remote has no hypha_startup"
@@ -82,6 +102,48 @@ else
 fi
 step "round trip with the venv's binaries"
 timed roundtrip-pip.log env PATH="$work/venv/bin:$PATH" scripts/roundtrip.sh
+
+# True once none of the process ids "$@" exists (waits up to 10 s).
+gone() {
+  for _ in $(seq 100); do
+    local alive=
+    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+if [ -n "$have_hypha" ]; then
+  step "Hypha started by the venv's python: plugin and git-hypha from the wheel"
+  timed hypha-start.log env HYPHA_PYTHON="$work/venv/bin/python" \
+    scripts/hypha-services.sh start "$hypha_env"
+  value() { sed -n "s/^$1=//p" "$hypha_env"; }
+  hypha_pid=$(value HYPHA_PID)
+  s3_pid=$(value S3_PID)
+  # The token goes through the environment, never a command line.
+  (
+    HYPHA_TOKEN=$(value HYPHA_TEST_TOKEN)
+    ROUNDTRIP_REMOTE="hypha::$(value HYPHA_TEST_SERVER)/$(value HYPHA_TEST_WS)/roundtrip"
+    export HYPHA_TOKEN ROUNDTRIP_REMOTE
+    timed roundtrip-hypha.log env PATH="$work/venv/bin:$PATH" scripts/roundtrip.sh
+  )
+  # The plugin started its `git hypha serve --plugin` child on the first request; with neither
+  # PYTHONPATH nor HYPHA_GIT_BIN it must be the git-hypha the wheel put beside the venv's python.
+  children=$(pgrep -P "$hypha_pid" -f "serve --plugin") ||
+    fail "Hypha (pid $hypha_pid) has no git hypha serve --plugin child; its log: $(tail -20 "$work/hypha-services/hypha.log")"
+  for child in $children; do
+    exe=$(readlink -f "/proc/$child/exe")
+    [ "$exe" = "$(readlink -f "$work/venv/bin/git-hypha")" ] ||
+      fail "the plugin's child (pid $child) runs $exe, not the venv's git-hypha"
+  done
+  echo "   the plugin's child (pid $(echo $children)) runs $exe"
+  scripts/hypha-services.sh stop "$hypha_env"
+  # shellcheck disable=SC2086 # one word per process id
+  gone "$hypha_pid" "$s3_pid" $children ||
+    fail "still running after the stop: $(ps -o pid=,args= -p "$hypha_pid,$s3_pid,$(echo $children | tr ' ' ,)")"
+  echo "   stopped: Hypha, s3s-fs and the plugin's child"
+fi
 
 step "./install.sh into PREFIX=$work/prefix (profile $profile)"
 timed install.log env PREFIX="$work/prefix" CARGO_PROFILE="$profile" ./install.sh
