@@ -77,13 +77,15 @@ fi
 # cached virtual environment on first use; starts and stops its servers itself.
 echo "tests against a real Hypha server (tests/hypha)"
 # The passes above built target/debug/git-remote-hypha and git-hypha, which pytest puts on
-# PATH. (A separate `cargo build --bins` would compile the crate once more: cargo unifies the
-# dev-dependencies' features into the build for tests, so its fingerprint differs.)
+# PATH. `cargo build --bins` (install.sh, pip's maturin) builds the very same units, so neither
+# compiles anything nor relinks these binaries while tests run them (see getrandom in
+# Cargo.toml).
 unset HYPHA_E2E_SERVE_ARGS HYPHA_E2E_STORE_ROOT
 if wait "$venv_job"; then
   # Both install paths as users take them (tests/install/run.sh: `pip install .` into a new
   # venv, Hypha started by that venv's python with the wheel's plugin, then ./install.sh),
-  # beside the Hypha pass, which mostly waits on Hypha: it costs about 75 s alone.
+  # beside the Hypha pass, which mostly waits on Hypha: it costs about 35 s alone (idle
+  # 2-core machine; most of it pip fetching maturin and zipping the dev binaries).
   INSTALL_LOG=target/test-logs/install.log
   bash tests/install/run.sh >"$INSTALL_LOG" 2>&1 &
   install_job=$!

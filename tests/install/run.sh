@@ -41,7 +41,7 @@ timed() {
   local log=$work/$1 start=$SECONDS
   shift
   "$@" >"$log" 2>&1 || { cat "$log"; fail "$*"; }
-  echo "   ($((SECONDS - start)) s)"
+  echo "   ($((SECONDS - start)) s) $(tail -n1 "$log")"
 }
 
 # The binaries resolve in $1 (first on PATH), and man finds their pages under $1/../share/man
