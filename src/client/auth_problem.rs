@@ -75,7 +75,7 @@ impl AuthProblem {
         let (origin, server) = match self {
             AuthProblem::NoToken { server } => {
                 return vec![format!(
-                    "run `git hypha login {server}`, or set HYPHA_TOKEN to a token for it"
+                    "run `git hypha login {server}`, or set HYPHA_TOKEN"
                 )]
             }
             AuthProblem::Expired { origin, server, .. }
@@ -141,7 +141,7 @@ mod tests {
         }
         assert_eq!(
             p.hints(),
-            ["run `git hypha login http://127.0.0.1:9000`, or set HYPHA_TOKEN to a token for it"]
+            ["run `git hypha login http://127.0.0.1:9000`, or set HYPHA_TOKEN"]
         );
     }
 
