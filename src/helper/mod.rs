@@ -1,8 +1,9 @@
 //! The remote-helper session git runs for a `hypha::` URL (docs/protocol.md, docs/design.md §5).
 //!
 //! Reads commands from git, keeps per-session state (options, the refs last listed), and
-//! answers through [`protocol::Replies`]. `list` is one `refs` call; `fetch` and `push` batches
-//! go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
+//! answers through [`protocol::Replies`]. `list` is one `refs` call (for a push, it also
+//! refuses a token that cannot write: git sends nothing more when there is nothing to send);
+//! `fetch` and `push` batches go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
 //! the session is returned to the binary, which prints it and exits non-zero.
 
 pub mod fetch;
