@@ -7,7 +7,8 @@ Routes: ``POST /{ws}/git/{alias}/remote/v1/{route}`` (POST only: Hypha's catch-a
 The repository rules (ref names, pack completeness, compare-and-swap, the commit record of
 atomic updates, upload marks, compaction) are written once, in Rust (``src/storage/repo*``).
 Here: Hypha decides who may do what (``_get_artifact_with_permission``: ``read`` for reads,
-``commit`` for writes, as its smart HTTP) and where a repository lives (``_get_s3_config``,
+``commit`` for writes, as its smart HTTP; also ``can_write`` in ``info`` and in ``refs``
+before a push) and where a repository lives (``_get_s3_config``,
 the artifact UUID, ``.git/``); the request then goes to a ``git hypha serve --plugin`` child on
 loopback (one per S3 configuration, started on demand) that trusts only requests carrying its
 random key and exits when its stdin closes (we died). Updates and compactions hold a lease in
@@ -294,6 +295,10 @@ class GitRemoteApi:
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         if res.status_code == 200 and route == "info":
             answer.update(await self.permissions(user, repo, artifact))
+        elif res.status_code == 200 and route == "refs" and self._body(raw).get("for_push"):
+            # `refs` went to the child as a read, so its `can_write` is false for everyone:
+            # Hypha says whether this caller may push (one more lookup, only before a push).
+            answer["can_write"] = (await self.permissions(user, repo, artifact))["can_write"]
         elif res.status_code == 200 and route in ("packs", "uploads"):
             answer = _public_urls(repo, answer)
         return JSONResponse(answer, status_code=res.status_code, headers=headers)

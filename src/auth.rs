@@ -5,7 +5,8 @@
 //! read HTTP headers (that is `server`) nor decide what a route needs. Encoding, the
 //! signature (aws-lc's constant-time HMAC), issuer and audience are `jsonwebtoken`'s; the
 //! expiry is checked here against the caller's clock, and the scope grammar is Hypha's, so
-//! it is parsed here.
+//! it is parsed here. [`unverified_expiry`] reads a token's `exp` without any check, for the
+//! client to say when a refused token expired; it never decides access.
 //!
 //! No error message or `Debug` output carries the token or the secret.
 
@@ -287,6 +288,54 @@ fn header_alg(token: &str) -> Result<String, Error> {
     Ok(header.alg)
 }
 
+/// The `exp` claim of `token`, read WITHOUT verifying anything: only to tell a user that the
+/// token they hold has expired (and when), never to decide access. `None` when the token is
+/// not a three-part JWT or has no numeric `exp`.
+pub fn unverified_expiry(token: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct ExpOnly {
+        exp: Option<f64>,
+    }
+    let mut parts = token.trim().split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    // Some issuers pad their base64url; the padding carries nothing.
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let exp = serde_json::from_slice::<ExpOnly>(&bytes).ok()?.exp?;
+    (exp.is_finite() && exp >= 0.0).then_some(exp as u64)
+}
+
+/// `secs` since the epoch as `2026-12-05 10:00:00 UTC`, for messages about token expiry.
+pub fn format_utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`,
+/// restricted to dates after the epoch: token times are never before it).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 /// jsonwebtoken's refusal in this module's words (which never carry the token).
 fn refusal(kind: &ErrorKind) -> Error {
     match kind {
@@ -475,6 +524,38 @@ mod tests {
         }
         assert!("x".parse::<Permission>().is_err());
         assert!(Permission::ReadWrite.can_write() && !Permission::Read.can_write());
+    }
+
+    #[test]
+    fn expiry_read_without_verifying() {
+        let token = mint_at(
+            SECRET,
+            "a",
+            &[],
+            1000,
+            1_796_464_800,
+            &Validation::default(),
+        );
+        assert_eq!(unverified_expiry(&token), Some(1_796_464_800));
+        // Any signature: the claim is only read, for a message.
+        let foreign = mint_at(b"other", "a", &[], 0, 2000, &Validation::default());
+        assert_eq!(unverified_expiry(&foreign), Some(2000));
+        let no_exp = sign_raw(r#"{"alg":"HS256"}"#, r#"{"sub":"x"}"#, SECRET);
+        assert_eq!(unverified_expiry(&no_exp), None);
+        let text_exp = sign_raw(r#"{"alg":"HS256"}"#, r#"{"exp":"soon"}"#, SECRET);
+        assert_eq!(unverified_expiry(&text_exp), None);
+        for bad in ["", "not-a-jwt", "a.b", "a.!!.c", "a.b.c.d"] {
+            assert_eq!(unverified_expiry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_796_464_800), "2026-12-05 10:00:00 UTC");
+        // A leap day, and the last second of a leap year.
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(1_735_689_599), "2024-12-31 23:59:59 UTC");
     }
 
     #[test]

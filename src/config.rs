@@ -123,8 +123,9 @@ pub fn git_config(key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Where the token came from decides what happens when the server refuses it.
-#[derive(Clone, PartialEq, Eq)]
+/// Where the token came from decides what happens when the server refuses it, and what an
+/// error message tells the user to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenSource {
     Environment,
     /// From `git credential fill`: approve on success, reject on 401.
@@ -139,15 +140,21 @@ pub struct Token {
     pub source: TokenSource,
 }
 
+/// The place, as messages name it: "the token from {source}".
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenSource::Environment => "HYPHA_TOKEN",
+            TokenSource::CredentialHelper => "the git credential helper",
+            TokenSource::Login => "`git hypha login`",
+        })
+    }
+}
+
 // Tokens are secrets: Debug prints their origin only.
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let source = match self.source {
-            TokenSource::Environment => "HYPHA_TOKEN",
-            TokenSource::CredentialHelper => "git credential",
-            TokenSource::Login => "git hypha login",
-        };
-        write!(f, "Token(<redacted> from {source})")
+        write!(f, "Token(<redacted> from {})", self.source)
     }
 }
 

@@ -70,6 +70,15 @@ pub struct InfoResponse {
     pub public: bool,
 }
 
+/// `refs` request. Older clients send `{}`; older servers ignore the body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RefsRequest {
+    /// The listing is for a push (git's `list for-push`): answer `can_write` too, so that a
+    /// push with a read-only token is refused even when it has nothing to send.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_push: bool,
+}
+
 /// `refs` response: the current refs, read fresh.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RefsResponse {
@@ -77,6 +86,10 @@ pub struct RefsResponse {
     pub head: Option<Head>,
     /// Full ref name (`refs/heads/main`) -> 40 lowercase hex.
     pub refs: BTreeMap<String, String>,
+    /// Whether the caller may push, answered when the request says `for_push`; `None` from
+    /// older servers (the client then learns it at the first write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_write: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

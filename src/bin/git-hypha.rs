@@ -6,6 +6,8 @@
 
 #[path = "shared/logging.rs"]
 mod logging;
+#[path = "shared/report.rs"]
+mod report;
 
 use clap::{Parser, Subcommand};
 use hypha_git::api::{CreateRequest, Route};
@@ -166,10 +168,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("caused by: {cause}");
-            }
+            report::print("error", e.as_ref());
             ExitCode::FAILURE
         }
     }

@@ -12,6 +12,8 @@ use tracing_subscriber::filter::LevelFilter;
 
 #[path = "shared/logging.rs"]
 mod logging;
+#[path = "shared/report.rs"]
+mod report;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
     match run(&address) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report(e.as_ref());
+            report::print("fatal", e.as_ref());
             ExitCode::from(128)
         }
     }
@@ -80,13 +82,4 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut session = Session::new(stdout.lock(), client, git_dir, runtime, ui);
     session.run(std::io::stdin().lock())?;
     Ok(())
-}
-
-fn report(error: &dyn std::error::Error) {
-    eprintln!("fatal: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        eprintln!("caused by: {cause}");
-        source = cause.source();
-    }
 }

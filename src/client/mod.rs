@@ -2,11 +2,15 @@
 //! from a presigned URL goes through here (`download`, `upload`).
 //!
 //! Owns retries, timeouts and authentication (bearer token; the credential helper is asked
-//! only when the server says 401). Never logs or returns a presigned URL or a token: every
+//! when the server says 401, or before a push; a 401 becomes an [`AuthProblem`] that says
+//! which token failed and how). Never logs or returns a presigned URL or a token: every
 //! `reqwest::Error` is stripped of its URL before it is kept. Knows nothing of git.
 
+mod auth_problem;
 mod download;
 mod upload;
+
+pub use auth_problem::AuthProblem;
 
 pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
@@ -29,7 +33,11 @@ pub enum Error {
     #[error("repository '{repo}' not found")]
     NotFound { repo: String },
     #[error("authentication failed for '{repo}'")]
-    Unauthenticated { repo: String },
+    Unauthenticated {
+        repo: String,
+        #[source]
+        problem: AuthProblem,
+    },
     #[error("permission denied for '{repo}'")]
     Forbidden { repo: String },
     #[error("server refused {route} for '{repo}': {detail}")]
@@ -163,8 +171,16 @@ pub struct Client {
     http: reqwest::Client,
     remote: Remote,
     token: Mutex<Option<Token>>,
-    /// Whether `git credential fill` was already asked in this session.
-    asked_credentials: Mutex<bool>,
+    credentials: Mutex<Credentials>,
+}
+
+/// Where this session is with `git credential`: each step happens at most once.
+#[derive(Default)]
+struct Credentials {
+    /// `git credential fill` was asked.
+    asked: bool,
+    /// The helper's token was approved or rejected.
+    settled: bool,
 }
 
 impl Client {
@@ -178,7 +194,7 @@ impl Client {
             http,
             remote,
             token: Mutex::new(token),
-            asked_credentials: Mutex::new(false),
+            credentials: Mutex::new(Credentials::default()),
         })
     }
 
@@ -194,41 +210,68 @@ impl Client {
         self.token.lock().map(|t| t.clone()).unwrap_or(None)
     }
 
+    /// Where the token this session sends came from; `None` when it sends none.
+    pub fn token_source(&self) -> Option<TokenSource> {
+        self.current_token().map(|t| t.source)
+    }
+
+    /// The `authentication failed` error for a session that has no token at all, for when the
+    /// server answered but a token is needed (a push to a public repository).
+    pub fn no_token(&self) -> Error {
+        Error::Unauthenticated {
+            repo: self.remote.display_name(),
+            problem: AuthProblem::new(None, None, self.remote.server.as_str(), 0),
+        }
+    }
+
     /// POST one API route; on 401 without a token, ask the credential helper once and retry.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         route: Route,
         body: &Req,
     ) -> Result<Resp, Error> {
-        let first = with_retries(|| self.call_once(route, body)).await;
-        match first {
-            Err(Error::Unauthenticated { .. }) if self.try_credentials() => {
-                let token = self.current_token();
-                let second = with_retries(|| self.call_once(route, body)).await;
-                if let Some(token) = token.filter(|t| t.source == TokenSource::CredentialHelper) {
-                    match &second {
-                        Err(Error::Unauthenticated { .. }) => {
-                            config::credential::reject(&self.remote, &token)
-                        }
-                        Ok(_) => config::credential::approve(&self.remote, &token),
-                        Err(_) => {}
-                    }
-                }
-                second
-            }
-            other => other,
+        let mut result = with_retries(|| self.call_once(route, body)).await;
+        if matches!(result, Err(Error::Unauthenticated { .. })) && self.fill_credentials() {
+            result = with_retries(|| self.call_once(route, body)).await;
         }
+        self.settle_credentials(&result);
+        result
     }
 
-    /// Fill a token from `git credential` if we have none and have not asked yet.
-    fn try_credentials(&self) -> bool {
-        let Ok(mut asked) = self.asked_credentials.lock() else {
+    /// Tell the credential helpers how their token fared, once: rejected on 401 (so a stale
+    /// one is not offered again), approved on success, as git does.
+    fn settle_credentials<T>(&self, result: &Result<T, Error>) {
+        let Some(token) = self
+            .current_token()
+            .filter(|t| t.source == TokenSource::CredentialHelper)
+        else {
+            return;
+        };
+        let Ok(mut state) = self.credentials.lock() else {
+            return;
+        };
+        if state.settled {
+            return;
+        }
+        match result {
+            Err(Error::Unauthenticated { .. }) => config::credential::reject(&self.remote, &token),
+            Ok(_) => config::credential::approve(&self.remote, &token),
+            Err(_) => return,
+        }
+        state.settled = true;
+    }
+
+    /// Fill a token from `git credential` (then `git hypha login`'s store) if we have none and
+    /// have not asked yet; `true` when one was found now. Called on a 401, and before a push,
+    /// which always needs one.
+    pub fn fill_credentials(&self) -> bool {
+        let Ok(mut state) = self.credentials.lock() else {
             return false;
         };
-        if *asked || self.current_token().is_some() {
+        if state.asked || self.current_token().is_some() {
             return false;
         }
-        *asked = true;
+        state.asked = true;
         match config::credential::fill(&self.remote) {
             Some(token) => {
                 if let Ok(mut slot) = self.token.lock() {
@@ -253,7 +296,8 @@ impl Client {
             .join(&path)
             .map_err(|_| Error::NotFound { repo: repo.clone() })?;
         let mut req = self.http.post(url).json(body);
-        if let Some(token) = self.current_token() {
+        let token = self.current_token();
+        if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);
         }
         let http_err = |source: reqwest::Error| Error::Http {
@@ -287,7 +331,15 @@ impl Client {
             });
         Err(match code {
             ErrorCode::NotFound => Error::NotFound { repo },
-            ErrorCode::Unauthenticated => Error::Unauthenticated { repo },
+            ErrorCode::Unauthenticated => Error::Unauthenticated {
+                repo,
+                problem: AuthProblem::new(
+                    token.as_ref().map(|t| (t.secret.as_str(), t.source)),
+                    body.as_ref().map(|b| b.detail.as_str()),
+                    self.remote.server.as_str(),
+                    crate::auth::unix_now(),
+                ),
+            },
             ErrorCode::Forbidden => Error::Forbidden { repo },
             code => Error::Refused {
                 repo,

@@ -1,8 +1,9 @@
 //! The remote-helper session git runs for a `hypha::` URL (docs/protocol.md, docs/design.md §5).
 //!
 //! Reads commands from git, keeps per-session state (options, the refs last listed), and
-//! answers through [`protocol::Replies`]. `list` is one `refs` call; `fetch` and `push` batches
-//! go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
+//! answers through [`protocol::Replies`]. `list` is one `refs` call (for a push, it also
+//! refuses a token that cannot write: git sends nothing more when there is nothing to send);
+//! `fetch` and `push` batches go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
 //! the session is returned to the binary, which prints it and exits non-zero.
 
 pub mod fetch;
@@ -12,9 +13,9 @@ pub mod protocol;
 pub mod push;
 mod state;
 
-use crate::api::{RefsResponse, Route};
+use crate::api::{RefsRequest, RefsResponse, Route};
 use crate::client::{self, Client};
-use crate::config::Remote;
+use crate::config::{Remote, TokenSource};
 use crate::progress::Progress;
 use options::Options;
 use protocol::{Command, OptionReply, PushStatus, Replies};
@@ -37,6 +38,13 @@ pub enum Error {
     UnexpectedBlank(&'static str),
     #[error("{command} needs a local repository, but git set no GIT_DIR")]
     NoRepository { command: &'static str },
+    /// `list for-push` learned that the token cannot write: refused before git decides that
+    /// there is nothing to send, so a read-only token never passes a push silently.
+    #[error(
+        "permission denied for '{repo}': the token from {origin} can read but not push; \
+         push with a token that has write access"
+    )]
+    ReadOnly { repo: String, origin: TokenSource },
 }
 
 /// What the binary decided about the terminal, for the session to apply git's wishes to.
@@ -147,9 +155,24 @@ impl<W: Write> Session<W> {
     }
 
     fn list(&mut self, for_push: bool) -> Result<(), Error> {
+        if for_push {
+            // A push needs a token whatever the repository: ask `git credential` now, not
+            // only on a 401 (a public repository lists without one).
+            self.client.fill_credentials();
+        }
         let refs: RefsResponse = self
             .runtime
-            .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?;
+            .block_on(self.client.call(Route::Refs, &RefsRequest { for_push }))?;
+        if for_push && refs.can_write == Some(false) {
+            // git sends no `push` when everything is up to date: this is the last word.
+            return Err(match self.client.token_source() {
+                None => self.client.no_token().into(),
+                Some(origin) => Error::ReadOnly {
+                    repo: self.remote().display_name(),
+                    origin,
+                },
+            });
+        }
         // Only name HEAD's target when it exists: a dangling HEAD breaks clones. Not for
         // push: `git push --mirror` would take the remote HEAD for a ref to delete, and git's
         // own receive-pack never advertises HEAD either.

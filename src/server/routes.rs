@@ -7,6 +7,7 @@
 //!
 //! Access rules:
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
+//!   `refs` with `for_push` also says whether the caller could write (`can_write`);
 //! - `uploads`, `complete`, `abort`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
@@ -85,7 +86,13 @@ async fn dispatch(
         }
         Route::Refs => {
             authorize_read(&caller, workspace, &repo).await?;
-            Ok(Json(refs(&repo).await?).into_response())
+            // `refs` took no body before `for_push`: an unreadable one still lists.
+            let req: api::RefsRequest = serde_json::from_slice(&body).unwrap_or_default();
+            let mut answer = refs(&repo).await?;
+            if req.for_push {
+                answer.can_write = Some(can_write(&caller, workspace));
+            }
+            Ok(Json(answer).into_response())
         }
         Route::Packs => {
             authorize_read(&caller, workspace, &repo).await?;
@@ -210,9 +217,7 @@ async fn info(
         api: api::API_VERSION,
         object_format: "sha1".to_owned(),
         default_branch: repo.default_branch().await?,
-        can_write: caller
-            .permission_for(workspace)
-            .is_some_and(auth::Permission::can_write),
+        can_write: can_write(caller, workspace),
         presign_expires_in: state.presign_expires_in.as_secs(),
         max_single_put: state.max_single_put,
         public: config.public,
@@ -220,10 +225,19 @@ async fn info(
     .into_response())
 }
 
+/// Whether `caller` may push to `workspace` (in plugin mode: what Hypha granted for this
+/// request, which the plugin corrects for reads, see `hypha-plugin/`).
+fn can_write(caller: &Caller, workspace: &str) -> bool {
+    caller
+        .permission_for(workspace)
+        .is_some_and(auth::Permission::can_write)
+}
+
 async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
     Ok(api::RefsResponse {
         head: repo.head().await?.map(|symref| api::Head { symref }),
         refs: repo.refs().await?,
+        can_write: None,
     })
 }
 

@@ -305,6 +305,41 @@ async fn permissions_on_private_and_public_repositories() {
     }
 }
 
+/// `refs` answers `can_write` when the listing is for a push, and only then (older clients
+/// see the answer they always did).
+#[tokio::test]
+async fn refs_for_push_says_whether_the_caller_may_write() {
+    let s = server();
+    s.create("ws/private", false).await;
+    s.create("ws/public", true).await;
+    let for_push = json!({"for_push": true});
+    let cases = [
+        ("ws/private", Some(token("ws", Permission::Read)), false),
+        ("ws/private", Some(token("ws", Permission::ReadWrite)), true),
+        ("ws/private", Some(token("ws", Permission::Admin)), true),
+        ("ws/public", None, false),
+        (
+            "ws/public",
+            Some(token("elsewhere", Permission::Admin)),
+            false,
+        ),
+        ("ws/public", Some(token("ws", Permission::ReadWrite)), true),
+    ];
+    for (repo, tok, can_write) in &cases {
+        let r = s.api(repo, "refs", tok.as_deref(), for_push.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{repo}");
+        assert_eq!(r.json()["can_write"], *can_write, "{repo} {tok:?}");
+        let r = s.api(repo, "refs", tok.as_deref(), json!({})).await;
+        assert!(r.json().get("can_write").is_none(), "{repo}: not asked");
+    }
+    // A body `refs` cannot read still lists, as before `for_push` existed.
+    let rw = token("ws", Permission::ReadWrite);
+    let uri = format!("/{}", repo_route("ws/private", "refs"));
+    let r = s.raw(&uri, Some(&format!("Bearer {rw}")), "not json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().get("can_write").is_none());
+}
+
 #[tokio::test]
 async fn basic_auth_with_user_git() {
     use base64::Engine as _;

@@ -334,3 +334,154 @@ fn harness_catches_a_leaked_token() {
         "printing a presigned URL must fail the test"
     );
 }
+
+/// `git hypha login <this server>`, as the hints spell it.
+fn login_command(env: &TestEnv) -> String {
+    format!("git hypha login {}", env.server.url().trim_end_matches('/'))
+}
+
+/// Issue 16, item 7: a few lines, git style, one `fatal:`/`error:` line naming the repository.
+#[track_caller]
+fn assert_short_auth_failure(out: &crate::harness::Out, repo: &str, cause: &str, hint: &str) {
+    assert_ne!(out.code, Some(0), "fails\n{out}");
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+        .unwrap_or_default();
+    // In Hypha mode the workspace is this test's own, whose name ends in `-{WS}`.
+    assert!(
+        first.contains("authentication failed for '") && first.contains(&format!("{repo}'")),
+        "names the repository\n{out}"
+    );
+    assert!(
+        out.stderr.contains(&format!("caused by: {cause}")),
+        "says why: {cause}\n{out}"
+    );
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("hint: ") && l.contains(hint)),
+        "says what fixes it: {hint}\n{out}"
+    );
+    assert!(out.stderr.lines().count() <= 5, "a few lines\n{out}");
+}
+
+/// An expired token says so, when it expired, and what gets another one; for git through the
+/// helper and for the `git hypha` commands that take a token.
+#[test]
+fn expired_token_says_when_it_expired_and_how_to_get_another() {
+    let env = TestEnv::new();
+    let src = pushed_repo(&env, "stale");
+    let url = env.url("stale");
+    let expired = env.mint_expired(WS, "rw");
+    let exp = hypha_git::auth::unverified_expiry(&expired).expect("the harness mints JWTs");
+    let cause = format!(
+        "the token from HYPHA_TOKEN expired at {}",
+        hypha_git::auth::format_utc(exp)
+    );
+    let hint = format!(
+        "set HYPHA_TOKEN to a valid token, or unset it and run `{}`",
+        login_command(&env)
+    );
+    let packs = env.remote_packs("stale");
+    env.commit(&src, "c2");
+    let outside = env.mkdir("outside");
+    for (dir, args) in [
+        (&outside, vec!["ls-remote", url.as_str()]),
+        (&outside, vec!["clone", url.as_str(), "dst"]),
+        (&src, vec!["push", "origin", "main"]),
+    ] {
+        let out = env.cmd(dir, &args).token(&expired).fails();
+        assert_short_auth_failure(&out, &format!("{WS}/stale"), &cause, &hint);
+    }
+    let new_url = env.url("new");
+    for (args, repo) in [
+        (vec!["gc", url.as_str()], "stale"),
+        (vec!["create", new_url.as_str()], "new"),
+    ] {
+        let out = env.git_hypha(&args).token(&expired).fails();
+        assert_short_auth_failure(&out, &format!("{WS}/{repo}"), &cause, &hint);
+    }
+    assert!(!outside.join("dst").exists(), "no clone directory");
+    assert_eq!(env.remote_packs("stale"), packs, "nothing uploaded");
+}
+
+/// No token anywhere, on a private repository: the message names the three places a token is
+/// looked for and the command that puts one there.
+#[test]
+fn missing_token_names_where_one_is_looked_for() {
+    let env = TestEnv::new();
+    pushed_repo(&env, "closed");
+    let url = env.url("closed");
+    let cause = "no token found (looked in HYPHA_TOKEN, the git credential helper and `git hypha \
+                 login`)";
+    let hint = format!("run `{}`, or set HYPHA_TOKEN", login_command(&env));
+    let outside = env.mkdir("outside");
+    for args in [
+        vec!["ls-remote", url.as_str()],
+        vec!["clone", url.as_str(), "dst"],
+    ] {
+        let out = env.cmd(&outside, &args).no_token().fails();
+        assert_short_auth_failure(&out, &format!("{WS}/closed"), cause, &hint);
+    }
+    let new_url = env.url("new");
+    for (args, repo) in [
+        (vec!["gc", url.as_str()], "closed"),
+        (vec!["create", new_url.as_str()], "new"),
+    ] {
+        let out = env.git_hypha(&args).no_token().fails();
+        assert_short_auth_failure(&out, &format!("{WS}/{repo}"), cause, &hint);
+    }
+}
+
+/// A token the server refuses for another reason than its age: "rejected by the server", with
+/// the server's own reason (ours: which check failed; it never carries the token).
+#[test]
+fn token_the_server_rejects_says_rejected_and_why() {
+    let env = TestEnv::new();
+    pushed_repo(&env, "guarded");
+    let url = env.url("guarded");
+    let hint = "set HYPHA_TOKEN to a valid token";
+    let outside = env.mkdir("outside");
+    let foreign = env.mint_foreign(WS, "rw");
+    let out = env
+        .cmd(&outside, &["ls-remote", &url])
+        .token(&foreign)
+        .fails();
+    let cause = "the server rejected the token from HYPHA_TOKEN";
+    assert_short_auth_failure(&out, &format!("{WS}/guarded"), cause, hint);
+    if crate::harness::hypha::target().is_some() {
+        // Hypha says only "invalid or expired token"; the rest is ours.
+        return;
+    }
+    assert!(
+        out.stderr
+            .contains(&format!("{cause}: token signature does not verify")),
+        "{out}"
+    );
+    let elsewhere = hypha_git::auth::Validation {
+        audience: "https://elsewhere.example/".into(),
+        ..Default::default()
+    };
+    let now = hypha_git::auth::unix_now();
+    let wrong_audience = hypha_git::auth::mint_at(
+        env.server.secret().as_bytes(),
+        "t",
+        &[(WS.to_owned(), hypha_git::auth::Permission::ReadWrite)],
+        now,
+        now + 600,
+        &elsewhere,
+    );
+    let out = env
+        .cmd(&outside, &["ls-remote", &url])
+        .token(&wrong_audience)
+        .fails();
+    assert!(!out.stderr.contains(&wrong_audience), "never printed");
+    assert_short_auth_failure(
+        &out,
+        &format!("{WS}/guarded"),
+        &format!("{cause}: token is meant for another audience"),
+        hint,
+    );
+}

@@ -329,3 +329,76 @@ fn presigned_urls_work_only_for_their_key_method_and_lifetime() {
     env.clone(&url, &env.path("check"));
     figures("presigned", &[("inputs", refused.len() + 1)]);
 }
+
+/// Issue 16, item 8: git sends no `push` when everything is up to date, so a read-only token
+/// must be refused at `list for-push`; otherwise a CI job with the wrong token passes until its
+/// first real change. Reads with that token still work; a write token's no-op push is still
+/// "Everything up-to-date".
+#[test]
+fn read_only_token_no_op_push_is_refused() {
+    let env = TestEnv::new();
+    let url = env.create("noop");
+    let src = env.init("src");
+    let tip = env.commit(&src, "c1");
+    env.git(&src, &["remote", "add", "origin", &url]);
+    env.git(&src, &["push", "-q", "-u", "origin", "main"]);
+    let read_only = env.mint(WS, "r");
+    let remote = remote_refs(&env, "noop");
+    let local = LocalState::of(&env, &src);
+
+    let out = env
+        .cmd(&src, &["push", "origin", "main"])
+        .token(&read_only)
+        .run();
+    assert_failed_cleanly(&out, &[&format!("{WS}/noop"), "permission denied"]);
+    assert_eq!(out.code, Some(128), "{out}");
+    assert!(
+        out.stderr
+            .contains("the token from HYPHA_TOKEN can read but not push")
+            && out.stderr.contains("a token that has write access"),
+        "says why and what fixes it\n{out}"
+    );
+    assert!(!out.stderr.contains("Everything up-to-date"), "{out}");
+    assert_eq!(remote_refs(&env, "noop"), remote, "remote refs unchanged");
+    assert_eq!(LocalState::of(&env, &src), local, "local refs unchanged");
+
+    // The same for every form of a push that has nothing to send.
+    for args in [
+        &["push", "origin"][..],
+        &["push", "--dry-run", "origin", "main"],
+        &["push", "--tags", "origin"],
+    ] {
+        let out = env.cmd(&src, args).token(&read_only).run();
+        assert_failed_cleanly(&out, &[&format!("{WS}/noop"), "permission denied"]);
+    }
+    assert_eq!(LocalState::of(&env, &src), local, "local refs unchanged");
+
+    // Reads with the same token are unaffected.
+    let out = env.cmd(&src, &["fetch", "origin"]).token(&read_only).ok();
+    assert!(!out.stderr.contains("permission denied"), "{out}");
+    env.cmd(&env.path(""), &["clone", "-q", &url, "ro-clone"])
+        .token(&read_only)
+        .ok();
+    assert_eq!(env.rev(&env.path("ro-clone"), "HEAD"), tip);
+
+    // A token that may write: nothing to send, nothing said but git's usual line.
+    let out = env.cmd(&src, &["push", "origin", "main"]).ok();
+    assert!(out.stderr.contains("Everything up-to-date"), "{out}");
+    assert_eq!(remote_refs(&env, "noop"), remote, "remote refs unchanged");
+}
+
+/// Anonymous, a no-op push to a public repository is refused too, as needing a token.
+#[test]
+fn anonymous_no_op_push_to_public_repository_needs_a_token() {
+    let env = TestEnv::new();
+    let url = env.create_public("open-noop");
+    let src = env.init("src");
+    env.commit(&src, "c1");
+    env.git(&src, &["remote", "add", "origin", &url]);
+    env.git(&src, &["push", "-q", "-u", "origin", "main"]);
+    let local = LocalState::of(&env, &src);
+    let out = env.cmd(&src, &["push", "origin", "main"]).no_token().run();
+    assert_failed_cleanly(&out, &[&format!("{WS}/open-noop"), "authentication failed"]);
+    assert!(out.stderr.contains("no token found"), "{out}");
+    assert_eq!(LocalState::of(&env, &src), local, "local refs unchanged");
+}

@@ -263,6 +263,17 @@ def test_permissions(env, svc):
     assert (status, body["error"]) == (422, "invalid")
 
 
+def test_refs_for_push_says_whether_hypha_lets_the_caller_write(env, svc):
+    """The child sees reads as `read`; before a push the plugin answers Hypha's `can_write`."""
+    alias = env.new_alias()
+    env.run(["git-hypha", "create", "--public", env.url(alias)])
+    for token, can_write in ((env.token, True), (svc["HYPHA_TEST_TOKEN2"], False), (None, False)):
+        status, body = env.api(alias, "refs", {"for_push": True}, token=token)
+        assert status == 200 and body["can_write"] is can_write, (token is None, body)
+        status, body = env.api(alias, "refs", {}, token=token)
+        assert status == 200 and "can_write" not in body
+
+
 def test_helper_push_clones_through_hypha_smart_http(env):
     alias = env.new_alias()
     env.create(alias)
