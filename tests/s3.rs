@@ -447,6 +447,12 @@ async fn sixteen_replicas_race_on_one_ref_on_moto() {
         .create(false, None)
         .await
         .expect("create");
+    // A ref may only point at an object some pack holds: one pack holds every id written.
+    let ids: Vec<String> = (0..20)
+        .flat_map(|round| (0..16).map(move |writer| oid(round, writer)))
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    conformance::put_live_pack(&backend, "ws/artifacts/race/.git/", 1, &ids).await;
     let mut current: Option<String> = None;
     for round in 0..20 {
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
@@ -504,10 +510,13 @@ async fn long_ref_names_on_moto() {
     let Some(store) = Server::Moto.store("long-names") else {
         return;
     };
-    let repo = Store::new(Arc::new(store))
+    let backend: Arc<dyn Backend> = Arc::new(store);
+    let repo = Store::new(backend.clone())
         .repo("ws", "long")
         .expect("repo");
     repo.create(false, None).await.expect("create");
+    // A ref may only point at an object some pack holds.
+    conformance::put_live_pack(&backend, "ws/artifacts/long/.git/", 1, &[&oid(1, 1)]).await;
     let name = format!("refs/heads/long-{}", "x".repeat(400));
     let res = repo
         .update(&Update {

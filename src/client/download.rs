@@ -308,14 +308,12 @@ mod tests {
             .await
             .expect("create");
 
-        // The store checks sizes, not content: a pack-shaped body and a v2 idx header.
+        // The store checks sizes and the idx, not the pack's content: a pack-shaped body and
+        // a v2 idx listing the object the ref will point at.
         let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
         pack.extend((0..5000u32).map(|i| (i % 251) as u8));
         pack.extend([3u8; 20]);
-        let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
-        idx.extend([0u8; 1024]);
-        idx.extend([3u8; 20]);
-        idx.extend([0x55u8; 20]);
+        let idx = crate::storage::conformance::idx_listing(&[A], [3u8; 20]);
         let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
         std::fs::write(&pack_path, &pack).expect("write");
         std::fs::write(&idx_path, &idx).expect("write");

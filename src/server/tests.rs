@@ -92,6 +92,19 @@ impl Server {
         .await
     }
 
+    /// A live pack in `repo` (`ws/alias`) holding `A`, as an earlier push left it: a ref may
+    /// only point at an object some pack holds.
+    fn put_objects(&self, repo: &str) {
+        let (ws, alias) = repo.split_once('/').unwrap();
+        let dir = self
+            .root
+            .join(format!("{ws}/artifacts/{alias}/.git/objects/pack"));
+        let (pack, idx) = fake_pack(0xab, 10);
+        let name = format!("pack-{}", hex::encode([0xabu8; 20]));
+        std::fs::write(dir.join(format!("{name}.idx")), idx).unwrap();
+        std::fs::write(dir.join(format!("{name}.pack")), pack).unwrap();
+    }
+
     async fn create(&self, repo: &str, public: bool) {
         let ws = repo.split('/').next().unwrap();
         let admin = token(ws, Permission::Admin);
@@ -192,6 +205,8 @@ async fn permissions_on_private_and_public_repositories() {
     let s = server();
     s.create("ws/private", false).await;
     s.create("ws/public", true).await;
+    s.put_objects("ws/private");
+    s.put_objects("ws/public");
     let r_tok = token("ws", Permission::Read);
     let rw_tok = token("ws", Permission::ReadWrite);
     let other = token("elsewhere", Permission::Admin);
@@ -463,14 +478,12 @@ async fn hostile_names_and_bodies() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// A pack whose idx lists `A`, the object these tests point refs at.
 fn fake_pack(checksum: u8, body_len: usize) -> (Vec<u8>, Vec<u8>) {
     let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
     pack.extend((0..body_len).map(|i| i as u8));
     pack.extend([checksum; 20]);
-    let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
-    idx.extend([0u8; 1024]);
-    idx.extend([checksum; 20]);
-    idx.extend([0x55u8; 20]);
+    let idx = crate::storage::conformance::idx_listing(&[A], [checksum; 20]);
     (pack, idx)
 }
 
@@ -740,6 +753,7 @@ async fn store_urls_refuse_escaping_keys() {
 async fn stale_and_atomic_over_http() {
     let s = server();
     s.create("ws/repo", false).await;
+    s.put_objects("ws/repo");
     let tok = token("ws", Permission::ReadWrite);
     let t = Some(tok.as_str());
     s.api(
@@ -990,4 +1004,45 @@ async fn plugin_mode_validates_the_repository_prefix() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["detail"], "repository ws/r not found");
+}
+
+/// A ref set to an object no pack holds is rejected for that ref, in git's words and on one
+/// line, and the repository's refs do not change; the same id held by a live pack is fine.
+#[tokio::test]
+async fn update_to_an_object_no_pack_holds_is_rejected() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let tok = token("ws", Permission::ReadWrite);
+    let t = Some(tok.as_str());
+    let nowhere = "1234567890123456789012345678901234567890";
+    let r = s
+        .api(
+            "ws/repo",
+            "update",
+            t,
+            update_body("refs/heads/x", None, Some(nowhere)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.json()["results"],
+        json!([{
+            "ref": "refs/heads/x",
+            "status": "rejected",
+            "detail": format!("missing necessary objects: no pack holds {nowhere}"),
+        }])
+    );
+    let r = s.api("ws/repo", "refs", t, json!({})).await;
+    assert_eq!(r.json()["refs"], json!({}), "{:?}", r.body);
+
+    s.put_objects("ws/repo");
+    let r = s
+        .api(
+            "ws/repo",
+            "update",
+            t,
+            update_body("refs/heads/x", None, Some(A)),
+        )
+        .await;
+    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
 }

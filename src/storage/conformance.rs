@@ -8,7 +8,7 @@
 //!
 //! The `repo_*` functions check the repository layer over a backend: that an atomic update
 //! survives its process dying after any of its writes, and that uploads stay hidden until an
-//! update names them. They use the [`Backend`] trait only, as the repository layer does.
+//! update names them, and that a ref never points at an object no live pack holds. They use the [`Backend`] trait only, as the repository layer does.
 //!
 //! This is test code compiled into the library so that integration tests and other crates'
 //! backends can call it; it panics on the first failed expectation.
@@ -35,7 +35,8 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     invalid_keys(backend.clone()).await;
     repo_atomic_update_survives_death(backend.clone()).await;
     repo_uploads_hidden_until_named(backend.clone()).await;
-    repo_refs_read_again_only_when_changed(backend).await;
+    repo_refs_read_again_only_when_changed(backend.clone()).await;
+    repo_refs_need_objects(backend).await;
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -445,6 +446,8 @@ impl Hook for Dying {
     }
 }
 
+const ONES: &str = "1111111111111111111111111111111111111111";
+
 fn ref_update(name: &str, old: Option<&str>, new: Option<&str>) -> RefUpdate {
     RefUpdate {
         name: name.to_owned(),
@@ -506,6 +509,8 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
         let store = Store::new(backend.clone());
         let repo = store.repo("conformance", &alias).expect("repo");
         repo.create(false, None).await.expect("create");
+        let prefix = format!("conformance/artifacts/{alias}/.git/");
+        put_live_pack(&backend, &prefix, 1, &[old, new, other]).await;
         let setup: Vec<RefUpdate> = before
             .keys()
             .map(|name| ref_update(name, None, Some(old)))
@@ -577,16 +582,60 @@ pub async fn repo_atomic_update_survives_death(backend: Arc<dyn Backend>) {
     }
 }
 
-/// Pack and idx bytes whose trailers tie them together (all `update` checks of a pack).
-pub(crate) fn fake_pack(checksum: u8) -> (Vec<u8>, Vec<u8>) {
+/// A version 2 idx listing `ids` (40 hex each), for a pack whose trailer is `pack_checksum`:
+/// all the server reads of a pack's objects. CRCs and offsets are zeros: nothing here reads
+/// the pack itself.
+pub fn idx_listing(ids: &[&str], pack_checksum: [u8; 20]) -> Vec<u8> {
+    let mut ids: Vec<[u8; 20]> = ids
+        .iter()
+        .map(|id| <[u8; 20] as hex::FromHex>::from_hex(id).expect("40 hex"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
+    for byte in 0..=255u8 {
+        let count = ids.iter().filter(|id| id[0] <= byte).count() as u32;
+        idx.extend(count.to_be_bytes());
+    }
+    for id in &ids {
+        idx.extend(id);
+    }
+    idx.extend(vec![0u8; ids.len() * 8]);
+    idx.extend(pack_checksum);
+    idx.extend([0x55u8; 20]);
+    idx
+}
+
+/// Pack and idx bytes whose trailers tie them together (all `update` checks of a pack), the
+/// idx listing `ids`.
+pub(crate) fn fake_pack(checksum: u8, ids: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
     pack.extend([7u8; 10]);
     pack.extend([checksum; 20]);
-    let mut idx = vec![0xffu8, b't', b'O', b'c'];
-    idx.extend([0u8; 1068]);
-    idx.extend([checksum; 20]);
-    idx.extend([0x55u8; 20]);
-    (pack, idx)
+    (pack, idx_listing(ids, [checksum; 20]))
+}
+
+/// Store a pack holding `ids` straight into the repository at `prefix` (`.../.git/`), live
+/// at once, as a push committed long ago (or Hypha itself) left it; its name.
+pub async fn put_live_pack(
+    backend: &Arc<dyn Backend>,
+    prefix: &str,
+    checksum: u8,
+    ids: &[&str],
+) -> String {
+    let (pack, idx) = fake_pack(checksum, ids);
+    let name = format!("pack-{}", hex::encode([checksum; 20]));
+    for (ext, body) in [("idx", idx), ("pack", pack)] {
+        backend
+            .put(
+                &format!("{prefix}objects/pack/{name}.{ext}"),
+                body.into(),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put pack");
+    }
+    name
 }
 
 /// Ask for upload URLs of a fake pack, then store it (as its uploader would); its name.
@@ -595,8 +644,9 @@ async fn upload_fake_pack(
     backend: &Arc<dyn Backend>,
     alias: &str,
     checksum: u8,
+    ids: &[&str],
 ) -> String {
-    let (pack, idx) = fake_pack(checksum);
+    let (pack, idx) = fake_pack(checksum, ids);
     let name = format!("pack-{}", hex::encode([checksum; 20]));
     let spec = PackUpload {
         name: name.clone(),
@@ -633,8 +683,8 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
     let names = |packs: Vec<super::PackEntry>| -> Vec<String> {
         packs.into_iter().map(|p| p.name).collect()
     };
-    let named = upload_fake_pack(&repo, &backend, &alias, 1).await;
-    let orphan = upload_fake_pack(&repo, &backend, &alias, 2).await;
+    let named = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
+    let orphan = upload_fake_pack(&repo, &backend, &alias, 2, &[ONES]).await;
     assert_eq!(
         names(repo.packs().await.expect("packs")),
         Vec::<String>::new()
@@ -659,7 +709,7 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
     );
 
     // The same pack uploaded again (another push with the same objects): it stays visible.
-    let again = upload_fake_pack(&repo, &backend, &alias, 1).await;
+    let again = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
     assert_eq!(again, named);
     assert_eq!(
         names(repo.packs().await.expect("packs")),
@@ -745,6 +795,13 @@ pub async fn repo_refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     repo.create(false, None).await.expect("create");
     let one = "1111111111111111111111111111111111111111";
     let two = "2222222222222222222222222222222222222222";
+    put_live_pack(
+        &backend,
+        &format!("conformance/artifacts/{alias}/.git/"),
+        1,
+        &[one],
+    )
+    .await;
     let updates = (0..5)
         .map(|i| ref_update(&format!("refs/heads/b{i}"), None, Some(one)))
         .collect();
@@ -794,4 +851,161 @@ pub async fn repo_refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     if etags {
         assert_eq!(reads, 1, "only the changed ref is read again");
     }
+}
+
+/// Counts the reads of idx files.
+#[derive(Debug, Default)]
+struct IdxReads(AtomicUsize);
+
+#[async_trait]
+impl Hook for IdxReads {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if op == Op::Read && key.ends_with(".idx") {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// A ref never points at an object no live pack holds (git: "missing necessary objects"):
+/// an id in no pack, or only in a retired pack or an upload no update named, is refused for
+/// that ref, and an atomic batch with such a ref writes nothing. An id in the packs the update
+/// names or in an older live pack is accepted; the latter, asked again, reads no idx (cached).
+pub async fn repo_refs_need_objects(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("objects");
+    let counted = Arc::new(Hooked {
+        inner: backend.clone(),
+        hook: IdxReads::default(),
+    });
+    let repo = Store::new(counted.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    repo.create(false, None).await.expect("create");
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let (old, new, nowhere) = (
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "9999999999999999999999999999999999999999",
+    );
+    let (retired_only, pending_only) = (
+        "3333333333333333333333333333333333333333",
+        "4444444444444444444444444444444444444444",
+    );
+    put_live_pack(&backend, &prefix, 1, &[old]).await;
+    let retired = put_live_pack(&backend, &prefix, 3, &[retired_only]).await;
+    backend
+        .put(
+            &format!("{prefix}hypha-remote/retired/{retired}"),
+            Bytes::from("1\n"),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("retire");
+    upload_fake_pack(&repo, &backend, &alias, 4, &[pending_only]).await;
+    let pushed = upload_fake_pack(&repo, &backend, &alias, 2, &[new]).await;
+    let update = |packs: &[&str], updates: Vec<RefUpdate>, atomic: bool| Update {
+        packs: packs.iter().map(|p| p.to_string()).collect(),
+        updates,
+        atomic,
+        ..Default::default()
+    };
+    let missing = |r: &super::repo::RefOutcome, id: &str| {
+        r.status == RefStatus::Rejected
+            && r.detail
+                .as_deref()
+                .is_some_and(|d| d.contains(super::repo::MISSING_OBJECTS) && d.contains(id))
+    };
+
+    // In no pack at all, no pack named: refused, nothing written.
+    for id in [nowhere, retired_only, pending_only] {
+        let res = repo
+            .update(&update(
+                &[],
+                vec![ref_update("refs/heads/x", None, Some(id))],
+                false,
+            ))
+            .await
+            .expect("update");
+        assert!(missing(&res.results[0], id), "{id}: {res:?}");
+        let detail = res.results[0].detail.as_deref().unwrap_or_default();
+        assert!(!detail.contains('\n'), "one line: {detail:?}");
+    }
+    assert!(stored_refs(&backend, &alias).await.is_empty());
+
+    // An older live pack holds it: a branch made at an existing commit.
+    let res = repo
+        .update(&update(
+            &[],
+            vec![ref_update("refs/heads/main", None, Some(old))],
+            false,
+        ))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    // Again: the pack's ids are cached, no idx is read.
+    let before = counted.hook.0.load(Ordering::SeqCst);
+    let res = repo
+        .update(&update(
+            &[],
+            vec![ref_update("refs/heads/other", None, Some(old))],
+            false,
+        ))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert_eq!(counted.hook.0.load(Ordering::SeqCst), before, "idx reads");
+
+    // Atomic, one ref missing: that ref says why, the others fail with it, nothing written,
+    // and the named pack stays pending.
+    let res = repo
+        .update(&update(
+            &[&pushed],
+            vec![
+                ref_update("refs/heads/main", Some(old), Some(new)),
+                ref_update("refs/heads/bad", None, Some(nowhere)),
+            ],
+            true,
+        ))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Rejected, "{res:?}");
+    assert_eq!(
+        res.results[0].detail.as_deref(),
+        Some(super::repo::ATOMIC_FAILED)
+    );
+    assert!(missing(&res.results[1], nowhere), "{res:?}");
+    let refs = repo.refs().await.expect("refs");
+    assert_eq!(refs.get("refs/heads/main").map(String::as_str), Some(old));
+    assert!(!refs.contains_key("refs/heads/bad"));
+    assert!(!repo
+        .packs()
+        .await
+        .expect("packs")
+        .iter()
+        .any(|p| p.name == pushed));
+
+    // Not atomic: the good ref (its object in the named pack) moves, the bad one does not.
+    let res = repo
+        .update(&update(
+            &[&pushed],
+            vec![
+                ref_update("refs/heads/main", Some(old), Some(new)),
+                ref_update("refs/heads/bad", None, Some(nowhere)),
+                ref_update("refs/heads/other", Some(old), None),
+            ],
+            false,
+        ))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert!(missing(&res.results[1], nowhere), "{res:?}");
+    assert_eq!(
+        res.results[2].status,
+        RefStatus::Ok,
+        "deletions need no object"
+    );
+    let refs = repo.refs().await.expect("refs");
+    assert_eq!(refs.get("refs/heads/main").map(String::as_str), Some(new));
+    assert!(!refs.contains_key("refs/heads/bad"));
+    assert!(!refs.contains_key("refs/heads/other"));
 }

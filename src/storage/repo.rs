@@ -5,7 +5,8 @@
 //! `objects/pack/...`, and the private `hypha-remote/config.json`. Writes exactly the bytes
 //! Hypha writes (`"<40 hex>\n"`, `"ref: <ref>\n"`), so that Hypha's smart HTTP serves what
 //! is stored here. Does not check permissions or fast-forwards (the server and the client
-//! do), and never reads pack contents beyond the 20-byte checksums that tie an idx to its pack.
+//! do), and never reads pack contents beyond the 20-byte checksums that tie an idx to its pack
+//! and the idx files (which objects a pack holds: a ref may only point at one a pack holds).
 //! Speaks its own types ([`Update`], [`Compaction`], [`PackUpload`], ...), never the API's:
 //! the server translates.
 //!
@@ -24,6 +25,7 @@
 //! - `create`: making a repository, whether it exists, its private settings;
 //! - `refs`: reading refs and `HEAD`, setting `HEAD`;
 //! - `update`: the compare-and-swap of refs, its undo and its commit record;
+//! - `objects`: whether a pack holds a ref's new value, with the object ids of packs cached;
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
 //! - `compact`: retiring packs and deleting them after the grace period;
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 pub use compact::{Compacted, Compaction};
 pub use create::{RepoConfig, DEFAULT_BRANCH};
+pub use objects::MISSING_OBJECTS;
 pub use packs::PackEntry;
 pub use update::{
     RefOutcome, RefStatus, RefUpdate, Update, UpdateOutcome, ATOMIC_FAILED, DENY_DELETE_CURRENT,
@@ -55,6 +58,7 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     locks: Arc<Locks>,
     ref_cache: Arc<ref_cache::RefCache>,
+    pack_ids_cache: Arc<objects::PackIdsCache>,
     multipart: upload::MultipartPolicy,
 }
 
@@ -83,6 +87,7 @@ impl Store {
             backend,
             locks: Arc::default(),
             ref_cache: Arc::default(),
+            pack_ids_cache: Arc::default(),
             multipart: upload::MultipartPolicy::default(),
         }
     }
@@ -111,6 +116,7 @@ impl Store {
             backend: self.backend.clone(),
             lock: self.locks.get(&prefix),
             ref_cache: self.ref_cache.clone(),
+            pack_ids_cache: self.pack_ids_cache.clone(),
             multipart: self.multipart,
             name: format!("{workspace}/{alias}"),
             prefix,
@@ -141,6 +147,7 @@ impl Store {
             backend: self.backend.clone(),
             lock: self.locks.get(prefix),
             ref_cache: self.ref_cache.clone(),
+            pack_ids_cache: self.pack_ids_cache.clone(),
             multipart: self.multipart,
             name: name.to_owned(),
             prefix: prefix.to_owned(),
@@ -154,6 +161,7 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     lock: Arc<tokio::sync::Mutex<()>>,
     ref_cache: Arc<ref_cache::RefCache>,
+    pack_ids_cache: Arc<objects::PackIdsCache>,
     multipart: upload::MultipartPolicy,
     /// `workspace/alias`, for messages.
     name: String,
@@ -202,6 +210,7 @@ fn check_pack_name(name: &str) -> Result<(), Error> {
 mod compact;
 mod create;
 mod journal;
+mod objects;
 mod packs;
 mod ref_cache;
 mod refs;

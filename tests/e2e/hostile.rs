@@ -791,3 +791,65 @@ fn fuzzed_requests_never_break_the_server() {
     eprintln!("statuses: {:?}", statuses.borrow());
     figures("fuzz_http", &[("inputs", cases as usize)]);
 }
+
+/// Issue 13, item 3: an `update` that would point a ref at an object no pack of the remote
+/// holds is rejected for that ref, in git's words (receive-pack's "missing necessary
+/// objects"), alone or in an atomic batch with a valid ref, and writes nothing: every later
+/// clone still works. Moving a branch to a commit the remote already has is still fine.
+#[test]
+fn update_to_an_object_the_remote_lacks_is_rejected() {
+    let env = TestEnv::new();
+    let head = seeded(&env, "dangling");
+    let token = env.token().to_owned();
+    let server = env.server.url().to_owned();
+    let made_up = "0123456789abcdef0123456789abcdef01234567";
+    let before = server_tree(&env);
+    for (atomic, updates) in [
+        (
+            false,
+            serde_json::json!([{"ref": "refs/heads/x", "old": null, "new": made_up}]),
+        ),
+        (
+            true,
+            serde_json::json!([
+                {"ref": "refs/heads/y", "old": null, "new": head},
+                {"ref": "refs/heads/main", "old": head, "new": made_up},
+            ]),
+        ),
+    ] {
+        let body = serde_json::json!({"packs": [], "updates": updates, "atomic": atomic});
+        let (status, answer) = post(
+            &server,
+            &route("dangling", "update"),
+            Some(&token),
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("json answer");
+        let results = answer["results"].as_array().expect("results");
+        let last = results.last().expect("a result");
+        assert_eq!(last["status"], "rejected", "{answer}");
+        let detail = last["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("missing necessary objects") && detail.contains(made_up),
+            "{detail}"
+        );
+        assert!(
+            results.iter().all(|r| r["status"] == "rejected"),
+            "{answer}"
+        );
+    }
+    assert_eq!(server_tree(&env), before, "nothing written");
+
+    let clone = env.path("dangling-clone");
+    env.clone(&env.url("dangling"), &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), head);
+    // A branch at a commit the remote has (no pack uploaded) is accepted.
+    env.git(&clone, &["push", "-q", "origin", "HEAD:refs/heads/other"]);
+    let listed = env.ls_remote(&clone, &env.url("dangling"));
+    assert!(
+        listed.contains(&format!("{head}\trefs/heads/other")),
+        "{listed}"
+    );
+    assert_server_healthy(&env, "dangling");
+}

@@ -2,7 +2,8 @@
 //! pending), presigned downloads, and the check that a pack named by `update` or `compact` is
 //! complete and that its idx belongs to it.
 //!
-//! Reads no pack content beyond the 20-byte checksums that tie an idx to its pack. Uploads
+//! Reads no pack content beyond the 20-byte checksums that tie an idx to its pack (the idx
+//! files themselves are [`objects`](super::objects)'s). Uploads
 //! are [`upload`](super::upload)'s and [`uploads`](super::uploads)'s; retiring is
 //! [`compact`](super::compact)'s.
 
@@ -85,11 +86,13 @@ impl Repository {
     }
 
     /// Every named pack and its idx exist, and the idx was made for that pack: the pack
-    /// checksum in the idx trailer equals the pack's own trailer.
-    pub(super) async fn check_packs(&self, names: &[String]) -> Result<(), Error> {
+    /// checksum in the idx trailer equals the pack's own trailer. Returns each pack's name
+    /// with the size of its idx, as listed.
+    pub(super) async fn check_packs(&self, names: &[String]) -> Result<Vec<(String, u64)>, Error> {
         if names.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut checked = Vec::with_capacity(names.len());
         let dir = self.key("objects/pack/");
         let listing = self.backend.list(&dir).await?;
         let sizes = pack_sizes(&dir, &listing);
@@ -123,8 +126,9 @@ impl Repository {
                     detail: format!("the idx of {name} does not belong to its pack"),
                 });
             }
+            checked.push((name.clone(), idx.size));
         }
-        Ok(())
+        Ok(checked)
     }
 }
 

@@ -37,7 +37,16 @@ impl Fixture {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, body).unwrap();
     }
+    /// The repository, with a live pack holding the objects these tests point refs at
+    /// (a ref may only point at an object some pack holds).
     async fn repo(&self) -> Repository {
+        let repo = self.repo_without_packs().await;
+        let prefix = "ws/artifacts/repo/.git/";
+        crate::storage::conformance::put_live_pack(self.store.backend(), prefix, 0xab, &[A, B, C])
+            .await;
+        repo
+    }
+    async fn repo_without_packs(&self) -> Repository {
         let repo = self.store.repo("ws", "repo").unwrap();
         repo.create(false, None).await.unwrap();
         repo
@@ -341,14 +350,14 @@ async fn refuses_directory_file_conflicts() {
 #[tokio::test]
 async fn checks_packs_before_writing_refs() {
     let f = fixture();
-    let repo = f.repo().await;
+    let repo = f.repo_without_packs().await;
     let name = format!("pack-{C}");
     let mut r = req(vec![up("refs/heads/main", None, Some(A))], false);
     r.packs = vec![name.clone()];
 
     let missing = repo.update(&r).await.unwrap_err();
     assert!(missing.to_string().contains(&name), "{missing}");
-    let (pack, idx) = crate::storage::conformance::fake_pack(9);
+    let (pack, idx) = crate::storage::conformance::fake_pack(9, &[A]);
     f.write(&format!("objects/pack/{name}.pack"), "");
     std::fs::write(
         f.root
@@ -362,7 +371,7 @@ async fn checks_packs_before_writing_refs() {
     );
     assert!(repo.packs().await.unwrap().is_empty());
 
-    let (_, wrong_idx) = crate::storage::conformance::fake_pack(8);
+    let (_, wrong_idx) = crate::storage::conformance::fake_pack(8, &[A]);
     std::fs::write(
         f.root
             .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),

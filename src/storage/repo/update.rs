@@ -1,5 +1,6 @@
 //! `update`, the commit point of a push (docs/design.md §4, docs/hypha.md §7.2): validate the request,
-//! check its packs, then compare-and-swap every ref under the repository lock. An atomic batch
+//! check its packs and that they (or live packs) hold every new ref value
+//! ([`objects`](super::objects)), then compare-and-swap every ref under the repository lock. An atomic batch
 //! that fails is undone; one that writes several refs commits through a record first
 //! ([`journal`](super::journal)), so that a crash leaves all of it or none.
 //!
@@ -7,6 +8,7 @@
 //! server translates the API's `Update` into them and the outcome back. Does not check
 //! permissions or fast-forwards (the server and the client do).
 
+use super::objects;
 use super::refs::Current;
 use super::{check_pack_name, check_ref, Repository, LOCK_TIMEOUT, WRITE_CONCURRENCY};
 use crate::names;
@@ -63,7 +65,8 @@ pub enum RefStatus {
     Ok,
     /// `old` did not match the current value; nothing was written for this ref.
     Stale,
-    /// Refused for another reason (atomic batch failed, policy); see `detail`.
+    /// Refused for another reason (atomic batch failed, policy, no pack holds the new
+    /// value); see `detail`.
     Rejected,
 }
 
@@ -98,7 +101,17 @@ impl Repository {
     /// request as a whole was refused (bad name, missing pack) or storage failed.
     pub async fn update(&self, req: &Update) -> Result<UpdateOutcome, Error> {
         validate_updates(req)?;
-        self.check_packs(&req.packs).await?;
+        let named = self.check_packs(&req.packs).await?;
+        // Before the lock: packs only come (named ones, when this update commits them) or go
+        // after a compaction put their objects in another live pack, so what is found now
+        // stays found. A ref that does not move (new = old) points at nothing new.
+        let wanted: BTreeSet<[u8; 20]> = req
+            .updates
+            .iter()
+            .filter(|u| u.new.is_some() && u.new != u.old)
+            .filter_map(|u| u.new.as_deref().and_then(objects::object_id))
+            .collect();
+        let missing = self.missing_objects(wanted, &named).await?;
 
         let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
             .await
@@ -126,7 +139,7 @@ impl Repository {
             .map(|u| u.name.as_str())
             .collect();
         for (i, (update, cur)) in req.updates.iter().zip(&current).enumerate() {
-            match plan(update, cur, head.as_deref(), &existing, &created) {
+            match plan(update, cur, head.as_deref(), &existing, &created, &missing) {
                 Ok(write) => writes[i] = Some(write),
                 Err(result) => results[i] = Some(result),
             }
@@ -346,8 +359,15 @@ fn plan(
     head: Option<&str>,
     existing: &BTreeSet<String>,
     created: &BTreeSet<&str>,
+    missing: &BTreeSet<[u8; 20]>,
 ) -> Result<Write, RefOutcome> {
     let name = &update.name;
+    // First, as in git's receive-pack: nothing else matters for a ref that would dangle.
+    if let Some(new) = update.new.as_ref().filter(|_| update.new != update.old) {
+        if objects::object_id(new).is_some_and(|id| missing.contains(&id)) {
+            return Err(rejected(name, &objects::missing_detail(new)));
+        }
+    }
     if update.new.is_none() && head == Some(name.as_str()) && cur.oid.is_some() {
         return Err(rejected(name, DENY_DELETE_CURRENT));
     }
