@@ -7,13 +7,11 @@ Routes: ``POST /{ws}/git/{alias}/remote/v1/{route}`` (POST only: Hypha's catch-a
 The repository rules (ref names, pack completeness, compare-and-swap, the commit record of
 atomic updates, upload marks, compaction) are written once, in Rust (``src/storage/repo*``).
 Here: Hypha decides who may do what (``_get_artifact_with_permission``: ``read`` for reads,
-``commit`` for writes, as its smart HTTP; also ``can_write`` in ``info`` and in ``refs``
-before a push) and where a repository lives (``_get_s3_config``,
-the artifact UUID, ``.git/``); the request then goes to a ``git hypha serve --plugin`` child on
-loopback (one per S3 configuration, started on demand) that trusts only requests carrying its
-random key and exits when its stdin closes (we died). Updates and compactions hold a lease in
-Hypha's Redis. Pack bytes never pass through Hypha, and no token or presigned URL reaches a
-message or a log line here.
+``commit`` for writes and ``can_write``) and where a repository lives (``_get_s3_config``, the
+artifact UUID, ``.git/``); the request goes on to a ``git hypha serve --plugin`` child on
+loopback (one per S3 configuration) that trusts only requests with its random key and exits
+when its stdin closes. Updates and compactions hold a lease in Hypha's Redis. No pack byte,
+token or presigned URL passes through a message or log line here.
 """
 
 from __future__ import annotations
@@ -39,10 +37,8 @@ from fastapi.responses import JSONResponse
 logger = logging.getLogger("hypha-git-remote")
 
 DEFAULT_BRANCH = "main"
-# How long `update` and `compact` wait for another worker's before answering busy.
-LOCK_TIMEOUT = 30.0
-# The lease in Redis expires, should its worker die (later ref writes are still conditional).
-LOCK_LEASE_MS = 60_000
+LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
+LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 READ_ROUTES = {"info", "refs", "packs"}
 WRITE_ROUTES = {"uploads", "complete", "abort", "update", "head", "compact"}
@@ -296,8 +292,7 @@ class GitRemoteApi:
         if res.status_code == 200 and route == "info":
             answer.update(await self.permissions(user, repo, artifact))
         elif res.status_code == 200 and route == "refs" and self._body(raw).get("for_push"):
-            # `refs` went to the child as a read, so its `can_write` is false for everyone:
-            # Hypha says whether this caller may push (one more lookup, only before a push).
+            # The child saw a read; Hypha says if this caller may push (lookup before a push).
             answer["can_write"] = (await self.permissions(user, repo, artifact))["can_write"]
         elif res.status_code == 200 and route in ("packs", "uploads"):
             answer = _public_urls(repo, answer)

@@ -27,6 +27,7 @@ EXCLUDED=(
   "faults::                      the fault proxy needs serve --public-url to see transfers; faults.rs keys that on HYPHA_E2E_SERVE_ARGS"
   "hostile::hostile_             raw requests at literal /ws/ paths, diffed against our server's store root (pytest covers the plugin)"
   "hostile::fuzzed_requests      raw requests at literal /ws/ paths, checked against our server's store root (pytest covers the plugin)"
+  "hostile::update_to_an_object raw requests at literal /ws/ paths, diffed against our server's store root (the rule is the Rust core's: storage::conformance runs it on every backend)"
   "hostile::short_upload         sends a short body to our server's /_store presigned URL"
   "permissions::presigned_urls   checks our server's /_store URLs; S3's own URLs are checked by s3s-fs"
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min)"
