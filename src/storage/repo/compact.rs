@@ -16,7 +16,7 @@ use super::{check_pack_name, Repository, LOCK_TIMEOUT};
 use crate::names;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A compaction asked for: `pack` (already uploaded) holds every object of the `retire`
@@ -67,14 +67,6 @@ impl Repository {
         Ok(out)
     }
 
-    async fn object_ids(&self, name: &str) -> Result<Vec<[u8; 20]>, Error> {
-        let key = self.pack_key(name, "idx");
-        let idx = self.backend.get(&key).await?;
-        crate::pack::idx_file::object_ids(&idx.body, name).map_err(|e| Error::Invalid {
-            detail: format!("{e} in {}", self.name),
-        })
-    }
-
     /// Retire `req.retire` in favour of `req.pack`, then delete retired packs older than
     /// `grace`. Refuses the whole request if any retired pack holds an object the new pack
     /// lacks.
@@ -88,8 +80,10 @@ impl Repository {
                 });
             }
         }
-        self.check_packs(std::slice::from_ref(&req.pack)).await?;
-        let keep: BTreeSet<[u8; 20]> = self.object_ids(&req.pack).await?.into_iter().collect();
+        let checked = self.check_packs(std::slice::from_ref(&req.pack)).await?;
+        let keep_idx_size = checked.first().map_or(0, |(_, size)| *size);
+        // Sorted ids, through the same cache as `update`'s object check.
+        let keep = self.pack_ids(&req.pack, keep_idx_size).await?;
 
         let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
             .await
@@ -105,18 +99,23 @@ impl Repository {
                 detail: format!("{} is retired in {}", req.pack, self.name),
             });
         }
-        let live: BTreeSet<String> = self.packs().await?.into_iter().map(|p| p.name).collect();
+        let live: BTreeMap<String, u64> = self
+            .packs()
+            .await?
+            .into_iter()
+            .map(|p| (p.name, p.idx_size))
+            .collect();
         let mut to_retire = Vec::new();
         for name in &req.retire {
-            if !live.contains(name) {
+            let Some(&idx_size) = live.get(name) else {
                 // Already retired or gone: nothing to check or mark.
                 continue;
-            }
+            };
             if let Some(missing) = self
-                .object_ids(name)
+                .pack_ids(name, idx_size)
                 .await?
-                .into_iter()
-                .find(|id| !keep.contains(id))
+                .iter()
+                .find(|id| keep.binary_search(id).is_err())
             {
                 return Err(Error::Invalid {
                     detail: format!(

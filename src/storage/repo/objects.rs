@@ -139,7 +139,7 @@ impl Repository {
     }
 
     /// The sorted object ids of pack `name`, from the cache or its idx.
-    async fn pack_ids(&self, name: &str, idx_size: u64) -> Result<Ids, Error> {
+    pub(super) async fn pack_ids(&self, name: &str, idx_size: u64) -> Result<Ids, Error> {
         let key = self.pack_key(name, "idx");
         if let Some(ids) = self.pack_ids_cache.get(&key, idx_size) {
             return Ok(ids);
