@@ -13,7 +13,7 @@ mod stock;
 mod upload;
 
 pub use auth_problem::AuthProblem;
-pub use stock::{classify as classify_probe, Api, Service};
+pub use stock::{classify as classify_probe, Access, Api};
 
 pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};

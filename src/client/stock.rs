@@ -4,9 +4,10 @@
 //! [`Client::probe`] is the one request that decides, before the helper answers git's
 //! `capabilities`, whether a remote speaks API v1 (`git hypha serve`, Hypha with the plugin) or
 //! only Hypha's own smart HTTP. Any answer in our error shape (`not_found`, `unauthenticated`,
-//! ...) means the API is there: the session reports it as it always has. [`Client::check_smart_http`]
-//! asks Hypha's `info/refs` once, so that a wrong token, a read-only token or a missing
-//! repository is our clear error rather than git's "returned error: 403".
+//! ...) means the API is there: the session reports it as it always has.
+//! [`Client::check_smart_http`] asks Hypha once whether the token may read (or push), so that a
+//! wrong token, a read-only token or a missing repository is our clear error rather than git's
+//! "returned error: 403".
 //! [`Client::create_in_artifact_manager`] is Hypha's own `create` with `config.storage = "git"`.
 //!
 //! Owns these HTTP exchanges only; handing the session to git's `remote-http` is
@@ -25,18 +26,20 @@ pub enum Api {
     Absent,
 }
 
-/// The two services of git's smart HTTP, as `info/refs?service=` names them.
+/// What a session will ask of a stock Hypha: reading (clone, fetch, ls-remote) or pushing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    UploadPack,
-    ReceivePack,
+pub enum Access {
+    Read,
+    Write,
 }
 
-impl Service {
-    fn as_str(self) -> &'static str {
+impl Access {
+    /// The LFS batch operation Hypha checks the same permission for: `download` needs
+    /// `read`, `upload` needs `commit`, as upload-pack and receive-pack do.
+    fn lfs_operation(self) -> &'static str {
         match self {
-            Service::UploadPack => "git-upload-pack",
-            Service::ReceivePack => "git-receive-pack",
+            Access::Read => "download",
+            Access::Write => "upload",
         }
     }
 }
@@ -131,32 +134,48 @@ impl Client {
         self.current_token().map(|t| t.secret)
     }
 
-    /// `GET {smart_http_url}/info/refs?service=...` with our token: `Ok` when Hypha would serve
-    /// it; otherwise the same errors the API gives (not found, authentication failed with its
-    /// [`AuthProblem`], permission denied). Without a token, asks `git credential` (then `git
-    /// hypha login`'s store) on a 401, as [`Client::call`] does.
-    pub async fn check_smart_http(&self, service: Service) -> Result<(), Error> {
-        let mut result = with_retries(|| self.check_smart_http_once(service)).await;
+    /// Ask Hypha whether our token may read or push the repository: an empty LFS batch
+    /// request (`POST {smart_http_url}.git/info/lfs/objects/batch`, no objects), which Hypha
+    /// answers from its database with the same permission checks as its upload-pack and
+    /// receive-pack, in about 30 ms where `info/refs` loads every ref and pack (measured
+    /// 1.2-1.5 s on a loaded 2-core machine). `Ok` when allowed; otherwise the API's errors (not
+    /// found, authentication failed with its [`AuthProblem`], permission denied). Without a
+    /// token, asks `git credential` (then `git hypha login`'s store) on a 401, as
+    /// [`Client::call`] does.
+    pub async fn check_smart_http(&self, access: Access) -> Result<(), Error> {
+        let mut result = with_retries(|| self.check_smart_http_once(access)).await;
         if matches!(result, Err(Error::Unauthenticated { .. })) && self.fill_credentials() {
-            result = with_retries(|| self.check_smart_http_once(service)).await;
+            result = with_retries(|| self.check_smart_http_once(access)).await;
         }
         self.settle_credentials(&result);
         result
     }
 
-    async fn check_smart_http_once(&self, service: Service) -> Result<(), Error> {
+    async fn check_smart_http_once(&self, access: Access) -> Result<(), Error> {
         let repo = self.remote.display_name();
         let mut url = self.smart_http_url();
-        url.set_path(&format!("{}/info/refs", url.path()));
-        url.set_query(Some(&format!("service={}", service.as_str())));
-        let mut req = self.http.get(url);
+        url.set_path(&format!("{}.git/info/lfs/objects/batch", url.path()));
+        let body = serde_json::json!({
+            "operation": access.lfs_operation(),
+            "transfers": ["basic"],
+            "objects": [],
+        });
+        let mut req = self
+            .http
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/vnd.git-lfs+json",
+            )
+            .header(reqwest::header::ACCEPT, "application/vnd.git-lfs+json")
+            .body(body.to_string());
         let token = self.current_token();
         if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);
         }
         let http_err = |source: reqwest::Error| Error::Http {
             repo: repo.clone(),
-            route: "info/refs",
+            route: "lfs batch",
             source: source.without_url(),
         };
         let resp = req.send().await.map_err(http_err)?;
@@ -164,7 +183,11 @@ impl Client {
         let wait = retry_after(resp.headers());
         let body = resp.bytes().await.map_err(http_err)?;
         match status {
-            200..=299 => Ok(()),
+            // 405: a Hypha without LFS routes (its page route takes only GET); git's own
+            // transport will say what it finds.
+            200..=299 | 405 => Ok(()),
+            // Hypha answers an anonymous caller 403 where a token might do: ask for one.
+            401 | 403 if token.is_none() => Err(self.no_token()),
             401 => Err(Error::Unauthenticated {
                 repo,
                 problem: AuthProblem::new(
@@ -177,7 +200,7 @@ impl Client {
             403 => Err(Error::Forbidden { repo }),
             404 => Err(Error::NotFound { repo }),
             status => Err(Error::TransferStatus {
-                what: format!("Hypha's smart HTTP for '{repo}' ({})", service.as_str()),
+                what: format!("Hypha's permission check for '{repo}'"),
                 status,
                 retry_after: wait,
             }),
@@ -248,12 +271,15 @@ impl Client {
                 ),
             });
         }
-        let code = if detail.contains("already exists") {
-            ErrorCode::Exists
+        let (code, detail) = if detail.contains("already exists") {
+            (
+                ErrorCode::Exists,
+                format!("repository {repo} already exists"),
+            )
         } else if detail.contains("ermission") {
-            ErrorCode::Forbidden
+            (ErrorCode::Forbidden, detail)
         } else {
-            ErrorCode::Invalid
+            (ErrorCode::Invalid, detail)
         };
         Err(Error::Refused {
             repo,

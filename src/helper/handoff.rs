@@ -5,9 +5,9 @@
 //!
 //! The child inherits stdout and stderr; its stdin is a pipe through which this module passes
 //! git's commands on, reading them only until the first one that says what git wants (`list`,
-//! `stateless-connect`, ...) and copying bytes after that. Before handing over it asks Hypha's
-//! `info/refs` once with our token, and again for `git-receive-pack` when git lists for a push,
-//! so a missing repository, a wrong, expired or read-only token (even on a push with nothing to
+//! `stateless-connect`, ...) and copying bytes after that. Before handing over it asks Hypha
+//! once whether our token may read, and whether it may push when git lists for a push
+//! (`Client::check_smart_http`), so a missing repository, a wrong, expired or read-only token (even on a push with nothing to
 //! send) end in our one-line errors, not in git's "returned error: 403" or a prompt.
 //!
 //! The token reaches the child as `http.extraHeader` through `GIT_CONFIG_COUNT` /
@@ -17,7 +17,7 @@
 //! Does not speak the remote-helper protocol itself and never writes stdout.
 
 use super::{Error, Ui};
-use crate::client::{self, Client, Service};
+use crate::client::{self, Access, Client};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::process::{ChildStdin, Command, Stdio};
@@ -68,7 +68,7 @@ pub fn run(
         // resolution (credential helper, then `git hypha login`) happens now.
         client.fill_credentials();
     }
-    runtime.block_on(client.check_smart_http(Service::UploadPack))?;
+    runtime.block_on(client.check_smart_http(Access::Read))?;
     let url = client.smart_http_url();
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut command = Command::new("git");
@@ -157,9 +157,10 @@ fn pump(
 }
 
 /// Hypha checks write access when git asks for `git-receive-pack`'s refs; asking first turns
-/// its 401/403 into our errors, and refuses a read-only token even when nothing would be sent.
+/// its 401/403 into our errors, and refuses a read-only token even when nothing would be sent
+/// (stock Hypha's receive-pack itself refuses it too, but in git's words).
 fn check_push(client: &Client, runtime: &tokio::runtime::Runtime) -> Result<(), Error> {
-    match runtime.block_on(client.check_smart_http(Service::ReceivePack)) {
+    match runtime.block_on(client.check_smart_http(Access::Write)) {
         Ok(()) => Ok(()),
         Err(client::Error::Forbidden { repo }) => match client.token_source() {
             Some(origin) => Err(Error::ReadOnly { repo, origin }),
