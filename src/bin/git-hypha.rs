@@ -393,7 +393,8 @@ fn remote_helper_command() -> clap::Command {
              not run by hand. It lists refs through the server's remote API, decides locally \
              what to send or download, and moves pack bytes straight to and from storage \
              through presigned URLs. Servers: `git hypha serve`, or Hypha with the \
-             hypha_git_remote plugin.",
+             hypha_git_remote plugin; on a Hypha without the plugin it hands the session to \
+             git's own smart HTTP at https://host/workspace/git/alias (-v says which).",
         )
         .arg(Arg::new("remote").required(true).help(
             "Name of the remote (or the address itself, when git has no remote of that name)",
