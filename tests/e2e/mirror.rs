@@ -3,7 +3,10 @@
 //! deletions), and a job without a token that fails at once with a clear error instead of
 //! waiting for an answer (stdin closed, no terminal prompt, a credential helper that has none).
 //!
-//! Runs on every backend (local disk, S3, Hypha mode): three small mirror runs, about 3 s here.
+//! The round trip (three small mirror runs: 1.2 s on local disk, 3.6 s on s3s-fs, 13.6 s through
+//! Hypha, measured on a loaded 2-core machine) runs on local disk and S3; tests/hypha/run.sh
+//! leaves it out in Hypha mode, where its helper path is `refs::mirror_push_and_repeat`'s. The
+//! no-token test runs on all three.
 
 use crate::harness::{sorted_lines, TestEnv};
 use std::path::Path;
