@@ -60,11 +60,11 @@ def mint(secret: str, user: str, workspace: str, permission: str, expires_in: in
     return f"{signing}.{b64(sig)}"
 
 
-def seeded(env: Env) -> tuple:
+def seeded(env: Env, *flags: str) -> tuple:
     """A repository made by `git hypha create` on the stock server (nothing pushed yet), its
     `git_url` as Hypha's artifact manager answered it, and a local repository with one commit."""
     alias = env.new_alias()
-    p = env.run(["git-hypha", "create", env.url(alias)])
+    p = env.run(["git-hypha", "create", *flags, env.url(alias)])
     said = p.stderr.decode()
     assert "no remote API v1 on this server: git uses " in said, said
     git_url = said.rsplit("git uses ", 1)[1].split(")")[0]
@@ -75,7 +75,7 @@ def seeded(env: Env) -> tuple:
 
 
 def test_create_url_and_the_whole_round_trip(env):
-    alias, git_url, src = seeded(env)
+    alias, git_url, src = seeded(env, "--public")
     # `git hypha url` prints the git_url Hypha's artifact manager gave for the repository.
     p = env.run(["git-hypha", "url", f"{env.ws}/{alias}"], env={"HYPHA_SERVER_URL": env.server})
     assert p.stdout.decode().splitlines() == [env.url(alias), git_url]
@@ -103,6 +103,9 @@ def test_create_url_and_the_whole_round_trip(env):
         "refs/remotes/origin/main",
     }
     assert set(env.local_refs(clone, "refs/tags/")) == {"refs/tags/v1"}
+    # `--public` became Hypha's `permissions: {"*": "r"}`: anyone reads, without a token.
+    p = env.run(["git", "ls-remote", env.url(alias)], env={"HYPHA_TOKEN": ""})
+    assert f"{third}\trefs/heads/main" in p.stdout.decode()
 
 
 def test_depth_and_git_own_non_fast_forward_hint(env):
