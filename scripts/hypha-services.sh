@@ -29,6 +29,10 @@
 #   HYPHA_PID, S3_PID
 # stop kills exactly those two process ids.
 #
+# HYPHA_TEST_PLUGIN=none starts a stock Hypha instead: no startup function, so no remote API
+# v1, only Hypha's own smart HTTP (issue 16: the helper's fallback, `git hypha create` and
+# `login` against any Hypha). tests/hypha/run.sh starts one beside the plugin instance.
+#
 # The plugin's child `git hypha serve --plugin` is $HYPHA_GIT_BIN, by default the one in
 # target/debug (target/release if only that is built). HYPHA_PYTHON=/path/to/python runs
 # Hypha with that Python instead, as an operator who pip-installed our wheel does
@@ -47,6 +51,7 @@ PY=$VENV/bin/python
 S3S_FS=$TOOLS/s3s-fs/bin/s3s-fs
 S3S_FS_VERSION=0.14.1 # as scripts/s3-services.sh
 S3_KIND=${HYPHA_TEST_S3:-s3s-fs}
+PLUGIN=${HYPHA_TEST_PLUGIN:-hypha_git_remote}
 BUCKET=hypha-ws
 # Pins from HYPHA.md §6: newer sqlmodel breaks the server's startup.
 PACKAGES=("hypha[s3]==0.21.137" "moto[server]==5.2.5" "sqlmodel==0.0.24" "sqlalchemy<2.1" "pytest")
@@ -127,7 +132,8 @@ start() {
   port=$(free_port)
   # A fresh SQLite file per start, so no state leaks between runs.
   rm -f "$STATE_DIR/hypha.db"
-  local hypha_py=$PY
+  local hypha_py=$PY plugin_args=()
+  [[ $PLUGIN == none ]] || plugin_args=(--startup-functions "$PLUGIN:hypha_startup")
   if [[ -n ${HYPHA_PYTHON:-} ]]; then
     # Absolute, since Hypha starts in $STATE_DIR; not resolved, so sys.executable stays in
     # the environment's bin/ where the wheel put git-hypha.
@@ -151,7 +157,7 @@ start() {
       --enable-s3 --endpoint-url "http://127.0.0.1:$s3_port" \
       --access-key-id "$key" --secret-access-key "$s3_secret" --region-name us-east-1 \
       --workspace-bucket "$BUCKET" --public-base-url "http://127.0.0.1:$port" \
-      --startup-functions hypha_git_remote:hypha_startup
+      ${plugin_args[@]+"${plugin_args[@]}"}
   ) >"$STATE_DIR/hypha.log" 2>&1 &
   local hypha_pid=$!
   {

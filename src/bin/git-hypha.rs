@@ -12,7 +12,7 @@ mod report;
 use clap::{Parser, Subcommand};
 use hypha_git::api::{CreateRequest, Route};
 use hypha_git::auth::{self, Permission};
-use hypha_git::client::Client;
+use hypha_git::client::{Api, Client};
 use hypha_git::config;
 use hypha_git::gc;
 use hypha_git::login;
@@ -95,7 +95,8 @@ enum Command {
         #[arg(long, hide = true, requires = "s3_bucket")]
         plugin: bool,
     },
-    /// Create an empty repository (HEAD points at main).
+    /// Create an empty repository (HEAD points at main). On a Hypha without the plugin, through
+    /// its artifact manager (`config.storage = "git"`).
     Create {
         /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
         url: String,
@@ -250,6 +251,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             let name = remote.display_name();
             let client = Client::new(remote, config::env_token(&env))?;
             let runtime = tokio::runtime::Runtime::new()?;
+            if runtime.block_on(client.probe())? == Api::Absent {
+                // A stock Hypha: its artifact manager makes the git repository itself.
+                if !hypha_git::names::refname::is_valid(&format!("refs/heads/{default_branch}")) {
+                    anyhow::bail!("invalid default branch '{default_branch}'");
+                }
+                let git_url =
+                    runtime.block_on(client.create_in_artifact_manager(public, &default_branch))?;
+                eprintln!("created {name} (no remote API v1 on this server: git uses {git_url})");
+                return Ok(());
+            }
             let _: serde_json::Value = runtime.block_on(client.call(
                 Route::Create,
                 &CreateRequest {
@@ -382,7 +393,8 @@ fn remote_helper_command() -> clap::Command {
              not run by hand. It lists refs through the server's remote API, decides locally \
              what to send or download, and moves pack bytes straight to and from storage \
              through presigned URLs. Servers: `git hypha serve`, or Hypha with the \
-             hypha_git_remote plugin.",
+             hypha_git_remote plugin; on a Hypha without the plugin it hands the session to \
+             git's own smart HTTP at https://host/workspace/git/alias (-v says which).",
         )
         .arg(Arg::new("remote").required(true).help(
             "Name of the remote (or the address itself, when git has no remote of that name)",

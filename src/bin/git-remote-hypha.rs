@@ -1,11 +1,12 @@
 //! `git-remote-hypha <remote> [<url>]`: the remote helper git runs for `hypha::` URLs.
 //!
-//! Parses git's fixed argv, resolves the remote and token, runs the session on stdin/stdout,
+//! Parses git's fixed argv, resolves the remote and token, asks once whether the server has
+//! remote API v1 (else hands the session to git's smart HTTP), runs the session on stdin/stdout,
 //! and turns a session error into `fatal: ...` lines and exit code 128.
 
-use hypha_git::client::Client;
+use hypha_git::client::{Api, Client};
 use hypha_git::config;
-use hypha_git::helper::{Session, Ui};
+use hypha_git::helper::{handoff, Session, Ui};
 use hypha_git::progress::Progress;
 use std::io::IsTerminal as _;
 use tracing_subscriber::filter::LevelFilter;
@@ -20,20 +21,20 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let address = match args.as_slice() {
+    let (remote, address) = match args.as_slice() {
         [flag] if flag == "--version" || flag == "-V" => {
             eprintln!("git-remote-hypha {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        [remote] => remote.clone(),
-        [_remote, url] => url.clone(),
+        [remote] => (remote.clone(), remote.clone()),
+        [remote, url] => (remote.clone(), url.clone()),
         _ => {
             eprintln!("usage: git-remote-hypha <remote> [<url>] (run by git for hypha:: URLs)");
             return ExitCode::from(129);
         }
     };
-    match run(&address) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(&remote, &address) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             report::print("fatal", e.as_ref());
             ExitCode::from(128)
@@ -41,7 +42,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// The session, on remote API v1 or handed to git's smart HTTP; answers the exit code.
+fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error>> {
     // Before any pack is received: on SIGINT/SIGTERM gix deletes its temporary pack files, so
     // an interrupted fetch leaves no partial pack behind.
     gix_tempfile::signal::setup(Default::default());
@@ -79,7 +81,13 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
             let _ = levels.modify(|filter| *filter = level);
         }),
     };
+    // Decided before git's `capabilities` is answered: a server without remote API v1 (a
+    // stock Hypha) gets the whole session through git's own smart HTTP.
+    if runtime.block_on(client.probe())? == Api::Absent {
+        let input = std::io::stdin().lock();
+        return Ok(handoff::run(client, runtime, remote_name, input, ui)?);
+    }
     let mut session = Session::new(stdout.lock(), client, git_dir, runtime, ui);
     session.run(std::io::stdin().lock())?;
-    Ok(())
+    Ok(0)
 }

@@ -3,14 +3,17 @@
 //!
 //! Owns retries, timeouts and authentication (bearer token; the credential helper is asked
 //! when the server says 401, or before a push; a 401 becomes an [`AuthProblem`] that says
-//! which token failed and how). Never logs or returns a presigned URL or a token: every
+//! which token failed and how). `stock` tells a server without remote API v1 (a stock Hypha)
+//! from ours and makes the few requests the helper needs there. Never logs or returns a presigned URL or a token: every
 //! `reqwest::Error` is stripped of its URL before it is kept. Knows nothing of git.
 
 mod auth_problem;
 mod download;
+mod stock;
 mod upload;
 
 pub use auth_problem::AuthProblem;
+pub use stock::{classify as classify_probe, Access, Api};
 
 pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};

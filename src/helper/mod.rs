@@ -7,6 +7,7 @@
 //! the session is returned to the binary, which prints it and exits non-zero.
 
 pub mod fetch;
+pub mod handoff;
 mod local;
 mod options;
 pub mod protocol;
@@ -45,6 +46,13 @@ pub enum Error {
          push with a token that has write access"
     )]
     ReadOnly { repo: String, origin: TokenSource },
+    /// The server has no remote API v1 and git's own smart-HTTP transport would not start.
+    #[error("cannot run `git remote-http` for '{repo}' (its server has no remote API v1)")]
+    Handoff {
+        repo: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the binary decided about the terminal, for the session to apply git's wishes to.
@@ -78,6 +86,8 @@ pub struct Session<W: Write> {
     /// The refs as last listed to git: git checks fast-forwards and leases against exactly
     /// these values, so a push compare-and-swaps against them too.
     listed: Option<RefsResponse>,
+    /// `-v` said once which path this session takes (handoff says the other one).
+    announced: bool,
 }
 
 impl<W: Write> Session<W> {
@@ -98,6 +108,7 @@ impl<W: Write> Session<W> {
             options,
             ui,
             listed: None,
+            announced: false,
         }
     }
 
@@ -155,6 +166,13 @@ impl<W: Write> Session<W> {
     }
 
     fn list(&mut self, for_push: bool) -> Result<(), Error> {
+        if !std::mem::replace(&mut self.announced, true) {
+            tracing::info!(
+                "hypha: using remote API v1 at {} for {}",
+                self.remote().server,
+                self.remote().display_name()
+            );
+        }
         if for_push {
             // A push needs a token whatever the repository: ask `git credential` now, not
             // only on a 401 (a public repository lists without one).

@@ -29,6 +29,7 @@ mod gc;
 mod history;
 mod hostile;
 mod lifecycle;
+mod mirror;
 mod multipart;
 mod options;
 mod permissions;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests against a real Hypha 0.21.137 with the plugin (issue 6): start Hypha (on s3s-fs)
-# once, run the pytest suite (interop with Hypha's smart HTTP, login, the 2100-commit clone),
+# once, and a stock Hypha without the plugin beside it (issue 16: the helper's smart-HTTP
+# fallback), run the pytest suite (interop with Hypha's smart HTTP, login, the 2100-commit clone),
 # then the core end-to-end suite (tests/e2e) in Hypha mode, and stop both servers whatever
 # happens.
 #
@@ -9,14 +10,23 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENV_FILE=${HYPHA_SERVICES_ENV:-target/hypha-services/env}
 [[ $ENV_FILE == /* ]] || ENV_FILE=$PWD/$ENV_FILE
-trap 'scripts/hypha-services.sh stop "$ENV_FILE"' EXIT
+# A stock Hypha (no plugin, issue 16) for tests/hypha/test_stock.py, started beside the plugin
+# instance (the two starts overlap) and stopped as soon as pytest is done.
+STOCK_ENV=${HYPHA_STOCK_ENV:-target/hypha-stock/env}
+[[ $STOCK_ENV == /* ]] || STOCK_ENV=$PWD/$STOCK_ENV
+stop_stock() { HYPHA_TEST_PLUGIN=none scripts/hypha-services.sh stop "$STOCK_ENV"; }
+trap 'stop_stock; scripts/hypha-services.sh stop "$ENV_FILE"' EXIT
 trap 'exit 130' INT TERM
+HYPHA_TEST_PLUGIN=none scripts/hypha-services.sh start "$STOCK_ENV" &
+stock_start=$!
 scripts/hypha-services.sh start "$ENV_FILE"
+wait "$stock_start"
 VENV=$(sed -n 's/^HYPHA_TEST_VENV=//p' "$ENV_FILE")
 
 status=0
-HYPHA_SERVICES_ENV=$ENV_FILE "$VENV/bin/python" -m pytest -p no:cacheprovider tests/hypha "$@" \
-  || status=1
+HYPHA_SERVICES_ENV=$ENV_FILE HYPHA_STOCK_ENV=$STOCK_ENV \
+  "$VENV/bin/python" -m pytest -p no:cacheprovider tests/hypha "$@" || status=1
+stop_stock
 
 # The e2e suite in Hypha mode (tests/e2e/harness/hypha.rs): every test gets its own Hypha
 # workspaces and Hypha tokens, and creates repositories through the plugin. Left out, here
@@ -33,6 +43,7 @@ EXCLUDED=(
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min)"
   "autogc::                      needs serve --auto-gc-packs (the plugin does not compact by itself) and lists packs at literal /ws/ paths"
   "refs::unusual_ref_names       a 200-byte ref name exceeds s3s-fs's file name limit (as in test.sh's s3s-fs run)"
+  "mirror::mirror_into_         the CI recipe's round trip (13 s against Hypha); its commands are refs::mirror_push_and_repeat's helper path, run here, and it runs on local disk and S3"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
 )
 filter="" skips=()
