@@ -9,6 +9,8 @@
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
 //!   `refs` with `for_push` also says whether the caller could write (`can_write`);
 //! - `uploads`, `complete`, `abort`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - `hooks` (a repository's webhooks) needs `a` on the workspace; a successful `update`
+//!   hands its push to `webhook` (queued: the answer never waits for a delivery);
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
@@ -20,6 +22,7 @@ use super::credentials::{self, Caller};
 use super::error::ApiError;
 use super::log::LogNote;
 use super::state::AppState;
+use super::webhook;
 use crate::api::{self, Route};
 use crate::auth;
 use crate::names;
@@ -36,6 +39,10 @@ use std::collections::BTreeSet;
 
 /// Most packs one `uploads` request may announce.
 const MAX_UPLOADS_PER_REQUEST: usize = 256;
+
+/// Longest webhook secret and URL accepted.
+const MAX_HOOK_SECRET: usize = 256;
+const MAX_HOOK_URL: usize = 2048;
 
 /// `POST /{ws}/git/{alias}/remote/v1/{route}`.
 pub async fn api(
@@ -105,11 +112,18 @@ async fn dispatch(
         Route::Update => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::UpdateRequest = parse(&body)?;
-            let response = update(&repo, &req).await?;
+            let result = repo.update(&storage::Update::from(&req)).await?;
+            if let Some(webhooks) = &state.webhooks {
+                webhooks.after_update(&repo, pushed(&caller, workspace, alias, &req, &result));
+            }
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !req.packs.is_empty()) {
                 auto_gc.after_update(&state.store, workspace, alias);
             }
-            Ok(response)
+            update_response(&req, result)
+        }
+        Route::Hooks => {
+            authorize_admin(&caller, workspace, &repo).await?;
+            hooks(state, &repo, parse(&body)?).await
         }
         Route::Complete => {
             authorize_write(&caller, workspace, &repo).await?;
@@ -151,6 +165,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "compact" => Route::Compact,
         "complete" => Route::Complete,
         "abort" => Route::Abort,
+        "hooks" => Route::Hooks,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }
@@ -184,6 +199,23 @@ async fn authorize_write(
     match caller.permission_for(workspace) {
         Some(p) if p.can_write() => require_exists(repo).await,
         _ => Err(denied(caller, repo)),
+    }
+}
+
+/// Admin access (`a` on the workspace; through the plugin, what Hypha grants for secrets),
+/// then the repository must exist: managing hooks.
+async fn authorize_admin(
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+) -> Result<(), ApiError> {
+    match caller.permission_for(workspace) {
+        Some(auth::Permission::Admin) => require_exists(repo).await,
+        Some(_) => Err(ApiError::forbidden(format!(
+            "{}: permission denied: managing webhooks needs admin rights (a) on the workspace",
+            repo.name()
+        ))),
+        None => Err(denied(caller, repo)),
     }
 }
 
@@ -346,11 +378,13 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-async fn update(repo: &Repository, req: &api::UpdateRequest) -> Result<Response, ApiError> {
-    let result = repo.update(&storage::Update::from(req)).await?;
+fn update_response(
+    req: &api::UpdateRequest,
+    result: storage::UpdateOutcome,
+) -> Result<Response, ApiError> {
     let mut response = Json(api::UpdateResponse::from(result)).into_response();
     if !req.push_options.is_empty() {
-        // Push options are for server-side hooks; there are none yet, so they are logged.
+        // Push options go to webhooks in the event; the log line shows them too.
         response
             .extensions_mut()
             .insert(LogNote(format!("push-options={:?}", req.push_options)));
@@ -406,4 +440,105 @@ fn parse_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Ap
 
 fn shorten(s: &str) -> String {
     crate::storage::shorten(s)
+}
+
+/// The push event of an `update`: the refs it changed (`old` is what each was, since the
+/// compare-and-swap succeeded), who pushed, and the push options.
+fn pushed(
+    caller: &Caller,
+    workspace: &str,
+    alias: &str,
+    req: &api::UpdateRequest,
+    result: &storage::UpdateOutcome,
+) -> webhook::Push {
+    let refs = req
+        .updates
+        .iter()
+        .zip(&result.results)
+        .filter(|(_, outcome)| outcome.status == storage::RefStatus::Ok)
+        .map(|(u, _)| webhook::RefChange {
+            name: u.name.clone(),
+            before: u.old.clone(),
+            after: u.new.clone(),
+        })
+        .collect();
+    webhook::Push {
+        workspace: workspace.to_owned(),
+        alias: alias.to_owned(),
+        pusher: caller.subject().to_owned(),
+        refs,
+        push_options: req.push_options.clone(),
+    }
+}
+
+/// `hooks`: list, add (after checking the target) or remove; every answer lists the hooks,
+/// never their secrets, and the last deliveries.
+async fn hooks(
+    state: &AppState,
+    repo: &Repository,
+    req: api::HooksRequest,
+) -> Result<Response, ApiError> {
+    match req {
+        api::HooksRequest::List => {}
+        api::HooksRequest::Add { url, secret } => {
+            if secret.is_empty() || secret.len() > MAX_HOOK_SECRET {
+                return Err(ApiError::invalid(format!(
+                    "the webhook secret must be 1 to {MAX_HOOK_SECRET} bytes"
+                )));
+            }
+            if url.len() > MAX_HOOK_URL {
+                return Err(ApiError::invalid(format!(
+                    "webhook urls are at most {MAX_HOOK_URL} bytes"
+                )));
+            }
+            let allowed = state
+                .webhooks
+                .as_ref()
+                .map(|w| w.allowed().clone())
+                .unwrap_or_default();
+            webhook::target::check(&url, &allowed)
+                .await
+                .map_err(|e| ApiError::invalid(super::error_chain(&e)))?;
+            repo.add_hook(storage::Hook {
+                url,
+                secret,
+                added_at: auth::unix_now(),
+            })
+            .await?;
+        }
+        api::HooksRequest::Remove { url } => repo.remove_hook(&url).await.map_err(|e| {
+            let missing = matches!(e, storage::Error::NotFound { .. });
+            let err = ApiError::from(e);
+            if missing {
+                err.with_detail(format!("{}: no webhook {url}", repo.name()))
+            } else {
+                err
+            }
+        })?,
+    }
+    let hooks = repo
+        .hook_views()
+        .await?
+        .into_iter()
+        .map(|h| api::HookInfo {
+            url: h.url,
+            added_at: h.added_at,
+        })
+        .collect();
+    let deliveries = repo
+        .hook_log()
+        .await?
+        .into_iter()
+        .map(|d| api::DeliveryInfo {
+            id: d.id,
+            url: d.url,
+            at: d.at,
+            refs: d.refs,
+            status: d.status,
+            attempts: d.attempts,
+            ok: d.ok,
+            error: d.error,
+        })
+        .collect();
+    Ok(Json(api::HooksResponse { hooks, deliveries }).into_response())
 }
