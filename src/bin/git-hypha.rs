@@ -12,7 +12,7 @@ mod report;
 use clap::{Parser, Subcommand};
 use hypha_git::api::{CreateRequest, HooksRequest, HooksResponse, Route};
 use hypha_git::auth::{self, Permission};
-use hypha_git::client::Client;
+use hypha_git::client::{self, Client};
 use hypha_git::config;
 use hypha_git::gc;
 use hypha_git::login;
@@ -425,7 +425,15 @@ fn hook(command: HookCommand, env: &HashMap<String, String>) -> anyhow::Result<(
     let remote = config::resolve(&url, env, config::git_config("hypha.server").as_deref())?;
     let client = Client::new(remote, config::env_token(env))?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let answer: HooksResponse = runtime.block_on(client.call(Route::Hooks, &request))?;
+    let answer: HooksResponse = runtime
+        .block_on(client.call(Route::Hooks, &request))
+        .map_err(|e| match e {
+            client::Error::Forbidden { repo } => anyhow::anyhow!(
+                "permission denied for '{repo}': managing webhooks needs admin rights (a) on \
+                 the workspace"
+            ),
+            e => e.into(),
+        })?;
     if let Some(done) = done {
         eprintln!("{done}");
         return Ok(());
