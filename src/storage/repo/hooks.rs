@@ -202,3 +202,90 @@ impl Repository {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{LocalDisk, Store};
+    use std::sync::Arc;
+
+    fn hook(url: &str, secret: &str) -> Hook {
+        Hook {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            added_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_and_log_survive_concurrent_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").expect("disk");
+        let repo = Store::new(Arc::new(disk)).repo("ws", "repo").expect("repo");
+        repo.create(false, None).await.expect("create");
+
+        // Eight adds at once: compare-and-swap loses none of them.
+        let adds = (0..8).map(|i| {
+            let repo = repo.clone();
+            async move {
+                repo.add_hook(hook(&format!("https://h{i}.example/"), "s"))
+                    .await
+            }
+        });
+        for result in futures_util::future::join_all(adds).await {
+            result.expect("add");
+        }
+        assert_eq!(repo.hook_views().await.expect("views").len(), 8);
+
+        // The same URL again replaces its secret; views never carry one.
+        repo.add_hook(hook("https://h0.example/", "new"))
+            .await
+            .expect("replace");
+        let hooks = repo.hooks().await.expect("hooks");
+        assert_eq!(hooks.len(), 8);
+        assert!(hooks.iter().any(|h| h.secret == "new"));
+        assert!(
+            !format!("{hooks:?}").contains("new"),
+            "Debug shows a secret"
+        );
+
+        repo.remove_hook("https://h3.example/")
+            .await
+            .expect("remove");
+        assert!(matches!(
+            repo.remove_hook("https://h3.example/").await,
+            Err(Error::NotFound { .. })
+        ));
+        for i in 8..MAX_HOOKS + 1 {
+            repo.add_hook(hook(&format!("https://h{i}.example/"), "s"))
+                .await
+                .expect("add up to the limit");
+        }
+        assert!(matches!(
+            repo.add_hook(hook("https://one-too-many.example/", "s"))
+                .await,
+            Err(Error::Invalid { .. })
+        ));
+
+        // The log keeps the newest LOG_LEN deliveries, oldest first.
+        for i in 0..LOG_LEN + 5 {
+            let delivery = Delivery {
+                id: format!("d{i}"),
+                url: "https://h0.example/".into(),
+                at: i as u64,
+                refs: vec!["refs/heads/main".into()],
+                status: Some(200),
+                attempts: 1,
+                ok: true,
+                error: None,
+            };
+            repo.log_delivery(delivery).await.expect("log");
+        }
+        let log = repo.hook_log().await.expect("log");
+        assert_eq!(log.len(), LOG_LEN);
+        assert_eq!(log[0].id, "d5");
+        // Private files, never under refs/ (Hypha lists everything there as a ref).
+        let private = dir.path().join("ws/artifacts/repo/.git/hypha-remote");
+        assert!(private.join("hooks.json").is_file() && private.join("hook-log.json").is_file());
+    }
+}
