@@ -1,14 +1,13 @@
-"""Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4, §11): an adapter.
+"""Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4, §11, §12).
 
 Enable: ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``. Routes:
 ``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes).
-The repository rules (refs, packs, compare-and-swap, commit record, uploads, compaction,
-webhooks) are written once, in Rust. Here: Hypha decides who may do what (``read``, ``commit``,
-``get_secret`` for webhooks) and where a repository lives (``_get_s3_config``, artifact UUID,
-``.git/``); the request goes on to a ``git hypha serve --plugin`` child on loopback (one per S3
-configuration) that trusts only requests with its random key and exits when its stdin closes.
-Updates and compactions hold a lease in Hypha's Redis. A push is also a ``git_push`` event in
-the workspace and updates Hypha's record of the artifact. No pack byte, token or presigned URL
+The repository rules (refs, packs, compare-and-swap, webhooks, ...) are written once, in Rust.
+Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret`` for hooks),
+where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
+updates and compactions, and after a push its ``git_push`` event and Hypha's record. The rest
+goes to a ``git hypha serve --plugin`` child on loopback (one per S3 configuration) that trusts
+only its random key and exits when its stdin closes. No pack byte, token or presigned URL
 passes through a message or log line here.
 """
 
@@ -292,13 +291,14 @@ class GitRemoteApi:
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
 
     async def record_push(self, repo: Repo, artifact_id: str, user, raw: bytes, answer: dict):
-        """A ``git_push`` event in the workspace, then the record as ``commit()`` leaves it
-        (HYPHA.md §4): ``last_modified``, a ``v0`` version, ``file_count``, static-site cache."""
+        """A ``git_push`` event in the workspace, then Hypha's record as ``commit()`` leaves it."""
         req = {"push_options": [], **json.loads(raw)}
         ok = [u for u, r in zip(req["updates"], answer["results"]) if r["status"] == "ok"]
         event = dict(artifact_id=repo.name, pusher=user.id, push_options=req["push_options"])
         event["refs"] = refs = [dict(ref=u["ref"], before=u["old"], after=u["new"]) for u in ok]
         heads = {r["ref"][11:]: r["after"] for r in refs if r["ref"].startswith("refs/heads/")}
+        if not refs:  # nothing changed (a stale or rejected update)
+            return
         try:
             await self.store.get_event_bus().broadcast(repo.name.split("/")[0], "git_push", event)
             async with await self.manager._get_session() as session, session.begin():
