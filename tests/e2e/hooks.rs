@@ -5,7 +5,7 @@
 //! Checked: the payload (GitHub's push shape, push options), the signature verified with the
 //! secret, no token in the request, retries after a 500, the delivery log `hook list` shows,
 //! a loopback target refused without the operator's allowance, non-admin tokens refused, and
-//! a push that returns while its target still holds the delivery.
+//! a push that returns while one target still holds the delivery and another is down.
 
 use crate::harness::receiver::{Receiver, Reply};
 use crate::harness::{TestEnv, WS};
@@ -45,13 +45,16 @@ fn hook_list(env: &TestEnv, url: &str) -> String {
     out.stdout
 }
 
-/// `hook list` until its log shows `n` deliveries (the log is written after the delivery).
-fn wait_for_log(env: &TestEnv, url: &str, n: usize) -> String {
+/// `hook list` until its log has a delivery line containing `needle` (the log is written
+/// after each delivery ends); returns the last listing.
+fn wait_for_log(env: &TestEnv, url: &str, needle: &str) -> String {
     let deadline = Instant::now() + DELIVERY_WAIT;
     loop {
         let listed = hook_list(env, url);
-        let logged = listed.lines().filter(|l| l.contains(" attempts ")).count();
-        if logged >= n || Instant::now() > deadline {
+        let found = listed
+            .lines()
+            .any(|l| l.contains(" attempts ") && l.contains(needle));
+        if found || Instant::now() > deadline {
             return listed;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -106,7 +109,7 @@ fn push_sends_a_signed_event_and_the_log_shows_it() {
     assert_eq!(event["pusher"]["name"], "git-hypha");
     assert_eq!(event["push_options"], serde_json::json!(["ci.skip"]));
 
-    let listed = wait_for_log(&env, &url, 1);
+    let listed = wait_for_log(&env, &url, id);
     let line = listed
         .lines()
         .find(|l| l.contains(id))
@@ -149,7 +152,7 @@ fn a_failed_delivery_is_retried() {
         got[0].header("x-hypha-delivery"),
         got[1].header("x-hypha-delivery")
     );
-    let listed = wait_for_log(&env, &url, 1);
+    let listed = wait_for_log(&env, &url, "/flaky");
     assert!(
         listed
             .lines()
@@ -165,19 +168,35 @@ fn a_push_never_waits_for_its_webhook() {
     let (release, hold) = std::sync::mpsc::channel();
     let receiver = Receiver::start(vec![Reply::HoldUntil(hold)]);
     add_hook(&env, &url, &receiver.url("/slow"));
+    // And a target that is down: a loopback port nobody listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down = format!(
+        "http://127.0.0.1:{}/down",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    add_hook(&env, &url, &down);
     let repo = env.init("work");
     env.commit(&repo, "first");
-    // The push returns while the receiver holds the delivery unanswered.
+    // The push returns while one target holds the delivery unanswered and the other is
+    // being retried.
     env.git(&repo, &["push", "-q", &url, "main"]);
     assert_eq!(receiver.wait_for(1, DELIVERY_WAIT).len(), 1);
     let listed = hook_list(&env, &url);
     assert!(
-        !listed.contains(" attempts "),
+        !listed
+            .lines()
+            .any(|l| l.contains(" attempts ") && l.contains("/slow")),
         "the delivery is still held, yet the push returned and nothing is logged\n{listed}"
     );
     drop(release);
-    let listed = wait_for_log(&env, &url, 1);
-    assert!(listed.contains("delivered"), "{listed}");
+    let listed = wait_for_log(&env, &url, "/slow");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("delivered") && l.contains("/slow")),
+        "{listed}"
+    );
 }
 
 #[test]

@@ -142,27 +142,31 @@ async fn deliver_push(
         }
     };
     let Some(body) = push.body() else { return };
-    let deliveries = hooks
-        .iter()
-        .map(|hook| deliver(client, settings, hook, &body, push.ref_names()));
-    for delivery in futures_util::future::join_all(deliveries).await {
-        tracing::info!(
-            "webhook {} {} delivery={} attempts={} status={}",
+    // Each outcome is logged as soon as it is known: a slow hook does not hold the others' log.
+    let deliveries = hooks.iter().map(|hook| async {
+        let delivery = deliver(client, settings, hook, &body, push.ref_names()).await;
+        record(repo, delivery).await;
+    });
+    futures_util::future::join_all(deliveries).await;
+}
+
+async fn record(repo: &Repository, delivery: Delivery) {
+    tracing::info!(
+        "webhook {} {} delivery={} attempts={} status={}",
+        repo.name(),
+        if delivery.ok { "delivered" } else { "failed" },
+        delivery.id,
+        delivery.attempts,
+        delivery
+            .status
+            .map_or_else(|| "-".to_owned(), |s| s.to_string())
+    );
+    if let Err(e) = repo.log_delivery(delivery).await {
+        tracing::warn!(
+            "warning: cannot log a webhook delivery of {}: {}",
             repo.name(),
-            if delivery.ok { "delivered" } else { "failed" },
-            delivery.id,
-            delivery.attempts,
-            delivery
-                .status
-                .map_or_else(|| "-".to_owned(), |s| s.to_string())
+            super::error_chain(&e)
         );
-        if let Err(e) = repo.log_delivery(delivery).await {
-            tracing::warn!(
-                "warning: cannot log a webhook delivery of {}: {}",
-                repo.name(),
-                super::error_chain(&e)
-            );
-        }
     }
 }
 
