@@ -10,6 +10,7 @@
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request; `state`: [`AppState`];
+//! - `hooks`: the `hooks` route and the push event of an `update`;
 //! - `autogc`: compaction after pushes leave too many packs;
 //! - `webhook`: push events to each repository's webhooks, queued after `update`.
 //!
@@ -23,6 +24,7 @@ pub mod autogc;
 mod convert;
 mod credentials;
 mod error;
+mod hooks;
 mod log;
 mod routes;
 mod state;
