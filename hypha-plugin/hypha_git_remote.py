@@ -1,17 +1,14 @@
-"""Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4): an adapter.
+"""Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4, §11, §13).
 
-Enable with ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``.
-Routes: ``POST /{ws}/git/{alias}/remote/v1/{route}`` (POST only: Hypha's catch-all
-``GET /{page:path}`` would shadow plugin GET routes).
-
-The repository rules (ref names, pack completeness, compare-and-swap, the commit record of
-atomic updates, upload marks, compaction) are written once, in Rust (``src/storage/repo*``).
-Here: Hypha decides who may do what (``_get_artifact_with_permission``: ``read`` for reads,
-``commit`` for writes and ``can_write``) and where a repository lives (``_get_s3_config``, the
-artifact UUID, ``.git/``); the request goes on to a ``git hypha serve --plugin`` child on
-loopback (one per S3 configuration) that trusts only requests with its random key and exits
-when its stdin closes. Updates and compactions hold a lease in Hypha's Redis. No pack byte,
-token or presigned URL passes through a message or log line here.
+Enable: ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``. Routes:
+``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes).
+The repository rules (refs, packs, compare-and-swap, webhooks, ...) are written once, in Rust.
+Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret`` for hooks),
+where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
+updates and compactions, and after a push its ``git_push`` event and Hypha's record. The rest
+goes to a ``git hypha serve --plugin`` child on loopback (one per S3 configuration) that trusts
+only its random key and exits when its stdin closes. No pack byte, token or presigned URL
+passes through a message or log line here.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ import re
 import secrets
 import shutil
 import sys
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +34,16 @@ from fastapi.responses import JSONResponse
 
 logger = logging.getLogger("hypha-git-remote")
 
-DEFAULT_BRANCH = "main"
 LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 READ_ROUTES = {"info", "refs", "packs"}
 WRITE_ROUTES = {"uploads", "complete", "abort", "update", "head", "compact"}
 LEASED_ROUTES = {"update", "compact"}
+# Hypha's operation per route; webhooks hold signing secrets: `get_secret` (workspace admin).
+ROUTE_OPS = {**dict.fromkeys(READ_ROUTES, "read"), **dict.fromkeys(WRITE_ROUTES, "commit")}
+ROUTE_OPS["hooks"] = "get_secret"
+CHILD_PERMISSION = {"read": "read", "commit": "write", "get_secret": "admin"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
 PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
 
@@ -61,11 +62,9 @@ class ApiError(Exception):
         self.code, self.detail = code, detail
 
     def response(self) -> JSONResponse:
-        headers = {}
-        if self.code == "unauthenticated":  # git and our helper then ask for a token
-            headers["WWW-Authenticate"] = 'Basic realm="hypha"'
-        if self.code == "busy":
-            headers["Retry-After"] = "5"
+        # A 401's challenge makes git and our helper ask for a token.
+        headers = {"unauthenticated": {"WWW-Authenticate": 'Basic realm="hypha"'}}
+        headers = headers.get(self.code) or ({"Retry-After": "5"} if self.code == "busy" else {})
         body = {"error": self.code, "detail": self.detail}
         return JSONResponse(body, status_code=self.STATUS[self.code], headers=headers)
 
@@ -86,19 +85,19 @@ class Repo:
 
     async def _locked(self):
         """This worker's lock of the repository, then the lease shared by all workers."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LOCK_TIMEOUT
+        busy = ApiError("busy", f"{self.name} is being updated; try again")
+        deadline = asyncio.get_running_loop().time() + LOCK_TIMEOUT
         try:
             await asyncio.wait_for(self.lock.acquire(), LOCK_TIMEOUT)
         except asyncio.TimeoutError:
-            raise ApiError("busy", f"{self.name} is being updated; try again") from None
+            raise busy from None
         if self.redis is None:
             return
         lease = secrets.token_hex(16)
         try:
             while not await self.redis.set(self.lock_key, lease, nx=True, px=LOCK_LEASE_MS):
-                if loop.time() > deadline:
-                    raise ApiError("busy", f"{self.name} is being updated; try again")
+                if asyncio.get_running_loop().time() > deadline:
+                    raise busy
                 await asyncio.sleep(0.05)
         except BaseException:
             self.lock.release()
@@ -146,14 +145,9 @@ class Child:
     """One ``git hypha serve --plugin`` on loopback, for one S3 configuration."""
 
     def __init__(self, s3_config: dict):
-        self.s3_config = s3_config
-        self.key = secrets.token_hex(32)
+        self.s3_config, self.key = s3_config, secrets.token_hex(32)
         self.proc: Optional[asyncio.subprocess.Process] = None
         self.http: Optional[httpx.AsyncClient] = None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
         c = self.s3_config
@@ -164,15 +158,16 @@ class Child:
         args = ["serve", "--plugin", "--listen", "127.0.0.1:0", "--s3-path-style"]
         args += ["--s3-bucket", c["bucket"], "--s3-endpoint", c["endpoint_url"]]
         args += ["--s3-region", c.get("region_name") or "us-east-1"]
+        if allow := os.environ.get("HYPHA_WEBHOOK_ALLOW"):  # webhook hosts that may be private
+            args += ["--webhook-allow", allow]
         # stdin stays open and unused: the child exits at its end of file, when we die.
         self.proc = await asyncio.create_subprocess_exec(
             git_hypha(), *args, env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        try:
+        line = b""
+        with contextlib.suppress(asyncio.TimeoutError):
             line = await asyncio.wait_for(self.proc.stdout.readline(), CHILD_START_TIMEOUT)
-        except asyncio.TimeoutError:
-            line = b""
         text = line.decode("utf-8", "replace").strip()
         if not text.startswith("listening on http://"):
             with contextlib.suppress(ProcessLookupError):
@@ -185,21 +180,20 @@ class Child:
         self.http = httpx.AsyncClient(base_url=base, trust_env=False, timeout=timeout)
         logger.info("started git hypha serve --plugin (pid %s)", self.proc.pid)
 
-    async def post(self, path: str, body: bytes, permission: str, prefix: str):
+    async def post(self, path: str, body: bytes, permission: str, prefix: str, user: str):
         h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
         h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": "application/json"})
+        h["X-Hypha-User"] = user  # the pusher named in webhook events
         return await self.http.post(path, content=body, headers=h)
 
 
 def _public_urls(repo: Repo, value):
     """Every presigned URL in an answer (only they start with the S3 endpoint), made public."""
-    if isinstance(value, str):
-        return repo.public(value)
-    if isinstance(value, list):
-        return [_public_urls(repo, v) for v in value]
-    if isinstance(value, dict):
-        return {k: _public_urls(repo, v) for k, v in value.items()}
-    return value
+    if isinstance(value, (list, dict)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        out = {k: _public_urls(repo, v) for k, v in items}
+        return out if isinstance(value, dict) else list(out.values())
+    return repo.public(value) if isinstance(value, str) else value
 
 
 class GitRemoteApi:
@@ -210,13 +204,13 @@ class GitRemoteApi:
         self._locks = weakref.WeakValueDictionary()  # artifact UUID -> lock, while held
         self._children: dict = {}
         self._children_lock = asyncio.Lock()
+        self._tasks = set()  # push records under way (a task needs a reference to live)
 
     def _redis(self):
         try:
             return self.store.get_redis()
         except Exception:
             logger.exception("no Redis from Hypha: updates lock within this worker only")
-            return None
 
     @property
     def manager(self):
@@ -227,32 +221,26 @@ class GitRemoteApi:
         key = tuple(s3_config.get(k) for k in CHILD_CONFIG)  # one child per S3 configuration
         async with self._children_lock:
             child = self._children.get(key) or self._children.setdefault(key, Child(s3_config))
-            if not child.alive:
+            if child.proc is None or child.proc.returncode is not None:  # not running
                 await child.start()
             return child
 
-    def router(self) -> APIRouter:
-        router = APIRouter()
-
-        @router.post("/{workspace}/git/{alias}/remote/v1/{route}")
-        async def remote_v1(workspace: str, alias: str, route: str, request: Request):
-            try:
-                return await self.dispatch(workspace, alias, route, request)
-            except ApiError as e:
-                return e.response()
-            except Exception:
-                # Never echo the exception text: it may carry presigned URLs.
-                logger.exception("remote v1 %s on %s/%s failed", route, workspace, alias)
-                return ApiError("internal", f"{route} failed on the server").response()
-
-        return router
+    async def remote_v1(self, workspace: str, alias: str, route: str, request: Request):
+        try:
+            return await self.dispatch(workspace, alias, route, request)
+        except ApiError as e:
+            return e.response()
+        except Exception:
+            # Never echo the exception text: it may carry presigned URLs.
+            logger.exception("remote v1 %s on %s/%s failed", route, workspace, alias)
+            return ApiError("internal", f"{route} failed on the server").response()
 
     async def dispatch(self, workspace: str, alias: str, route: str, request: Request):
         alias = alias[:-4] if alias.endswith(".git") else alias
         for segment in (workspace, alias):
             if not _SEGMENT.match(segment) or segment.startswith((".", "-")) or ".." in segment:
                 raise ApiError("invalid", f"invalid repository name {segment[:80]!r}")
-        if route not in READ_ROUTES | WRITE_ROUTES | {"create"}:
+        if route not in ROUTE_OPS and route != "create":
             raise ApiError("not_found", "no such route in remote API v1")
         try:
             user = await self.store.login_optional(request)
@@ -261,8 +249,7 @@ class GitRemoteApi:
         body = self._body(raw := await request.body())
         if route == "create":
             return JSONResponse(await self.create(user, workspace, alias, body))
-        op = "commit" if route in WRITE_ROUTES else "read"
-        repo, artifact = await self.open(user, workspace, alias, op)
+        repo, artifact = await self.open(user, workspace, alias, ROUTE_OPS[route])
         if route not in LEASED_ROUTES:
             return await self.forward(repo, route, raw, user, artifact)
         await repo._locked()
@@ -273,20 +260,21 @@ class GitRemoteApi:
 
     async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact):
         """The child's answer to ``route``, with Hypha's view of permissions and URLs."""
-        permission = "write" if route in WRITE_ROUTES else "read"
+        permission = CHILD_PERMISSION[ROUTE_OPS[route]]
         path = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1/{route}"
         child = await self._child(repo.s3_config)
         try:
-            res = await child.post(path, raw, permission, repo.prefix)
+            res = await child.post(path, raw, permission, repo.prefix, user.id)
         except httpx.TransportError:
-            # The child died (once reaped, the next request starts another). A read is asked
-            # again; a write may or may not have happened (all or nothing): the client looks.
+            # The child died (a new one starts on demand): a read is asked again; a write is all
+            # or nothing, and the client looks which.
             logger.warning("git hypha serve failed during %s on %s", route, repo.name)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(child.proc.wait(), 2.0)
             if route not in READ_ROUTES:
                 raise ApiError("internal", f"{route} failed on the server") from None
-            res = await (await self._child(repo.s3_config)).post(path, raw, permission, repo.prefix)
+            child = await self._child(repo.s3_config)
+            res = await child.post(path, raw, permission, repo.prefix, user.id)
         answer = res.json()
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         if res.status_code == 200 and route == "info":
@@ -296,14 +284,42 @@ class GitRemoteApi:
             answer["can_write"] = (await self.permissions(user, repo, artifact))["can_write"]
         elif res.status_code == 200 and route in ("packs", "uploads"):
             answer = _public_urls(repo, answer)
+        elif res.status_code == 200 and route == "update":  # the push does not wait for Hypha
+            task = asyncio.create_task(self.record_push(repo, artifact.id, user, raw, answer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
+
+    async def record_push(self, repo: Repo, artifact_id: str, user, raw: bytes, answer: dict):
+        """A ``git_push`` event in the workspace, then Hypha's record as ``commit()`` leaves it."""
+        req = {"push_options": [], **json.loads(raw)}
+        ok = [u for u, r in zip(req["updates"], answer["results"]) if r["status"] == "ok"]
+        event = dict(artifact_id=repo.name, pusher=user.id, push_options=req["push_options"])
+        event["refs"] = refs = [dict(ref=u["ref"], before=u["old"], after=u["new"]) for u in ok]
+        heads = {r["ref"][11:]: r["after"] for r in refs if r["ref"].startswith("refs/heads/")}
+        if not refs:  # nothing changed (a stale or rejected update)
+            return
+        try:
+            await self.store.get_event_bus().broadcast(repo.name.split("/")[0], "git_push", event)
+            async with await self.manager._get_session() as session, session.begin():
+                art, parent = await self.manager._get_artifact_with_parent(session, artifact_id)
+                if head := heads.get((art.config or {}).get("git_default_branch", "main")):
+                    git = await self.manager._get_git_repo(art, parent)
+                    tree = await git.list_tree_async("", head.encode())
+                    art.file_count = sum(item["type"] == "blob" for item in tree)
+                art.last_modified = now = int(time.time())
+                if not art.versions:
+                    art.versions = [dict(version="v0", comment="git push", created_at=now)]
+                session.add(art)
+            for branch in heads:
+                await self.manager._invalidate_static_site_cache(art, branch)
+        except Exception:
+            logger.exception("could not record the push to %s in Hypha", repo.name)
 
     @staticmethod
     def _body(raw: bytes) -> dict:
-        if not raw.strip():
-            return {}
         try:
-            body = json.loads(raw)
+            body = json.loads(raw) if raw.strip() else {}
         except ValueError as e:
             raise ApiError("invalid", f"invalid request: {e}") from None
         if not isinstance(body, dict):
@@ -312,14 +328,9 @@ class GitRemoteApi:
 
     async def _artifact(self, user, artifact_id: str, operation: str):
         """Hypha's own lookup and permission check, mapped to our error codes."""
-        session = await self.manager._get_session()
-        try:
-            async with session.begin():
-                return await self.manager._get_artifact_with_permission(
-                    user, artifact_id, operation, session
-                )
-        finally:
-            await session.close()
+        async with await self.manager._get_session() as session, session.begin():
+            get = self.manager._get_artifact_with_permission
+            return await get(user, artifact_id, operation, session)
 
     async def open(self, user, workspace: str, alias: str, operation: str):
         name = f"{workspace}/{alias}"
@@ -333,59 +344,48 @@ class GitRemoteApi:
                 raise ApiError("not_found", f"repository {name} not found") from None
             raise ApiError("forbidden", f"{name}: permission denied") from None
         if (artifact.config or {}).get("storage") != "git":
-            raise ApiError(
-                "not_found",
-                f"{name} is not a git repository (recreate the artifact with config.storage='git')",
-            )
+            why = "(recreate the artifact with config.storage='git')"
+            raise ApiError("not_found", f"{name} is not a git repository {why}")
         s3_config = self.manager._get_s3_config(artifact, parent)
         lock = self._locks.setdefault(artifact.id, asyncio.Lock())
-        # An empty S3_PREFIX would make Hypha's key start with "/", which the child refuses
-        # as a key: the repository then lives at "{uuid}/.git/".
+        # An empty S3_PREFIX would make a key start with "/": the child refuses such keys.
         prefix = f"{s3_config['prefix']}/{artifact.id}/.git/".lstrip("/")
         lease = f"git-remote-hypha:lock:{artifact.id}"
-        repo = Repo(self.manager, s3_config, name, prefix, lock, self._redis(), lease)
-        return repo, artifact
+        return Repo(self.manager, s3_config, name, prefix, lock, self._redis(), lease), artifact
 
     async def permissions(self, user, repo: Repo, artifact) -> dict:
         """``info``'s ``can_write`` and ``public``, as Hypha's permissions say."""
-        try:
+        can_write = False
+        with contextlib.suppress(Exception):
             can_write = bool(await self._artifact(user, repo.name, "commit"))
-        except Exception:
-            can_write = False
         perms = (artifact.config or {}).get("permissions") or {}
         return {"can_write": can_write, "public": bool(perms.get("*"))}
 
     async def create(self, user, workspace: str, alias: str, body: dict) -> dict:
         """A new artifact with ``config.storage = "git"``: Hypha's ``init_bare`` writes HEAD."""
+        name = f"{workspace}/{alias}"
         if user.is_anonymous:
-            raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
-        branch = str(body.get("default_branch") or DEFAULT_BRANCH)
-        branch = branch[len("refs/heads/") :] if branch.startswith("refs/heads/") else branch
+            raise ApiError("unauthenticated", f"{name}: authentication required")
+        branch = str(body.get("default_branch") or "main").removeprefix("refs/heads/")
         # The one ref rule kept here: Hypha writes HEAD before the child sees the repository.
         if len(branch) > 500 or _BRANCH_BAD.search(branch):
             raise ApiError("invalid", f"invalid ref {('refs/heads/' + str(branch))[:80]!r}")
         config = {"storage": "git", "git_default_branch": branch}
-        if body.get("public"):
-            config["permissions"] = {"*": "r"}
+        config.update({"permissions": {"*": "r"}} if body.get("public") else {})
+        with contextlib.suppress(KeyError, PermissionError):
+            await self._artifact(user, name, "read")
+            raise ApiError("exists", f"repository {name} already exists")
         try:
-            await self._artifact(user, f"{workspace}/{alias}", "read")
-            raise ApiError("exists", f"repository {workspace}/{alias} already exists")
-        except (KeyError, PermissionError):
-            pass
-        try:
-            # A user's own workspace exists only once used; Hypha's RPC layer makes it the
-            # same way before any call.
+            # A user's own workspace exists once used: Hypha's RPC layer makes it so too.
             await self.store.load_or_create_workspace(user, workspace)
             # Called directly (not over RPC), so no default fills in the manifest.
             what = dict(alias=alias, workspace=workspace, manifest={"name": alias}, config=config)
             await self.manager.create(**what, context={"user": user.model_dump(), "ws": workspace})
-        except PermissionError:
-            raise ApiError("forbidden", f"{workspace}/{alias}: permission denied") from None
         except Exception as e:
-            if type(e).__name__ == "WorkspaceNotFoundError":
-                raise ApiError("forbidden", f"{workspace}/{alias}: permission denied") from None
+            if isinstance(e, PermissionError) or type(e).__name__ == "WorkspaceNotFoundError":
+                raise ApiError("forbidden", f"{name}: permission denied") from None
             if "already exists" in str(e):
-                raise ApiError("exists", f"repository {workspace}/{alias} already exists") from None
+                raise ApiError("exists", f"repository {name} already exists") from None
             raise
         repo, artifact = await self.open(user, workspace, alias, "read")
         res = await self.forward(repo, "info", b"{}", user, artifact)
@@ -394,7 +394,7 @@ class GitRemoteApi:
 
 async def hypha_startup(server):
     """Hypha startup function: register the POST routes of remote API v1."""
-    store = server["store"]
-    api = GitRemoteApi(store)
-    store.register_router(api.router())
+    store, router = server["store"], APIRouter()
+    router.post("/{workspace}/git/{alias}/remote/v1/{route}")(GitRemoteApi(store).remote_v1)
+    store.register_router(router)
     logger.info("git-remote-hypha remote API v1 enabled at /{ws}/git/{alias}/remote/v1/")

@@ -142,6 +142,9 @@ start() {
   (
     cd "$STATE_DIR"
     export JWT_SECRET=$secret
+    # The webhook tests (tests/hypha/test_plugin_hooks.py) send to a receiver on loopback,
+    # which the plugin's child refuses unless the operator allows it.
+    export HYPHA_WEBHOOK_ALLOW=${HYPHA_WEBHOOK_ALLOW:-127.0.0.1}
     if [[ -n ${HYPHA_PYTHON:-} ]]; then
       unset PYTHONPATH HYPHA_GIT_BIN
     else

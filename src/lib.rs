@@ -6,7 +6,7 @@
 //!   remote-helper protocol (`docs/protocol.md`), [`negotiate`] decides what to send or fetch,
 //!   [`pack`] builds and indexes packs, [`client`] moves the bytes through presigned URLs.
 //! - `git-hypha`, run as `git hypha ...`: `serve` ([`server`] over [`storage`]), `create`,
-//!   `gc` ([`gc`]), `login` ([`login`]), `token`, `url`. The Hypha plugin (`hypha-plugin/`)
+//!   `gc` ([`gc`]), `login` ([`login`]), `token`, `url`, `hook` (webhooks, [`server::webhook`]). The Hypha plugin (`hypha-plugin/`)
 //!   runs `git hypha serve --plugin` as its child, so the server's rules exist once, here.
 //!
 //! | module | owns | never |
@@ -20,7 +20,7 @@
 //! | [`fetch_packs`] | verified parallel pack downloads into a local repository | gix repository walks |
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`gc`] | client-side compaction (`git hypha gc`, the server's auto-gc) | `helper` |
-//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger | `helper` |
+//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper` |
 //! | [`storage`] | layout, refs compare-and-swap, commit record, uploads, compaction rules | `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
 //!

@@ -32,6 +32,7 @@ pub enum Route {
     Compact,
     Complete,
     Abort,
+    Hooks,
 }
 
 impl Route {
@@ -47,6 +48,7 @@ impl Route {
             Route::Compact => "compact",
             Route::Complete => "complete",
             Route::Abort => "abort",
+            Route::Hooks => "hooks",
         }
     }
 }
@@ -395,4 +397,65 @@ mod tests {
             .expect("serializes")
             .contains("upload_id"));
     }
+}
+
+/// `hooks` request (admin on the workspace): list, add or remove a repository's webhooks.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum HooksRequest {
+    List,
+    /// Add a hook, or replace the secret of the hook with this URL.
+    Add {
+        url: String,
+        secret: String,
+    },
+    Remove {
+        url: String,
+    },
+}
+
+// The secret must never reach a log.
+impl std::fmt::Debug for HooksRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HooksRequest::List => f.write_str("List"),
+            HooksRequest::Add { url, .. } => f
+                .debug_struct("Add")
+                .field("url", url)
+                .field("secret", &"<redacted>")
+                .finish(),
+            HooksRequest::Remove { url } => f.debug_struct("Remove").field("url", url).finish(),
+        }
+    }
+}
+
+/// `hooks` answer: the hooks (never their secrets) and the last deliveries, oldest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HooksResponse {
+    pub hooks: Vec<HookInfo>,
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HookInfo {
+    pub url: String,
+    /// Unix seconds.
+    pub added_at: u64,
+}
+
+/// One delivery of a push event, after its retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryInfo {
+    /// The `X-Hypha-Delivery` header it was sent with.
+    pub id: String,
+    pub url: String,
+    /// Unix seconds of the last attempt.
+    pub at: u64,
+    pub refs: Vec<String>,
+    /// HTTP status of the last attempt, when the target answered.
+    pub status: Option<u16>,
+    pub attempts: u32,
+    pub ok: bool,
+    pub error: Option<String>,
 }

@@ -10,9 +10,9 @@ mod logging;
 mod report;
 
 use clap::{Parser, Subcommand};
-use hypha_git::api::{CreateRequest, Route};
+use hypha_git::api::{CreateRequest, HooksRequest, HooksResponse, Route};
 use hypha_git::auth::{self, Permission};
-use hypha_git::client::{Api, Client};
+use hypha_git::client::{self, Api, Client};
 use hypha_git::config;
 use hypha_git::gc;
 use hypha_git::login;
@@ -94,7 +94,15 @@ enum Command {
         /// standard input closes.
         #[arg(long, hide = true, requires = "s3_bucket")]
         plugin: bool,
+        /// Webhook hosts that may be called although they resolve to private, loopback or
+        /// other non-public addresses (comma-separated host names or IP addresses).
+        #[arg(long, env = "HYPHA_WEBHOOK_ALLOW", value_delimiter = ',')]
+        webhook_allow: Vec<String>,
     },
+    /// Manage a repository's webhooks (admin rights on the workspace): after every push the
+    /// server POSTs a signed push event (GitHub's shape, X-Hub-Signature-256) to each.
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Create an empty repository (HEAD points at main). On a Hypha without the plugin, through
     /// its artifact manager (`config.storage = "git"`).
     Create {
@@ -162,6 +170,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum HookCommand {
+    /// Add a webhook (or replace its secret); the signing secret is read from
+    /// HYPHA_HOOK_SECRET, never from the command line, and is never shown again.
+    Add {
+        /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
+        url: String,
+        /// The http(s) URL the server POSTs push events to.
+        target: String,
+    },
+    /// List the webhooks (without their secrets) and the last deliveries.
+    List {
+        /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
+        url: String,
+    },
+    /// Remove a webhook.
+    Remove {
+        /// hypha::https://host/workspace/alias, or hypha::workspace/alias with HYPHA_SERVER_URL.
+        url: String,
+        /// The target URL given to `hook add`.
+        target: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server's access log and notes, gc's and create's notes: all at info.
@@ -194,6 +226,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             multipart_stale_secs,
             auto_gc_packs,
             plugin,
+            webhook_allow,
         } => {
             // The key comes through the environment, never argv (which `ps` shows).
             let plugin_key = match plugin {
@@ -238,6 +271,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
                     auto_gc_packs,
                     plugin_key,
+                    webhook_allow,
                 },
                 announce,
             ))?;
@@ -270,6 +304,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             ))?;
             eprintln!("created {name}");
         }
+        Command::Hook(command) => hook(command, &env)?,
         Command::Gc { url, geometric } => {
             let remote = config::resolve(&url, &env, None)?;
             let name = remote.display_name();
@@ -363,6 +398,83 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Manpage { dir } => {
             std::fs::create_dir_all(&dir)?;
             write_manpages(&dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// `git hypha hook ...`: one `hooks` call, then the hooks and deliveries on stdout.
+fn hook(command: HookCommand, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let (url, request, done) = match command {
+        HookCommand::Add { url, target } => {
+            let secret = env
+                .get("HYPHA_HOOK_SECRET")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "HYPHA_HOOK_SECRET is not set: put the webhook's signing secret there \
+                         (it is never taken from the command line)"
+                    )
+                })?
+                .clone();
+            let done = format!("added webhook {target}");
+            (
+                url,
+                HooksRequest::Add {
+                    url: target,
+                    secret,
+                },
+                Some(done),
+            )
+        }
+        HookCommand::List { url } => (url, HooksRequest::List, None),
+        HookCommand::Remove { url, target } => {
+            let done = format!("removed webhook {target}");
+            (url, HooksRequest::Remove { url: target }, Some(done))
+        }
+    };
+    let remote = config::resolve(&url, env, config::git_config("hypha.server").as_deref())?;
+    let client = Client::new(remote, config::env_token(env))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer: HooksResponse = runtime
+        .block_on(client.call(Route::Hooks, &request))
+        .map_err(|e| match e {
+            client::Error::Forbidden { repo } => anyhow::anyhow!(
+                "permission denied for '{repo}': managing webhooks needs admin rights (a) on \
+                 the workspace"
+            ),
+            e => e.into(),
+        })?;
+    if let Some(done) = done {
+        eprintln!("{done}");
+        return Ok(());
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        if answer.hooks.is_empty() {
+            println!("no webhooks");
+        }
+        for h in &answer.hooks {
+            println!("{}  (added {})", h.url, auth::format_utc(h.added_at));
+        }
+        if !answer.deliveries.is_empty() {
+            println!("last deliveries (oldest first):");
+        }
+        for d in &answer.deliveries {
+            let status = d.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+            println!(
+                "  {}  {}  status {status}  attempts {}  {}  {}  {}{}",
+                auth::format_utc(d.at),
+                if d.ok { "delivered" } else { "failed" },
+                d.attempts,
+                d.id,
+                d.url,
+                d.refs.join(","),
+                d.error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
         }
     }
     Ok(())

@@ -19,10 +19,12 @@ use subtle::ConstantTimeEq as _;
 
 /// The plugin child's shared key (random per child, given through its environment).
 pub const PLUGIN_KEY_HEADER: &str = "x-hypha-plugin-key";
-/// What Hypha granted on the repository: `read` or `write`.
+/// What Hypha granted on the repository: `read`, `write` or `admin` (managing hooks).
 pub const PLUGIN_PERMISSION_HEADER: &str = "x-hypha-permission";
 /// The repository's key prefix in the bucket, `{s3 prefix}/{artifact uuid}/.git/`.
 pub const PLUGIN_PREFIX_HEADER: &str = "x-hypha-repo-prefix";
+/// Hypha's id of the user, for the `pusher` of webhook events (optional).
+pub const PLUGIN_USER_HEADER: &str = "x-hypha-user";
 
 /// The caller of one request.
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ pub enum Caller {
     Plugin {
         permission: Permission,
         prefix: String,
+        user: Option<String>,
     },
 }
 
@@ -48,6 +51,15 @@ impl Caller {
 
     pub fn is_anonymous(&self) -> bool {
         matches!(self, Caller::Anonymous)
+    }
+
+    /// Who this is, for the `pusher` of a webhook event.
+    pub fn subject(&self) -> &str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::User(identity) => &identity.subject,
+            Caller::Plugin { user, .. } => user.as_deref().unwrap_or("hypha"),
+        }
     }
 }
 
@@ -122,6 +134,7 @@ fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> 
     let permission = match text(PLUGIN_PERMISSION_HEADER)? {
         "read" => Permission::Read,
         "write" => Permission::ReadWrite,
+        "admin" => Permission::Admin,
         other => {
             return Err(ApiError::invalid(format!(
                 "unknown plugin permission {:?}",
@@ -132,5 +145,9 @@ fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> 
     Ok(Caller::Plugin {
         permission,
         prefix: text(PLUGIN_PREFIX_HEADER)?.to_owned(),
+        user: headers
+            .get(PLUGIN_USER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::storage::shorten),
     })
 }

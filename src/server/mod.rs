@@ -10,7 +10,9 @@
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request; `state`: [`AppState`];
-//! - `autogc`: compaction after pushes leave too many packs.
+//! - `hooks`: the `hooks` route and the push event of an `update`;
+//! - `autogc`: compaction after pushes leave too many packs;
+//! - `webhook`: push events to each repository's webhooks, queued after `update`.
 //!
 //! Plugin mode ([`ServeOptions::plugin_key`]): the Hypha plugin runs this server as its child
 //! and forwards the requests Hypha has checked, so that the repository rules have one
@@ -22,10 +24,12 @@ pub mod autogc;
 mod convert;
 mod credentials;
 mod error;
+mod hooks;
 mod log;
 mod routes;
 mod state;
 mod store;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -81,6 +85,9 @@ pub struct ServeOptions {
     pub auto_gc_packs: usize,
     /// Plugin mode: API requests must carry this key; see the module doc.
     pub plugin_key: Option<String>,
+    /// Webhook hosts allowed although they resolve to non-public addresses
+    /// (`--webhook-allow`).
+    pub webhook_allow: Vec<String>,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -110,6 +117,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("stale_upload_age", &self.stale_upload_age)
             .field("auto_gc_packs", &self.auto_gc_packs)
             .field("plugin", &self.plugin_key.is_some())
+            .field("webhook_allow", &self.webhook_allow)
             .finish()
     }
 }
@@ -142,6 +150,8 @@ pub enum Error {
     Serve(#[source] std::io::Error),
     #[error("plugin mode listens on loopback only, not on {addr}")]
     PluginListen { addr: SocketAddr },
+    #[error("cannot start webhook deliveries")]
+    Webhooks(#[source] webhook::Error),
 }
 
 /// The whole HTTP surface: API routes and, for a local-disk store, `/_store/{key}`.
@@ -231,6 +241,13 @@ pub async fn run(
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
+    state = state.webhooks(
+        webhook::Webhooks::start(webhook::Settings {
+            allowed: webhook::Allowed::new(&opts.webhook_allow),
+            ..webhook::Settings::default()
+        })
+        .map_err(Error::Webhooks)?,
+    );
     if let Some(key) = &opts.plugin_key {
         state = state.plugin_key(key.as_bytes());
     } else {

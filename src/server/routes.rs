@@ -9,6 +9,8 @@
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
 //!   `refs` with `for_push` also says whether the caller could write (`can_write`);
 //! - `uploads`, `complete`, `abort`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - `hooks` (a repository's webhooks) needs `a` on the workspace; a successful `update`
+//!   hands its push to `webhook` (queued: the answer never waits for a delivery);
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
 //!   caller without any grant on the workspace gets 403 whether or not it exists, so that
 //!   only those who may read learn that a repository exists.
@@ -18,6 +20,7 @@
 
 use super::credentials::{self, Caller};
 use super::error::ApiError;
+use super::hooks::{hooks, pushed};
 use super::log::LogNote;
 use super::state::AppState;
 use crate::api::{self, Route};
@@ -105,11 +108,18 @@ async fn dispatch(
         Route::Update => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::UpdateRequest = parse(&body)?;
-            let response = update(&repo, &req).await?;
+            let result = repo.update(&storage::Update::from(&req)).await?;
+            if let Some(webhooks) = &state.webhooks {
+                webhooks.after_update(&repo, pushed(&caller, workspace, alias, &req, &result));
+            }
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !req.packs.is_empty()) {
                 auto_gc.after_update(&state.store, workspace, alias);
             }
-            Ok(response)
+            update_response(&req, result)
+        }
+        Route::Hooks => {
+            authorize_admin(&caller, workspace, &repo).await?;
+            hooks(state, &repo, parse(&body)?).await
         }
         Route::Complete => {
             authorize_write(&caller, workspace, &repo).await?;
@@ -151,6 +161,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "compact" => Route::Compact,
         "complete" => Route::Complete,
         "abort" => Route::Abort,
+        "hooks" => Route::Hooks,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }
@@ -184,6 +195,23 @@ async fn authorize_write(
     match caller.permission_for(workspace) {
         Some(p) if p.can_write() => require_exists(repo).await,
         _ => Err(denied(caller, repo)),
+    }
+}
+
+/// Admin access (`a` on the workspace; through the plugin, what Hypha grants for secrets),
+/// then the repository must exist: managing hooks.
+async fn authorize_admin(
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+) -> Result<(), ApiError> {
+    match caller.permission_for(workspace) {
+        Some(auth::Permission::Admin) => require_exists(repo).await,
+        Some(_) => Err(ApiError::forbidden(format!(
+            "{}: permission denied: managing webhooks needs admin rights (a) on the workspace",
+            repo.name()
+        ))),
+        None => Err(denied(caller, repo)),
     }
 }
 
@@ -346,11 +374,13 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-async fn update(repo: &Repository, req: &api::UpdateRequest) -> Result<Response, ApiError> {
-    let result = repo.update(&storage::Update::from(req)).await?;
+fn update_response(
+    req: &api::UpdateRequest,
+    result: storage::UpdateOutcome,
+) -> Result<Response, ApiError> {
     let mut response = Json(api::UpdateResponse::from(result)).into_response();
     if !req.push_options.is_empty() {
-        // Push options are for server-side hooks; there are none yet, so they are logged.
+        // Push options go to webhooks in the event; the log line shows them too.
         response
             .extensions_mut()
             .insert(LogNote(format!("push-options={:?}", req.push_options)));

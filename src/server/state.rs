@@ -3,6 +3,7 @@
 //! Owns construction and defaults only; handlers live in `routes` and `store`.
 
 use super::autogc::AutoGc;
+use super::webhook::Webhooks;
 use crate::auth;
 use crate::storage::repo::upload::MultipartPolicy;
 use crate::storage::{Backend, LocalDisk, Store};
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Plugin mode (`serve --plugin`): the key every API request must carry; tokens are then
     /// ignored (see `credentials`).
     pub(crate) plugin_key: Option<Arc<[u8]>>,
+    /// Push events to the repositories' webhooks; `None` = no deliveries (router tests).
+    pub(crate) webhooks: Option<Webhooks>,
 }
 
 // The secret must never reach a log.
@@ -65,6 +68,7 @@ impl AppState {
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
             plugin_key: None,
+            webhooks: None,
         }
     }
 
@@ -108,6 +112,12 @@ impl AppState {
     /// Serve the Hypha plugin only: requests must carry `key` (see `credentials`).
     pub fn plugin_key(mut self, key: &[u8]) -> AppState {
         self.plugin_key = Some(key.into());
+        self
+    }
+
+    /// Deliver push events to webhooks ([`Webhooks`]).
+    pub fn webhooks(mut self, webhooks: Webhooks) -> AppState {
+        self.webhooks = Some(webhooks);
         self
     }
 

@@ -144,6 +144,7 @@ fn repo_route(repo: &str, route: &str) -> String {
             "update" => api::Route::Update,
             "head" => api::Route::Head,
             "create" => api::Route::Create,
+            "hooks" => api::Route::Hooks,
             other => panic!("{other}"),
         },
     )
@@ -934,11 +935,19 @@ async fn plugin_mode_honours_the_permission_hypha_granted() {
     assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
     assert!(s.root.join(PREFIX).join("refs/heads/main").exists());
     assert!(!s.root.join("ws/artifacts/r").exists());
-    // Unknown permissions and `create` (Hypha creates artifacts) are refused.
+    // Unknown permissions and `create` (Hypha creates artifacts) are refused. (`admin` is
+    // known since webhooks: Hypha's `get_secret`, below.)
     let r = s
-        .plugin("refs", &plugin_headers("admin", PREFIX), json!({}))
+        .plugin("refs", &plugin_headers("owner", PREFIX), json!({}))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Managing webhooks takes what Hypha grants workspace admins only; `write` is refused.
+    let r = s.plugin("hooks", &write, json!({"action": "list"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let admin = plugin_headers("admin", PREFIX);
+    let r = s.plugin("hooks", &admin, json!({"action": "list"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["hooks"], json!([]));
     let r = s.plugin("create", &write, json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
@@ -1045,4 +1054,36 @@ async fn update_to_an_object_no_pack_holds_is_rejected() {
         )
         .await;
     assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
+}
+
+/// `hooks` is for workspace admins; a loopback target is refused without the operator's
+/// allowance; answers never carry a secret.
+#[tokio::test]
+async fn hooks_need_admin_and_a_public_target() {
+    let s = server();
+    let rw = token("ws", Permission::ReadWrite);
+    let admin = token("ws", Permission::Admin);
+    s.api("ws/repo", "create", Some(&rw), json!({})).await;
+    let list = json!({"action": "list"});
+    let r = s.api("ws/repo", "hooks", None, list.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = s.api("ws/repo", "hooks", Some(&rw), list.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.json()["detail"].as_str().unwrap().contains("admin"));
+    let add = json!({"action": "add", "url": "http://127.0.0.1:9/x", "secret": "s3cret"});
+    let r = s.api("ws/repo", "hooks", Some(&admin), add).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("--webhook-allow"));
+    let empty = json!({"action": "add", "url": "http://127.0.0.1:9/x", "secret": ""});
+    let r = s.api("ws/repo", "hooks", Some(&admin), empty).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s.api("ws/repo", "hooks", Some(&admin), list).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"hooks": [], "deliveries": []}));
+    let remove = json!({"action": "remove", "url": "http://127.0.0.1:9/x"});
+    let r = s.api("ws/repo", "hooks", Some(&admin), remove).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -22,8 +22,8 @@ pub mod s3;
 
 pub use local::LocalDisk;
 pub use repo::{
-    Compacted, Compaction, PackEntry, PackUpload, RefOutcome, RefStatus, RefUpdate, RepoConfig,
-    Repository, Store, Update, UpdateOutcome, UploadUrls,
+    Compacted, Compaction, Hook, PackEntry, PackUpload, RefOutcome, RefStatus, RefUpdate,
+    RepoConfig, Repository, Store, Update, UpdateOutcome, UploadUrls,
 };
 pub use s3::{Multipart, S3};
 

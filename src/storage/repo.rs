@@ -29,6 +29,7 @@
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
 //! - `compact`: retiring packs and deleting them after the grace period;
+//! - `hooks`: the repository's webhooks and their delivery log;
 //! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
 
 use super::{Backend, Error};
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 pub use compact::{Compacted, Compaction};
 pub use create::{RepoConfig, DEFAULT_BRANCH};
+pub use hooks::{Delivery, Hook, HookView};
 pub use objects::MISSING_OBJECTS;
 pub use packs::PackEntry;
 pub use update::{
@@ -209,6 +211,7 @@ fn check_pack_name(name: &str) -> Result<(), Error> {
 
 mod compact;
 mod create;
+pub mod hooks;
 mod journal;
 mod objects;
 mod packs;

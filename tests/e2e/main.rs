@@ -27,6 +27,7 @@ mod faults;
 mod force;
 mod gc;
 mod history;
+mod hooks;
 mod hostile;
 mod lifecycle;
 mod mirror;

@@ -17,6 +17,7 @@
 pub mod hypha;
 pub mod oracle;
 pub mod proxy;
+pub mod receiver;
 pub mod server;
 
 use std::cell::RefCell;
