@@ -175,6 +175,8 @@ pub struct Client {
     remote: Remote,
     token: Mutex<Option<Token>>,
     credentials: Mutex<Credentials>,
+    /// The probe's `refs` answer, kept for the session's first `list` (see [`Client::probe`]).
+    probed: Mutex<Option<stock::Probed>>,
 }
 
 /// Where this session is with `git credential`: each step happens at most once.
@@ -198,6 +200,7 @@ impl Client {
             remote,
             token: Mutex::new(token),
             credentials: Mutex::new(Credentials::default()),
+            probed: Mutex::new(None),
         })
     }
 

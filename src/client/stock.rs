@@ -17,7 +17,14 @@ use super::{retry_after, with_retries, AuthProblem, Client, Error};
 use crate::api::{self, ErrorBody, ErrorCode, Route};
 use url::Url;
 
-/// What answered at `…/remote/v1/info`.
+/// The probe's answer, kept so that the session's first `list` costs no second request.
+pub(super) struct Probed {
+    for_push: bool,
+    token: Option<String>,
+    refs: api::RefsResponse,
+}
+
+/// What answered at `…/remote/v1/refs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     /// Remote API v1 answered, possibly with one of its errors (the session reports those).
@@ -44,7 +51,7 @@ impl Access {
     }
 }
 
-/// Decide from one answer to `POST …/remote/v1/info`. `None`: neither can be told (a 5xx or
+/// Decide from one answer to `POST …/remote/v1/refs`. `None`: neither can be told (a 5xx or
 /// 429 from something in front of the server), worth asking again.
 pub fn classify(status: u16, body: &[u8]) -> Option<Api> {
     if (200..300).contains(&status) || serde_json::from_slice::<ErrorBody>(body).is_ok() {
@@ -81,37 +88,65 @@ struct Created {
 }
 
 impl Client {
-    /// One request: does this server have remote API v1 for the repository?
+    /// One request: does this server have remote API v1 for the repository? It is the
+    /// session's `refs` call (kept for [`Client::take_probed_refs`]), so a session on API v1
+    /// makes no more requests than before the probe existed.
     pub async fn probe(&self) -> Result<Api, Error> {
         with_retries(|| self.probe_once()).await
     }
 
     async fn probe_once(&self) -> Result<Api, Error> {
         let repo = self.remote.display_name();
-        let path = api::route_path(&self.remote.workspace, &self.remote.alias, Route::Info);
+        let path = api::route_path(&self.remote.workspace, &self.remote.alias, Route::Refs);
         let url = self
             .remote
             .server
             .join(&path)
             .map_err(|_| Error::NotFound { repo: repo.clone() })?;
-        let mut req = self.http.post(url).json(&serde_json::json!({}));
-        if let Some(token) = self.current_token() {
+        let token = self.current_token();
+        // With a token, ask what a push needs too: a push session then lists from this answer.
+        let request = api::RefsRequest {
+            for_push: token.is_some(),
+        };
+        let mut req = self.http.post(url).json(&request);
+        if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);
         }
         let http_err = |source: reqwest::Error| Error::Http {
             repo: repo.clone(),
-            route: "info",
+            route: "refs",
             source: source.without_url(),
         };
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status().as_u16();
         let wait = retry_after(resp.headers());
         let body = resp.bytes().await.map_err(http_err)?;
-        classify(status, &body).ok_or_else(|| Error::TransferStatus {
-            what: format!("the server's answer for '{repo}' (info)"),
+        let api = classify(status, &body).ok_or_else(|| Error::TransferStatus {
+            what: format!("the server's answer for '{repo}' (refs)"),
             status,
             retry_after: wait,
-        })
+        })?;
+        if (200..300).contains(&status) {
+            if let (Ok(refs), Ok(mut slot)) = (
+                serde_json::from_slice::<api::RefsResponse>(&body),
+                self.probed.lock(),
+            ) {
+                *slot = Some(Probed {
+                    for_push: request.for_push,
+                    token: token.map(|t| t.secret),
+                    refs,
+                });
+            }
+        }
+        Ok(api)
+    }
+
+    /// The probe's `refs` answer, once, if it answers what `list` (or `list for-push`) asks
+    /// with the token the session holds now (a credential helper may have filled one since).
+    pub fn take_probed_refs(&self, for_push: bool) -> Option<api::RefsResponse> {
+        let probed = self.probed.lock().ok()?.take()?;
+        let token = self.current_token().map(|t| t.secret);
+        (probed.token == token && (probed.for_push || !for_push)).then_some(probed.refs)
     }
 
     /// Hypha's smart-HTTP URL of the repository, `{server}/{ws}/git/{alias}` (what the artifact

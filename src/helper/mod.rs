@@ -178,9 +178,12 @@ impl<W: Write> Session<W> {
             // only on a 401 (a public repository lists without one).
             self.client.fill_credentials();
         }
-        let refs: RefsResponse = self
-            .runtime
-            .block_on(self.client.call(Route::Refs, &RefsRequest { for_push }))?;
+        let refs: RefsResponse = match self.client.take_probed_refs(for_push) {
+            Some(refs) => refs,
+            None => self
+                .runtime
+                .block_on(self.client.call(Route::Refs, &RefsRequest { for_push }))?,
+        };
         if for_push && refs.can_write == Some(false) {
             // git sends no `push` when everything is up to date: this is the last word.
             return Err(match self.client.token_source() {
