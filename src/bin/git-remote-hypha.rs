@@ -20,6 +20,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // git passes the remote's name first (the URL itself for an unnamed remote).
+    let name = args.first().cloned().unwrap_or_default();
     let address = match args.as_slice() {
         [flag] if flag == "--version" || flag == "-V" => {
             eprintln!("git-remote-hypha {}", env!("CARGO_PKG_VERSION"));
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(129);
         }
     };
-    match run(&address) {
+    match run(&name, &address) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report::print("fatal", e.as_ref());
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn run(name: &str, address: &str) -> Result<(), Box<dyn std::error::Error>> {
     // Before any pack is received: on SIGINT/SIGTERM gix deletes its temporary pack files, so
     // an interrupted fetch leaves no partial pack behind.
     gix_tempfile::signal::setup(Default::default());
@@ -59,6 +61,9 @@ fn run(address: &str) -> Result<(), Box<dyn std::error::Error>> {
         Some(dir) if !dir.is_empty() => Some(std::path::absolute(PathBuf::from(dir))?),
         _ => None,
     };
+    if let Some(dir) = &git_dir {
+        hypha_git::helper::lfs::record(dir, name, &remote);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
