@@ -2,7 +2,8 @@
 //! the token the remote helper would use, so LFS transfers to a `hypha::` remote need no
 //! token typed or stored anywhere (`helper::lfs` records it for the server's host).
 //!
-//! Answers `get` from `HYPHA_TOKEN`, then the token `git hypha login` stored for the server;
+//! Answers `get` from `HYPHA_TOKEN`, then the token `git hypha login` stored for the server,
+//! else with an empty password (anonymous: public repositories still download, no prompt);
 //! `store` and `erase` do nothing (those tokens have their own homes, and writing one into
 //! another helper's store is git's business, not ours). Never calls `git credential` itself,
 //! and answers nothing when the remote helper is the one asking (it reads both sources
@@ -47,9 +48,12 @@ pub fn answer(
     if field("username").is_some_and(|u| !u.is_empty() && u != "git") {
         return None;
     }
+    // No token: an empty password, which both servers read as anonymous (public
+    // repositories download), instead of letting git prompt on the terminal.
     let token = config::env_token(env)
         .map(|Token { secret, .. }| secret)
-        .or_else(|| stored(server))?;
+        .or_else(|| stored(server))
+        .unwrap_or_default();
     Some(format!("username=git\npassword={token}\n"))
 }
 
@@ -78,7 +82,10 @@ mod tests {
             answer("get", req, &server, &env(&[]), |_| Some("stored".into())).as_deref(),
             Some("username=git\npassword=stored\n")
         );
-        assert_eq!(answer("get", req, &server, &env(&[]), |_| None), None);
+        assert_eq!(
+            answer("get", req, &server, &env(&[]), |_| None).as_deref(),
+            Some("username=git\npassword=\n")
+        );
         for other in [
             "protocol=https\nhost=127.0.0.1:9527\n",
             "protocol=http\nhost=127.0.0.1:9528\n",

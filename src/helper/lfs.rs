@@ -8,6 +8,9 @@
 //!   endpoint, and the same path on `git hypha serve`;
 //! - `lfs.<lfsurl>.locksverify` is `false`: neither server has the locks API, and git-lfs
 //!   would otherwise ask for it before every push;
+//! - `lfs.<lfsurl>.access` is `basic`: git-lfs sends credentials from the first request on,
+//!   as it would itself after a 401 (Hypha answers an anonymous request for a private
+//!   repository with 403, on which git-lfs would never ask for credentials);
 //! - `credential.<scheme://host>.helper` includes `!git hypha credential --server <server>`:
 //!   git-lfs asks `git credential` for the LFS host, and that answers with the token the
 //!   helper itself would use ([`crate::credential_helper`]); no token is written anywhere.
@@ -74,12 +77,14 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     let helper = credential_helper(remote);
     let helper_key = format!("credential.{}.helper", credential_scope(remote));
     let mut writes = vec![
-        vec![key, lfsurl.clone()],
         vec![format!("lfs.{lfsurl}.locksverify"), "false".to_owned()],
+        vec![format!("lfs.{lfsurl}.access"), "basic".to_owned()],
     ];
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);
     }
+    // Last: it marks the others as done (see the check above).
+    writes.push(vec![key, lfsurl.clone()]);
     for args in writes {
         if let Err(why) = set(git_dir, &args) {
             tracing::warn!(

@@ -28,6 +28,7 @@ mod force;
 mod gc;
 mod history;
 mod hostile;
+mod lfs;
 mod lifecycle;
 mod multipart;
 mod options;
