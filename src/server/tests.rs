@@ -1046,3 +1046,5 @@ async fn update_to_an_object_no_pack_holds_is_rejected() {
         .await;
     assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
 }
+
+mod lfs;
