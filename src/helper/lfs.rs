@@ -49,9 +49,11 @@ fn credential_scope(remote: &Remote) -> String {
     scope
 }
 
-/// The credential helper line recorded for `remote`.
+/// The credential helper line recorded for `remote`. git runs a `!` helper through the
+/// shell, and a URL path may hold `;`, `$` or `'`: the server is single-quoted.
 pub fn credential_helper(remote: &Remote) -> String {
-    format!("!git hypha credential --server {}", remote.server)
+    let quoted = remote.server.as_str().replace('\'', "'\\''");
+    format!("!git hypha credential --server '{quoted}'")
 }
 
 /// Record the LFS settings for the remote `name` in the repository at `git_dir`, unless they
@@ -155,7 +157,12 @@ mod tests {
         assert_eq!(credential_scope(&r), "http://127.0.0.1:9527");
         assert_eq!(
             credential_helper(&r),
-            "!git hypha credential --server http://127.0.0.1:9527/base/"
+            "!git hypha credential --server 'http://127.0.0.1:9527/base/'"
+        );
+        let r = remote("hypha::http://h/a;b$(x)'c/ws/repo");
+        assert_eq!(
+            credential_helper(&r),
+            "!git hypha credential --server 'http://h/a;b$(x)'\\''c/'"
         );
     }
 }

@@ -2,7 +2,8 @@
 //! and nothing else, push, clone (smudged at checkout), pull, `git lfs fetch --all`,
 //! `git lfs push --all` and `git lfs ls-files` work; `GIT_LFS_SKIP_SMUDGE=1` is honoured; a
 //! missing object fails naming the file; `git hypha gc` leaves LFS objects alone; no token
-//! lands on disk. Objects live where Hypha keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
+//! lands on disk; a `git hypha login` token serves git-lfs too. Objects live where Hypha
+//! keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
 //!
 //! Runs on every backend of the suite: against `git hypha serve` (local disk, S3) the LFS
 //! routes are ours; in Hypha mode they are Hypha's own LFS endpoint over the same storage.
@@ -116,6 +117,21 @@ fn lfs_push_clone_pull_need_no_setup() {
     }
     let global = std::fs::read_to_string(env.home().join(".gitconfig")).expect("gitconfig");
     assert!(!global.contains(env.token()), "token in ~/.gitconfig");
+
+    // No HYPHA_TOKEN, only the token `git hypha login` keeps: the helper and git-lfs both
+    // find it (git-lfs through `git hypha credential`).
+    let server = format!("{}/", env.server.url().trim_end_matches('/'));
+    let logins = env.home().join(".config").join("git-hypha");
+    std::fs::create_dir_all(&logins).expect("config directory");
+    let stored = serde_json::json!({ server.as_str(): env.token() });
+    std::fs::write(logins.join("logins.json"), stored.to_string()).expect("logins.json");
+    env.cmd(&env.path(""), &["clone", "-q", &url, "by-login"])
+        .no_token()
+        .ok();
+    assert_eq!(
+        std::fs::read(env.path("by-login/c.bin")).expect("c.bin"),
+        noise(SIZE, 3)
+    );
 }
 
 #[test]
