@@ -17,13 +17,19 @@
 //!
 //! git runs the helper before a clone's checkout and before the pre-push hook, so smudge and
 //! `git lfs pre-push` already find these. A `remote.<name>.lfsurl` the user set to something
-//! else is left alone, and so is everything for an unnamed remote (a URL on the command line).
+//! else is left alone (the helper's own is remembered in `remote.<name>.hyphaLfsUrl`, and
+//! follows the remote's URL), and so is everything for an unnamed remote (a URL on the
+//! command line).
 //! Failures to write are warnings: git itself works without them.
 
 use crate::api;
 use crate::config::Remote;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+/// `remote.<name>.hyphaLfsUrl`: the endpoint the helper last recorded, so that a later URL
+/// change of the remote moves `lfsurl` along while a `lfsurl` set by hand stays.
+const OURS: &str = "hyphaLfsUrl";
 
 /// The LFS endpoint git-lfs should use for `remote`.
 pub fn endpoint(remote: &Remote) -> String {
@@ -65,8 +71,11 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     }
     let lfsurl = endpoint(remote);
     let key = format!("remote.{name}.lfsurl");
+    let ours_key = format!("remote.{name}.{OURS}");
     match get_all(git_dir, &key).first() {
         Some(current) if *current == lfsurl => return,
+        // Ours from before (the remote's URL changed since): follow it.
+        Some(current) if get_all(git_dir, &ours_key).first() == Some(current) => {}
         Some(_) => {
             tracing::info!("{key} is set by hand: leaving git-lfs's endpoint alone");
             return;
@@ -85,6 +94,7 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);
     }
+    writes.push(vec![ours_key, lfsurl.clone()]);
     // Last: it marks the others as done (see the check above).
     writes.push(vec![key, lfsurl.clone()]);
     for args in writes {

@@ -118,6 +118,23 @@ fn lfs_push_clone_pull_need_no_setup() {
     let global = std::fs::read_to_string(env.home().join(".gitconfig")).expect("gitconfig");
     assert!(!global.contains(env.token()), "token in ~/.gitconfig");
 
+    // The remote moves: the recorded endpoint follows; one set by hand stays.
+    let moved = env.create("lfs-moved");
+    env.git(&work, &["remote", "set-url", "origin", &moved]);
+    env.git(&work, &["fetch", "-q", "origin"]);
+    let lfsurl = env.git(&work, &["config", "remote.origin.lfsurl"]).stdout;
+    assert!(
+        lfsurl.trim().ends_with("/git/lfs-moved.git/info/lfs"),
+        "{lfsurl}"
+    );
+    env.git(
+        &work,
+        &["config", "remote.origin.lfsurl", "https://lfs.example/x"],
+    );
+    env.git(&work, &["fetch", "-q", "origin"]);
+    let lfsurl = env.git(&work, &["config", "remote.origin.lfsurl"]).stdout;
+    assert_eq!(lfsurl.trim(), "https://lfs.example/x");
+
     // No HYPHA_TOKEN, only the token `git hypha login` keeps: the helper and git-lfs both
     // find it (git-lfs through `git hypha credential`).
     let server = format!("{}/", env.server.url().trim_end_matches('/'));
