@@ -9,8 +9,8 @@
 //!
 //! Access rules, those of the git routes (`routes`): `download` needs read (anonymous on a
 //! public repository); `upload` and `verify` need write, and an anonymous caller gets 401 so
-//! that git-lfs asks `git credential` and tries again. In plugin mode Hypha serves these
-//! paths itself, from the same keys; the routes here then answer what the plugin forwards.
+//! that git-lfs asks `git credential` and tries again. Inside Hypha these paths are Hypha's
+//! own (same keys, same API); the plugin forwards none of them to its child.
 //!
 //! Objects above one `PUT` (`max_single_put`, S3's 5 GiB) are refused per object with a
 //! message that says so: the `basic` transfer has no parts.
