@@ -3,13 +3,14 @@
 # and the end-to-end tests (real git through the built helper against a real server per test),
 # then the end-to-end tests once more with every server on S3, the tests against a real Hypha
 # with the plugin, and both install paths (`pip install .`, ./install.sh).
-# Needs git, curl, python3 and a Rust toolchain; installs git and curl with apt-get when
-# missing, and the S3 test servers (s3s-fs, moto) through scripts/s3-services.sh.
+# Needs git, git-lfs, curl, python3 and a Rust toolchain; installs git, git-lfs and curl with
+# apt-get when missing (the LFS tests fail without git-lfs rather than skip), and the S3 test
+# servers (s3s-fs, moto) through scripts/s3-services.sh.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for tool in git curl; do
+for tool in git curl git-lfs; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then

@@ -201,6 +201,9 @@ pub mod credential {
             .args(["credential", action])
             // Never block a CI job on a terminal prompt; askpass programs still work.
             .env("GIT_TERMINAL_PROMPT", "0")
+            // `git hypha credential` (recorded for git-lfs) stays out: the login token is
+            // read below as what it is, and HYPHA_TOKEN was read before.
+            .env(crate::credential_helper::FROM_REMOTE_HELPER_ENV, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

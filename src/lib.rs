@@ -23,6 +23,7 @@
 //! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper` |
 //! | [`storage`] | layout, refs compare-and-swap, commit record, uploads, compaction rules | `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
+//! | [`credential_helper`] | `git hypha credential`: the helper's token for git-lfs | writing tokens anywhere |
 //!
 //! ```text
 //!  helper -> negotiate, fetch_packs, pack, client, config   server -> storage, api, auth
@@ -43,6 +44,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod credential_helper;
 pub mod fetch_packs;
 pub mod gc;
 pub mod helper;

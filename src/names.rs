@@ -17,6 +17,14 @@ pub fn is_object_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A Git LFS object id: 64 lowercase hex digits (the SHA-256 of the content), the only form
+/// git-lfs sends and the only one safe to put in a storage key.
+pub fn is_lfs_oid(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Workspace and alias names: what Hypha allows, and nothing that could escape a key prefix.
 pub fn is_valid_repo_segment(s: &str) -> bool {
     !s.is_empty()
@@ -40,6 +48,14 @@ mod tests {
             "pack-{}.pack",
             "a".repeat(40)
         )));
+    }
+
+    #[test]
+    fn lfs_oids() {
+        assert!(is_lfs_oid(&"0a".repeat(32)));
+        assert!(!is_lfs_oid(&"0A".repeat(32)));
+        assert!(!is_lfs_oid(&"a".repeat(63)));
+        assert!(!is_lfs_oid(&format!("../{}", "a".repeat(61))));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! repository's, not the wire's: they live in [`crate::names`] and are re-exported here for
 //! the client.
 
+pub mod lfs;
+
 pub use crate::names::{is_object_id, is_valid_pack_name, is_valid_repo_segment, refname};
 
 use serde::{Deserialize, Serialize};

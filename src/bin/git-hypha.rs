@@ -145,6 +145,16 @@ enum Command {
         /// full hypha::https://host/workspace/alias.
         repo: String,
     },
+    /// Git credential helper for git-lfs (the helper records it for a hypha:: remote's host):
+    /// `get` answers with HYPHA_TOKEN, then the token of `git hypha login`; nothing is stored.
+    #[command(hide = true)]
+    Credential {
+        /// The hypha server the recorded helper line is for.
+        #[arg(long)]
+        server: String,
+        /// get, store or erase (git's credential helper actions).
+        action: String,
+    },
     /// Print a token signed with HYPHA_JWT_SECRET (for tests and CI).
     Token {
         /// Workspace the token grants access to ("*" for all).
@@ -362,6 +372,21 @@ fn run(command: Command) -> anyhow::Result<()> {
                 eprintln!("logged out of {server}");
             } else {
                 eprintln!("no stored login for {server}");
+            }
+        }
+        Command::Credential { server, action } => {
+            let server = url::Url::parse(&server)?;
+            let mut request = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut request)?;
+            let answer =
+                hypha_git::credential_helper::answer(&action, &request, &server, &env, |s| {
+                    login::stored_token(&login::logins_path()?, s)
+                });
+            if let Some(answer) = answer {
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{answer}");
+                }
             }
         }
         Command::Url { repo } => {

@@ -61,6 +61,9 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
         Some(dir) if !dir.is_empty() => Some(std::path::absolute(PathBuf::from(dir))?),
         _ => None,
     };
+    if let Some(dir) = &git_dir {
+        hypha_git::helper::lfs::record(dir, remote_name, &remote);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,10 +4,12 @@
 //! answers through [`protocol::Replies`]. `list` is one `refs` call (for a push, it also
 //! refuses a token that cannot write: git sends nothing more when there is nothing to send);
 //! `fetch` and `push` batches go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
-//! the session is returned to the binary, which prints it and exits non-zero.
+//! the session is returned to the binary, which prints it and exits non-zero. [`lfs`] records
+//! the git-lfs settings of a named remote before the session starts.
 
 pub mod fetch;
 pub mod handoff;
+pub mod lfs;
 mod local;
 mod options;
 pub mod protocol;

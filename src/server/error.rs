@@ -118,6 +118,34 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error for a git-lfs client: the same status and headers, and the body git-lfs
+    /// prints (`{"message": ...}`, `application/vnd.git-lfs+json`). A 401 also carries
+    /// `LFS-Authenticate`, on which git-lfs asks `git credential` and tries again.
+    pub fn into_lfs_response(mut self) -> Response {
+        let body = crate::api::lfs::ErrorBody {
+            message: std::mem::take(&mut self.detail),
+        };
+        let lfs = super::lfs::lfs_json(StatusCode::OK, &body);
+        let mut response = self.into_response();
+        let (_, lfs_body) = lfs.into_parts();
+        *response.body_mut() = lfs_body;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::api::lfs::MEDIA_TYPE),
+        );
+        headers.remove(header::CONTENT_LENGTH);
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                "lfs-authenticate",
+                HeaderValue::from_static("Basic realm=\"hypha\""),
+            );
+        }
+        response
+    }
+}
+
 /// `error: cause: cause` for the log.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -6,7 +6,7 @@
 //! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`, except
 //! `autogc`, which compacts as a client of this very server (see there why).
 //!
-//! - `routes`: the API routes; `convert`: API types <-> the store's own types;
+//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request; `state`: [`AppState`];
@@ -25,6 +25,7 @@ mod convert;
 mod credentials;
 mod error;
 mod hooks;
+mod lfs;
 mod log;
 mod routes;
 mod state;
@@ -158,6 +159,11 @@ pub enum Error {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/{ws}/git/{alias}/remote/v1/{route}", post(routes::api))
+        .route("/{ws}/git/{alias}/info/lfs/objects/batch", post(lfs::batch))
+        .route(
+            "/{ws}/git/{alias}/info/lfs/objects/verify/{oid}",
+            post(lfs::verify),
+        )
         .route("/_store/{*key}", get(store::get).put(store::put))
         .fallback(|| async { ApiError::not_found("no such route") })
         // Applies to the JSON routes only: `/_store` PUTs stream their body unbuffered.

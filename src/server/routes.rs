@@ -62,25 +62,9 @@ async fn dispatch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = parse_route(route)?;
-    // `hypha::https://host/ws/alias.git` names the same repository as `.../alias`.
-    let alias = alias.strip_suffix(".git").unwrap_or(alias);
-    for segment in [workspace, alias] {
-        if !names::is_valid_repo_segment(segment) {
-            return Err(ApiError::invalid(format!(
-                "invalid repository name {:?}",
-                shorten(segment)
-            )));
-        }
-    }
     let body = body.map_err(|e| ApiError::invalid(format!("cannot read request body: {e}")))?;
-    let caller = credentials::identify(state, headers)?;
-    let repo = match &caller {
-        // Hypha decided where the repository lives; messages still name `ws/alias`.
-        Caller::Plugin { prefix, .. } => state
-            .store
-            .repo_at(&format!("{workspace}/{alias}"), prefix)?,
-        _ => state.store.repo(workspace, alias)?,
-    };
+    let (caller, alias, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    let alias = alias.as_str();
     match route {
         Route::Create => create(state, &caller, workspace, &repo, &body).await,
         Route::Info => {
@@ -149,6 +133,35 @@ async fn dispatch(
     }
 }
 
+/// Who calls, the alias without `.git`, and the repository the request is about (where
+/// Hypha says it lives, in plugin mode). Shared with the LFS routes (`super::lfs`).
+pub(super) fn caller_and_repo(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    headers: &HeaderMap,
+) -> Result<(Caller, String, Repository), ApiError> {
+    // `hypha::https://host/ws/alias.git` names the same repository as `.../alias`.
+    let alias = alias.strip_suffix(".git").unwrap_or(alias);
+    for segment in [workspace, alias] {
+        if !names::is_valid_repo_segment(segment) {
+            return Err(ApiError::invalid(format!(
+                "invalid repository name {:?}",
+                shorten(segment)
+            )));
+        }
+    }
+    let caller = credentials::identify(state, headers)?;
+    let repo = match &caller {
+        // Hypha decided where the repository lives; messages still name `ws/alias`.
+        Caller::Plugin { prefix, .. } => state
+            .store
+            .repo_at(&format!("{workspace}/{alias}"), prefix)?,
+        _ => state.store.repo(workspace, alias)?,
+    };
+    Ok((caller, alias.to_owned(), repo))
+}
+
 fn parse_route(route: &str) -> Result<Route, ApiError> {
     Ok(match route {
         "info" => Route::Info,
@@ -168,7 +181,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
 
 /// Read access: a grant on the workspace, or a public repository. See the module doc for
 /// why the answer for a missing repository depends on who asks.
-async fn authorize_read(
+pub(super) async fn authorize_read(
     caller: &Caller,
     workspace: &str,
     repo: &Repository,
@@ -187,7 +200,7 @@ async fn authorize_read(
 }
 
 /// Write access: `rw` or `a` on the workspace, then the repository must exist.
-async fn authorize_write(
+pub(super) async fn authorize_write(
     caller: &Caller,
     workspace: &str,
     repo: &Repository,

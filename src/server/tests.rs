@@ -1087,3 +1087,5 @@ async fn hooks_need_admin_and_a_public_target() {
     let r = s.api("ws/repo", "hooks", Some(&admin), remove).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+mod lfs;

@@ -36,7 +36,8 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     repo_atomic_update_survives_death(backend.clone()).await;
     repo_uploads_hidden_until_named(backend.clone()).await;
     repo_refs_read_again_only_when_changed(backend.clone()).await;
-    repo_refs_need_objects(backend).await;
+    repo_refs_need_objects(backend.clone()).await;
+    repo_lfs_objects(backend).await;
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -1008,4 +1009,87 @@ pub async fn repo_refs_need_objects(backend: Arc<dyn Backend>) {
     assert_eq!(refs.get("refs/heads/main").map(String::as_str), Some(new));
     assert!(!refs.contains_key("refs/heads/bad"));
     assert!(!refs.contains_key("refs/heads/other"));
+}
+
+/// LFS objects live where Hypha keeps them (beside `.git/`, for the standalone layout and
+/// for a Hypha artifact's prefix alike); `verify` keeps a right object and deletes one whose
+/// size or SHA-256 is wrong; a missing one is `NotFound`.
+pub async fn repo_lfs_objects(backend: Arc<dyn Backend>) {
+    use super::repo::LfsMismatch;
+    use sha2::Digest;
+    let alias = unique_alias("lfs");
+    let store = Store::new(backend.clone());
+    let repo = store.repo("conformance", &alias).expect("repo");
+    let body = Bytes::from_static(b"large file content\n");
+    let oid = hex::encode(sha2::Sha256::digest(&body));
+    let key = repo.lfs_key(&oid).expect("lfs key");
+    assert_eq!(
+        key,
+        format!(
+            "conformance/artifacts/{alias}/git/lfs/objects/{}/{}/{oid}",
+            &oid[..2],
+            &oid[2..4]
+        )
+    );
+    let hypha = store
+        .repo_at("conformance/x", "ws/artifacts/0190-uuid/.git/")
+        .expect("repo_at");
+    assert_eq!(
+        hypha.lfs_key(&oid).expect("lfs key"),
+        format!(
+            "ws/artifacts/0190-uuid/git/lfs/objects/{}/{}/{oid}",
+            &oid[..2],
+            &oid[2..4]
+        )
+    );
+    assert!(repo.lfs_key("../../etc/passwd").is_err());
+    assert!(repo.lfs_key(&oid.to_uppercase()).is_err());
+
+    assert_eq!(repo.lfs_size(&oid).await.expect("size"), None);
+    assert!(matches!(
+        repo.verify_lfs(&oid, body.len() as u64).await,
+        Err(Error::NotFound { .. })
+    ));
+    backend
+        .put(&key, body.clone(), PutMode::Overwrite)
+        .await
+        .expect("put");
+    assert_eq!(
+        repo.lfs_size(&oid).await.expect("size"),
+        Some(body.len() as u64)
+    );
+    let url = repo
+        .presign_lfs_upload(&oid, body.len() as u64, Duration::from_secs(60))
+        .await
+        .expect("presign upload");
+    assert_eq!(url.method, "PUT");
+    assert_eq!(
+        repo.verify_lfs(&oid, body.len() as u64)
+            .await
+            .expect("verify"),
+        None
+    );
+    assert_eq!(
+        repo.verify_lfs(&oid, 3).await.expect("verify"),
+        Some(LfsMismatch::Size {
+            stored: body.len() as u64
+        })
+    );
+    assert_eq!(repo.lfs_size(&oid).await.expect("size"), None, "deleted");
+    // Same size, other content: refused and deleted too.
+    backend
+        .put(
+            &key,
+            Bytes::from_static(b"LARGE FILE CONTENT\n"),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        repo.verify_lfs(&oid, body.len() as u64)
+            .await
+            .expect("verify"),
+        Some(LfsMismatch::Hash)
+    );
+    assert_eq!(repo.lfs_size(&oid).await.expect("size"), None, "deleted");
 }

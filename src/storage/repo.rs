@@ -2,7 +2,8 @@
 //! `update` (docs/design.md §4, docs/hypha.md §7.2).
 //!
 //! Owns every key below `{workspace}/artifacts/{alias}/.git/`: `HEAD`, `refs/...`,
-//! `objects/pack/...`, and the private `hypha-remote/config.json`. Writes exactly the bytes
+//! `objects/pack/...`, and the private `hypha-remote/config.json`, plus the LFS objects
+//! beside it under `{workspace}/artifacts/{alias}/git/lfs/objects/`. Writes exactly the bytes
 //! Hypha writes (`"<40 hex>\n"`, `"ref: <ref>\n"`), so that Hypha's smart HTTP serves what
 //! is stored here. Does not check permissions or fast-forwards (the server and the client
 //! do), and never reads pack contents beyond the 20-byte checksums that tie an idx to its pack
@@ -28,6 +29,7 @@
 //! - `objects`: whether a pack holds a ref's new value, with the object ids of packs cached;
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
+//! - `lfs`: Git LFS objects beside `.git/` (Hypha's layout), presigned, checked on verify;
 //! - `compact`: retiring packs and deleting them after the grace period;
 //! - `hooks`: the repository's webhooks and their delivery log;
 //! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
@@ -41,6 +43,7 @@ use std::time::Duration;
 pub use compact::{Compacted, Compaction};
 pub use create::{RepoConfig, DEFAULT_BRANCH};
 pub use hooks::{Delivery, Hook, HookView};
+pub use lfs::LfsMismatch;
 pub use objects::MISSING_OBJECTS;
 pub use packs::PackEntry;
 pub use update::{
@@ -213,6 +216,7 @@ mod compact;
 mod create;
 pub mod hooks;
 mod journal;
+mod lfs;
 mod objects;
 mod packs;
 mod ref_cache;

@@ -29,6 +29,7 @@ mod gc;
 mod history;
 mod hooks;
 mod hostile;
+mod lfs;
 mod lifecycle;
 mod mirror;
 mod multipart;

@@ -1,0 +1,290 @@
+//! The Git LFS routes Hypha serves, served the same way: `POST
+//! /{ws}/git/{alias}[.git]/info/lfs/objects/batch` and `.../objects/verify/{oid}` (git-lfs
+//! `docs/api/batch.md`; Hypha's `hypha/git/lfs.py`), `basic` transfer only.
+//!
+//! Owns parsing, permissions and the batch answer. Object bytes never pass through here:
+//! downloads and uploads are presigned URLs from the store; where objects live and how
+//! `verify` checks them is `storage::Repository`'s (`repo/lfs.rs`). No locks API: git-lfs is
+//! told not to ask for it (`lfs.<url>.locksverify false`, written by the helper).
+//!
+//! Access rules, those of the git routes (`routes`): `download` needs read (anonymous on a
+//! public repository); `upload` and `verify` need write, and an anonymous caller gets 401 so
+//! that git-lfs asks `git credential` and tries again. Inside Hypha these paths are Hypha's
+//! own (same keys, same API); the plugin forwards none of them to its child.
+//!
+//! Objects above one `PUT` (`max_single_put`, S3's 5 GiB) are refused per object with a
+//! message that says so: the `basic` transfer has no parts.
+
+use super::error::ApiError;
+use super::routes::{authorize_read, authorize_write, caller_and_repo};
+use super::state::AppState;
+use crate::api::lfs::{
+    Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
+    VerifyRequest,
+};
+use crate::storage::repo::LfsMismatch;
+use crate::storage::{self, PresignedTransfer, Repository};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+
+/// Most objects one batch may name; git-lfs sends at most 100 (`lfs.transfer.batchSize`).
+const MAX_OBJECTS_PER_BATCH: usize = 1000;
+
+/// `POST /{ws}/git/{alias}/info/lfs/objects/batch`.
+pub async fn batch(
+    State(state): State<AppState>,
+    Path((workspace, alias)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match batch_inner(&state, &workspace, &alias, &uri, &headers, &body).await {
+        Ok(answer) => lfs_json(StatusCode::OK, &answer),
+        Err(err) => err.into_lfs_response(),
+    }
+}
+
+/// `POST /{ws}/git/{alias}/info/lfs/objects/verify/{oid}`.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path((workspace, alias, oid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match verify_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(err) => err.into_lfs_response(),
+    }
+}
+
+async fn batch_inner(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<BatchResponse, ApiError> {
+    let req: BatchRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid lfs batch request: {e}")))?;
+    if !req.transfers.is_empty() && !req.transfers.iter().any(|t| t == "basic") {
+        return Err(ApiError::invalid("only the basic lfs transfer is served"));
+    }
+    if req.hash_algo.as_deref().is_some_and(|h| h != "sha256") {
+        return Err(ApiError::invalid("only sha256 lfs objects are served"));
+    }
+    if req.objects.len() > MAX_OBJECTS_PER_BATCH {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_OBJECTS_PER_BATCH} objects per lfs batch"
+        )));
+    }
+    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    match req.operation {
+        Operation::Download => {
+            authorize_read(&caller, workspace, &repo).await?;
+        }
+        Operation::Upload => authorize_write(&caller, workspace, &repo).await?,
+    }
+    let verify_base = verify_base(uri, headers);
+    let authorization = headers.get(header::AUTHORIZATION);
+    let mut objects = Vec::with_capacity(req.objects.len());
+    for spec in req.objects {
+        let answer = match req.operation {
+            Operation::Download => download(state, &repo, &spec).await?,
+            Operation::Upload => upload(state, &repo, &spec, &verify_base, authorization).await?,
+        };
+        objects.push(answer);
+    }
+    Ok(BatchResponse {
+        transfer: "basic".to_owned(),
+        objects,
+        hash_algo: "sha256".to_owned(),
+    })
+}
+
+async fn download(
+    state: &AppState,
+    repo: &Repository,
+    spec: &ObjectSpec,
+) -> Result<ObjectResponse, ApiError> {
+    let stored = match repo.lfs_size(&spec.oid).await {
+        Ok(stored) => stored,
+        Err(storage::Error::Invalid { detail }) => return Ok(object_error(spec, 422, detail)),
+        Err(e) => return Err(e.into()),
+    };
+    if stored != Some(spec.size) {
+        // git-lfs prints this next to the file's name ("Object does not exist on the
+        // server"); a size that differs means a pointer to other content, as good as missing.
+        return Ok(object_error(
+            spec,
+            404,
+            format!(
+                "object {} ({} bytes) does not exist in {}",
+                spec.oid,
+                spec.size,
+                repo.name()
+            ),
+        ));
+    }
+    let url = repo
+        .presign_lfs_download(&spec.oid, state.presign_expires_in)
+        .await?;
+    Ok(with_action(spec, "download", action(url, state)))
+}
+
+async fn upload(
+    state: &AppState,
+    repo: &Repository,
+    spec: &ObjectSpec,
+    verify_base: &str,
+    authorization: Option<&HeaderValue>,
+) -> Result<ObjectResponse, ApiError> {
+    if spec.size > state.max_single_put {
+        return Ok(object_error(
+            spec,
+            422,
+            format!(
+                "object {} is {} bytes; the largest lfs object this server accepts is {} bytes (one PUT)",
+                spec.oid, spec.size, state.max_single_put
+            ),
+        ));
+    }
+    let stored = match repo.lfs_size(&spec.oid).await {
+        Ok(stored) => stored,
+        Err(storage::Error::Invalid { detail }) => return Ok(object_error(spec, 422, detail)),
+        Err(e) => return Err(e.into()),
+    };
+    if stored == Some(spec.size) {
+        // Already there (verified when it went up): no actions, as the spec says.
+        return Ok(ObjectResponse {
+            oid: spec.oid.clone(),
+            size: spec.size,
+            authenticated: Some(true),
+            actions: BTreeMap::new(),
+            error: None,
+        });
+    }
+    let url = repo
+        .presign_lfs_upload(&spec.oid, spec.size, state.presign_expires_in)
+        .await?;
+    let mut answer = with_action(spec, "upload", action(url, state));
+    // git-lfs sends the verify request with these headers (as Hypha's verify action does,
+    // it carries the caller's own authorization back to the caller, nowhere else).
+    let mut header = BTreeMap::new();
+    if let Some(value) = authorization.and_then(|v| v.to_str().ok()) {
+        header.insert("Authorization".to_owned(), value.to_owned());
+    }
+    answer.actions.insert(
+        "verify".to_owned(),
+        Action {
+            href: format!("{verify_base}{}", spec.oid),
+            header,
+            expires_in: state.presign_expires_in.as_secs(),
+        },
+    );
+    Ok(answer)
+}
+
+async fn verify_inner(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    oid: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), ApiError> {
+    let req: VerifyRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid lfs verify request: {e}")))?;
+    if req.oid != oid {
+        return Err(ApiError::invalid(format!(
+            "lfs verify names {} in its path and {} in its body",
+            crate::storage::shorten(oid),
+            crate::storage::shorten(&req.oid)
+        )));
+    }
+    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    // Write, not read as in Hypha: a failed verify deletes the object.
+    authorize_write(&caller, workspace, &repo).await?;
+    match repo.verify_lfs(oid, req.size).await? {
+        None => Ok(()),
+        Some(LfsMismatch::Size { stored }) => Err(ApiError::invalid(format!(
+            "lfs object {oid}: uploaded {stored} bytes, expected {}; it was deleted, upload it again",
+            req.size
+        ))),
+        Some(LfsMismatch::Hash) => Err(ApiError::invalid(format!(
+            "lfs object {oid}: the uploaded content has another sha256; it was deleted, upload it again"
+        ))),
+    }
+}
+
+/// `…/objects/verify/` next to the batch path the client used, on the host it reached us
+/// at: the address git-lfs already talks to (a `--public-url` relay may serve bytes only).
+fn verify_base(uri: &Uri, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    let path = uri.path();
+    let dir = path.strip_suffix("batch").unwrap_or(path);
+    format!("{scheme}://{host}{dir}verify/")
+}
+
+/// The presigned transfer as an LFS action: its signed headers, minus those git-lfs sets
+/// itself from the body.
+fn action(url: PresignedTransfer, state: &AppState) -> Action {
+    let header = url
+        .headers
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("host")
+        })
+        .collect();
+    Action {
+        href: url.url,
+        header,
+        expires_in: state.presign_expires_in.as_secs(),
+    }
+}
+
+fn with_action(spec: &ObjectSpec, name: &str, action: Action) -> ObjectResponse {
+    ObjectResponse {
+        oid: spec.oid.clone(),
+        size: spec.size,
+        authenticated: Some(true),
+        actions: BTreeMap::from([(name.to_owned(), action)]),
+        error: None,
+    }
+}
+
+fn object_error(spec: &ObjectSpec, code: u16, message: String) -> ObjectResponse {
+    ObjectResponse {
+        oid: spec.oid.clone(),
+        size: spec.size,
+        authenticated: None,
+        actions: BTreeMap::new(),
+        error: Some(ObjectError { code, message }),
+    }
+}
+
+pub(super) fn lfs_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::api::lfs::MEDIA_TYPE),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,200 @@
+//! Git LFS over `hypha::` remotes (issue 15) with the real git-lfs: after `git lfs install`
+//! and nothing else, push, clone (smudged at checkout), pull, `git lfs fetch --all`,
+//! `git lfs push --all` and `git lfs ls-files` work; `GIT_LFS_SKIP_SMUDGE=1` is honoured; a
+//! missing object fails naming the file; `git hypha gc` leaves LFS objects alone; no token
+//! lands on disk; a `git hypha login` token serves git-lfs too. Objects live where Hypha
+//! keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
+//!
+//! Runs on every backend of the suite: against `git hypha serve` (local disk, S3) the LFS
+//! routes are ours; in Hypha mode they are Hypha's own LFS endpoint over the same storage.
+//! git-lfs is required: test.sh installs it, and these tests fail (never skip) without it.
+//! Files are small (64 KiB) because the point is the wiring; bench/lfs.sh measures size.
+
+use crate::harness::{noise, TestEnv};
+use std::path::{Path, PathBuf};
+
+const SIZE: usize = 64 * 1024;
+
+/// `git lfs install` in the hermetic HOME: the one step a user takes once.
+fn lfs_install(env: &TestEnv) {
+    let out = env.git(&env.path(""), &["lfs", "install", "--skip-repo"]);
+    assert!(out.stdout.contains("Git LFS initialized"), "{out}");
+}
+
+/// SHA-256 of `bytes` as git-lfs names objects, through `git lfs pointer` (no extra crate).
+fn oid_of(env: &TestEnv, file: &Path) -> String {
+    let out = env.git(
+        &env.path(""),
+        &["lfs", "pointer", "--file", &file.to_string_lossy()],
+    );
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("oid sha256:"))
+        .unwrap_or_else(|| panic!("no oid in `git lfs pointer` output\n{out}"))
+        .trim()
+        .to_string()
+}
+
+/// Where the store keeps LFS object `oid` of `alias` (Hypha's layout, beside `.git/`).
+fn stored_object(env: &TestEnv, alias: &str, oid: &str) -> PathBuf {
+    env.stored_repo(alias)
+        .parent()
+        .expect(".git has a parent")
+        .join("git/lfs/objects")
+        .join(&oid[..2])
+        .join(&oid[2..4])
+        .join(oid)
+}
+
+/// A work tree tracking `*.bin` with LFS, with `files` (name, seed) committed, remote
+/// `origin` = `url`.
+fn lfs_repo(env: &TestEnv, name: &str, url: &str, files: &[(&str, u64)]) -> PathBuf {
+    let work = env.init(name);
+    env.git(&work, &["lfs", "track", "*.bin"]);
+    for (file, seed) in files {
+        std::fs::write(work.join(file), noise(SIZE, *seed)).expect("write lfs file");
+    }
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "lfs files"]);
+    env.git(&work, &["remote", "add", "origin", url]);
+    work
+}
+
+#[test]
+fn lfs_push_clone_pull_need_no_setup() {
+    let env = TestEnv::new();
+    lfs_install(&env);
+    let url = env.create("lfs");
+    let work = lfs_repo(&env, "work", &url, &[("a.bin", 1), ("b.bin", 2)]);
+    env.git(&work, &["push", "-q", "-u", "origin", "main"]);
+    for file in ["a.bin", "b.bin"] {
+        let oid = oid_of(&env, &work.join(file));
+        let stored = stored_object(&env, "lfs", &oid);
+        assert_eq!(
+            std::fs::read(&stored).ok().as_deref(),
+            Some(noise(SIZE, if file == "a.bin" { 1 } else { 2 }).as_slice()),
+            "{file} is stored at {} (Hypha's layout)",
+            stored.display()
+        );
+    }
+
+    // A clone's checkout already has the content (smudge found the endpoint and a token).
+    let copy = env.path("copy");
+    env.clone(&url, &copy);
+    assert_eq!(
+        std::fs::read(copy.join("a.bin")).expect("a.bin"),
+        noise(SIZE, 1)
+    );
+    let listed = env.git(&copy, &["lfs", "ls-files"]).stdout;
+    assert!(
+        listed.contains("* a.bin") && listed.contains("* b.bin"),
+        "both files present: {listed}"
+    );
+
+    // Push from the clone, pull into the first work tree.
+    std::fs::write(copy.join("c.bin"), noise(SIZE, 3)).expect("write");
+    env.git(&copy, &["add", "c.bin"]);
+    env.git(&copy, &["commit", "-q", "-m", "c"]);
+    env.git(&copy, &["push", "-q"]);
+    env.git(&work, &["pull", "-q", "--ff-only"]);
+    assert_eq!(
+        std::fs::read(work.join("c.bin")).expect("c.bin"),
+        noise(SIZE, 3)
+    );
+    env.git(&work, &["lfs", "fetch", "--all"]);
+    env.git(&work, &["lfs", "push", "--all", "origin"]);
+
+    // gc merges packs and never touches LFS objects.
+    env.git_hypha(&["gc", &url]).ok();
+    let oid = oid_of(&env, &work.join("a.bin"));
+    assert!(stored_object(&env, "lfs", &oid).is_file(), "gc kept a.bin");
+
+    // The token is nowhere on disk: the config names a helper, not a secret.
+    for repo in [&work, &copy] {
+        let config = std::fs::read_to_string(repo.join(".git/config")).expect("config");
+        assert!(!config.contains(env.token()), "token in {}", repo.display());
+        assert!(config.contains("lfsurl = "), "lfsurl recorded: {config}");
+    }
+    let global = std::fs::read_to_string(env.home().join(".gitconfig")).expect("gitconfig");
+    assert!(!global.contains(env.token()), "token in ~/.gitconfig");
+
+    // The remote moves: the recorded endpoint follows; one set by hand stays.
+    let moved = env.create("lfs-moved");
+    env.git(&work, &["remote", "set-url", "origin", &moved]);
+    env.git(&work, &["fetch", "-q", "origin"]);
+    let lfsurl = env.git(&work, &["config", "remote.origin.lfsurl"]).stdout;
+    assert!(
+        lfsurl.trim().ends_with("/git/lfs-moved.git/info/lfs"),
+        "{lfsurl}"
+    );
+    env.git(
+        &work,
+        &["config", "remote.origin.lfsurl", "https://lfs.example/x"],
+    );
+    env.git(&work, &["fetch", "-q", "origin"]);
+    let lfsurl = env.git(&work, &["config", "remote.origin.lfsurl"]).stdout;
+    assert_eq!(lfsurl.trim(), "https://lfs.example/x");
+
+    // No HYPHA_TOKEN, only the token `git hypha login` keeps: the helper and git-lfs both
+    // find it (git-lfs through `git hypha credential`).
+    let server = format!("{}/", env.server.url().trim_end_matches('/'));
+    let logins = env.home().join(".config").join("git-hypha");
+    std::fs::create_dir_all(&logins).expect("config directory");
+    let stored = serde_json::json!({ server.as_str(): env.token() });
+    std::fs::write(logins.join("logins.json"), stored.to_string()).expect("logins.json");
+    env.cmd(&env.path(""), &["clone", "-q", &url, "by-login"])
+        .no_token()
+        .ok();
+    assert_eq!(
+        std::fs::read(env.path("by-login/c.bin")).expect("c.bin"),
+        noise(SIZE, 3)
+    );
+}
+
+#[test]
+fn lfs_skip_smudge_missing_objects_and_anonymous_reads() {
+    let env = TestEnv::new();
+    lfs_install(&env);
+    let url = env.create_public("lfspub");
+    let work = lfs_repo(&env, "work", &url, &[("model.bin", 7), ("gone.bin", 8)]);
+    env.git(&work, &["push", "-q", "origin", "main"]);
+
+    // GIT_LFS_SKIP_SMUDGE=1: pointers only, until `git lfs pull`.
+    let parent = env.path("");
+    let lazy = env.path("lazy");
+    env.cmd(&parent, &["clone", "-q", &url, "lazy"])
+        .env("GIT_LFS_SKIP_SMUDGE", "1")
+        .ok();
+    let pointer = std::fs::read_to_string(lazy.join("model.bin")).expect("pointer");
+    assert!(
+        pointer.starts_with("version https://git-lfs.github.com/spec/v1"),
+        "{pointer}"
+    );
+    env.git(&lazy, &["lfs", "pull", "--include", "model.bin"]);
+    assert_eq!(
+        std::fs::read(lazy.join("model.bin")).expect("model.bin"),
+        noise(SIZE, 7)
+    );
+
+    // Anonymous clone of a public repository downloads the content too.
+    env.cmd(&parent, &["clone", "-q", &url, "anon"])
+        .no_token()
+        .ok();
+    assert_eq!(
+        std::fs::read(env.path("anon/model.bin")).expect("model.bin"),
+        noise(SIZE, 7)
+    );
+
+    // An object missing on the server: the error names the file.
+    let oid = oid_of(&env, &work.join("gone.bin"));
+    std::fs::remove_file(stored_object(&env, "lfspub", &oid)).expect("remove stored object");
+    // `git lfs pull` names objects by id (the batch API carries no paths), with the 404 of
+    // whichever server answered (ours names the repository, Hypha's says "Object not found").
+    let out = env.cmd(&lazy, &["lfs", "pull"]).fails();
+    assert!(
+        out.stderr.contains(&oid) && out.stderr.contains("[404]"),
+        "names the object\n{out}"
+    );
+    let out = env.cmd(&parent, &["clone", "-q", &url, "broken"]).fails();
+    assert!(out.stderr.contains("gone.bin"), "names the file\n{out}");
+}
