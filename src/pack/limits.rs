@@ -26,12 +26,30 @@ const BOUNDS: &[(&str, &str)] = &[
     ("pack.windowmemory", "64m"),
 ];
 
+/// Added to [`BOUNDS`] when merging packs (`git hypha gc`, the server's auto-gc): one delta
+/// search thread. With two or more, git splits the object list between threads, and when one
+/// path holds more versions than a boundary can be found in (the history of one large edited
+/// file), an idle thread steals half of them: two delta chains, two whole copies of the file.
+/// Measured on 30 versions of an 8 MiB CSV (git 2.47, `--stdin-packs` and `repack -a` alike):
+/// 6.69 MB with 2, 4 or 8 threads, 3.36 MB with one, in the same time (10.7 s vs 11.2 s) and
+/// less memory (peak RSS 314 MB vs 210 MB). A compaction runs in the background, one at a
+/// time, so the cores it leaves free serve requests meanwhile.
+const COMPACTION: &[(&str, &str)] = &[("pack.threads", "1")];
+
 /// `-c key=value` arguments for every bound in [`BOUNDS`] that the configuration seen from
 /// `git_dir` (system, global, repository) does not set. One `git config` call.
 pub fn config_args(git_dir: &Path) -> Vec<OsString> {
+    args(git_dir, BOUNDS.iter())
+}
+
+/// [`config_args`] for a compaction's repack: the bounds and [`COMPACTION`]'s settings.
+pub fn compaction_config_args(git_dir: &Path) -> Vec<OsString> {
+    args(git_dir, BOUNDS.iter().chain(COMPACTION))
+}
+
+fn args<'a>(git_dir: &Path, bounds: impl Iterator<Item = &'a (&'a str, &'a str)>) -> Vec<OsString> {
     let configured = configured_keys(git_dir);
-    BOUNDS
-        .iter()
+    bounds
         .filter(|(key, _)| !configured.iter().any(|k| k == key))
         .flat_map(|(key, value)| {
             [
@@ -49,6 +67,7 @@ fn configured_keys(git_dir: &Path) -> Vec<String> {
         "^({})$",
         BOUNDS
             .iter()
+            .chain(COMPACTION)
             .map(|(key, _)| key.replace('.', "\\."))
             .collect::<Vec<_>>()
             .join("|")
@@ -108,5 +127,16 @@ mod tests {
         assert_eq!(some.len(), 2 * (BOUNDS.len() - 1), "{some:?}");
         assert!(!some.iter().any(|a| a.starts_with("core.bigfilethreshold")));
         assert!(some.contains(&"pack.windowmemory=64m".to_string()));
+        assert!(!some.iter().any(|a| a.starts_with("pack.threads")));
+
+        let compaction: Vec<String> = compaction_config_args(&dir)
+            .into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect();
+        assert!(compaction.contains(&"pack.threads=1".to_string()));
+        git(&dir, &["config", "pack.threads", "4"]);
+        assert!(!compaction_config_args(&dir)
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with("pack.threads")));
     }
 }
