@@ -5,7 +5,8 @@
 #                            is pushed before, not counted)
 #   edit-push 8 MiB CSV      the same for an 8 MiB CSV: the first of ...
 #   29 edit-pushes 8 MiB CSV one push per edit, bytes summed (BENCH_CSV_EDITS)
-#   clone after 30 pushes    a fresh `git clone --bare --no-local` of that history
+#   clone after 30 pushes    a fresh `git clone --bare --no-local` of that history (and one of
+#                            the 40 MiB CSV's two versions)
 #
 # Peers: `git daemon` and `git hypha serve` (local disk, auto-gc on with its defaults) each
 # behind a TCP relay on loopback (bench/relay.py) that counts every byte between git and the
@@ -109,6 +110,10 @@ data_workflows() {
     u=$(data_url "$peer" csvbig)
     data_measure "first push $big_mib MiB CSV" "$peer" git -C "$work/src-csvbig.git" push -q "$u" main~1:refs/heads/main
     data_measure "edit-push $big_mib MiB CSV" "$peer" git -C "$work/src-csvbig.git" push -q "$u" main:refs/heads/main
+    rm -rf "$work/data-clone.git"
+    data_measure "clone after 2 pushes of the $big_mib MiB CSV" "$peer" git clone -q --bare --no-local "$u" "$work/data-clone.git"
+    check "clone of csvbig from $peer: main" "$(git -C "$work/src-csvbig.git" rev-parse main)" \
+      "$(git -C "$work/data-clone.git" rev-parse main 2>&1)"
 
     data_new "$peer" csv
     u=$(data_url "$peer" csv)
