@@ -81,13 +81,15 @@ data_workflows() {
     done
     note "auto-gc still running after 10 minutes; measuring anyway"
   }
-  # data_measure OP PEER CMD...: one row of data.tsv (op, peer, ok, seconds, up, down).
+  # data_measure OP PEER CMD...: one row of data.tsv (op, peer, ok, seconds, up, down, peak
+  # RSS of the helper with its children in KiB, from bench/env.sh's wrapper; 0 for git's own).
   data_measure() {
-    local op=$1 peer=$2 ctl rc=0 t0 t1 before after up=- down=-
+    local op=$1 peer=$2 ctl rc=0 t0 t1 before after up=- down=- hrss
     shift 2
     ctl=$(data_ctl "$peer")
     [ "$peer" != hypha ] || data_idle
     [ -z "$ctl" ] || before=$(data_counts "$ctl")
+    : >"$work/helper.rss"
     t0=$EPOCHREALTIME
     "$@" >"$work/op.out" 2>"$work/op.err" || rc=$?
     t1=$EPOCHREALTIME
@@ -96,12 +98,13 @@ data_workflows() {
       up=$((${after% *} - ${before% *}))
       down=$((${after#* } - ${before#* }))
     fi
+    hrss=$(grep -E '^[0-9]+$' "$work/helper.rss" | sort -n | tail -n1 || true)
     [ "$rc" = 0 ] || failure "$op / $peer: exit $rc" "$work/op.err" "$@"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$peer" "$([ "$rc" = 0 ] && echo 1 || echo 0)" \
-      "$(python3 -c "print($t1 - $t0)")" "$up" "$down" >>"$work/data.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$peer" "$([ "$rc" = 0 ] && echo 1 || echo 0)" \
+      "$(python3 -c "print($t1 - $t0)")" "$up" "$down" "${hrss:-0}" >>"$work/data.tsv"
   }
 
-  printf 'op\tpeer\tok\tseconds\tup\tdown\n' >"$work/data.tsv"
+  printf 'op\tpeer\tok\tseconds\tup\tdown\thelper_rss_kb\n' >"$work/data.tsv"
   local edits k u tip big_mib=${BENCH_CSVBIG_MIB:-40} mib=${BENCH_CSV_MIB:-8}
   edits=$(($(git -C "$work/src-csv.git" rev-list --count main) - 1))
   for peer in daemon file hypha; do

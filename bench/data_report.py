@@ -3,7 +3,8 @@
 
     python3 bench/data_report.py DATA_TSV AUTOGC_LINES
 
-DATA_TSV: op, peer, ok, seconds, up, down (bytes through the relay, '-' for file://).
+DATA_TSV: op, peer, ok, seconds, up, down (bytes through the relay, '-' for file://),
+helper_rss_kb (peak RSS of git-remote-hypha with its children; optional).
 Prints, per workflow, hypha's bytes against git daemon's, the ratio, issue 13's target
 (edit-pushes: 2x git's bytes + 8 KiB per push; the clone: 1.5x git daemon) and the times.
 """
@@ -25,7 +26,7 @@ def fmt_bytes(n):
 def main():
     rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
     autogc = open(sys.argv[2]).read().splitlines() if len(sys.argv) > 2 else []
-    data = {}  # (workflow, peer) -> [bytes, seconds, pushes, ok]
+    data = {}  # (workflow, peer) -> [bytes, seconds, pushes, ok, peak helper RSS in KiB]
     for r in rows:
         op, peer = r["op"], r["peer"]
         direction = "down" if op.startswith("clone") else "up"
@@ -38,11 +39,12 @@ def main():
             if series.group(2) == "1":
                 keys.append("edit-push %s MiB CSV" % mib)
         for key in keys:
-            acc = data.setdefault((key, peer), [0, 0.0, 0, True])
+            acc = data.setdefault((key, peer), [0, 0.0, 0, True, 0])
             acc[0] = None if n is None or acc[0] is None else acc[0] + n
             acc[1] += float(r["seconds"])
             acc[2] += 1
             acc[3] = acc[3] and r["ok"] == "1"
+            acc[4] = max(acc[4], int(r.get("helper_rss_kb") or 0))
     def rank(key):
         kind = 0 if key.startswith("edit-push ") else 1 if key.startswith("edit-pushes") else 2
         mib = re.search(r"(\d+) MiB", key)
@@ -53,8 +55,9 @@ def main():
     print("Bytes between git and the server, counted by a TCP relay on loopback (hypha: API "
           "calls and presigned transfers; git daemon: git's protocol). Target: edit-pushes at "
           "most 2x git + 8 KiB per push, the clone at most 1.5x git daemon.\n")
-    print("| workflow | hypha | git daemon | ratio | target | hypha time | git daemon time | file:// time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| workflow | hypha | git daemon | ratio | target | hypha time | git daemon time "
+          "| file:// time | helper peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in order:
         h, d, f = (data.get((key, p)) for p in ("hypha", "daemon", "file"))
         if not h or not d:
@@ -69,9 +72,10 @@ def main():
         ratio = "%.1fx" % (h[0] / d[0]) if d[0] else "-"
         verdict = "ok" if h[0] <= target else "over"
         bad = "" if h[3] and d[3] else " (failed, see above)"
-        print("| %s%s | %s | %s | %s | %s %s | %.2fs | %.2fs | %s |" % (
+        print("| %s%s | %s | %s | %s | %s %s | %.2fs | %.2fs | %s | %s |" % (
             name, bad, fmt_bytes(h[0]), fmt_bytes(d[0]), ratio, fmt_bytes(target), verdict,
-            h[1], d[1], "%.2fs" % f[1] if f else "-"))
+            h[1], d[1], "%.2fs" % f[1] if f else "-",
+            "%d MiB" % (h[4] // 1024) if h[4] else "-"))
     if autogc:
         print("\nThe data server's auto-gc (%d lines; last 3):\n" % len(autogc))
         print("```")
