@@ -32,8 +32,9 @@ use url::Url;
 pub const DEFAULT_AUTO_GC_PACKS: usize = 20;
 
 /// Bytes of packs the geometric rule would merge at which a push triggers a compaction
-/// whatever the pack count: two edit-pushes of a file of about 8 MiB or more (a whole copy
-/// each, compressed), while the small pushes of source code wait for the count.
+/// whatever the pack count: two edit-pushes whose packs hold 2 MiB or more each (a whole copy
+/// of the edited file each; an 8 MiB CSV packs to 3.3 MB), while the small pushes of source
+/// code wait for the count.
 pub const DEFAULT_AUTO_GC_BYTES: u64 = 4 << 20;
 
 /// Compactions running at once, over all repositories.
