@@ -14,9 +14,13 @@ text  ~2000 commits over 300 text files in 15 directories; each commit makes sma
 tags  10 commits on main and 10,000 lightweight tags (refs/tags/v00000 ... v09999) on them.
 big   ~500 MiB packed: 100 commits, each replacing one of 20 binary files with 5 MiB of random
       (incompressible) bytes. Only built with BENCH_BIG=1.
+csv   the data workflow (issue 13): data.csv of 8 MiB (rows of random numbers, ~2.4x under
+      zlib), then 29 commits that each rewrite one row: 30 commits, 30 versions of the file.
+csvbig  the same with a 40 MiB data.csv and one edit: 2 commits.
 
 Knobs (environment, for experiments; the defaults are what the benchmark uses):
-BENCH_TEXT_COMMITS, BENCH_TEXT_FILES, BENCH_TEXT_FILE_KIB, BENCH_TAGS, BENCH_BIG_MIB.
+BENCH_TEXT_COMMITS, BENCH_TEXT_FILES, BENCH_TEXT_FILE_KIB, BENCH_TAGS, BENCH_BIG_MIB,
+BENCH_CSV_MIB (8), BENCH_CSV_EDITS (29), BENCH_CSVBIG_MIB (40).
 """
 
 import os
@@ -158,10 +162,41 @@ def big(s):
         tip = s.commit("refs/heads/main", n, "replace %s" % path, tip, [(path, b)])
 
 
+def csv_history(s, seed, mib, edits):
+    """data.csv of `mib` MiB, then `edits` commits that each rewrite one row."""
+    rng = random.Random(seed)
+
+    def row(i):
+        return b"%d,2024-%02d-%02dT%02d:%02d:%02dZ,sensor-%03d,%.6f,%.6f,%d\n" % (
+            i, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59),
+            rng.randint(0, 59), rng.randint(0, 999), rng.uniform(-90, 90), rng.uniform(-180, 180),
+            rng.randint(0, 10**6))
+
+    rows = [b"id,time,sensor,lat,lon,count\n"]
+    size = len(rows[0])
+    while size < mib * 1024 * 1024:
+        rows.append(row(len(rows)))
+        size += len(rows[-1])
+    tip = s.commit("refs/heads/main", 0, "import data.csv", None, [("data.csv", s.blob(b"".join(rows)))])
+    for n in range(1, edits + 1):
+        i = rng.randrange(1, len(rows))
+        rows[i] = row(i)
+        tip = s.commit("refs/heads/main", n, "edit row %d" % i, tip,
+                       [("data.csv", s.blob(b"".join(rows)))])
+
+
+def csv(s):
+    csv_history(s, SEED + 2, env_int("BENCH_CSV_MIB", 8), env_int("BENCH_CSV_EDITS", 29))
+
+
+def csvbig(s):
+    csv_history(s, SEED + 3, env_int("BENCH_CSVBIG_MIB", 40), 1)
+
+
 def main():
-    kinds = {"text": text, "tags": tags, "big": big}
+    kinds = {"text": text, "tags": tags, "big": big, "csv": csv, "csvbig": csvbig}
     if len(sys.argv) != 2 or sys.argv[1] not in kinds:
-        sys.exit("usage: gen.py text|tags|big > fast-import stream")
+        sys.exit("usage: gen.py text|tags|big|csv|csvbig > fast-import stream")
     out = sys.stdout.buffer
     s = Stream(out)
     kinds[sys.argv[1]](s)

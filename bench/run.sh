@@ -10,6 +10,10 @@
 #   BENCH_BIG=1         also the ~500 MiB binary-history dataset (clone and full push only)
 #   BENCH_S3=1          also peer hypha-s3: a second `git hypha serve` on S3 (s3s-fs, started
 #                       by scripts/s3-services.sh; presigned transfers go to s3s-fs directly)
+#   BENCH_DATA=1        the data workflows of issue 13 (bench/data.sh; 0 skips them, `only` runs
+#                       nothing else): edit-pushes of a 40 MiB and an 8 MiB CSV, 29 edit-pushes,
+#                       then a clone, bytes on the wire counted by a TCP relay
+#                       (BENCH_CSV_MIB=8, BENCH_CSV_EDITS=29, BENCH_CSVBIG_MIB=40)
 #   BENCH_NO_BUILD=1    skip `cargo build --release --bins` (use target/release as it is)
 #   BENCH_KEEP=1        keep the scratch directory (remotes, server log) for inspection
 #
@@ -21,6 +25,7 @@ root=$(dirname "$here")
 runs=${BENCH_RUNS:-5}
 data=${BENCH_DIR:-$here/data}
 big=${BENCH_BIG:-0}
+data_on=${BENCH_DATA:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -68,7 +73,10 @@ mkdir -p "$data"
 data=$(cd "$data" && pwd)
 dataset() {
   local name=$1 repo=$data/$1.git stamp knobs
-  case $name in text) knobs=BENCH_TEXT_ ;; tags) knobs=BENCH_TAGS= ;; big) knobs=BENCH_BIG_MIB= ;; esac
+  case $name in
+    text) knobs=BENCH_TEXT_ ;; tags) knobs=BENCH_TAGS= ;; big) knobs=BENCH_BIG_MIB= ;;
+    csv) knobs=BENCH_CSV_ ;; csvbig) knobs=BENCH_CSVBIG_MIB= ;;
+  esac
   stamp="v2 $(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep "^$knobs" || true) | sort | tr '\n' ' ')"
   if [ -d "$repo" ] && [ "$(cat "$repo/bench-stamp" 2>/dev/null)" = "$stamp" ]; then
     return
@@ -88,7 +96,15 @@ dataset() {
 }
 datasets=(text tags)
 [ "$big" = 1 ] && datasets+=(big)
+[ "$data_on" = only ] && datasets=()
 for ds in "${datasets[@]}"; do dataset "$ds"; done
+# The data workflows' histories (bench/data.sh), apart: they are not cloned round by round.
+if [ "$data_on" != 0 ]; then
+  for ds in csv csvbig; do
+    dataset "$ds"
+    git clone -q --bare "$data/$ds.git" "$work/src-$ds.git"
+  done
+fi
 
 # Work copies (hardlinked local clones): the helper keeps state in the repository it runs in,
 # and the cache stays untouched.
@@ -301,6 +317,8 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_before=$(load)
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
+# BENCH_DATA=only: no text, tags or big rounds (not indented, to keep this diff small).
+if [ "$data_on" != only ]; then
 for ds in "${datasets[@]}"; do
   note "setup: $ds"
   setup_dataset "$ds"
@@ -388,6 +406,13 @@ for r in $(seq "$runs"); do
       "$(grep -c -v 'HEAD$' "$work/op.out" || true)"
   done
 done
+fi
+
+if [ "$data_on" != 0 ]; then
+  note "data workflows (bench/data.sh)"
+  . "$here/data.sh"
+  data_workflows
+fi
 
 # ---------------------------------------------------------------------------- report
 packed() { awk -F'\t' -v op="full push $1" '$1 == op && $2 == "pack-objects" {printf "%.1f MiB", $4 / 1048576; exit}' "$packs"; }
@@ -401,12 +426,23 @@ packed() { awk -F'\t' -v op="full push $1" '$1 == op && $2 == "pack-objects" {pr
   echo "load_after=$(load)"
   echo "runs=$runs"
   echo "product=$product"
-  echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $(packed text) packed"
-  echo "tags=$tag_refs refs"
+  [ "$data_on" = 0 ] || echo "csv=$(git -C "$work/src-csv.git" rev-list --count main) commits of a $(git -C "$work/src-csv.git" cat-file -s main:data.csv)-byte data.csv; csvbig: $(git -C "$work/src-csvbig.git" cat-file -s main:data.csv) bytes"
+  [ "$data_on" = only ] || echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $(packed text) packed"
+  [ "$data_on" = only ] || echo "tags=$tag_refs refs"
   [ "$big" = 1 ] && echo "big=$(git -C "$work/src-big.git" rev-list --count main) commits, $(packed big) packed"
   true
 } >"$work/meta.txt"
 
 report=$data/report-$(date -u '+%Y%m%dT%H%M%SZ').md
-python3 "$here/report.py" "$work/meta.txt" "$results" "$packs" "$failures" | tee "$report"
+{
+  if [ "$data_on" = only ]; then
+    sed 's/^/    /' "$work/meta.txt"
+    cat "$failures"
+  else
+    python3 "$here/report.py" "$work/meta.txt" "$results" "$packs" "$failures"
+  fi
+  if [ "$data_on" != 0 ]; then
+    python3 "$here/data_report.py" "$work/data.tsv" "$work/data-autogc.txt"
+  fi
+} | tee "$report"
 note "report saved to $report"

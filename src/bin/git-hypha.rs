@@ -89,6 +89,11 @@ enum Command {
         /// packs in the background (needs git on PATH); 0 turns this off.
         #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
         auto_gc_packs: usize,
+        /// Also merge them once the packs a geometric merge would take hold this many bytes,
+        /// so that edit-pushes of large files do not keep a whole copy each (default 4 MiB);
+        /// 0 counts packs only.
+        #[arg(long, env = "HYPHA_AUTO_GC_BYTES", default_value_t = server::autogc::DEFAULT_AUTO_GC_BYTES)]
+        auto_gc_bytes: u64,
         /// Used by the Hypha plugin: serve only requests carrying the key in
         /// HYPHA_GIT_PLUGIN_KEY, with the permission and location Hypha decided; exit when
         /// standard input closes.
@@ -235,6 +240,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             multipart_part_size,
             multipart_stale_secs,
             auto_gc_packs,
+            auto_gc_bytes,
             plugin,
             webhook_allow,
         } => {
@@ -280,6 +286,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     },
                     stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
                     auto_gc_packs,
+                    auto_gc_bytes,
                     plugin_key,
                     webhook_allow,
                 },

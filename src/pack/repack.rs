@@ -68,7 +68,7 @@ pub fn repack(repo: &str, git_dir: &Path) -> Result<(PathBuf, PathBuf), Error> {
         repo,
         "repack",
         Command::new("git")
-            .args(super::limits::config_args(git_dir))
+            .args(super::limits::compaction_config_args(git_dir))
             .arg("--git-dir")
             .arg(git_dir)
             .args([
@@ -104,7 +104,7 @@ pub fn pack_subset(
     }
     std::fs::create_dir_all(out_dir)?;
     let mut child = Command::new("git")
-        .args(super::limits::config_args(git_dir))
+        .args(super::limits::compaction_config_args(git_dir))
         .arg("--git-dir")
         .arg(git_dir)
         .args(["pack-objects", "--stdin-packs", "--delta-base-offset", "-q"])

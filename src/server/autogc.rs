@@ -1,6 +1,8 @@
 //! Automatic compaction (docs/design.md §9): after an `update` leaves a
-//! repository with more than N live packs, the server merges its small packs in the
-//! background ([`crate::gc`] in [`gc::Mode::Geometric`](crate::gc::Mode::Geometric)).
+//! repository with more than N live packs, or with packs the geometric rule would merge that
+//! hold M bytes or more ([`gc::select::due`](crate::gc::select::due)), the server merges its
+//! small packs in the background ([`crate::gc`] in
+//! [`gc::Mode::Geometric`](crate::gc::Mode::Geometric)).
 //!
 //! The server acts as a client of its own API, on purpose the one exception to "the server
 //! never touches `client`": compaction then takes exactly the path of a user's `git hypha gc`
@@ -29,6 +31,12 @@ use url::Url;
 /// Live packs a repository may have before a push triggers a compaction.
 pub const DEFAULT_AUTO_GC_PACKS: usize = 20;
 
+/// Bytes of packs the geometric rule would merge at which a push triggers a compaction
+/// whatever the pack count: two edit-pushes whose packs hold 2 MiB or more each (a whole copy
+/// of the edited file each; an 8 MiB CSV packs to 3.3 MB), while the small pushes of source
+/// code wait for the count.
+pub const DEFAULT_AUTO_GC_BYTES: u64 = 4 << 20;
+
 /// Compactions running at once, over all repositories.
 pub const MAX_CONCURRENT: usize = 1;
 
@@ -46,8 +54,10 @@ pub struct AutoGc {
 }
 
 struct Inner {
-    /// Compact when a repository lists more live packs than this.
+    /// Compact when a repository lists more live packs than this...
     threshold: usize,
+    /// ... or when the packs a geometric compaction would merge hold this many bytes (0: off).
+    min_bytes: u64,
     /// This server's own address, ending in `/`.
     api_base: Url,
     secret: Arc<[u8]>,
@@ -61,21 +71,24 @@ impl std::fmt::Debug for AutoGc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AutoGc")
             .field("threshold", &self.inner.threshold)
+            .field("min_bytes", &self.inner.min_bytes)
             .field("api_base", &self.inner.api_base.as_str())
             .finish_non_exhaustive()
     }
 }
 
 impl AutoGc {
-    /// A trigger for more than `threshold` live packs, compacting through the API at
-    /// `api_base` with tokens signed by `secret`. `None` when `threshold` is 0 (disabled).
-    pub fn new(threshold: usize, api_base: Url, secret: &[u8]) -> Option<AutoGc> {
+    /// A trigger for more than `threshold` live packs or `min_bytes` of packs to merge (0:
+    /// count only), compacting through the API at `api_base` with tokens signed by `secret`.
+    /// `None` when `threshold` is 0 (disabled).
+    pub fn new(threshold: usize, min_bytes: u64, api_base: Url, secret: &[u8]) -> Option<AutoGc> {
         if threshold == 0 {
             return None;
         }
         Some(AutoGc {
             inner: Arc::new(Inner {
                 threshold,
+                min_bytes,
                 api_base,
                 secret: secret.into(),
                 busy: Mutex::new(HashMap::new()),
@@ -84,8 +97,8 @@ impl AutoGc {
         })
     }
 
-    /// Called after a successful `update` that published packs: counts the repository's
-    /// live packs and compacts it if there are too many, all in the background.
+    /// Called after a successful `update` that published packs: looks at the repository's
+    /// live packs and compacts it if [`gc::select::due`], all in the background.
     pub(crate) fn after_update(&self, store: &Store, workspace: &str, alias: &str) {
         let name = format!("{workspace}/{alias}");
         {
@@ -133,7 +146,7 @@ impl AutoGc {
 }
 
 impl Inner {
-    /// `Ok(None)` when the repository has few enough packs; otherwise what was done.
+    /// `Ok(None)` when no compaction is due; otherwise what was done.
     async fn compact_if_needed(
         &self,
         store: &Store,
@@ -141,10 +154,22 @@ impl Inner {
         alias: &str,
     ) -> Result<Option<String>, String> {
         let repo = store.repo(workspace, alias).map_err(|e| chain(&e))?;
-        let live = repo.packs().await.map_err(|e| chain(&e))?.len();
-        if live <= self.threshold {
+        let sizes: Vec<u64> = repo
+            .packs()
+            .await
+            .map_err(|e| chain(&e))?
+            .iter()
+            .map(|p| p.pack_size)
+            .collect();
+        let live = sizes.len();
+        if !gc::select::due(&sizes, self.threshold, self.min_bytes) {
             return Ok(None);
         }
+        // Before the work, so that a reader of the log (the benchmark) knows one is running.
+        tracing::info!(
+            "auto-gc {workspace}/{alias}: compacting {live} live packs ({} bytes)",
+            sizes.iter().sum::<u64>()
+        );
         let started = Instant::now();
         let token = auth::mint(
             &self.secret,

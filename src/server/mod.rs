@@ -84,6 +84,9 @@ pub struct ServeOptions {
     /// Merge a repository's small packs in the background once a push leaves more than
     /// this many live packs; 0 = never ([`autogc::DEFAULT_AUTO_GC_PACKS`]).
     pub auto_gc_packs: usize,
+    /// ... or once the packs a geometric merge would take hold this many bytes; 0 = count
+    /// only ([`autogc::DEFAULT_AUTO_GC_BYTES`]).
+    pub auto_gc_bytes: u64,
     /// Plugin mode: API requests must carry this key; see the module doc.
     pub plugin_key: Option<String>,
     /// Webhook hosts allowed although they resolve to non-public addresses
@@ -117,6 +120,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("multipart", &self.multipart)
             .field("stale_upload_age", &self.stale_upload_age)
             .field("auto_gc_packs", &self.auto_gc_packs)
+            .field("auto_gc_bytes", &self.auto_gc_bytes)
             .field("plugin", &self.plugin_key.is_some())
             .field("webhook_allow", &self.webhook_allow)
             .finish()
@@ -257,7 +261,12 @@ pub async fn run(
     if let Some(key) = &opts.plugin_key {
         state = state.plugin_key(key.as_bytes());
     } else {
-        state = state.auto_gc(auto_gc(opts.auto_gc_packs, addr, &secret));
+        state = state.auto_gc(auto_gc(
+            opts.auto_gc_packs,
+            opts.auto_gc_bytes,
+            addr,
+            &secret,
+        ));
         let stale_age = opts
             .stale_upload_age
             .unwrap_or_else(|| default_stale_upload_age(url_ttl));
@@ -300,7 +309,12 @@ async fn stdin_closed() {
 
 /// The compaction trigger, calling this server at its own (loopback) address; `None` when
 /// disabled or when git, which compaction packs with, is missing.
-fn auto_gc(threshold: usize, addr: SocketAddr, secret: &[u8]) -> Option<autogc::AutoGc> {
+fn auto_gc(
+    threshold: usize,
+    min_bytes: u64,
+    addr: SocketAddr,
+    secret: &[u8],
+) -> Option<autogc::AutoGc> {
     if threshold == 0 {
         return None;
     }
@@ -318,7 +332,7 @@ fn auto_gc(threshold: usize, addr: SocketAddr, secret: &[u8]) -> Option<autogc::
     };
     let base = url::Url::parse(&format!("http://{}/", SocketAddr::new(ip, addr.port())))
         .expect("a socket address makes a valid URL");
-    autogc::AutoGc::new(threshold, base, secret)
+    autogc::AutoGc::new(threshold, min_bytes, base, secret)
 }
 
 /// Abort multipart uploads nobody finished (a client that crashed, lost its network or was
