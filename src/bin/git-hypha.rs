@@ -40,70 +40,8 @@ enum Command {
     // A later flag wins over an earlier one, so that a wrapper (or a test suite) can put
     // defaults first and let its caller override them.
     #[command(args_override_self = true)]
-    Serve {
-        /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
-        #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
-        root: PathBuf,
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, env = "HYPHA_GIT_LISTEN", default_value = "127.0.0.1:9527")]
-        listen: SocketAddr,
-        /// URL clients reach this server at (for presigned URLs); default http://<listen>.
-        #[arg(long, env = "HYPHA_PUBLIC_URL")]
-        public_url: Option<String>,
-        /// Store repositories in this S3 bucket instead of --root (credentials from
-        /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
-        #[arg(long, env = "HYPHA_S3_BUCKET")]
-        s3_bucket: Option<String>,
-        /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS_ENDPOINT_URL_S3,
-        /// then AWS_ENDPOINT_URL, then AWS itself.
-        #[arg(long, env = "HYPHA_S3_ENDPOINT", requires = "s3_bucket")]
-        s3_endpoint: Option<String>,
-        /// Key prefix in the bucket, so that several servers share one bucket.
-        #[arg(long, env = "HYPHA_S3_PREFIX", requires = "s3_bucket")]
-        s3_prefix: Option<String>,
-        /// S3 region; default AWS_REGION, then us-east-1.
-        #[arg(long, env = "HYPHA_S3_REGION")]
-        s3_region: Option<String>,
-        /// Path-style S3 URLs (http://host/bucket/key), as most S3-compatible stores need.
-        #[arg(long, env = "HYPHA_S3_PATH_STYLE")]
-        s3_path_style: bool,
-        /// Seconds packs retired by `git hypha gc` stay readable before deletion
-        /// (default: presigned-URL lifetime + 10 minutes).
-        #[arg(long, env = "HYPHA_GC_GRACE_SECS")]
-        gc_grace_secs: Option<u64>,
-        /// Lifetime of presigned URLs in seconds (default 3600). Clients whose URL expired
-        /// ask for a fresh one.
-        #[arg(long, env = "HYPHA_URL_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=604800))]
-        url_ttl_secs: Option<u64>,
-        /// Packs larger than this many bytes go up to S3 in parts (default 64 MiB).
-        #[arg(long, env = "HYPHA_MULTIPART_THRESHOLD", default_value_t = MultipartPolicy::default().threshold)]
-        multipart_threshold: u64,
-        /// Size of each part of a multipart upload in bytes (default 16 MiB; at least 5 MiB).
-        #[arg(long, env = "HYPHA_MULTIPART_PART_SIZE", default_value_t = MultipartPolicy::default().part_size)]
-        multipart_part_size: u64,
-        /// Abort multipart uploads older than this many seconds (default: a day, or twice the
-        /// URL lifetime if longer); checked at start and hourly.
-        #[arg(long, env = "HYPHA_MULTIPART_STALE_SECS")]
-        multipart_stale_secs: Option<u64>,
-        /// After a push leaves a repository with more than this many packs, merge its small
-        /// packs in the background (needs git on PATH); 0 turns this off.
-        #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
-        auto_gc_packs: usize,
-        /// Also merge them once the packs a geometric merge would take hold this many bytes,
-        /// so that edit-pushes of large files do not keep a whole copy each (default 4 MiB);
-        /// 0 counts packs only.
-        #[arg(long, env = "HYPHA_AUTO_GC_BYTES", default_value_t = server::autogc::DEFAULT_AUTO_GC_BYTES)]
-        auto_gc_bytes: u64,
-        /// Used by the Hypha plugin: serve only requests carrying the key in
-        /// HYPHA_GIT_PLUGIN_KEY, with the permission and location Hypha decided; exit when
-        /// standard input closes.
-        #[arg(long, hide = true, requires = "s3_bucket")]
-        plugin: bool,
-        /// Webhook hosts that may be called although they resolve to private, loopback or
-        /// other non-public addresses (comma-separated host names or IP addresses).
-        #[arg(long, env = "HYPHA_WEBHOOK_ALLOW", value_delimiter = ',')]
-        webhook_allow: Vec<String>,
-    },
+    // Boxed: the server's options outweigh every other command's.
+    Serve(Box<ServeArgs>),
     /// Manage a repository's webhooks (admin rights on the workspace): after every push the
     /// server POSTs a signed push event (GitHub's shape, X-Hub-Signature-256) to each.
     #[command(subcommand)]
@@ -185,6 +123,73 @@ enum Command {
     },
 }
 
+/// `git hypha serve`'s options.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
+    #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
+    root: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "HYPHA_GIT_LISTEN", default_value = "127.0.0.1:9527")]
+    listen: SocketAddr,
+    /// URL clients reach this server at (for presigned URLs); default http://<listen>.
+    #[arg(long, env = "HYPHA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Store repositories in this S3 bucket instead of --root (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "HYPHA_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS_ENDPOINT_URL_S3,
+    /// then AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long, env = "HYPHA_S3_ENDPOINT", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// Key prefix in the bucket, so that several servers share one bucket.
+    #[arg(long, env = "HYPHA_S3_PREFIX", requires = "s3_bucket")]
+    s3_prefix: Option<String>,
+    /// S3 region; default AWS_REGION, then us-east-1.
+    #[arg(long, env = "HYPHA_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style S3 URLs (http://host/bucket/key), as most S3-compatible stores need.
+    #[arg(long, env = "HYPHA_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Seconds packs retired by `git hypha gc` stay readable before deletion
+    /// (default: presigned-URL lifetime + 10 minutes).
+    #[arg(long, env = "HYPHA_GC_GRACE_SECS")]
+    gc_grace_secs: Option<u64>,
+    /// Lifetime of presigned URLs in seconds (default 3600). Clients whose URL expired
+    /// ask for a fresh one.
+    #[arg(long, env = "HYPHA_URL_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=604800))]
+    url_ttl_secs: Option<u64>,
+    /// Packs larger than this many bytes go up to S3 in parts (default 64 MiB).
+    #[arg(long, env = "HYPHA_MULTIPART_THRESHOLD", default_value_t = MultipartPolicy::default().threshold)]
+    multipart_threshold: u64,
+    /// Size of each part of a multipart upload in bytes (default 16 MiB; at least 5 MiB).
+    #[arg(long, env = "HYPHA_MULTIPART_PART_SIZE", default_value_t = MultipartPolicy::default().part_size)]
+    multipart_part_size: u64,
+    /// Abort multipart uploads older than this many seconds (default: a day, or twice the
+    /// URL lifetime if longer); checked at start and hourly.
+    #[arg(long, env = "HYPHA_MULTIPART_STALE_SECS")]
+    multipart_stale_secs: Option<u64>,
+    /// After a push leaves a repository with more than this many packs, merge its small
+    /// packs in the background (needs git on PATH); 0 turns this off.
+    #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
+    auto_gc_packs: usize,
+    /// Also merge them once the packs a geometric merge would take hold this many bytes,
+    /// so that edit-pushes of large files do not keep a whole copy each (default 4 MiB);
+    /// 0 counts packs only.
+    #[arg(long, env = "HYPHA_AUTO_GC_BYTES", default_value_t = server::autogc::DEFAULT_AUTO_GC_BYTES)]
+    auto_gc_bytes: u64,
+    /// Used by the Hypha plugin: serve only requests carrying the key in
+    /// HYPHA_GIT_PLUGIN_KEY, with the permission and location Hypha decided; exit when
+    /// standard input closes.
+    #[arg(long, hide = true, requires = "s3_bucket")]
+    plugin: bool,
+    /// Webhook hosts that may be called although they resolve to private, loopback or
+    /// other non-public addresses (comma-separated host names or IP addresses).
+    #[arg(long, env = "HYPHA_WEBHOOK_ALLOW", value_delimiter = ',')]
+    webhook_allow: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum HookCommand {
     /// Add a webhook (or replace its secret); the signing secret is read from
@@ -225,25 +230,26 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     match command {
-        Command::Serve {
-            root,
-            listen,
-            public_url,
-            gc_grace_secs,
-            s3_bucket,
-            s3_endpoint,
-            s3_prefix,
-            s3_region,
-            s3_path_style,
-            url_ttl_secs,
-            multipart_threshold,
-            multipart_part_size,
-            multipart_stale_secs,
-            auto_gc_packs,
-            auto_gc_bytes,
-            plugin,
-            webhook_allow,
-        } => {
+        Command::Serve(args) => {
+            let ServeArgs {
+                root,
+                listen,
+                public_url,
+                gc_grace_secs,
+                s3_bucket,
+                s3_endpoint,
+                s3_prefix,
+                s3_region,
+                s3_path_style,
+                url_ttl_secs,
+                multipart_threshold,
+                multipart_part_size,
+                multipart_stale_secs,
+                auto_gc_packs,
+                auto_gc_bytes,
+                plugin,
+                webhook_allow,
+            } = *args;
             // The key comes through the environment, never argv (which `ps` shows).
             let plugin_key = match plugin {
                 true => Some(
