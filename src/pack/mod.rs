@@ -18,6 +18,7 @@ pub mod receive_git;
 pub mod repack;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod thin;
 
 pub use build::{build, Built};
 pub use receive::Indexed;
