@@ -94,6 +94,10 @@ enum Command {
         /// standard input closes.
         #[arg(long, hide = true, requires = "s3_bucket")]
         plugin: bool,
+        /// Do not complete thin pushes: clients then upload self-contained packs, as to a
+        /// server from before thin pushes.
+        #[arg(long)]
+        no_thin_packs: bool,
     },
     /// Create an empty repository (HEAD points at main).
     Create {
@@ -193,6 +197,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             multipart_stale_secs,
             auto_gc_packs,
             plugin,
+            no_thin_packs,
         } => {
             // The key comes through the environment, never argv (which `ps` shows).
             let plugin_key = match plugin {
@@ -237,6 +242,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
                     auto_gc_packs,
                     plugin_key,
+                    thin_packs: !no_thin_packs,
                 },
                 announce,
             ))?;

@@ -20,7 +20,7 @@ pub mod repack;
 pub(crate) mod testing;
 pub mod thin;
 
-pub use build::{build, Built};
+pub use build::{build, build_thin, Built, ThinBuilt};
 pub use receive::Indexed;
 
 use std::path::Path;

@@ -81,6 +81,8 @@ pub struct ServeOptions {
     pub auto_gc_packs: usize,
     /// Plugin mode: API requests must carry this key; see the module doc.
     pub plugin_key: Option<String>,
+    /// Complete thin pushes (`fix-thin`); off answers as a server without them.
+    pub thin_packs: bool,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -110,6 +112,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("stale_upload_age", &self.stale_upload_age)
             .field("auto_gc_packs", &self.auto_gc_packs)
             .field("plugin", &self.plugin_key.is_some())
+            .field("thin_packs", &self.thin_packs)
             .finish()
     }
 }
@@ -227,7 +230,10 @@ pub async fn run(
         }
     };
     let url_ttl = opts.url_ttl.unwrap_or(DEFAULT_PRESIGN_EXPIRES_IN);
-    state = state.presign_expires_in(url_ttl).multipart(opts.multipart);
+    state = state
+        .presign_expires_in(url_ttl)
+        .multipart(opts.multipart)
+        .thin_packs(opts.thin_packs);
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }

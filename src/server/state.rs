@@ -38,6 +38,8 @@ pub struct AppState {
     /// Plugin mode (`serve --plugin`): the key every API request must carry; tokens are then
     /// ignored (see `credentials`).
     pub(crate) plugin_key: Option<Arc<[u8]>>,
+    /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
+    pub(crate) thin_packs: bool,
 }
 
 // The secret must never reach a log.
@@ -62,6 +64,7 @@ impl AppState {
             validation: auth::Validation::default(),
             presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
+            thin_packs: true,
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
             plugin_key: None,
@@ -108,6 +111,12 @@ impl AppState {
     /// Serve the Hypha plugin only: requests must carry `key` (see `credentials`).
     pub fn plugin_key(mut self, key: &[u8]) -> AppState {
         self.plugin_key = Some(key.into());
+        self
+    }
+
+    /// Complete thin packs (the default), or not: as a server from before thin pushes.
+    pub fn thin_packs(mut self, on: bool) -> AppState {
+        self.thin_packs = on;
         self
     }
 

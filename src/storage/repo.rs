@@ -5,8 +5,9 @@
 //! `objects/pack/...`, and the private `hypha-remote/config.json`. Writes exactly the bytes
 //! Hypha writes (`"<40 hex>\n"`, `"ref: <ref>\n"`), so that Hypha's smart HTTP serves what
 //! is stored here. Does not check permissions or fast-forwards (the server and the client
-//! do), and never reads pack contents beyond the 20-byte checksums that tie an idx to its pack
-//! and the idx files (which objects a pack holds: a ref may only point at one a pack holds).
+//! do). Reads pack contents in one place only: `thin` completes a thin upload by copying the
+//! raw entries of its missing bases out of stored packs; elsewhere, only the 20-byte checksums
+//! that tie an idx to its pack and the idx files (a ref may only point at what a pack holds).
 //! Speaks its own types ([`Update`], [`Compaction`], [`PackUpload`], ...), never the API's:
 //! the server translates.
 //!
@@ -28,6 +29,7 @@
 //! - `objects`: whether a pack holds a ref's new value, with the object ids of packs cached;
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
+//! - `thin`: thin uploads and their completion into a self-contained pending pack;
 //! - `compact`: retiring packs and deleting them after the grace period;
 //! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
 
@@ -41,6 +43,7 @@ pub use compact::{Compacted, Compaction};
 pub use create::{RepoConfig, DEFAULT_BRANCH};
 pub use objects::MISSING_OBJECTS;
 pub use packs::PackEntry;
+pub use thin::ThinCompleted;
 pub use update::{
     RefOutcome, RefStatus, RefUpdate, Update, UpdateOutcome, ATOMIC_FAILED, DENY_DELETE_CURRENT,
 };
@@ -216,6 +219,7 @@ mod ref_cache;
 mod refs;
 #[cfg(test)]
 mod tests;
+mod thin;
 mod update;
 pub mod upload;
 mod uploads;
