@@ -135,8 +135,8 @@ async fn dispatch(
             let req: api::FixThinRequest = parse(&body)?;
             let done = repo.complete_thin(&req.name).await?;
             let note = format!(
-                "fix-thin {} -> {} appended={} size={}",
-                req.name, done.name, done.appended, done.pack_size
+                "fix-thin {} thin_size={} -> {} appended={} size={}",
+                req.name, done.thin_size, done.name, done.appended, done.pack_size
             );
             let mut response = Json(api::FixThinResponse {
                 name: done.name,

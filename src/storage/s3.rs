@@ -580,9 +580,12 @@ impl Backend for S3 {
     /// One streamed `PutObject` (S3 takes up to 5 GiB that way), unconditional.
     async fn put_file(&self, key: &str, file: std::fs::File, size: u64) -> Result<String, Error> {
         let full = self.full_key(key)?;
+        // The builder reads on from where the handle stands, whatever `offset` says.
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::backend(key, e))?;
         let body = ByteStream::read_from()
             .file(tokio::fs::File::from_std(file))
-            .offset(0)
             .length(aws_sdk_s3::primitives::Length::Exact(size))
             .build()
             .await

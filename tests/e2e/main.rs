@@ -34,3 +34,4 @@ mod options;
 mod permissions;
 mod progress;
 mod refs;
+mod thin;

@@ -35,6 +35,8 @@ pub struct ThinCompleted {
     pub idx_size: u64,
     /// Entries appended from stored packs.
     pub appended: usize,
+    /// Size of the thin pack that was uploaded (what the push sent, besides the idx).
+    pub thin_size: u64,
 }
 
 impl Repository {
@@ -143,6 +145,7 @@ impl Repository {
             pack_size: done.pack_size,
             idx_size,
             appended: done.appended,
+            thin_size: size,
         })
     }
 
