@@ -42,7 +42,11 @@ pub fn thin_sizes(env: &TestEnv, alias: &str) -> Vec<u64> {
 /// indexes it (it refuses a pack with a delta whose base is elsewhere). Returns how many.
 pub fn assert_packs_self_contained(env: &TestEnv, alias: &str) -> usize {
     let dir = env.stored_repo(alias).join("objects/pack");
-    let check = env.mkdir(&format!("self-contained-{alias}"));
+    let check = tempfile::Builder::new()
+        .prefix("self-contained-")
+        .tempdir_in(env.path(""))
+        .expect("scratch directory");
+    let check = check.path();
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("stored packs").flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -51,7 +55,7 @@ pub fn assert_packs_self_contained(env: &TestEnv, alias: &str) -> usize {
         }
         let copy = check.join(&name);
         std::fs::copy(entry.path(), &copy).expect("copy pack");
-        env.cmd(&check, &["index-pack", &name]).ok();
+        env.cmd(check, &["index-pack", &name]).ok();
         n += 1;
     }
     n

@@ -33,6 +33,7 @@ EXCLUDED=(
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min)"
   "autogc::                      needs serve --auto-gc-packs (the plugin does not compact by itself) and lists packs at literal /ws/ paths"
   "refs::unusual_ref_names       a 200-byte ref name exceeds s3s-fs's file name limit (as in test.sh's s3s-fs run)"
+  "thin::server_without_thin     needs serve --no-thin-packs (a plugin without fix-thin answers 404: the helper's same fallback)"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
 )
 filter="" skips=()
