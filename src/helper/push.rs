@@ -241,13 +241,17 @@ async fn send(
 }
 
 /// Whether a failed thin upload is worth sending again as a full pack: the server (or the
-/// Hypha plugin in front of it) has no `fix-thin`, or lacks a base (changed since listing).
+/// Hypha plugin in front of it) has no `fix-thin`, lacks a base (changed since listing), or no
+/// longer has the thin upload (a `fix-thin` retried after its answer was lost: the first one
+/// completed it and deleted it; its pack is swept as an abandoned upload).
 fn falls_back(e: &client::Error) -> bool {
     match e {
         client::Error::NotFound { .. } => true,
         client::Error::Refused { code, detail, .. } => {
             // git's receive-pack words, which the server uses too (`storage::repo::MISSING_OBJECTS`).
-            *code == api::ErrorCode::Invalid && detail.contains("missing necessary objects")
+            *code == api::ErrorCode::Invalid
+                && (detail.contains("missing necessary objects")
+                    || detail.contains("upload it first"))
         }
         _ => false,
     }
