@@ -243,8 +243,12 @@ async fn send(
 /// Whether a failed thin upload is worth sending again as a full pack: the server (or the
 /// Hypha plugin in front of it) has no `fix-thin`, lacks a base (changed since listing), or no
 /// longer has the thin upload (a `fix-thin` retried after its answer was lost: the first one
-/// completed it and deleted it; its pack is swept as an abandoned upload).
+/// completed it and deleted it; its pack is swept as an abandoned upload), or kept failing in a
+/// way worth retrying (a completion slower than the client's read timeout: a multi-GiB base).
 fn falls_back(e: &client::Error) -> bool {
+    if e.is_transient() {
+        return true;
+    }
     match e {
         client::Error::NotFound { .. } => true,
         client::Error::Refused { code, detail, .. } => {

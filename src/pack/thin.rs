@@ -10,7 +10,7 @@
 //! come from their source pack's idx). Where bytes come from (stored packs, range reads) is the
 //! caller's [`Source`]; where they go is a local file. No network, no storage keys here.
 //!
-//! Memory: one read buffer ([`CHUNK`]), one inflate state and its 64 KiB output scratch, plus
+//! Memory: one read buffer (at most [`CHUNK`]), one inflate state and its 64 KiB output scratch, plus
 //! per-object records (id, CRC, offset) of the thin pack and of what is copied, and the idx
 //! data the [`Source`] keeps for the packs it copies from; never a whole object, so a 1 GiB
 //! base costs what a 1 KiB one does. Time: one inflate pass over the thin pack and over each
@@ -21,8 +21,13 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 
-/// Bytes fetched per range read.
-pub const CHUNK: usize = 1 << 20;
+/// Most bytes fetched per range read. A reader starts at `FIRST_CHUNK` and doubles up to this
+/// with every refill: a small base costs one small read, a 1 GiB one about 130 reads, not
+/// a thousand (each a store round trip on S3).
+pub const CHUNK: usize = 8 << 20;
+
+/// Bytes of a reader's first range read.
+const FIRST_CHUNK: usize = 64 << 10;
 
 /// The longest entry header: type and size (10 bytes for a 64-bit size), then a 20-byte
 /// REF_DELTA base id or an OFS_DELTA distance of at most 10 bytes.
@@ -435,7 +440,7 @@ struct Head {
     size: u64,
 }
 
-/// Sequential reads of one pack through [`Source::read`], a [`CHUNK`] at a time.
+/// Sequential reads of one pack through [`Source::read`], in growing chunks.
 struct Reader {
     pack: Option<usize>,
     /// End of the entries (the trailer's offset).
@@ -443,6 +448,8 @@ struct Reader {
     buf: Vec<u8>,
     buf_start: u64,
     pos: u64,
+    /// Size of the next range read.
+    chunk: usize,
 }
 
 impl Reader {
@@ -453,6 +460,7 @@ impl Reader {
             buf: Vec::new(),
             buf_start: 0,
             pos: 0,
+            chunk: FIRST_CHUNK,
         }
     }
 
@@ -472,7 +480,8 @@ impl Reader {
             if self.pos >= self.end {
                 return Ok(&[]);
             }
-            let len = (CHUNK.max(min) as u64).min(self.end - self.pos);
+            let len = (self.chunk.max(min) as u64).min(self.end - self.pos);
+            self.chunk = (self.chunk * 2).min(CHUNK);
             self.buf = src
                 .read(self.pack, self.pos..self.pos + len)
                 .map_err(Failure::Read)?;
