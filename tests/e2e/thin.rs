@@ -24,9 +24,15 @@ pub fn csv(lines: usize) -> String {
         .collect()
 }
 
-/// The sizes of the thin packs the server completed for `alias`, from its access log.
+/// The sizes of the thin packs the server completed for `alias`, from its access log (in Hypha
+/// mode a log every test shares: the workspace, this test's own, tells them apart).
 pub fn thin_sizes(env: &TestEnv, alias: &str) -> Vec<u64> {
-    let route = format!("/{alias}/remote/v1/fix-thin ");
+    let url = env.url(alias);
+    let ws = url
+        .rsplit('/')
+        .nth(1)
+        .expect("hypha::<server>/<workspace>/<alias>");
+    let route = format!("/{ws}/git/{alias}/remote/v1/fix-thin ");
     env.server_log()
         .lines()
         .filter(|l| l.contains(&route) && l.contains(" 200 "))
