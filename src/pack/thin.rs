@@ -78,7 +78,8 @@ pub struct Located {
 /// The stored bytes a completion reads: the thin pack and the live packs, by range.
 pub trait Source {
     /// Bytes `range` of the thin pack (`pack: None`) or of live pack `pack`.
-    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Vec<u8>>;
+    /// `Bytes`, so that a store's buffer is used as it comes, not copied.
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes>;
     /// Where a live pack holds `id`, from the packs' idx files; `None` when none does.
     fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>>;
     /// The id of the entry at `offset` of live pack `pack`, from its idx.
@@ -173,7 +174,7 @@ pub fn complete(
         .read(None, data_end..thin_size)
         .map_err(read_err("the thin pack"))?;
     let computed = trailer_hash.try_finalize().map_err(|_| Error::Checksum)?;
-    if trailer.as_slice() != computed.as_slice() {
+    if trailer[..] != *computed.as_slice() {
         return Err(Error::Checksum);
     }
     let mut by_offset: Vec<(u64, u32)> = uploaded.iter().map(|e| (e.offset, e.crc32)).collect();
@@ -445,7 +446,7 @@ struct Reader {
     pack: Option<usize>,
     /// End of the entries (the trailer's offset).
     end: u64,
-    buf: Vec<u8>,
+    buf: bytes::Bytes,
     buf_start: u64,
     pos: u64,
     /// Size of the next range read.
@@ -457,7 +458,7 @@ impl Reader {
         Reader {
             pack,
             end,
-            buf: Vec::new(),
+            buf: bytes::Bytes::new(),
             buf_start: 0,
             pos: 0,
             chunk: FIRST_CHUNK,

@@ -22,11 +22,12 @@ fn read_range(path: &Path, range: Range<u64>) -> io::Result<Vec<u8>> {
 }
 
 impl Source for Files {
-    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Vec<u8>> {
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes> {
         match pack {
             None => read_range(&self.thin, range),
             Some(n) => read_range(&self.live[n].0, range),
         }
+        .map(bytes::Bytes::from)
     }
     fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
         for (n, (path, entries)) in self.live.iter().enumerate() {

@@ -208,16 +208,14 @@ impl Stored {
 }
 
 impl thin::Source for Stored {
-    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Vec<u8>> {
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Bytes> {
         let key = match pack {
             None => self.thin_key.clone(),
             Some(n) => self.repo.pack_key(&self.live[n].name, "pack"),
         };
-        let bytes = self
-            .handle
+        self.handle
             .block_on(self.repo.backend.get_range(&key, range))
-            .map_err(io_err)?;
-        Ok(bytes.to_vec())
+            .map_err(io_err)
     }
 
     fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
