@@ -38,7 +38,7 @@ LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: th
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 READ_ROUTES = {"info", "refs", "packs"}
-WRITE_ROUTES = {"uploads", "complete", "abort", "update", "head", "compact"}
+WRITE_ROUTES = {"uploads", "complete", "abort", "fix-thin", "update", "head", "compact"}
 LEASED_ROUTES = {"update", "compact"}
 # Hypha's operation per route; webhooks hold signing secrets: `get_secret` (workspace admin).
 ROUTE_OPS = {**dict.fromkeys(READ_ROUTES, "read"), **dict.fromkeys(WRITE_ROUTES, "commit")}

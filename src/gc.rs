@@ -143,6 +143,7 @@ pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outc
             idx_path: &merged.1,
             pack_size,
             idx_size,
+            thin: false,
         },
         &bar,
     )

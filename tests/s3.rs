@@ -147,7 +147,8 @@ async fn conformance_on_s3s_fs() {
     conformance::invalid_keys(backend.clone()).await;
     conformance::repo_atomic_update_survives_death(backend.clone()).await;
     conformance::repo_uploads_hidden_until_named(backend.clone()).await;
-    conformance::repo_lfs_objects(backend).await;
+    conformance::repo_lfs_objects(backend.clone()).await;
+    conformance::repo_thin_completion(backend).await;
 }
 
 #[tokio::test]

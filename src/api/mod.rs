@@ -35,6 +35,7 @@ pub enum Route {
     Complete,
     Abort,
     Hooks,
+    FixThin,
 }
 
 impl Route {
@@ -51,6 +52,7 @@ impl Route {
             Route::Complete => "complete",
             Route::Abort => "abort",
             Route::Hooks => "hooks",
+            Route::FixThin => "fix-thin",
         }
     }
 }
@@ -94,6 +96,10 @@ pub struct RefsResponse {
     /// older servers (the client then learns it at the first write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub can_write: Option<bool>,
+    /// Answered with `for_push`: the server completes thin packs (`uploads` with `thin`, then
+    /// `fix-thin`). Absent from older servers, which get self-contained packs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thin_packs: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +152,26 @@ pub struct UploadSpec {
     /// another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
+    /// A thin pack (deltas against objects the remote has) for `fix-thin`: it goes where no
+    /// reader lists it, in one `PUT` each for pack and idx.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thin: bool,
+}
+
+/// `fix-thin` request: complete the thin upload `name` on the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FixThinRequest {
+    pub name: String,
+}
+
+/// `fix-thin` response: the self-contained pack the server made, to name in `update`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FixThinResponse {
+    pub name: String,
+    pub pack_size: u64,
+    pub idx_size: u64,
+    /// Entries (bases and their delta chains) copied from stored packs.
+    pub appended: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -394,6 +420,7 @@ mod tests {
             pack_size: 1,
             idx_size: 1,
             upload_id: None,
+            thin: false,
         };
         assert!(!serde_json::to_string(&spec)
             .expect("serializes")

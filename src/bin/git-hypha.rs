@@ -188,6 +188,10 @@ struct ServeArgs {
     /// other non-public addresses (comma-separated host names or IP addresses).
     #[arg(long, env = "HYPHA_WEBHOOK_ALLOW", value_delimiter = ',')]
     webhook_allow: Vec<String>,
+    /// Do not complete thin pushes: clients then upload self-contained packs, as to a
+    /// server from before thin pushes.
+    #[arg(long)]
+    no_thin_packs: bool,
 }
 
 #[derive(Subcommand)]
@@ -249,6 +253,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 auto_gc_bytes,
                 plugin,
                 webhook_allow,
+                no_thin_packs,
             } = *args;
             // The key comes through the environment, never argv (which `ps` shows).
             let plugin_key = match plugin {
@@ -295,6 +300,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     auto_gc_bytes,
                     plugin_key,
                     webhook_allow,
+                    thin_packs: !no_thin_packs,
                 },
                 announce,
             ))?;

@@ -86,7 +86,7 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     };
     // Decided before git's `capabilities` is answered: a server without remote API v1 (a
     // stock Hypha) gets the whole session through git's own smart HTTP.
-    if runtime.block_on(client.probe())? == Api::Absent {
+    if runtime.block_on(client.probe_or_defer()) == Api::Absent {
         let input = std::io::stdin().lock();
         return Ok(handoff::run(client, runtime, remote_name, input, ui)?);
     }

@@ -325,6 +325,7 @@ mod tests {
             idx_path: &idx_path,
             pack_size: pack.len() as u64,
             idx_size: idx.len() as u64,
+            thin: false,
         };
         super::super::upload_pack(&client, files, &bar)
             .await

@@ -177,6 +177,8 @@ pub struct Client {
     credentials: Mutex<Credentials>,
     /// The probe's `refs` answer, kept for the session's first `list` (see [`Client::probe`]).
     probed: Mutex<Option<stock::Probed>>,
+    /// Why the probe failed, kept for the session's first `list` (see [`Client::probe_or_defer`]).
+    probe_error: Mutex<Option<Error>>,
 }
 
 /// Where this session is with `git credential`: each step happens at most once.
@@ -201,6 +203,7 @@ impl Client {
             token: Mutex::new(token),
             credentials: Mutex::new(Credentials::default()),
             probed: Mutex::new(None),
+            probe_error: Mutex::new(None),
         })
     }
 

@@ -143,10 +143,29 @@ impl Client {
 
     /// The probe's `refs` answer, once, if it answers what `list` (or `list for-push`) asks
     /// with the token the session holds now (a credential helper may have filled one since).
-    pub fn take_probed_refs(&self, for_push: bool) -> Option<api::RefsResponse> {
+    /// A probe that failed (server down, a fault after every retry) is reported here, once.
+    pub fn take_probed_refs(&self, for_push: bool) -> Option<Result<api::RefsResponse, Error>> {
+        if let Some(e) = self.probe_error.lock().ok()?.take() {
+            return Some(Err(e));
+        }
         let probed = self.probed.lock().ok()?.take()?;
         let token = self.current_token().map(|t| t.secret);
-        (probed.token == token && (probed.for_push || !for_push)).then_some(probed.refs)
+        (probed.token == token && (probed.for_push || !for_push)).then_some(Ok(probed.refs))
+    }
+
+    /// [`Client::probe`] for a helper session: a probe that fails says API v1 and keeps its
+    /// error for the first `list`, which reports it. Failing before git's `capabilities` is
+    /// answered would add git's own "remote helper aborted session" to our one `fatal:` line.
+    pub async fn probe_or_defer(&self) -> Api {
+        match self.probe().await {
+            Ok(api) => api,
+            Err(e) => {
+                if let Ok(mut slot) = self.probe_error.lock() {
+                    *slot = Some(e);
+                }
+                Api::V1
+            }
+        }
     }
 
     /// Hypha's smart-HTTP URL of the repository, `{server}/{ws}/git/{alias}` (what the artifact

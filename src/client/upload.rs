@@ -39,6 +39,8 @@ pub struct PackFiles<'a> {
     pub idx_path: &'a Path,
     pub pack_size: u64,
     pub idx_size: u64,
+    /// A thin pack, for the server to complete (`fix-thin`): stored where no reader looks.
+    pub thin: bool,
 }
 
 /// What to `PUT`.
@@ -128,6 +130,7 @@ async fn request(
                     pack_size: files.pack_size,
                     idx_size: files.idx_size,
                     upload_id,
+                    thin: files.thin,
                 }],
             },
         )

@@ -181,7 +181,7 @@ impl<W: Write> Session<W> {
             self.client.fill_credentials();
         }
         let refs: RefsResponse = match self.client.take_probed_refs(for_push) {
-            Some(refs) => refs,
+            Some(refs) => refs?,
             None => self
                 .runtime
                 .block_on(self.client.call(Route::Refs, &RefsRequest { for_push }))?,

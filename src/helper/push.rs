@@ -75,25 +75,15 @@ pub async fn run(
         .or_else(|_| tempfile::tempdir())
         .map_err(Error::TempDir)?;
     if !tips.is_empty() {
-        let (git_dir, out_dir, progress) = (
-            git_dir.to_owned(),
-            tmp.path().to_owned(),
-            settings.progress.is_requested(),
-        );
-        let built = tokio::task::spawn_blocking(move || {
-            pack::build(&git_dir, &tips, &exclude, &out_dir, progress)
-        })
-        .await??;
-        if let Some(built) = built {
-            match upload(client, &built, settings).await {
-                Ok(()) => packs.push(built.name.clone()),
-                Err(client::Error::Forbidden { .. }) => {
-                    return Ok(finish(statuses, |_| {
-                        PushStatus::Error("permission denied".into())
-                    }))
-                }
-                Err(e) => return Err(e.into()),
+        match send(client, git_dir, tmp.path(), tips, exclude, listed, settings).await {
+            Ok(Some(name)) => packs.push(name),
+            Ok(None) => {}
+            Err(Error::Client(client::Error::Forbidden { .. })) => {
+                return Ok(finish(statuses, |_| {
+                    PushStatus::Error("permission denied".into())
+                }))
             }
+            Err(e) => return Err(e),
         }
     }
 
@@ -195,9 +185,111 @@ fn status_of(repo: &gix::Repository, p: &Planned, result: &api::RefResult) -> Pu
     }
 }
 
+/// Build and upload the pack of this push; its name for `update`, `None` when there is
+/// nothing to send. To a server that completes thin packs (`thin_packs` in the listing) a
+/// thin pack goes up and `fix-thin` turns it into a self-contained one; when the server
+/// cannot after all (a plugin without the route, a base gone since the listing) the push
+/// falls back to a self-contained pack, as for an older server.
+async fn send(
+    client: &Client,
+    git_dir: &Path,
+    out_dir: &Path,
+    tips: Vec<String>,
+    exclude: Vec<String>,
+    listed: &RefsResponse,
+    settings: &PushSettings,
+) -> Result<Option<String>, Error> {
+    let progress = settings.progress.is_requested();
+    let build_full = |tips: Vec<String>, exclude: Vec<String>| {
+        let (git_dir, out_dir) = (git_dir.to_owned(), out_dir.to_owned());
+        tokio::task::spawn_blocking(move || {
+            pack::build(&git_dir, &tips, &exclude, &out_dir, progress)
+        })
+    };
+    if listed.thin_packs && !exclude.is_empty() {
+        let (g, o, t, e) = (
+            git_dir.to_owned(),
+            out_dir.to_owned(),
+            tips.clone(),
+            exclude.clone(),
+        );
+        let built = tokio::task::spawn_blocking(move || pack::build_thin(&g, &t, &e, &o, progress))
+            .await??;
+        match built {
+            None => return Ok(None),
+            Some(pack::ThinBuilt::SelfContained(built)) => {
+                upload(client, &built, false, settings).await?;
+                return Ok(Some(built.name));
+            }
+            Some(pack::ThinBuilt::Thin(thin)) => match upload_thin(client, &thin, settings).await {
+                Ok(name) => return Ok(Some(name)),
+                Err(e) if falls_back(&e) => {
+                    tracing::info!(
+                        "hypha: {} did not complete the thin pack ({e}); sending a full pack",
+                        client.remote().display_name()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    let Some(built) = build_full(tips, exclude).await?? else {
+        return Ok(None);
+    };
+    upload(client, &built, false, settings).await?;
+    Ok(Some(built.name))
+}
+
+/// Whether a failed thin upload is worth sending again as a full pack: the server (or the
+/// Hypha plugin in front of it) has no `fix-thin`, lacks a base (changed since listing), or no
+/// longer has the thin upload (a `fix-thin` retried after its answer was lost: the first one
+/// completed it and deleted it; its pack is swept as an abandoned upload), or kept failing in a
+/// way worth retrying (a completion slower than the client's read timeout: a multi-GiB base).
+fn falls_back(e: &client::Error) -> bool {
+    if e.is_transient() {
+        return true;
+    }
+    match e {
+        client::Error::NotFound { .. } => true,
+        client::Error::Refused { code, detail, .. } => {
+            // git's receive-pack words, which the server uses too (`storage::repo::MISSING_OBJECTS`).
+            *code == api::ErrorCode::Invalid
+                && (detail.contains("missing necessary objects")
+                    || detail.contains("upload it first"))
+        }
+        _ => false,
+    }
+}
+
+/// Upload a thin pack and have the server complete it; the completed pack's name.
+async fn upload_thin(
+    client: &Client,
+    thin: &pack::Built,
+    settings: &PushSettings,
+) -> Result<String, client::Error> {
+    upload(client, thin, true, settings).await?;
+    let done: api::FixThinResponse = client
+        .call(
+            Route::FixThin,
+            &api::FixThinRequest {
+                name: thin.name.clone(),
+            },
+        )
+        .await?;
+    tracing::info!(
+        "hypha: the server completed {} as {} ({} bases appended, {} bytes)",
+        thin.name,
+        done.name,
+        done.appended,
+        done.pack_size
+    );
+    Ok(done.name)
+}
+
 async fn upload(
     client: &Client,
     built: &pack::Built,
+    thin: bool,
     settings: &PushSettings,
 ) -> Result<(), client::Error> {
     let repo = client.remote().display_name();
@@ -212,13 +304,15 @@ async fn upload(
             idx_path: &built.idx_path,
             pack_size: built.pack_size,
             idx_size: built.idx_size,
+            thin,
         },
         &bar,
     )
     .await?;
     bar.finish();
     tracing::info!(
-        "hypha: uploaded {} ({} bytes) to {repo}",
+        "hypha: uploaded {}{} ({} bytes) to {repo}",
+        if thin { "thin pack " } else { "" },
         built.name,
         built.pack_size
     );

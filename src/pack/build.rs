@@ -1,6 +1,8 @@
-//! `git pack-objects --revs` into a temporary directory.
+//! `git pack-objects --revs` into a temporary directory: a self-contained pack ([`build`]), or
+//! a thin one for a server that completes it ([`build_thin`]).
 //!
-//! Never `--thin`: packs at rest must be self-contained (docs/design.md §3 rule 1). The tip and
+//! Packs at rest are self-contained (docs/design.md §3 rule 1): a thin pack only ever goes to
+//! the server's `fix-thin`, which appends its bases before any reader sees it. The tip and
 //! exclusion lists travel on stdin, so no object id list is limited by the command line.
 
 use std::io::Write;
@@ -15,6 +17,10 @@ pub enum Error {
     Failed { status: std::process::ExitStatus },
     #[error("git pack-objects printed an unexpected pack name {0:?}")]
     BadName(String),
+    #[error("git index-pack --fix-thin failed ({status})")]
+    FixThin { status: std::process::ExitStatus },
+    #[error("cannot index the thin pack")]
+    Idx(#[from] super::idx_file::Error),
     #[error("cannot read the pack written by git pack-objects at {path}")]
     Read {
         path: PathBuf,
@@ -44,7 +50,7 @@ pub fn build(
     out_dir: &Path,
     progress: bool,
 ) -> Result<Option<Built>, Error> {
-    let mut child = Command::new("git")
+    let child = Command::new("git")
         .args(super::limits::config_args(git_dir))
         .arg("--git-dir")
         .arg(git_dir)
@@ -61,6 +67,205 @@ pub fn build(
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(Error::Spawn)?;
+    let out = feed(child, tips, exclude)?;
+    let hash = String::from_utf8_lossy(&out).trim().to_owned();
+    if hash.is_empty() {
+        return Ok(None);
+    }
+    built(out_dir, &hash).map(Some)
+}
+
+/// What [`build_thin`] made.
+#[derive(Debug, Clone)]
+pub enum ThinBuilt {
+    /// Deltas against objects the remote has, for the server's `fix-thin`; its idx lists only
+    /// its own entries.
+    Thin(Built),
+    /// The pack needed no base, or bases of at most [`SMALL_BASES`] bytes, which were appended
+    /// here: self-contained, uploaded like any pack.
+    SelfContained(Built),
+}
+
+/// Pack every object reachable from `tips` and not from `exclude` as a thin pack (deltas
+/// against `exclude`'s objects allowed, within [`super::limits::thin_config_args`]'s bounds).
+/// pack-objects writes no idx for a thin pack, so a copy is completed locally with
+/// `git index-pack --fix-thin` for the object ids, its appended bases stored uncompressed
+/// (`core.compression=0`: that copy only lends its idx, and deflating a large base again cost
+/// more than the rest of the push). The thin pack's idx is the completed one's entries that lie
+/// inside the thin pack (same bytes, so same CRCs).
+pub fn build_thin(
+    git_dir: &Path,
+    tips: &[String],
+    exclude: &[String],
+    out_dir: &Path,
+    progress: bool,
+) -> Result<Option<ThinBuilt>, Error> {
+    let thin_path = out_dir.join("thin.pack");
+    let thin_file = std::fs::File::create(&thin_path).map_err(|source| Error::Read {
+        path: thin_path.clone(),
+        source,
+    })?;
+    let child = Command::new("git")
+        .args(super::limits::thin_config_args(git_dir))
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args([
+            "pack-objects",
+            "--revs",
+            "--thin",
+            "--stdout",
+            "--delta-base-offset",
+            "--non-empty",
+            if progress { "--progress" } else { "-q" },
+        ])
+        .stdin(Stdio::piped())
+        .stdout(thin_file)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(Error::Spawn)?;
+    feed(child, tips, exclude)?;
+    let thin_bytes_len = size(&thin_path)?;
+    if thin_bytes_len == 0 {
+        return Ok(None);
+    }
+    let full = fix_thin(git_dir, &thin_path, out_dir, false)?;
+
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let full_entries = super::idx_file::entries(&read(&full.idx_path)?, &full.name)?;
+    let data_end = thin_bytes_len.saturating_sub(20);
+    let mut entries: Vec<_> = full_entries
+        .iter()
+        .filter(|e| e.offset < data_end)
+        .copied()
+        .collect();
+    if entries.len() == full_entries.len() {
+        // Nothing appended: index-pack kept the pack as it came, so it is self-contained.
+        let _ = std::fs::remove_file(&thin_path);
+        return Ok(Some(ThinBuilt::SelfContained(full)));
+    }
+    let _ = std::fs::remove_file(&full.pack_path);
+    let _ = std::fs::remove_file(&full.idx_path);
+    if full.pack_size - thin_bytes_len <= SMALL_BASES {
+        // Bases this small cost less to send than the server's completion (a round trip, and
+        // on S3 a dozen store requests): complete locally, compressed, and send that.
+        let full = fix_thin(git_dir, &thin_path, out_dir, true)?;
+        let _ = std::fs::remove_file(&thin_path);
+        return Ok(Some(ThinBuilt::SelfContained(full)));
+    }
+    let trailer = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&thin_path).map_err(|source| Error::Read {
+            path: thin_path.clone(),
+            source,
+        })?;
+        let mut t = [0u8; 20];
+        f.seek(SeekFrom::Start(data_end))
+            .and_then(|_| f.read_exact(&mut t))
+            .map_err(|source| Error::Read {
+                path: thin_path.clone(),
+                source,
+            })?;
+        t
+    };
+    let thin_hash = hex::encode(trailer);
+    let thin_name = format!("pack-{thin_hash}");
+    let idx = super::idx_file::write(&mut entries, &trailer, &thin_name)?;
+    let pack_path = out_dir.join(format!("{thin_name}.pack"));
+    let idx_path = out_dir.join(format!("{thin_name}.idx"));
+    std::fs::rename(&thin_path, &pack_path).map_err(|source| Error::Read {
+        path: thin_path.clone(),
+        source,
+    })?;
+    std::fs::write(&idx_path, &idx).map_err(|source| Error::Read {
+        path: idx_path.clone(),
+        source,
+    })?;
+    Ok(Some(ThinBuilt::Thin(Built {
+        name: thin_name,
+        pack_path,
+        idx_path,
+        pack_size: thin_bytes_len,
+        idx_size: idx.len() as u64,
+    })))
+}
+
+/// Appended bases (uncompressed) up to this many bytes are sent in a self-contained pack rather
+/// than completed by the server: at most this much more than the thin pack goes up (the
+/// issue's bound for an edit push is git's thin pack x2 + 8 KiB), and a push of a small change
+/// saves the `fix-thin` round trip.
+pub const SMALL_BASES: u64 = 8 << 10;
+
+/// `git index-pack --stdin --fix-thin` of `thin_path` into `out_dir` as `pack-<hash>`: the
+/// bases it appends deflated (`compress`) or stored as they are (for an idx only).
+fn fix_thin(
+    git_dir: &Path,
+    thin_path: &Path,
+    out_dir: &Path,
+    compress: bool,
+) -> Result<Built, Error> {
+    let full_tmp = out_dir.join("full.pack");
+    let mut cmd = Command::new("git");
+    cmd.args(super::limits::thin_config_args(git_dir));
+    if !compress {
+        cmd.args(["-c", "core.compression=0", "-c", "pack.compression=0"]);
+    }
+    let out = cmd
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["index-pack", "--stdin", "--fix-thin"])
+        .arg(&full_tmp)
+        .stdin(
+            std::fs::File::open(thin_path).map_err(|source| Error::Read {
+                path: thin_path.to_owned(),
+                source,
+            })?,
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(Error::Spawn)?;
+    if !out.status.success() {
+        return Err(Error::FixThin { status: out.status });
+    }
+    // index-pack prints "pack\t<hash>".
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hash = stdout
+        .trim()
+        .rsplit('\t')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if !crate::names::is_valid_pack_name(&format!("pack-{hash}")) {
+        return Err(Error::BadName(hash));
+    }
+    for ext in ["pack", "idx"] {
+        let from = full_tmp.with_extension(ext);
+        let to = out_dir.join(format!("pack-{hash}.{ext}"));
+        std::fs::rename(&from, &to).map_err(|source| Error::Read { path: from, source })?;
+    }
+    let _ = std::fs::remove_file(full_tmp.with_extension("rev"));
+    built(out_dir, &hash)
+}
+
+fn size(path: &Path) -> Result<u64, Error> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Write the tips and `^exclusions` to pack-objects' stdin; its stdout when it succeeded.
+fn feed(
+    mut child: std::process::Child,
+    tips: &[String],
+    exclude: &[String],
+) -> Result<Vec<u8>, Error> {
     let mut input = String::new();
     for tip in tips {
         input.push_str(tip);
@@ -82,29 +287,22 @@ pub fn build(
     if !out.status.success() {
         return Err(Error::Failed { status: out.status });
     }
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if hash.is_empty() {
-        return Ok(None);
-    }
+    Ok(out.stdout)
+}
+
+/// The pack `pack-<hash>` git wrote into `out_dir`.
+fn built(out_dir: &Path, hash: &str) -> Result<Built, Error> {
     let name = format!("pack-{hash}");
     if !crate::names::is_valid_pack_name(&name) {
-        return Err(Error::BadName(hash));
+        return Err(Error::BadName(hash.to_owned()));
     }
     let pack_path = out_dir.join(format!("{name}.pack"));
     let idx_path = out_dir.join(format!("{name}.idx"));
-    let size = |path: &PathBuf| {
-        std::fs::metadata(path)
-            .map(|m| m.len())
-            .map_err(|source| Error::Read {
-                path: path.clone(),
-                source,
-            })
-    };
-    Ok(Some(Built {
+    Ok(Built {
         pack_size: size(&pack_path)?,
         idx_size: size(&idx_path)?,
         name,
         pack_path,
         idx_path,
-    }))
+    })
 }

@@ -1,11 +1,12 @@
-//! Pack index files (`.idx` version 2, gitformat-pack(5)): the object ids and entry sizes
-//! they list. Not the indexers that write them (`receive`, `receive_git`).
+//! Pack index files (`.idx` version 2, gitformat-pack(5)): the object ids, CRC32s and offsets
+//! they list, and writing one from those. Not the indexers that hash objects to write them
+//! (`receive`, `receive_git`).
 //!
-//! Pure parsing of bytes; no file is opened here. Shared by both sides: a fetch reads a
-//! remote idx to decide whether a pack holds anything it lacks, and checks a received pack
-//! against it; the server's compaction checks that a merged pack holds every object of the
-//! packs it retires. The fetch also reads the offsets, for the size of the largest entry (it
-//! picks the indexer by it); CRCs are not needed.
+//! Pure parsing and formatting of bytes; no file is opened here. Shared by both sides: a fetch
+//! reads a remote idx to decide whether a pack holds anything it lacks, and checks a received
+//! pack against it; the server's compaction checks that a merged pack holds every object of
+//! the packs it retires; thin-pack completion (`thin`) reads the uploaded idx and the idx of
+//! the packs it copies bases from, and writes the completed pack's idx with [`write`].
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -13,6 +14,9 @@ pub enum Error {
     NotV2 { pack: String },
     #[error("index of {pack} is truncated")]
     Truncated { pack: String },
+    /// SHA-1 collision detection fired on the index being written.
+    #[error("index of {pack} hashes to a SHA-1 collision")]
+    Collision { pack: String },
 }
 
 const HEADER: &[u8] = b"\xfftOc\x00\x00\x00\x02";
@@ -50,10 +54,18 @@ pub fn object_ids(idx: &[u8], pack: &str) -> Result<Vec<[u8; 20]>, Error> {
         .collect())
 }
 
-/// The size in `pack_size` bytes of the largest entry of the pack `idx` describes (header and
-/// compressed data: the gap from its offset to the next one, or to the 20-byte trailer).
-pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Error> {
-    let count = object_ids(idx, pack)?.len();
+/// One object of an idx: its id, the CRC32 of its raw entry, and its offset in the pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: [u8; 20],
+    pub crc32: u32,
+    pub offset: u64,
+}
+
+/// Every entry of `idx`, in index (id) order.
+pub fn entries(idx: &[u8], pack: &str) -> Result<Vec<Entry>, Error> {
+    let ids = object_ids(idx, pack)?;
+    let count = ids.len();
     let truncated = || Error::Truncated {
         pack: pack.to_owned(),
     };
@@ -62,19 +74,32 @@ pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Erro
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .ok_or_else(truncated)
     };
-    let small = HEADER.len() + FANOUT + count * 24;
+    let crcs = HEADER.len() + FANOUT + count * 20;
+    let small = crcs + count * 4;
     let large = small + count * 4;
-    let mut offsets = Vec::with_capacity(count);
-    for i in 0..count {
+    let mut out = Vec::with_capacity(count);
+    for (i, id) in ids.into_iter().enumerate() {
         let offset = word(small + i * 4)?;
-        offsets.push(if offset & 0x8000_0000 == 0 {
+        let offset = if offset & 0x8000_0000 == 0 {
             u64::from(offset)
         } else {
             // An index into the table of 8-byte offsets that follows the 4-byte ones.
             let at = large + (offset & 0x7fff_ffff) as usize * 8;
             (u64::from(word(at)?) << 32) | u64::from(word(at + 4)?)
+        };
+        out.push(Entry {
+            id,
+            crc32: word(crcs + i * 4)?,
+            offset,
         });
     }
+    Ok(out)
+}
+
+/// The size in `pack_size` bytes of the largest entry of the pack `idx` describes (header and
+/// compressed data: the gap from its offset to the next one, or to the 20-byte trailer).
+pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Error> {
+    let mut offsets: Vec<u64> = entries(idx, pack)?.iter().map(|e| e.offset).collect();
     offsets.sort_unstable();
     offsets.push(pack_size.saturating_sub(20));
     Ok(offsets
@@ -82,6 +107,53 @@ pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Erro
         .map(|w| w[1].saturating_sub(w[0]))
         .max()
         .unwrap_or(0))
+}
+
+/// A version 2 idx of `entries` (sorted here by id) for the pack whose trailer is
+/// `pack_checksum`, ending in its own SHA-1, as `git index-pack` writes it. `entries` must not
+/// hold an id twice (the caller checks: a pack with duplicates is refused).
+pub fn write(
+    entries: &mut [Entry],
+    pack_checksum: &[u8; 20],
+    pack: &str,
+) -> Result<Vec<u8>, Error> {
+    entries.sort_unstable_by_key(|e| e.id);
+    let mut out = Vec::with_capacity(HEADER.len() + FANOUT + entries.len() * 28 + 40);
+    out.extend_from_slice(HEADER);
+    let mut at = 0usize;
+    for byte in 0..=255u8 {
+        while at < entries.len() && entries[at].id[0] <= byte {
+            at += 1;
+        }
+        out.extend_from_slice(&(at as u32).to_be_bytes());
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(&e.id);
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(&e.crc32.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for e in entries.iter() {
+        let word = match u32::try_from(e.offset) {
+            Ok(small) if small & 0x8000_0000 == 0 => small,
+            _ => {
+                let n = (large.len() / 8) as u32 | 0x8000_0000;
+                large.extend_from_slice(&e.offset.to_be_bytes());
+                n
+            }
+        };
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    out.extend_from_slice(&large);
+    out.extend_from_slice(pack_checksum);
+    let mut hasher = gix_hash::hasher(gix_hash::Kind::Sha1);
+    hasher.update(&out);
+    let own = hasher.try_finalize().map_err(|_| Error::Collision {
+        pack: pack.to_owned(),
+    })?;
+    out.extend_from_slice(own.as_slice());
+    Ok(out)
 }
 
 #[cfg(test)]

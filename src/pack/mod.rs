@@ -18,8 +18,9 @@ pub mod receive_git;
 pub mod repack;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod thin;
 
-pub use build::{build, Built};
+pub use build::{build, build_thin, Built, ThinBuilt};
 pub use receive::Indexed;
 
 use std::path::Path;

@@ -92,6 +92,8 @@ pub struct ServeOptions {
     /// Webhook hosts allowed although they resolve to non-public addresses
     /// (`--webhook-allow`).
     pub webhook_allow: Vec<String>,
+    /// Complete thin pushes (`fix-thin`); off answers as a server without them.
+    pub thin_packs: bool,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -123,6 +125,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("auto_gc_bytes", &self.auto_gc_bytes)
             .field("plugin", &self.plugin_key.is_some())
             .field("webhook_allow", &self.webhook_allow)
+            .field("thin_packs", &self.thin_packs)
             .finish()
     }
 }
@@ -247,7 +250,10 @@ pub async fn run(
         }
     };
     let url_ttl = opts.url_ttl.unwrap_or(DEFAULT_PRESIGN_EXPIRES_IN);
-    state = state.presign_expires_in(url_ttl).multipart(opts.multipart);
+    state = state
+        .presign_expires_in(url_ttl)
+        .multipart(opts.multipart)
+        .thin_packs(opts.thin_packs);
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }

@@ -3,12 +3,14 @@
 //! Owns request parsing, permission checks and the JSON answers. Refs, packs and keys are
 //! `storage::Repository`'s business, spoken in its own types (`convert` translates); status
 //! codes come from `ApiError`. Pack bytes never
-//! pass through here: `packs` and `uploads` hand out presigned URLs.
+//! pass through here: `packs` and `uploads` hand out presigned URLs, and `fix-thin` has the
+//! repository complete a thin upload in storage.
 //!
 //! Access rules:
 //! - reads (`info`, `refs`, `packs`) need `r` on the workspace, or a public repository;
 //!   `refs` with `for_push` also says whether the caller could write (`can_write`);
-//! - `uploads`, `complete`, `abort`, `update`, `head`, `compact` need `rw` (or `a`); `create` needs `rw` on the workspace;
+//! - `uploads`, `complete`, `abort`, `fix-thin`, `update`, `head`, `compact` need `rw` (or `a`);
+//!   `create` needs `rw` on the workspace;
 //! - `hooks` (a repository's webhooks) needs `a` on the workspace; a successful `update`
 //!   hands its push to `webhook` (queued: the answer never waits for a delivery);
 //! - an anonymous caller gets 401 (never 404) on a missing or private repository, and a
@@ -78,6 +80,7 @@ async fn dispatch(
             let mut answer = refs(&repo).await?;
             if req.for_push {
                 answer.can_write = Some(can_write(&caller, workspace));
+                answer.thin_packs = state.thin_packs;
             }
             Ok(Json(answer).into_response())
         }
@@ -117,6 +120,27 @@ async fn dispatch(
             let req: api::AbortRequest = parse(&body)?;
             repo.abort_upload(&req.name, &req.upload_id).await?;
             multipart_done(&req.name, format!("multipart aborted {}", req.name))
+        }
+        Route::FixThin => {
+            if !state.thin_packs {
+                return Err(ApiError::not_found("no such route in remote API v1"));
+            }
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::FixThinRequest = parse(&body)?;
+            let done = repo.complete_thin(&req.name).await?;
+            let note = format!(
+                "fix-thin {} thin_size={} -> {} appended={} size={}",
+                req.name, done.thin_size, done.name, done.appended, done.pack_size
+            );
+            let mut response = Json(api::FixThinResponse {
+                name: done.name,
+                pack_size: done.pack_size,
+                idx_size: done.idx_size,
+                appended: done.appended,
+            })
+            .into_response();
+            response.extensions_mut().insert(LogNote(note));
+            Ok(response)
         }
         Route::Compact => {
             authorize_write(&caller, workspace, &repo).await?;
@@ -175,6 +199,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "complete" => Route::Complete,
         "abort" => Route::Abort,
         "hooks" => Route::Hooks,
+        "fix-thin" => Route::FixThin,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }
@@ -279,6 +304,7 @@ async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
         head: repo.head().await?.map(|symref| api::Head { symref }),
         refs: repo.refs().await?,
         can_write: None,
+        thin_packs: false,
     })
 }
 
@@ -329,7 +355,8 @@ async fn uploads(
         }
         for (what, size) in [("pack", spec.pack_size), ("idx", spec.idx_size)] {
             // A pack that goes up in parts may be larger than one PUT allows.
-            let limit = if what == "pack" && repo.uses_multipart(size) {
+            // Thin packs go up in one PUT each.
+            let limit = if what == "pack" && !spec.thin && repo.uses_multipart(size) {
                 MAX_MULTIPART_SIZE
             } else {
                 state.max_single_put
@@ -346,10 +373,25 @@ async fn uploads(
     let mut uploads = Vec::with_capacity(req.packs.len());
     let mut notes = Vec::new();
     for spec in &req.packs {
-        let upload: api::Upload = repo
-            .presign_upload(&spec.into(), state.presign_expires_in)
+        if spec.thin && !state.thin_packs {
+            return Err(ApiError::invalid(format!(
+                "{}: this server does not take thin packs",
+                spec.name
+            )));
+        }
+        let urls = if spec.thin {
+            repo.presign_thin_upload(
+                &spec.name,
+                spec.pack_size,
+                spec.idx_size,
+                state.presign_expires_in,
+            )
             .await?
-            .into();
+        } else {
+            repo.presign_upload(&spec.into(), state.presign_expires_in)
+                .await?
+        };
+        let upload: api::Upload = urls.into();
         if let Some(mp) = &upload.multipart {
             // The upload id names no secret (using it takes the server's credentials); the
             // log line lets an operator find an upload a crashed client left behind.

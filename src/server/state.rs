@@ -41,6 +41,8 @@ pub struct AppState {
     pub(crate) plugin_key: Option<Arc<[u8]>>,
     /// Push events to the repositories' webhooks; `None` = no deliveries (router tests).
     pub(crate) webhooks: Option<Webhooks>,
+    /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
+    pub(crate) thin_packs: bool,
 }
 
 // The secret must never reach a log.
@@ -65,6 +67,7 @@ impl AppState {
             validation: auth::Validation::default(),
             presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
+            thin_packs: true,
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
             plugin_key: None,
@@ -118,6 +121,12 @@ impl AppState {
     /// Deliver push events to webhooks ([`Webhooks`]).
     pub fn webhooks(mut self, webhooks: Webhooks) -> AppState {
         self.webhooks = Some(webhooks);
+        self
+    }
+
+    /// Complete thin packs (the default), or not: as a server from before thin pushes.
+    pub fn thin_packs(mut self, on: bool) -> AppState {
+        self.thin_packs = on;
         self
     }
 

@@ -145,6 +145,7 @@ fn repo_route(repo: &str, route: &str) -> String {
             "head" => api::Route::Head,
             "create" => api::Route::Create,
             "hooks" => api::Route::Hooks,
+            "fix-thin" => api::Route::FixThin,
             other => panic!("{other}"),
         },
     )
@@ -1086,6 +1087,90 @@ async fn hooks_need_admin_and_a_public_target() {
     let remove = json!({"action": "remove", "url": "http://127.0.0.1:9/x"});
     let r = s.api("ws/repo", "hooks", Some(&admin), remove).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The thin-pack surface: `refs` for a push says `thin_packs`; `uploads` with `thin` presigns
+/// keys under `hypha-remote/thin/` (never `objects/pack/`); `fix-thin` needs write, refuses a
+/// damaged upload or one never made with one line and lists nothing; a server without thin
+/// packs says so, has no `fix-thin` (404) and refuses thin uploads.
+#[tokio::test]
+async fn thin_packs_capability_uploads_and_fix_thin() {
+    let s = server();
+    s.create("ws/r", false).await;
+    let rw = token("ws", Permission::ReadWrite);
+    let r = s
+        .api("ws/r", "refs", Some(&rw), json!({"for_push": true}))
+        .await;
+    assert_eq!(r.json()["thin_packs"], true);
+    let name = format!("pack-{}", hex::encode([0x11u8; 20]));
+    let (pack, idx) = fake_pack(0x11, 40);
+    let r = s
+        .api(
+            "ws/r",
+            "uploads",
+            Some(&rw),
+            json!({"packs": [{"name": name, "pack_size": pack.len(), "idx_size": idx.len(), "thin": true}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let up: api::UploadsResponse = serde_json::from_slice(&r.body).unwrap();
+    let urls = &up.uploads[0];
+    let pack_url = urls.pack.as_ref().expect("one PUT");
+    for u in [&urls.idx.url, &pack_url.url] {
+        assert!(u.contains("/.git/hypha-remote/thin/"), "{u}");
+    }
+    for (req, body) in [(&urls.idx, idx), (pack_url, pack)] {
+        let r = s
+            .presigned(&req.url, Method::PUT, body, &headers_of(req))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let ro = token("ws", Permission::Read);
+    let r = s
+        .api("ws/r", "fix-thin", Some(&ro), json!({"name": name}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // A fake pack: its entries do not parse.
+    let r = s
+        .api("ws/r", "fix-thin", Some(&rw), json!({"name": name}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("thin pack") && !detail.contains('\n'),
+        "{detail}"
+    );
+    let other = format!("pack-{}", hex::encode([0x22u8; 20]));
+    let r = s
+        .api("ws/r", "fix-thin", Some(&rw), json!({"name": other}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("upload it first"));
+    let r = s.api("ws/r", "packs", Some(&rw), json!({})).await;
+    assert_eq!(r.json()["packs"], json!([]), "nothing listed");
+
+    let old = server_with(|s| s.thin_packs(false));
+    old.create("ws/r", false).await;
+    let r = old
+        .api("ws/r", "refs", Some(&rw), json!({"for_push": true}))
+        .await;
+    assert!(r.json().get("thin_packs").is_none(), "not offered");
+    let r = old
+        .api("ws/r", "fix-thin", Some(&rw), json!({"name": name}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = old
+        .api(
+            "ws/r",
+            "uploads",
+            Some(&rw),
+            json!({"packs": [{"name": name, "pack_size": 40, "idx_size": 40, "thin": true}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 mod lfs;

@@ -8,7 +8,9 @@
 //!
 //! The `repo_*` functions check the repository layer over a backend: that an atomic update
 //! survives its process dying after any of its writes, and that uploads stay hidden until an
-//! update names them, and that a ref never points at an object no live pack holds. They use the [`Backend`] trait only, as the repository layer does.
+//! update names them, that a ref never points at an object no live pack holds, and that a
+//! thin upload is completed into a self-contained pack or refused leaving nothing (the thin
+//! checks run real git to make real packs). They use the [`Backend`] trait only, as the repository layer does.
 //!
 //! This is test code compiled into the library so that integration tests and other crates'
 //! backends can call it; it panics on the first failed expectation.
@@ -37,7 +39,8 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     repo_uploads_hidden_until_named(backend.clone()).await;
     repo_refs_read_again_only_when_changed(backend.clone()).await;
     repo_refs_need_objects(backend.clone()).await;
-    repo_lfs_objects(backend).await;
+    repo_lfs_objects(backend.clone()).await;
+    repo_thin_completion(backend).await;
 }
 
 fn unique_prefix(test: &str) -> String {
@@ -1092,4 +1095,275 @@ pub async fn repo_lfs_objects(backend: Arc<dyn Backend>) {
         Some(LfsMismatch::Hash)
     );
     assert_eq!(repo.lfs_size(&oid).await.expect("size"), None, "deleted");
+}
+
+/// Real packs by real git for the thin-pack checks: a live pack holding a 2000-line file, and
+/// a thin pack of a one-line edit with deltas against it (its idx as the helper makes it).
+struct ThinFixture {
+    _tmp: tempfile::TempDir,
+    base: (String, Vec<u8>, Vec<u8>),
+    thin: (String, Vec<u8>, Vec<u8>),
+    /// The edit commit, which only the completed pack (with the thin one's objects) holds.
+    head: String,
+}
+
+fn thin_fixture() -> ThinFixture {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("r");
+    let git = |args: &[&str], stdin: Option<&[u8]>| -> Vec<u8> {
+        let mut child = Command::new("git")
+            .args(["-c", "user.name=a", "-c", "user.email=a@b", "-C"])
+            .arg(&dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("git runs");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input)
+                .expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("git");
+        assert!(out.status.success(), "git {args:?}");
+        out.stdout
+    };
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    git(&["init", "-q"], None);
+    let text: String = (0..2000)
+        .map(|i| format!("{i},{},row {i} of the data set\n", i * 7919 % 1000))
+        .collect();
+    std::fs::write(dir.join("data.csv"), &text).expect("write");
+    git(&["add", "-A"], None);
+    git(&["commit", "-q", "-m", "base"], None);
+    let base_pack = git(
+        &[
+            "pack-objects",
+            "--revs",
+            "--stdout",
+            "-q",
+            "--delta-base-offset",
+        ],
+        Some(b"HEAD\n"),
+    );
+    let base_path = tmp.path().join("base.pack");
+    std::fs::write(&base_path, &base_pack).expect("write base");
+    let hash = String::from_utf8(git(
+        &["index-pack", base_path.to_str().expect("utf-8")],
+        None,
+    ))
+    .expect("utf-8");
+    let base_idx = std::fs::read(base_path.with_extension("idx")).expect("idx");
+    let base_name = format!("pack-{}", hash.trim());
+
+    std::fs::write(dir.join("data.csv"), text.replacen("row 7 ", "ROW 7 ", 1)).expect("edit");
+    git(&["commit", "-q", "-am", "edit"], None);
+    let head = String::from_utf8(git(&["rev-parse", "HEAD"], None)).expect("utf-8");
+    let base_commit = String::from_utf8(git(&["rev-parse", "HEAD~1"], None)).expect("utf-8");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let built = crate::pack::build_thin(
+        &dir.join(".git"),
+        &[head.trim().to_owned()],
+        &[base_commit.trim().to_owned()],
+        &out,
+        false,
+    )
+    .expect("build thin")
+    .expect("something to send");
+    let crate::pack::ThinBuilt::Thin(thin) = built else {
+        panic!("a one-line edit makes a thin pack");
+    };
+    let thin_pack = std::fs::read(&thin.pack_path).expect("thin pack");
+    let thin_idx = std::fs::read(&thin.idx_path).expect("thin idx");
+    assert!(
+        thin_pack.len() * 20 < base_pack.len(),
+        "thin {} vs full {}",
+        thin_pack.len(),
+        base_pack.len()
+    );
+    ThinFixture {
+        _tmp: tmp,
+        base: (base_name, base_pack, base_idx),
+        thin: (thin.name, thin_pack, thin_idx),
+        head: head.trim().to_owned(),
+    }
+}
+
+/// Thin uploads: completed into a self-contained pending pack that git reads without
+/// `--fix-thin` (and whose idx is the one git writes); a missing base, a corrupt or truncated
+/// thin pack and an idx that does not match are refused in one line and leave no pack, no
+/// pending upload, no ref; abandoned thin uploads are purged after the grace period.
+pub async fn repo_thin_completion(backend: Arc<dyn Backend>) {
+    let fx = thin_fixture();
+    let store = Store::new(backend.clone());
+    let (thin_name, thin_pack, thin_idx) = &fx.thin;
+    let put_thin = |alias: String, pack: Vec<u8>, idx: Vec<u8>| {
+        let backend = backend.clone();
+        let name = thin_name.clone();
+        async move {
+            let dir = format!("conformance/artifacts/{alias}/.git/hypha-remote/thin");
+            for (ext, body) in [("idx", idx), ("pack", pack)] {
+                backend
+                    .put(
+                        &format!("{dir}/{name}.{ext}"),
+                        body.into(),
+                        PutMode::Overwrite,
+                    )
+                    .await
+                    .expect("put thin");
+            }
+        }
+    };
+    let refused =
+        |res: Result<super::repo::ThinCompleted, Error>, what: &str, needle: &str| match res {
+            Err(Error::Invalid { detail }) => {
+                assert!(detail.contains(needle), "{what}: {detail}");
+                assert!(!detail.contains('\n'), "{what}: one line: {detail:?}");
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+    let nothing_visible = |repo: super::Repository, what: &'static str| async move {
+        assert!(repo.packs().await.expect("packs").len() <= 1, "{what}");
+        assert!(
+            repo.pending_uploads().await.expect("pending").is_empty(),
+            "{what}: pending"
+        );
+        assert!(repo.refs().await.expect("refs").is_empty(), "{what}: refs");
+    };
+
+    // No base anywhere: refused as git refuses it.
+    let alias = unique_alias("thin-nobase");
+    let repo = store.repo("conformance", &alias).expect("repo");
+    repo.create(false, None).await.expect("create");
+    refused(
+        repo.complete_thin(thin_name).await,
+        "not uploaded",
+        "upload it first",
+    );
+    put_thin(alias.clone(), thin_pack.clone(), thin_idx.clone()).await;
+    refused(
+        repo.complete_thin(thin_name).await,
+        "no base",
+        super::repo::MISSING_OBJECTS,
+    );
+    nothing_visible(repo, "no base").await;
+
+    // With the base live: damaged uploads are refused first.
+    let alias = unique_alias("thin");
+    let repo = store.repo("conformance", &alias).expect("repo");
+    repo.create(false, None).await.expect("create");
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let (base_name, base_pack, base_idx) = &fx.base;
+    for (ext, body) in [("idx", base_idx), ("pack", base_pack)] {
+        backend
+            .put(
+                &format!("{prefix}objects/pack/{base_name}.{ext}"),
+                body.clone().into(),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put base");
+    }
+    let mut flipped = thin_pack.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    let mut other_idx = thin_idx.clone();
+    let count = crate::pack::idx_file::object_ids(thin_idx, "t")
+        .expect("ids")
+        .len();
+    other_idx[8 + 1024 + count * 20] ^= 1; // a CRC32
+    for (what, pack, idx, needle) in [
+        ("corrupt", flipped, thin_idx.clone(), "thin pack"),
+        (
+            "truncated",
+            thin_pack[..thin_pack.len() - 25].to_vec(),
+            thin_idx.clone(),
+            "thin pack",
+        ),
+        (
+            "idx mismatch",
+            thin_pack.clone(),
+            other_idx,
+            "idx does not match",
+        ),
+    ] {
+        put_thin(alias.clone(), pack, idx).await;
+        refused(repo.complete_thin(thin_name).await, what, needle);
+        nothing_visible(repo.clone(), what).await;
+    }
+
+    // The good one: a pending pack, hidden until the update names it.
+    put_thin(alias.clone(), thin_pack.clone(), thin_idx.clone()).await;
+    let done = repo.complete_thin(thin_name).await.expect("complete");
+    assert!(done.appended >= 1, "{done:?}");
+    assert!(repo
+        .pending_uploads()
+        .await
+        .expect("pending")
+        .contains(&done.name));
+    assert_eq!(
+        repo.packs().await.expect("packs").len(),
+        1,
+        "hidden until named"
+    );
+    let thin_left = backend
+        .list(&format!("{prefix}hypha-remote/thin/"))
+        .await
+        .expect("list");
+    assert!(thin_left.is_empty(), "thin upload deleted: {thin_left:?}");
+    let stored = |ext: &str| {
+        let key = format!("{prefix}objects/pack/{}.{ext}", done.name);
+        let backend = backend.clone();
+        async move { backend.get(&key).await.expect("stored").body }
+    };
+    let (pack, idx) = (stored("pack").await, stored("idx").await);
+    assert_eq!(pack.len() as u64, done.pack_size);
+    assert_eq!(idx.len() as u64, done.idx_size);
+    // git reads it as a self-contained pack and writes the very same idx.
+    let check = tempfile::tempdir().expect("tempdir");
+    let path = check.path().join("c.pack");
+    std::fs::write(&path, &pack).expect("write");
+    let out = std::process::Command::new("git")
+        .arg("index-pack")
+        .arg(&path)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git index-pack");
+    assert!(out.status.success(), "index-pack: {out:?}");
+    assert_eq!(std::fs::read(path.with_extension("idx")).expect("idx"), idx);
+
+    let res = repo
+        .update(&Update {
+            packs: vec![done.name.clone()],
+            updates: vec![ref_update("refs/heads/main", None, Some(&fx.head))],
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert_eq!(repo.packs().await.expect("packs").len(), 2);
+
+    // An abandoned thin upload goes once older than the grace period, not before.
+    put_thin(alias.clone(), thin_pack.clone(), thin_idx.clone()).await;
+    let now = std::time::SystemTime::now();
+    assert_eq!(
+        repo.purge_thin_uploads(now, Duration::from_secs(3600))
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(
+        repo.purge_thin_uploads(now + Duration::from_secs(3600), Duration::from_secs(3600))
+            .await
+            .expect("purge"),
+        2
+    );
 }

@@ -232,6 +232,15 @@ impl Backend for LocalDisk {
         blocking(key.clone(), move || inner.get_range(&key, range)).await
     }
 
+    async fn put_file(&self, key: &str, file: std::fs::File, size: u64) -> Result<String, Error> {
+        let mut file = tokio::fs::File::from_std(file);
+        tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(0))
+            .await
+            .map_err(|e| Error::backend(key, e))?;
+        self.put_stream(key, tokio_util::io::ReaderStream::new(file), size)
+            .await
+    }
+
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
         let inner = self.inner.clone();
         let key = key.to_owned();

@@ -204,6 +204,33 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             .await
     }
 
+    /// Store the `size` bytes of `file` (read from its start) under `key`, replacing what is
+    /// there; returns the new etag. For objects too large to hold in memory (a completed thin
+    /// pack carries whole stored bases); the default reads the file whole, the stores here
+    /// stream it.
+    async fn put_file(&self, key: &str, file: std::fs::File, size: u64) -> Result<String, Error> {
+        let owned = key.to_owned();
+        let body = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let mut file = file;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            let mut body = Vec::new();
+            file.take(size).read_to_end(&mut body)?;
+            Ok::<_, std::io::Error>(body)
+        })
+        .await
+        .map_err(|e| Error::backend(&owned, e))?
+        .map_err(|e| Error::backend(&owned, e))?;
+        if body.len() as u64 != size {
+            return Err(Error::SizeMismatch {
+                key: owned,
+                expected: size,
+                received: body.len() as u64,
+            });
+        }
+        self.put(key, Bytes::from(body), PutMode::Overwrite).await
+    }
+
     /// Multipart uploads (large packs), where the store has them: S3 does, local disk not.
     fn multipart(&self) -> Option<&dyn Multipart> {
         None

@@ -6,8 +6,9 @@
 //! beside it under `{workspace}/artifacts/{alias}/git/lfs/objects/`. Writes exactly the bytes
 //! Hypha writes (`"<40 hex>\n"`, `"ref: <ref>\n"`), so that Hypha's smart HTTP serves what
 //! is stored here. Does not check permissions or fast-forwards (the server and the client
-//! do), and never reads pack contents beyond the 20-byte checksums that tie an idx to its pack
-//! and the idx files (which objects a pack holds: a ref may only point at one a pack holds).
+//! do). Reads pack contents in one place only: `thin` completes a thin upload by copying the
+//! raw entries of its missing bases out of stored packs; elsewhere, only the 20-byte checksums
+//! that tie an idx to its pack and the idx files (a ref may only point at what a pack holds).
 //! Speaks its own types ([`Update`], [`Compaction`], [`PackUpload`], ...), never the API's:
 //! the server translates.
 //!
@@ -30,6 +31,7 @@
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
 //! - `lfs`: Git LFS objects beside `.git/` (Hypha's layout), presigned, checked on verify;
+//! - `thin`: thin uploads and their completion into a self-contained pending pack;
 //! - `compact`: retiring packs and deleting them after the grace period;
 //! - `hooks`: the repository's webhooks and their delivery log;
 //! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
@@ -46,6 +48,7 @@ pub use hooks::{Delivery, Hook, HookView};
 pub use lfs::LfsMismatch;
 pub use objects::MISSING_OBJECTS;
 pub use packs::PackEntry;
+pub use thin::ThinCompleted;
 pub use update::{
     RefOutcome, RefStatus, RefUpdate, Update, UpdateOutcome, ATOMIC_FAILED, DENY_DELETE_CURRENT,
 };
@@ -223,6 +226,7 @@ mod ref_cache;
 mod refs;
 #[cfg(test)]
 mod tests;
+mod thin;
 mod update;
 pub mod upload;
 mod uploads;

@@ -676,3 +676,101 @@ fn server_killed_mid_atomic_update_changes_all_refs_or_none() {
         &[("kills", 3), ("torn_at_kill", torn)],
     );
 }
+
+/// `git hypha serve` SIGKILLed while it completes a thin push: killed as soon as the pending
+/// marker of the completed pack appears (the completion is writing it; no update has named
+/// it). Nothing new is visible and the refs are unchanged; the pushed commit is still the
+/// helper's to push; after a restart the retried push succeeds, and `git hypha gc` (grace 0)
+/// removes the leftovers: the thin upload and the unnamed pack. Every stored pack stays
+/// self-contained throughout.
+#[test]
+fn server_killed_mid_thin_completion_leaves_nothing_visible() {
+    let mut env = TestEnv::new();
+    let url = env.create("thin");
+    let src = env.init("src");
+    // About 0.7 MB: its base takes the completion some milliseconds to copy and store.
+    let text = crate::thin::csv(20_000);
+    std::fs::write(src.join("data.csv"), &text).expect("write");
+    env.git(&src, &["add", "data.csv"]);
+    env.git(&src, &["commit", "-q", "-m", "data"]);
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let old = env.rev(&src, "main");
+    std::fs::write(
+        src.join("data.csv"),
+        text.replacen("\n77,", "\n77,edited", 1),
+    )
+    .expect("edit");
+    env.git(&src, &["commit", "-q", "-am", "edit"]);
+    let new = env.rev(&src, "main");
+    let stored = env.stored_repo("thin");
+    let root_arg = env.path("server");
+    let server_pid = *pids_matching(&["git-hypha", "serve", &root_arg.to_string_lossy()])
+        .first()
+        .expect("server process");
+
+    let job = Job::start(&env, &src, "thin-push", &["push", &url, "main"]);
+    let markers = stored.join("hypha-remote/uploads");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n = std::fs::read_dir(&markers).map(|d| d.count()).unwrap_or(0);
+        if n > 0 {
+            kill("KILL", &server_pid.to_string());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the completion started");
+        thread::sleep(Duration::from_micros(200));
+    }
+    let out = job.wait(&env);
+    assert_ne!(out.code, Some(0), "the push saw its server die\n{out}");
+    let thin_left = crate::faults::files_under(&stored.join("hypha-remote/thin"));
+    assert!(
+        !thin_left.is_empty(),
+        "killed before the thin upload was deleted: mid-completion"
+    );
+
+    // Restart on the same store; gc's grace 0 lets it remove the leftovers now.
+    let vars: Vec<(OsString, OsString)> = vec![
+        ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
+        ("HOME".into(), env.home().into()),
+        ("HYPHA_GC_GRACE_SECS".into(), "0".into()),
+    ];
+    env.server = env.server.start_again(&root_arg, &vars);
+    let token = env.mint(WS, "rw");
+    let url = env.url("thin");
+    let listed = |env: &TestEnv| {
+        env.cmd(&src, &["ls-remote", &url, "refs/heads/main"])
+            .token(&token)
+            .ok()
+            .stdout
+    };
+    assert!(listed(&env).starts_with(&old), "refs unchanged");
+    let check = env.path("check");
+    env.cmd(&env.path(""), &["clone", "-q", &url, "check"])
+        .token(&token)
+        .ok();
+    assert_eq!(env.rev(&check, "HEAD"), old);
+    env.fsck(&check);
+    assert!(crate::thin::assert_packs_self_contained(&env, "thin") >= 1);
+
+    env.cmd(&src, &["push", &url, "main"]).token(&token).ok();
+    assert!(listed(&env).starts_with(&new), "the retried push lands");
+    env.cmd(&src, &["hypha", "gc", &url]).token(&token).ok();
+    let thin_left = crate::faults::files_under(&stored.join("hypha-remote/thin"));
+    assert!(
+        thin_left.is_empty(),
+        "gc removed the thin upload: {thin_left:?}"
+    );
+    let pending = crate::faults::files_under(&markers);
+    assert!(
+        pending.is_empty(),
+        "gc removed the unnamed pack: {pending:?}"
+    );
+    crate::thin::assert_packs_self_contained(&env, "thin");
+    let again = env.path("again");
+    env.cmd(&env.path(""), &["clone", "-q", &url, "again"])
+        .token(&token)
+        .ok();
+    assert_eq!(env.rev(&again, "HEAD"), new);
+    env.fsck(&again);
+    figures("thin_server_kill", &[("kills", 1)]);
+}

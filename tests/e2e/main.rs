@@ -37,3 +37,4 @@ mod options;
 mod permissions;
 mod progress;
 mod refs;
+mod thin;

@@ -45,6 +45,7 @@ EXCLUDED=(
   "refs::unusual_ref_names       a 200-byte ref name exceeds s3s-fs's file name limit (as in test.sh's s3s-fs run)"
   "mirror::mirror_into_         the CI recipe's round trip (13 s against Hypha); its commands are refs::mirror_push_and_repeat's helper path, run here, and it runs on local disk and S3"
   "hooks::                       needs serve --webhook-allow (or its absence); the plugin's hooks are tested by tests/hypha/test_plugin_hooks.py"
+  "thin::server_without_thin     needs serve --no-thin-packs (a plugin without fix-thin answers 404: the helper's same fallback)"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
 )
 filter="" skips=()

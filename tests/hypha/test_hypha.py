@@ -294,6 +294,30 @@ def test_helper_push_clones_through_hypha_smart_http(env):
     assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
 
 
+def test_thin_edit_push_clones_through_hypha_smart_http(env):
+    """A one-line edit goes up thin and the server completes it: Hypha's own reader (dulwich,
+    which resolves delta bases only inside one pack) serves the result."""
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    text = "".join(f"{i},{i * 7919 % 100003},row {i}\n" for i in range(3000))
+    (src / "data.csv").write_text(text)
+    env.git("add", "data.csv", cwd=src)
+    env.git("commit", "-q", "-m", "data", cwd=src)
+    env.git("push", "-q", env.url(alias), "main", cwd=src)
+    edited = text.replace("\n77,", "\n77,edited", 1)
+    (src / "data.csv").write_text(edited)
+    env.git("commit", "-q", "-am", "edit", cwd=src)
+    out = env.run(["git", "-C", str(src), "push", "-v", env.url(alias), "main"])
+    assert b"uploaded thin pack" in out.stderr, out.stderr
+
+    clone = env.tmp / "smart"
+    env.git("clone", "-q", env.smart_url(alias), str(clone))
+    env.git("fsck", "--strict", "--no-dangling", cwd=clone)
+    assert (clone / "data.csv").read_text() == edited
+    assert env.out("rev-parse", "HEAD", cwd=clone) == env.out("rev-parse", "main", cwd=src)
+
+
 def test_smart_http_push_then_helper_clone_fetch_push(env):
     alias = env.new_alias()
     env.create(alias)

@@ -137,6 +137,8 @@ impl Repository {
         }
         let mut deleted = self.purge_retired(&retired, now, grace).await?;
         deleted.extend(self.purge_abandoned_uploads(now, grace).await?);
+        self.purge_thin_uploads(std::time::SystemTime::now(), grace)
+            .await?;
         Ok(Compacted {
             retired: to_retire,
             deleted,

@@ -1,0 +1,580 @@
+//! Completing a thin pack: what `git index-pack --fix-thin` does for receive-pack, without
+//! ever inflating an object whole (docs/design.md §15).
+//!
+//! Owns the byte work: walk the thin pack's entries in order (inflating each only to find
+//! where its zlib stream ends), check them against the uploaded idx (same offsets, same CRC32s,
+//! same count) and the trailer, collect the REF_DELTA bases that are not in the pack, and
+//! append each base's stored entry, and the entries of its own delta chain, as raw compressed
+//! bytes, rewriting only OFS_DELTA headers for their new offsets. Then the new object count,
+//! the new trailer, and the new idx (the uploaded idx's entries plus the copied ones, whose ids
+//! come from their source pack's idx). Where bytes come from (stored packs, range reads) is the
+//! caller's [`Source`]; where they go is a local file. No network, no storage keys here.
+//!
+//! Memory: one read buffer (at most [`CHUNK`]), one inflate state and its 64 KiB output scratch, plus
+//! per-object records (id, CRC, offset) of the thin pack and of what is copied, and the idx
+//! data the [`Source`] keeps for the packs it copies from; never a whole object, so a 1 GiB
+//! base costs what a 1 KiB one does. Time: one inflate pass over the thin pack and over each
+//! copied entry, one SHA-1 pass over the result.
+
+use gix_pack::data::entry::Header;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+
+/// Most bytes fetched per range read. A reader starts at `FIRST_CHUNK` and doubles up to this
+/// with every refill: a small base costs one small read, a 1 GiB one about 130 reads, not
+/// a thousand (each a store round trip on S3).
+pub const CHUNK: usize = 8 << 20;
+
+/// Bytes of a reader's first range read.
+const FIRST_CHUNK: usize = 64 << 10;
+
+/// The longest entry header: type and size (10 bytes for a 64-bit size), then a 20-byte
+/// REF_DELTA base id or an OFS_DELTA distance of at most 10 bytes.
+const MAX_HEADER: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the thin pack is truncated ({what})")]
+    Truncated { what: &'static str },
+    #[error("the thin pack is corrupt at offset {offset}: {why}")]
+    Corrupt { offset: u64, why: String },
+    #[error("pack {pack} (stored) is corrupt at offset {offset}: {why}")]
+    CorruptBase {
+        pack: String,
+        offset: u64,
+        why: String,
+    },
+    #[error("the thin pack's trailer does not match its contents (damaged upload)")]
+    Checksum,
+    #[error("the uploaded idx does not match the thin pack ({why})")]
+    IdxMismatch { why: String },
+    #[error(transparent)]
+    Idx(#[from] super::idx_file::Error),
+    /// A base the pack needs that no live pack of the repository holds.
+    #[error("missing necessary objects: no pack holds delta base {id}")]
+    MissingBase { id: String },
+    #[error("cannot read {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the completed pack")]
+    Write(#[source] io::Error),
+}
+
+/// Where a live pack holds an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// The caller's number for the pack.
+    pub pack: usize,
+    /// Offset of the object's entry.
+    pub offset: u64,
+    /// Size of that pack, trailer included.
+    pub pack_size: u64,
+}
+
+/// The stored bytes a completion reads: the thin pack and the live packs, by range.
+pub trait Source {
+    /// Bytes `range` of the thin pack (`pack: None`) or of live pack `pack`.
+    /// `Bytes`, so that a store's buffer is used as it comes, not copied.
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes>;
+    /// Where a live pack holds `id`, from the packs' idx files; `None` when none does.
+    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>>;
+    /// The id of the entry at `offset` of live pack `pack`, from its idx.
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>>;
+    /// The name of live pack `pack`, for messages.
+    fn name(&self, pack: usize) -> String;
+}
+
+/// A completed pack in the caller's file, and its idx.
+#[derive(Debug)]
+pub struct Completed {
+    /// `pack-<trailer hex>`.
+    pub name: String,
+    pub pack_size: u64,
+    pub idx: Vec<u8>,
+    /// Entries appended from stored packs (bases and their chains).
+    pub appended: usize,
+}
+
+/// Complete the thin pack of `thin_size` bytes (with its uploaded idx `thin_idx`) read from
+/// `src` into `out` (empty, read-write): the result is self-contained.
+pub fn complete(
+    src: &mut dyn Source,
+    thin_size: u64,
+    thin_idx: &[u8],
+    out: &mut std::fs::File,
+) -> Result<Completed, Error> {
+    if thin_size < 12 + 20 {
+        return Err(Error::Truncated {
+            what: "shorter than a pack header and trailer",
+        });
+    }
+    let mut uploaded = super::idx_file::entries(thin_idx, "the thin pack")?;
+    let header = src.read(None, 0..12).map_err(read_err("the thin pack"))?;
+    let count = parse_header(&header)?;
+    if count as usize != uploaded.len() {
+        return Err(Error::IdxMismatch {
+            why: format!("{count} objects in the pack, {} in the idx", uploaded.len()),
+        });
+    }
+
+    // Pass one: the thin entries, copied verbatim (their offsets stay), each inflated only to
+    // find its end.
+    // A second handle on the same file (and offset): the buffered writer owns it, and `out` is
+    // free again for the count and the trailer once it is flushed.
+    let mut w = io::BufWriter::with_capacity(256 << 10, out.try_clone().map_err(Error::Write)?);
+    w.write_all(&header).map_err(Error::Write)?;
+    let mut trailer_hash = gix_hash::hasher(gix_hash::Kind::Sha1);
+    trailer_hash.update(&header);
+    let data_end = thin_size - 20;
+    let mut reader = Reader::new(None, data_end);
+    reader.seek(12);
+    let mut walked: Vec<(u64, u32)> = Vec::with_capacity(uploaded.len());
+    let mut ref_bases: Vec<[u8; 20]> = Vec::new();
+    let mut inflate = Inflater::new();
+    for _ in 0..count {
+        let offset = reader.pos;
+        let head = reader
+            .header(src)
+            .map_err(|why| thin_corrupt(offset, why))?;
+        if let Header::RefDelta { base_id } = &head.header {
+            let mut id = [0u8; 20];
+            id.copy_from_slice(base_id.as_slice());
+            ref_bases.push(id);
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head.raw);
+        trailer_hash.update(&head.raw);
+        w.write_all(&head.raw).map_err(Error::Write)?;
+        let mut write_err = None;
+        inflate
+            .copy(&mut reader, src, head.size, &mut |bytes| {
+                crc.update(bytes);
+                trailer_hash.update(bytes);
+                if write_err.is_none() {
+                    write_err = w.write_all(bytes).err();
+                }
+            })
+            .map_err(|why| thin_corrupt(offset, why))?;
+        if let Some(e) = write_err {
+            return Err(Error::Write(e));
+        }
+        walked.push((offset, crc.finalize()));
+    }
+    if reader.pos != data_end {
+        return Err(thin_corrupt(
+            reader.pos,
+            Failure::Bad("bytes after the last entry".into()),
+        ));
+    }
+    let trailer = src
+        .read(None, data_end..thin_size)
+        .map_err(read_err("the thin pack"))?;
+    let computed = trailer_hash.try_finalize().map_err(|_| Error::Checksum)?;
+    if trailer[..] != *computed.as_slice() {
+        return Err(Error::Checksum);
+    }
+    let mut by_offset: Vec<(u64, u32)> = uploaded.iter().map(|e| (e.offset, e.crc32)).collect();
+    by_offset.sort_unstable();
+    if by_offset != walked {
+        return Err(Error::IdxMismatch {
+            why: "offsets or CRC32s differ".into(),
+        });
+    }
+
+    // Pass two: append the missing bases and their chains.
+    let mut present: HashMap<[u8; 20], u64> = uploaded.iter().map(|e| (e.id, e.offset)).collect();
+    if present.len() != uploaded.len() {
+        return Err(Error::IdxMismatch {
+            why: "an object is listed twice".into(),
+        });
+    }
+    let mut appender = Appender {
+        w,
+        pos: data_end,
+        copied: HashMap::new(),
+        added: Vec::new(),
+        inflate,
+    };
+    let mut queue: Vec<[u8; 20]> = ref_bases;
+    let mut seen: HashSet<[u8; 20]> = HashSet::new();
+    while let Some(id) = queue.pop() {
+        if present.contains_key(&id) || !seen.insert(id) {
+            continue;
+        }
+        let at = src.locate(&id).map_err(read_err("a pack index"))?;
+        let Some(at) = at else {
+            return Err(Error::MissingBase {
+                id: hex::encode(id),
+            });
+        };
+        appender.copy_chain(src, at, &mut present, &mut queue)?;
+    }
+    appender.w.flush().map_err(Error::Write)?;
+    let (end, added) = (appender.pos, appender.added);
+
+    // The new count, then the trailer over the whole file (one read pass).
+    let total = count as usize + added.len();
+    let total = u32::try_from(total)
+        .map_err(|_| thin_corrupt(0, Failure::Bad("too many objects".into())))?;
+    out.seek(SeekFrom::Start(8)).map_err(Error::Write)?;
+    out.write_all(&total.to_be_bytes()).map_err(Error::Write)?;
+    out.seek(SeekFrom::Start(0)).map_err(Error::Write)?;
+    let mut hasher = gix_hash::hasher(gix_hash::Kind::Sha1);
+    let mut buf = vec![0u8; 256 << 10];
+    let mut left = end;
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        out.read_exact(&mut buf[..n]).map_err(Error::Write)?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let checksum = hasher.try_finalize().map_err(|_| Error::Checksum)?;
+    let mut checksum_bytes = [0u8; 20];
+    checksum_bytes.copy_from_slice(checksum.as_slice());
+    out.write_all(&checksum_bytes).map_err(Error::Write)?;
+    out.flush().map_err(Error::Write)?;
+
+    let appended = added.len();
+    uploaded.extend(added);
+    let name = format!("pack-{}", hex::encode(checksum_bytes));
+    let idx = super::idx_file::write(&mut uploaded, &checksum_bytes, &name)?;
+    Ok(Completed {
+        name,
+        pack_size: end + 20,
+        idx,
+        appended,
+    })
+}
+
+/// Writes appended entries after the thin ones.
+struct Appender<W: Write> {
+    w: W,
+    /// Offset of the next entry in the completed pack.
+    pos: u64,
+    /// (source pack, source offset) -> offset in the completed pack.
+    copied: HashMap<(usize, u64), u64>,
+    added: Vec<super::idx_file::Entry>,
+    inflate: Inflater,
+}
+
+impl<W: Write> Appender<W> {
+    /// Append the entry at `at` and, first, the entries its OFS_DELTA chain stands on. A
+    /// REF_DELTA in the chain keeps its header; its base joins `queue`.
+    fn copy_chain(
+        &mut self,
+        src: &mut dyn Source,
+        at: Located,
+        present: &mut HashMap<[u8; 20], u64>,
+        queue: &mut Vec<[u8; 20]>,
+    ) -> Result<(), Error> {
+        let mut reader = Reader::new(Some(at.pack), at.pack_size.saturating_sub(20));
+        // Headers only, top down, to learn the chain; then copy bottom up, so every OFS_DELTA
+        // base is already written (its distance must point backwards).
+        let mut chain: Vec<u64> = Vec::new();
+        let mut offset = at.offset;
+        loop {
+            if self.copied.contains_key(&(at.pack, offset)) {
+                break;
+            }
+            chain.push(offset);
+            reader.seek(offset);
+            let head = reader
+                .header(src)
+                .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
+            match head.header {
+                Header::OfsDelta { base_distance } => {
+                    // Distance 0 would loop forever; beyond the offset leaves the pack.
+                    offset = offset
+                        .checked_sub(base_distance)
+                        .filter(|_| base_distance > 0)
+                        .ok_or_else(|| {
+                            base_corrupt(
+                                src,
+                                at.pack,
+                                offset,
+                                Failure::Bad("delta base before the pack start".into()),
+                            )
+                        })?;
+                }
+                Header::RefDelta { base_id } => {
+                    let mut id = [0u8; 20];
+                    id.copy_from_slice(base_id.as_slice());
+                    queue.push(id);
+                    break;
+                }
+                _ => break,
+            }
+        }
+        for &offset in chain.iter().rev() {
+            let id = src
+                .id_at(at.pack, offset)
+                .map_err(read_err("a pack index"))?
+                .ok_or_else(|| {
+                    base_corrupt(src, at.pack, offset, Failure::Bad("no idx entry".into()))
+                })?;
+            if let Some(&new) = present.get(&id) {
+                // Already in the completed pack (another chain shared it): point at that copy.
+                self.copied.insert((at.pack, offset), new);
+                continue;
+            }
+            reader.seek(offset);
+            let head = reader
+                .header(src)
+                .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
+            let raw = match head.header {
+                Header::OfsDelta { base_distance } => {
+                    let base = self
+                        .copied
+                        .get(&(at.pack, offset - base_distance))
+                        .copied()
+                        .expect("chain bases are copied before the deltas on them");
+                    let mut raw = Vec::with_capacity(MAX_HEADER);
+                    Header::OfsDelta {
+                        base_distance: self.pos - base,
+                    }
+                    .write_to(head.size, &mut raw)
+                    .map_err(Error::Write)?;
+                    raw
+                }
+                _ => head.raw.clone(),
+            };
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&raw);
+            self.w.write_all(&raw).map_err(Error::Write)?;
+            let mut len = raw.len() as u64;
+            let mut write_err = None;
+            let w = &mut self.w;
+            self.inflate
+                .copy(&mut reader, src, head.size, &mut |bytes| {
+                    crc.update(bytes);
+                    len += bytes.len() as u64;
+                    if write_err.is_none() {
+                        write_err = w.write_all(bytes).err();
+                    }
+                })
+                .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
+            if let Some(e) = write_err {
+                return Err(Error::Write(e));
+            }
+            self.added.push(super::idx_file::Entry {
+                id,
+                crc32: crc.finalize(),
+                offset: self.pos,
+            });
+            present.insert(id, self.pos);
+            self.copied.insert((at.pack, offset), self.pos);
+            self.pos += len;
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong inside one entry, before it is known whose entry it is.
+#[derive(Debug)]
+enum Failure {
+    Truncated,
+    Bad(String),
+    Read(io::Error),
+}
+
+fn thin_corrupt(offset: u64, why: Failure) -> Error {
+    match why {
+        Failure::Truncated => Error::Truncated {
+            what: "an entry ends early",
+        },
+        Failure::Bad(why) => Error::Corrupt { offset, why },
+        Failure::Read(source) => Error::Read {
+            what: "the thin pack".into(),
+            source,
+        },
+    }
+}
+
+fn base_corrupt(src: &dyn Source, pack: usize, offset: u64, why: Failure) -> Error {
+    let pack = src.name(pack);
+    match why {
+        Failure::Truncated => Error::CorruptBase {
+            pack,
+            offset,
+            why: "an entry ends early".into(),
+        },
+        Failure::Bad(why) => Error::CorruptBase { pack, offset, why },
+        Failure::Read(source) => Error::Read { what: pack, source },
+    }
+}
+
+fn read_err(what: &'static str) -> impl Fn(io::Error) -> Error {
+    move |source| Error::Read {
+        what: what.into(),
+        source,
+    }
+}
+
+/// The object count of a pack header (`PACK`, version 2 or 3).
+fn parse_header(header: &[u8]) -> Result<u32, Error> {
+    if header.len() < 12 || &header[..4] != b"PACK" {
+        return Err(Error::Corrupt {
+            offset: 0,
+            why: "not a pack (no PACK signature)".into(),
+        });
+    }
+    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if version != 2 && version != 3 {
+        return Err(Error::Corrupt {
+            offset: 4,
+            why: format!("unsupported pack version {version}"),
+        });
+    }
+    Ok(u32::from_be_bytes([
+        header[8], header[9], header[10], header[11],
+    ]))
+}
+
+/// An entry header as read: its raw bytes, what it says, and the inflated size it declares.
+struct Head {
+    raw: Vec<u8>,
+    header: Header,
+    size: u64,
+}
+
+/// Sequential reads of one pack through [`Source::read`], in growing chunks.
+struct Reader {
+    pack: Option<usize>,
+    /// End of the entries (the trailer's offset).
+    end: u64,
+    buf: bytes::Bytes,
+    buf_start: u64,
+    pos: u64,
+    /// Size of the next range read.
+    chunk: usize,
+}
+
+impl Reader {
+    fn new(pack: Option<usize>, end: u64) -> Reader {
+        Reader {
+            pack,
+            end,
+            buf: bytes::Bytes::new(),
+            buf_start: 0,
+            pos: 0,
+            chunk: FIRST_CHUNK,
+        }
+    }
+
+    fn seek(&mut self, pos: u64) {
+        self.pos = pos;
+    }
+
+    /// At least `min` buffered bytes from `pos` (fewer only at the end), refilling as needed.
+    fn peek(&mut self, src: &mut dyn Source, min: usize) -> Result<&[u8], Failure> {
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        let have = if self.pos >= self.buf_start && self.pos <= buf_end {
+            (buf_end - self.pos) as usize
+        } else {
+            0
+        };
+        if have < min && buf_end.max(self.pos) < self.end || have == 0 {
+            if self.pos >= self.end {
+                return Ok(&[]);
+            }
+            let len = (self.chunk.max(min) as u64).min(self.end - self.pos);
+            self.chunk = (self.chunk * 2).min(CHUNK);
+            self.buf = src
+                .read(self.pack, self.pos..self.pos + len)
+                .map_err(Failure::Read)?;
+            if self.buf.len() as u64 != len {
+                return Err(Failure::Truncated);
+            }
+            self.buf_start = self.pos;
+        }
+        let from = (self.pos - self.buf_start) as usize;
+        Ok(&self.buf[from..])
+    }
+
+    fn header(&mut self, src: &mut dyn Source) -> Result<Head, Failure> {
+        let start = self.pos;
+        let bytes = self.peek(src, MAX_HEADER)?;
+        if bytes.is_empty() {
+            return Err(Failure::Truncated);
+        }
+        let entry = gix_pack::data::Entry::from_bytes(bytes, start, gix_hash::Kind::Sha1)
+            .map_err(|e| Failure::Bad(format!("bad entry header: {e}")))?;
+        let len = entry.header_size();
+        if len > bytes.len() {
+            return Err(Failure::Truncated);
+        }
+        let raw = bytes[..len].to_vec();
+        self.pos += len as u64;
+        Ok(Head {
+            raw,
+            header: entry.header,
+            size: entry.decompressed_size,
+        })
+    }
+}
+
+/// Inflates a zlib stream only to find where it ends, handing its compressed bytes on.
+struct Inflater {
+    zlib: gix_zlib::Decompress,
+    scratch: Vec<u8>,
+}
+
+impl Inflater {
+    fn new() -> Inflater {
+        Inflater {
+            zlib: gix_zlib::Decompress::new(),
+            scratch: vec![0; 64 << 10],
+        }
+    }
+
+    /// Read the zlib stream at `reader`'s position, which must inflate to exactly `size`
+    /// bytes, passing its compressed bytes to `sink`; leaves `reader` after it.
+    fn copy(
+        &mut self,
+        reader: &mut Reader,
+        src: &mut dyn Source,
+        size: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Failure> {
+        self.zlib.reset();
+        loop {
+            let input = reader.peek(src, 1)?;
+            if input.is_empty() {
+                return Err(Failure::Truncated);
+            }
+            let (in_before, out_before) = (self.zlib.total_in(), self.zlib.total_out());
+            let status = self
+                .zlib
+                .decompress(input, &mut self.scratch, gix_zlib::FlushDecompress::None)
+                .map_err(|e| Failure::Bad(format!("bad zlib stream: {e}")))?;
+            let used = (self.zlib.total_in() - in_before) as usize;
+            let made = self.zlib.total_out() - out_before;
+            sink(&input[..used]);
+            reader.pos += used as u64;
+            if self.zlib.total_out() > size {
+                return Err(Failure::Bad("entry inflates past its declared size".into()));
+            }
+            match status {
+                gix_zlib::Status::StreamEnd => break,
+                _ if used == 0 && made == 0 => {
+                    return Err(Failure::Bad("zlib stream makes no progress".into()))
+                }
+                _ => {}
+            }
+        }
+        if self.zlib.total_out() != size {
+            return Err(Failure::Bad(format!(
+                "entry inflates to {} bytes, its header says {size}",
+                self.zlib.total_out()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! Thin packs made by real git, completed here, checked by git (`index-pack` without
+//! `--fix-thin`, `verify-pack`) and against the idx git writes for the completed pack.
+
+use super::*;
+use crate::pack::idx_file;
+use crate::pack::testing::git;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Live packs and a thin pack on local disk.
+struct Files {
+    thin: PathBuf,
+    live: Vec<(PathBuf, Vec<idx_file::Entry>)>,
+}
+
+fn read_range(path: &Path, range: Range<u64>) -> io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(range.start))?;
+    let mut buf = Vec::new();
+    f.take(range.end - range.start).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+impl Source for Files {
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes> {
+        match pack {
+            None => read_range(&self.thin, range),
+            Some(n) => read_range(&self.live[n].0, range),
+        }
+        .map(bytes::Bytes::from)
+    }
+    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
+        for (n, (path, entries)) in self.live.iter().enumerate() {
+            if let Some(e) = entries.iter().find(|e| e.id == *id) {
+                return Ok(Some(Located {
+                    pack: n,
+                    offset: e.offset,
+                    pack_size: std::fs::metadata(path)?.len(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>> {
+        Ok(self.live[pack]
+            .1
+            .iter()
+            .find(|e| e.offset == offset)
+            .map(|e| e.id))
+    }
+    fn name(&self, pack: usize) -> String {
+        format!("live{pack}")
+    }
+}
+
+fn pack_objects(dir: &Path, revs: &str) -> Vec<u8> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "pack-objects",
+            "--revs",
+            "--thin",
+            "--stdout",
+            "-q",
+            "--delta-base-offset",
+        ])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pack-objects");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(revs.as_bytes())
+        .expect("revs");
+    let out = child.wait_with_output().expect("pack");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The idx of a thin pack as the helper makes it: git completes a copy locally, and the
+/// entries inside the thin part are kept.
+fn thin_idx(repo: &Path, thin: &Path, tmp: &Path) -> Vec<u8> {
+    let full = tmp.join("local-full.pack");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["index-pack", "--stdin", "--fix-thin"])
+        .arg(&full)
+        .stdin(std::fs::File::open(thin).expect("thin"))
+        .output()
+        .expect("index-pack");
+    assert!(out.status.success(), "{out:?}");
+    let idx = std::fs::read(full.with_extension("idx")).expect("idx");
+    let thin_bytes = std::fs::read(thin).expect("thin");
+    let data_end = thin_bytes.len() as u64 - 20;
+    let mut entries: Vec<_> = idx_file::entries(&idx, "full")
+        .expect("entries")
+        .into_iter()
+        .filter(|e| e.offset < data_end)
+        .collect();
+    let mut trailer = [0u8; 20];
+    trailer.copy_from_slice(&thin_bytes[data_end as usize..]);
+    idx_file::write(&mut entries, &trailer, "thin").expect("write idx")
+}
+
+/// A repository with `a.txt` grown over `rounds` commits, packed (OFS_DELTA chains), then one
+/// line edited: returns (repo, thin pack path, live packs).
+fn setup(tmp: &Path, rounds: usize) -> (PathBuf, PathBuf, Vec<(PathBuf, Vec<idx_file::Entry>)>) {
+    let repo = tmp.join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q"]);
+    let mut text = String::new();
+    for i in 0..rounds {
+        for n in 0..300 {
+            text.push_str(&format!("line {n} of round {i}\n"));
+        }
+        std::fs::write(repo.join("a.txt"), &text).expect("write");
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", &format!("c{i}")]);
+    }
+    git(&repo, &["repack", "-adq", "--depth=50"]);
+    let pack_dir = repo.join(".git/objects/pack");
+    let live: Vec<_> = std::fs::read_dir(&pack_dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .map(|idx| {
+            let entries =
+                idx_file::entries(&std::fs::read(&idx).expect("idx"), "live").expect("entries");
+            (idx.with_extension("pack"), entries)
+        })
+        .collect();
+    std::fs::write(repo.join("a.txt"), text.replacen("line 7 ", "LINE 7 ", 1)).expect("edit");
+    git(&repo, &["commit", "-q", "-am", "edit"]);
+    let thin = tmp.join("thin.pack");
+    std::fs::write(&thin, pack_objects(&repo, "HEAD\n^HEAD~1\n")).expect("thin");
+    (repo, thin, live)
+}
+
+fn run(files: &mut Files, idx: &[u8]) -> Result<(Completed, tempfile::NamedTempFile), Error> {
+    let size = std::fs::metadata(&files.thin).expect("thin").len();
+    let mut out = tempfile::NamedTempFile::new().expect("temp");
+    let done = complete(files, size, idx, out.as_file_mut())?;
+    Ok((done, out))
+}
+
+#[test]
+fn completes_a_thin_pack_that_git_accepts_as_is() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, thin, live) = setup(tmp.path(), 6);
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let mut files = Files { thin, live };
+    let (done, out) = run(&mut files, &idx).expect("complete");
+    assert!(done.appended >= 1, "the edited blob's base is appended");
+    assert_eq!(
+        done.pack_size,
+        std::fs::metadata(out.path()).expect("out").len()
+    );
+
+    // git reads it without --fix-thin, and writes the very idx we wrote.
+    let check = tmp.path().join("check");
+    crate::pack::testing::bare(&check);
+    let pack = check.join("c.pack");
+    std::fs::copy(out.path(), &pack).expect("copy");
+    let out = Command::new("git")
+        .arg("index-pack")
+        .arg(&pack)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("index-pack");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        done.name.trim_start_matches("pack-")
+    );
+    assert_eq!(
+        std::fs::read(pack.with_extension("idx")).expect("idx"),
+        done.idx
+    );
+}
+
+#[test]
+fn missing_base_is_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, thin, _) = setup(tmp.path(), 2);
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let mut files = Files {
+        thin,
+        live: Vec::new(),
+    };
+    let err = run(&mut files, &idx).expect_err("no bases");
+    assert!(matches!(err, Error::MissingBase { .. }), "{err}");
+    assert!(err.to_string().starts_with("missing necessary objects"));
+}
+
+#[test]
+fn corrupt_truncated_and_mismatched_uploads_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, thin, live) = setup(tmp.path(), 2);
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let good = std::fs::read(&thin).expect("thin");
+    let bad = tmp.path().join("bad.pack");
+    let mut files = Files {
+        thin: bad.clone(),
+        live,
+    };
+
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    std::fs::write(&bad, &flipped).expect("write");
+    let err = run(&mut files, &idx).expect_err("flipped byte");
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt { .. } | Error::Checksum | Error::IdxMismatch { .. }
+        ),
+        "{err}"
+    );
+
+    std::fs::write(&bad, &good[..good.len() - 30]).expect("write");
+    let err = run(&mut files, &idx).expect_err("truncated");
+    assert!(
+        matches!(
+            err,
+            Error::Truncated { .. } | Error::Corrupt { .. } | Error::Checksum
+        ),
+        "{err}"
+    );
+
+    std::fs::write(&bad, &good).expect("write");
+    let mut other = idx.clone();
+    // A CRC32 of the first entry changed: the idx no longer describes this pack.
+    let count = idx_file::object_ids(&idx, "t").expect("ids").len();
+    other[8 + 1024 + count * 20] ^= 1;
+    let err = run(&mut files, &other).expect_err("idx mismatch");
+    assert!(matches!(err, Error::IdxMismatch { .. }), "{err}");
+
+    let (done, _) = run(&mut files, &idx).expect("the good pack still completes");
+    assert!(done.appended >= 1);
+}

@@ -1,0 +1,267 @@
+//! Thin uploads and their completion on the server (docs/design.md §15, §4
+//! `fix-thin`).
+//!
+//! A thin pack and its idx go up to `.git/hypha-remote/thin/<name>.{pack,idx}`, a key no reader
+//! lists (Hypha's reader lists `objects/pack/*.pack`, and a thin pack there would break it).
+//! `complete_thin` then reads it with range reads, appends the bases it lacks from the live
+//! packs ([`crate::pack::thin`] does the byte work, in a blocking task, into a local temporary
+//! file), and writes the self-contained result as a pending upload, exactly like a pushed pack:
+//! marker, `.idx`, `.pack`; the `update` naming it makes it visible, and compaction sweeps it if
+//! that never comes. Then the thin upload is deleted.
+//!
+//! Crashes: nothing here is visible to readers until `update`: a server killed mid-completion
+//! leaves a thin upload (swept once older than the grace period by [`Repository::purge_thin_uploads`],
+//! which compaction runs) and perhaps a pending pack (swept like any abandoned upload). The
+//! temporary file is unnamed and goes with the process.
+//!
+//! Does not decide whether a push is thin (the helper does) and touches no ref.
+
+use super::{check_pack_name, Repository};
+use crate::pack::idx_file;
+use crate::pack::thin::{self, Located};
+use crate::storage::{Error, PresignMethod, UploadUrls};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// What `complete_thin` made: a pending pack the push's `update` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinCompleted {
+    pub name: String,
+    pub pack_size: u64,
+    pub idx_size: u64,
+    /// Entries appended from stored packs.
+    pub appended: usize,
+    /// Size of the thin pack that was uploaded (what the push sent, besides the idx).
+    pub thin_size: u64,
+}
+
+impl Repository {
+    fn thin_dir(&self) -> String {
+        self.key("hypha-remote/thin/")
+    }
+
+    fn thin_key(&self, name: &str, ext: &str) -> String {
+        format!("{}{name}.{ext}", self.thin_dir())
+    }
+
+    /// Presigned `PUT`s (one each, no multipart) for a thin pack and its idx.
+    pub async fn presign_thin_upload(
+        &self,
+        name: &str,
+        pack_size: u64,
+        idx_size: u64,
+        expires_in: Duration,
+    ) -> Result<UploadUrls, Error> {
+        check_pack_name(name)?;
+        let put = |ext: &'static str, size: u64| {
+            let key = self.thin_key(name, ext);
+            async move {
+                self.backend
+                    .presign(&key, PresignMethod::Put, expires_in, Some(size))
+                    .await
+            }
+        };
+        Ok(UploadUrls {
+            name: name.to_owned(),
+            idx: put("idx", idx_size).await?,
+            pack: Some(put("pack", pack_size).await?),
+            multipart: None,
+        })
+    }
+
+    /// Complete the thin upload `name` into a self-contained pending pack, then delete the
+    /// thin upload. A thin pack whose bases no live pack holds, a corrupt or truncated one, or
+    /// an idx that does not describe it is refused with [`Error::Invalid`] and one line.
+    pub async fn complete_thin(&self, name: &str) -> Result<ThinCompleted, Error> {
+        check_pack_name(name)?;
+        let (pack_key, idx_key) = (self.thin_key(name, "pack"), self.thin_key(name, "idx"));
+        let not_uploaded = |e: Error| match e {
+            Error::NotFound { .. } => Error::Invalid {
+                detail: format!("no thin upload {name} in {}: upload it first", self.name),
+            },
+            e => e,
+        };
+        let size = self
+            .backend
+            .head(&pack_key)
+            .await
+            .map_err(not_uploaded)?
+            .size;
+        let idx = self.backend.get(&idx_key).await.map_err(not_uploaded)?.body;
+        let mut live = self.packs().await?;
+        // Newest first: the base of an edit is most likely in a recent pack.
+        live.reverse();
+        let mut source = Stored {
+            repo: self.clone(),
+            handle: tokio::runtime::Handle::current(),
+            thin_key: pack_key.clone(),
+            live,
+            entries: HashMap::new(),
+        };
+        let (done, file) = tokio::task::spawn_blocking(move || {
+            // Unnamed: a killed server leaves no file behind.
+            let mut file = tempfile::tempfile().map_err(|e| Error::backend("temporary file", e))?;
+            let done = thin::complete(&mut source, size, &idx, &mut file);
+            Ok::<_, Error>((done, file))
+        })
+        .await
+        .map_err(|e| Error::backend(&pack_key, e))??;
+        let done = done.map_err(|e| match e {
+            thin::Error::Read { what, source } => Error::backend(&what, source),
+            thin::Error::Write(source) => Error::backend("temporary file", source),
+            refused => Error::Invalid {
+                detail: format!("thin pack {name}: {refused}"),
+            },
+        })?;
+        // A pending upload like any other: marker first, then idx before pack (§3 rule 1).
+        self.mark_upload(&done.name).await?;
+        let idx_size = done.idx.len() as u64;
+        self.backend
+            .put(
+                &self.pack_key(&done.name, "idx"),
+                Bytes::from(done.idx),
+                crate::storage::PutMode::Overwrite,
+            )
+            .await?;
+        self.backend
+            .put_file(&self.pack_key(&done.name, "pack"), file, done.pack_size)
+            .await?;
+        for key in [&pack_key, &idx_key] {
+            self.backend.delete(key, None).await?;
+        }
+        tracing::info!(
+            "{}: completed thin pack {name} as {} ({} bases appended, {} bytes)",
+            self.name,
+            done.name,
+            done.appended,
+            done.pack_size
+        );
+        Ok(ThinCompleted {
+            name: done.name,
+            pack_size: done.pack_size,
+            idx_size,
+            appended: done.appended,
+            thin_size: size,
+        })
+    }
+
+    /// Delete thin uploads older than `grace` (their client died before `fix-thin`, or the
+    /// completion failed). Call with the lock held, from compaction.
+    pub(crate) async fn purge_thin_uploads(
+        &self,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<usize, Error> {
+        let mut deleted = 0;
+        for meta in self.backend.list(&self.thin_dir()).await? {
+            // No time (a store that does not say) counts as now: kept for another period.
+            let age = meta
+                .last_modified
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if age >= grace {
+                match self.backend.delete(&meta.key, None).await {
+                    Ok(()) | Err(Error::NotFound { .. }) => deleted += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// The stored bytes of one completion, read from the blocking task through the runtime.
+struct Stored {
+    repo: Repository,
+    handle: tokio::runtime::Handle,
+    thin_key: String,
+    /// Live packs, newest first.
+    live: Vec<super::PackEntry>,
+    /// The idx entries of the packs bases were found in, by offset.
+    entries: HashMap<usize, Vec<idx_file::Entry>>,
+}
+
+fn io_err(e: Error) -> io::Error {
+    io::Error::other(e)
+}
+
+impl Stored {
+    /// The entries of live pack `pack`, sorted by offset (read once, whole: 28 bytes an object).
+    fn entries(&mut self, pack: usize) -> io::Result<&[idx_file::Entry]> {
+        if !self.entries.contains_key(&pack) {
+            let p = &self.live[pack];
+            let key = self.repo.pack_key(&p.name, "idx");
+            let idx = self
+                .handle
+                .block_on(self.repo.backend.get(&key))
+                .map_err(io_err)?;
+            let mut entries = idx_file::entries(&idx.body, &p.name).map_err(io::Error::other)?;
+            entries.sort_unstable_by_key(|e| e.offset);
+            self.entries.insert(pack, entries);
+        }
+        Ok(self.entries.get(&pack).map(Vec::as_slice).unwrap_or(&[]))
+    }
+}
+
+impl thin::Source for Stored {
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Bytes> {
+        let key = match pack {
+            None => self.thin_key.clone(),
+            Some(n) => self.repo.pack_key(&self.live[n].name, "pack"),
+        };
+        self.handle
+            .block_on(self.repo.backend.get_range(&key, range))
+            .map_err(io_err)
+    }
+
+    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
+        for n in 0..self.live.len() {
+            let (name, idx_size, pack_size) = {
+                let p = &self.live[n];
+                (p.name.clone(), p.idx_size, p.pack_size)
+            };
+            // The cached ids answer "which pack" without reading offsets.
+            let ids: Arc<Vec<[u8; 20]>> =
+                match self.handle.block_on(self.repo.pack_ids(&name, idx_size)) {
+                    Ok(ids) => ids,
+                    Err(e @ (Error::NotFound { .. } | Error::Invalid { .. })) => {
+                        tracing::warn!("{}: skipping pack {name}: {e}", self.repo.name);
+                        continue;
+                    }
+                    Err(e) => return Err(io_err(e)),
+                };
+            if ids.binary_search(id).is_err() {
+                continue;
+            }
+            let offset = self
+                .entries(n)?
+                .iter()
+                .find(|e| e.id == *id)
+                .map(|e| e.offset);
+            if let Some(offset) = offset {
+                return Ok(Some(Located {
+                    pack: n,
+                    offset,
+                    pack_size,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>> {
+        let entries = self.entries(pack)?;
+        Ok(entries
+            .binary_search_by_key(&offset, |e| e.offset)
+            .ok()
+            .map(|i| entries[i].id))
+    }
+
+    fn name(&self, pack: usize) -> String {
+        self.live[pack].name.clone()
+    }
+}
