@@ -17,6 +17,10 @@ big   ~500 MiB packed: 100 commits, each replacing one of 20 binary files with 5
 csv   the data workflow (issue 13): data.csv of 8 MiB (rows of random numbers, ~2.4x under
       zlib), then 29 commits that each rewrite one row: 30 commits, 30 versions of the file.
 csvbig  the same with a 40 MiB data.csv and one edit: 2 commits.
+mirror  the refs of the mirror-push workload (issue 16 item 6), laid over a copy of the text
+      history: reads that history's commit ids (oldest first, `git rev-list --reverse main`)
+      on stdin and adds 700 branches, 500 lightweight tags and 300 annotated tags on them
+      (1,500 refs + main), as a repository that is mirrored into a new remote looks.
 
 Knobs (environment, for experiments; the defaults are what the benchmark uses):
 BENCH_TEXT_COMMITS, BENCH_TEXT_FILES, BENCH_TEXT_FILE_KIB, BENCH_TAGS, BENCH_BIG_MIB,
@@ -193,10 +197,29 @@ def csvbig(s):
     csv_history(s, SEED + 3, env_int("BENCH_CSVBIG_MIB", 40), 1)
 
 
+def mirror(s):
+    commits = [line.strip().encode() for line in sys.stdin if line.strip()]
+    if not commits:
+        sys.exit("gen.py mirror: no commit ids on stdin (git rev-list --reverse main)")
+    rng = random.Random(SEED + 4)
+    w = s.out.write
+    # Branches and tags land on commits all over the history (as in a real project's
+    # release branches and tags), so the push's pack holds the whole history.
+    for b in range(700):
+        w(b"reset refs/heads/topic/%04d\nfrom %s\n\n" % (b, rng.choice(commits)))
+    for t in range(500):
+        w(b"reset refs/tags/build-%04d\nfrom %s\n\n" % (t, rng.choice(commits)))
+    for t in range(300):
+        msg = b"Release 1.%d\n" % t
+        w(b"tag v1.%d\nfrom %s\ntagger %s %d +0000\ndata %d\n%s\n"
+          % (t, rng.choice(commits), COMMITTER, EPOCH + t * 86400, len(msg), msg))
+
+
 def main():
-    kinds = {"text": text, "tags": tags, "big": big, "csv": csv, "csvbig": csvbig}
+    kinds = {"text": text, "tags": tags, "big": big, "csv": csv, "csvbig": csvbig,
+             "mirror": mirror}
     if len(sys.argv) != 2 or sys.argv[1] not in kinds:
-        sys.exit("usage: gen.py text|tags|big|csv|csvbig > fast-import stream")
+        sys.exit("usage: gen.py text|tags|big|csv|csvbig|mirror > fast-import stream")
     out = sys.stdout.buffer
     s = Stream(out)
     kinds[sys.argv[1]](s)

@@ -12,7 +12,7 @@ from collections import defaultdict
 PEERS = ["daemon", "file", "hypha"]
 OPS = [
     "clone text", "full push text", "push 1 commit", "fetch 1 commit", "no-op fetch",
-    "push 10k tags", "ls-remote 10k tags", "clone big", "full push big",
+    "push 10k tags", "mirror push 1.5k refs", "ls-remote 10k tags", "clone big", "full push big",
 ]
 
 
@@ -53,8 +53,9 @@ def main():
     w("- nproc: %s (%s); load average before/after: %s / %s"
       % (meta["nproc"], meta["cpu"], meta["load_before"], meta["load_after"]))
     w("- %s; product at %s" % (meta["git"], meta["product"]))
-    w("- datasets: text: %s; tags: %s%s" % (
-        meta["text"], meta["tags"], ("; big: " + meta["big"]) if "big" in meta else ""))
+    w("- datasets: text: %s; tags: %s%s%s" % (
+        meta["text"], meta["tags"], ("; mirror: " + meta["mirror"]) if "mirror" in meta else "",
+        ("; big: " + meta["big"]) if "big" in meta else ""))
     w("- %s rounds; every cell is the median over the rounds [min-max]; peers interleaved "
       "in each round, order rotated between rounds" % meta["runs"])
     w("")

@@ -76,6 +76,7 @@ dataset() {
   case $name in
     text) knobs=BENCH_TEXT_ ;; tags) knobs=BENCH_TAGS= ;; big) knobs=BENCH_BIG_MIB= ;;
     csv) knobs=BENCH_CSV_ ;; csvbig) knobs=BENCH_CSVBIG_MIB= ;;
+    mirror) knobs=BENCH_TEXT_ ;; # the text history, plus refs
   esac
   stamp="v2 $(sha256sum "$here/gen.py" | cut -d' ' -f1) $( (env | grep "^$knobs" || true) | sort | tr '\n' ' ')"
   if [ -d "$repo" ] && [ "$(cat "$repo/bench-stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -84,17 +85,26 @@ dataset() {
   note "generating $name dataset (cached in $repo)"
   local t0=$EPOCHREALTIME
   rm -rf "$repo" "$repo.tmp"
-  git init -q --bare "$repo.tmp"
-  # unpackLimit=1: always one pack, even for the few objects of the tags history.
-  python3 "$here/gen.py" "$name" | git -C "$repo.tmp" -c fastimport.unpackLimit=1 fast-import --quiet \
-    || die "generating $name failed"
+  if [ "$name" = mirror ]; then
+    # The text history (one pack, copied) and 1,500 refs on its commits.
+    git clone -q --bare --no-local "$data/text.git" "$repo.tmp"
+    git -C "$repo.tmp" rev-list --reverse main | python3 "$here/gen.py" mirror \
+      | git -C "$repo.tmp" -c fastimport.unpackLimit=1 fast-import --quiet || die "generating $name failed"
+    # One pack, as a gc'd working repository has (no bitmap: not bare).
+    git -C "$repo.tmp" -c repack.writeBitmaps=false repack -adq
+  else
+    git init -q --bare "$repo.tmp"
+    # unpackLimit=1: always one pack, even for the few objects of the tags history.
+    python3 "$here/gen.py" "$name" | git -C "$repo.tmp" -c fastimport.unpackLimit=1 fast-import --quiet \
+      || die "generating $name failed"
+  fi
   git -C "$repo.tmp" symbolic-ref HEAD refs/heads/main
   git -C "$repo.tmp" pack-refs --all
   echo "$stamp" >"$repo.tmp/bench-stamp"
   mv "$repo.tmp" "$repo"
   note "  $name generated in $(python3 -c "print(f'{$EPOCHREALTIME - $t0:.1f}')")s"
 }
-datasets=(text tags)
+datasets=(text tags mirror)
 [ "$big" = 1 ] && datasets+=(big)
 [ "$data_on" = only ] && datasets=()
 for ds in "${datasets[@]}"; do dataset "$ds"; done
@@ -320,6 +330,7 @@ started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 # BENCH_DATA=only: no text, tags or big rounds (not indented, to keep this diff small).
 if [ "$data_on" != only ]; then
 for ds in "${datasets[@]}"; do
+  [ "$ds" != mirror ] || continue # pushed into new remotes only, round by round
   note "setup: $ds"
   setup_dataset "$ds"
   [ "$ds" != text ] || setup_inc "$ds"
@@ -328,6 +339,7 @@ text_tip=$(git -C "$work/src-text.git" rev-parse main)
 big_tip=
 [ "$big" = 1 ] && big_tip=$(git -C "$work/src-big.git" rev-parse main)
 tag_refs=$(git -C "$work/src-tags.git" for-each-ref | wc -l)
+mirror_refs=$(git -C "$work/src-mirror.git" for-each-ref | wc -l)
 declare -A objects
 for ds in text ${big_tip:+big}; do
   objects[$ds]=$(git -C "$work/src-$ds.git" rev-list --objects main | wc -l)
@@ -400,6 +412,16 @@ for r in $(seq "$runs"); do
     drop_remote "$peer" "push-tags-$r"
   done
 
+  # Issue 16 item 6: `git push --mirror` of a 1,500-ref, 2,000-commit repository into a new remote.
+  for peer in $(rotated "$r"); do
+    new_remote "$peer" "push-mirror-$r"
+    measure "mirror push 1.5k refs" "$peer" "$r" git -C "$work/src-mirror.git" push -q --mirror \
+      "$(url "$peer" "push-mirror-$r")"
+    ! last_ok || check "mirror push to $peer: refs" "$mirror_refs" \
+      "$(git --git-dir="$(remote_dir "$peer" "push-mirror-$r")" for-each-ref | wc -l)"
+    drop_remote "$peer" "push-mirror-$r"
+  done
+
   for peer in $(rotated "$r"); do
     measure "ls-remote 10k tags" "$peer" "$r" git ls-remote "$(url "$peer" tags)"
     ! last_ok || check "ls-remote of tags from $peer: refs listed" "$tag_refs" \
@@ -429,6 +451,7 @@ packed() { awk -F'\t' -v op="full push $1" '$1 == op && $2 == "pack-objects" {pr
   [ "$data_on" = 0 ] || echo "csv=$(git -C "$work/src-csv.git" rev-list --count main) commits of a $(git -C "$work/src-csv.git" cat-file -s main:data.csv)-byte data.csv; csvbig: $(git -C "$work/src-csvbig.git" cat-file -s main:data.csv) bytes"
   [ "$data_on" = only ] || echo "text=$(git -C "$work/src-text.git" rev-list --count main) commits, $(git -C "$work/src-text.git" ls-tree -r main | wc -l) files, $(packed text) packed"
   [ "$data_on" = only ] || echo "tags=$tag_refs refs"
+  [ "$data_on" = only ] || echo "mirror=$mirror_refs refs on the text history ($(git -C "$work/src-mirror.git" rev-list --all | wc -l) commits)"
   [ "$big" = 1 ] && echo "big=$(git -C "$work/src-big.git" rev-list --count main) commits, $(packed big) packed"
   true
 } >"$work/meta.txt"

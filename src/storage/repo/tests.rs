@@ -684,3 +684,58 @@ async fn leftover_record_is_rolled_forward_around_outside_writes() {
     let record = repo.read_record().await.unwrap().unwrap().record;
     assert_eq!((record.generation, record.is_finished()), (3, true));
 }
+
+/// Counts reads of ref objects (not listings: their prefix ends in `/`).
+#[derive(Debug, Default)]
+struct RefReads(std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Hook for RefReads {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if matches!(op, Op::Read) && key.contains("/refs/") && !key.ends_with('/') {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn refs_the_listing_lacks_are_created_without_a_read() {
+    let f = fixture();
+    let plain = f.repo().await;
+    plain
+        .update(&req(vec![up("refs/heads/main", None, Some(A))], false))
+        .await
+        .unwrap();
+    let hooked = Arc::new(Hooked {
+        inner: f.store.backend().clone(),
+        hook: RefReads::default(),
+    });
+    let repo = Store::new(hooked.clone()).repo("ws", "repo").unwrap();
+
+    // A mirror push: many new refs and one that moves. Only the one that exists is read.
+    let mut updates = vec![up("refs/heads/main", Some(A), Some(B))];
+    updates.extend((0..50).map(|i| up(&format!("refs/tags/t{i:02}"), None, Some(A))));
+    let res = repo.update(&req(updates, true)).await.unwrap();
+    assert!(res.results.iter().all(|r| r.status == RefStatus::Ok));
+    assert_eq!(hooked.hook.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(f.file("refs/heads/main"), Some(format!("{B}\n")));
+    assert_eq!(f.file("refs/tags/t49"), Some(format!("{A}\n")));
+
+    // Created by someone else after the listing: the conditional create loses, as it would
+    // after a read.
+    let racing = Store::new(Arc::new(Hooked {
+        inner: f.store.backend().clone(),
+        hook: Racing {
+            target: "refs/heads/late".into(),
+        },
+    }));
+    let res = racing
+        .repo("ws", "repo")
+        .unwrap()
+        .update(&req(vec![up("refs/heads/late", None, Some(A))], false))
+        .await
+        .unwrap();
+    assert_eq!(statuses(&res), [(RefStatus::Stale, Some(C), None)]);
+    assert_eq!(f.file("refs/heads/late"), Some(format!("{C}\n")));
+}

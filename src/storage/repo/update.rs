@@ -125,10 +125,9 @@ impl Repository {
         // Fresh reads under the lock: what the client saw may be old.
         let head = self.head().await?;
         let existing: BTreeSet<String> = self.ref_names().await?.into_iter().collect();
-        let mut current = Vec::with_capacity(req.updates.len());
-        for update in &req.updates {
-            current.push(self.read_ref(&update.name).await?);
-        }
+        let current = self
+            .read_refs(req.updates.iter().map(|u| u.name.as_str()), &existing)
+            .await?;
 
         let mut results: Vec<Option<RefOutcome>> = vec![None; req.updates.len()];
         let mut writes: Vec<Option<Write>> = vec![None; req.updates.len()];
