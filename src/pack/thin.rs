@@ -465,7 +465,14 @@ impl Reader {
         }
     }
 
+    /// A jump outside the buffer starts small again: the chunk grows for one long entry read
+    /// in sequence, not for the headers of a delta chain read one jump at a time (each would
+    /// otherwise fetch up to [`CHUNK`] bytes for a few dozen).
     fn seek(&mut self, pos: u64) {
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if pos < self.buf_start || pos > buf_end {
+            self.chunk = FIRST_CHUNK;
+        }
         self.pos = pos;
     }
 
