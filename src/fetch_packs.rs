@@ -74,6 +74,18 @@ pub struct Written {
 }
 
 impl Written {
+    /// A pack the indexer just wrote (`None` when the repository already had it).
+    pub fn from_indexed(indexed: pack::Indexed) -> Option<Written> {
+        match (indexed.pack_path, indexed.idx_path, indexed.keep_path) {
+            (Some(pack), Some(idx), Some(keep)) => Some(Written {
+                pack,
+                idx,
+                keep: Keep::guard(keep),
+            }),
+            _ => None,
+        }
+    }
+
     /// From now on git (or the caller) removes the `.keep`; returns its path.
     pub fn hand_to_git(self) -> PathBuf {
         self.keep.hand_to_git()

@@ -44,6 +44,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod fetch_packs;
+pub mod fetch_shallow;
 pub mod gc;
 pub mod helper;
 pub mod login;

@@ -19,6 +19,10 @@ pub struct Options {
     pub push_options: Vec<String>,
     /// `option cas <ref>:<oid>`: ref -> expected value (`None` = must not exist).
     pub leases: BTreeMap<String, Option<String>>,
+    /// `option depth N` (`--depth`, `--deepen`, `--unshallow`).
+    pub depth: Option<u64>,
+    /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
+    pub deepen_relative: bool,
     warned_shallow: bool,
     warned_filter: bool,
 }
@@ -35,6 +39,8 @@ impl Default for Options {
             atomic: false,
             push_options: Vec::new(),
             leases: BTreeMap::new(),
+            depth: None,
+            deepen_relative: false,
             warned_shallow: false,
             warned_filter: false,
         }
@@ -48,6 +54,8 @@ pub struct FetchSettings {
     pub progress: Progress,
     pub cloning: bool,
     pub refetch: bool,
+    pub depth: Option<u64>,
+    pub deepen_relative: bool,
 }
 
 /// What a push needs to know of the options.
@@ -90,6 +98,20 @@ impl Options {
             "object-format" => flag(&mut self.object_format),
             "cloning" => flag(&mut self.cloning),
             "refetch" => flag(&mut self.refetch),
+            "depth" => match value.parse::<u64>() {
+                Ok(n) if n > 0 => {
+                    self.depth = Some(n);
+                    OptionReply::Ok
+                }
+                _ => OptionReply::Error(format!("invalid depth {value}")),
+            },
+            "deepen-relative" => flag(&mut self.deepen_relative),
+            // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
+            // fetch-pack does with --update-shallow.
+            "update-shallow" => {
+                let mut ignored = false;
+                flag(&mut ignored)
+            }
             "dry-run" => flag(&mut self.dry_run),
             "atomic" => flag(&mut self.atomic),
             // Accepted and honoured by the way fetch works: every pack holds whole history
@@ -126,10 +148,11 @@ impl Options {
     /// git downgrades some unsupported options silently; say so instead (docs/protocol.md §4).
     pub fn warn_if_downgraded(&mut self, name: &str) {
         match name {
-            "depth" | "deepen-since" | "deepen-not" | "deepen-relative" if !self.warned_shallow => {
+            "deepen-since" | "deepen-not" if !self.warned_shallow => {
                 self.warned_shallow = true;
                 tracing::warn!(
-                    "warning: hypha remotes do not support shallow fetches yet; fetching full history"
+                    "warning: hypha remotes do not support --shallow-since or --shallow-exclude; \
+                     use --depth (fetching full history)"
                 );
             }
             "filter" if !self.warned_filter => {
@@ -148,6 +171,8 @@ impl Options {
             progress: terminal.requested(self.progress && self.verbosity > 0),
             cloning: self.cloning,
             refetch: self.refetch,
+            depth: self.depth,
+            deepen_relative: self.deepen_relative,
         }
     }
 
@@ -169,6 +194,8 @@ impl Options {
         self.push_options.clear();
         self.leases.clear();
         self.refetch = false;
+        self.depth = None;
+        self.deepen_relative = false;
     }
 }
 
@@ -201,7 +228,10 @@ mod tests {
             ("atomic", "true", OptionReply::Ok),
             ("pushcert", "if-asked", OptionReply::Ok),
             ("pushcert", "true", OptionReply::Unsupported),
-            ("depth", "1", OptionReply::Unsupported),
+            ("depth", "1", OptionReply::Ok),
+            ("deepen-relative", "true", OptionReply::Ok),
+            ("update-shallow", "true", OptionReply::Ok),
+            ("deepen-since", "1 day ago", OptionReply::Unsupported),
             ("filter", "blob:none", OptionReply::Unsupported),
             ("servpath", "/x", OptionReply::Unsupported),
             ("no-such-option", "x", OptionReply::Unsupported),
@@ -210,7 +240,9 @@ mod tests {
         }
         assert!(o.progress && o.dry_run && o.atomic && o.object_format);
         assert_eq!(o.verbosity, 0);
+        assert_eq!((o.depth, o.deepen_relative), (Some(1), true));
         assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
+        assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
     }
 
     #[test]

@@ -34,4 +34,5 @@ mod options;
 mod permissions;
 mod progress;
 mod refs;
+mod shallow;
 mod thin;

@@ -1,0 +1,319 @@
+//! Single entries of stored packs, read by range: where an object's entry lies (from the
+//! packs' idx files alone), what its header says, its content (inflated, deltas applied:
+//! for the commits and trees a shallow walk reads), and a new pack made of raw entries copied
+//! whole with their delta chains (OFS_DELTA headers rewritten for their new offsets).
+//!
+//! Pure bytes: no network, no files. Which entries to read and to copy is the caller's
+//! (`fetch_shallow`); the bytes come from it too. Thin-pack completion (`thin`) streams its
+//! entries instead, because it never knows where a thin entry ends before inflating it; here
+//! the idx gives every entry's end (the next entry's offset), so a range read fetches exactly
+//! one entry.
+
+use gix_pack::data::entry::Header;
+use std::collections::HashMap;
+use std::ops::Range;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Idx(#[from] super::idx_file::Error),
+    #[error("pack {pack} is corrupt at offset {offset}: {why}")]
+    Corrupt {
+        pack: String,
+        offset: u64,
+        why: String,
+    },
+    #[error("object {id} is in no pack of the remote")]
+    Missing { id: String },
+    #[error("pack being built holds too many objects")]
+    TooMany,
+}
+
+pub type Id = [u8; 20];
+
+/// The stored packs as their idx files describe them.
+#[derive(Debug, Default)]
+pub struct Packs {
+    names: Vec<String>,
+    /// Per pack: entry offsets, sorted, then the trailer's offset (the last entry's end).
+    ends: Vec<Vec<u64>>,
+    by_id: HashMap<Id, (usize, u64)>,
+    by_offset: HashMap<(usize, u64), Id>,
+}
+
+/// Where one entry lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct At {
+    pub pack: usize,
+    pub offset: u64,
+}
+
+impl Packs {
+    /// Add a pack of `pack_size` bytes with its idx; returns its number.
+    pub fn add(&mut self, name: &str, pack_size: u64, idx: &[u8]) -> Result<usize, Error> {
+        let entries = super::idx_file::entries(idx, name)?;
+        let n = self.names.len();
+        let mut offsets: Vec<u64> = entries.iter().map(|e| e.offset).collect();
+        offsets.sort_unstable();
+        let trailer = pack_size.saturating_sub(20);
+        if offsets.last().is_some_and(|&last| last >= trailer) || offsets.first() < Some(&12) {
+            return Err(Error::Corrupt {
+                pack: name.to_owned(),
+                offset: offsets.last().copied().unwrap_or(0),
+                why: "its idx names offsets outside the pack".into(),
+            });
+        }
+        offsets.push(trailer);
+        for e in entries {
+            // The first pack listed wins: any copy of an object is as good as another.
+            self.by_id.entry(e.id).or_insert((n, e.offset));
+            self.by_offset.insert((n, e.offset), e.id);
+        }
+        self.names.push(name.to_owned());
+        self.ends.push(offsets);
+        Ok(n)
+    }
+
+    pub fn name(&self, pack: usize) -> &str {
+        self.names.get(pack).map_or("?", String::as_str)
+    }
+
+    pub fn locate(&self, id: &Id) -> Option<At> {
+        self.by_id
+            .get(id)
+            .map(|&(pack, offset)| At { pack, offset })
+    }
+
+    pub fn id_at(&self, at: At) -> Option<Id> {
+        self.by_offset.get(&(at.pack, at.offset)).copied()
+    }
+
+    /// The bytes of the entry at `at`: up to the next entry (or the trailer).
+    pub fn range(&self, at: At) -> Option<Range<u64>> {
+        let ends = self.ends.get(at.pack)?;
+        let i = ends.binary_search(&at.offset).ok()?;
+        Some(at.offset..*ends.get(i + 1)?)
+    }
+
+    fn corrupt(&self, at: At, why: impl Into<String>) -> Error {
+        Error::Corrupt {
+            pack: self.name(at.pack).to_owned(),
+            offset: at.offset,
+            why: why.into(),
+        }
+    }
+
+    /// What the raw entry at `at` says: its kind, or the base it is a delta on.
+    pub fn parse(&self, at: At, raw: &[u8]) -> Result<Parsed, Error> {
+        let entry = gix_pack::data::Entry::from_bytes(raw, at.offset, gix_hash::Kind::Sha1)
+            .map_err(|e| self.corrupt(at, format!("bad entry header: {e}")))?;
+        let header_len = entry.header_size();
+        if header_len > raw.len() {
+            return Err(self.corrupt(at, "entry ends inside its header"));
+        }
+        let kind = match entry.header {
+            Header::Commit => Kind::Object(gix::object::Kind::Commit),
+            Header::Tree => Kind::Object(gix::object::Kind::Tree),
+            Header::Blob => Kind::Object(gix::object::Kind::Blob),
+            Header::Tag => Kind::Object(gix::object::Kind::Tag),
+            Header::OfsDelta { base_distance } => {
+                let base = at
+                    .offset
+                    .checked_sub(base_distance)
+                    .filter(|_| base_distance > 0)
+                    .ok_or_else(|| self.corrupt(at, "delta base before the pack start"))?;
+                Kind::Delta(At {
+                    pack: at.pack,
+                    offset: base,
+                })
+            }
+            Header::RefDelta { base_id } => {
+                let mut id = [0u8; 20];
+                id.copy_from_slice(base_id.as_slice());
+                let base = self.locate(&id).ok_or(Error::Missing {
+                    id: hex::encode(id),
+                })?;
+                Kind::Delta(base)
+            }
+        };
+        Ok(Parsed {
+            kind,
+            header_len,
+            size: entry.decompressed_size,
+            ofs: matches!(entry.header, Header::OfsDelta { .. }),
+        })
+    }
+
+    /// The inflated data of the entry `raw` (at `at`), which must be `parsed.size` bytes.
+    pub fn inflate(&self, at: At, raw: &[u8], parsed: &Parsed) -> Result<Vec<u8>, Error> {
+        let size = usize::try_from(parsed.size).map_err(|_| self.corrupt(at, "entry too large"))?;
+        let mut out = vec![0u8; size];
+        let mut z = gix_zlib::Decompress::new();
+        let status = z
+            .decompress(
+                &raw[parsed.header_len..],
+                &mut out,
+                gix_zlib::FlushDecompress::Finish,
+            )
+            .map_err(|e| self.corrupt(at, format!("bad zlib stream: {e}")))?;
+        if !matches!(status, gix_zlib::Status::StreamEnd) || z.total_out() != parsed.size {
+            return Err(self.corrupt(at, "entry does not inflate to its declared size"));
+        }
+        Ok(out)
+    }
+}
+
+/// An entry's header, read.
+#[derive(Debug, Clone, Copy)]
+pub struct Parsed {
+    pub kind: Kind,
+    pub header_len: usize,
+    /// Inflated size of the entry's data.
+    pub size: u64,
+    /// An OFS_DELTA (its header is rewritten when copied).
+    pub ofs: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Object(gix::object::Kind),
+    Delta(At),
+}
+
+/// Apply the git delta `delta` to `base` (gitformat-pack(5), "Deltified representation").
+pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
+    fn varint(d: &[u8], i: &mut usize) -> Option<u64> {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = *d.get(*i)?;
+            *i += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    }
+    let mut i = 0;
+    if varint(delta, &mut i)? != base.len() as u64 {
+        return None;
+    }
+    let size = usize::try_from(varint(delta, &mut i)?).ok()?;
+    let mut out = Vec::with_capacity(size);
+    while i < delta.len() {
+        let op = delta[i];
+        i += 1;
+        if op & 0x80 != 0 {
+            let (mut off, mut len) = (0usize, 0usize);
+            for bit in 0..4 {
+                if op & (1 << bit) != 0 {
+                    off |= usize::from(*delta.get(i)?) << (8 * bit);
+                    i += 1;
+                }
+            }
+            for bit in 0..3 {
+                if op & (0x10 << bit) != 0 {
+                    len |= usize::from(*delta.get(i)?) << (8 * bit);
+                    i += 1;
+                }
+            }
+            if len == 0 {
+                len = 0x10000;
+            }
+            out.extend_from_slice(base.get(off..off.checked_add(len)?)?);
+        } else if op != 0 {
+            let n = usize::from(op);
+            out.extend_from_slice(delta.get(i..i + n)?);
+            i += n;
+        } else {
+            return None;
+        }
+    }
+    (out.len() == size).then_some(out)
+}
+
+/// A pack written from raw entries of stored packs, in memory.
+pub struct Writer {
+    out: Vec<u8>,
+    count: u32,
+    /// Entries copied: where they came from -> their offset here.
+    copied: HashMap<At, u64>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\0");
+        Writer {
+            out,
+            count: 0,
+            copied: HashMap::new(),
+        }
+    }
+}
+
+impl Writer {
+    pub fn has(&self, at: At) -> bool {
+        self.copied.contains_key(&at)
+    }
+
+    /// Append the raw entry `raw` read at `at`. An OFS_DELTA's base must be appended first;
+    /// a REF_DELTA's base may come anywhere in the pack.
+    pub fn append(&mut self, at: At, raw: &[u8], parsed: &Parsed) -> Result<(), Error> {
+        if self.has(at) {
+            return Ok(());
+        }
+        let pos = self.out.len() as u64;
+        match parsed.kind {
+            Kind::Delta(base) if parsed.ofs => {
+                let base_pos = *self.copied.get(&base).ok_or(Error::Corrupt {
+                    pack: "being built".into(),
+                    offset: at.offset,
+                    why: "delta written before its base".into(),
+                })?;
+                Header::OfsDelta {
+                    base_distance: pos - base_pos,
+                }
+                .write_to(parsed.size, &mut self.out)
+                .map_err(|_| Error::TooMany)?;
+                self.out.extend_from_slice(&raw[parsed.header_len..]);
+            }
+            _ => self.out.extend_from_slice(raw),
+        }
+        self.count = self.count.checked_add(1).ok_or(Error::TooMany)?;
+        self.copied.insert(at, pos);
+        Ok(())
+    }
+
+    /// The finished pack: object count and trailer filled in.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[8..12].copy_from_slice(&self.count.to_be_bytes());
+        let mut hasher = gix_hash::hasher(gix_hash::Kind::Sha1);
+        hasher.update(&self.out);
+        let sum = hasher
+            .try_finalize()
+            .map(|h| h.as_slice().to_vec())
+            .unwrap_or_else(|_| vec![0; 20]);
+        self.out.extend_from_slice(&sum);
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_copy_and_insert() {
+        let base = b"hello world";
+        // base size 11, result size 8: copy "hello" (offset 0, len 5), insert "!!!".
+        let delta = [11, 8, 0x90, 5, 3, b'!', b'!', b'!'];
+        assert_eq!(apply_delta(base, &delta).as_deref(), Some(&b"hello!!!"[..]));
+        // Wrong base size, or a copy past the base: refused, never a panic.
+        assert_eq!(apply_delta(b"short", &delta), None);
+        assert_eq!(apply_delta(base, &[11, 5, 0x91, 9, 5]), None);
+    }
+}
