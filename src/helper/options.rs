@@ -108,7 +108,7 @@ impl Options {
             "deepen-relative" => flag(&mut self.deepen_relative),
             // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
             // fetch-pack does with --update-shallow.
-            "update-shallow" => {
+            "update-shallow" | "updateshallow" => {
                 let mut ignored = false;
                 flag(&mut ignored)
             }
