@@ -91,9 +91,16 @@ impl Written {
         self.keep.hand_to_git()
     }
 
+    /// Mark the pack as a promisor pack (a partial clone's: objects its objects name may be
+    /// missing), as `git index-pack --promisor` does.
+    pub fn mark_promisor(&self) -> std::io::Result<()> {
+        std::fs::write(self.pack.with_extension("promisor"), b"")
+    }
+
     /// Pack first: a lone `.idx` is ignored by git, a lone `.pack` is not.
     pub fn remove(&self) {
-        for path in [&self.pack, &self.idx, &self.keep.path] {
+        let promisor = self.pack.with_extension("promisor");
+        for path in [&self.pack, &self.idx, &self.keep.path, &promisor] {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -11,7 +11,7 @@
 use crate::api::PackInfo;
 use crate::client::{self, Client};
 use crate::fetch_packs::Written;
-use crate::negotiate::shallow::{self, Deepen, Walked};
+use crate::negotiate::shallow::{self, Deepen, Filter, Walked};
 use crate::negotiate::Id;
 use crate::pack::{self, entries};
 use bytes::Bytes;
@@ -25,6 +25,9 @@ use std::sync::Arc;
 const COALESCE_GAP: u64 = 16 << 10;
 /// Largest single coalesced range read.
 const MAX_READ: u64 = 8 << 20;
+/// Longest delta chain followed (git's own default is 50; a cycle of REF_DELTAs would
+/// otherwise never end).
+const MAX_CHAIN: usize = 10_000;
 /// Range reads in flight at once.
 const PARALLEL_READS: usize = 4;
 
@@ -59,6 +62,17 @@ pub trait Local {
     fn tree(&self, id: &Id) -> Option<Vec<u8>>;
 }
 
+/// What git asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Want<'a> {
+    /// The ids of the `fetch` lines.
+    pub tips: &'a [Id],
+    pub deepen: Deepen,
+    /// The repository's current shallow boundaries.
+    pub old_shallow: &'a BTreeSet<Id>,
+    pub filter: Option<Filter>,
+}
+
 /// A shallow fetch's result: the pack it wrote (if any) and the new boundaries.
 #[derive(Debug)]
 pub struct Fetched {
@@ -69,17 +83,21 @@ pub struct Fetched {
     pub bytes_read: u64,
 }
 
-/// Fetch the history `deepen` asks for below `tips` into the repository at `git_dir`, whose
-/// current shallow boundaries are `old_shallow`. `packs` is the full listing (with URLs).
+/// Fetch the history `want` asks for into the repository at `git_dir`. `packs` is the full
+/// listing (with URLs).
 pub async fn run(
     client: &Client,
     git_dir: &Path,
     packs: &[PackInfo],
-    tips: &[Id],
-    deepen: Deepen,
-    old_shallow: &BTreeSet<Id>,
+    want: &Want<'_>,
     local: &dyn Local,
 ) -> Result<Fetched, Error> {
+    let Want {
+        tips,
+        deepen,
+        old_shallow,
+        filter,
+    } = *want;
     let has = |id: &Id| local.has(id);
     let repo_name = client.remote().display_name();
     let mut reader = Reader::open(client, packs).await?;
@@ -105,6 +123,24 @@ pub async fn run(
             }
             round.push(item);
         }
+        // Blobs and trees asked for by id (a lazy fetch's `fetch <oid>`) are taken as they
+        // are; only commits and tags are read.
+        let ids: Vec<Id> = round.iter().map(|(_, id, _)| *id).collect();
+        let kinds = reader.kinds(&ids).await?;
+        round.retain(|(_, id, _)| match kinds[id] {
+            gix::object::Kind::Blob => {
+                chosen.push(*id);
+                false
+            }
+            gix::object::Kind::Tree => {
+                match filter {
+                    Some(Filter::TreeZero) => chosen.push(*id),
+                    _ => trees.push(*id),
+                }
+                false
+            }
+            _ => true,
+        });
         let ids: Vec<Id> = round.iter().map(|(_, id, _)| *id).collect();
         let objects = reader.objects(&ids).await?;
         for (rem, id, _) in round {
@@ -156,7 +192,7 @@ pub async fn run(
                         if !has(&id) {
                             chosen.push(id);
                         }
-                        {
+                        if filter != Some(Filter::TreeZero) {
                             let mut tree = [0u8; 20];
                             tree.copy_from_slice(commit.tree().as_slice());
                             trees.push(tree);
@@ -205,7 +241,7 @@ pub async fn run(
                     if seen_tree.insert(child) {
                         next.push(child);
                     }
-                } else if !has(&child) && seen_blob.insert(child) {
+                } else if filter.is_none() && !has(&child) && seen_blob.insert(child) {
                     chosen.push(child);
                 }
             }
@@ -410,7 +446,10 @@ impl<'c> Reader<'c> {
             for at in todo {
                 let mut cur = at;
                 // Follow the chain through what is cached; the first uncached base is next.
-                loop {
+                for step in 0.. {
+                    if step > MAX_CHAIN {
+                        return Err(corrupt(&self.packs, cur, "delta chain too long"));
+                    }
                     if self.content.contains_key(&cur) {
                         break;
                     }
@@ -427,6 +466,39 @@ impl<'c> Reader<'c> {
             todo = next;
         }
         Ok(())
+    }
+
+    /// The kind of each of `ids`, from the base of its delta chain (nothing inflated).
+    async fn kinds(&mut self, ids: &[Id]) -> Result<HashMap<Id, gix::object::Kind>, Error> {
+        let ats: Vec<entries::At> = ids
+            .iter()
+            .map(|id| self.locate(id))
+            .collect::<Result<_, _>>()?;
+        self.fetch_chains(&ats).await?;
+        let mut out = HashMap::new();
+        for (id, at) in ids.iter().zip(ats) {
+            let mut cur = at;
+            let mut steps = 0;
+            let kind = loop {
+                steps += 1;
+                if steps > MAX_CHAIN {
+                    return Err(corrupt(&self.packs, cur, "delta chain too long"));
+                }
+                if let Some(done) = self.content.get(&cur) {
+                    break done.0;
+                }
+                let raw = self
+                    .raw
+                    .get(&cur)
+                    .ok_or_else(|| missing_entry(&self.packs, cur))?;
+                match self.packs.parse(cur, raw)?.kind {
+                    entries::Kind::Delta(base) => cur = base,
+                    entries::Kind::Object(kind) => break kind,
+                }
+            };
+            out.insert(*id, kind);
+        }
+        Ok(out)
     }
 
     /// The kind and content of each of `ids` (commits, trees, tags: small objects).
@@ -458,7 +530,7 @@ impl<'c> Reader<'c> {
             let parsed = self.packs.parse(cur, raw)?;
             match parsed.kind {
                 entries::Kind::Delta(base) => {
-                    if chain.len() > 10_000 {
+                    if chain.len() > MAX_CHAIN {
                         return Err(corrupt(&self.packs, cur, "delta chain too long"));
                     }
                     chain.push((cur, parsed));
@@ -524,7 +596,7 @@ impl<'c> Reader<'c> {
                 let parsed = self.packs.parse(cur, raw)?;
                 chain.push((cur, parsed));
                 match parsed.kind {
-                    entries::Kind::Delta(base) if chain.len() <= 10_000 => cur = base,
+                    entries::Kind::Delta(base) if chain.len() <= MAX_CHAIN => cur = base,
                     entries::Kind::Delta(_) => {
                         return Err(corrupt(&self.packs, cur, "delta chain too long"))
                     }

@@ -39,6 +39,8 @@ pub enum Error {
         oid: String,
         name: String,
     },
+    #[error("cannot mark the fetched pack as a promisor pack")]
+    Promisor(#[source] std::io::Error),
     #[error("cannot write the shallow file {path}")]
     ShallowFile {
         path: PathBuf,
@@ -63,7 +65,7 @@ pub async fn run(
     settings: &FetchSettings,
 ) -> Result<Option<PathBuf>, Error> {
     let shallow_file = git_dir.join("shallow");
-    if settings.depth.is_some() || shallow_file.exists() {
+    if settings.depth.is_some() || settings.filter.is_some() || shallow_file.exists() {
         return fetch_shallow(client, git_dir, wants, settings).await;
     }
     let mut written = Vec::new();
@@ -119,12 +121,23 @@ async fn fetch_shallow(
         client,
         git_dir,
         &listing.packs,
-        &tips,
-        deepen,
-        &old,
+        &crate::fetch_shallow::Want {
+            tips: &tips,
+            deepen,
+            old_shallow: &old,
+            filter: settings.filter,
+        },
         &LocalRepo(repo),
     )
     .await?;
+    if settings.filter.is_some() || settings.from_promisor {
+        if let Some(Err(source)) = fetched.written.as_ref().map(Written::mark_promisor) {
+            if let Some(w) = &fetched.written {
+                w.remove();
+            }
+            return Err(Error::Promisor(source));
+        }
+    }
     if let Err(source) = write_shallow(git_dir, &fetched.shallow) {
         if let Some(w) = &fetched.written {
             w.remove();

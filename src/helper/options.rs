@@ -4,6 +4,7 @@
 //! sends options again before the next command.
 
 use super::protocol::{unquote_c_style, OptionReply};
+use crate::negotiate::shallow::Filter;
 use crate::progress::Progress;
 use std::collections::BTreeMap;
 
@@ -23,6 +24,10 @@ pub struct Options {
     pub depth: Option<u64>,
     /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
     pub deepen_relative: bool,
+    /// `option filter <spec>` (`--filter`), when the helper honours it.
+    pub filter: Option<Filter>,
+    /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
+    pub from_promisor: bool,
     warned_shallow: bool,
     warned_filter: bool,
 }
@@ -41,6 +46,8 @@ impl Default for Options {
             leases: BTreeMap::new(),
             depth: None,
             deepen_relative: false,
+            filter: None,
+            from_promisor: false,
             warned_shallow: false,
             warned_filter: false,
         }
@@ -56,6 +63,8 @@ pub struct FetchSettings {
     pub refetch: bool,
     pub depth: Option<u64>,
     pub deepen_relative: bool,
+    pub filter: Option<Filter>,
+    pub from_promisor: bool,
 }
 
 /// What a push needs to know of the options.
@@ -106,6 +115,18 @@ impl Options {
                 _ => OptionReply::Error(format!("invalid depth {value}")),
             },
             "deepen-relative" => flag(&mut self.deepen_relative),
+            "filter" => match unquote_c_style(value)
+                .ok()
+                .as_deref()
+                .and_then(Filter::parse)
+            {
+                Some(f) => {
+                    self.filter = Some(f);
+                    OptionReply::Ok
+                }
+                None => OptionReply::Unsupported,
+            },
+            "from-promisor" => flag(&mut self.from_promisor),
             // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
             // fetch-pack does with --update-shallow.
             "update-shallow" | "updateshallow" => {
@@ -158,7 +179,8 @@ impl Options {
             "filter" if !self.warned_filter => {
                 self.warned_filter = true;
                 tracing::warn!(
-                    "warning: hypha remotes do not support partial clones yet; fetching all objects"
+                    "warning: hypha remotes support only --filter=blob:none and --filter=tree:0; \
+                     fetching all objects"
                 );
             }
             _ => {}
@@ -173,6 +195,8 @@ impl Options {
             refetch: self.refetch,
             depth: self.depth,
             deepen_relative: self.deepen_relative,
+            filter: self.filter,
+            from_promisor: self.from_promisor,
         }
     }
 
@@ -196,6 +220,8 @@ impl Options {
         self.refetch = false;
         self.depth = None;
         self.deepen_relative = false;
+        self.filter = None;
+        self.from_promisor = false;
     }
 }
 
@@ -232,7 +258,9 @@ mod tests {
             ("deepen-relative", "true", OptionReply::Ok),
             ("update-shallow", "true", OptionReply::Ok),
             ("deepen-since", "1 day ago", OptionReply::Unsupported),
-            ("filter", "blob:none", OptionReply::Unsupported),
+            ("filter", "blob:none", OptionReply::Ok),
+            ("filter", "blob:limit=1k", OptionReply::Unsupported),
+            ("from-promisor", "1", OptionReply::Ok),
             ("servpath", "/x", OptionReply::Unsupported),
             ("no-such-option", "x", OptionReply::Unsupported),
         ] {

@@ -63,6 +63,26 @@ impl Deepen {
     }
 }
 
+/// A partial clone's filter (`option filter <spec>`), as far as the helper honours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `blob:none`: commits and trees, no blobs.
+    BlobNone,
+    /// `tree:0`: commits (and tags) only.
+    TreeZero,
+}
+
+impl Filter {
+    /// `None` for a spec the helper cannot honour (`blob:limit`, `sparse:`, `combine:`, ...).
+    pub fn parse(spec: &str) -> Option<Filter> {
+        match spec {
+            "blob:none" => Some(Filter::BlobNone),
+            "tree:0" => Some(Filter::TreeZero),
+            _ => None,
+        }
+    }
+}
+
 /// The walk's outcome, for the shallow file: every commit read with the most commits it may
 /// still take (its `rem`), and whether it has parents.
 #[derive(Debug, Default)]
@@ -123,6 +143,14 @@ mod tests {
         assert!(!Deepen::Depth(3).stops_at(true, false, false));
         assert!(Deepen::Unshallow.stops_at(true, false, false));
         assert!(!Deepen::Unshallow.stops_at(true, true, false));
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(Filter::parse("blob:none"), Some(Filter::BlobNone));
+        assert_eq!(Filter::parse("tree:0"), Some(Filter::TreeZero));
+        assert_eq!(Filter::parse("blob:limit=1k"), None);
+        assert_eq!(Filter::parse("sparse:oid=abc"), None);
     }
 
     #[test]

@@ -139,3 +139,62 @@ fn damaged_pack_fails_a_shallow_fetch_cleanly() {
     assert_eq!(LocalState::of(&env, &one).objects, before.objects);
     assert_eq!(shallow_lines(&one), Some(vec![env.rev(&src, "HEAD")]));
 }
+
+/// `--filter=blob:none` (issue 14 item 2): the clone takes commits and trees only, in a
+/// promisor pack; the checkout and `git log -p` fetch the blobs they need lazily (git's `fetch
+/// <oid>` lines), by range reads; a lazy fetch of an id the remote does not have fails in one
+/// line and changes nothing. `tree:0` takes commits only.
+#[test]
+fn blob_none_clone_with_lazy_fetches() {
+    let env = TestEnv::new();
+    let (url, src) = history(&env, "partial");
+    let dir = env.mkdir("clones");
+    let out = env.git(
+        &dir,
+        &["clone", "--no-checkout", "--filter=blob:none", &url, "p"],
+    );
+    assert!(!out.stderr.contains("warning"), "{out}");
+    let p = dir.join("p");
+    let packs = env.local_packs(&p);
+    let promisors = std::fs::read_dir(p.join(".git/objects/pack"))
+        .expect("pack dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".promisor"))
+        .count();
+    assert_eq!(promisors, 1, "{packs:?}");
+    let before: u64 = packs.values().sum();
+    assert!(before < 10_000, "commits and trees only: {packs:?}");
+    // Not one blob came.
+    let objects = env.git(&p, &["cat-file", "--batch-all-objects", "--batch-check"]);
+    assert!(!objects.stdout.contains(" blob "), "{objects}");
+
+    env.git(&p, &["checkout", "-q", "main"]);
+    assert_eq!(
+        std::fs::read(p.join("data4.bin")).expect("checked out"),
+        std::fs::read(src.join("data4.bin")).expect("source")
+    );
+    env.git(&p, &["log", "-p", "--stat"]);
+    env.fsck(&p);
+    assert_eq!(count(&env, &p), "5");
+
+    // An id nobody has: git's lazy fetch asks the helper, which says so in one line.
+    let refs = env.refs(&p, &[]);
+    let out = env
+        .cmd(
+            &p,
+            &["cat-file", "-p", "0123456789abcdef0123456789abcdef01234567"],
+        )
+        .fails();
+    assert!(
+        out.stderr
+            .contains("object 0123456789abcdef0123456789abcdef01234567 is in no pack"),
+        "{out}"
+    );
+    assert_eq!(env.refs(&p, &[]), refs);
+
+    // tree:0: commits only; the checkout fetches its trees and blobs lazily.
+    env.git(&dir, &["clone", "-q", "--filter=tree:0", &url, "t"]);
+    let t = dir.join("t");
+    env.fsck(&t);
+    assert_eq!(count(&env, &t), "5");
+}
