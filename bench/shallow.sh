@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# Shallow clones (issue 14): VERSIONS versions of an 8 MiB CSV (a few lines edited in each, one
-# push per version) on `git hypha serve` (local disk), then `git clone --depth 1` through the
-# helper and through git daemon on the same history. Prints bytes down (helper: idx files plus
-# range reads, from its -v note; daemon: the received pack) and the time of each clone.
+# Shallow and partial clones (issue 14): VERSIONS versions of an 8 MiB CSV (a few lines edited
+# in each, one push per version) on `git hypha serve` (local disk) and in a bare repository
+# served by git daemon; then, through each, `git clone --depth 1`, `git clone
+# --filter=blob:none` (with its checkout) and a lazy checkout of the oldest version in that
+# partial clone. Bytes down are counted by a TCP relay in front of each server
+# (bench/shallow_relay.py; the helper's presigned store URLs point at the relay too, through
+# `serve --public-url`), so both sides are counted the same way.
 #
 # Usage: bench/shallow.sh [VERSIONS]   (binaries from $BIN, default target/debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 versions=${1:-10}
 BIN=$(cd "${BIN:-target/debug}" && pwd)
+RELAY=$PWD/bench/shallow_relay.py
 WORK=$(mktemp -d "${SHALLOW_BENCH_DIR:-/tmp}/hypha-shallow-bench-XXXX")
 export PATH=$BIN:$PATH GIT_CONFIG_NOSYSTEM=1 HOME=$WORK HYPHA_JWT_SECRET=shallow-bench-secret-shallow-bench
-git config --global user.name a && git config --global user.email a@b
-"$BIN/git-hypha" serve --root "$WORK/srv" --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
-spid=$!
-dpid=
-trap 'kill $spid ${dpid:+$dpid}; [ -n "${SHALLOW_BENCH_KEEP:-}" ] || rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; [ -n "${SHALLOW_BENCH_KEEP:-}" ] || rm -rf "$WORK"' EXIT
+sport=$(free_port) hrelay=$(free_port) dport=$(free_port) drelay=$(free_port)
+"$BIN/git-hypha" serve --root "$WORK/srv" --listen "127.0.0.1:$sport" \
+  --public-url "http://127.0.0.1:$hrelay" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+pids+=($!)
+python3 "$RELAY" "$hrelay" "$sport" "$WORK/hypha.count" & pids+=($!); hpid=$!
+python3 "$RELAY" "$drelay" "$dport" "$WORK/daemon.count" & pids+=($!); dpid=$!
 for _ in $(seq 100); do grep -q listening "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$WORK/serve.out" | head -1)
+url=http://127.0.0.1:$hrelay
+# bytes PID: bytes down through relay PID since the last call.
+bytes() { local f=$WORK/$1.count; rm -f "$f"; kill -USR1 "$2"; while [ ! -s "$f" ]; do sleep 0.05; done; cat "$f"; }
 export HYPHA_TOKEN=$("$BIN/git-hypha" token --workspace ws --permission rw)
 "$BIN/git-hypha" create "hypha::$url/ws/d" >/dev/null
+git config --global user.name a && git config --global user.email a@b
 repo=$WORK/repo && git init -q "$repo"
 python3 - "$repo/data.csv" <<'PY'
 import random, sys
@@ -38,19 +49,26 @@ for v in $(seq "$versions"); do
 done
 git -C "$repo" push -q "$WORK/daemon/d.git" HEAD:refs/heads/main
 git -C "$WORK/daemon/d.git" symbolic-ref HEAD refs/heads/main && git -C "$WORK/daemon/d.git" repack -adq
+git -C "$WORK/daemon/d.git" config uploadpack.allowFilter true
+git -C "$WORK/daemon/d.git" config uploadpack.allowAnySHA1InWant true
 stored=$(find "$WORK/srv" -name '*.pack' -printf '%s\n' | awk '{s+=$1} END {print s}')
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-git daemon --export-all --base-path="$WORK/daemon" --listen=127.0.0.1 --port="$port" --reuseaddr &
-dpid=$!
+git daemon --export-all --base-path="$WORK/daemon" --listen=127.0.0.1 --port="$dport" --reuseaddr &
+pids+=($!)
 sleep 0.5
-t0=$(date +%s.%N)
-note=$(git clone -v --depth 1 "hypha::$url/ws/d" "$WORK/hc" 2>&1 | grep 'shallow fetch')
-t1=$(date +%s.%N)
-git clone -q --depth 1 "git://127.0.0.1:$port/d.git" "$WORK/dc"
-t2=$(date +%s.%N)
-hypha=$(echo "$note" | sed -n 's/.*objects, \([0-9]*\) bytes by range.*/\1/p')
-daemon=$(find "$WORK/dc/.git/objects/pack" -name '*.pack' -printf '%s\n' | awk '{s+=$1} END {print s}')
-echo "versions=$versions stored_packs_bytes=$stored"
-echo "depth1 hypha_bytes=$hypha time=$(echo "$t1 - $t0" | bc)s"
-echo "depth1 daemon_bytes=$daemon time=$(echo "$t2 - $t1" | bc)s ratio=$(echo "scale=2; $hypha / $daemon" | bc)"
-git -C "$WORK/hc" fsck --no-dangling >/dev/null && echo "fsck ok, commits=$(git -C "$WORK/hc" rev-list --count HEAD)"
+bytes hypha "$hpid" >/dev/null; bytes daemon "$dpid" >/dev/null
+echo "versions=$versions stored_packs_bytes=$stored (debug or release: $BIN)"
+echo "workflow hypha_bytes daemon_bytes ratio hypha_s daemon_s"
+# row NAME HYPHA_CMD DAEMON_CMD: run both, print bytes down and seconds.
+row() {
+  local t0 t1 t2 hb db
+  t0=$(date +%s.%N); eval "$2"; t1=$(date +%s.%N); hb=$(bytes hypha "$hpid")
+  eval "$3"; t2=$(date +%s.%N); db=$(bytes daemon "$dpid")
+  printf '%s %s %s %s %.1f %.1f\n' "$1" "$hb" "$db" "$(echo "scale=2; $hb / $db" | bc)" \
+    "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)"
+}
+H=hypha::$url/ws/d D=git://127.0.0.1:$drelay/d.git
+row depth1-clone "git clone -q --depth 1 $H $WORK/h1" "git clone -q --depth 1 $D $WORK/d1"
+row blobnone-clone "git clone -q --filter=blob:none $H $WORK/h2" "git clone -q --filter=blob:none $D $WORK/d2"
+row lazy-checkout "git -C $WORK/h2 checkout -q HEAD~$((versions - 1))" "git -C $WORK/d2 checkout -q HEAD~$((versions - 1))"
+for r in h1 h2; do git -C "$WORK/$r" fsck --no-dangling >/dev/null; done
+echo "fsck ok; depth-1 clone has $(git -C "$WORK/h1" rev-list --count HEAD) commit"
