@@ -12,6 +12,8 @@
 #                       by scripts/s3-services.sh; presigned transfers go to s3s-fs directly)
 #   BENCH_NO_BUILD=1    skip `cargo build --release --bins` (use target/release as it is)
 #   BENCH_KEEP=1        keep the scratch directory (remotes, server log) for inspection
+#   BENCH_SHALLOW=1     also bench/shallow.sh (depth-1 clone, blob:none clone, lazy checkout
+#                       against git daemon, bytes down through a counting relay), appended
 #
 # Prints a Markdown report on stdout (progress goes to stderr). Medians only.
 set -euo pipefail
@@ -409,4 +411,9 @@ packed() { awk -F'\t' -v op="full push $1" '$1 == op && $2 == "pack-objects" {pr
 
 report=$data/report-$(date -u '+%Y%m%dT%H%M%SZ').md
 python3 "$here/report.py" "$work/meta.txt" "$results" "$packs" "$failures" | tee "$report"
+if [ "${BENCH_SHALLOW:-0}" = 1 ]; then
+  note "shallow and partial clones (bench/shallow.sh)"
+  { echo; echo '## Shallow and partial clones (bench/shallow.sh 10)'; echo; echo '```';
+    BIN=$bin "$here/shallow.sh" 10 2>/dev/null; echo '```'; } | tee -a "$report"
+fi
 note "report saved to $report"
