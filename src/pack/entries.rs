@@ -146,6 +146,12 @@ impl Packs {
 
     /// The inflated data of the entry `raw` (at `at`), which must be `parsed.size` bytes.
     pub fn inflate(&self, at: At, raw: &[u8], parsed: &Parsed) -> Result<Vec<u8>, Error> {
+        // zlib cannot inflate by much more than 1032:1: a larger declared size is a damaged
+        // header, refused before it becomes an allocation.
+        let compressed = (raw.len() - parsed.header_len) as u64;
+        if parsed.size > compressed.saturating_mul(1100).saturating_add(1024) {
+            return Err(self.corrupt(at, "declared size impossible for its compressed bytes"));
+        }
         let size = usize::try_from(parsed.size).map_err(|_| self.corrupt(at, "entry too large"))?;
         let mut out = vec![0u8; size];
         let mut z = gix_zlib::Decompress::new();
@@ -202,7 +208,8 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let size = usize::try_from(varint(delta, &mut i)?).ok()?;
-    let mut out = Vec::with_capacity(size);
+    // The declared size is only trusted as far as the delta could produce it.
+    let mut out = Vec::with_capacity(size.min(base.len() + delta.len() * 0x10000));
     while i < delta.len() {
         let op = delta[i];
         i += 1;
@@ -377,6 +384,27 @@ mod tests {
         assert_eq!(
             super::super::idx_file::object_ids(&copied, "y").expect("ids"),
             ids
+        );
+    }
+
+    /// A damaged header declaring a terabyte is refused before anything is allocated.
+    #[test]
+    fn impossible_sizes_are_refused() {
+        let packs = Packs::default();
+        let at = At {
+            pack: 0,
+            offset: 12,
+        };
+        let mut raw = Vec::new();
+        Header::Blob.write_to(1 << 40, &mut raw).expect("header");
+        raw.extend_from_slice(&[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        let parsed = packs.parse(at, &raw).expect("a header parses");
+        let err = packs.inflate(at, &raw, &parsed).expect_err("refused");
+        assert!(err.to_string().contains("impossible"), "{err}");
+        // A delta that claims a huge result but produces a few bytes: refused, not allocated.
+        assert_eq!(
+            apply_delta(b"ab", &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, b'x']),
+            None
         );
     }
 
