@@ -25,6 +25,8 @@ use std::sync::Arc;
 const COALESCE_GAP: u64 = 16 << 10;
 /// Largest single coalesced range read.
 const MAX_READ: u64 = 8 << 20;
+/// Bytes of stored entries read before they are written out and dropped (a pack build).
+const BUILD_BATCH: u64 = 64 << 20;
 /// Longest delta chain followed (git's own default is 50; a cycle of REF_DELTAs would
 /// otherwise never end).
 const MAX_CHAIN: usize = 10_000;
@@ -258,14 +260,29 @@ pub async fn run(
             bytes_read: reader.bytes_read,
         });
     }
-    let bytes = reader.build(&chosen).await?;
-    let objects = chosen.len();
     let pack_dir = git_dir.join("objects").join("pack");
+    // An unnamed file in the repository: gone with the process, whatever happens.
+    let file =
+        tempfile::tempfile_in(&pack_dir).map_err(|e| Error::Entries(entries::Error::Write(e)))?;
+    // The indexer's choice (gix, or git index-pack for huge entries) as for whole packs.
+    let largest_entry = chosen
+        .iter()
+        .filter_map(|id| {
+            reader
+                .packs
+                .locate(id)
+                .and_then(|at| reader.packs.range(at))
+        })
+        .map(|r| r.end - r.start)
+        .max()
+        .unwrap_or(0);
+    let file = reader.build(&chosen, file).await?;
+    let objects = chosen.len();
     let name = format!("shallow pack of '{repo_name}'");
     let indexed = tokio::task::spawn_blocking(move || {
         let interrupt = AtomicBool::new(false);
-        let mut input = std::io::Cursor::new(bytes);
-        pack::receive_stream(&mut input, &pack_dir, &name, 0, &interrupt)
+        let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+        pack::receive_stream(&mut input, &pack_dir, &name, largest_entry, &interrupt)
     })
     .await?
     .map_err(|source| Error::Index {
@@ -560,15 +577,50 @@ impl<'c> Reader<'c> {
         Ok(current)
     }
 
-    /// One pack holding the entries of `ids`, each with its delta chain, bases first.
-    async fn build(&mut self, ids: &[Id]) -> Result<Vec<u8>, Error> {
+    /// One pack holding the entries of `ids`, each with its delta chain, bases first,
+    /// written to `file`. Entries are read in batches of about [`BUILD_BATCH`] bytes and
+    /// dropped once written, so memory holds one batch (and the largest entry), not the pack.
+    async fn build(&mut self, ids: &[Id], file: std::fs::File) -> Result<std::fs::File, Error> {
         let ats: Vec<entries::At> = ids
             .iter()
             .map(|id| self.locate(id))
             .collect::<Result<_, _>>()?;
-        // Chains in full, raw: copying does not use cached contents.
-        let mut todo: BTreeSet<entries::At> = ats.iter().copied().collect();
+        let mut writer = entries::Writer::new(file)?;
+        let mut batch: Vec<entries::At> = Vec::new();
+        let mut batch_bytes = 0u64;
+        for (i, at) in ats.iter().enumerate() {
+            batch.push(*at);
+            batch_bytes += self.packs.range(*at).map_or(0, |r| r.end - r.start);
+            if batch_bytes < BUILD_BATCH && i + 1 < ats.len() {
+                continue;
+            }
+            self.copy_batch(&batch, &mut writer).await?;
+            // Commits and trees stay resolved in `content`; raw bytes are not needed again.
+            self.raw.clear();
+            batch.clear();
+            batch_bytes = 0;
+        }
+        Ok(writer.finish()?)
+    }
+
+    /// Read the entries `ats` with their chains (down to what `writer` has) and append them.
+    async fn copy_batch(
+        &mut self,
+        ats: &[entries::At],
+        writer: &mut entries::Writer,
+    ) -> Result<(), Error> {
+        let mut todo: BTreeSet<entries::At> =
+            ats.iter().copied().filter(|at| !writer.has(*at)).collect();
+        let mut rounds = 0;
         while !todo.is_empty() {
+            rounds += 1;
+            if rounds > MAX_CHAIN {
+                return Err(Error::Entries(entries::Error::Corrupt {
+                    pack: self.packs.name(0).to_owned(),
+                    offset: 0,
+                    why: "delta chain too long".into(),
+                }));
+            }
             self.fetch_raw(&todo).await?;
             let mut next = BTreeSet::new();
             for at in todo {
@@ -577,15 +629,14 @@ impl<'c> Reader<'c> {
                     .get(&at)
                     .ok_or_else(|| missing_entry(&self.packs, at))?;
                 if let entries::Kind::Delta(base) = self.packs.parse(at, raw)?.kind {
-                    if !self.raw.contains_key(&base) {
+                    if !self.raw.contains_key(&base) && !writer.has(base) {
                         next.insert(base);
                     }
                 }
             }
             todo = next;
         }
-        let mut writer = entries::Writer::default();
-        for at in ats {
+        for &at in ats {
             let mut chain = Vec::new();
             let mut cur = at;
             while !writer.has(cur) {
@@ -611,7 +662,7 @@ impl<'c> Reader<'c> {
                 writer.append(at, raw, &parsed)?;
             }
         }
-        Ok(writer.finish())
+        Ok(())
     }
 }
 

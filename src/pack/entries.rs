@@ -11,6 +11,7 @@
 
 use gix_pack::data::entry::Header;
 use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum Error {
     Missing { id: String },
     #[error("pack being built holds too many objects")]
     TooMany,
+    #[error("cannot write the pack being built")]
+    Write(#[source] std::io::Error),
 }
 
 pub type Id = [u8; 20];
@@ -242,27 +245,29 @@ pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
     (out.len() == size).then_some(out)
 }
 
-/// A pack written from raw entries of stored packs, in memory.
+/// A pack written from raw entries of stored packs into a file (the caller's, empty), so
+/// that memory holds only the entries being copied, never the pack.
 pub struct Writer {
-    out: Vec<u8>,
+    out: std::io::BufWriter<std::fs::File>,
+    pos: u64,
     count: u32,
     /// Entries copied: where they came from -> their offset here.
     copied: HashMap<At, u64>,
 }
 
-impl Default for Writer {
-    fn default() -> Self {
-        let mut out = Vec::new();
-        out.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\0");
-        Writer {
+impl Writer {
+    pub fn new(file: std::fs::File) -> Result<Writer, Error> {
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+        out.write_all(b"PACK\0\0\0\x02\0\0\0\0")
+            .map_err(Error::Write)?;
+        Ok(Writer {
             out,
+            pos: 12,
             count: 0,
             copied: HashMap::new(),
-        }
+        })
     }
-}
 
-impl Writer {
     pub fn has(&self, at: At) -> bool {
         self.copied.contains_key(&at)
     }
@@ -273,8 +278,9 @@ impl Writer {
         if self.has(at) {
             return Ok(());
         }
-        let pos = self.out.len() as u64;
-        match parsed.kind {
+        let pos = self.pos;
+        let mut head = Vec::new();
+        let body = match parsed.kind {
             Kind::Delta(base) if parsed.ofs => {
                 let base_pos = *self.copied.get(&base).ok_or(Error::Corrupt {
                     pack: "being built".into(),
@@ -284,28 +290,45 @@ impl Writer {
                 Header::OfsDelta {
                     base_distance: pos - base_pos,
                 }
-                .write_to(parsed.size, &mut self.out)
-                .map_err(|_| Error::TooMany)?;
-                self.out.extend_from_slice(&raw[parsed.header_len..]);
+                .write_to(parsed.size, &mut head)
+                .map_err(Error::Write)?;
+                &raw[parsed.header_len..]
             }
-            _ => self.out.extend_from_slice(raw),
-        }
+            _ => raw,
+        };
+        self.out.write_all(&head).map_err(Error::Write)?;
+        self.out.write_all(body).map_err(Error::Write)?;
+        self.pos += (head.len() + body.len()) as u64;
         self.count = self.count.checked_add(1).ok_or(Error::TooMany)?;
         self.copied.insert(at, pos);
         Ok(())
     }
 
-    /// The finished pack: object count and trailer filled in.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.out[8..12].copy_from_slice(&self.count.to_be_bytes());
+    /// The finished pack (object count and trailer filled in), rewound to its start.
+    pub fn finish(self) -> Result<std::fs::File, Error> {
+        let mut file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::Write(e.into_error()))?;
+        file.seek(SeekFrom::Start(8)).map_err(Error::Write)?;
+        file.write_all(&self.count.to_be_bytes())
+            .map_err(Error::Write)?;
+        file.seek(SeekFrom::Start(0)).map_err(Error::Write)?;
         let mut hasher = gix_hash::hasher(gix_hash::Kind::Sha1);
-        hasher.update(&self.out);
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = file.read(&mut buf).map_err(Error::Write)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
         let sum = hasher
             .try_finalize()
-            .map(|h| h.as_slice().to_vec())
-            .unwrap_or_else(|_| vec![0; 20]);
-        self.out.extend_from_slice(&sum);
-        self.out
+            .map_err(|_| Error::Write(std::io::Error::other("SHA-1 collision in the pack")))?;
+        file.write_all(sum.as_slice()).map_err(Error::Write)?;
+        file.seek(SeekFrom::Start(0)).map_err(Error::Write)?;
+        Ok(file)
     }
 }
 
@@ -351,7 +374,7 @@ mod tests {
             &pack_static[r.start as usize..r.end as usize]
         };
         let mut deltas = 0;
-        let mut writer = Writer::default();
+        let mut writer = Writer::new(tempfile::tempfile().expect("temp file")).expect("writer");
         for id in &ids {
             let at = packs.locate(id).expect("located");
             assert_eq!(at.pack, n);
@@ -378,7 +401,13 @@ mod tests {
             }
         }
         assert!(deltas > 0, "the fixture has delta chains");
-        std::fs::write(tmp.path().join("y.pack"), writer.finish()).expect("write copy");
+        let mut copy = Vec::new();
+        writer
+            .finish()
+            .expect("finish")
+            .read_to_end(&mut copy)
+            .expect("read copy");
+        std::fs::write(tmp.path().join("y.pack"), copy).expect("write copy");
         git(tmp.path(), &["index-pack", "y.pack"]);
         let copied = std::fs::read(tmp.path().join("y.idx")).expect("idx of copy");
         assert_eq!(
