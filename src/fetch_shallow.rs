@@ -25,6 +25,9 @@ use std::sync::Arc;
 const COALESCE_GAP: u64 = 16 << 10;
 /// Largest single coalesced range read.
 const MAX_READ: u64 = 8 << 20;
+/// Bytes read from the start of an entry to learn its object's size (header, and for a delta
+/// the start of its zlib stream, whose first inflated bytes hold the sizes).
+const SIZE_PREFIX: u64 = 1024;
 /// Bytes of stored entries read before they are written out and dropped (a pack build).
 const BUILD_BATCH: u64 = 64 << 20;
 /// Longest delta chain followed (git's own default is 50; a cycle of REF_DELTAs would
@@ -217,6 +220,7 @@ pub async fn run(
     let mut seen_tree: HashSet<Id> = HashSet::new();
     let mut level: Vec<Id> = trees.into_iter().filter(|t| seen_tree.insert(*t)).collect();
     let mut seen_blob: HashSet<Id> = HashSet::new();
+    let mut limited: Vec<Id> = Vec::new();
     while !level.is_empty() {
         let mut datas: Vec<(Id, Object)> = Vec::new();
         let mut remote = Vec::new();
@@ -243,12 +247,26 @@ pub async fn run(
                     if seen_tree.insert(child) {
                         next.push(child);
                     }
-                } else if filter.is_none() && !has(&child) && seen_blob.insert(child) {
-                    chosen.push(child);
+                } else if !has(&child) && seen_blob.insert(child) {
+                    match filter {
+                        None => chosen.push(child),
+                        Some(Filter::BlobLimit(_)) => limited.push(child),
+                        Some(_) => {}
+                    }
                 }
             }
         }
         level = next;
+    }
+
+    // blob:limit=<n> takes the blobs smaller than n, as git's filter does.
+    if let Some(Filter::BlobLimit(limit)) = filter {
+        let sizes = reader.blob_sizes(&limited).await?;
+        chosen.extend(
+            limited
+                .iter()
+                .filter(|id| sizes.get(*id).is_some_and(|&s| s < limit)),
+        );
     }
 
     let shallow = shallow::boundaries(old_shallow, &walked);
@@ -388,7 +406,7 @@ impl<'c> Reader<'c> {
 
     /// Read the raw entries at `ats` not yet cached, neighbours coalesced into one request.
     async fn fetch_raw(&mut self, ats: &BTreeSet<entries::At>) -> Result<(), Error> {
-        let mut reads: Vec<Read> = Vec::new();
+        let mut wanted = Vec::new();
         for &at in ats {
             if self.raw.contains_key(&at) {
                 continue;
@@ -397,6 +415,38 @@ impl<'c> Reader<'c> {
                 .packs
                 .range(at)
                 .ok_or_else(|| Error::Entries(entries::Error::Missing { id: "?".into() }))?;
+            wanted.push((at, range));
+        }
+        let got = self.read_ranges(wanted).await?;
+        self.raw.extend(got);
+        Ok(())
+    }
+
+    /// The first bytes (up to `len`) of each entry of `ats`: enough for its header, and for a
+    /// delta the sizes at the start of its data.
+    async fn prefixes(
+        &mut self,
+        ats: &BTreeSet<entries::At>,
+        len: u64,
+    ) -> Result<HashMap<entries::At, Bytes>, Error> {
+        let mut wanted = Vec::new();
+        for &at in ats {
+            let range = self
+                .packs
+                .range(at)
+                .ok_or_else(|| Error::Entries(entries::Error::Missing { id: "?".into() }))?;
+            wanted.push((at, range.start..range.end.min(range.start + len)));
+        }
+        self.read_ranges(wanted).await
+    }
+
+    /// Read `wanted` (sorted by pack and offset), neighbours coalesced into one request.
+    async fn read_ranges(
+        &mut self,
+        wanted: Vec<(entries::At, std::ops::Range<u64>)>,
+    ) -> Result<HashMap<entries::At, Bytes>, Error> {
+        let mut reads: Vec<Read> = Vec::new();
+        for (at, range) in wanted {
             match reads.last_mut() {
                 Some(read)
                     if read.pack == at.pack
@@ -441,17 +491,38 @@ impl<'c> Reader<'c> {
             .buffer_unordered(PARALLEL_READS)
             .collect()
             .await;
+        let mut out = HashMap::new();
         for result in results {
             let (bytes, Read { start, parts, .. }) = result?;
             self.bytes_read += bytes.len() as u64;
             for (at, from, to) in parts {
-                self.raw.insert(
+                out.insert(
                     at,
                     bytes.slice((from - start) as usize..(to - start) as usize),
                 );
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// The size of each blob of `ids`, from its entry's first bytes (one small read each,
+    /// coalesced): for `blob:limit`.
+    async fn blob_sizes(&mut self, ids: &[Id]) -> Result<HashMap<Id, u64>, Error> {
+        let ats: Vec<entries::At> = ids
+            .iter()
+            .map(|id| self.locate(id))
+            .collect::<Result<_, _>>()?;
+        let prefixes = self
+            .prefixes(&ats.iter().copied().collect(), SIZE_PREFIX)
+            .await?;
+        let mut out = HashMap::new();
+        for (id, at) in ids.iter().zip(ats) {
+            let prefix = prefixes
+                .get(&at)
+                .ok_or_else(|| missing_entry(&self.packs, at))?;
+            out.insert(*id, self.packs.object_size(at, prefix)?);
+        }
+        Ok(out)
     }
 
     /// Make sure every entry of the delta chains under `ats` is cached (one round per link).

@@ -179,7 +179,7 @@ impl Options {
             "filter" if !self.warned_filter => {
                 self.warned_filter = true;
                 tracing::warn!(
-                    "warning: hypha remotes support only --filter=blob:none and --filter=tree:0; \
+                    "warning: hypha remotes support only --filter=blob:none, blob:limit=<n> and tree:0; \
                      fetching all objects"
                 );
             }
@@ -259,7 +259,11 @@ mod tests {
             ("update-shallow", "true", OptionReply::Ok),
             ("deepen-since", "1 day ago", OptionReply::Unsupported),
             ("filter", "blob:none", OptionReply::Ok),
-            ("filter", "blob:limit=1k", OptionReply::Unsupported),
+            (
+                "filter",
+                "sparse:oid=main:.sparse",
+                OptionReply::Unsupported,
+            ),
             ("from-promisor", "1", OptionReply::Ok),
             ("servpath", "/x", OptionReply::Unsupported),
             ("no-such-option", "x", OptionReply::Unsupported),

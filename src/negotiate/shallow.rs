@@ -70,15 +70,32 @@ pub enum Filter {
     BlobNone,
     /// `tree:0`: commits (and tags) only.
     TreeZero,
+    /// `blob:limit=<n>`: commits, trees, and the blobs smaller than n bytes.
+    BlobLimit(u64),
 }
 
 impl Filter {
-    /// `None` for a spec the helper cannot honour (`blob:limit`, `sparse:`, `combine:`, ...).
+    /// `None` for a spec the helper cannot honour (`sparse:`, `combine:`, `tree:<n>` but 0,
+    /// `object:type`).
     pub fn parse(spec: &str) -> Option<Filter> {
         match spec {
             "blob:none" => Some(Filter::BlobNone),
             "tree:0" => Some(Filter::TreeZero),
-            _ => None,
+            _ => {
+                // git's `blob:limit=<n>[kmg]` (git_parse_ulong: powers of 1024).
+                let n = spec.strip_prefix("blob:limit=")?.to_ascii_lowercase();
+                let (digits, unit) = match n.as_bytes().last()? {
+                    b'k' => (&n[..n.len() - 1], 1u64 << 10),
+                    b'm' => (&n[..n.len() - 1], 1 << 20),
+                    b'g' => (&n[..n.len() - 1], 1 << 30),
+                    _ => (&n[..], 1),
+                };
+                digits
+                    .parse::<u64>()
+                    .ok()?
+                    .checked_mul(unit)
+                    .map(Filter::BlobLimit)
+            }
         }
     }
 }
@@ -149,7 +166,20 @@ mod tests {
     fn filters() {
         assert_eq!(Filter::parse("blob:none"), Some(Filter::BlobNone));
         assert_eq!(Filter::parse("tree:0"), Some(Filter::TreeZero));
-        assert_eq!(Filter::parse("blob:limit=1k"), None);
+        assert_eq!(
+            Filter::parse("blob:limit=1k"),
+            Some(Filter::BlobLimit(1024))
+        );
+        assert_eq!(
+            Filter::parse("blob:limit=300"),
+            Some(Filter::BlobLimit(300))
+        );
+        assert_eq!(
+            Filter::parse("blob:limit=2M"),
+            Some(Filter::BlobLimit(2 << 20))
+        );
+        assert_eq!(Filter::parse("blob:limit=x"), None);
+        assert_eq!(Filter::parse("tree:1"), None);
         assert_eq!(Filter::parse("sparse:oid=abc"), None);
     }
 

@@ -172,6 +172,45 @@ impl Packs {
     }
 }
 
+impl Packs {
+    /// The size of the object stored at `at`, from the entry's first bytes `prefix`: the
+    /// header's size for a whole object, the result size a delta declares otherwise.
+    pub fn object_size(&self, at: At, prefix: &[u8]) -> Result<u64, Error> {
+        let parsed = self.parse(at, prefix)?;
+        if let Kind::Object(_) = parsed.kind {
+            return Ok(parsed.size);
+        }
+        // Two varints of at most 10 bytes each open the delta.
+        let mut out = [0u8; 20];
+        let mut z = gix_zlib::Decompress::new();
+        let _ = z.decompress(
+            &prefix[parsed.header_len..],
+            &mut out,
+            gix_zlib::FlushDecompress::Sync,
+        );
+        let made = (z.total_out() as usize).min(out.len());
+        let mut i = 0;
+        let mut varint = || {
+            let (mut v, mut shift) = (0u64, 0);
+            loop {
+                let b = *out[..made].get(i)?;
+                i += 1;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Some(v);
+                }
+                shift += 7;
+                if shift > 63 {
+                    return None;
+                }
+            }
+        };
+        varint()
+            .and_then(|_base| varint())
+            .ok_or_else(|| self.corrupt(at, "delta sizes unreadable from its first bytes"))
+    }
+}
+
 /// An entry's header, read.
 #[derive(Debug, Clone, Copy)]
 pub struct Parsed {
@@ -401,6 +440,17 @@ mod tests {
             }
         }
         assert!(deltas > 0, "the fixture has delta chains");
+        // Sizes from 1 KiB prefixes, for whole objects and deltas alike.
+        for id in &ids {
+            let at = packs.locate(id).expect("located");
+            let r = packs.range(at).expect("range");
+            let prefix = &whole_prefix(&pack, r.start, r.end.min(r.start + 1024));
+            let (_, data) = content(&packs, &raw, at);
+            assert_eq!(
+                packs.object_size(at, prefix).expect("size"),
+                data.len() as u64
+            );
+        }
         let mut copy = Vec::new();
         writer
             .finish()
@@ -414,6 +464,10 @@ mod tests {
             super::super::idx_file::object_ids(&copied, "y").expect("ids"),
             ids
         );
+    }
+
+    fn whole_prefix(pack: &[u8], start: u64, end: u64) -> Vec<u8> {
+        pack[start as usize..end as usize].to_vec()
     }
 
     /// A damaged header declaring a terabyte is refused before anything is allocated.

@@ -192,6 +192,39 @@ fn blob_none_clone_with_lazy_fetches() {
     );
     assert_eq!(env.refs(&p, &[]), refs);
 
+    // blob:limit=<n>: blobs under n bytes come with the clone (sizes from 1 KiB range reads).
+    let blobs = |name: &str| {
+        let out = env.git(
+            &dir.join(name),
+            &["cat-file", "--batch-all-objects", "--batch-check"],
+        );
+        out.stdout.lines().filter(|l| l.contains(" blob ")).count()
+    };
+    env.git(
+        &dir,
+        &[
+            "clone",
+            "-q",
+            "--no-checkout",
+            "--filter=blob:limit=50k",
+            &url,
+            "big",
+        ],
+    );
+    assert_eq!(blobs("big"), 5);
+    env.git(
+        &dir,
+        &[
+            "clone",
+            "-q",
+            "--no-checkout",
+            "--filter=blob:limit=39999",
+            &url,
+            "small",
+        ],
+    );
+    assert_eq!(blobs("small"), 0);
+
     // tree:0: commits only; the checkout fetches its trees and blobs lazily.
     env.git(&dir, &["clone", "-q", "--filter=tree:0", &url, "t"]);
     let t = dir.join("t");
