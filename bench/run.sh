@@ -16,6 +16,8 @@
 #                       (BENCH_CSV_MIB=8, BENCH_CSV_EDITS=29, BENCH_CSVBIG_MIB=40)
 #   BENCH_NO_BUILD=1    skip `cargo build --release --bins` (use target/release as it is)
 #   BENCH_KEEP=1        keep the scratch directory (remotes, server log) for inspection
+#   BENCH_SHALLOW=1     also bench/shallow.sh (depth-1 clone, blob:none clone, lazy checkout
+#                       against git daemon, bytes down through a counting relay), appended
 #
 # Prints a Markdown report on stdout (progress goes to stderr). Medians only.
 set -euo pipefail
@@ -468,4 +470,9 @@ report=$data/report-$(date -u '+%Y%m%dT%H%M%SZ').md
     python3 "$here/data_report.py" "$work/data.tsv" "$work/data-autogc.txt"
   fi
 } | tee "$report"
+if [ "${BENCH_SHALLOW:-0}" = 1 ]; then
+  note "shallow and partial clones (bench/shallow.sh)"
+  { echo; echo '## Shallow and partial clones (bench/shallow.sh 10)'; echo; echo '```';
+    BIN=$bin "$here/shallow.sh" 10 2>/dev/null; echo '```'; } | tee -a "$report"
+fi
 note "report saved to $report"

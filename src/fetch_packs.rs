@@ -74,14 +74,33 @@ pub struct Written {
 }
 
 impl Written {
+    /// A pack the indexer just wrote (`None` when the repository already had it).
+    pub fn from_indexed(indexed: pack::Indexed) -> Option<Written> {
+        match (indexed.pack_path, indexed.idx_path, indexed.keep_path) {
+            (Some(pack), Some(idx), Some(keep)) => Some(Written {
+                pack,
+                idx,
+                keep: Keep::guard(keep),
+            }),
+            _ => None,
+        }
+    }
+
     /// From now on git (or the caller) removes the `.keep`; returns its path.
     pub fn hand_to_git(self) -> PathBuf {
         self.keep.hand_to_git()
     }
 
+    /// Mark the pack as a promisor pack (a partial clone's: objects its objects name may be
+    /// missing), as `git index-pack --promisor` does.
+    pub fn mark_promisor(&self) -> std::io::Result<()> {
+        std::fs::write(self.pack.with_extension("promisor"), b"")
+    }
+
     /// Pack first: a lone `.idx` is ignored by git, a lone `.pack` is not.
     pub fn remove(&self) {
-        for path in [&self.pack, &self.idx, &self.keep.path] {
+        let promisor = self.pack.with_extension("promisor");
+        for path in [&self.pack, &self.idx, &self.keep.path, &promisor] {
             let _ = std::fs::remove_file(path);
         }
     }

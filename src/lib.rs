@@ -18,6 +18,7 @@
 //! | [`negotiate`] | pure decisions: wants, packs to get, push plan, fast-forward and lease rules | git, network |
 //! | [`pack`] | pack files: build, receive (gix / git index-pack), repack, idx parsing | network, `api` |
 //! | [`fetch_packs`] | verified parallel pack downloads into a local repository | gix repository walks |
+//! | [`fetch_shallow`] | shallow and partial fetches: a client-side walk over stored packs, entries by range | whole-pack downloads, refs |
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`gc`] | client-side compaction (`git hypha gc`, the server's auto-gc) | `helper` |
 //! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper` |
@@ -26,7 +27,9 @@
 //! | [`credential_helper`] | `git hypha credential`: the helper's token for git-lfs | writing tokens anywhere |
 //!
 //! ```text
-//!  helper -> negotiate, fetch_packs, pack, client, config   server -> storage, api, auth
+//!  helper -> negotiate, fetch_packs, fetch_shallow, pack, client, config
+//!  fetch_shallow -> client, pack::entries, negotiate::shallow, fetch_packs
+//!                                                           server -> storage, api, auth
 //!  gc -> fetch_packs, pack, client                          server::autogc -> gc
 //!  fetch_packs -> client, pack, negotiate                   storage -> names, pack::idx_file
 //!  client -> api, config, progress                          api -> names
@@ -46,6 +49,7 @@ pub mod client;
 pub mod config;
 pub mod credential_helper;
 pub mod fetch_packs;
+pub mod fetch_shallow;
 pub mod gc;
 pub mod helper;
 pub mod login;

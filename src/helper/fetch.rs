@@ -12,6 +12,7 @@ use crate::api::{PackInfo, PacksRequest, PacksResponse, Route};
 use crate::client::{self, Client};
 use crate::fetch_packs::{self, Got, Written};
 use crate::negotiate::fetch as negotiate;
+use crate::negotiate::shallow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,22 @@ pub enum Error {
         oid: String,
         name: String,
     },
+    #[error(transparent)]
+    Shallow(#[from] crate::fetch_shallow::Error),
+    #[error("'{repo}' has no object {oid} ({name}) to fetch shallow")]
+    BadWant {
+        repo: String,
+        oid: String,
+        name: String,
+    },
+    #[error("cannot mark the fetched pack as a promisor pack")]
+    Promisor(#[source] std::io::Error),
+    #[error("cannot write the shallow file {path}")]
+    ShallowFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot record fetched packs under {path}")]
     State {
         path: PathBuf,
@@ -47,6 +64,10 @@ pub async fn run(
     wants: &[FetchSpec],
     settings: &FetchSettings,
 ) -> Result<Option<PathBuf>, Error> {
+    let shallow_file = git_dir.join("shallow");
+    if settings.depth.is_some() || settings.filter.is_some() || shallow_file.exists() {
+        return fetch_shallow(client, git_dir, wants, settings).await;
+    }
     let mut written = Vec::new();
     match fetch_all(client, git_dir, wants, settings, &mut written).await {
         Ok(()) => {
@@ -64,6 +85,107 @@ pub async fn run(
             Err(e)
         }
     }
+}
+
+/// A shallow fetch (`--depth`, `--deepen`, `--unshallow`, or any fetch into a shallow
+/// repository): range reads of the stored packs, then `$GIT_DIR/shallow` rewritten as
+/// fetch-pack does (sorted, under `shallow.lock`, removed when nothing is shallow any more).
+async fn fetch_shallow(
+    client: &Client,
+    git_dir: &Path,
+    wants: &[FetchSpec],
+    settings: &FetchSettings,
+) -> Result<Option<PathBuf>, Error> {
+    let repo_name = client.remote().display_name();
+    let mut tips = Vec::new();
+    for w in wants {
+        let Some(id) = crate::negotiate::parse_id(&w.oid) else {
+            return Err(Error::BadWant {
+                repo: repo_name,
+                oid: w.oid.clone(),
+                name: w.name.clone(),
+            });
+        };
+        let mut bytes = [0u8; 20];
+        bytes.copy_from_slice(id.as_slice());
+        tips.push(bytes);
+    }
+    let path = git_dir.join("shallow");
+    let old = std::fs::read_to_string(&path)
+        .map(|t| shallow::parse(&t))
+        .unwrap_or_default();
+    let deepen = shallow::Deepen::new(settings.depth, settings.deepen_relative);
+    let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
+    let repo = super::local::open(git_dir)?;
+    let fetched = crate::fetch_shallow::run(
+        client,
+        git_dir,
+        &listing.packs,
+        &crate::fetch_shallow::Want {
+            tips: &tips,
+            deepen,
+            old_shallow: &old,
+            filter: settings.filter,
+        },
+        &LocalRepo(repo),
+    )
+    .await?;
+    if settings.filter.is_some() || settings.from_promisor {
+        if let Some(Err(source)) = fetched.written.as_ref().map(Written::mark_promisor) {
+            if let Some(w) = &fetched.written {
+                w.remove();
+            }
+            return Err(Error::Promisor(source));
+        }
+    }
+    if let Err(source) = write_shallow(git_dir, &fetched.shallow) {
+        if let Some(w) = &fetched.written {
+            w.remove();
+        }
+        return Err(Error::ShallowFile { path, source });
+    }
+    Ok(fetched.written.map(Written::hand_to_git))
+}
+
+/// The local repository as a shallow fetch asks about it.
+struct LocalRepo(gix::Repository);
+
+impl crate::fetch_shallow::Local for LocalRepo {
+    fn has(&self, id: &crate::negotiate::Id) -> bool {
+        self.0.has_object(gix::ObjectId::from_bytes_or_panic(id))
+    }
+
+    fn tree(&self, id: &crate::negotiate::Id) -> Option<Vec<u8>> {
+        let object = self
+            .0
+            .find_object(gix::ObjectId::from_bytes_or_panic(id))
+            .ok()?;
+        (object.kind == gix::object::Kind::Tree).then(|| object.data.clone())
+    }
+}
+
+/// Replace `$GIT_DIR/shallow` with `ids` (git's own lock file name, then a rename), or
+/// remove it when `ids` is empty.
+fn write_shallow(git_dir: &Path, ids: &BTreeSet<crate::negotiate::Id>) -> std::io::Result<()> {
+    let path = git_dir.join("shallow");
+    if ids.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let lock = git_dir.join("shallow.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)?;
+    let written = std::io::Write::write_all(&mut file, shallow::format(ids).as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&lock, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&lock);
+    }
+    written
 }
 
 async fn fetch_all(

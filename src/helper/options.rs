@@ -4,6 +4,7 @@
 //! sends options again before the next command.
 
 use super::protocol::{unquote_c_style, OptionReply};
+use crate::negotiate::shallow::Filter;
 use crate::progress::Progress;
 use std::collections::BTreeMap;
 
@@ -19,6 +20,14 @@ pub struct Options {
     pub push_options: Vec<String>,
     /// `option cas <ref>:<oid>`: ref -> expected value (`None` = must not exist).
     pub leases: BTreeMap<String, Option<String>>,
+    /// `option depth N` (`--depth`, `--deepen`, `--unshallow`).
+    pub depth: Option<u64>,
+    /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
+    pub deepen_relative: bool,
+    /// `option filter <spec>` (`--filter`), when the helper honours it.
+    pub filter: Option<Filter>,
+    /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
+    pub from_promisor: bool,
     warned_shallow: bool,
     warned_filter: bool,
 }
@@ -35,6 +44,10 @@ impl Default for Options {
             atomic: false,
             push_options: Vec::new(),
             leases: BTreeMap::new(),
+            depth: None,
+            deepen_relative: false,
+            filter: None,
+            from_promisor: false,
             warned_shallow: false,
             warned_filter: false,
         }
@@ -48,6 +61,10 @@ pub struct FetchSettings {
     pub progress: Progress,
     pub cloning: bool,
     pub refetch: bool,
+    pub depth: Option<u64>,
+    pub deepen_relative: bool,
+    pub filter: Option<Filter>,
+    pub from_promisor: bool,
 }
 
 /// What a push needs to know of the options.
@@ -90,6 +107,32 @@ impl Options {
             "object-format" => flag(&mut self.object_format),
             "cloning" => flag(&mut self.cloning),
             "refetch" => flag(&mut self.refetch),
+            "depth" => match value.parse::<u64>() {
+                Ok(n) if n > 0 => {
+                    self.depth = Some(n);
+                    OptionReply::Ok
+                }
+                _ => OptionReply::Error(format!("invalid depth {value}")),
+            },
+            "deepen-relative" => flag(&mut self.deepen_relative),
+            "filter" => match unquote_c_style(value)
+                .ok()
+                .as_deref()
+                .and_then(Filter::parse)
+            {
+                Some(f) => {
+                    self.filter = Some(f);
+                    OptionReply::Ok
+                }
+                None => OptionReply::Unsupported,
+            },
+            "from-promisor" => flag(&mut self.from_promisor),
+            // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
+            // fetch-pack does with --update-shallow.
+            "update-shallow" | "updateshallow" => {
+                let mut ignored = false;
+                flag(&mut ignored)
+            }
             "dry-run" => flag(&mut self.dry_run),
             "atomic" => flag(&mut self.atomic),
             // Accepted and honoured by the way fetch works: every pack holds whole history
@@ -126,16 +169,18 @@ impl Options {
     /// git downgrades some unsupported options silently; say so instead (docs/protocol.md §4).
     pub fn warn_if_downgraded(&mut self, name: &str) {
         match name {
-            "depth" | "deepen-since" | "deepen-not" | "deepen-relative" if !self.warned_shallow => {
+            "deepen-since" | "deepen-not" if !self.warned_shallow => {
                 self.warned_shallow = true;
                 tracing::warn!(
-                    "warning: hypha remotes do not support shallow fetches yet; fetching full history"
+                    "warning: hypha remotes do not support --shallow-since or --shallow-exclude; \
+                     use --depth (fetching full history)"
                 );
             }
             "filter" if !self.warned_filter => {
                 self.warned_filter = true;
                 tracing::warn!(
-                    "warning: hypha remotes do not support partial clones yet; fetching all objects"
+                    "warning: hypha remotes support only --filter=blob:none, blob:limit=<n> and tree:0; \
+                     fetching all objects"
                 );
             }
             _ => {}
@@ -148,6 +193,10 @@ impl Options {
             progress: terminal.requested(self.progress && self.verbosity > 0),
             cloning: self.cloning,
             refetch: self.refetch,
+            depth: self.depth,
+            deepen_relative: self.deepen_relative,
+            filter: self.filter,
+            from_promisor: self.from_promisor,
         }
     }
 
@@ -169,6 +218,10 @@ impl Options {
         self.push_options.clear();
         self.leases.clear();
         self.refetch = false;
+        self.depth = None;
+        self.deepen_relative = false;
+        self.filter = None;
+        self.from_promisor = false;
     }
 }
 
@@ -201,8 +254,17 @@ mod tests {
             ("atomic", "true", OptionReply::Ok),
             ("pushcert", "if-asked", OptionReply::Ok),
             ("pushcert", "true", OptionReply::Unsupported),
-            ("depth", "1", OptionReply::Unsupported),
-            ("filter", "blob:none", OptionReply::Unsupported),
+            ("depth", "1", OptionReply::Ok),
+            ("deepen-relative", "true", OptionReply::Ok),
+            ("update-shallow", "true", OptionReply::Ok),
+            ("deepen-since", "1 day ago", OptionReply::Unsupported),
+            ("filter", "blob:none", OptionReply::Ok),
+            (
+                "filter",
+                "sparse:oid=main:.sparse",
+                OptionReply::Unsupported,
+            ),
+            ("from-promisor", "1", OptionReply::Ok),
             ("servpath", "/x", OptionReply::Unsupported),
             ("no-such-option", "x", OptionReply::Unsupported),
         ] {
@@ -210,7 +272,9 @@ mod tests {
         }
         assert!(o.progress && o.dry_run && o.atomic && o.object_format);
         assert_eq!(o.verbosity, 0);
+        assert_eq!((o.depth, o.deepen_relative), (Some(1), true));
         assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
+        assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod fetch;
 pub mod push;
+pub mod shallow;
 
 /// A SHA-1 object id as idx files list it.
 pub type Id = [u8; 20];

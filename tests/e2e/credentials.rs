@@ -111,26 +111,3 @@ fn expired_login_token_says_log_in_again() {
         "{out}"
     );
 }
-
-/// `--depth` is not supported yet: git would silently clone everything, so the helper warns.
-#[test]
-fn shallow_clone_warns_and_fetches_full_history() {
-    let env = TestEnv::new();
-    let url = env.create("shallow");
-    let work = env.init("work");
-    for i in 0..3 {
-        env.commit(&work, &format!("c{i}"));
-    }
-    env.git(&work, &["push", "-q", &url, "main"]);
-    let dir = env.mkdir("clones");
-    let out = env.git(&dir, &["clone", "--depth", "1", &url, "full"]);
-    assert!(
-        out.stderr
-            .contains("warning: hypha remotes do not support shallow fetches yet"),
-        "{out}"
-    );
-    let count = env
-        .git(&dir.join("full"), &["rev-list", "--count", "HEAD"])
-        .stdout;
-    assert_eq!(count.trim(), "3", "full history despite --depth");
-}

@@ -37,4 +37,5 @@ mod options;
 mod permissions;
 mod progress;
 mod refs;
+mod shallow;
 mod thin;
