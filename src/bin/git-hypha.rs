@@ -345,6 +345,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 gc::Mode::All
             };
+            // A stock Hypha (no plugin) answers gc's requests with a bare 405: say what it is.
+            if runtime.block_on(client.probe())? == Api::Absent {
+                anyhow::bail!(
+                    "git hypha gc needs remote API v1, which the server of '{name}' does not \
+                     serve (a Hypha without the git-remote-hypha plugin)"
+                );
+            }
             match runtime.block_on(gc::run(&client, mode, progress))? {
                 gc::Outcome::NothingToDo { packs, purged } => eprintln!(
                     "{name}: {packs} pack(s), nothing to compact; deleted {purged} retired earlier"

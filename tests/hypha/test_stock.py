@@ -106,6 +106,11 @@ def test_create_url_and_the_whole_round_trip(env):
     # `--public` became Hypha's `permissions: {"*": "r"}`: anyone reads, without a token.
     p = env.run(["git", "ls-remote", env.url(alias)], env={"HYPHA_TOKEN": ""})
     assert f"{third}\trefs/heads/main" in p.stdout.decode()
+    # Compaction is ours only: one line that says so, not a bare HTTP status.
+    p = env.run(["git-hypha", "gc", env.url(alias)], check=False)
+    err = p.stderr.decode()
+    assert p.returncode != 0 and "needs remote API v1" in err, err
+    assert len([l for l in err.splitlines() if l.startswith("error:")]) == 1, err
 
 
 def test_depth_and_git_own_non_fast_forward_hint(env):
