@@ -291,7 +291,9 @@ class GitRemoteApi:
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
 
     async def record_push(self, repo: Repo, artifact_id: str, user, raw: bytes, answer: dict):
-        """A ``git_push`` event in the workspace, then Hypha's record as ``commit()`` leaves it."""
+        """A ``git_push`` event in the workspace, then Hypha's record as ``commit()`` leaves it,
+        but for ``file_count``: Hypha counts with its git reader, which loads every pack of the
+        repository (2.5 s of Hypha's one core at 17 packs, on every push, measured)."""
         req = {"push_options": [], **json.loads(raw)}
         ok = [u for u, r in zip(req["updates"], answer["results"]) if r["status"] == "ok"]
         event = dict(artifact_id=repo.name, pusher=user.id, push_options=req["push_options"])
@@ -302,11 +304,7 @@ class GitRemoteApi:
         try:
             await self.store.get_event_bus().broadcast(repo.name.split("/")[0], "git_push", event)
             async with await self.manager._get_session() as session, session.begin():
-                art, parent = await self.manager._get_artifact_with_parent(session, artifact_id)
-                if head := heads.get((art.config or {}).get("git_default_branch", "main")):
-                    git = await self.manager._get_git_repo(art, parent)
-                    tree = await git.list_tree_async("", head.encode())
-                    art.file_count = sum(item["type"] == "blob" for item in tree)
+                art, _ = await self.manager._get_artifact_with_parent(session, artifact_id)
                 art.last_modified = now = int(time.time())
                 if not art.versions:
                     art.versions = [dict(version="v0", comment="git push", created_at=now)]

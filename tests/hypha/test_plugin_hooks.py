@@ -1,7 +1,8 @@
 """Events on push through the Hypha plugin (issue 16 item 4): a push through the plugin fires
 the repository's webhook (the plugin's child sends it, the same Rust code as `git hypha serve`),
 is a ``git_push`` event that a Hypha service subscribed to receives, and leaves Hypha's record
-of the artifact as an API ``commit()`` would (``last_modified``, ``file_count``).
+of the artifact as an API ``commit()`` would (``last_modified``, a ``v0`` version; not
+``file_count``, see the plugin's ``record_push``).
 
 The webhook receiver listens on 127.0.0.1, which scripts/hypha-services.sh allows through
 HYPHA_WEBHOOK_ALLOW; no other address is ever targeted.
@@ -138,10 +139,13 @@ def test_push_through_plugin_fires_webhook_event_and_updates_record(env, receive
     assert payload["pusher"]["name"] == event["pusher"] != "hypha"
     assert payload["push_options"] == ["ci=1"]
 
+    # file_count stays as it was, as after a push through Hypha's own smart HTTP: Hypha's
+    # count loads every pack of the repository (see record_push).
     after = _until(
-        lambda: (a := _read_artifact(env, alias))["file_count"] == 2 and a, "the record update"
-    )
-    assert after["last_modified"] > before["last_modified"], (before, after)
+        lambda: (a := _read_artifact(env, alias))["last_modified"] > before["last_modified"]
+        and a, "the record update",
+    )  # fmt: skip
+    assert after["versions"], after
     log = _until(
         lambda: "delivered" in (out := env.run(["git-hypha", "hook", "list", env.url(alias)])
                                 .stdout.decode()) and out, "the delivery log")  # fmt: skip
