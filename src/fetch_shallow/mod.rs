@@ -1,15 +1,14 @@
 //! Shallow and partial fetches by range reads (`--depth`, `--deepen`, `--unshallow`,
 //! `--shallow-since`, `--shallow-exclude`, any fetch into a shallow repository, `--filter`,
-//! and git's lazy fetches): the walk. From the wanted
-//! ids it walks commits (by generation) and trees (by level), decides which objects the
-//! repository lacks and the filter allows, has [`reader`] copy their entries into one local
-//! pack, verifies and indexes it like any fetched pack, and returns the new shallow
-//! boundaries.
+//! and git's lazy fetches): the walk. From the wanted ids it walks commits (by generation) and
+//! trees (by level), decides which objects the repository lacks and the filter allows, has
+//! [`reader`] copy their entries into one local pack, verifies and indexes it like any fetched
+//! pack, and returns the new shallow boundaries.
 //!
 //! Which commits count and what the shallow file says are `negotiate::shallow`'s rules; reads
-//! and the pack are [`reader`]'s, commits the repository has are read locally ([`commits`]).
-//! Does not write the shallow file, the `.promisor` file or
-//! refs (the helper does), and never downloads a whole pack.
+//! and the pack are [`reader`]'s; commits the repository has are read locally ([`commits`]).
+//! Does not write the shallow file, the `.promisor` file or refs (the helper does), and never
+//! downloads a whole pack.
 
 use crate::api::PackInfo;
 use crate::client::{self, Client};
