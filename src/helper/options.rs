@@ -124,10 +124,14 @@ impl Options {
                 _ => OptionReply::Error(format!("invalid depth {value}")),
             },
             "deepen-relative" => flag(&mut self.deepen_relative),
-            "deepen-since" => {
-                self.deepen_since = Some(value.to_owned());
-                OptionReply::Ok
-            }
+            // git C-quotes every string option's value when it needs quoting.
+            "deepen-since" => match unquote_c_style(value) {
+                Ok(v) => {
+                    self.deepen_since = Some(v);
+                    OptionReply::Ok
+                }
+                Err(e) => OptionReply::Error(e.to_string()),
+            },
             "deepen-not" => match unquote_c_style(value) {
                 Ok(v) => {
                     self.deepen_not.push(v);
@@ -294,6 +298,8 @@ mod tests {
         assert_eq!((o.depth, o.deepen_relative), (Some(1), true));
         assert_eq!(o.deepen_since.as_deref(), Some("1 day ago"));
         assert_eq!(o.deepen_not, vec!["v1.0", "main"]);
+        assert_eq!(o.set("deepen-since", "\"@1700000000\""), OptionReply::Ok);
+        assert_eq!(o.deepen_since.as_deref(), Some("@1700000000"));
         assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
         assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
     }
