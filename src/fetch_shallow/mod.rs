@@ -1,25 +1,27 @@
-//! Shallow and partial fetches by range reads (`--depth`, `--deepen`, `--unshallow`, any fetch
-//! into a shallow repository, `--filter`, and git's lazy fetches): the walk. From the wanted
-//! ids it walks commits (by generation) and trees (by level), decides which objects the
-//! repository lacks and the filter allows, has [`reader`] copy their entries into one local
-//! pack, verifies and indexes it like any fetched pack, and returns the new shallow
-//! boundaries.
+//! Shallow and partial fetches by range reads (`--depth`, `--deepen`, `--unshallow`,
+//! `--shallow-since`, `--shallow-exclude`, any fetch into a shallow repository, `--filter`,
+//! and git's lazy fetches): the walk. From the wanted ids it walks commits (by generation) and
+//! trees (by level), decides which objects the repository lacks and the filter allows, has
+//! [`reader`] copy their entries into one local pack, verifies and indexes it like any fetched
+//! pack, and returns the new shallow boundaries.
 //!
 //! Which commits count and what the shallow file says are `negotiate::shallow`'s rules; reads
-//! and the pack are [`reader`]'s. Does not write the shallow file, the `.promisor` file or
-//! refs (the helper does), and never downloads a whole pack.
+//! and the pack are [`reader`]'s; commits the repository has are read locally ([`commits`]).
+//! Does not write the shallow file, the `.promisor` file or refs (the helper does), and never
+//! downloads a whole pack.
 
 use crate::api::PackInfo;
 use crate::client::{self, Client};
 use crate::fetch_packs::Written;
-use crate::negotiate::shallow::{self, Deepen, Filter, Walked};
+use crate::negotiate::shallow::{self, Cut, Deepen, Filter, Walked};
 use crate::negotiate::Id;
 use crate::pack::{self, entries};
-use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+mod commits;
 mod reader;
 use reader::{Object, Reader};
 
@@ -45,6 +47,11 @@ pub enum Error {
     },
     #[error("indexing task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error(
+        "no commits of '{repo}' selected for shallow requests: every wanted commit is older \
+         than --shallow-since or reachable from --shallow-exclude"
+    )]
+    NothingSelected { repo: String },
 }
 
 /// What the fetch asks of the local repository.
@@ -52,6 +59,16 @@ pub trait Local {
     fn has(&self, id: &Id) -> bool;
     /// The content of tree `id`, when the repository has it.
     fn tree(&self, id: &Id) -> Option<Vec<u8>>;
+    /// The content of commit `id`, when the repository has it.
+    fn commit(&self, id: &Id) -> Option<Vec<u8>>;
+}
+
+/// `--shallow-since` and `--shallow-exclude` as the helper resolved them: the date in unix
+/// seconds (git's approxidate), the excluded refs' ids.
+#[derive(Debug, Clone, Default)]
+pub struct CutRequest {
+    pub since: Option<i64>,
+    pub exclude: Vec<Id>,
 }
 
 /// What git asked for.
@@ -63,6 +80,8 @@ pub struct Want<'a> {
     /// The repository's current shallow boundaries.
     pub old_shallow: &'a BTreeSet<Id>,
     pub filter: Option<Filter>,
+    /// With [`Deepen::Cut`]: what to cut.
+    pub cut: Option<&'a CutRequest>,
 }
 
 /// A shallow fetch's result: the pack it wrote (if any) and the new boundaries.
@@ -89,10 +108,23 @@ pub async fn run(
         deepen,
         old_shallow,
         filter,
+        cut,
     } = *want;
     let has = |id: &Id| local.has(id);
     let repo_name = client.remote().display_name();
     let mut reader = Reader::open(client, packs).await?;
+    // `--shallow-exclude`: the excluded history is read first (commits only), as upload-pack's
+    // rev-list marks it uninteresting before it walks the wants.
+    let cut: Option<Cut> = match cut {
+        Some(request) => Some(Cut {
+            since: request.since,
+            excluded: commits::reachable(&mut reader, local, &request.exclude, &repo_name).await?,
+        }),
+        None => None,
+    };
+    // Commits a cut did not take (never walked again), and those it took with their parents.
+    let mut rejected: HashSet<Id> = HashSet::new();
+    let mut taken: HashMap<Id, Vec<Id>> = HashMap::new();
 
     // The commit walk, one round of range reads per generation: a commit is (re)visited when
     // reached with more commits left to take than before.
@@ -107,7 +139,7 @@ pub async fn run(
         let mut round: Vec<(u64, Id, bool)> = Vec::new();
         while let Some(item) = heap.pop() {
             let (rem, id, root) = item;
-            if walked.rem.get(&id).is_some_and(|&r| r >= rem) {
+            if walked.rem.get(&id).is_some_and(|&r| r >= rem) || rejected.contains(&id) {
                 continue;
             }
             if deepen.stops_at(has(&id), old_shallow.contains(&id), root) {
@@ -118,24 +150,19 @@ pub async fn run(
         // Blobs and trees asked for by id (a lazy fetch's `fetch <oid>`) are taken as they
         // are; only commits and tags are read.
         let ids: Vec<Id> = round.iter().map(|(_, id, _)| *id).collect();
-        let kinds = reader.kinds(&ids).await?;
-        round.retain(|(_, id, _)| match kinds[id] {
-            gix::object::Kind::Blob => {
-                chosen.push(*id);
-                false
+        let (objects, others) = commits::read(&mut reader, local, &ids).await?;
+        for (id, kind) in others {
+            match (kind, filter) {
+                (gix::object::Kind::Tree, Some(Filter::TreeZero)) => chosen.push(id),
+                (gix::object::Kind::Tree, _) => trees.push(id),
+                _ => chosen.push(id),
             }
-            gix::object::Kind::Tree => {
-                match filter {
-                    Some(Filter::TreeZero) => chosen.push(*id),
-                    _ => trees.push(*id),
-                }
-                false
-            }
-            _ => true,
-        });
-        let ids: Vec<Id> = round.iter().map(|(_, id, _)| *id).collect();
-        let objects = reader.objects(&ids).await?;
+        }
+        round.retain(|(_, id, _)| objects.contains_key(id));
         for (rem, id, _) in round {
+            if rejected.contains(&id) {
+                continue;
+            }
             if walked.rem.get(&id).is_some_and(|&r| r >= rem) {
                 continue;
             }
@@ -167,16 +194,18 @@ pub async fn run(
                 gix::object::Kind::Commit => {
                     let commit = gix::objs::CommitRef::from_bytes(data, gix::hash::Kind::Sha1)
                         .map_err(|_| unparsable(&id, &repo_name, "commit"))?;
-                    let parents: Vec<Id> = commit
-                        .parents()
-                        .filter_map(|p| {
-                            let mut out = [0u8; 20];
-                            p.as_slice().len().eq(&20).then(|| {
-                                out.copy_from_slice(p.as_slice());
-                                out
-                            })
-                        })
-                        .collect();
+                    let parents = commits::parents(&commit);
+                    if let Some(cut) = &cut {
+                        let time = commit
+                            .time()
+                            .map_err(|_| unparsable(&id, &repo_name, "commit"))?
+                            .seconds;
+                        if !cut.takes(&id, time) {
+                            rejected.insert(id);
+                            continue;
+                        }
+                        taken.insert(id, parents.clone());
+                    }
                     walked.has_parents.insert(id, !parents.is_empty());
                     walked.rem.insert(id, rem);
                     if seen_commit.insert(id) {
@@ -256,7 +285,12 @@ pub async fn run(
         );
     }
 
-    let shallow = shallow::boundaries(old_shallow, &walked);
+    let shallow = match cut {
+        None => shallow::boundaries(old_shallow, &walked),
+        Some(_) => shallow::cut_boundaries(old_shallow, &taken).ok_or(Error::NothingSelected {
+            repo: repo_name.clone(),
+        })?,
+    };
     if chosen.is_empty() {
         return Ok(Fetched {
             written: None,

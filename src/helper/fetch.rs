@@ -8,7 +8,7 @@
 use super::options::FetchSettings;
 use super::protocol::FetchSpec;
 use super::state;
-use crate::api::{PackInfo, PacksRequest, PacksResponse, Route};
+use crate::api::{PackInfo, PacksRequest, PacksResponse, RefsResponse, Route};
 use crate::client::{self, Client};
 use crate::fetch_packs::{self, Got, Written};
 use crate::negotiate::fetch as negotiate;
@@ -33,6 +33,10 @@ pub enum Error {
     },
     #[error(transparent)]
     Shallow(#[from] crate::fetch_shallow::Error),
+    #[error(transparent)]
+    Cut(#[from] super::cut::Error),
+    #[error(transparent)]
+    Conflict(#[from] shallow::Conflict),
     #[error("'{repo}' has no object {oid} ({name}) to fetch shallow")]
     BadWant {
         repo: String,
@@ -56,6 +60,7 @@ pub enum Error {
 }
 
 /// Fetch everything `wants` needs into `git_dir`; returns the `.keep` to report as `lock`.
+/// `listed` is the listing git chose the wants from (`--shallow-exclude` names refs in it).
 ///
 /// On failure the repository is left as it was: packs this batch wrote are removed again.
 pub async fn run(
@@ -63,10 +68,16 @@ pub async fn run(
     git_dir: &Path,
     wants: &[FetchSpec],
     settings: &FetchSettings,
+    listed: &RefsResponse,
 ) -> Result<Option<PathBuf>, Error> {
     let shallow_file = git_dir.join("shallow");
-    if settings.depth.is_some() || settings.filter.is_some() || shallow_file.exists() {
-        return fetch_shallow(client, git_dir, wants, settings).await;
+    if settings.depth.is_some()
+        || settings.filter.is_some()
+        || settings.deepen_since.is_some()
+        || !settings.deepen_not.is_empty()
+        || shallow_file.exists()
+    {
+        return fetch_shallow(client, git_dir, wants, settings, listed).await;
     }
     let mut written = Vec::new();
     match fetch_all(client, git_dir, wants, settings, &mut written).await {
@@ -87,16 +98,27 @@ pub async fn run(
     }
 }
 
-/// A shallow fetch (`--depth`, `--deepen`, `--unshallow`, or any fetch into a shallow
-/// repository): range reads of the stored packs, then `$GIT_DIR/shallow` rewritten as
-/// fetch-pack does (sorted, under `shallow.lock`, removed when nothing is shallow any more).
+/// A shallow fetch (`--depth`, `--deepen`, `--unshallow`, `--shallow-since`,
+/// `--shallow-exclude`, or any fetch into a shallow repository): range reads of the stored
+/// packs, then `$GIT_DIR/shallow` rewritten as fetch-pack does (sorted, under `shallow.lock`,
+/// removed when nothing is shallow any more).
 async fn fetch_shallow(
     client: &Client,
     git_dir: &Path,
     wants: &[FetchSpec],
     settings: &FetchSettings,
+    listed: &RefsResponse,
 ) -> Result<Option<PathBuf>, Error> {
     let repo_name = client.remote().display_name();
+    // Refused before anything is read, as upload-pack refuses the request.
+    let cut = super::cut::request(
+        settings.deepen_since.as_deref(),
+        &settings.deepen_not,
+        listed,
+        &repo_name,
+    )?;
+    let deepen =
+        shallow::Deepen::with_cut(settings.depth, settings.deepen_relative, cut.is_some())?;
     let mut tips = Vec::new();
     for w in wants {
         let Some(id) = crate::negotiate::parse_id(&w.oid) else {
@@ -114,7 +136,6 @@ async fn fetch_shallow(
     let old = std::fs::read_to_string(&path)
         .map(|t| shallow::parse(&t))
         .unwrap_or_default();
-    let deepen = shallow::Deepen::new(settings.depth, settings.deepen_relative);
     let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
     let repo = super::local::open(git_dir)?;
     let fetched = crate::fetch_shallow::run(
@@ -126,6 +147,7 @@ async fn fetch_shallow(
             deepen,
             old_shallow: &old,
             filter: settings.filter,
+            cut: cut.as_ref(),
         },
         &LocalRepo(repo),
     )
@@ -161,6 +183,15 @@ impl crate::fetch_shallow::Local for LocalRepo {
             .find_object(gix::ObjectId::from_bytes_or_panic(id))
             .ok()?;
         (object.kind == gix::object::Kind::Tree).then(|| object.data.clone())
+    }
+
+    fn commit(&self, id: &crate::negotiate::Id) -> Option<Vec<u8>> {
+        let id = gix::ObjectId::from_bytes_or_panic(id);
+        // The header first: a blob the repository has is not inflated to learn its kind.
+        if self.0.find_header(id).ok()?.kind() != gix::object::Kind::Commit {
+            return None;
+        }
+        Some(self.0.find_object(id).ok()?.data.clone())
     }
 }
 

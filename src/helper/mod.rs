@@ -7,6 +7,7 @@
 //! the session is returned to the binary, which prints it and exits non-zero. [`lfs`] records
 //! the git-lfs settings of a named remote before the session starts.
 
+mod cut;
 pub mod fetch;
 pub mod handoff;
 pub mod lfs;
@@ -225,11 +226,21 @@ impl<W: Write> Session<W> {
             .git_dir
             .clone()
             .ok_or(Error::NoRepository { command: "fetch" })?;
+        // git lists before it fetches; `--shallow-exclude` resolves names in that listing.
+        let listed = match &self.listed {
+            Some(l) => l.clone(),
+            None if !self.options.deepen_not.is_empty() => self.runtime.block_on(
+                self.client
+                    .call(Route::Refs, &RefsRequest { for_push: false }),
+            )?,
+            None => RefsResponse::default(),
+        };
         let lock = self.runtime.block_on(fetch::run(
             &self.client,
             &git_dir,
             &batch,
             &self.options.fetch_settings(self.ui.progress),
+            &listed,
         ))?;
         self.options.end_batch();
         let lock = lock.map(|p| p.to_string_lossy().into_owned());

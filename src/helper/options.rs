@@ -24,11 +24,17 @@ pub struct Options {
     pub depth: Option<u64>,
     /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
     pub deepen_relative: bool,
+    /// `option deepen-since <date>` (`--shallow-since`): the user's text, parsed at fetch
+    /// time (a bad date then fails the fetch; an `error` here would let `git clone`, which
+    /// ignores it, fetch everything).
+    pub deepen_since: Option<String>,
+    /// `option deepen-not <ref>` (`--shallow-exclude`, one per ref), unquoted; resolved
+    /// against the listing at fetch time.
+    pub deepen_not: Vec<String>,
     /// `option filter <spec>` (`--filter`), when the helper honours it.
     pub filter: Option<Filter>,
     /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
     pub from_promisor: bool,
-    warned_shallow: bool,
     warned_filter: bool,
 }
 
@@ -46,9 +52,10 @@ impl Default for Options {
             leases: BTreeMap::new(),
             depth: None,
             deepen_relative: false,
+            deepen_since: None,
+            deepen_not: Vec::new(),
             filter: None,
             from_promisor: false,
-            warned_shallow: false,
             warned_filter: false,
         }
     }
@@ -63,6 +70,8 @@ pub struct FetchSettings {
     pub refetch: bool,
     pub depth: Option<u64>,
     pub deepen_relative: bool,
+    pub deepen_since: Option<String>,
+    pub deepen_not: Vec<String>,
     pub filter: Option<Filter>,
     pub from_promisor: bool,
 }
@@ -115,6 +124,21 @@ impl Options {
                 _ => OptionReply::Error(format!("invalid depth {value}")),
             },
             "deepen-relative" => flag(&mut self.deepen_relative),
+            // git C-quotes every string option's value when it needs quoting.
+            "deepen-since" => match unquote_c_style(value) {
+                Ok(v) => {
+                    self.deepen_since = Some(v);
+                    OptionReply::Ok
+                }
+                Err(e) => OptionReply::Error(e.to_string()),
+            },
+            "deepen-not" => match unquote_c_style(value) {
+                Ok(v) => {
+                    self.deepen_not.push(v);
+                    OptionReply::Ok
+                }
+                Err(e) => OptionReply::Error(e.to_string()),
+            },
             "filter" => match unquote_c_style(value)
                 .ok()
                 .as_deref()
@@ -169,13 +193,6 @@ impl Options {
     /// git downgrades some unsupported options silently; say so instead (docs/protocol.md §4).
     pub fn warn_if_downgraded(&mut self, name: &str) {
         match name {
-            "deepen-since" | "deepen-not" if !self.warned_shallow => {
-                self.warned_shallow = true;
-                tracing::warn!(
-                    "warning: hypha remotes do not support --shallow-since or --shallow-exclude; \
-                     use --depth (fetching full history)"
-                );
-            }
             "filter" if !self.warned_filter => {
                 self.warned_filter = true;
                 tracing::warn!(
@@ -195,6 +212,8 @@ impl Options {
             refetch: self.refetch,
             depth: self.depth,
             deepen_relative: self.deepen_relative,
+            deepen_since: self.deepen_since.clone(),
+            deepen_not: self.deepen_not.clone(),
             filter: self.filter,
             from_promisor: self.from_promisor,
         }
@@ -220,6 +239,8 @@ impl Options {
         self.refetch = false;
         self.depth = None;
         self.deepen_relative = false;
+        self.deepen_since = None;
+        self.deepen_not.clear();
         self.filter = None;
         self.from_promisor = false;
     }
@@ -257,7 +278,9 @@ mod tests {
             ("depth", "1", OptionReply::Ok),
             ("deepen-relative", "true", OptionReply::Ok),
             ("update-shallow", "true", OptionReply::Ok),
-            ("deepen-since", "1 day ago", OptionReply::Unsupported),
+            ("deepen-since", "1 day ago", OptionReply::Ok),
+            ("deepen-not", "\"v1.0\"", OptionReply::Ok),
+            ("deepen-not", "main", OptionReply::Ok),
             ("filter", "blob:none", OptionReply::Ok),
             (
                 "filter",
@@ -273,6 +296,10 @@ mod tests {
         assert!(o.progress && o.dry_run && o.atomic && o.object_format);
         assert_eq!(o.verbosity, 0);
         assert_eq!((o.depth, o.deepen_relative), (Some(1), true));
+        assert_eq!(o.deepen_since.as_deref(), Some("1 day ago"));
+        assert_eq!(o.deepen_not, vec!["v1.0", "main"]);
+        assert_eq!(o.set("deepen-since", "\"@1700000000\""), OptionReply::Ok);
+        assert_eq!(o.deepen_since.as_deref(), Some("@1700000000"));
         assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
         assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
     }

@@ -1,10 +1,12 @@
 //! Which commits a shallow fetch takes, and what `$GIT_DIR/shallow` says afterwards: git's
-//! `--depth`, `--deepen` and `--unshallow` rules (fetch-pack, upload-pack's `deepen`), over
-//! commit ids. No I/O: the commit walk reads commits through the caller, which also says which
-//! commits the local repository already has.
+//! `--depth`, `--deepen` and `--unshallow` rules (fetch-pack, upload-pack's `deepen`), and
+//! `--shallow-since` / `--shallow-exclude` (upload-pack's `deepen_by_rev_list`), over commit
+//! ids. No I/O: the commit walk reads commits through the caller, which also says which
+//! commits the local repository already has; the date text is parsed by the caller (git's
+//! approxidate).
 
 use super::Id;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// git's INFINITE_DEPTH (`--unshallow` sends it as `option depth`).
 pub const INFINITE: u64 = 2_147_483_647;
@@ -21,7 +23,19 @@ pub enum Deepen {
     Relative(u64),
     /// `--unshallow`: everything down to the commits the repository has whole.
     Unshallow,
+    /// `--shallow-since`, `--shallow-exclude`: the commits a [`Cut`] takes, whatever the
+    /// repository has (upload-pack's rev-list runs over the server's whole history).
+    Cut,
 }
+
+/// upload-pack's refusal when `deepen` meets `deepen-since` or `deepen-not` ("deepen and
+/// deepen-since (or deepen-not) cannot be used together"), in the user's option names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--depth, --deepen and --unshallow cannot be used together with --shallow-since or \
+     --shallow-exclude"
+)]
+pub struct Conflict;
 
 impl Deepen {
     pub fn new(depth: Option<u64>, relative: bool) -> Deepen {
@@ -30,6 +44,17 @@ impl Deepen {
             Some(n) if n >= INFINITE => Deepen::Unshallow,
             Some(n) if relative => Deepen::Relative(n),
             Some(n) => Deepen::Depth(n),
+        }
+    }
+
+    /// As [`Deepen::new`], with `cut` when `option deepen-since` or `deepen-not` came. git's
+    /// fetch sends `--depth` (and `--deepen`, `--unshallow`) along with them, and its
+    /// upload-pack refuses the pair: so does this.
+    pub fn with_cut(depth: Option<u64>, relative: bool, cut: bool) -> Result<Deepen, Conflict> {
+        match (cut, depth) {
+            (true, Some(_)) => Err(Conflict),
+            (true, None) => Ok(Deepen::Cut),
+            (false, _) => Ok(Deepen::new(depth, relative)),
         }
     }
 
@@ -58,8 +83,98 @@ impl Deepen {
             Deepen::Plain => has,
             Deepen::Relative(_) => has && !is_root_of_deepen,
             Deepen::Unshallow => has && !is_shallow,
-            Deepen::Depth(_) => false,
+            Deepen::Depth(_) | Deepen::Cut => false,
         }
+    }
+}
+
+/// What `--shallow-since` and `--shallow-exclude` keep: upload-pack's
+/// `rev-list --max-age=<since> --not <excluded refs> --not <wants>`. A commit is taken when
+/// its committer date is at least `since` and no excluded ref reaches it; the walk does not
+/// pass a commit it does not take.
+///
+/// With both options and a clock-skewed history (a parent newer than its child) git's
+/// limited rev-list also drops the ancestors of every too-old commit; here a commit reached
+/// through newer commits only is still taken. Histories with ordered dates agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Unix seconds: commits older than this are not taken.
+    pub since: Option<i64>,
+    /// Every commit reachable from the excluded refs.
+    pub excluded: HashSet<Id>,
+}
+
+impl Cut {
+    pub fn takes(&self, id: &Id, committer_time: i64) -> bool {
+        self.since.is_none_or(|t| committer_time >= t) && !self.excluded.contains(id)
+    }
+}
+
+/// The boundaries after a cut (shallow.c's `get_shallow_commits_by_rev_list` and
+/// upload-pack's `send_unshallow`): each taken commit with a parent that was not taken, and
+/// the old boundaries not taken. `taken` maps each taken commit to its parents. `None` when
+/// nothing was taken: upload-pack dies then ("no commits selected for shallow requests").
+pub fn cut_boundaries(old: &BTreeSet<Id>, taken: &HashMap<Id, Vec<Id>>) -> Option<BTreeSet<Id>> {
+    if taken.is_empty() {
+        return None;
+    }
+    let mut out: BTreeSet<Id> = old
+        .iter()
+        .filter(|id| !taken.contains_key(*id))
+        .copied()
+        .collect();
+    for (id, parents) in taken {
+        if parents.iter().any(|p| !taken.contains_key(p)) {
+            out.insert(*id);
+        }
+    }
+    Some(out)
+}
+
+/// Why an excluded ref name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// No rule names a listed ref.
+    Unknown,
+    /// More than one rule does (these full names).
+    Ambiguous(Vec<String>),
+}
+
+/// The id `--shallow-exclude=<name>` stands for, by git's dwim rules (refs.c
+/// `ref_rev_parse_rules`) over the remote's listing, as upload-pack's `expand_ref` resolves a
+/// `deepen-not`: exactly one rule may match. `head` is the symref HEAD points at.
+pub fn resolve_exclude(
+    name: &str,
+    refs: &BTreeMap<String, String>,
+    head: Option<&str>,
+) -> Result<String, Unresolved> {
+    let lookup = |full: &str| -> Option<&String> {
+        match full {
+            "HEAD" => head.and_then(|target| refs.get(target)),
+            _ => refs.get(full),
+        }
+    };
+    let mut found: Vec<(String, String)> = Vec::new();
+    for full in [
+        name.to_owned(),
+        format!("refs/{name}"),
+        format!("refs/tags/{name}"),
+        format!("refs/heads/{name}"),
+        format!("refs/remotes/{name}"),
+        format!("refs/remotes/{name}/HEAD"),
+    ] {
+        if let Some(id) = lookup(&full) {
+            if !found.iter().any(|(f, _)| *f == full) {
+                found.push((full, id.clone()));
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(Unresolved::Unknown),
+        1 => Ok(found.remove(0).1),
+        _ => Err(Unresolved::Ambiguous(
+            found.into_iter().map(|(f, _)| f).collect(),
+        )),
     }
 }
 
@@ -160,6 +275,82 @@ mod tests {
         assert!(!Deepen::Depth(3).stops_at(true, false, false));
         assert!(Deepen::Unshallow.stops_at(true, false, false));
         assert!(!Deepen::Unshallow.stops_at(true, true, false));
+    }
+
+    #[test]
+    fn cut_takes_new_commits_outside_the_excluded_history() {
+        assert_eq!(Deepen::with_cut(None, false, true), Ok(Deepen::Cut));
+        assert_eq!(Deepen::with_cut(Some(1), false, true), Err(Conflict));
+        assert_eq!(Deepen::with_cut(Some(INFINITE), false, true), Err(Conflict));
+        assert_eq!(
+            Deepen::with_cut(Some(2), true, false),
+            Ok(Deepen::Relative(2))
+        );
+        assert!(!Deepen::Cut.stops_at(true, false, false));
+        let cut = Cut {
+            since: Some(100),
+            excluded: HashSet::from([id(3)]),
+        };
+        assert!(cut.takes(&id(1), 100));
+        assert!(!cut.takes(&id(1), 99));
+        assert!(!cut.takes(&id(3), 500));
+        assert!(Cut::default().takes(&id(3), 0));
+    }
+
+    #[test]
+    fn cut_boundaries_are_taken_commits_with_an_untaken_parent() {
+        // 1 <- 2 <- 3 (merge of 2 and 7) <- 4; taken: 4, 3, 2; old boundaries 2 and 9.
+        let taken = HashMap::from([
+            (id(4), vec![id(3)]),
+            (id(3), vec![id(2), id(7)]),
+            (id(2), vec![id(1)]),
+        ]);
+        let old = BTreeSet::from([id(2), id(9)]);
+        assert_eq!(
+            cut_boundaries(&old, &taken),
+            Some(BTreeSet::from([id(2), id(3), id(9)]))
+        );
+        // A root commit taken is no boundary; an old boundary deepened through is dropped.
+        let taken = HashMap::from([(id(2), vec![id(1)]), (id(1), vec![])]);
+        assert_eq!(
+            cut_boundaries(&BTreeSet::from([id(2)]), &taken),
+            Some(BTreeSet::new())
+        );
+        assert_eq!(cut_boundaries(&old, &HashMap::new()), None);
+    }
+
+    #[test]
+    fn excluded_names_resolve_as_git_dwim_rules() {
+        let refs = BTreeMap::from([
+            ("refs/heads/main".to_owned(), "a".repeat(40)),
+            ("refs/tags/v1.0".to_owned(), "b".repeat(40)),
+            ("refs/heads/both".to_owned(), "c".repeat(40)),
+            ("refs/tags/both".to_owned(), "d".repeat(40)),
+        ]);
+        let head = Some("refs/heads/main");
+        for name in ["main", "heads/main", "refs/heads/main", "HEAD"] {
+            assert_eq!(
+                resolve_exclude(name, &refs, head),
+                Ok("a".repeat(40)),
+                "{name}"
+            );
+        }
+        assert_eq!(resolve_exclude("v1.0", &refs, head), Ok("b".repeat(40)));
+        assert_eq!(
+            resolve_exclude("nope", &refs, head),
+            Err(Unresolved::Unknown)
+        );
+        assert_eq!(
+            resolve_exclude("HEAD", &refs, None),
+            Err(Unresolved::Unknown)
+        );
+        assert_eq!(
+            resolve_exclude("both", &refs, head),
+            Err(Unresolved::Ambiguous(vec![
+                "refs/tags/both".to_owned(),
+                "refs/heads/both".to_owned()
+            ]))
+        );
     }
 
     #[test]

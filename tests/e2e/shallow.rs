@@ -230,3 +230,111 @@ fn blob_none_clone_with_lazy_fetches() {
     env.fsck(&t);
     assert_eq!(count(&env, &t), "5");
 }
+
+/// `--shallow-since` and `--shallow-exclude` (`option deepen-since`, `deepen-not`), compared
+/// with git's own upload-pack over `file://` for the same commands: the same `.git/shallow`,
+/// the same commits, fsck clean. Six commits a day apart (GIT_COMMITTER_DATE), a branch at
+/// the second and an annotated tag at the third. Bad requests fail in one line, as git's do,
+/// and leave the clone as it was.
+#[test]
+fn shallow_since_and_exclude_match_git() {
+    const DAY0: u64 = 1_700_000_000;
+    let env = TestEnv::new();
+    let url = env.create("since");
+    let src = env.init("src");
+    for i in 1..=6u64 {
+        std::fs::write(src.join(format!("f{i}.txt")), format!("version {i}\n")).expect("write");
+        env.git(&src, &["add", "-A"]);
+        env.cmd(&src, &["commit", "-q", "-m", &format!("v{i}")])
+            .env(
+                "GIT_COMMITTER_DATE",
+                format!("@{} +0000", DAY0 + i * 86_400),
+            )
+            .ok();
+    }
+    env.git(&src, &["branch", "old", "HEAD~4"]);
+    env.git(&src, &["tag", "-a", "v3", "-m", "v3", "HEAD~3"]);
+    let oracle = env.init_bare(&env.path("oracle.git"));
+    for remote in [url.as_str(), oracle.as_str()] {
+        env.git(&src, &["push", "-q", remote, "main", "old", "v3"]);
+    }
+    let dir = env.mkdir("clones");
+    let day = |n: u64| format!("--shallow-since=@{}", DAY0 + n * 86_400);
+    // What a repository holds, for the comparison.
+    let state = |repo: &Path| {
+        env.fsck(repo);
+        let all = env.git(repo, &["rev-list", "--all"]).stdout;
+        (shallow_lines(repo), all.lines().count())
+    };
+    // Name resolution (`old`, `refs/heads/old`, ambiguity) is negotiate::shallow's unit test.
+    let cases: [(&str, Vec<String>); 4] = [
+        ("since", vec![day(4)]),
+        ("tag", vec!["--shallow-exclude=v3".into()]),
+        ("both", vec![day(5), "--shallow-exclude=old".into()]),
+        // A boundary deepened by a later fetch (below) is dropped from the shallow file.
+        ("deepen", vec![day(5)]),
+    ];
+    for (name, args) in &cases {
+        for (remote, suffix) in [(url.as_str(), ""), (oracle.as_str(), "-git")] {
+            let mut clone: Vec<&str> = vec!["clone", "-q"];
+            clone.extend(args.iter().map(String::as_str));
+            let target = format!("{name}{suffix}");
+            clone.extend([remote, target.as_str()]);
+            let out = env.git(&dir, &clone);
+            assert!(!out.stderr.contains("warning"), "{out}");
+        }
+        let ours = state(&dir.join(name));
+        assert_eq!(ours, state(&dir.join(format!("{name}-git"))), "{name}");
+        assert_eq!(ours.0.map(|l| l.len()), Some(1), "{name}: one boundary");
+    }
+    assert_eq!(state(&dir.join("since")).1, 3);
+    assert_eq!(state(&dir.join("tag")).1, 3);
+    assert_eq!(state(&dir.join("both")).1, 2);
+
+    // A fetch deepening by date: the old boundary goes, the new one is two days further down.
+    for repo in ["deepen", "deepen-git"] {
+        env.git(&dir.join(repo), &["fetch", "-q", &day(2), "origin"]);
+    }
+    let deepened = state(&dir.join("deepen"));
+    assert_eq!(deepened, state(&dir.join("deepen-git")));
+    assert_eq!(
+        deepened,
+        (Some(vec![env.rev(&src, "HEAD~4")]), 5),
+        "{}",
+        env.git(&dir.join("deepen"), &["log", "--oneline"])
+    );
+
+    // Refused as git refuses them, in one line; the clone is unchanged.
+    let repo = dir.join("since");
+    let before = LocalState::of(&env, &repo);
+    for (args, needles) in [
+        (
+            vec!["--depth=1".to_owned(), day(1)],
+            vec!["cannot be used together"],
+        ),
+        (
+            vec!["--shallow-exclude=nope".to_owned()],
+            vec!["nope", "not a ref"],
+        ),
+        (vec![day(30)], vec!["no commits", "selected"]),
+        (
+            vec!["--shallow-since=garbage".to_owned()],
+            vec!["garbage", "not a date"],
+        ),
+    ] {
+        let mut fetch: Vec<&str> = vec!["fetch"];
+        fetch.extend(args.iter().map(String::as_str));
+        fetch.push("origin");
+        let out = env.cmd(&repo, &fetch).fails();
+        assert_failed_cleanly(&out, &needles);
+        // git's own upload-pack refuses the same requests.
+        let git = env.cmd(&dir.join("since-git"), &fetch).fails();
+        assert!(git.stderr.contains("fatal"), "{git}");
+        let after = LocalState::of(&env, &repo);
+        assert_eq!(
+            (after.refs, after.objects),
+            (before.refs.clone(), before.objects.clone())
+        );
+        assert_eq!(shallow_lines(&repo), Some(vec![env.rev(&src, "HEAD~2")]));
+    }
+}

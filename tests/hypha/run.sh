@@ -47,6 +47,7 @@ EXCLUDED=(
   "hooks::                       needs serve --webhook-allow (or its absence); the plugin's hooks are tested by tests/hypha/test_plugin_hooks.py"
   "thin::server_without_thin     needs serve --no-thin-packs (a plugin without fix-thin answers 404: the helper's same fallback)"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
+  "shallow::shallow_since_      16 s against Hypha; the cut is the helper's walk over the same packs listing and range reads shallow::depth_deepen_ runs here, and it runs on local disk and S3"
 )
 filter="" skips=()
 for line in "${EXCLUDED[@]}"; do
