@@ -59,7 +59,7 @@ echo "e2e suite against Hypha (without: ${#EXCLUDED[@]} groups, see tests/hypha/
 export HYPHA_E2E_HYPHA_ENV=$ENV_FILE
 # The one-branch race at full size runs on local disk (test.sh); here a smaller one checks the
 # plugin's compare-and-swap within CI's time (each round waits on Hypha).
-export HYPHA_E2E_RACE=${HYPHA_E2E_RACE:-8x3}
+export HYPHA_E2E_RACE=${HYPHA_E2E_RACE:-8x2}
 # Four at a time on two cores: these tests mostly wait for Hypha (measured: 338 s against 489 s
 # with two at a time, on a loaded 2-core machine).
 if cargo nextest --version >/dev/null 2>&1; then

@@ -19,7 +19,7 @@ import pytest
 
 from test_hypha import Env, _load_env, _repo_prefix
 
-BRANCHES = 3000
+BRANCHES = 1000
 
 
 @pytest.fixture(scope="module")
