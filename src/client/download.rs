@@ -127,7 +127,7 @@ pub async fn get_renewing(
     what: &str,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, Error> {
     renewing(client, name, object, url, |url| async move {
-        download_stream(client.http(), &url, what).await
+        download_stream(client.http_for(&url)?, &url, what).await
     })
     .await
 }
@@ -218,7 +218,7 @@ pub async fn get_range(
         let mut url = current.lock().map(|u| u.clone()).unwrap_or_default();
         let resp = renewing(client, name, object, &mut url, |url| async move {
             let req = client
-                .http()
+                .http_for(&url)?
                 .get(&url)
                 .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
             send(req, what).await

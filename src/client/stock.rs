@@ -108,7 +108,7 @@ impl Client {
         let request = api::RefsRequest {
             for_push: token.is_some(),
         };
-        let mut req = self.http.post(url).json(&request);
+        let mut req = self.api_http()?.post(url).json(&request);
         if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);
         }
@@ -215,7 +215,7 @@ impl Client {
             "objects": [],
         });
         let mut req = self
-            .http
+            .api_http()?
             .post(url)
             .header(
                 reqwest::header::CONTENT_TYPE,
@@ -287,7 +287,7 @@ impl Client {
         });
         // Not retried: a create that reached Hypha but lost its answer would fail as
         // "already exists" on a second try.
-        let mut req = self.http.post(url).json(&body);
+        let mut req = self.api_http()?.post(url).json(&body);
         let token = self.current_token();
         if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);

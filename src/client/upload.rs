@@ -271,7 +271,8 @@ impl Session<'_> {
                 self.renew(generation).await?;
                 continue;
             }
-            let e = match put_range(self.client.http(), &req, path, range, &what, self.bar).await {
+            let http = self.client.http_for(&req.url)?;
+            let e = match put_range(http, &req, path, range, &what, self.bar).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
