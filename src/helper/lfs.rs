@@ -72,6 +72,11 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     let lfsurl = endpoint(remote);
     let key = format!("remote.{name}.lfsurl");
     let ours_key = format!("remote.{name}.{OURS}");
+    // The usual case, every session after the first: already recorded. Read from the config
+    // file itself (about 0.1 ms) rather than by a `git config` run (about 3 ms, measured).
+    if recorded(git_dir, &key).is_some_and(|current| current == lfsurl) {
+        return;
+    }
     match get_all(git_dir, &key).first() {
         Some(current) if *current == lfsurl => return,
         // Ours from before (the remote's URL changed since): follow it.
@@ -117,6 +122,21 @@ fn git(git_dir: &Path) -> Command {
     cmd
 }
 
+/// The first value of `key` in the repository's own config file, as `git config --local
+/// --get-all` reads it (no includes; a linked worktree's config is its common directory's).
+/// `None` when absent or unreadable: the caller then asks git.
+fn recorded(git_dir: &Path, key: &str) -> Option<String> {
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir.to_path_buf(),
+    };
+    let file =
+        gix::config::File::from_path_no_includes(common.join("config"), gix::config::Source::Local)
+            .ok()?;
+    let first = file.strings(key)?.into_iter().next()?;
+    String::from_utf8(first.into()).ok()
+}
+
 fn get_all(git_dir: &Path, key: &str) -> Vec<String> {
     let Ok(out) = git(git_dir)
         .args(["--get-all", key])
@@ -149,6 +169,47 @@ mod tests {
 
     fn remote(url: &str) -> Remote {
         crate::config::resolve(url, &Default::default(), None).expect("valid url")
+    }
+
+    #[test]
+    fn recorded_values_read_as_git_config_local_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("git runs")
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        run(&["init", "-q", "repo"]);
+        let git_dir = dir.path().join("repo/.git");
+        let key = "remote.my.origin.lfsurl";
+        assert_eq!(recorded(&git_dir, key), None);
+        let url = "http://127.0.0.1:9527/ws/git/r.git/info/lfs";
+        run(&["-C", "repo", "config", "--add", key, url]);
+        run(&["-C", "repo", "config", "--add", key, "second"]);
+        assert_eq!(recorded(&git_dir, key).as_deref(), Some(url));
+        assert_eq!(get_all(&git_dir, key), vec![url, "second"]);
+        // A linked worktree's git dir reads its common directory's config.
+        run(&[
+            "-C",
+            "repo",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "c",
+        ]);
+        run(&["-C", "repo", "worktree", "add", "-q", "../wt"]);
+        let wt_git_dir = dir.path().join("repo/.git/worktrees/wt");
+        assert_eq!(recorded(&wt_git_dir, key).as_deref(), Some(url));
     }
 
     #[test]
