@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 logger = logging.getLogger("hypha-git-remote")
 
 LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
+GC_TOKEN_TTL = 7200  # seconds: the auto-gc's token, long enough for a large merge
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 READ_ROUTES = {"info", "refs", "packs"}
@@ -205,6 +206,7 @@ class GitRemoteApi:
         self._children: dict = {}
         self._children_lock = asyncio.Lock()
         self._tasks = set()  # push records under way (a task needs a reference to live)
+        self._gc: dict = {}  # repository -> a push came during its auto-gc
 
     def _redis(self):
         try:
@@ -313,6 +315,38 @@ class GitRemoteApi:
                 await self.manager._invalidate_static_site_cache(art, branch)
         except Exception:
             logger.exception("could not record the push to %s in Hypha", repo.name)
+        if req.get("packs"):
+            await self.auto_gc(repo, user)
+
+    async def auto_gc(self, repo: Repo, user) -> None:
+        """The server's automatic compaction (docs/design.md §9): ``git hypha gc --auto`` as the
+        pusher, through these routes (Hypha's checks, the lease). One at a time per repository;
+        a push meanwhile makes it look once more when done."""
+        from hypha.core.auth import generate_auth_token  # Hypha's own tokens, as its login's
+
+        if repo.name in self._gc:
+            self._gc[repo.name] = True
+            return
+        self._gc[repo.name] = False
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPHA_", "AWS_"))}
+        try:
+            while True:
+                env["HYPHA_TOKEN"] = await generate_auth_token(user, GC_TOKEN_TTL)
+                url = f"hypha::{self.store.local_base_url.rstrip('/')}/{repo.name}"
+                gc = await asyncio.create_subprocess_exec(
+                    git_hypha(), "gc", "--auto", url, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                err = (await gc.communicate())[1].decode("utf-8", "replace").strip()
+                log = logger.warning if gc.returncode else logger.info
+                log("auto-gc %s: %s", repo.name, err.splitlines()[-1] if err else gc.returncode)
+                if not self._gc.get(repo.name):
+                    return
+                self._gc[repo.name] = False
+        except Exception:
+            logger.exception("auto-gc of %s failed", repo.name)
+        finally:
+            self._gc.pop(repo.name, None)
 
     @staticmethod
     def _body(raw: bytes) -> dict:

@@ -47,6 +47,10 @@ pub enum Mode {
     /// Only the small packs ([`select::geometric`]): cheap enough to run after every few
     /// pushes, whatever the size of the repository.
     Geometric,
+    /// [`Mode::Geometric`], and only when [`select::due`] with the server's default trigger:
+    /// the automatic compaction, as `git hypha gc --auto` (the Hypha plugin runs it after
+    /// pushes). When not due it writes nothing, retired packs included.
+    Auto,
 }
 
 /// What one compaction did.
@@ -69,10 +73,19 @@ pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outc
     let repo = client.remote().display_name();
     let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
     let packs: Vec<PackInfo> = listing.packs;
+    if mode == Mode::Auto {
+        let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
+        if !select::due(&sizes, select::AUTO_MAX_PACKS, select::AUTO_MIN_BYTES) {
+            return Ok(Outcome::NothingToDo {
+                packs: packs.len(),
+                purged: 0,
+            });
+        }
+    }
     let chosen: Vec<PackInfo> = match mode {
         Mode::All if packs.len() >= 2 => packs.clone(),
         Mode::All => Vec::new(),
-        Mode::Geometric => {
+        Mode::Geometric | Mode::Auto => {
             let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
             select::geometric(&sizes)
                 .into_iter()
@@ -115,7 +128,7 @@ pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outc
                 .call::<_, RefsResponse>(Route::Refs, &serde_json::json!({}))
                 .await?,
         ),
-        Mode::Geometric => None,
+        Mode::Geometric | Mode::Auto => None,
     };
     // git runs for seconds to minutes: off the async workers, which serve requests meanwhile
     // when this runs inside the server.

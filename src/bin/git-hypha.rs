@@ -67,6 +67,11 @@ enum Command {
         /// smaller packs together (what the server's automatic compaction does).
         #[arg(long)]
         geometric: bool,
+        /// Compact only if the server's automatic compaction would now (more than 20 live
+        /// packs, or 4 MiB of small packs to merge), and then geometrically; otherwise
+        /// change nothing. The Hypha plugin runs this after pushes.
+        #[arg(long, conflicts_with = "geometric")]
+        auto: bool,
     },
     /// Log in through the server's login service (a browser) and keep the token for this
     /// server under the user's configuration directory; the helper uses it last.
@@ -334,16 +339,20 @@ fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("created {name}");
         }
         Command::Hook(command) => hook(command, &env)?,
-        Command::Gc { url, geometric } => {
+        Command::Gc {
+            url,
+            geometric,
+            auto,
+        } => {
             let remote = config::resolve(&url, &env, None)?;
             let name = remote.display_name();
             let client = Client::new(remote, config::env_token(&env))?;
             let runtime = tokio::runtime::Runtime::new()?;
             let progress = Progress::terminal(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-            let mode = if geometric {
-                gc::Mode::Geometric
-            } else {
-                gc::Mode::All
+            let mode = match (auto, geometric) {
+                (true, _) => gc::Mode::Auto,
+                (false, true) => gc::Mode::Geometric,
+                (false, false) => gc::Mode::All,
             };
             // A stock Hypha (no plugin) answers gc's requests with a bare 405: say what it is.
             if runtime.block_on(client.probe())? == Api::Absent {

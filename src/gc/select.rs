@@ -21,6 +21,16 @@
 /// Every pack kept must be at least this many times all smaller packs together.
 pub const FACTOR: u64 = 2;
 
+/// Live packs a repository may have before a push triggers a compaction (the server's
+/// `--auto-gc-packs` default, and `git hypha gc --auto`'s).
+pub const AUTO_MAX_PACKS: usize = 20;
+
+/// Bytes of packs the geometric rule would merge at which a push triggers a compaction
+/// whatever the pack count: two edit-pushes whose packs hold 2 MiB or more each (a whole copy
+/// of the edited file each; an 8 MiB CSV packs to 3.3 MB), while the small pushes of source
+/// code wait for the count (`--auto-gc-bytes` default, and `git hypha gc --auto`'s).
+pub const AUTO_MIN_BYTES: u64 = 4 << 20;
+
 /// Whether the server's auto-gc should compact a repository whose live packs have `sizes`:
 /// when there are more than `max_packs` of them (many small pushes), or when the packs
 /// [`geometric`] would merge hold at least `min_bytes` together (`0`: never by bytes).

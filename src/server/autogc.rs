@@ -29,13 +29,11 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 /// Live packs a repository may have before a push triggers a compaction.
-pub const DEFAULT_AUTO_GC_PACKS: usize = 20;
+pub const DEFAULT_AUTO_GC_PACKS: usize = gc::select::AUTO_MAX_PACKS;
 
 /// Bytes of packs the geometric rule would merge at which a push triggers a compaction
-/// whatever the pack count: two edit-pushes whose packs hold 2 MiB or more each (a whole copy
-/// of the edited file each; an 8 MiB CSV packs to 3.3 MB), while the small pushes of source
-/// code wait for the count.
-pub const DEFAULT_AUTO_GC_BYTES: u64 = 4 << 20;
+/// whatever the pack count ([`gc::select::AUTO_MIN_BYTES`]).
+pub const DEFAULT_AUTO_GC_BYTES: u64 = gc::select::AUTO_MIN_BYTES;
 
 /// Compactions running at once, over all repositories.
 pub const MAX_CONCURRENT: usize = 1;
