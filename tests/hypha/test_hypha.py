@@ -11,7 +11,6 @@ no terminal prompts. A failing command prints its argv, directory, status, stdou
 
 import json
 import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -41,11 +40,6 @@ def _helper_dir() -> Path:
         if (d / "git-remote-hypha").exists() and (d / "git-hypha").exists():
             return d
     pytest.fail("build first: cargo build (git-remote-hypha and git-hypha in target/debug)")
-
-
-@pytest.fixture(scope="session")
-def svc():
-    return _load_env()
 
 
 class Env:
@@ -153,11 +147,6 @@ class Env:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
-
-
-@pytest.fixture
-def env(tmp_path, svc):
-    return Env(tmp_path, svc)
 
 
 def test_roundtrip_branches_and_tags(env):

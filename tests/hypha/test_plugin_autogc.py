@@ -7,20 +7,6 @@ the packs alone. Clones through the helper and through Hypha's smart HTTP see ev
 import os
 import time
 
-import pytest
-
-from test_hypha import Env, _load_env
-
-
-@pytest.fixture(scope="module")
-def svc():
-    return _load_env()
-
-
-@pytest.fixture
-def env(tmp_path, svc):
-    return Env(tmp_path, svc)
-
 
 def _live_packs(env, alias: str) -> list:
     status, body = env.api(alias, "packs", {})

@@ -17,19 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from test_hypha import Env, _load_env, _repo_prefix
+from test_hypha import _repo_prefix
 
 BRANCHES = 1000
-
-
-@pytest.fixture(scope="module")
-def svc():
-    return _load_env()
-
-
-@pytest.fixture
-def env(tmp_path, svc):
-    return Env(tmp_path, svc)
 
 
 def children(svc) -> set:

@@ -20,19 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hypha_rpc import connect_to_server
 
-from test_hypha import Env, _load_env
 
 SECRET = "plugin-hook-secret-5d1c"
-
-
-@pytest.fixture(scope="module")
-def svc():
-    return _load_env()
-
-
-@pytest.fixture
-def env(tmp_path, svc):
-    return Env(tmp_path, svc)
 
 
 @pytest.fixture

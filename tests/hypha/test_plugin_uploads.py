@@ -8,19 +8,8 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
 
-from test_hypha import Env, _load_env, _repo_prefix, _s3, _stored_packs
-
-
-@pytest.fixture(scope="module")
-def svc():
-    return _load_env()
-
-
-@pytest.fixture
-def env(tmp_path, svc):
-    return Env(tmp_path, svc)
+from test_hypha import Env, _repo_prefix, _s3, _stored_packs
 
 
 def make_pack(env: Env, repo, revs: str) -> tuple:

@@ -244,3 +244,100 @@ fn corrupt_truncated_and_mismatched_uploads_are_refused() {
     let (done, _) = run(&mut files, &idx).expect("the good pack still completes");
     assert!(done.appended >= 1);
 }
+
+/// A base that is itself a delta in its stored pack (a file that shrank: git deltifies the
+/// smaller, newer version against the larger one) is appended whole, resolved, as index-pack
+/// --fix-thin appends it: one entry, no chain, and git reads the result as it is.
+#[test]
+fn a_deltified_base_is_appended_whole() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q"]);
+    let mut text = String::new();
+    for i in 0..4 {
+        for n in 0..300 {
+            text.push_str(&format!("line {n} of round {i}\n"));
+        }
+        std::fs::write(repo.join("a.txt"), &text).expect("write");
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", &format!("c{i}")]);
+    }
+    let half = &text[..text.len() / 2];
+    std::fs::write(repo.join("a.txt"), half).expect("shrink");
+    git(&repo, &["commit", "-q", "-am", "shrink"]);
+    git(&repo, &["repack", "-adfq", "--depth=50"]);
+    let pack_dir = repo.join(".git/objects/pack");
+    let live: Vec<_> = std::fs::read_dir(&pack_dir)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .map(|idx| {
+            let entries =
+                idx_file::entries(&std::fs::read(&idx).expect("idx"), "live").expect("entries");
+            (idx.with_extension("pack"), entries)
+        })
+        .collect();
+    let base = |rev: &str| {
+        let out = Command::new("git")
+            .args(["rev-parse", rev])
+            .current_dir(&repo)
+            .output()
+            .expect("rev-parse");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let shrunk = base("HEAD:a.txt");
+    let stored = Command::new("git")
+        .args(["verify-pack", "-v"])
+        .arg(live[0].0.with_extension("idx"))
+        .output()
+        .expect("verify-pack");
+    let stored = String::from_utf8_lossy(&stored.stdout).into_owned();
+    let line = |listing: &str, id: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(id))
+            .map(|l| l.split_whitespace().count())
+    };
+    assert_eq!(
+        line(&stored, &shrunk),
+        Some(7),
+        "the shrunk file is stored as a delta\n{stored}"
+    );
+    std::fs::write(repo.join("a.txt"), half.replacen("line 7 ", "LINE 7 ", 1)).expect("edit");
+    git(&repo, &["commit", "-q", "-am", "edit"]);
+    let thin = tmp.path().join("thin.pack");
+    std::fs::write(&thin, pack_objects(&repo, "HEAD\n^HEAD~1\n")).expect("thin");
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let mut files = Files { thin, live };
+    let (done, out) = run(&mut files, &idx).expect("complete");
+    assert!(done.appended >= 1);
+
+    let check = tmp.path().join("check");
+    crate::pack::testing::bare(&check);
+    let pack = check.join("c.pack");
+    std::fs::copy(out.path(), &pack).expect("copy");
+    let indexed = Command::new("git")
+        .arg("index-pack")
+        .arg(&pack)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("index-pack");
+    assert!(indexed.status.success(), "{indexed:?}");
+    assert_eq!(
+        std::fs::read(pack.with_extension("idx")).expect("idx"),
+        done.idx
+    );
+    let listing = Command::new("git")
+        .args(["verify-pack", "-v"])
+        .arg(pack.with_extension("idx"))
+        .output()
+        .expect("verify-pack");
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert_eq!(
+        line(&listing, &shrunk),
+        Some(5),
+        "the base is whole in the completed pack\n{listing}"
+    );
+}
