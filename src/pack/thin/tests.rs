@@ -107,6 +107,44 @@ fn thin_idx(repo: &Path, thin: &Path, tmp: &Path) -> Vec<u8> {
     idx_file::write(&mut entries, &trailer, "thin").expect("write idx")
 }
 
+/// The packs of `repo` with their idx entries.
+fn live_packs(repo: &Path) -> Vec<(PathBuf, Vec<idx_file::Entry>)> {
+    std::fs::read_dir(repo.join(".git/objects/pack"))
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .map(|idx| {
+            let entries =
+                idx_file::entries(&std::fs::read(&idx).expect("idx"), "live").expect("entries");
+            (idx.with_extension("pack"), entries)
+        })
+        .collect()
+}
+
+/// git's `index-pack` (no `--fix-thin`) of the completed pack `out`: it must accept it and
+/// write the very idx `done` holds. Returns the path of git's idx.
+fn git_indexes_as_written(tmp: &Path, out: &Path, done: &Completed) -> PathBuf {
+    let check = tmp.join("check");
+    crate::pack::testing::bare(&check);
+    let pack = check.join("c.pack");
+    std::fs::copy(out, &pack).expect("copy");
+    let indexed = Command::new("git")
+        .arg("index-pack")
+        .arg(&pack)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("index-pack");
+    assert!(indexed.status.success(), "{indexed:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&indexed.stdout).trim(),
+        done.name.trim_start_matches("pack-")
+    );
+    let idx = pack.with_extension("idx");
+    assert_eq!(std::fs::read(&idx).expect("idx"), done.idx);
+    idx
+}
+
 /// A repository with `a.txt` grown over `rounds` commits, packed (OFS_DELTA chains), then one
 /// line edited: returns (repo, thin pack path, live packs).
 fn setup(tmp: &Path, rounds: usize) -> (PathBuf, PathBuf, Vec<(PathBuf, Vec<idx_file::Entry>)>) {
@@ -123,18 +161,7 @@ fn setup(tmp: &Path, rounds: usize) -> (PathBuf, PathBuf, Vec<(PathBuf, Vec<idx_
         git(&repo, &["commit", "-q", "-m", &format!("c{i}")]);
     }
     git(&repo, &["repack", "-adq", "--depth=50"]);
-    let pack_dir = repo.join(".git/objects/pack");
-    let live: Vec<_> = std::fs::read_dir(&pack_dir)
-        .expect("ls")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .map(|idx| {
-            let entries =
-                idx_file::entries(&std::fs::read(&idx).expect("idx"), "live").expect("entries");
-            (idx.with_extension("pack"), entries)
-        })
-        .collect();
+    let live = live_packs(&repo);
     std::fs::write(repo.join("a.txt"), text.replacen("line 7 ", "LINE 7 ", 1)).expect("edit");
     git(&repo, &["commit", "-q", "-am", "edit"]);
     let thin = tmp.join("thin.pack");
@@ -163,25 +190,7 @@ fn completes_a_thin_pack_that_git_accepts_as_is() {
     );
 
     // git reads it without --fix-thin, and writes the very idx we wrote.
-    let check = tmp.path().join("check");
-    crate::pack::testing::bare(&check);
-    let pack = check.join("c.pack");
-    std::fs::copy(out.path(), &pack).expect("copy");
-    let out = Command::new("git")
-        .arg("index-pack")
-        .arg(&pack)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("index-pack");
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        done.name.trim_start_matches("pack-")
-    );
-    assert_eq!(
-        std::fs::read(pack.with_extension("idx")).expect("idx"),
-        done.idx
-    );
+    git_indexes_as_written(tmp.path(), out.path(), &done);
 }
 
 #[test]
@@ -267,18 +276,7 @@ fn a_deltified_base_is_appended_whole() {
     std::fs::write(repo.join("a.txt"), half).expect("shrink");
     git(&repo, &["commit", "-q", "-am", "shrink"]);
     git(&repo, &["repack", "-adfq", "--depth=50"]);
-    let pack_dir = repo.join(".git/objects/pack");
-    let live: Vec<_> = std::fs::read_dir(&pack_dir)
-        .expect("ls")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .map(|idx| {
-            let entries =
-                idx_file::entries(&std::fs::read(&idx).expect("idx"), "live").expect("entries");
-            (idx.with_extension("pack"), entries)
-        })
-        .collect();
+    let live = live_packs(&repo);
     let base = |rev: &str| {
         let out = Command::new("git")
             .args(["rev-parse", rev])
@@ -314,24 +312,10 @@ fn a_deltified_base_is_appended_whole() {
     let (done, out) = run(&mut files, &idx).expect("complete");
     assert!(done.appended >= 1);
 
-    let check = tmp.path().join("check");
-    crate::pack::testing::bare(&check);
-    let pack = check.join("c.pack");
-    std::fs::copy(out.path(), &pack).expect("copy");
-    let indexed = Command::new("git")
-        .arg("index-pack")
-        .arg(&pack)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("index-pack");
-    assert!(indexed.status.success(), "{indexed:?}");
-    assert_eq!(
-        std::fs::read(pack.with_extension("idx")).expect("idx"),
-        done.idx
-    );
+    let idx = git_indexes_as_written(tmp.path(), out.path(), &done);
     let listing = Command::new("git")
         .args(["verify-pack", "-v"])
-        .arg(pack.with_extension("idx"))
+        .arg(&idx)
         .output()
         .expect("verify-pack");
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
