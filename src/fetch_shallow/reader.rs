@@ -100,6 +100,11 @@ impl<'c> Reader<'c> {
         })
     }
 
+    /// Where each of `ids` is, in order; an id no pack holds is an error.
+    fn locate_all(&self, ids: &[Id]) -> Result<Vec<entries::At>, Error> {
+        ids.iter().map(|id| self.locate(id)).collect()
+    }
+
     fn locate(&self, id: &Id) -> Result<entries::At, Error> {
         self.packs.locate(id).ok_or_else(|| {
             Error::Entries(entries::Error::Missing {
@@ -212,10 +217,7 @@ impl<'c> Reader<'c> {
     /// The size of each blob of `ids`, from its entry's first bytes (one small read each,
     /// coalesced): for `blob:limit`.
     pub(super) async fn blob_sizes(&mut self, ids: &[Id]) -> Result<HashMap<Id, u64>, Error> {
-        let ats: Vec<entries::At> = ids
-            .iter()
-            .map(|id| self.locate(id))
-            .collect::<Result<_, _>>()?;
+        let ats = self.locate_all(ids)?;
         let prefixes = self
             .prefixes(&ats.iter().copied().collect(), SIZE_PREFIX)
             .await?;
@@ -265,10 +267,7 @@ impl<'c> Reader<'c> {
         &mut self,
         ids: &[Id],
     ) -> Result<HashMap<Id, gix::object::Kind>, Error> {
-        let ats: Vec<entries::At> = ids
-            .iter()
-            .map(|id| self.locate(id))
-            .collect::<Result<_, _>>()?;
+        let ats = self.locate_all(ids)?;
         self.fetch_chains(&ats).await?;
         let mut out = HashMap::new();
         for (id, at) in ids.iter().zip(ats) {
@@ -298,10 +297,7 @@ impl<'c> Reader<'c> {
 
     /// The kind and content of each of `ids` (commits, trees, tags: small objects).
     pub(super) async fn objects(&mut self, ids: &[Id]) -> Result<HashMap<Id, Object>, Error> {
-        let ats: Vec<entries::At> = ids
-            .iter()
-            .map(|id| self.locate(id))
-            .collect::<Result<_, _>>()?;
+        let ats = self.locate_all(ids)?;
         self.fetch_chains(&ats).await?;
         let mut out = HashMap::new();
         for (id, at) in ids.iter().zip(ats) {
@@ -363,10 +359,7 @@ impl<'c> Reader<'c> {
         ids: &[Id],
         file: std::fs::File,
     ) -> Result<std::fs::File, Error> {
-        let ats: Vec<entries::At> = ids
-            .iter()
-            .map(|id| self.locate(id))
-            .collect::<Result<_, _>>()?;
+        let ats = self.locate_all(ids)?;
         let mut writer = entries::Writer::new(file)?;
         let mut batch: Vec<entries::At> = Vec::new();
         let mut batch_bytes = 0u64;

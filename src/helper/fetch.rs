@@ -71,10 +71,10 @@ pub async fn run(
     listed: &RefsResponse,
 ) -> Result<Option<PathBuf>, Error> {
     let shallow_file = git_dir.join("shallow");
-    if settings.depth.is_some()
-        || settings.filter.is_some()
-        || settings.deepen_since.is_some()
-        || !settings.deepen_not.is_empty()
+    if settings.shape.depth.is_some()
+        || settings.shape.filter.is_some()
+        || settings.shape.deepen_since.is_some()
+        || !settings.shape.deepen_not.is_empty()
         || shallow_file.exists()
     {
         return fetch_shallow(client, git_dir, wants, settings, listed).await;
@@ -112,13 +112,16 @@ async fn fetch_shallow(
     let repo_name = client.remote().display_name();
     // Refused before anything is read, as upload-pack refuses the request.
     let cut = super::cut::request(
-        settings.deepen_since.as_deref(),
-        &settings.deepen_not,
+        settings.shape.deepen_since.as_deref(),
+        &settings.shape.deepen_not,
         listed,
         &repo_name,
     )?;
-    let deepen =
-        shallow::Deepen::with_cut(settings.depth, settings.deepen_relative, cut.is_some())?;
+    let deepen = shallow::Deepen::with_cut(
+        settings.shape.depth,
+        settings.shape.deepen_relative,
+        cut.is_some(),
+    )?;
     let mut tips = Vec::new();
     for w in wants {
         let Some(id) = crate::negotiate::parse_id(&w.oid) else {
@@ -146,13 +149,13 @@ async fn fetch_shallow(
             tips: &tips,
             deepen,
             old_shallow: &old,
-            filter: settings.filter,
+            filter: settings.shape.filter,
             cut: cut.as_ref(),
         },
         &LocalRepo(repo),
     )
     .await?;
-    if settings.filter.is_some() || settings.from_promisor {
+    if settings.shape.filter.is_some() || settings.shape.from_promisor {
         if let Some(Err(source)) = fetched.written.as_ref().map(Written::mark_promisor) {
             if let Some(w) = &fetched.written {
                 w.remove();

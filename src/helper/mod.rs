@@ -229,7 +229,7 @@ impl<W: Write> Session<W> {
         // git lists before it fetches; `--shallow-exclude` resolves names in that listing.
         let listed = match &self.listed {
             Some(l) => l.clone(),
-            None if !self.options.deepen_not.is_empty() => self.runtime.block_on(
+            None if !self.options.shape.deepen_not.is_empty() => self.runtime.block_on(
                 self.client
                     .call(Route::Refs, &RefsRequest { for_push: false }),
             )?,

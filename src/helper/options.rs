@@ -20,21 +20,8 @@ pub struct Options {
     pub push_options: Vec<String>,
     /// `option cas <ref>:<oid>`: ref -> expected value (`None` = must not exist).
     pub leases: BTreeMap<String, Option<String>>,
-    /// `option depth N` (`--depth`, `--deepen`, `--unshallow`).
-    pub depth: Option<u64>,
-    /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
-    pub deepen_relative: bool,
-    /// `option deepen-since <date>` (`--shallow-since`): the user's text, parsed at fetch
-    /// time (a bad date then fails the fetch; an `error` here would let `git clone`, which
-    /// ignores it, fetch everything).
-    pub deepen_since: Option<String>,
-    /// `option deepen-not <ref>` (`--shallow-exclude`, one per ref), unquoted; resolved
-    /// against the listing at fetch time.
-    pub deepen_not: Vec<String>,
-    /// `option filter <spec>` (`--filter`), when the helper honours it.
-    pub filter: Option<Filter>,
-    /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
-    pub from_promisor: bool,
+    /// How git narrows this batch's fetch.
+    pub shape: Shape,
     warned_filter: bool,
 }
 
@@ -50,15 +37,32 @@ impl Default for Options {
             atomic: false,
             push_options: Vec::new(),
             leases: BTreeMap::new(),
-            depth: None,
-            deepen_relative: false,
-            deepen_since: None,
-            deepen_not: Vec::new(),
-            filter: None,
-            from_promisor: false,
+            shape: Shape::default(),
             warned_filter: false,
         }
     }
+}
+
+/// What git asks to narrow a fetch by: `--depth`, `--deepen`, `--unshallow`, the
+/// `--shallow-*` options, `--filter`, and its lazy fetches. Set per batch, reset after it, and
+/// handed to the fetch whole.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// `option depth N` (`--depth`, `--deepen`, `--unshallow`).
+    pub depth: Option<u64>,
+    /// `option deepen-relative true` (`--deepen`): the depth counts from the boundaries.
+    pub deepen_relative: bool,
+    /// `option deepen-since <date>` (`--shallow-since`): the user's text, parsed at fetch
+    /// time (a bad date then fails the fetch; an `error` here would let `git clone`, which
+    /// ignores it, fetch everything).
+    pub deepen_since: Option<String>,
+    /// `option deepen-not <ref>` (`--shallow-exclude`, one per ref), unquoted; resolved
+    /// against the listing at fetch time.
+    pub deepen_not: Vec<String>,
+    /// `option filter <spec>` (`--filter`), when the helper honours it.
+    pub filter: Option<Filter>,
+    /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
+    pub from_promisor: bool,
 }
 
 /// What a fetch needs to know of the options.
@@ -68,12 +72,7 @@ pub struct FetchSettings {
     pub progress: Progress,
     pub cloning: bool,
     pub refetch: bool,
-    pub depth: Option<u64>,
-    pub deepen_relative: bool,
-    pub deepen_since: Option<String>,
-    pub deepen_not: Vec<String>,
-    pub filter: Option<Filter>,
-    pub from_promisor: bool,
+    pub shape: Shape,
 }
 
 /// What a push needs to know of the options.
@@ -118,23 +117,23 @@ impl Options {
             "refetch" => flag(&mut self.refetch),
             "depth" => match value.parse::<u64>() {
                 Ok(n) if n > 0 => {
-                    self.depth = Some(n);
+                    self.shape.depth = Some(n);
                     OptionReply::Ok
                 }
                 _ => OptionReply::Error(format!("invalid depth {value}")),
             },
-            "deepen-relative" => flag(&mut self.deepen_relative),
+            "deepen-relative" => flag(&mut self.shape.deepen_relative),
             // git C-quotes every string option's value when it needs quoting.
             "deepen-since" => match unquote_c_style(value) {
                 Ok(v) => {
-                    self.deepen_since = Some(v);
+                    self.shape.deepen_since = Some(v);
                     OptionReply::Ok
                 }
                 Err(e) => OptionReply::Error(e.to_string()),
             },
             "deepen-not" => match unquote_c_style(value) {
                 Ok(v) => {
-                    self.deepen_not.push(v);
+                    self.shape.deepen_not.push(v);
                     OptionReply::Ok
                 }
                 Err(e) => OptionReply::Error(e.to_string()),
@@ -145,12 +144,12 @@ impl Options {
                 .and_then(Filter::parse)
             {
                 Some(f) => {
-                    self.filter = Some(f);
+                    self.shape.filter = Some(f);
                     OptionReply::Ok
                 }
                 None => OptionReply::Unsupported,
             },
-            "from-promisor" => flag(&mut self.from_promisor),
+            "from-promisor" => flag(&mut self.shape.from_promisor),
             // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
             // fetch-pack does with --update-shallow.
             "update-shallow" | "updateshallow" => {
@@ -210,12 +209,7 @@ impl Options {
             progress: terminal.requested(self.progress && self.verbosity > 0),
             cloning: self.cloning,
             refetch: self.refetch,
-            depth: self.depth,
-            deepen_relative: self.deepen_relative,
-            deepen_since: self.deepen_since.clone(),
-            deepen_not: self.deepen_not.clone(),
-            filter: self.filter,
-            from_promisor: self.from_promisor,
+            shape: self.shape.clone(),
         }
     }
 
@@ -237,12 +231,7 @@ impl Options {
         self.push_options.clear();
         self.leases.clear();
         self.refetch = false;
-        self.depth = None;
-        self.deepen_relative = false;
-        self.deepen_since = None;
-        self.deepen_not.clear();
-        self.filter = None;
-        self.from_promisor = false;
+        self.shape = Shape::default();
     }
 }
 
@@ -295,11 +284,11 @@ mod tests {
         }
         assert!(o.progress && o.dry_run && o.atomic && o.object_format);
         assert_eq!(o.verbosity, 0);
-        assert_eq!((o.depth, o.deepen_relative), (Some(1), true));
-        assert_eq!(o.deepen_since.as_deref(), Some("1 day ago"));
-        assert_eq!(o.deepen_not, vec!["v1.0", "main"]);
+        assert_eq!((o.shape.depth, o.shape.deepen_relative), (Some(1), true));
+        assert_eq!(o.shape.deepen_since.as_deref(), Some("1 day ago"));
+        assert_eq!(o.shape.deepen_not, vec!["v1.0", "main"]);
         assert_eq!(o.set("deepen-since", "\"@1700000000\""), OptionReply::Ok);
-        assert_eq!(o.deepen_since.as_deref(), Some("@1700000000"));
+        assert_eq!(o.shape.deepen_since.as_deref(), Some("@1700000000"));
         assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
         assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
     }

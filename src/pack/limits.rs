@@ -168,20 +168,27 @@ mod tests {
         assert!(status.success(), "git {args:?}");
     }
 
-    #[test]
-    fn bounds_apply_unless_the_user_set_the_key() {
+    /// A new bare repository (and the directory that holds it).
+    fn bare() -> (tempfile::TempDir, std::path::PathBuf) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("r.git");
         git(
             tmp.path(),
             &["init", "-q", "--bare", dir.to_str().expect("utf-8")],
         );
-        let args = |dir: &Path| -> Vec<String> {
-            config_args(dir)
-                .into_iter()
-                .map(|a| a.into_string().expect("utf-8"))
-                .collect()
-        };
+        (tmp, dir)
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter()
+            .map(|a| a.into_string().expect("utf-8"))
+            .collect()
+    }
+
+    #[test]
+    fn bounds_apply_unless_the_user_set_the_key() {
+        let (_tmp, dir) = bare();
+        let args = |dir: &Path| strings(config_args(dir));
         let all = args(&dir);
         assert_eq!(all.len(), 2 * BOUNDS.len(), "{all:?}");
         assert!(all.contains(&"core.bigfilethreshold=16m".to_string()));
@@ -196,18 +203,8 @@ mod tests {
 
     #[test]
     fn compaction_replaces_the_threshold_and_adds_one_thread_unless_the_user_set_them() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("r.git");
-        git(
-            tmp.path(),
-            &["init", "-q", "--bare", dir.to_str().expect("utf-8")],
-        );
-        let args = |dir: &Path| -> Vec<String> {
-            compaction_config_args(dir)
-                .into_iter()
-                .map(|a| a.into_string().expect("utf-8"))
-                .collect()
-        };
+        let (_tmp, dir) = bare();
+        let args = |dir: &Path| strings(compaction_config_args(dir));
         let all = args(&dir);
         for expected in [
             "pack.threads=1",

@@ -31,6 +31,12 @@ pub(crate) fn pack_of_history(dir: &Path, commits: usize) -> Vec<u8> {
         git(dir, &["add", "-A"]);
         git(dir, &["commit", "-q", "-m", &format!("c{i}")]);
     }
+    pack_objects(dir, &[], "HEAD\n")
+}
+
+/// `git pack-objects --revs --stdout --delta-base-offset` in `dir`, with `extra` arguments,
+/// fed `revs`: the pack's bytes.
+pub(crate) fn pack_objects(dir: &Path, extra: &[&str], revs: &str) -> Vec<u8> {
     let mut child = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -41,6 +47,8 @@ pub(crate) fn pack_of_history(dir: &Path, commits: usize) -> Vec<u8> {
             "-q",
             "--delta-base-offset",
         ])
+        .args(extra)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -49,9 +57,11 @@ pub(crate) fn pack_of_history(dir: &Path, commits: usize) -> Vec<u8> {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"HEAD\n")
+        .write_all(revs.as_bytes())
         .expect("write revs");
-    child.wait_with_output().expect("pack").stdout
+    let out = child.wait_with_output().expect("pack");
+    assert!(out.status.success(), "pack-objects: {out:?}");
+    out.stdout
 }
 
 pub(crate) fn bare(dir: &Path) -> PathBuf {

@@ -5,7 +5,7 @@ use super::*;
 use crate::pack::idx_file;
 use crate::pack::testing::git;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Live packs and a thin pack on local disk.
 struct Files {
@@ -53,32 +53,9 @@ impl Source for Files {
     }
 }
 
+/// A thin pack of `revs` (`^` lines name what the receiver has).
 fn pack_objects(dir: &Path, revs: &str) -> Vec<u8> {
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "pack-objects",
-            "--revs",
-            "--thin",
-            "--stdout",
-            "-q",
-            "--delta-base-offset",
-        ])
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("pack-objects");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(revs.as_bytes())
-        .expect("revs");
-    let out = child.wait_with_output().expect("pack");
-    assert!(out.status.success());
-    out.stdout
+    crate::pack::testing::pack_objects(dir, &["--thin"], revs)
 }
 
 /// The idx of a thin pack as the helper makes it: git completes a copy locally, and the
