@@ -71,6 +71,17 @@ fn push(env: &TestEnv, repo: &Path, url: &str) -> Out {
     env.git(repo, &["push", url, "main"])
 }
 
+/// A work tree whose first commit, a 3,000-row CSV, is pushed to `url`: (work tree, CSV).
+fn csv_pushed(env: &TestEnv, url: &str) -> (std::path::PathBuf, String) {
+    let src = env.init("src");
+    let text = csv(3000);
+    std::fs::write(src.join("data.csv"), &text).expect("write");
+    env.git(&src, &["add", "data.csv"]);
+    env.git(&src, &["commit", "-q", "-m", "data"]);
+    push(env, &src, url);
+    (src, text)
+}
+
 fn edit_and_push(env: &TestEnv, src: &Path, url: &str, text: &str, round: usize) -> String {
     let edited = text.replacen(
         &format!("\n{},", 100 + round),
@@ -91,12 +102,7 @@ fn edit_and_push(env: &TestEnv, src: &Path, url: &str, text: &str, round: usize)
 fn one_line_edit_uploads_a_thin_pack_and_stored_packs_stay_self_contained() {
     let env = TestEnv::new();
     let url = env.create("data");
-    let src = env.init("src");
-    let text = csv(3000);
-    std::fs::write(src.join("data.csv"), &text).expect("write");
-    env.git(&src, &["add", "data.csv"]);
-    env.git(&src, &["commit", "-q", "-m", "data"]);
-    push(&env, &src, &url);
+    let (src, text) = csv_pushed(&env, &url);
     let first: u64 = env.remote_packs("data").values().sum();
 
     let mut text = text;
@@ -141,12 +147,7 @@ fn one_line_edit_uploads_a_thin_pack_and_stored_packs_stay_self_contained() {
 fn server_without_thin_packs_gets_full_packs() {
     let env = TestEnv::with_serve_args(&["--no-thin-packs".to_owned()]);
     let url = env.create("full");
-    let src = env.init("src");
-    let text = csv(3000);
-    std::fs::write(src.join("data.csv"), &text).expect("write");
-    env.git(&src, &["add", "data.csv"]);
-    env.git(&src, &["commit", "-q", "-m", "data"]);
-    push(&env, &src, &url);
+    let (src, text) = csv_pushed(&env, &url);
     let before = env.remote_packs("full");
     let first: u64 = before.values().sum();
     edit_and_push(&env, &src, &url, &text, 0);
