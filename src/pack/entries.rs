@@ -190,23 +190,8 @@ impl Packs {
         );
         let made = (z.total_out() as usize).min(out.len());
         let mut i = 0;
-        let mut varint = || {
-            let (mut v, mut shift) = (0u64, 0);
-            loop {
-                let b = *out[..made].get(i)?;
-                i += 1;
-                v |= u64::from(b & 0x7f) << shift;
-                if b & 0x80 == 0 {
-                    return Some(v);
-                }
-                shift += 7;
-                if shift > 63 {
-                    return None;
-                }
-            }
-        };
-        varint()
-            .and_then(|_base| varint())
+        delta_varint(&out[..made], &mut i)
+            .and_then(|_base| delta_varint(&out[..made], &mut i))
             .ok_or_else(|| self.corrupt(at, "delta sizes unreadable from its first bytes"))
     }
 }
@@ -228,23 +213,26 @@ pub enum Kind {
     Delta(At),
 }
 
-/// Apply the git delta `delta` to `base` (gitformat-pack(5), "Deltified representation").
-pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
-    fn varint(d: &[u8], i: &mut usize) -> Option<u64> {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let b = *d.get(*i)?;
-            *i += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
+/// A size of a delta's header at `*i` (7 bits a byte, low first), moving `i` past it.
+fn delta_varint(d: &[u8], i: &mut usize) -> Option<u64> {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let b = *d.get(*i)?;
+        *i += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
         }
     }
+}
+
+/// Apply the git delta `delta` to `base` (gitformat-pack(5), "Deltified representation").
+pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
+    let varint = delta_varint;
     let mut i = 0;
     if varint(delta, &mut i)? != base.len() as u64 {
         return None;

@@ -629,17 +629,28 @@ pub async fn put_live_pack(
 ) -> String {
     let (pack, idx) = fake_pack(checksum, ids);
     let name = format!("pack-{}", hex::encode([checksum; 20]));
+    put_idx_and_pack(backend, &format!("{prefix}objects/pack"), &name, pack, idx).await;
+    name
+}
+
+/// Store `dir/{name}.idx`, then `dir/{name}.pack`, as an uploader does.
+async fn put_idx_and_pack(
+    backend: &Arc<dyn Backend>,
+    dir: &str,
+    name: &str,
+    pack: Vec<u8>,
+    idx: Vec<u8>,
+) {
     for (ext, body) in [("idx", idx), ("pack", pack)] {
         backend
             .put(
-                &format!("{prefix}objects/pack/{name}.{ext}"),
+                &format!("{dir}/{name}.{ext}"),
                 body.into(),
                 PutMode::Overwrite,
             )
             .await
-            .expect("put pack");
+            .unwrap_or_else(|e| panic!("put {dir}/{name}.{ext}: {e}"));
     }
-    name
 }
 
 /// Ask for upload URLs of a fake pack, then store it (as its uploader would); its name.
@@ -662,16 +673,7 @@ async fn upload_fake_pack(
         .await
         .expect("presign");
     let dir = format!("conformance/artifacts/{alias}/.git/objects/pack");
-    for (ext, body) in [("idx", idx), ("pack", pack)] {
-        backend
-            .put(
-                &format!("{dir}/{name}.{ext}"),
-                body.into(),
-                PutMode::Overwrite,
-            )
-            .await
-            .expect("upload");
-    }
+    put_idx_and_pack(backend, &dir, &name, pack, idx).await;
     name
 }
 
@@ -1210,16 +1212,7 @@ pub async fn repo_thin_completion(backend: Arc<dyn Backend>) {
         let name = thin_name.clone();
         async move {
             let dir = format!("conformance/artifacts/{alias}/.git/hypha-remote/thin");
-            for (ext, body) in [("idx", idx), ("pack", pack)] {
-                backend
-                    .put(
-                        &format!("{dir}/{name}.{ext}"),
-                        body.into(),
-                        PutMode::Overwrite,
-                    )
-                    .await
-                    .expect("put thin");
-            }
+            put_idx_and_pack(&backend, &dir, &name, pack, idx).await;
         }
     };
     let refused =
