@@ -105,8 +105,10 @@ pub fn build_thin(
         path: thin_path.clone(),
         source,
     })?;
+    // The user's bounds, read once for pack-objects and both index-packs (one `git config` run).
+    let bounds = super::limits::thin_config_args(git_dir);
     let child = Command::new("git")
-        .args(super::limits::thin_config_args(git_dir))
+        .args(&bounds)
         .arg("--git-dir")
         .arg(git_dir)
         .args([
@@ -128,7 +130,7 @@ pub fn build_thin(
     if thin_bytes_len == 0 {
         return Ok(None);
     }
-    let full = fix_thin(git_dir, &thin_path, out_dir, false)?;
+    let full = fix_thin(git_dir, &bounds, &thin_path, out_dir, false)?;
 
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| Error::Read {
@@ -153,7 +155,7 @@ pub fn build_thin(
     if full.pack_size - thin_bytes_len <= SMALL_BASES {
         // Bases this small cost less to send than the server's completion (a round trip, and
         // on S3 a dozen store requests): complete locally, compressed, and send that.
-        let full = fix_thin(git_dir, &thin_path, out_dir, true)?;
+        let full = fix_thin(git_dir, &bounds, &thin_path, out_dir, true)?;
         let _ = std::fs::remove_file(&thin_path);
         return Ok(Some(ThinBuilt::SelfContained(full)));
     }
@@ -201,16 +203,18 @@ pub fn build_thin(
 pub const SMALL_BASES: u64 = 8 << 10;
 
 /// `git index-pack --stdin --fix-thin` of `thin_path` into `out_dir` as `pack-<hash>`: the
-/// bases it appends deflated (`compress`) or stored as they are (for an idx only).
+/// bases it appends deflated (`compress`) or stored as they are (for an idx only). `bounds`:
+/// the memory bounds' `-c` arguments.
 fn fix_thin(
     git_dir: &Path,
+    bounds: &[std::ffi::OsString],
     thin_path: &Path,
     out_dir: &Path,
     compress: bool,
 ) -> Result<Built, Error> {
     let full_tmp = out_dir.join("full.pack");
     let mut cmd = Command::new("git");
-    cmd.args(super::limits::thin_config_args(git_dir));
+    cmd.args(bounds);
     if !compress {
         cmd.args(["-c", "core.compression=0", "-c", "pack.compression=0"]);
     }

@@ -82,7 +82,7 @@ fn overridden(git_dir: &Path, over: &'static [(&'static str, &'static str)]) -> 
 }
 
 fn args<'a>(git_dir: &Path, bounds: impl Iterator<Item = &'a (&'a str, &'a str)>) -> Vec<OsString> {
-    let configured = configured_keys_cached(git_dir);
+    let configured = configured_keys(git_dir);
     bounds
         .filter(|(key, _)| !configured.iter().any(|k| k == key))
         .flat_map(|(key, value)| {
@@ -92,35 +92,6 @@ fn args<'a>(git_dir: &Path, bounds: impl Iterator<Item = &'a (&'a str, &'a str)>
             ]
         })
         .collect()
-}
-
-/// [`configured_keys`] of the last repository asked about, while its config file is
-/// unchanged. A push runs pack-objects and index-pack up to three times, each asking the same:
-/// one `git config` run (about 3 ms) instead of three. One slot, not a map: a server's
-/// compactions use a new directory each.
-fn configured_keys_cached(git_dir: &Path) -> Vec<String> {
-    type Seen = (
-        std::path::PathBuf,
-        Option<std::time::SystemTime>,
-        Vec<String>,
-    );
-    static LAST: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
-    let modified = std::fs::metadata(git_dir.join("config"))
-        .and_then(|m| m.modified())
-        .ok();
-    if let Ok(last) = LAST.lock() {
-        if let Some((_, _, keys)) = last
-            .as_ref()
-            .filter(|(dir, at, _)| dir == git_dir && *at == modified && at.is_some())
-        {
-            return keys.clone();
-        }
-    }
-    let keys = configured_keys(git_dir);
-    if let Ok(mut last) = LAST.lock() {
-        *last = Some((git_dir.to_path_buf(), modified, keys.clone()));
-    }
-    keys
 }
 
 /// Which of the bounded keys are set; git prints keys lower-cased. A failing `git config`

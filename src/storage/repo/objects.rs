@@ -138,6 +138,34 @@ impl Repository {
         Ok(missing)
     }
 
+    /// The entries (id, offset, CRC32) of pack `name`'s idx, read whole in one request; its
+    /// ids join the cache [`Repository::pack_ids`] answers from.
+    pub(super) async fn pack_entries(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::pack::idx_file::Entry>, Error> {
+        let key = self.pack_key(name, "idx");
+        let idx = self.backend.get(&key).await?;
+        let entries =
+            crate::pack::idx_file::entries(&idx.body, name).map_err(|e| Error::Invalid {
+                detail: format!("{e} in {}", self.name),
+            })?;
+        let mut ids: Vec<[u8; 20]> = entries.iter().map(|e| e.id).collect();
+        if !ids.is_sorted() {
+            ids.sort_unstable();
+        }
+        self.pack_ids_cache
+            .put(&key, idx.body.len() as u64, Arc::new(ids));
+        Ok(entries)
+    }
+
+    /// Whether the ids of pack `name` are cached (then [`Repository::pack_ids`] reads nothing).
+    pub(super) fn pack_ids_cached(&self, name: &str, idx_size: u64) -> bool {
+        self.pack_ids_cache
+            .get(&self.pack_key(name, "idx"), idx_size)
+            .is_some()
+    }
+
     /// The sorted object ids of pack `name`, from the cache or its idx.
     pub(super) async fn pack_ids(&self, name: &str, idx_size: u64) -> Result<Ids, Error> {
         let key = self.pack_key(name, "idx");

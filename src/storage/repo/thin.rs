@@ -224,13 +224,11 @@ impl Stored {
     /// The entries of live pack `pack` (its idx read once, whole: 28 bytes an object).
     fn entries(&mut self, pack: usize) -> io::Result<&PackEntries> {
         if !self.entries.contains_key(&pack) {
-            let p = &self.live[pack];
-            let key = self.repo.pack_key(&p.name, "idx");
-            let idx = self
+            let name = self.live[pack].name.clone();
+            let entries = self
                 .handle
-                .block_on(self.repo.backend.get(&key))
+                .block_on(self.repo.pack_entries(&name))
                 .map_err(io_err)?;
-            let entries = idx_file::entries(&idx.body, &p.name).map_err(io::Error::other)?;
             self.entries.insert(pack, PackEntries::new(entries));
         }
         self.entries
@@ -256,6 +254,30 @@ impl thin::Source for Stored {
                 let p = &self.live[n];
                 (p.name.clone(), p.idx_size, p.pack_size)
             };
+            // Ids not cached: read the entries (one idx read fills both caches), not the
+            // ids first and the same idx again for the offset.
+            if !self.entries.contains_key(&n) && !self.repo.pack_ids_cached(&name, idx_size) {
+                match self.handle.block_on(self.repo.pack_entries(&name)) {
+                    Ok(entries) => {
+                        self.entries.insert(n, PackEntries::new(entries));
+                    }
+                    Err(e @ (Error::NotFound { .. } | Error::Invalid { .. })) => {
+                        tracing::warn!("{}: skipping pack {name}: {e}", self.repo.name);
+                        continue;
+                    }
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
+            if let Some(entries) = self.entries.get(&n) {
+                if let Some(offset) = entries.offset_of(id) {
+                    return Ok(Some(Located {
+                        pack: n,
+                        offset,
+                        pack_size,
+                    }));
+                }
+                continue;
+            }
             // The cached ids answer "which pack" without reading offsets.
             let ids: Arc<Vec<[u8; 20]>> =
                 match self.handle.block_on(self.repo.pack_ids(&name, idx_size)) {
