@@ -257,14 +257,7 @@ pub async fn needed(
                     };
                     // Guard the .keep first: from here on Ctrl-C removes it.
                     let local_idx = indexed.idx_path.clone();
-                    let new = match (indexed.pack_path, indexed.idx_path, indexed.keep_path) {
-                        (Some(pack), Some(idx), Some(keep)) => Some(Written {
-                            pack,
-                            idx,
-                            keep: Keep::guard(keep),
-                        }),
-                        _ => None,
-                    };
+                    let new = Written::from_indexed(indexed);
                     if let Err(e) = check_listed(local_idx.as_deref(), &info, &listed, &repo_name) {
                         if let Some(new) = &new {
                             new.remove();

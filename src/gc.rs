@@ -73,25 +73,20 @@ pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outc
     let repo = client.remote().display_name();
     let listing: PacksResponse = client.call(Route::Packs, &PacksRequest::default()).await?;
     let packs: Vec<PackInfo> = listing.packs;
-    if mode == Mode::Auto {
-        let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
-        if !select::due(&sizes, select::AUTO_MAX_PACKS, select::AUTO_MIN_BYTES) {
-            return Ok(Outcome::NothingToDo {
-                packs: packs.len(),
-                purged: 0,
-            });
-        }
+    let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
+    if mode == Mode::Auto && !select::due(&sizes, select::AUTO_MAX_PACKS, select::AUTO_MIN_BYTES) {
+        return Ok(Outcome::NothingToDo {
+            packs: packs.len(),
+            purged: 0,
+        });
     }
     let chosen: Vec<PackInfo> = match mode {
         Mode::All if packs.len() >= 2 => packs.clone(),
         Mode::All => Vec::new(),
-        Mode::Geometric | Mode::Auto => {
-            let sizes: Vec<u64> = packs.iter().map(|p| p.pack_size).collect();
-            select::geometric(&sizes)
-                .into_iter()
-                .map(|i| packs[i].clone())
-                .collect()
-        }
+        Mode::Geometric | Mode::Auto => select::geometric(&sizes)
+            .into_iter()
+            .map(|i| packs[i].clone())
+            .collect(),
     };
     if chosen.is_empty() {
         // Nothing to merge, but packs retired earlier may be past their grace period: a

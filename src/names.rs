@@ -12,15 +12,18 @@ pub fn is_valid_pack_name(name: &str) -> bool {
 
 /// 40 lowercase hex digits (SHA-1).
 pub fn is_object_id(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    lower_hex(s, 40)
 }
 
 /// A Git LFS object id: 64 lowercase hex digits (the SHA-256 of the content), the only form
 /// git-lfs sends and the only one safe to put in a storage key.
 pub fn is_lfs_oid(s: &str) -> bool {
-    s.len() == 64
+    lower_hex(s, 64)
+}
+
+/// Exactly `len` lowercase hex digits.
+fn lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

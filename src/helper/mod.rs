@@ -227,20 +227,27 @@ impl<W: Write> Session<W> {
             .clone()
             .ok_or(Error::NoRepository { command: "fetch" })?;
         // git lists before it fetches; `--shallow-exclude` resolves names in that listing.
+        let asked;
         let listed = match &self.listed {
-            Some(l) => l.clone(),
-            None if !self.options.shape.deepen_not.is_empty() => self.runtime.block_on(
-                self.client
-                    .call(Route::Refs, &RefsRequest { for_push: false }),
-            )?,
-            None => RefsResponse::default(),
+            Some(l) => l,
+            None => {
+                asked = if self.options.shape.deepen_not.is_empty() {
+                    RefsResponse::default()
+                } else {
+                    self.runtime.block_on(
+                        self.client
+                            .call(Route::Refs, &RefsRequest { for_push: false }),
+                    )?
+                };
+                &asked
+            }
         };
         let lock = self.runtime.block_on(fetch::run(
             &self.client,
             &git_dir,
             &batch,
             &self.options.fetch_settings(self.ui.progress),
-            &listed,
+            listed,
         ))?;
         self.options.end_batch();
         let lock = lock.map(|p| p.to_string_lossy().into_owned());

@@ -439,17 +439,16 @@ impl<W: Write> Appender<W> {
                 })?
             };
         }
-        let name = match kind {
-            Header::Commit => "commit",
-            Header::Tree => "tree",
-            Header::Blob => "blob",
-            Header::Tag => "tag",
-            _ => unreachable!("a chain's root is a whole object"),
-        };
-        let mut hasher = gix_hash::hasher(gix_hash::Kind::Sha1);
-        hasher.update(format!("{name} {}\0", data.len()).as_bytes());
-        hasher.update(&data);
-        let resolved = hasher.try_finalize().map_err(|_| Error::Checksum)?;
+        let object_kind = kind.as_kind().ok_or_else(|| {
+            base_corrupt(
+                src,
+                at.pack,
+                at.offset,
+                Failure::Bad("chain without a root".into()),
+            )
+        })?;
+        let resolved = gix::objs::compute_hash(gix::hash::Kind::Sha1, object_kind, &data)
+            .map_err(|_| Error::Checksum)?;
         if resolved.as_slice() != id.as_slice() {
             return Err(base_corrupt(
                 src,
