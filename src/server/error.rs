@@ -126,10 +126,10 @@ impl ApiError {
         let body = crate::api::lfs::ErrorBody {
             message: std::mem::take(&mut self.detail),
         };
-        let lfs = super::lfs::lfs_json(StatusCode::OK, &body);
+        // A struct of one string always serializes.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = self.into_response();
-        let (_, lfs_body) = lfs.into_parts();
-        *response.body_mut() = lfs_body;
+        *response.body_mut() = axum::body::Body::from(body);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
