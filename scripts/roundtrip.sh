@@ -10,6 +10,7 @@ server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
+echo "== $(git --version) ($(command -v git))"
 export HYPHA_JWT_SECRET="roundtrip-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 export GIT_CONFIG_NOSYSTEM=1 HOME="$work/home"
 mkdir -p "$HOME"

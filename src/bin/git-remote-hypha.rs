@@ -67,7 +67,7 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let client = Client::new(remote, token)?;
+    let client = Client::new(remote, token)?.with_git_remote(remote_name);
     let stdout = std::io::stdout();
     // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
     // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.

@@ -127,7 +127,7 @@ pub async fn get_renewing(
     what: &str,
 ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, Error> {
     renewing(client, name, object, url, |url| async move {
-        download_stream(client.http_for(&url)?, &url, what).await
+        download_stream(&client.http_for(&url)?, &url, what).await
     })
     .await
 }

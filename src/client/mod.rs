@@ -9,6 +9,7 @@
 
 mod auth_problem;
 mod download;
+pub mod git_http;
 mod stock;
 mod upload;
 
@@ -21,7 +22,8 @@ pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PAR
 use crate::api::{self, ErrorBody, ErrorCode, Route};
 use crate::config::{self, Remote, Token, TokenSource};
 use serde::{de::DeserializeOwned, Serialize};
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -98,6 +100,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// git's HTTP settings for this URL cannot be used as given.
+    #[error("git's HTTP settings for '{repo}': {source}")]
+    HttpSettings {
+        repo: String,
+        #[source]
+        source: git_http::Error,
+    },
 }
 
 impl Error {
@@ -171,10 +180,12 @@ where
 
 /// A session with one repository's remote API.
 pub struct Client {
-    /// For `http://` URLs: no TLS roots loaded (see [`Client::http_for`]).
-    plain: reqwest::Client,
-    /// For `https://` URLs, built on the first one.
-    tls: OnceLock<reqwest::Client>,
+    /// HTTP clients built so far, by [`HttpKey`] (see [`Client::http_for`]).
+    http: Mutex<HashMap<HttpKey, reqwest::Client>>,
+    /// Which `git config` reads git's HTTP settings need in this session (mostly none).
+    wanted: git_http::Wanted,
+    /// The git remote's name (`remote.<name>.proxy`), when git named one.
+    git_remote: Option<String>,
     remote: Remote,
     token: Mutex<Option<Token>>,
     credentials: Mutex<Credentials>,
@@ -193,16 +204,22 @@ struct Credentials {
     settled: bool,
 }
 
+/// One HTTP client serves every URL with the same settings: without git HTTP settings in the
+/// configuration, one for plain HTTP and one for TLS; with them, one per URL the settings are
+/// matched against (the remote's, or a store's origin; see [`Client::http_for`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HttpKey {
+    tls: bool,
+    /// The URL git's settings were matched against, when the configuration has any.
+    origin: Option<String>,
+}
+
 impl Client {
     pub fn new(remote: Remote, token: Option<Token>) -> Result<Client, Error> {
-        let plain = http_client(false).map_err(|source| Error::Http {
-            repo: remote.display_name(),
-            route: "setup",
-            source,
-        })?;
         Ok(Client {
-            plain,
-            tls: OnceLock::new(),
+            http: Mutex::new(HashMap::new()),
+            wanted: git_http::Wanted::look(&|k| std::env::var(k).ok()),
+            git_remote: None,
             remote,
             token: Mutex::new(token),
             credentials: Mutex::new(Credentials::default()),
@@ -211,31 +228,72 @@ impl Client {
         })
     }
 
+    /// The git remote's name, for `remote.<name>.proxy` (git passes a URL as the name of an
+    /// unnamed remote: then there is none).
+    pub fn with_git_remote(mut self, name: &str) -> Client {
+        self.git_remote = Some(name.to_owned());
+        self
+    }
+
     pub fn remote(&self) -> &Remote {
         &self.remote
     }
 
-    /// The HTTP client for `url`. Loading the system's TLS roots reads every file under
-    /// /etc/ssl/certs: 3-5 ms of each helper run (ls-remote 12-14 ms against 8-10 ms without,
-    /// measured), wasted on a plain-HTTP server and its presigned URLs. So the TLS client is
-    /// built on the first `https://` URL (or when a proxy is reached over TLS).
-    pub fn http_for(&self, url: &str) -> Result<&reqwest::Client, Error> {
-        if !needs_tls(url) {
-            return Ok(&self.plain);
+    /// The HTTP client for `url`, with git's HTTP settings (`git_http`). Loading the
+    /// system's TLS roots reads every file under /etc/ssl/certs: 3-5 ms of each helper run
+    /// (ls-remote 12-14 ms against 8-10 ms without, measured), wasted on a plain-HTTP server
+    /// and its presigned URLs. So a TLS client is built on the first `https://` URL (or when
+    /// a proxy is reached over TLS).
+    ///
+    /// Settings are matched against the remote's URL for every URL on the API server's
+    /// origin, as git's smart HTTP matches `http.<url>.*` once against the remote URL for the
+    /// whole session; a store on another origin (S3 behind presigned URLs) gets the settings
+    /// matched against its own origin, as git-lfs matches its own URLs, so an internal CA
+    /// configured for the API server does not replace the public roots of the store.
+    pub fn http_for(&self, url: &str) -> Result<reqwest::Client, Error> {
+        let origin = (self.wanted != git_http::Wanted::default()).then(|| {
+            let server = self.remote.server.as_str();
+            if origin_of(url) == origin_of(server) {
+                format!("{server}{}/{}", self.remote.workspace, self.remote.alias)
+            } else {
+                format!("{}/", origin_of(url))
+            }
+        });
+        let key = HttpKey {
+            tls: needs_tls(url),
+            origin,
+        };
+        let mut clients = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
         }
-        if let Some(tls) = self.tls.get() {
-            return Ok(tls);
+        let settings = if let Some(match_url) = &key.origin {
+            git_http::Settings::read(match_url, self.git_remote.as_deref())
+        } else {
+            git_http::Settings::from_parts(&Default::default(), &|k| std::env::var(k).ok())
         }
-        let tls = http_client(true).map_err(|source| Error::Http {
+        .map_err(|source| Error::HttpSettings {
             repo: self.remote.display_name(),
-            route: "setup",
             source,
         })?;
-        Ok(self.tls.get_or_init(|| tls))
+        let tls = key.tls || settings.proxy_needs_tls();
+        let client = http_client(tls, &settings).map_err(|e| match e {
+            BuildError::Settings(source) => Error::HttpSettings {
+                repo: self.remote.display_name(),
+                source,
+            },
+            BuildError::Http(source) => Error::Http {
+                repo: self.remote.display_name(),
+                route: "setup",
+                source,
+            },
+        })?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// The HTTP client for the remote API's own URLs.
-    fn api_http(&self) -> Result<&reqwest::Client, Error> {
+    fn api_http(&self) -> Result<reqwest::Client, Error> {
         self.http_for(self.remote.server.as_str())
     }
 
@@ -387,23 +445,34 @@ impl Client {
     }
 }
 
-/// `tls`: with the system's roots; without, a client that only speaks plain HTTP (an empty
-/// root store: any `https://` URL fails its certificate check, so [`Client::http_for`] never
-/// hands it one).
-fn http_client(tls: bool) -> Result<reqwest::Client, reqwest::Error> {
+enum BuildError {
+    Settings(git_http::Error),
+    Http(reqwest::Error),
+}
+
+/// `tls`: with the system's roots (or git's `http.sslCAInfo`); without, a client that only
+/// speaks plain HTTP (an empty root store: any `https://` URL fails its certificate check, so
+/// [`Client::http_for`] never hands it one).
+fn http_client(tls: bool, settings: &git_http::Settings) -> Result<reqwest::Client, BuildError> {
     let read_timeout = read_timeout(std::env::var("HYPHA_READ_TIMEOUT_SECS").ok().as_deref());
-    let builder = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(read_timeout)
         .user_agent(concat!("git-remote-hypha/", env!("CARGO_PKG_VERSION")))
         // Presigned URLs must not be followed to other places with our headers.
         .redirect(reqwest::redirect::Policy::none());
-    if tls {
-        builder.build()
-    } else {
-        builder
-            .tls_certs_only(Vec::<reqwest::Certificate>::new())
-            .build()
+    if !tls {
+        builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    }
+    builder = settings.apply(builder, tls).map_err(BuildError::Settings)?;
+    builder.build().map_err(BuildError::Http)
+}
+
+/// `scheme://host:port` of a URL (the URL itself when it does not parse: one client for it).
+fn origin_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => u.origin().ascii_serialization(),
+        Err(_) => url.to_owned(),
     }
 }
 
@@ -459,7 +528,7 @@ mod tests {
         let plain_proxy = |var: &str| (var == "HTTP_PROXY").then(|| "http://proxy:3128".into());
         assert!(!needs_tls_with("http://127.0.0.1:8080/", plain_proxy));
         // The plain client builds without reading any root store.
-        assert!(http_client(false).is_ok());
+        assert!(http_client(false, &git_http::Settings::default()).is_ok());
     }
 
     #[test]

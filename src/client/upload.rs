@@ -272,7 +272,7 @@ impl Session<'_> {
                 continue;
             }
             let http = self.client.http_for(&req.url)?;
-            let e = match put_range(http, &req, path, range, &what, self.bar).await {
+            let e = match put_range(&http, &req, path, range, &what, self.bar).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };

@@ -77,14 +77,14 @@ pub fn request(
 /// Unix seconds for a date as git's `--shallow-since` reads it (approxidate: "2 days ago",
 /// "2026-01-31", "@1700000000"). `git config --type=expiry-date` runs the same parser and,
 /// unlike `rev-parse --since`, refuses text it cannot read instead of taking it for "now".
-/// The value goes through the environment (GIT_CONFIG_*), never a shell.
+/// The value goes through `git -c` (one argument, never a shell; `GIT_CONFIG_COUNT` would
+/// need git 2.31).
 fn parse_date(text: &str) -> Result<i64, Error> {
     const KEY: &str = "hypha.shallowsince";
     let out = std::process::Command::new("git")
+        .arg("-c")
+        .arg(format!("{KEY}={text}"))
         .args(["config", "--type=expiry-date", KEY])
-        .env("GIT_CONFIG_COUNT", "1")
-        .env("GIT_CONFIG_KEY_0", KEY)
-        .env("GIT_CONFIG_VALUE_0", text)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|source| Error::Spawn {

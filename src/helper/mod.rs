@@ -9,6 +9,7 @@
 
 mod cut;
 pub mod fetch;
+pub mod git_version;
 pub mod handoff;
 pub mod lfs;
 mod local;
@@ -30,6 +31,13 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Protocol(#[from] protocol::Error),
+    /// The git that runs the helper is older than any this helper was tested with.
+    #[error(
+        "{found} is too old for hypha remotes: git {}.{} or newer is needed",
+        git_version::OLDEST.0,
+        git_version::OLDEST.1
+    )]
+    GitTooOld { found: String },
     #[error("cannot talk to git")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -127,11 +135,11 @@ impl<W: Write> Session<W> {
     pub fn run(&mut self, input: impl BufRead) -> Result<(), Error> {
         let mut lines = input.lines();
         while let Some(line) = lines.next() {
-            match protocol::parse(&line?)? {
+            match protocol::parse(&line?).map_err(old_git_or)? {
                 Command::Blank => return Ok(()),
                 Command::Capabilities => self.replies.capabilities()?,
                 Command::Option { name, value } => {
-                    let reply = self.options.set(&name, &value);
+                    let reply = self.options.set(&name, value.as_deref());
                     if let OptionReply::Unsupported = reply {
                         self.options.warn_if_downgraded(&name);
                     }
@@ -144,7 +152,7 @@ impl<W: Write> Session<W> {
                 Command::Fetch(first) => {
                     let mut batch = vec![first];
                     for line in lines.by_ref() {
-                        match protocol::parse(&line?)? {
+                        match protocol::parse(&line?).map_err(old_git_or)? {
                             Command::Fetch(spec) => batch.push(spec),
                             Command::Blank => break,
                             _ => return Err(malformed_batch("fetch")),
@@ -155,7 +163,7 @@ impl<W: Write> Session<W> {
                 Command::Push(first) => {
                     let mut batch = vec![first];
                     for line in lines.by_ref() {
-                        match protocol::parse(&line?)? {
+                        match protocol::parse(&line?).map_err(old_git_or)? {
                             Command::Push(spec) => batch.push(spec),
                             Command::Blank => break,
                             _ => return Err(malformed_batch("push")),
@@ -169,6 +177,12 @@ impl<W: Write> Session<W> {
     }
 
     fn list(&mut self, for_push: bool) -> Result<(), Error> {
+        // Every git since 2.28 asks for the object format before its first `list`.
+        if !self.announced && !self.options.object_format {
+            if let Some(found) = git_version::too_old() {
+                return Err(Error::GitTooOld { found });
+            }
+        }
         if !std::mem::replace(&mut self.announced, true) {
             tracing::info!(
                 "hypha: using remote API v1 at {} for {}",
@@ -282,9 +296,20 @@ impl<W: Write> Session<W> {
     }
 }
 
+/// A line the helper cannot read: from a git older than the helper speaks with, say so.
+fn old_git_or(error: protocol::Error) -> Error {
+    match git_version::too_old() {
+        Some(found) => Error::GitTooOld { found },
+        None => error.into(),
+    }
+}
+
 fn malformed_batch(command: &'static str) -> Error {
-    Error::Protocol(protocol::Error::Malformed {
+    old_git_or(protocol::Error::Malformed {
         command,
         line: "a different command inside the batch".into(),
     })
 }
+
+#[cfg(test)]
+mod transcripts;

@@ -95,7 +95,23 @@ fn parse_bool(value: &str) -> Option<bool> {
 }
 
 impl Options {
-    pub fn set(&mut self, name: &str, value: &str) -> OptionReply {
+    /// Answer `option <name> [<value>]`. A missing value means `true` for a flag (git before
+    /// 2.46 sends `option object-format` so); an option that needs a value and has none gets
+    /// an `error`; a name the helper does not know gets `unsupported` with or without one.
+    pub fn set(&mut self, name: &str, value: Option<&str>) -> OptionReply {
+        let Some(value) = value else {
+            return match name {
+                "progress" | "object-format" | "cloning" | "refetch" | "deepen-relative"
+                | "from-promisor" | "no-dependents" | "update-shallow" | "updateshallow"
+                | "dry-run" | "atomic" | "followtags" | "check-connectivity"
+                | "force-if-includes" => self.set(name, Some("true")),
+                "verbosity" | "depth" | "deepen-since" | "deepen-not" | "filter" | "family"
+                | "push-option" | "cas" | "pushcert" => {
+                    OptionReply::Error(format!("option {name} needs a value"))
+                }
+                _ => OptionReply::Unsupported,
+            };
+        };
         let flag = |slot: &mut bool| match parse_bool(value) {
             Some(v) => {
                 *slot = v;
@@ -118,6 +134,11 @@ impl Options {
             "depth" => match value.parse::<u64>() {
                 Ok(n) if n > 0 => {
                     self.shape.depth = Some(n);
+                    OptionReply::Ok
+                }
+                // git's tag backfill (every version) sends `option depth 0`: no depth.
+                Ok(0) => {
+                    self.shape.depth = None;
                     OptionReply::Ok
                 }
                 _ => OptionReply::Error(format!("invalid depth {value}")),
@@ -150,6 +171,16 @@ impl Options {
                 None => OptionReply::Unsupported,
             },
             "from-promisor" => flag(&mut self.shape.from_promisor),
+            // git 2.25-2.28 fetch a partial clone's missing objects in process with
+            // `from-promisor` and `no-dependents` and no filter: only the named objects.
+            "no-dependents" => {
+                let mut no_dependents = false;
+                let reply = flag(&mut no_dependents);
+                if no_dependents && self.shape.filter.is_none() {
+                    self.shape.filter = Some(Filter::TreeZero);
+                }
+                reply
+            }
             // The helper writes `$GIT_DIR/shallow` itself on every shallow fetch, as
             // fetch-pack does with --update-shallow.
             "update-shallow" | "updateshallow" => {
@@ -277,20 +308,41 @@ mod tests {
                 OptionReply::Unsupported,
             ),
             ("from-promisor", "1", OptionReply::Ok),
+            ("no-dependents", "1", OptionReply::Ok),
             ("servpath", "/x", OptionReply::Unsupported),
             ("no-such-option", "x", OptionReply::Unsupported),
         ] {
-            assert_eq!(o.set(name, value), expected, "{name} {value}");
+            assert_eq!(o.set(name, Some(value)), expected, "{name} {value}");
         }
         assert!(o.progress && o.dry_run && o.atomic && o.object_format);
         assert_eq!(o.verbosity, 0);
         assert_eq!((o.shape.depth, o.shape.deepen_relative), (Some(1), true));
         assert_eq!(o.shape.deepen_since.as_deref(), Some("1 day ago"));
         assert_eq!(o.shape.deepen_not, vec!["v1.0", "main"]);
-        assert_eq!(o.set("deepen-since", "\"@1700000000\""), OptionReply::Ok);
+        assert_eq!(
+            o.set("deepen-since", Some("\"@1700000000\"")),
+            OptionReply::Ok
+        );
         assert_eq!(o.shape.deepen_since.as_deref(), Some("@1700000000"));
-        assert!(matches!(o.set("progress", "maybe"), OptionReply::Error(_)));
-        assert!(matches!(o.set("depth", "0"), OptionReply::Error(_)));
+        assert!(matches!(
+            o.set("progress", Some("maybe")),
+            OptionReply::Error(_)
+        ));
+        assert!(matches!(o.set("depth", Some("-1")), OptionReply::Error(_)));
+        // The tag backfill's `option depth 0` means no depth, as in remote-curl.
+        assert_eq!(o.set("depth", Some("0")), OptionReply::Ok);
+        assert_eq!(o.shape.depth, None);
+    }
+
+    #[test]
+    fn an_option_without_a_value() {
+        let mut o = Options::default();
+        // git 2.28-2.44: `option object-format` asks for the hash algorithm.
+        assert_eq!(o.set("object-format", None), OptionReply::Ok);
+        assert!(o.object_format);
+        assert!(matches!(o.set("depth", None), OptionReply::Error(_)));
+        assert_eq!(o.shape.depth, None);
+        assert_eq!(o.set("no-such-option", None), OptionReply::Unsupported);
     }
 
     #[test]
@@ -298,16 +350,19 @@ mod tests {
         let mut o = Options::default();
         let oid = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(
-            o.set("cas", &format!("refs/heads/main:{oid}")),
+            o.set("cas", Some(&format!("refs/heads/main:{oid}"))),
             OptionReply::Ok
         );
         assert_eq!(
-            o.set("cas", &format!("refs/heads/new:{}", "0".repeat(40))),
+            o.set("cas", Some(&format!("refs/heads/new:{}", "0".repeat(40)))),
             OptionReply::Ok
         );
-        assert_eq!(o.set("push-option", "\"msg=a b\""), OptionReply::Ok);
-        assert_eq!(o.set("push-option", "ci.skip"), OptionReply::Ok);
-        assert!(matches!(o.set("cas", "nonsense"), OptionReply::Error(_)));
+        assert_eq!(o.set("push-option", Some("\"msg=a b\"")), OptionReply::Ok);
+        assert_eq!(o.set("push-option", Some("ci.skip")), OptionReply::Ok);
+        assert!(matches!(
+            o.set("cas", Some("nonsense")),
+            OptionReply::Error(_)
+        ));
         let s = o.push_settings(Progress::hidden());
         assert_eq!(s.leases["refs/heads/main"].as_deref(), Some(oid));
         assert_eq!(s.leases["refs/heads/new"], None);

@@ -14,10 +14,11 @@ pub enum Command {
     List {
         for_push: bool,
     },
-    /// `option <name> <value>`; `value` is still C-quoted where git quoted it.
+    /// `option <name> <value>`, or `option <name>` alone (git before 2.45 sends
+    /// `option object-format` so); `value` is still C-quoted where git quoted it.
     Option {
         name: String,
-        value: String,
+        value: Option<String>,
     },
     Fetch(FetchSpec),
     Push(PushSpec),
@@ -67,13 +68,19 @@ pub fn parse(line: &str) -> Result<Command, Error> {
         ("capabilities", None) => Ok(Command::Capabilities),
         ("list", None) => Ok(Command::List { for_push: false }),
         ("list", Some("for-push")) => Ok(Command::List { for_push: true }),
-        ("option", Some(rest)) => match rest.split_once(' ') {
-            Some((name, value)) if !name.is_empty() => Ok(Command::Option {
+        ("option", Some(rest)) => {
+            let (name, value) = match rest.split_once(' ') {
+                Some((name, value)) => (name, Some(value.to_owned())),
+                None => (rest, None),
+            };
+            if name.is_empty() {
+                return Err(malformed("option", line));
+            }
+            Ok(Command::Option {
                 name: name.to_owned(),
-                value: value.to_owned(),
-            }),
-            _ => Err(malformed("option", line)),
-        },
+                value,
+            })
+        }
         ("fetch", Some(rest)) => match rest.split_once(' ') {
             Some((oid, name)) if is_hex_oid(oid) && !name.is_empty() => {
                 Ok(Command::Fetch(FetchSpec {
@@ -293,7 +300,15 @@ mod tests {
             parse("option push-option \"a b\""),
             Ok(Command::Option {
                 name: "push-option".into(),
-                value: "\"a b\"".into()
+                value: Some("\"a b\"".into())
+            })
+        );
+        // git 2.28-2.44 ask for the hash algorithm without a value.
+        assert_eq!(
+            parse("option object-format"),
+            Ok(Command::Option {
+                name: "object-format".into(),
+                value: None
             })
         );
         assert_eq!(
@@ -324,7 +339,8 @@ mod tests {
             "push main",
             "push main:",
             "option",
-            "option novalue",
+            "option ",
+            "option  x",
             "list everything",
             "connect git-upload-pack",
             "\u{0}\u{1}",

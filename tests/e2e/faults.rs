@@ -367,6 +367,7 @@ fn retry_after_is_honoured() {
 
 /// A server that accepts a request and then says nothing is cut off by the read timeout and
 /// the request retried; a server that always does so makes the command fail in bounded time.
+/// The clone sets the timeout as a git user does (`http.lowSpeedLimit`/`lowSpeedTime`).
 #[test]
 fn stalled_connections_are_cut_by_the_read_timeout() {
     let f = Faulty::new();
@@ -377,8 +378,18 @@ fn stalled_connections_are_cut_by_the_read_timeout() {
     let started = Instant::now();
     let clone = f.env.path("clone");
     f.env
-        .cmd(&f.env.path(""), &["clone", &url, "clone"])
-        .env("HYPHA_READ_TIMEOUT_SECS", SHORT_READ_TIMEOUT)
+        .cmd(
+            &f.env.path(""),
+            &[
+                "-c",
+                "http.lowSpeedLimit=1000",
+                "-c",
+                &format!("http.lowSpeedTime={SHORT_READ_TIMEOUT}"),
+                "clone",
+                &url,
+                "clone",
+            ],
+        )
         .ok();
     f.env.fsck(&clone);
     assert!(

@@ -47,7 +47,8 @@ fn diverged_push_with_unknown_remote_tip_is_fetch_first() {
         );
         assert!(
             out.stderr.contains(
-                "hint: Updates were rejected because the remote contains work that you do not"
+                // git 2.39 wraps this hint one word earlier than 2.47.
+                "hint: Updates were rejected because the remote contains work that you do"
             ),
             "{out}"
         );

@@ -518,11 +518,28 @@ fn hostile_bodies_and_pack_names_are_refused_and_write_nothing() {
 
 /// Runs the helper binary directly, as git would, with `input` on stdin.
 fn helper_session(env: &TestEnv, repo: &Path, url: &str, input: &[u8]) -> (Option<i32>, String) {
+    helper_session_with_path(
+        env,
+        repo,
+        url,
+        input,
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )
+}
+
+/// [`helper_session`] with `path` as the helper's `PATH` (the git it finds there).
+pub(crate) fn helper_session_with_path(
+    env: &TestEnv,
+    repo: &Path,
+    url: &str,
+    input: &[u8],
+    path: &std::ffi::OsStr,
+) -> (Option<i32>, String) {
     let git_dir = repo.join(".git");
     let mut child = Command::new(bin_dir().join("git-remote-hypha"))
         .args(["origin", url])
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PATH", path)
         .env("HOME", env.home())
         .env("GIT_DIR", &git_dir)
         .env("HYPHA_TOKEN", env.token())
@@ -566,7 +583,6 @@ fn malformed_protocol_lines_fail_cleanly() {
         b"capabilities now\n".to_vec(),
         b"list for-pull\n".to_vec(),
         b"option\n".to_vec(),
-        b"option verbosity\n".to_vec(),
         b"option  1\n".to_vec(),
         b"push\n".to_vec(),
         b"push nocolon\n".to_vec(),
@@ -590,6 +606,9 @@ fn malformed_protocol_lines_fail_cleanly() {
     let malformed = inputs.len();
     // Odd but legal, or handled by a reply rather than an exit: must not crash either.
     inputs.push(b"option cas \"unterminated\n".to_vec());
+    // A value-less option (git before 2.45 sends `option object-format` so) gets `ok` for a
+    // flag, `error` for an option that needs a value, `unsupported` for an unknown name.
+    inputs.push(b"option verbosity\noption object-format\noption novalue\n\n".to_vec());
     inputs.push(b"\r\nlist\n".to_vec());
     inputs.push(b"capabilities\ncapabilities\n\n".to_vec());
     inputs.push(Vec::new());

@@ -150,5 +150,11 @@ timed install.log env PREFIX="$work/prefix" CARGO_PROFILE="$profile" ./install.s
 check_installed "$work/prefix/bin"
 step "round trip with the installed binaries"
 timed roundtrip-sh.log env PATH="$work/prefix/bin:$PATH" scripts/roundtrip.sh
+# OLD_GIT_PATH (test.sh): a directory whose `git` is an older git (Debian's 2.39.5); the same
+# round trip with it first on PATH, as a Debian 12 or macOS user runs it.
+if [ -n "${OLD_GIT_PATH:-}" ]; then
+  step "round trip with $("$OLD_GIT_PATH/git" --version)"
+  timed roundtrip-old-git.log env PATH="$work/prefix/bin:$OLD_GIT_PATH:$PATH" scripts/roundtrip.sh
+fi
 
 echo "install tests passed (pip install . and ./install.sh, profile $profile)"
