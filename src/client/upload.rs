@@ -361,6 +361,16 @@ pub async fn put_range(
         what: format!("upload of {what} failed"),
         source: e.without_url(),
     })?;
+    // A create-only PUT (`If-None-Match: *`, packs and idx files on S3) that finds the object
+    // there: an earlier attempt stored it and its answer was lost. `update` checks the pack
+    // against its idx, so other bytes under that name are still refused there.
+    let create_only = req
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("if-none-match"));
+    if create_only && resp.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+        return Ok(());
+    }
     if !resp.status().is_success() {
         return Err(Error::TransferStatus {
             what: format!("upload of {what} failed"),

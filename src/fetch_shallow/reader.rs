@@ -26,6 +26,9 @@ const BUILD_BATCH: u64 = 64 << 20;
 /// Longest delta chain followed (git's own default is 50; a cycle of REF_DELTAs would
 /// otherwise never end).
 const MAX_CHAIN: usize = 10_000;
+/// The largest commit, tree or tag resolved in memory: a server's delta declaring more is
+/// refused before it is built (the largest trees of real monorepos are a few MiB).
+const MAX_RESOLVED: u64 = 256 << 20;
 /// Range reads in flight at once.
 const PARALLEL_READS: usize = 4;
 
@@ -342,8 +345,21 @@ impl<'c> Reader<'c> {
                 .get(&at)
                 .ok_or_else(|| missing_entry(&self.packs, at))?;
             let delta = self.packs.inflate(at, raw, &parsed)?;
-            let data = entries::apply_delta(&current.1, &delta)
-                .ok_or_else(|| corrupt(&self.packs, at, "delta does not apply to its base"))?;
+            let data = match entries::apply_delta(&current.1, &delta, MAX_RESOLVED) {
+                Ok(data) => data,
+                Err(entries::DeltaError::TooLarge { declared }) => {
+                    return Err(corrupt(
+                        &self.packs,
+                        at,
+                        &format!(
+                            "a commit, tree or tag of {declared} bytes (more than {MAX_RESOLVED})"
+                        ),
+                    ))
+                }
+                Err(entries::DeltaError::Bad) => {
+                    return Err(corrupt(&self.packs, at, "delta does not apply to its base"))
+                }
+            };
             let done = Arc::new((current.0, data));
             self.content.insert(at, done.clone());
             current = done;

@@ -230,46 +230,74 @@ fn delta_varint(d: &[u8], i: &mut usize) -> Option<u64> {
     }
 }
 
-/// Apply the git delta `delta` to `base` (gitformat-pack(5), "Deltified representation").
-pub fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
-    let varint = delta_varint;
+/// Why a delta was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeltaError {
+    /// It declares a result larger than the caller allows: refused before any allocation.
+    TooLarge { declared: u64 },
+    /// It does not apply: wrong base size, a copy outside the base, an instruction past its
+    /// end, or a result other than the declared size.
+    Bad,
+}
+
+/// Apply the git delta `delta` to `base` (gitformat-pack(5), "Deltified representation"),
+/// producing at most `max` bytes. Memory is bounded by the result size the delta declares
+/// (checked against `max` first), never by what its instructions would produce: each copy
+/// and insert is checked against the declared size before it is made, so a few bytes of
+/// copy instructions cannot build gigabytes.
+pub fn apply_delta(base: &[u8], delta: &[u8], max: u64) -> Result<Vec<u8>, DeltaError> {
+    let varint = |i: &mut usize| delta_varint(delta, i).ok_or(DeltaError::Bad);
     let mut i = 0;
-    if varint(delta, &mut i)? != base.len() as u64 {
-        return None;
+    if varint(&mut i)? != base.len() as u64 {
+        return Err(DeltaError::Bad);
     }
-    let size = usize::try_from(varint(delta, &mut i)?).ok()?;
+    let declared = varint(&mut i)?;
+    if declared > max {
+        return Err(DeltaError::TooLarge { declared });
+    }
+    let size = usize::try_from(declared).map_err(|_| DeltaError::TooLarge { declared })?;
     // The declared size is only trusted as far as the delta could produce it.
-    let mut out = Vec::with_capacity(size.min(base.len() + delta.len() * 0x10000));
+    let mut out = Vec::with_capacity(size.min(base.len() + delta.len().saturating_mul(0x10000)));
+    let bad = DeltaError::Bad;
     while i < delta.len() {
         let op = delta[i];
         i += 1;
-        if op & 0x80 != 0 {
+        let piece = if op & 0x80 != 0 {
             let (mut off, mut len) = (0usize, 0usize);
             for bit in 0..4 {
                 if op & (1 << bit) != 0 {
-                    off |= usize::from(*delta.get(i)?) << (8 * bit);
+                    off |= usize::from(*delta.get(i).ok_or(bad)?) << (8 * bit);
                     i += 1;
                 }
             }
             for bit in 0..3 {
                 if op & (0x10 << bit) != 0 {
-                    len |= usize::from(*delta.get(i)?) << (8 * bit);
+                    len |= usize::from(*delta.get(i).ok_or(bad)?) << (8 * bit);
                     i += 1;
                 }
             }
             if len == 0 {
                 len = 0x10000;
             }
-            out.extend_from_slice(base.get(off..off.checked_add(len)?)?);
+            base.get(off..off.checked_add(len).ok_or(bad)?).ok_or(bad)?
         } else if op != 0 {
             let n = usize::from(op);
-            out.extend_from_slice(delta.get(i..i + n)?);
+            let piece = delta.get(i..i + n).ok_or(bad)?;
             i += n;
+            piece
         } else {
-            return None;
+            return Err(bad);
+        };
+        if piece.len() > size - out.len() {
+            return Err(bad);
         }
+        out.extend_from_slice(piece);
     }
-    (out.len() == size).then_some(out)
+    if out.len() == size {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
 }
 
 /// A pack written from raw entries of stored packs into a file (the caller's, empty), so
@@ -390,7 +418,10 @@ mod tests {
                 Kind::Object(kind) => (kind, data),
                 Kind::Delta(base) => {
                     let (kind, base) = content(packs, raw, base);
-                    (kind, apply_delta(&base, &data).expect("delta applies"))
+                    (
+                        kind,
+                        apply_delta(&base, &data, u64::MAX).expect("delta applies"),
+                    )
                 }
             }
         }
@@ -474,8 +505,31 @@ mod tests {
         assert!(err.to_string().contains("impossible"), "{err}");
         // A delta that claims a huge result but produces a few bytes: refused, not allocated.
         assert_eq!(
-            apply_delta(b"ab", &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, b'x']),
-            None
+            apply_delta(b"ab", &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, b'x'], u64::MAX),
+            Err(DeltaError::Bad)
+        );
+        assert_eq!(
+            apply_delta(b"ab", &[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, b'x'], 1 << 20),
+            Err(DeltaError::TooLarge {
+                declared: 0xffff_ffff
+            })
+        );
+    }
+
+    /// Issue 21: 65,536 copy ops of 64 KiB each (4 GiB) from a 715-byte delta that declares
+    /// 100 bytes. Each copy is checked against the declared size before it is made.
+    #[test]
+    fn a_delta_never_builds_more_than_it_declares() {
+        let base = vec![7u8; 0x10000];
+        let mut delta = vec![0x80, 0x80, 0x04, 100];
+        delta.extend(std::iter::repeat_n(0x80u8, 65_536));
+        assert_eq!(apply_delta(&base, &delta, u64::MAX), Err(DeltaError::Bad));
+        // Declaring the 4 GiB it would build: refused before any allocation.
+        let mut honest = vec![0x80, 0x80, 0x04, 0x80, 0x80, 0x80, 0x80, 0x10];
+        honest.extend(std::iter::repeat_n(0x80u8, 65_536));
+        assert_eq!(
+            apply_delta(&base, &honest, 1 << 30),
+            Err(DeltaError::TooLarge { declared: 1 << 32 })
         );
     }
 
@@ -484,9 +538,19 @@ mod tests {
         let base = b"hello world";
         // base size 11, result size 8: copy "hello" (offset 0, len 5), insert "!!!".
         let delta = [11, 8, 0x90, 5, 3, b'!', b'!', b'!'];
-        assert_eq!(apply_delta(base, &delta).as_deref(), Some(&b"hello!!!"[..]));
+        assert_eq!(
+            apply_delta(base, &delta, 8).as_deref(),
+            Ok(&b"hello!!!"[..])
+        );
         // Wrong base size, or a copy past the base: refused, never a panic.
-        assert_eq!(apply_delta(b"short", &delta), None);
-        assert_eq!(apply_delta(base, &[11, 5, 0x91, 9, 5]), None);
+        assert_eq!(apply_delta(b"short", &delta, 8), Err(DeltaError::Bad));
+        assert_eq!(
+            apply_delta(base, &[11, 5, 0x91, 9, 5], 8),
+            Err(DeltaError::Bad)
+        );
+        assert_eq!(
+            apply_delta(base, &delta, 7),
+            Err(DeltaError::TooLarge { declared: 8 })
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! inflates to at most [`WHOLE_MAX`], so a 1 GiB base costs what a 1 MiB one does. Time: one
 //! inflate pass over the thin pack and over each copied entry, one SHA-1 pass over the result.
 
+use super::entries::DeltaError;
 use gix_pack::data::entry::Header;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -327,7 +328,10 @@ impl<W: Write> Appender<W> {
             }
         }
         if let Some(kind) = root.filter(|_| chain.len() > 1 && inflated_sizes <= WHOLE_MAX) {
-            return self.append_whole(src, at, &chain, kind, present);
+            // A chain whose result declares more than WHOLE_MAX is copied raw instead.
+            if self.append_whole(src, at, &chain, kind, present)? {
+                return Ok(());
+            }
         }
         for &offset in chain.iter().rev() {
             let id = src
@@ -396,7 +400,9 @@ impl<W: Write> Appender<W> {
 impl<W: Write> Appender<W> {
     /// Append the object at `at` whole: its chain (`chain`, top down, ending at a `kind`
     /// entry) resolved in memory, checked against its id, deflated. One entry where the chain
-    /// copy would add `chain.len()`.
+    /// copy would add `chain.len()`. `false` (nothing written) when a delta of the chain
+    /// declares a result above [`WHOLE_MAX`]: memory stays within that bound whatever the
+    /// entries claim.
     fn append_whole(
         &mut self,
         src: &mut dyn Source,
@@ -404,7 +410,7 @@ impl<W: Write> Appender<W> {
         chain: &[u64],
         kind: Header,
         present: &mut HashMap<[u8; 20], u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let id = src
             .id_at(at.pack, at.offset)
             .map_err(read_err("a pack index"))?
@@ -412,7 +418,7 @@ impl<W: Write> Appender<W> {
                 base_corrupt(src, at.pack, at.offset, Failure::Bad("no idx entry".into()))
             })?;
         if present.contains_key(&id) {
-            return Ok(());
+            return Ok(true);
         }
         let mut reader = Reader::new(Some(at.pack), at.pack_size.saturating_sub(20));
         let mut data: Vec<u8> = Vec::new();
@@ -434,9 +440,20 @@ impl<W: Write> Appender<W> {
             data = if i == 0 {
                 inflated
             } else {
-                super::entries::apply_delta(&data, &inflated).ok_or_else(|| {
-                    base_corrupt(src, at.pack, offset, Failure::Bad("bad delta".into()))
-                })?
+                match super::entries::apply_delta(&data, &inflated, WHOLE_MAX) {
+                    Ok(data) => data,
+                    // Small entries may declare a large result (a big file, a few copies):
+                    // not for memory; the caller copies the chain raw.
+                    Err(DeltaError::TooLarge { .. }) => return Ok(false),
+                    Err(DeltaError::Bad) => {
+                        return Err(base_corrupt(
+                            src,
+                            at.pack,
+                            offset,
+                            Failure::Bad("bad delta".into()),
+                        ))
+                    }
+                }
             };
         }
         let object_kind = kind.as_kind().ok_or_else(|| {
@@ -474,7 +491,7 @@ impl<W: Write> Appender<W> {
         present.insert(id, self.pos);
         self.copied.insert((at.pack, at.offset), self.pos);
         self.pos += raw.len() as u64;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -9,7 +9,7 @@
 use super::error::ApiError;
 use super::state::AppState;
 use crate::auth;
-use crate::storage::{self, presign, LocalDisk, PresignMethod};
+use crate::storage::{self, presign, LocalDisk, PresignMethod, PutMode};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -131,7 +131,17 @@ async fn put_inner(
             )));
         }
     }
-    let etag = disk.put_stream(key, body.into_data_stream(), size).await?;
+    // A pack or idx, once stored, is never replaced (issue 21: a URL handed out while a pack
+    // was pending must not overwrite it after `update` made it live): create-only, where the
+    // same bytes again are a retried upload and succeed.
+    let mode = if crate::storage::repo::is_pack_file_key(key) {
+        PutMode::IfNoneMatch
+    } else {
+        PutMode::Overwrite
+    };
+    let etag = disk
+        .put_stream(key, body.into_data_stream(), size, mode)
+        .await?;
     let mut response = StatusCode::OK.into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         response.headers_mut().insert(header::ETAG, v);

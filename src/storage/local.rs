@@ -8,7 +8,8 @@
 //! [`LocalDisk::put_stream`] calls after checking a [`presign`](super::presign) signature.
 //!
 //! Etags are the SHA-256 of the content, so they change whenever the bytes do, whatever the
-//! file system's timestamp granularity. Conditional writes are atomic within this process (one
+//! file system's timestamp granularity; `head` of an object above [`HEAD_HASH_LIMIT`] gives a
+//! metadata etag instead (see [`metadata_etag`]), so existence checks never read content. Conditional writes are atomic within this process (one
 //! lock around check-and-rename); `IfNoneMatch` is atomic across processes too (`link(2)`).
 //!
 //! Temp files live in one store-level directory, `<root>/.hypha-tmp/`, outside every key
@@ -126,12 +127,14 @@ impl LocalDisk {
 
     /// Stream `body` into `key`, replacing it only if exactly `expected_size` bytes arrive;
     /// otherwise the partial file is removed and [`Error::SizeMismatch`] returned. Returns
-    /// the new etag.
+    /// the new etag. With [`PutMode::IfNoneMatch`] an existing object is never replaced: the
+    /// same bytes again (a retried upload) succeed, other bytes are [`Error::AlreadyExists`].
     pub async fn put_stream<S, E>(
         &self,
         key: &str,
         mut body: S,
         expected_size: u64,
+        mode: PutMode,
     ) -> Result<String, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -182,11 +185,16 @@ impl LocalDisk {
         drop(file);
         let inner = self.inner.clone();
         let owned_key = key.to_owned();
+        let etag = hex::encode(hasher.finalize());
+        let same = etag.clone();
         blocking(key.to_owned(), move || {
-            inner.commit(&owned_key, temp, &path, &PutMode::Overwrite)
+            match inner.commit(&owned_key, temp, &path, &mode) {
+                Err(Error::AlreadyExists { .. }) if hash_file(&owned_key, &path)? == same => Ok(()),
+                other => other,
+            }
         })
         .await?;
-        Ok(hex::encode(hasher.finalize()))
+        Ok(etag)
     }
 }
 
@@ -237,8 +245,13 @@ impl Backend for LocalDisk {
         tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(0))
             .await
             .map_err(|e| Error::backend(key, e))?;
-        self.put_stream(key, tokio_util::io::ReaderStream::new(file), size)
-            .await
+        self.put_stream(
+            key,
+            tokio_util::io::ReaderStream::new(file),
+            size,
+            PutMode::Overwrite,
+        )
+        .await
     }
 
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
@@ -314,10 +327,15 @@ impl Inner {
         if !meta.is_file() {
             return Err(Error::NotFound { key: key.into() });
         }
+        let etag = if meta.len() <= HEAD_HASH_LIMIT {
+            hash_file(key, &path)?
+        } else {
+            metadata_etag(&meta)
+        };
         Ok(ObjectMeta {
             key: key.to_owned(),
             size: meta.len(),
-            etag: Some(hash_file(key, &path)?),
+            etag: Some(etag),
             last_modified: meta.modified().ok(),
         })
     }
@@ -533,6 +551,38 @@ fn remove_stale_temps(temp_dir: &Path, age: Duration) {
     }
 }
 
+/// Objects up to this size get their content hash from `head` (a bounded read): refs, HEAD,
+/// configs and records, whose etags callers may compare with those of `get` and `put`.
+const HEAD_HASH_LIMIT: u64 = 64 * 1024;
+
+/// The etag `head` gives a larger object, from its metadata alone so that an existence check
+/// costs one `stat` whatever the size (hashing a 20 MiB LFS object on every batch was the
+/// cost). Every write replaces the file by a rename (new inode, new times), so it changes
+/// whenever the bytes do. It never equals a content hash (`m-` prefix): a conditional write
+/// or delete given it fails with a conflict rather than matching anything. No caller
+/// conditions writes on a large object's `head`.
+fn metadata_etag(meta: &std::fs::Metadata) -> String {
+    let nanos = |t: io::Result<std::time::SystemTime>| {
+        t.ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    #[cfg(unix)]
+    let identity = {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{:x}-{:x}-{:x}.{:x}",
+            meta.dev(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    };
+    #[cfg(not(unix))]
+    let identity = String::from("0");
+    format!("m-{:x}-{:x}-{identity}", meta.len(), nanos(meta.modified()))
+}
+
 fn hash_file(key: &str, path: &Path) -> Result<String, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| io_error(key, e))?;
     let mut hasher = Sha256::new();
@@ -607,12 +657,12 @@ mod tests {
             )
         };
         let err = disk
-            .put_stream("a/b", chunks(&[b"abc", b"def"]), 5)
+            .put_stream("a/b", chunks(&[b"abc", b"def"]), 5, PutMode::Overwrite)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::SizeMismatch { received: 6, .. }));
         let err = disk
-            .put_stream("a/b", chunks(&[b"abc"]), 5)
+            .put_stream("a/b", chunks(&[b"abc"]), 5, PutMode::Overwrite)
             .await
             .unwrap_err();
         assert!(matches!(err, Error::SizeMismatch { received: 3, .. }));
@@ -625,12 +675,24 @@ mod tests {
         assert!(leftovers.is_empty(), "{leftovers:?}");
 
         let etag = disk
-            .put_stream("a/b", chunks(&[b"ab", b"cde"]), 5)
+            .put_stream("a/b", chunks(&[b"ab", b"cde"]), 5, PutMode::Overwrite)
             .await
             .unwrap();
         let got = disk.get("a/b").await.unwrap();
         assert_eq!(&got.body[..], b"abcde");
         assert_eq!(got.etag, etag);
+
+        // Create-only (packs and idx files): the same bytes again succeed, other bytes never
+        // replace what is there.
+        disk.put_stream("a/b", chunks(&[b"abcde"]), 5, PutMode::IfNoneMatch)
+            .await
+            .expect("a retried upload of the same bytes");
+        let err = disk
+            .put_stream("a/b", chunks(&[b"zzzzz"]), 5, PutMode::IfNoneMatch)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        assert_eq!(&disk.get("a/b").await.unwrap().body[..], b"abcde");
     }
 
     /// A write in flight (a process killed mid-write) has its temp file in the store's temp
@@ -683,6 +745,46 @@ mod tests {
             .unwrap();
         drop(LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap());
         assert!(!left.exists(), "stale temp files are removed at start");
+    }
+
+    /// `head` of a large object is a `stat`, not a read: its etag comes from metadata, and
+    /// still changes when the object is replaced (same size, other bytes). Small objects
+    /// keep the content etag that `put` and `get` return.
+    #[tokio::test]
+    async fn head_of_a_large_object_does_not_hash_it() {
+        let (_dir, backend) = disk();
+        let big = vec![1u8; (HEAD_HASH_LIMIT + 1) as usize];
+        let put_etag = backend
+            .put("r/big", Bytes::from(big.clone()), PutMode::Overwrite)
+            .await
+            .unwrap();
+        let first = backend.head("r/big").await.unwrap();
+        assert_eq!(first.size, big.len() as u64);
+        let etag = first.etag.unwrap();
+        assert!(etag.starts_with("m-") && etag != put_etag, "{etag}");
+        assert_eq!(backend.head("r/big").await.unwrap().etag.unwrap(), etag);
+        // A conditional write given it conflicts rather than matching anything.
+        assert!(matches!(
+            backend
+                .put(
+                    "r/big",
+                    Bytes::from_static(b"x"),
+                    PutMode::IfMatch(etag.clone())
+                )
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        let other = vec![2u8; big.len()];
+        backend
+            .put("r/big", Bytes::from(other), PutMode::Overwrite)
+            .await
+            .unwrap();
+        assert_ne!(backend.head("r/big").await.unwrap().etag.unwrap(), etag);
+        let small = backend
+            .put("r/small", Bytes::from_static(b"ref\n"), PutMode::Overwrite)
+            .await
+            .unwrap();
+        assert_eq!(backend.head("r/small").await.unwrap().etag, Some(small));
     }
 
     #[tokio::test]

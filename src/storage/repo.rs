@@ -196,6 +196,18 @@ impl Repository {
     }
 }
 
+/// Whether `key` is a repository's pack or idx (`.../.git/objects/pack/pack-<hex>.{pack,idx}`):
+/// objects that are never replaced once stored (a presigned `PUT` creates them or fails).
+pub fn is_pack_file_key(key: &str) -> bool {
+    let Some((dir, file)) = key.rsplit_once('/') else {
+        return false;
+    };
+    let name = file
+        .strip_suffix(".pack")
+        .or_else(|| file.strip_suffix(".idx"));
+    dir.ends_with("/.git/objects/pack") && name.is_some_and(crate::names::is_valid_pack_name)
+}
+
 fn check_ref(name: &str) -> Result<(), Error> {
     refname::check(name).map_err(|why| Error::Invalid {
         detail: format!("invalid ref {:?}: {why}", super::shorten(name)),

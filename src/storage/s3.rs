@@ -746,13 +746,18 @@ impl Backend for S3 {
                         detail: format!("{key}: a presigned PUT needs a content length"),
                     });
                 };
-                // Content-Length is signed: S3 refuses an upload of any other size.
+                // Content-Length is signed: S3 refuses an upload of any other size. A pack or
+                // idx is create-only (`If-None-Match: *`, signed, sent by the client with the
+                // URL's headers): once stored it is never replaced (issue 21).
                 self.client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&full)
                     .content_length(to_i64(key, len)?)
                     .content_type(OCTET_STREAM)
+                    .set_if_none_match(
+                        crate::storage::repo::is_pack_file_key(key).then(|| "*".to_owned()),
+                    )
                     .presigned(config)
                     .await
                     .map_err(|e| {

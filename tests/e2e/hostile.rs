@@ -872,3 +872,79 @@ fn update_to_an_object_the_remote_lacks_is_rejected() {
     );
     assert_server_healthy(&env, "dangling");
 }
+
+/// `PUT` of `body` to a presigned transfer from an API answer (with its signed headers), by
+/// curl, so the same code reaches the local store and S3 alike. Returns the status.
+fn put_presigned(transfer: &serde_json::Value, body: &[u8], dir: &Path) -> u16 {
+    let file = dir.join(format!("body-{}", body.len()));
+    std::fs::write(&file, body).expect("write body");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"]);
+    if let Some(headers) = transfer["headers"].as_object() {
+        for (name, value) in headers {
+            if !name.eq_ignore_ascii_case("content-length") {
+                cmd.arg("-H")
+                    .arg(format!("{name}: {}", value.as_str().unwrap_or("")));
+            }
+        }
+    }
+    cmd.arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(transfer["url"].as_str().expect("url"));
+    let out = cmd.output().expect("run curl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Issue 21: a writer cannot replace a stored pack. `uploads` refuses the name of a live
+/// pack (it answered 200 and the PUT of zeroed bytes overwrote it: every clone failed), and
+/// a presigned `PUT` never replaces a pack or idx that is there (a URL handed out while a
+/// pack was pending would otherwise overwrite it once `update` made it live).
+#[test]
+fn stored_packs_are_never_replaced() {
+    let env = TestEnv::new();
+    let head = seeded(&env, "live");
+    let server = env.server.url().to_owned();
+    let packs = env.remote_packs("live");
+    let live = packs
+        .keys()
+        .next()
+        .expect("a pack")
+        .trim_end_matches(".pack")
+        .to_owned();
+    let size = packs.values().next().copied().expect("size");
+    let uploads = |name: &str, pack_size: u64| {
+        let body = serde_json::json!({"packs": [{"name": name, "pack_size": pack_size, "idx_size": 1100}]});
+        post(
+            &server,
+            &route("live", "uploads"),
+            Some(env.token()),
+            &body.to_string(),
+        )
+    };
+    let (status, body) = uploads(&live, size);
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body.contains("already in the repository"), "{body}");
+
+    // A pending pack: its first upload lands, a second one with other bytes does not.
+    let hex = "0123456789abcdef0123456789abcdef01234567";
+    let (status, body) = uploads(&format!("pack-{hex}"), 1000);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("uploads answer");
+    let pack = &answer["uploads"][0]["pack"];
+    let dir = env.mkdir("bodies");
+    assert_eq!(put_presigned(pack, &noise(1000, 1), &dir), 200);
+    let again = put_presigned(pack, &vec![0u8; 1000], &dir);
+    assert!(
+        (400..500).contains(&again),
+        "a second PUT replaced a stored pack: {again}"
+    );
+
+    // The committed history is whole.
+    let clone = env.path("clone");
+    env.clone(&env.url("live"), &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), head);
+    env.fsck(&clone);
+}

@@ -302,3 +302,148 @@ fn a_deltified_base_is_appended_whole() {
         "the base is whole in the completed pack\n{listing}"
     );
 }
+
+/// Raw pack entries, for shapes git never writes but a hostile writer can store.
+mod hostile {
+    use super::*;
+
+    fn header(kind: u8, mut size: u64) -> Vec<u8> {
+        let mut out = vec![(kind << 4) | (size & 0x0f) as u8];
+        size >>= 4;
+        while size > 0 {
+            *out.last_mut().expect("a byte") |= 0x80;
+            out.push((size & 0x7f) as u8);
+            size >>= 7;
+        }
+        out
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut z =
+            gix_zlib::stream::deflate::Write::new(Vec::new(), gix_zlib::Compression::DEFAULT);
+        z.write_all(data).and_then(|()| z.flush()).expect("deflate");
+        z.into_inner()
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// A pack of `entries` (header, count, entries, SHA-1 trailer), with each entry's offset.
+    fn pack(entries: &[Vec<u8>]) -> (Vec<u8>, Vec<u64>) {
+        let mut out = b"PACK\0\0\0\x02".to_vec();
+        out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        let mut offsets = Vec::new();
+        for e in entries {
+            offsets.push(out.len() as u64);
+            out.extend_from_slice(e);
+        }
+        let mut h = gix_hash::hasher(gix_hash::Kind::Sha1);
+        h.update(&out);
+        out.extend_from_slice(h.try_finalize().expect("sha1").as_slice());
+        (out, offsets)
+    }
+
+    /// Issue 21: a stored 64 KiB blob and an OFS_DELTA of 65,536 one-byte copy ops against it
+    /// (each copies 64 KiB: 4 GiB from 715 bytes), then a thin pack whose REF_DELTA names
+    /// that delta. Completion aborted the server (`memory allocation of 4294967296 bytes
+    /// failed`); now a delta never builds more than it declares, and a declared result
+    /// above the whole-object bound is copied raw instead of built.
+    #[test]
+    fn an_expanding_delta_in_a_stored_pack_neither_aborts_nor_allocates() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let blob = vec![b'x'; 0x10000];
+        let blob_id =
+            gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::object::Kind::Blob, &blob)
+                .expect("hash");
+        let fake_id = [0xab; 20];
+        for declared in [100u64, 1 << 32] {
+            let mut delta = Vec::new();
+            varint(blob.len() as u64, &mut delta);
+            varint(declared, &mut delta);
+            delta.extend(std::iter::repeat_n(0x80u8, 65_536));
+            let blob_entry = [header(3, blob.len() as u64), deflate(&blob)].concat();
+            let distance = blob_entry.len() as u64;
+            // OFS_DELTA's distance, git's offset encoding (one byte: below 128).
+            assert!(distance < 0x80 * 0x80);
+            let mut ofs = Vec::new();
+            let mut d = distance;
+            let mut bytes = vec![(d & 0x7f) as u8];
+            d >>= 7;
+            while d > 0 {
+                d -= 1;
+                bytes.push(0x80 | (d & 0x7f) as u8);
+                d >>= 7;
+            }
+            bytes.reverse();
+            ofs.extend(bytes);
+            let delta_entry = [header(6, delta.len() as u64), ofs, deflate(&delta)].concat();
+            let (live, offsets) = pack(&[blob_entry, delta_entry]);
+            let live_path = tmp.path().join(format!("live-{declared}.pack"));
+            std::fs::write(&live_path, &live).expect("write");
+
+            let mut small = Vec::new();
+            varint(declared, &mut small);
+            varint(1, &mut small);
+            small.extend_from_slice(&[1, b'!']);
+            let thin_entry = [
+                header(7, small.len() as u64),
+                fake_id.to_vec(),
+                deflate(&small),
+            ]
+            .concat();
+            let crc = crc32fast::hash(&thin_entry);
+            let (thin, thin_offsets) = pack(&[thin_entry]);
+            let thin_path = tmp.path().join(format!("thin-{declared}.pack"));
+            std::fs::write(&thin_path, &thin).expect("write");
+            let mut checksum = [0u8; 20];
+            checksum.copy_from_slice(&thin[thin.len() - 20..]);
+            let idx = idx_file::write(
+                &mut [idx_file::Entry {
+                    id: [0xcd; 20],
+                    crc32: crc,
+                    offset: thin_offsets[0],
+                }],
+                &checksum,
+                "thin",
+            )
+            .expect("idx");
+            let mut files = Files {
+                thin: thin_path,
+                live: vec![(
+                    live_path,
+                    vec![
+                        idx_file::Entry {
+                            id: {
+                                let mut id = [0u8; 20];
+                                id.copy_from_slice(blob_id.as_slice());
+                                id
+                            },
+                            crc32: 0,
+                            offset: offsets[0],
+                        },
+                        idx_file::Entry {
+                            id: fake_id,
+                            crc32: 0,
+                            offset: offsets[1],
+                        },
+                    ],
+                )],
+            };
+            // Refused (the delta builds more than it declares, or the thin delta does not
+            // apply to what the chain really is) or completed raw: never an abort.
+            if let Err(e) = run(&mut files, &idx) {
+                let text = e.to_string();
+                assert!(text.len() < 400, "one line: {text}");
+            }
+        }
+    }
+}

@@ -170,13 +170,16 @@ impl Repository {
         match mp.complete_upload(&key, upload_id, &sizes).await {
             Ok(_) => Ok(()),
             // The upload is gone: a `complete` retried after its answer was lost finds the
-            // pack assembled by the first one.
-            Err(Error::NotFound { .. }) => match self.backend.head(&key).await {
-                Ok(meta) if meta.size == pack_size => Ok(()),
-                _ => Err(Error::Invalid {
-                    detail: format!("{name}: no such multipart upload"),
-                }),
-            },
+            // pack assembled by the first one. Or the pack exists already (completion is
+            // create-only): the same size is that retry, anything else is refused.
+            Err(Error::NotFound { .. } | Error::AlreadyExists { .. } | Error::Conflict { .. }) => {
+                match self.backend.head(&key).await {
+                    Ok(meta) if meta.size == pack_size => Ok(()),
+                    _ => Err(Error::Invalid {
+                        detail: format!("{name}: no such multipart upload"),
+                    }),
+                }
+            }
             Err(e) => Err(e),
         }
     }

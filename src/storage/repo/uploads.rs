@@ -16,7 +16,8 @@
 //! Marking and unmarking happen under the repository lock, as compaction's purge does. That
 //! closes the one race that could hide a needed pack: a pack of the same name (same content)
 //! committed by another push between checking that the pack is not there yet and writing the
-//! marker. A pack that already exists without a marker is live and is never marked again.
+//! marker. A pack that already exists without a marker is live: it is never marked again,
+//! and no upload URL is handed out for it (a writer could replace committed bytes).
 
 use super::{Repository, LOCK_TIMEOUT};
 use crate::storage::{Error, PutMode};
@@ -51,8 +52,13 @@ impl Repository {
             })?;
         let marker = self.upload_marker(name);
         if self.has_key(&self.pack_key(name, "pack")).await? && !self.has_key(&marker).await? {
-            // Committed by an earlier push (or written by Hypha): refs may need it.
-            return Ok(());
+            // Committed by an earlier push (or written by Hypha): refs may need it, so no
+            // writer gets a URL that could replace its bytes (issue 21).
+            return Err(Error::Invalid {
+                detail: format!(
+                    "{name} is already in the repository: a stored pack is never uploaded again"
+                ),
+            });
         }
         let now = crate::auth::unix_now();
         self.backend

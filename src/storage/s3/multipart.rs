@@ -344,6 +344,9 @@ impl Multipart for S3 {
             .bucket(&self.bucket)
             .key(&full)
             .upload_id(upload_id)
+            // A pack, once stored, is never replaced (issue 21): an upload id handed out while
+            // the pack was pending cannot overwrite it after `update` made it live.
+            .if_none_match("*")
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
