@@ -17,6 +17,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How far in the future a token's `nbf` or `iat` may be: the issuer's clock may run a little
+/// ahead of ours. (`exp` gets none: a token is refused from its expiry second on.)
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
 /// Issuer Hypha writes into its tokens.
 pub const DEFAULT_ISSUER: &str = "https://amun.ai/";
 /// Audience Hypha writes into its tokens.
@@ -73,6 +77,10 @@ pub enum Error {
     Expired,
     #[error("token has no expiry")]
     NoExpiry,
+    #[error("token is not valid yet (its nbf is in the future; check the clocks)")]
+    NotYetValid,
+    #[error("token was issued in the future (its iat is ahead of this server's clock; check the clocks)")]
+    IssuedInFuture,
     #[error("token was issued by another issuer")]
     WrongIssuer,
     #[error("token is meant for another audience")]
@@ -128,6 +136,8 @@ struct Claims {
     iat: Option<f64>,
     #[serde(default)]
     exp: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<f64>,
     #[serde(default)]
     scope: Option<OneOrMany>,
 }
@@ -190,6 +200,7 @@ pub fn mint_at(
         // JWT times are whole seconds; f64 holds every realistic value exactly.
         iat: Some(issued_at as f64),
         exp: Some(expires_at as f64),
+        nbf: None,
         scope: Some(OneOrMany::One(scope)),
     };
     // An empty key is refused by jsonwebtoken: a token signed with it would prove nothing.
@@ -233,6 +244,16 @@ pub fn verify_with(
     let exp = claims.exp.ok_or(Error::NoExpiry)?;
     if exp <= now_unix as f64 {
         return Err(Error::Expired);
+    }
+    // `nbf` and `iat` bound the token's life from below, as `exp` does from above. Both
+    // are optional (Hypha writes `iat`, not `nbf`); both get [`CLOCK_SKEW`] so that an
+    // issuer whose clock runs a little ahead does not lock its fresh tokens out.
+    let latest_start = now_unix as f64 + CLOCK_SKEW.as_secs_f64();
+    if claims.nbf.is_some_and(|nbf| nbf > latest_start) {
+        return Err(Error::NotYetValid);
+    }
+    if claims.iat.is_some_and(|iat| iat > latest_start) {
+        return Err(Error::IssuedInFuture);
     }
     let grants = match &claims.scope {
         Some(scope) => parse_scope(&scope.entries())?,
@@ -453,6 +474,51 @@ mod tests {
             SECRET,
         );
         assert_eq!(verify(SECRET, &no_exp, 0), Err(Error::NoExpiry));
+    }
+
+    #[test]
+    fn not_before_and_issued_at_in_the_future() {
+        let signed = |claims: &str| {
+            let claims = format!(
+                r#"{{"iss":"https://amun.ai/","aud":"https://amun-ai.eu.auth0.com/api/v2/","exp":9999999999,{claims}}}"#
+            );
+            sign_raw(r#"{"alg":"HS256"}"#, &claims, SECRET)
+        };
+        let now = 1_000_000;
+        let skew = CLOCK_SKEW.as_secs();
+        // nbf: refused while in the future beyond the skew, accepted from then on.
+        let token = signed(&format!(r#""nbf":{}"#, now + 3600));
+        assert_eq!(verify(SECRET, &token, now), Err(Error::NotYetValid));
+        let message = verify(SECRET, &token, now).unwrap_err().to_string();
+        assert!(message.contains("not valid yet"), "{message}");
+        assert!(verify(SECRET, &token, now + 3600).is_ok());
+        let token = signed(&format!(r#""nbf":{}"#, now + skew));
+        assert!(verify(SECRET, &token, now).is_ok(), "within the skew");
+        let token = signed(&format!(r#""nbf":{}"#, now + skew + 1));
+        assert_eq!(verify(SECRET, &token, now), Err(Error::NotYetValid));
+        // iat: a little ahead is clock skew, far ahead is refused.
+        let token = mint_at(
+            SECRET,
+            "a",
+            &[],
+            now + skew,
+            now + 7200,
+            &Validation::default(),
+        );
+        assert!(verify(SECRET, &token, now).is_ok(), "within the skew");
+        let token = mint_at(
+            SECRET,
+            "a",
+            &[],
+            now + 600,
+            now + 7200,
+            &Validation::default(),
+        );
+        assert_eq!(verify(SECRET, &token, now), Err(Error::IssuedInFuture));
+        assert!(verify(SECRET, &token, now + 600).is_ok());
+        // Not numbers: malformed, never ignored.
+        let token = signed(r#""nbf":"later""#);
+        assert_eq!(verify(SECRET, &token, now), Err(Error::Malformed));
     }
 
     #[test]

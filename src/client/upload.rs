@@ -83,7 +83,16 @@ fn dead(expires_at: Option<u64>) -> bool {
 /// Upload `files` (idx first) and, for a multipart upload, complete it; on failure a
 /// multipart upload is aborted. Afterwards the pack can be named in `update`.
 pub async fn upload_pack(client: &Client, files: PackFiles<'_>, bar: &Bar) -> Result<(), Error> {
-    let (upload, expires_at) = request(client, &files, None).await?;
+    let (upload, expires_at) = match request(client, &files, None).await {
+        // The repository holds this very pack already (its name is its checksum): another
+        // push sent the same objects. Nothing to send; `update` names it as if just sent.
+        Err(Error::Refused { detail, .. })
+            if !files.thin && detail.contains(crate::storage::repo::ALREADY_STORED) =>
+        {
+            return Ok(());
+        }
+        other => other?,
+    };
     let session = Session {
         client,
         files,

@@ -255,7 +255,8 @@ fn falls_back(e: &client::Error) -> bool {
             // git's receive-pack words, which the server uses too (`storage::repo::MISSING_OBJECTS`).
             *code == api::ErrorCode::Invalid
                 && (detail.contains("missing necessary objects")
-                    || detail.contains("upload it first"))
+                    || detail.contains("upload it first")
+                    || detail.contains(crate::pack::thin::THIN_TOO_DENSE))
         }
         _ => false,
     }

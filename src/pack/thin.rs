@@ -37,6 +37,15 @@ pub const CHUNK: usize = 8 << 20;
 /// 36 ms against 25 ms for a pack of whole objects. Larger chains are copied raw, which keeps
 /// memory bounded whatever the object size.
 const WHOLE_MAX: u64 = 1 << 20;
+/// How many times its compressed size an uploaded thin entry may inflate to. Deltas and
+/// source code stay far below (git's zlib gives 3-10x); zeros and other highly repetitive
+/// data go up as a full pack, which the server does not inflate.
+const THIN_MAX_RATIO: u64 = 64;
+/// The largest entry a thin pack may carry (declared size); a larger object goes up in a full
+/// pack.
+const THIN_MAX_ENTRY: u64 = 4 << 30;
+/// What the refusals above tell the client: the helper falls back to a full pack on it.
+pub const THIN_TOO_DENSE: &str = "send a full pack instead";
 
 /// Bytes of a reader's first range read.
 const FIRST_CHUNK: usize = 64 << 10;
@@ -163,7 +172,7 @@ pub fn complete(
         w.write_all(&head.raw).map_err(Error::Write)?;
         let mut write_err = None;
         inflate
-            .copy(&mut reader, src, head.size, &mut |bytes| {
+            .copy_uploaded(&mut reader, src, head.size, &mut |bytes| {
                 crc.update(bytes);
                 trailer_hash.update(bytes);
                 if write_err.is_none() {
@@ -435,6 +444,7 @@ impl<W: Write> Appender<W> {
                     head.size,
                     &mut |_| {},
                     Some(&mut inflated),
+                    None,
                 )
                 .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
             data = if i == 0 {
@@ -669,7 +679,26 @@ impl Inflater {
         size: u64,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), Failure> {
-        self.copy_into(reader, src, size, sink, None)
+        self.copy_into(reader, src, size, sink, None, None)
+    }
+
+    /// [`Inflater::copy`] for an entry of the uploaded thin pack: one that inflates to more
+    /// than [`THIN_MAX_RATIO`] times its compressed bytes is refused as it goes, so an upload
+    /// costs the server a bounded multiple of its size in inflating (a 400 KB zlib bomb of
+    /// 400 MiB cost ~1000x). Such data still goes up as a full pack (see [`THIN_TOO_DENSE`]).
+    fn copy_uploaded(
+        &mut self,
+        reader: &mut Reader,
+        src: &mut dyn Source,
+        size: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Failure> {
+        if size > THIN_MAX_ENTRY {
+            return Err(Failure::Bad(format!(
+                "an entry of {size} bytes is larger than a thin pack may carry ({THIN_MAX_ENTRY}); {THIN_TOO_DENSE}"
+            )));
+        }
+        self.copy_into(reader, src, size, sink, None, Some(THIN_MAX_RATIO))
     }
 
     /// [`Inflater::copy`], and the inflated bytes appended to `inflated` when given.
@@ -680,6 +709,7 @@ impl Inflater {
         size: u64,
         sink: &mut dyn FnMut(&[u8]),
         mut inflated: Option<&mut Vec<u8>>,
+        max_ratio: Option<u64>,
     ) -> Result<(), Failure> {
         self.zlib.reset();
         loop {
@@ -698,6 +728,13 @@ impl Inflater {
             reader.pos += used as u64;
             if self.zlib.total_out() > size {
                 return Err(Failure::Bad("entry inflates past its declared size".into()));
+            }
+            if let Some(ratio) = max_ratio {
+                if self.zlib.total_out() > self.zlib.total_in().saturating_mul(ratio) + (64 << 10) {
+                    return Err(Failure::Bad(format!(
+                        "an entry inflates more than {ratio} times its size; {THIN_TOO_DENSE}"
+                    )));
+                }
             }
             if let Some(out) = inflated.as_deref_mut() {
                 out.extend_from_slice(&self.scratch[..made as usize]);

@@ -14,6 +14,13 @@
 //!
 //! Objects above one `PUT` (`max_single_put`, S3's 5 GiB) are refused per object with a
 //! message that says so: the `basic` transfer has no parts.
+//!
+//! Only verified objects count: a download is offered, and an upload answered "already
+//! there", only for an object whose content the server has hashed to its oid (recorded in a
+//! marker, `storage::repo` lfs.rs); anything else stored under an oid is never served and is
+//! offered for upload again. A verify never deletes a right object (a wrong size is a 422
+//! that changes nothing). A batch names at most [`MAX_OBJECTS_PER_BATCH`] objects, and an
+//! oid named twice is answered once.
 
 use super::error::ApiError;
 use super::routes::{authorize_read, authorize_write, caller_and_repo};
@@ -23,7 +30,7 @@ use crate::api::lfs::{
     VerifyRequest,
 };
 use crate::storage::repo::LfsMismatch;
-use crate::storage::{self, PresignedTransfer, Repository};
+use crate::storage::{self, Backend as _, PresignedTransfer, Repository};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -88,10 +95,17 @@ async fn batch_inner(
         }
         Operation::Upload => authorize_write(&caller, workspace, &repo).await?,
     }
-    let verify_base = verify_base(uri, headers);
+    let verify_base = verify_base(state, uri, headers).await?;
     let authorization = headers.get(header::AUTHORIZATION);
-    let mut objects = Vec::with_capacity(req.objects.len());
-    for spec in req.objects {
+    // One answer per oid: naming an object twice (or fifty times) costs one check.
+    let mut seen = std::collections::HashSet::new();
+    let specs: Vec<ObjectSpec> = req
+        .objects
+        .into_iter()
+        .filter(|spec| seen.insert(spec.oid.clone()))
+        .collect();
+    let mut objects = Vec::with_capacity(specs.len());
+    for spec in specs {
         let answer = match req.operation {
             Operation::Download => download(state, &repo, &spec).await?,
             Operation::Upload => upload(state, &repo, &spec, &verify_base, authorization).await?,
@@ -110,14 +124,20 @@ async fn download(
     repo: &Repository,
     spec: &ObjectSpec,
 ) -> Result<ObjectResponse, ApiError> {
-    let stored = match repo.lfs_size(&spec.oid).await {
+    let stored = match repo.lfs_check(&spec.oid).await {
         Ok(stored) => stored,
         Err(storage::Error::Invalid { detail }) => return Ok(object_error(spec, 422, detail)),
         Err(e) => return Err(e.into()),
     };
-    if stored != Some(spec.size) {
+    // Only content whose SHA-256 is the oid is ever offered: an object stored but not (or
+    // not yet) verified is as good as missing. A size that differs means a pointer to other
+    // content, as good as missing too.
+    let servable = stored
+        .as_ref()
+        .is_some_and(|s| s.verified && s.size == spec.size);
+    if !servable {
         // git-lfs prints this next to the file's name ("Object does not exist on the
-        // server"); a size that differs means a pointer to other content, as good as missing.
+        // server").
         return Ok(object_error(
             spec,
             404,
@@ -152,13 +172,30 @@ async fn upload(
             ),
         ));
     }
-    let stored = match repo.lfs_size(&spec.oid).await {
+    let stored = match repo.lfs_check(&spec.oid).await {
         Ok(stored) => stored,
         Err(storage::Error::Invalid { detail }) => return Ok(object_error(spec, 422, detail)),
         Err(e) => return Err(e.into()),
     };
-    if stored == Some(spec.size) {
-        // Already there (verified when it went up): no actions, as the spec says.
+    // Not stored, or stored with content that is not (or not yet known to be) the oid's:
+    // upload, so that the real object replaces whatever is there.
+    let verified = stored.filter(|s| s.verified).map(|s| s.size);
+    if let Some(size) = verified.filter(|&size| size != spec.size) {
+        // The content under this oid is known and right: a request for other bytes would
+        // only replace it with something its verify then refuses.
+        return Ok(object_error(
+            spec,
+            422,
+            format!(
+                "object {} is stored in {} with {size} bytes (its sha256 checks out), not {}",
+                spec.oid,
+                repo.name(),
+                spec.size
+            ),
+        ));
+    }
+    if verified.is_some() {
+        // Already there and verified: no actions, as the spec says.
         return Ok(ObjectResponse {
             oid: spec.oid.clone(),
             size: spec.size,
@@ -206,23 +243,51 @@ async fn verify_inner(
         )));
     }
     let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
-    // Write, not read as in Hypha: a failed verify deletes the object.
+    // Write, not read as in Hypha: a verify that finds garbage deletes it.
     authorize_write(&caller, workspace, &repo).await?;
-    match repo.verify_lfs(oid, req.size).await? {
-        None => Ok(()),
-        Some(LfsMismatch::Size { stored }) => Err(ApiError::invalid(format!(
-            "lfs object {oid}: uploaded {stored} bytes, expected {}; it was deleted, upload it again",
+    match repo.verify_lfs(oid, req.size).await {
+        Ok(None) => Ok(()),
+        Ok(Some(LfsMismatch::Size { stored })) => Err(ApiError::invalid(format!(
+            "lfs object {oid} is stored with {stored} bytes and its content checks out; \
+             this verify says {} bytes. Nothing was changed: check the pointer's size",
             req.size
         ))),
-        Some(LfsMismatch::Hash) => Err(ApiError::invalid(format!(
+        Ok(Some(LfsMismatch::Hash)) => Err(ApiError::invalid(format!(
             "lfs object {oid}: the uploaded content has another sha256; it was deleted, upload it again"
         ))),
+        Err(storage::Error::Conflict { .. }) => Err(ApiError::new(
+            crate::api::ErrorCode::Stale,
+            format!("lfs object {oid} changed while it was being verified (another upload?): verify again"),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// `…/objects/verify/` next to the batch path the client used, on the host it reached us
-/// at: the address git-lfs already talks to (a `--public-url` relay may serve bytes only).
-fn verify_base(uri: &Uri, headers: &HeaderMap) -> String {
+/// `…/objects/verify/` next to the batch path the client used, on the server's public URL
+/// (`--public-url`, else the listen address): never on the request's `Host`, which the
+/// caller controls and the verify action carries the caller's `Authorization` to. The local
+/// store's presigned URLs are made on that same public URL, so its base is read from one.
+/// With S3, `--public-url` gives it; without one (the plugin inside Hypha, whose public
+/// address only Hypha's proxy knows), and only then, the request's `Host` is used.
+async fn verify_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<String, ApiError> {
+    let path = uri.path();
+    let dir = path.strip_suffix("batch").unwrap_or(path);
+    if let Some(base) = &state.public_url {
+        return Ok(format!("{base}{dir}verify/"));
+    }
+    if let Some(disk) = &state.local {
+        let probe = disk
+            .presign(
+                "lfs-verify-base",
+                storage::PresignMethod::Get,
+                std::time::Duration::from_secs(1),
+                None,
+            )
+            .await?;
+        if let Some((base, _)) = probe.url.split_once("/_store/") {
+            return Ok(format!("{base}{dir}verify/"));
+        }
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -232,9 +297,7 @@ fn verify_base(uri: &Uri, headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|p| matches!(*p, "http" | "https"))
         .unwrap_or("http");
-    let path = uri.path();
-    let dir = path.strip_suffix("batch").unwrap_or(path);
-    format!("{scheme}://{host}{dir}verify/")
+    Ok(format!("{scheme}://{host}{dir}verify/"))
 }
 
 /// The presigned transfer as an LFS action: its signed headers, minus those git-lfs sets

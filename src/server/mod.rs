@@ -254,7 +254,8 @@ pub async fn run(
     state = state
         .presign_expires_in(url_ttl)
         .multipart(opts.multipart)
-        .thin_packs(opts.thin_packs);
+        .thin_packs(opts.thin_packs)
+        .public_url(opts.public_url.clone());
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
@@ -282,6 +283,8 @@ pub async fn run(
             stale_age,
         ));
     }
+    // In plugin mode too: Hypha's workers never sweep our staging.
+    tokio::spawn(sweep_staged(state.clone()));
 
     announce(addr, admin_token.as_deref()).map_err(Error::Stdout)?;
 
@@ -367,6 +370,41 @@ async fn sweep_stale_uploads(backend: std::sync::Arc<dyn storage::Backend>, olde
                 "warning: cannot abort abandoned multipart uploads: {}",
                 error_chain(&e)
             ),
+        }
+    }
+}
+
+/// How often repositories that were handed upload URLs are swept.
+const STAGED_SWEEP: Duration = Duration::from_secs(300);
+
+/// Removes abandoned uploads (pending packs and thin uploads older than the grace period) of
+/// the repositories that were handed upload URLs, every [`STAGED_SWEEP`]: without it they
+/// stayed until the repository's next compaction, which a failed thin push never triggers.
+/// A repository with uploads still within their grace period is looked at again next time.
+pub(crate) async fn sweep_staged(state: AppState) {
+    let mut every = tokio::time::interval(STAGED_SWEEP);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        for repo in state.take_staged() {
+            match repo.sweep_staged(state.gc_grace).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!("{}: removed {n} abandoned upload(s)", repo.name());
+                    }
+                    if repo.staged_uploads().await.unwrap_or(1) > 0 {
+                        state.note_staged(&repo);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "warning: cannot sweep abandoned uploads of {}: {}",
+                        repo.name(),
+                        error_chain(&e)
+                    );
+                    state.note_staged(&repo);
+                }
+            }
         }
     }
 }

@@ -41,6 +41,10 @@ use std::collections::BTreeSet;
 
 /// Most packs one `uploads` request may announce.
 const MAX_UPLOADS_PER_REQUEST: usize = 256;
+/// Uploads a repository may have staged (handed URLs, not yet part of it by `update`): a
+/// writer who never calls `update` fills the store no further than this many packs of
+/// `max_single_put` each, until the sweep removes them after the grace period.
+pub const MAX_STAGED_UPLOADS: usize = 64;
 
 /// `POST /{ws}/git/{alias}/remote/v1/{route}`.
 pub async fn api(
@@ -369,6 +373,21 @@ async fn uploads(
             }
         }
     }
+    let mut staged = repo.staged_uploads().await?;
+    if staged + req.packs.len() > MAX_STAGED_UPLOADS {
+        // Abandoned ones past the grace period go first; what is left is in flight.
+        repo.sweep_staged(state.gc_grace).await?;
+        staged = repo.staged_uploads().await?;
+    }
+    if staged + req.packs.len() > MAX_STAGED_UPLOADS {
+        return Err(ApiError::invalid(format!(
+            "{} has {staged} uploads in flight (at most {MAX_STAGED_UPLOADS}): push again once \
+             they are done; abandoned ones are removed after {} s",
+            repo.name(),
+            state.gc_grace.as_secs()
+        )));
+    }
+    state.note_staged(repo);
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());
     let mut notes = Vec::new();

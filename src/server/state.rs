@@ -6,6 +6,7 @@ use super::autogc::AutoGc;
 use super::webhook::Webhooks;
 use crate::auth;
 use crate::storage::repo::upload::MultipartPolicy;
+use crate::storage::repo::Repository;
 use crate::storage::{Backend, LocalDisk, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,12 @@ pub struct AppState {
     pub(crate) webhooks: Option<Webhooks>,
     /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
     pub(crate) thin_packs: bool,
+    /// Repositories that were handed upload URLs since their last sweep (by name), for the
+    /// timer that removes abandoned uploads ([`crate::server::sweep_staged`]).
+    pub(crate) staged: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Repository>>>,
+    /// The server's public URL when the operator gave one (`--public-url`): links the server
+    /// hands out (LFS verify) are built on it, never on a request's `Host`.
+    pub(crate) public_url: Option<String>,
 }
 
 // The secret must never reach a log.
@@ -72,6 +79,8 @@ impl AppState {
             auto_gc: None,
             plugin_key: None,
             webhooks: None,
+            staged: Default::default(),
+            public_url: None,
         }
     }
 
@@ -92,6 +101,26 @@ impl AppState {
         self.presign_expires_in = expires_in;
         self.gc_grace = self.gc_grace.max(default_gc_grace(expires_in));
         self
+    }
+
+    /// The operator's public URL of this server (`--public-url`).
+    pub fn public_url(mut self, url: Option<String>) -> AppState {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Remember that `repo` has staged uploads, for the sweep.
+    pub(crate) fn note_staged(&self, repo: &Repository) {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        staged
+            .entry(repo.name().to_owned())
+            .or_insert_with(|| repo.clone());
+    }
+
+    /// The repositories noted since the last call, forgotten here.
+    pub(crate) fn take_staged(&self) -> Vec<Repository> {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *staged).into_values().collect()
     }
 
     /// Grace period of retired packs; shorter than a URL's lifetime only for tests.

@@ -1174,3 +1174,44 @@ async fn thin_packs_capability_uploads_and_fix_thin() {
 }
 
 mod lfs;
+
+/// Issue 21: `uploads` never followed by `update` were kept until the next compaction (which a
+/// failed thin push never triggers): a writer could fill the store. At most
+/// [`MAX_STAGED_UPLOADS`] stay staged per repository; past the grace period they are swept.
+#[tokio::test]
+async fn staged_uploads_are_bounded_and_swept() {
+    let s = server_with(|st| st.gc_grace(Duration::from_secs(3600)));
+    let rw = token("ws", Permission::ReadWrite);
+    let t = Some(rw.as_str());
+    s.create("ws/staged", false).await;
+    let names: Vec<String> = (0..crate::server::routes::MAX_STAGED_UPLOADS)
+        .map(|i| format!("pack-{i:040x}"))
+        .collect();
+    let packs: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"name": n, "pack_size": 100, "idx_size": 100}))
+        .collect();
+    let r = s
+        .api("ws/staged", "uploads", t, json!({ "packs": packs }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let one_more = json!({"packs": [{"name": format!("pack-{}", "f".repeat(40)), "pack_size": 100, "idx_size": 100}]});
+    let r = s.api("ws/staged", "uploads", t, one_more.clone()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("uploads in flight"),
+        "{:?}",
+        r.body
+    );
+    // Past the grace period they are abandoned: the sweep removes them.
+    let repo = s.state.store().repo("ws", "staged").unwrap();
+    assert_eq!(repo.staged_uploads().await.unwrap(), names.len());
+    assert_eq!(
+        repo.sweep_staged(Duration::ZERO).await.unwrap(),
+        names.len()
+    );
+    assert_eq!(repo.staged_uploads().await.unwrap(), 0);
+    let r = s.api("ws/staged", "uploads", t, one_more).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(s.state.take_staged().len(), 1, "noted for the timer");
+}

@@ -714,9 +714,24 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
         vec![named.clone()]
     );
 
-    // The same pack uploaded again (another push with the same objects): it stays visible.
-    let again = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
-    assert_eq!(again, named);
+    // The same pack uploaded again (another push with the same objects): refused, so no
+    // writer gets a URL that could replace it; it stays visible.
+    let (pack, idx) = fake_pack(1, &[ONES]);
+    let refused = repo
+        .presign_upload(
+            &PackUpload {
+                name: named.clone(),
+                pack_size: pack.len() as u64,
+                idx_size: idx.len() as u64,
+                upload_id: None,
+            },
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid { detail }) if detail.contains(super::repo::ALREADY_STORED)),
+        "{refused:?}"
+    );
     assert_eq!(
         names(repo.packs().await.expect("packs")),
         vec![named.clone()]
@@ -1017,8 +1032,9 @@ pub async fn repo_refs_need_objects(backend: Arc<dyn Backend>) {
 }
 
 /// LFS objects live where Hypha keeps them (beside `.git/`, for the standalone layout and
-/// for a Hypha artifact's prefix alike); `verify` keeps a right object and deletes one whose
-/// size or SHA-256 is wrong; a missing one is `NotFound`.
+/// for a Hypha artifact's prefix alike); `verify` keeps a right object (a wrong size in the
+/// request changes nothing) and deletes one whose SHA-256 is wrong; a missing one is
+/// `NotFound`.
 pub async fn repo_lfs_objects(backend: Arc<dyn Backend>) {
     use super::repo::LfsMismatch;
     use sha2::Digest;
@@ -1080,8 +1096,12 @@ pub async fn repo_lfs_objects(backend: Arc<dyn Backend>) {
             stored: body.len() as u64
         })
     );
-    assert_eq!(repo.lfs_size(&oid).await.expect("size"), None, "deleted");
-    // Same size, other content: refused and deleted too.
+    assert_eq!(
+        repo.lfs_size(&oid).await.expect("size"),
+        Some(body.len() as u64),
+        "a right object is kept whatever size a verify names"
+    );
+    // Same size, other content: refused and deleted.
     backend
         .put(
             &key,

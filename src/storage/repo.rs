@@ -53,6 +53,7 @@ pub use update::{
     RefOutcome, RefStatus, RefUpdate, Update, UpdateOutcome, ATOMIC_FAILED, DENY_DELETE_CURRENT,
 };
 pub use upload::{PackUpload, UploadUrls};
+pub use uploads::ALREADY_STORED;
 
 /// Ref writes in flight at once during one `update` (and when finishing its record).
 const WRITE_CONCURRENCY: usize = 32;
@@ -242,3 +243,4 @@ mod thin;
 mod update;
 pub mod upload;
 mod uploads;
+mod verify;

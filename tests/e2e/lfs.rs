@@ -198,3 +198,43 @@ fn lfs_skip_smudge_missing_objects_and_anonymous_reads() {
     let out = env.cmd(&parent, &["clone", "-q", &url, "broken"]).fails();
     assert!(out.stderr.contains("gone.bin"), "names the file\n{out}");
 }
+
+/// Bytes under an oid that are not its content (a writer's `PUT` never verified, or an
+/// object replaced after its verify) are never served, and do not count as "already
+/// there": the next `git lfs push` uploads the real object over them.
+#[test]
+fn lfs_garbage_is_never_served_and_is_replaced() {
+    let env = TestEnv::new();
+    lfs_install(&env);
+    let url = env.create("lfsbad");
+    let work = lfs_repo(&env, "work", &url, &[("w.bin", 11)]);
+    env.git(&work, &["push", "-q", "origin", "main"]);
+    let oid = oid_of(&env, &work.join("w.bin"));
+    let stored = stored_object(&env, "lfsbad", &oid);
+    std::fs::write(&stored, noise(SIZE, 12)).expect("overwrite the stored object");
+
+    let parent = env.path("");
+    let lazy = env.path("lazy");
+    env.cmd(&parent, &["clone", "-q", &url, "lazy"])
+        .env("GIT_LFS_SKIP_SMUDGE", "1")
+        .ok();
+    let out = env.cmd(&lazy, &["lfs", "pull"]).fails();
+    assert!(out.stderr.contains(&oid), "names the object\n{out}");
+    if crate::harness::hypha::target().is_some() {
+        // Hypha's own endpoint serves what is stored (git-lfs then refuses it) and counts
+        // it as present; the rest is ours.
+        return;
+    }
+    assert!(out.stderr.contains("[404]"), "not offered at all\n{out}");
+    env.git(&work, &["lfs", "push", "--all", "origin"]);
+    assert_eq!(
+        std::fs::read(&stored).expect("stored"),
+        noise(SIZE, 11),
+        "the real object replaced the garbage"
+    );
+    env.git(&lazy, &["lfs", "pull"]);
+    assert_eq!(
+        std::fs::read(lazy.join("w.bin")).expect("w.bin"),
+        noise(SIZE, 11)
+    );
+}

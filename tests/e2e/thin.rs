@@ -170,3 +170,31 @@ fn server_without_thin_packs_gets_full_packs() {
     assert_eq!(env.rev(&clone, "HEAD"), env.rev(&src, "HEAD"));
     env.fsck(&clone);
 }
+
+/// Issue 21: an uploaded thin entry that inflates to more than 64 times its bytes (a zlib
+/// bomb cost the server ~1000x CPU per uploaded byte) is refused, and the helper sends that
+/// push as a full pack, which the server does not inflate: a new 8 MiB file of zeros beside
+/// an edit of the CSV still arrives whole.
+#[test]
+fn an_edit_with_very_dense_data_goes_up_as_a_full_pack() {
+    let env = TestEnv::new();
+    let url = env.create("dense");
+    let (src, text) = csv_pushed(&env, &url);
+    std::fs::write(src.join("zeros.bin"), vec![0u8; 8 << 20]).expect("write");
+    env.git(&src, &["add", "zeros.bin"]);
+    edit_and_push(&env, &src, &url, &text, 0);
+    assert!(
+        env.server_log().contains("fix-thin") && thin_sizes(&env, "dense").is_empty(),
+        "the completion was asked for and refused"
+    );
+    let clone = env.path("clone");
+    env.clone(&url, &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), env.rev(&src, "HEAD"));
+    assert_eq!(
+        std::fs::metadata(clone.join("zeros.bin"))
+            .expect("zeros")
+            .len(),
+        8 << 20
+    );
+    env.fsck(&clone);
+}

@@ -267,3 +267,225 @@ async fn bad_ids_and_oversized_objects_are_refused_per_object() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Upload `body` under its oid through the batch API (presigned PUT), without verify.
+async fn put_unverified(s: &Server, auth: &str, oid: &str, body: &[u8]) {
+    let r = s
+        .raw(BATCH, Some(auth), batch_body("upload", oid, body.len()))
+        .await;
+    let upload = r.json()["objects"][0]["actions"]["upload"].clone();
+    assert!(upload.is_object(), "{:?}", r.body);
+    let put = s
+        .presigned(
+            upload["href"].as_str().unwrap(),
+            Method::PUT,
+            body.to_vec(),
+            &action_headers(&upload),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+}
+
+fn stored_path(s: &Server, oid: &str) -> std::path::PathBuf {
+    s.root.join(format!(
+        "ws/artifacts/repo/git/lfs/objects/{}/{}/{oid}",
+        &oid[..2],
+        &oid[2..4]
+    ))
+}
+
+/// A verify whose size is off by one never deletes an object whose content is right: a
+/// clear 422, and the object stays stored and served.
+#[tokio::test]
+async fn verify_with_a_wrong_size_keeps_a_right_object() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let body = b"the right content".to_vec();
+    let oid = oid(&body);
+    put_unverified(&s, &auth, &oid, &body).await;
+    let verify_path = format!("/ws/git/repo.git/info/lfs/objects/verify/{oid}");
+    for verified_first in [false, true] {
+        if verified_first {
+            let spec = json!({"oid": oid, "size": body.len()}).to_string();
+            let r = s.raw(&verify_path, Some(&auth), spec).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+        let spec = json!({"oid": oid, "size": body.len() + 1}).to_string();
+        let r = s.raw(&verify_path, Some(&auth), spec).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("Nothing was changed"), "{message}");
+        assert_eq!(std::fs::read(stored_path(&s, &oid)).unwrap(), body);
+    }
+    let r = s
+        .raw(BATCH, Some(&auth), batch_body("download", &oid, body.len()))
+        .await;
+    assert!(
+        r.json()["objects"][0]["actions"]["download"].is_object(),
+        "{:?}",
+        r.body
+    );
+    // An upload batch naming another size for it is refused per object, nothing offered.
+    let r = s
+        .raw(
+            BATCH,
+            Some(&auth),
+            batch_body("upload", &oid, body.len() + 1),
+        )
+        .await;
+    let object = &r.json()["objects"][0];
+    assert_eq!(object["error"]["code"], 422, "{object}");
+    assert!(object.get("actions").is_none(), "{object}");
+}
+
+/// Garbage uploaded under an oid and never verified: it is never "already there" (the real
+/// object can still go up and replace it) and never served; the real object then is.
+#[tokio::test]
+async fn unverified_garbage_is_neither_served_nor_already_there() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let body = b"the real content".to_vec();
+    let oid = oid(&body);
+    put_unverified(&s, &auth, &oid, b"THE REAL CONTENT").await;
+    for _ in 0..2 {
+        // Twice: the second answer comes from the recorded verdict.
+        let r = s
+            .raw(BATCH, Some(&auth), batch_body("download", &oid, body.len()))
+            .await;
+        let object = &r.json()["objects"][0];
+        assert_eq!(object["error"]["code"], 404, "{object}");
+        assert!(object.get("actions").is_none(), "{object}");
+    }
+    // The real object goes up over the garbage, and is served once verified.
+    put_unverified(&s, &auth, &oid, &body).await;
+    let r = s
+        .raw(BATCH, Some(&auth), batch_body("download", &oid, body.len()))
+        .await;
+    let download = r.json()["objects"][0]["actions"]["download"].clone();
+    let got = s
+        .presigned(download["href"].as_str().unwrap(), Method::GET, vec![], &[])
+        .await;
+    assert_eq!(got.body.as_ref(), body.as_slice());
+    let r = s
+        .raw(BATCH, Some(&auth), batch_body("upload", &oid, body.len()))
+        .await;
+    assert!(
+        r.json()["objects"][0].get("actions").is_none(),
+        "{:?}",
+        r.body
+    );
+}
+
+/// An object written by someone else (Hypha's own LFS endpoint writes no marker) is hashed
+/// once when first needed: served when right, and the verdict recorded.
+#[tokio::test]
+async fn objects_without_a_marker_are_checked_once() {
+    let s = server();
+    s.create("ws/pub", true).await;
+    let body = b"written by hypha".to_vec();
+    let oid = oid(&body);
+    let object = s.root.join(format!(
+        "ws/artifacts/pub/git/lfs/objects/{}/{}/{oid}",
+        &oid[..2],
+        &oid[2..4]
+    ));
+    std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+    std::fs::write(&object, &body).unwrap();
+    let public = "/ws/git/pub/info/lfs/objects/batch";
+    let r = s
+        .raw(public, None, batch_body("download", &oid, body.len()))
+        .await;
+    assert!(
+        r.json()["objects"][0]["actions"]["download"].is_object(),
+        "{:?}",
+        r.body
+    );
+    let marker = s.root.join(format!(
+        "ws/artifacts/pub/git/lfs/verified/{}/{}/{oid}",
+        &oid[..2],
+        &oid[2..4]
+    ));
+    assert!(marker.is_file(), "verdict recorded beside objects/");
+    // Garbage written the same way is never offered.
+    let other = oid.replace(&oid[..1], if &oid[..1] == "a" { "b" } else { "a" });
+    let garbage = s.root.join(format!(
+        "ws/artifacts/pub/git/lfs/objects/{}/{}/{other}",
+        &other[..2],
+        &other[2..4]
+    ));
+    std::fs::create_dir_all(garbage.parent().unwrap()).unwrap();
+    std::fs::write(&garbage, &body).unwrap();
+    let r = s
+        .raw(public, None, batch_body("download", &other, body.len()))
+        .await;
+    assert_eq!(r.json()["objects"][0]["error"]["code"], 404, "{:?}", r.body);
+}
+
+/// One answer per oid however often a batch names it; more than 1000 objects is a 422.
+#[tokio::test]
+async fn batches_are_deduplicated_and_bounded() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let body = b"x".to_vec();
+    let oid = oid(&body);
+    let same: Vec<Value> = (0..50).map(|_| json!({"oid": oid, "size": 1})).collect();
+    let r = s
+        .raw(
+            BATCH,
+            Some(&auth),
+            json!({"operation": "download", "objects": same}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["objects"].as_array().unwrap().len(), 1);
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"oid": format!("{i:064x}"), "size": 1}))
+        .collect();
+    let r = s
+        .raw(
+            BATCH,
+            Some(&auth),
+            json!({"operation": "download", "objects": many}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000"),
+        "{:?}",
+        r.body
+    );
+}
+
+/// The verify action is built on the server's public URL, never on the request's `Host`
+/// (it carries the caller's `Authorization` there).
+#[tokio::test]
+async fn verify_links_ignore_the_host_header() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let oid = oid(b"y");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(BATCH)
+        .header(header::HOST, "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header(header::AUTHORIZATION, &auth)
+        .body(Body::from(batch_body("upload", &oid, 1)))
+        .unwrap();
+    let r = s.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let href = r.json()["objects"][0]["actions"]["verify"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        href,
+        format!("{BASE}/ws/git/repo.git/info/lfs/objects/verify/{oid}")
+    );
+}

@@ -1,9 +1,11 @@
 //! Compaction: one pack replaces many, and the old ones are retired, then deleted after a grace
 //! period (docs/design.md §3 rules, §9).
 //!
-//! A client uploads the merged pack and asks to retire the packs it merged. The server checks,
-//! from the idx files alone, that the new pack holds every object of each retired pack, so no
-//! ref (nor a push that uploaded its pack but has not updated refs yet) can lose an object.
+//! A client uploads the merged pack and asks to retire the packs it merged. The server indexes
+//! the new pack itself (`git index-pack` over its bytes, [`verify`](super::verify)), requires
+//! the ids it finds to be exactly those its idx lists, and checks that they cover every object
+//! of each retired pack, so no ref (nor a push that uploaded its pack but has not updated refs
+//! yet) can lose an object, whatever idx a writer uploads.
 //! Retired packs stop being listed to this API's readers at once, but stay in storage for the
 //! grace period: readers who listed packs before hold presigned URLs to them, and Hypha's own
 //! readers list `*.pack` and read them lazily. Markers live under `.git/hypha-remote/retired/`.
@@ -83,7 +85,25 @@ impl Repository {
         let checked = self.check_packs(std::slice::from_ref(&req.pack)).await?;
         let keep_idx_size = checked.first().map_or(0, |(_, size)| *size);
         // Sorted ids, through the same cache as `update`'s object check.
-        let keep = self.pack_ids(&req.pack, keep_idx_size).await?;
+        let claimed = self.pack_ids(&req.pack, keep_idx_size).await?;
+        // What the pack really holds, from its bytes: its writer's idx is only a claim.
+        let pack_size = self
+            .backend
+            .head(&self.pack_key(&req.pack, "pack"))
+            .await?
+            .size;
+        let keep = self.verified_pack_ids(&req.pack, pack_size).await?;
+        if keep.as_slice() != &claimed[..] {
+            return Err(Error::Invalid {
+                detail: format!(
+                    "{} does not hold the objects its idx lists ({} listed, {} in the pack) in {}",
+                    req.pack,
+                    claimed.len(),
+                    keep.len(),
+                    self.name
+                ),
+            });
+        }
 
         let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
             .await
@@ -316,5 +336,63 @@ mod tests {
                 assert!(repo.backend.head(&repo.pack_key(name, ext)).await.is_err());
             }
         }
+    }
+
+    /// Issue 21: an empty pack whose idx lists every id of the real pack (ids any reader can
+    /// get) retired the real pack. The server now indexes the new pack itself.
+    #[tokio::test]
+    async fn an_idx_that_lies_retires_nothing() {
+        let work = tempfile::tempdir().expect("tempdir");
+        let (_, _, both) = packs(work.path());
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let disk = LocalDisk::new(store_dir.path(), "http://localhost:1", b"k").expect("disk");
+        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
+        repo.create(false, None).await.expect("create");
+        upload(&repo, work.path(), "p3", &both).await;
+
+        // An empty pack (header and trailer) with the real pack's idx entries.
+        let mut empty = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
+        let mut h = gix_hash::hasher(gix_hash::Kind::Sha1);
+        h.update(&empty);
+        let sum = h.try_finalize().expect("sha1");
+        empty.extend_from_slice(sum.as_slice());
+        let mut checksum = [0u8; 20];
+        checksum.copy_from_slice(sum.as_slice());
+        let real_idx =
+            std::fs::read(work.path().join("p3").join(format!("{both}.idx"))).expect("idx");
+        let mut entries = crate::pack::idx_file::entries(&real_idx, "real").expect("entries");
+        let lie = crate::pack::idx_file::write(&mut entries, &checksum, "lie").expect("idx");
+        let fake = format!("pack-{}", sum.to_hex());
+        for (ext, body) in [("idx", lie), ("pack", empty)] {
+            repo.backend
+                .put(
+                    &repo.pack_key(&fake, ext),
+                    Bytes::from(body),
+                    PutMode::Overwrite,
+                )
+                .await
+                .expect("put");
+        }
+        let refused = repo
+            .compact(
+                &Compaction {
+                    pack: fake.clone(),
+                    retire: vec![both.clone()],
+                },
+                Duration::ZERO,
+            )
+            .await;
+        let Err(Error::Invalid { detail }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(detail.contains(&fake), "{detail}");
+        let live: Vec<String> = repo
+            .packs()
+            .await
+            .expect("packs")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert!(live.contains(&both), "the real pack stays live: {live:?}");
     }
 }

@@ -113,6 +113,7 @@ impl Repository {
                     detail: format!("pack {name} is too small to be a pack"),
                 });
             }
+            check_idx_fits_pack(name, idx.size, pack.size)?;
             let pack_sum = self
                 .backend
                 .get_range(&pack.key, pack.size - 20..pack.size)
@@ -130,6 +131,29 @@ impl Repository {
         }
         Ok(checked)
     }
+}
+
+/// Every object of a pack takes at least this many bytes in it: a one-byte entry header and
+/// the shortest zlib stream git writes (2 header bytes, an empty final block, 4 of Adler-32).
+const MIN_ENTRY: u64 = 9;
+/// A version 2 idx: 8 bytes of header, the 1 KiB fan-out, then 28 bytes per object (id, CRC32,
+/// offset) and at most 8 more for a large offset, then two checksums.
+const IDX_FIXED: u64 = 8 + 1024 + 40;
+
+/// An idx may only list as many objects as its pack can hold (issue 21: a 98 MB idx of 3.5 M
+/// ids for an empty pack was accepted, and read again on every later `update`): refused from
+/// the two sizes alone, before the idx is read.
+pub(super) fn check_idx_fits_pack(name: &str, idx_size: u64, pack_size: u64) -> Result<(), Error> {
+    let at_least = idx_size.saturating_sub(IDX_FIXED) / 36;
+    let at_most = pack_size.saturating_sub(32) / MIN_ENTRY;
+    if idx_size < IDX_FIXED || at_least > at_most {
+        return Err(Error::Invalid {
+            detail: format!(
+                "the idx of {name} ({idx_size} bytes) lists more objects than its pack of {pack_size} bytes can hold"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Pack name -> (`.pack`, `.idx`) metadata, for the direct children of `dir`.
@@ -153,4 +177,24 @@ pub(super) fn pack_sizes<'a>(
         }
     }
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idx_fits_its_pack() {
+        // One object: a 12-byte header, an entry of at least 9 bytes, a 20-byte trailer.
+        assert!(check_idx_fits_pack("p", IDX_FIXED + 28, 41).is_ok());
+        assert!(check_idx_fits_pack("p", IDX_FIXED + 28 * 1000, 32 + 9 * 1000).is_ok());
+        // Issue 21: 3.5 M ids for an empty pack.
+        let err = check_idx_fits_pack("p", 98_000_000, 32).unwrap_err();
+        assert!(
+            err.to_string().contains("more objects than its pack"),
+            "{err}"
+        );
+        assert!(check_idx_fits_pack("p", IDX_FIXED + 36 * 1000, 32 + 9 * 999).is_err());
+        assert!(check_idx_fits_pack("p", 40, 32).is_err());
+    }
 }

@@ -25,6 +25,10 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Words of the refusal of an upload of a pack the repository holds already: the helper then
+/// skips the upload and names the pack in its `update`, as for a pack it just uploaded.
+pub const ALREADY_STORED: &str = "is already in the repository";
+
 impl Repository {
     fn uploads_dir(&self) -> String {
         self.key("hypha-remote/uploads/")
@@ -55,9 +59,7 @@ impl Repository {
             // Committed by an earlier push (or written by Hypha): refs may need it, so no
             // writer gets a URL that could replace its bytes (issue 21).
             return Err(Error::Invalid {
-                detail: format!(
-                    "{name} is already in the repository: a stored pack is never uploaded again"
-                ),
+                detail: format!("{name} {ALREADY_STORED}: a stored pack is never uploaded again"),
             });
         }
         let now = crate::auth::unix_now();
@@ -65,6 +67,42 @@ impl Repository {
             .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
             .await?;
         Ok(())
+    }
+
+    /// How many uploads are staged and not yet part of the repository: pending packs and thin
+    /// uploads not yet completed. One listing.
+    pub async fn staged_uploads(&self) -> Result<usize, Error> {
+        let dir = self.key("hypha-remote/");
+        let uploads = format!("{dir}uploads/");
+        let thin = format!("{dir}thin/");
+        Ok(self
+            .backend
+            .list(&dir)
+            .await?
+            .iter()
+            .filter(|m| {
+                (m.key.starts_with(&uploads) && !m.key.ends_with(".idx"))
+                    || (m.key.starts_with(&thin) && m.key.ends_with(".pack"))
+            })
+            .count())
+    }
+
+    /// Remove staged uploads older than `grace` (abandoned pending packs, thin uploads never
+    /// completed), as compaction does: run on a timer and when a repository reaches its
+    /// limit of staged uploads, so a writer who never calls `update` cannot fill the store.
+    /// Returns how many it removed.
+    pub async fn sweep_staged(&self, grace: Duration) -> Result<usize, Error> {
+        let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
+            .await
+            .map_err(|_| Error::Busy {
+                key: self.name.clone(),
+            })?;
+        let now = crate::auth::unix_now();
+        let packs = self.purge_abandoned_uploads(now, grace).await?.len();
+        let thin = self
+            .purge_thin_uploads(std::time::SystemTime::now(), grace)
+            .await?;
+        Ok(packs + thin)
     }
 
     /// Names of packs whose upload is still pending (hidden from readers).
