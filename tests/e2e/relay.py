@@ -3,14 +3,16 @@
 
     relay.py tls CERT KEY [CLIENT_CA]   TLS on 127.0.0.1:0 (client certificates required when
                                         CLIENT_CA is given), bytes passed to the upstream as is
-    relay.py proxy [USER:PASSWORD]      a forward proxy for http:// URLs (absolute-form request
+    relay.py proxy ALIAS [USER:PASSWORD]
+                                        a forward proxy for http:// URLs (absolute-form request
                                         lines), with Basic proxy authentication when given
 
 Prints the port it listens on, then reads the upstream's `host:port` from stdin (so the
-server can be started with this relay's URL as its public URL). Every connection goes to the
-upstream, whatever host the request names: a test names a host that does not resolve, so a
-request that reaches the server went through here. Appends one line per proxied request to
-the file in $RELAY_LOG when set.
+server can be started with this relay's URL as its public URL). A TLS connection goes to the
+upstream. A proxied request for the host ALIAS (`host:port` nothing listens on) goes to the
+upstream, so a request that reaches the server went through here; one for another host (an
+S3 server's presigned URL) goes to that host. Appends one line per proxied request to the
+file in $RELAY_LOG when set.
 """
 import base64
 import os
@@ -63,7 +65,7 @@ def serve_tls(conn, upstream, context):
     both_ways(tls, socket.create_connection(upstream))
 
 
-def serve_proxy(conn, upstream, auth):
+def serve_proxy(conn, upstream, alias, auth):
     head = b""
     while b"\r\n\r\n" not in head:
         data = conn.recv(65536)
@@ -93,11 +95,15 @@ def serve_proxy(conn, upstream, auth):
     host_and_path = target[len(b"http://"):]
     slash = host_and_path.find(b"/")
     path = host_and_path[slash:] if slash >= 0 else b"/"
-    log(f"{method.decode()} {target[:len(b'http://') + max(slash, 0)].decode()}")
+    hostport = (host_and_path[:slash] if slash >= 0 else host_and_path).decode()
+    log(f"{method.decode()} http://{hostport}")
     kept = [h for h in headers if not h.lower().startswith((b"proxy-", b"connection:"))]
     # One request per connection: the answer then ends with the connection.
     out = b"\r\n".join([method + b" " + path + b" " + version] + kept +
                        [b"Connection: close"]) + b"\r\n\r\n" + rest
+    if hostport != alias:
+        host, port = hostport.rsplit(":", 1) if ":" in hostport else (hostport, "80")
+        upstream = (host, int(port))
     up = socket.create_connection(upstream)
     up.sendall(out)
     both_ways(conn, up)
@@ -119,8 +125,9 @@ def main():
             context.load_verify_locations(sys.argv[4])
         handler = lambda c: serve_tls(c, upstream, context)
     else:
-        auth = sys.argv[2] if len(sys.argv) > 2 else None
-        handler = lambda c: serve_proxy(c, upstream, auth)
+        alias = sys.argv[2]
+        auth = sys.argv[3] if len(sys.argv) > 3 else None
+        handler = lambda c: serve_proxy(c, upstream, alias, auth)
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=handler, args=(conn,), daemon=True).start()

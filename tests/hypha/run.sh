@@ -39,6 +39,8 @@ EXCLUDED=(
   "hostile::fuzzed_requests      raw requests at literal /ws/ paths, checked against our server's store root (pytest covers the plugin)"
   "hostile::update_to_an_object raw requests at literal /ws/ paths, diffed against our server's store root (the rule is the Rust core's: storage::conformance runs it on every backend)"
   "hostile::short_upload         sends a short body to our server's /_store presigned URL"
+  "hostile::stored_packs         raw uploads requests at literal /ws/ paths (the rule is the Rust core's: storage::conformance runs it on every backend)"
+  "tls::                         needs serve --public-url pointing at a TLS front or a proxy (Hypha's public URL is its own)"
   "permissions::presigned_urls   checks our server's /_store URLs; S3's own URLs are checked by s3s-fs"
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min)"
   "autogc::                      needs serve --auto-gc-packs/--auto-gc-bytes (the plugin's trigger is fixed; test_plugin_autogc.py) and lists packs at literal /ws/ paths"
