@@ -10,8 +10,8 @@
 //! (`Client::check_smart_http`), so a missing repository, a wrong, expired or read-only token (even on a push with nothing to
 //! send) end in our one-line errors, not in git's "returned error: 403" or a prompt.
 //!
-//! The token reaches the child as `http.extraHeader` through `GIT_CONFIG_COUNT` /
-//! `GIT_CONFIG_KEY_n` / `GIT_CONFIG_VALUE_n` in its environment: never in argv (which `ps`
+//! The token reaches the child as `http.extraHeader` through `GIT_CONFIG_PARAMETERS` in its
+//! environment (the form every git since before 2.25 reads): never in argv (which `ps`
 //! shows), never in a log line (git's own traces redact `Authorization`).
 //!
 //! Does not speak the remote-helper protocol itself and never writes stdout.
@@ -24,21 +24,34 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The `GIT_CONFIG_*` variables that add `http.extraHeader=Authorization: Bearer <token>`
-/// after whatever `GIT_CONFIG_COUNT` the caller's environment already holds.
+/// `GIT_CONFIG_PARAMETERS` (what `git -c` sets for its children) with
+/// `http.extraHeader=Authorization: Bearer <token>` after whatever the caller's environment
+/// already holds there. In the `'key=value'` form every git reads: `GIT_CONFIG_COUNT` would
+/// need git 2.31, and git 2.25-2.30 would then send no token.
 pub fn config_env(env: &HashMap<String, String>, token: &str) -> Vec<(String, String)> {
-    let count: usize = env
-        .get("GIT_CONFIG_COUNT")
-        .and_then(|c| c.trim().parse().ok())
-        .unwrap_or(0);
-    vec![
-        (format!("GIT_CONFIG_KEY_{count}"), "http.extraHeader".into()),
-        (
-            format!("GIT_CONFIG_VALUE_{count}"),
-            format!("Authorization: Bearer {token}"),
-        ),
-        ("GIT_CONFIG_COUNT".into(), (count + 1).to_string()),
-    ]
+    let entry = sq_quote(&format!("http.extraHeader=Authorization: Bearer {token}"));
+    let value = match env
+        .get("GIT_CONFIG_PARAMETERS")
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(existing) => format!("{existing} {entry}"),
+        None => entry,
+    };
+    vec![("GIT_CONFIG_PARAMETERS".into(), value)]
+}
+
+/// git's `sq_quote_buf` (quote.c): single quotes, with `'` and `!` taken out of them.
+fn sq_quote(text: &str) -> String {
+    let mut out = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("'\\''"),
+            '!' => out.push_str("'\\!'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// The first command after which git's input is no longer lines we need to read.
@@ -182,19 +195,38 @@ mod tests {
         let none = config_env(&HashMap::new(), "t0k");
         assert_eq!(
             none,
-            vec![
-                ("GIT_CONFIG_KEY_0".to_owned(), "http.extraHeader".to_owned()),
-                (
-                    "GIT_CONFIG_VALUE_0".to_owned(),
-                    "Authorization: Bearer t0k".to_owned()
-                ),
-                ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
-            ]
+            vec![(
+                "GIT_CONFIG_PARAMETERS".to_owned(),
+                "'http.extraHeader=Authorization: Bearer t0k'".to_owned()
+            )]
         );
-        let two: HashMap<String, String> = [("GIT_CONFIG_COUNT".to_owned(), "2".to_owned())].into();
-        let after = config_env(&two, "t0k");
-        assert_eq!(after[0].0, "GIT_CONFIG_KEY_2");
-        assert_eq!(after[2], ("GIT_CONFIG_COUNT".to_owned(), "3".to_owned()));
+        let theirs: HashMap<String, String> = [(
+            "GIT_CONFIG_PARAMETERS".to_owned(),
+            "'core.quotepath'='false'".to_owned(),
+        )]
+        .into();
+        let after = config_env(&theirs, "t0k");
+        assert_eq!(
+            after[0].1,
+            "'core.quotepath'='false' 'http.extraHeader=Authorization: Bearer t0k'"
+        );
+        assert_eq!(sq_quote("a'b!c"), "'a'\\''b'\\!'c'");
+    }
+
+    /// Every git from 2.25 reads the header from the environment (checked with the git on
+    /// PATH: `git config` shows what a child git sees).
+    #[test]
+    fn git_reads_the_header() {
+        let env = config_env(&HashMap::new(), "t0k");
+        let out = Command::new("git")
+            .args(["config", "--get", "http.extraheader"])
+            .envs(env)
+            .output()
+            .expect("git");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "Authorization: Bearer t0k"
+        );
     }
 
     #[test]

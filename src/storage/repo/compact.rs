@@ -249,6 +249,15 @@ mod tests {
         (first, second, both)
     }
 
+    /// An empty repository on a local-disk store (the directory lives as long as the guard).
+    async fn new_repo() -> (tempfile::TempDir, Repository) {
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let disk = LocalDisk::new(store_dir.path(), "http://localhost:1", b"k").expect("disk");
+        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
+        repo.create(false, None).await.expect("create");
+        (store_dir, repo)
+    }
+
     async fn upload(repo: &Repository, dir: &Path, sub: &str, name: &str) {
         for ext in ["idx", "pack"] {
             let body = std::fs::read(dir.join(sub).join(format!("{name}.{ext}"))).expect("pack");
@@ -267,10 +276,7 @@ mod tests {
     async fn retires_only_packs_whose_objects_the_new_pack_holds() {
         let work = tempfile::tempdir().expect("tempdir");
         let (first, second, both) = packs(work.path());
-        let store_dir = tempfile::tempdir().expect("tempdir");
-        let disk = LocalDisk::new(store_dir.path(), "http://localhost:1", b"k").expect("disk");
-        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
-        repo.create(false, None).await.expect("create");
+        let (_store_dir, repo) = new_repo().await;
         upload(&repo, work.path(), "p1", &first).await;
         upload(&repo, work.path(), "p2", &second).await;
 
@@ -344,10 +350,7 @@ mod tests {
     async fn an_idx_that_lies_retires_nothing() {
         let work = tempfile::tempdir().expect("tempdir");
         let (_, _, both) = packs(work.path());
-        let store_dir = tempfile::tempdir().expect("tempdir");
-        let disk = LocalDisk::new(store_dir.path(), "http://localhost:1", b"k").expect("disk");
-        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
-        repo.create(false, None).await.expect("create");
+        let (_store_dir, repo) = new_repo().await;
         upload(&repo, work.path(), "p3", &both).await;
 
         // An empty pack (header and trailer) with the real pack's idx entries.
