@@ -317,7 +317,15 @@ async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Listed>, 
         return Ok(None);
     };
     let what = format!("index of {} of '{repo_name}'", info.name);
-    let bytes = client::get_whole(client, &info.name, client::Object::Idx, url, &what).await?;
+    let bytes = client::get_whole(
+        client,
+        &info.name,
+        client::Object::Idx,
+        url,
+        &what,
+        pack::idx_file::max_size(info.pack_size),
+    )
+    .await?;
     let unreadable = |source| Error::Idx {
         pack: info.name.clone(),
         repo: repo_name.clone(),

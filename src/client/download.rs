@@ -11,7 +11,7 @@ use super::{with_retries, Client, Error, MAX_FRESH_URLS};
 use crate::api::{PacksRequest, PacksResponse, Route};
 use crate::progress::Bar;
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use std::future::Future;
 
 /// Which object of a pack a presigned URL names: what a fresh URL is asked for.
@@ -65,15 +65,24 @@ fn body_stream(
 async fn collect(
     stream: impl Stream<Item = std::io::Result<Bytes>>,
     what: &str,
+    max: u64,
 ) -> Result<Vec<u8>, Error> {
-    let chunks: Vec<Bytes> = stream
-        .try_collect()
-        .await
-        .map_err(|source| Error::Interrupted {
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|source| Error::Interrupted {
             what: what.to_owned(),
             source,
         })?;
-    Ok(chunks.concat())
+        if (out.len() + chunk.len()) as u64 > max {
+            return Err(Error::TooLarge {
+                what: what.to_owned(),
+                limit: max,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// Run `get` on `url` (of `object` of the pack `name`), retrying transient failures; when the
@@ -134,12 +143,15 @@ pub async fn get_renewing(
 
 /// The whole body of `url` (`object` of the pack `name`; an idx, small), retried whole when
 /// it is cut off mid-body.
+/// The whole object at `url`, at most `max` bytes (what the listing said it holds: a store
+/// that sends more is refused before it fills memory).
 pub async fn get_whole(
     client: &Client,
     name: &str,
     object: Object,
     url: &str,
     what: &str,
+    max: u64,
 ) -> Result<Vec<u8>, Error> {
     let url = std::sync::Mutex::new(url.to_owned());
     with_retries(|| async {
@@ -148,7 +160,7 @@ pub async fn get_whole(
         if let Ok(mut slot) = url.lock() {
             *slot = current;
         }
-        collect(stream, what).await
+        collect(stream, what, max).await
     })
     .await
 }
@@ -235,7 +247,8 @@ pub async fn get_range(
                 problem: format!("the store answered HTTP status {status} instead of 206"),
             });
         }
-        let body = Bytes::from(collect(body_stream(resp, what), what).await?);
+        // At most what was asked for: a store that sends more is refused as it streams.
+        let body = Bytes::from(collect(body_stream(resp, what), what, len).await?);
         if body.len() as u64 != len {
             return Err(Error::Range {
                 what: what.to_owned(),
@@ -439,5 +452,33 @@ mod tests {
             msg.contains(&info.name) && msg.contains("bytes 0-7"),
             "{msg}"
         );
+    }
+
+    /// Issue 21: a store that answers a range read (or an idx) with more than was asked is
+    /// refused as the bytes come, not after they filled memory.
+    #[tokio::test]
+    async fn a_store_sending_more_than_asked_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, _) = with_one_pack(dir.path()).await;
+        let flood = axum::Router::new().route(
+            "/object",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::PARTIAL_CONTENT,
+                    [(axum::http::header::CONTENT_RANGE, "bytes 0-7/64")],
+                    vec![7u8; 1 << 20],
+                )
+            }),
+        );
+        let mut url = format!("{}/object", listen(flood).await);
+        let what = format!("pack {}", info.name);
+        let err = get_range(&client, &info.name, Object::Pack, &mut url, (0, 8), &what)
+            .await
+            .expect_err("more than asked");
+        assert!(matches!(err, Error::TooLarge { limit: 8, .. }), "{err}");
+        let err = get_whole(&client, &info.name, Object::Idx, &url, &what, 1000)
+            .await
+            .expect_err("more than listed");
+        assert!(err.to_string().contains("larger than 1000 bytes"), "{err}");
     }
 }

@@ -100,6 +100,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A server or store sent more than the helper takes for this answer.
+    #[error("{what}: the answer is larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
     /// git's HTTP settings for this URL cannot be used as given.
     #[error("git's HTTP settings for '{repo}': {source}")]
     HttpSettings {
@@ -399,7 +402,15 @@ impl Client {
         let resp = req.send().await.map_err(http_err)?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
-        let bytes = resp.bytes().await.map_err(http_err)?;
+        let bytes = read_limited(resp, MAX_API_ANSWER)
+            .await
+            .map_err(|e| match e {
+                Limited::Http(source) => http_err(source),
+                Limited::TooLarge => Error::TooLarge {
+                    what: format!("the server's {} answer for '{repo}'", route.as_str()),
+                    limit: MAX_API_ANSWER,
+                },
+            })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
                 repo,
@@ -437,12 +448,48 @@ impl Client {
                 route: route.as_str(),
                 code,
                 detail: body
-                    .map(|b| b.detail)
+                    .map(|b| short_detail(b.detail))
                     .unwrap_or_else(|| format!("HTTP status {}", status.as_u16())),
                 retry_after,
             },
         })
     }
+}
+
+/// The largest API answer the helper reads: a refs listing of a million refs is about 100 MB.
+const MAX_API_ANSWER: u64 = 512 << 20;
+/// What a server's error detail may add to a message: a line, not a page.
+const MAX_DETAIL: usize = 1000;
+
+enum Limited {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+/// The body of `resp`, refused once it passes `max` bytes (a hostile or broken server cannot
+/// fill the helper's memory).
+async fn read_limited(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, Limited> {
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(Limited::TooLarge);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Limited::Http)? {
+        if (out.len() + chunk.len()) as u64 > max {
+            return Err(Limited::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A server's error detail, cut to [`MAX_DETAIL`] characters.
+fn short_detail(detail: String) -> String {
+    if detail.chars().count() <= MAX_DETAIL {
+        return detail;
+    }
+    let mut cut: String = detail.chars().take(MAX_DETAIL).collect();
+    cut.push_str("...");
+    cut
 }
 
 enum BuildError {

@@ -75,9 +75,15 @@ impl<'c> Reader<'c> {
                             });
                         };
                         let what = format!("index of {} of '{repo_name}'", info.name);
-                        let idx =
-                            client::get_whole(client, &info.name, client::Object::Idx, url, &what)
-                                .await?;
+                        let idx = client::get_whole(
+                            client,
+                            &info.name,
+                            client::Object::Idx,
+                            url,
+                            &what,
+                            crate::pack::idx_file::max_size(info.pack_size),
+                        )
+                        .await?;
                         Ok((info, idx))
                     }
                 })

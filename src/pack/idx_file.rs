@@ -109,6 +109,14 @@ pub fn largest_entry(idx: &[u8], pack: &str, pack_size: u64) -> Result<u64, Erro
         .unwrap_or(0))
 }
 
+/// The largest idx a pack of `pack_size` bytes can have: every object takes at least 9 bytes
+/// of its pack (a one-byte header and the shortest zlib stream), and 36 of the idx at most
+/// (id, CRC32, offset, a large offset). A reader takes no more than this.
+pub fn max_size(pack_size: u64) -> u64 {
+    let objects = pack_size.saturating_sub(32) / 9;
+    (8 + 1024 + 40u64).saturating_add(objects.saturating_mul(36))
+}
+
 /// A version 2 idx of `entries` (sorted here by id) for the pack whose trailer is
 /// `pack_checksum`, ending in its own SHA-1, as `git index-pack` writes it. `entries` must not
 /// hold an id twice (the caller checks: a pack with duplicates is refused).
