@@ -110,6 +110,12 @@ fn finish(server: Url, workspace: &str, alias: &str, address: &str) -> Result<Re
     })
 }
 
+/// Set by the remote helper on its own `git credential` calls, so that `git hypha credential`
+/// (`credential_helper`, recorded for git-lfs) stays out of them: it would otherwise answer
+/// with the login token under another name. Here, not there, so that `config` never imports
+/// the credential helper that imports it.
+pub const FROM_REMOTE_HELPER_ENV: &str = "HYPHA_GIT_CREDENTIAL_FROM_HELPER";
+
 /// `git config --get <key>` in the current repository (or the user's config), if set.
 pub fn git_config(key: &str) -> Option<String> {
     let out = std::process::Command::new("git")
@@ -203,7 +209,7 @@ pub mod credential {
             .env("GIT_TERMINAL_PROMPT", "0")
             // `git hypha credential` (recorded for git-lfs) stays out: the login token is
             // read below as what it is, and HYPHA_TOKEN was read before.
-            .env(crate::credential_helper::FROM_REMOTE_HELPER_ENV, "1")
+            .env(super::FROM_REMOTE_HELPER_ENV, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -14,9 +14,7 @@ use crate::config::{self, Token};
 use std::collections::HashMap;
 use url::Url;
 
-/// Set by the remote helper on its own `git credential` calls, so that this helper stays out
-/// of them (it would otherwise answer with the login token under another name).
-pub const FROM_REMOTE_HELPER_ENV: &str = "HYPHA_GIT_CREDENTIAL_FROM_HELPER";
+pub use config::FROM_REMOTE_HELPER_ENV;
 
 /// The lines to print for `action` with git's request `input`, or `None` to print nothing.
 /// `stored` looks up the login token of a server.
