@@ -84,10 +84,18 @@ pub fn resolve(
     if !matches!(server.scheme(), "http" | "https") {
         return Err(Error::BadServer(server.to_string()));
     }
-    if !server.path().ends_with('/') {
-        let path = format!("{}/", server.path());
-        server.set_path(&path);
-    }
+    // The same base path as the full form reads from `url()`: empty segments dropped, one
+    // trailing slash (the server fuzz target found `https://h//base` naming two servers).
+    let segments: Vec<String> = server
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let path = if segments.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{}/", segments.join("/"))
+    };
+    server.set_path(&path);
     finish(server, workspace, alias, address)
 }
 
@@ -290,6 +298,11 @@ mod tests {
             resolve("ws/repo", &env(&[]), None),
             Err(Error::NoServer("ws/repo".into()))
         );
+        // Empty segments of a base path are dropped, as the full form drops them, so that
+        // `url()` names the same remote (found by the names fuzz target).
+        let r = resolve("ws/repo", &env(&[]), Some("https://h//base//")).expect("ok");
+        assert_eq!(r.server.as_str(), "https://h/base/");
+        assert_eq!(resolve(&r.url(), &env(&[]), None), Ok(r));
     }
 
     #[test]

@@ -186,7 +186,13 @@ pub fn quote_c_style(value: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\{:03o}", c as u32 & 0xff)),
+            // Each byte of its UTF-8 form, as git's quote_c_style escapes bytes: a C1
+            // control (U+0080..U+009F) is two bytes, and one escape would not read back.
+            c if c.is_control() => {
+                for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                    out.push_str(&format!("\\{byte:03o}"));
+                }
+            }
             c => out.push(c),
         }
     }
@@ -374,6 +380,8 @@ mod tests {
             "with \"quotes\"",
             "line\nbreak",
             "back\\slash",
+            // A C1 control is two bytes of UTF-8 (found by the protocol fuzz target).
+            "c1 \u{96} control",
         ] {
             assert_eq!(unquote_c_style(&quote_c_style(s)).as_deref(), Ok(s));
         }

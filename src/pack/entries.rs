@@ -59,7 +59,10 @@ impl Packs {
         let mut offsets: Vec<u64> = entries.iter().map(|e| e.offset).collect();
         offsets.sort_unstable();
         let trailer = pack_size.saturating_sub(20);
-        if offsets.last().is_some_and(|&last| last >= trailer) || offsets.first() < Some(&12) {
+        // (`offsets.first() < Some(&12)` held for an idx of no objects too: `None < Some`.)
+        if offsets.last().is_some_and(|&last| last >= trailer)
+            || offsets.first().is_some_and(|&first| first < 12)
+        {
             return Err(Error::Corrupt {
                 pack: name.to_owned(),
                 offset: offsets.last().copied().unwrap_or(0),
