@@ -1,0 +1,137 @@
+//! `names`: the name rules both sides apply to names from the other side (`names::refname::
+//! check`, `is_valid_pack_name`, `is_object_id`, `is_lfs_oid`, `is_valid_repo_segment`) and the
+//! `hypha::` URL forms (`config::resolve(address, env, configured)`).
+//!
+//! Input: a selector byte, then text (split at NUL into address, HYPHA_SERVER_URL and the
+//! configured server for `resolve`). Checks: never a panic; an accepted ref name is one git
+//! accepts too (`gix::validate::reference::name`) and is safe as a storage key (no `..`, no
+//! empty, dot or dash component, no control character, at most 512 bytes); accepted pack
+//! names, ids and segments have their exact shapes; a resolved remote has valid segments, an
+//! http(s) server ending in `/` without credentials, API URLs that stay below the server, and
+//! its `url()` resolves back to the same remote.
+
+use hypha_git::api::{self, refname};
+use hypha_git::config::{self, Remote};
+use hypha_git::names;
+use std::collections::HashMap;
+
+pub fn run(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match sel % 4 {
+        0 | 1 => {
+            ref_name(&text);
+            ids(&text);
+            // As the server sees it after `refs/heads/` from a short branch name.
+            ref_name(&format!("refs/heads/{text}"));
+        }
+        _ => {
+            let parts: Vec<&str> = text.splitn(3, '\0').collect();
+            let address = parts[0];
+            let mut env = HashMap::new();
+            if let Some(server) = parts.get(1).filter(|s| !s.is_empty()) {
+                env.insert("HYPHA_SERVER_URL".to_string(), server.to_string());
+            }
+            let configured = parts.get(2).copied();
+            if let Ok(remote) = config::resolve(address, &env, configured) {
+                check_remote(&remote);
+            }
+            if sel % 4 == 3 {
+                ids(address);
+            }
+        }
+    }
+}
+
+fn ref_name(name: &str) {
+    if refname::check(name).is_err() {
+        return;
+    }
+    assert!(refname::is_valid(name));
+    assert!(name.len() <= refname::MAX_REF_NAME_LEN);
+    assert!(name.starts_with("refs/"));
+    assert!(!name.contains(".."), "{name:?}");
+    assert!(!name.chars().any(char::is_control), "{name:?}");
+    assert!(!name.contains('\\'), "{name:?}");
+    for component in name.split('/') {
+        assert!(!component.is_empty(), "{name:?}");
+        assert!(!component.starts_with('.'), "{name:?}");
+        assert!(!component.starts_with('-'), "{name:?}");
+    }
+    assert!(
+        gix::validate::reference::name(name.as_bytes().into()).is_ok(),
+        "refname::check accepts {name:?}, which git refuses"
+    );
+}
+
+fn ids(s: &str) {
+    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if names::is_valid_pack_name(s) {
+        assert!(
+            s.len() == 45 && s.starts_with("pack-") && lower_hex(&s[5..]),
+            "{s:?}"
+        );
+    }
+    if names::is_object_id(s) {
+        assert!(s.len() == 40 && lower_hex(s), "{s:?}");
+    }
+    if names::is_lfs_oid(s) {
+        assert!(s.len() == 64 && lower_hex(s), "{s:?}");
+    }
+    if names::is_valid_repo_segment(s) {
+        segment(s);
+    }
+}
+
+fn segment(s: &str) {
+    assert!(!s.is_empty() && s.len() <= 128, "{s:?}");
+    assert!(
+        s != "." && s != ".." && !s.contains('/') && !s.contains('\\'),
+        "{s:?}"
+    );
+    assert!(!s.contains('%') && !s.contains(':') && !s.contains('?') && !s.contains('#'));
+}
+
+fn check_remote(remote: &Remote) {
+    segment(&remote.workspace);
+    segment(&remote.alias);
+    let server = &remote.server;
+    assert!(matches!(server.scheme(), "http" | "https"), "{server}");
+    assert!(server.path().ends_with('/'), "{server}");
+    assert!(
+        server.username().is_empty() && server.password().is_none(),
+        "{server}"
+    );
+    // Every API and LFS URL stays below the server root.
+    for route in [api::Route::Refs, api::Route::Update, api::Route::FixThin] {
+        let path = api::route_path(&remote.workspace, &remote.alias, route);
+        let url = server.join(&path).expect("route joins");
+        assert!(
+            url.as_str().starts_with(server.as_str()),
+            "{url} escapes {server}"
+        );
+    }
+    let lfs = server
+        .join(&api::lfs::endpoint_path(&remote.workspace, &remote.alias))
+        .expect("lfs joins");
+    assert!(
+        lfs.as_str().starts_with(server.as_str()),
+        "{lfs} escapes {server}"
+    );
+    // `git hypha url` prints url(): it must name the same repository.
+    // Open finding F4: an alias ending in `.git.git` keeps one `.git`, which url() then loses
+    // (`resolve` strips one `.git` again).
+    let tolerate = remote.alias.ends_with(".git") && super::tolerated("F4-alias-git-git");
+    if server.query().is_none() && server.fragment().is_none() && !tolerate {
+        let again = config::resolve(&remote.url(), &HashMap::new(), None)
+            .unwrap_or_else(|e| panic!("url() {} does not resolve: {e}", remote.url()));
+        assert_eq!(
+            &again,
+            remote,
+            "url() {} resolves to another remote",
+            remote.url()
+        );
+    }
+}
