@@ -102,7 +102,12 @@ pub fn resolve(
 fn finish(server: Url, workspace: &str, alias: &str, address: &str) -> Result<Remote, Error> {
     // Hypha strips `.git` from aliases; so do we, so both spellings name one repository.
     let alias = alias.strip_suffix(".git").unwrap_or(alias);
-    if !crate::api::is_valid_repo_segment(workspace) || !crate::api::is_valid_repo_segment(alias) {
+    // One `.git` is stripped: `x.git.git` would name `x.git` here and `x` once written back
+    // by `url()` (found by the names fuzz target), so it names nothing.
+    if !crate::api::is_valid_repo_segment(workspace)
+        || !crate::api::is_valid_repo_segment(alias)
+        || alias.ends_with(".git")
+    {
         return Err(Error::BadName(address.to_owned()));
     }
     if !server.username().is_empty() || server.password().is_some() {
@@ -303,6 +308,10 @@ mod tests {
         let r = resolve("ws/repo", &env(&[]), Some("https://h//base//")).expect("ok");
         assert_eq!(r.server.as_str(), "https://h/base/");
         assert_eq!(resolve(&r.url(), &env(&[]), None), Ok(r));
+        assert!(matches!(
+            resolve("hypha::https://h/ws/x.git.git", &env(&[]), None),
+            Err(Error::BadName(_))
+        ));
     }
 
     #[test]
