@@ -81,7 +81,12 @@ pub fn resolve(
         .or(configured_server.filter(|s| !s.is_empty()))
         .ok_or_else(|| Error::NoServer(address.to_owned()))?;
     let mut server = Url::parse(server).map_err(|_| Error::BadServer(server.to_owned()))?;
-    if !matches!(server.scheme(), "http" | "https") {
+    // A query or fragment is refused as in the full form: the API's URLs are joined under the
+    // server's path and would not start with it (found by the names fuzz target).
+    if !matches!(server.scheme(), "http" | "https")
+        || server.query().is_some()
+        || server.fragment().is_some()
+    {
         return Err(Error::BadServer(server.to_string()));
     }
     // The same base path as the full form reads from `url()`: empty segments dropped, one
@@ -312,6 +317,12 @@ mod tests {
             resolve("hypha::https://h/ws/x.git.git", &env(&[]), None),
             Err(Error::BadName(_))
         ));
+        for server in ["https://h/#frag", "https://h/?q=1"] {
+            assert!(matches!(
+                resolve("ws/repo", &env(&[]), Some(server)),
+                Err(Error::BadServer(_))
+            ));
+        }
     }
 
     #[test]
