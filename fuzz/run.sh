@@ -85,7 +85,7 @@ echo "summary (${seconds}s per target, sanitizer $sanitizer):"
 printf '  %s\n' "${summary[@]}"
 if [ "$failed" -ne 0 ]; then
     echo "crashes found (copied into fuzz/regressions/<target>/): minimize with" \
-        "'HYPHA_FUZZ_STRICT=1 RUSTC_BOOTSTRAP=1 cargo fuzz tmin -a <target> <input>';" \
+        "'RUSTC_BOOTSTRAP=1 cargo fuzz tmin -a <target> <input>';" \
         "cargo test --test fuzz_regressions replays them" >&2
 fi
 exit "$failed"

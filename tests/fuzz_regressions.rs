@@ -85,28 +85,3 @@ fn every_target_is_replayed() {
         ]
     );
 }
-
-/// The open findings (fuzz/README.md, "Findings"): inputs under `fuzz/open/<target>/` that
-/// still fail with the harness strict (no `tolerated(...)` guard). Ignored until fixed:
-/// `cargo test --test fuzz_regressions -- --ignored` shows which still fail.
-#[test]
-#[ignore = "open fuzz findings, reported and not fixed yet (fuzz/README.md)"]
-fn open_findings() {
-    harness::STRICT.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut failed = Vec::new();
-    for (target, run) in harness::TARGETS {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/open")
-            .join(target);
-        if !dir.is_dir() {
-            continue;
-        }
-        for file in files_in(&dir) {
-            let data = std::fs::read(&file).expect("read input");
-            if std::panic::catch_unwind(|| run(&data)).is_err() {
-                failed.push(file.display().to_string());
-            }
-        }
-    }
-    assert!(failed.is_empty(), "still failing:\n{}", failed.join("\n"));
-}

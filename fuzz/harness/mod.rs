@@ -31,18 +31,3 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("api_json", api_json::run),
     ("names", names::run),
 ];
-
-/// Open findings (reported, not fixed yet) are tolerated so that the fuzzers keep looking for
-/// new ones, unless `HYPHA_FUZZ_STRICT=1` or [`STRICT`] is set: `cargo fuzz tmin` and the
-/// ignored test `open_findings` (tests/fuzz_regressions.rs, over `fuzz/open/<target>/`) run
-/// strict. Once a finding is fixed, drop its `tolerated(...)` guard and move its inputs from
-/// `fuzz/open/` to `fuzz/regressions/`.
-pub static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether the open finding `_name` (see fuzz/README.md) is to be let through.
-pub fn tolerated(_name: &str) -> bool {
-    static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let strict =
-        *ENV.get_or_init(|| std::env::var_os("HYPHA_FUZZ_STRICT").is_some_and(|v| v == "1"));
-    !(strict || STRICT.load(std::sync::atomic::Ordering::Relaxed))
-}

@@ -58,10 +58,10 @@ fn error(setting: &str, problem: impl Into<String>) -> Error {
 }
 
 impl Settings {
-    /// The settings for `url` (the remote git named `remote_name`, when it has a name).
-    pub fn read(url: &str, remote_name: Option<&str>) -> Result<Settings, Error> {
+    /// The settings for `url` (the remote git named `remote_name`, when it has a name), with
+    /// the `git config` runs `wanted` (from [`Wanted::look`], once a session) says may find some.
+    pub fn read(url: &str, remote_name: Option<&str>, wanted: Wanted) -> Result<Settings, Error> {
         let env = |k: &str| std::env::var(k).ok();
-        let wanted = Wanted::look(&env);
         let mut config = BTreeMap::new();
         if wanted.http {
             config = git_urlmatch(url)?;

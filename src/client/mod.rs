@@ -271,7 +271,7 @@ impl Client {
             return Ok(client.clone());
         }
         let settings = if let Some(match_url) = &key.origin {
-            git_http::Settings::read(match_url, self.git_remote.as_deref())
+            git_http::Settings::read(match_url, self.git_remote.as_deref(), self.wanted)
         } else {
             git_http::Settings::from_parts(&Default::default(), &|k| std::env::var(k).ok())
         }

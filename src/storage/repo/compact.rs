@@ -82,16 +82,15 @@ impl Repository {
                 });
             }
         }
-        let checked = self.check_packs(std::slice::from_ref(&req.pack)).await?;
-        let keep_idx_size = checked.first().map_or(0, |(_, size)| *size);
+        let checked = self
+            .check_packs_sized(std::slice::from_ref(&req.pack))
+            .await?;
+        let (keep_idx_size, pack_size) = checked
+            .first()
+            .map_or((0, 0), |(_, idx, pack)| (*idx, *pack));
         // Sorted ids, through the same cache as `update`'s object check.
         let claimed = self.pack_ids(&req.pack, keep_idx_size).await?;
         // What the pack really holds, from its bytes: its writer's idx is only a claim.
-        let pack_size = self
-            .backend
-            .head(&self.pack_key(&req.pack, "pack"))
-            .await?
-            .size;
         let keep = self.verified_pack_ids(&req.pack, pack_size).await?;
         if keep.as_slice() != &claimed[..] {
             return Err(Error::Invalid {

@@ -89,6 +89,19 @@ impl Repository {
     /// checksum in the idx trailer equals the pack's own trailer. Returns each pack's name
     /// with the size of its idx, as listed.
     pub(super) async fn check_packs(&self, names: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        Ok(self
+            .check_packs_sized(names)
+            .await?
+            .into_iter()
+            .map(|(name, idx, _)| (name, idx))
+            .collect())
+    }
+
+    /// [`Repository::check_packs`], with each pack's own size too (as listed).
+    pub(super) async fn check_packs_sized(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(String, u64, u64)>, Error> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -127,7 +140,7 @@ impl Repository {
                     detail: format!("the idx of {name} does not belong to its pack"),
                 });
             }
-            checked.push((name.clone(), idx.size));
+            checked.push((name.clone(), idx.size, pack.size));
         }
         Ok(checked)
     }
