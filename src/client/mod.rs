@@ -35,8 +35,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("repository '{repo}' not found")]
-    NotFound { repo: String },
+    /// The repository does not exist, or (`detail` not about the repository) the server
+    /// found something else missing, which it names.
+    #[error("{}", not_found(repo, detail.as_deref()))]
+    NotFound {
+        repo: String,
+        detail: Option<String>,
+    },
     #[error("authentication failed for '{repo}'")]
     Unauthenticated {
         repo: String,
@@ -110,6 +115,18 @@ pub enum Error {
         #[source]
         source: git_http::Error,
     },
+}
+
+/// "repository 'x' not found", unless the server said that something else was missing (a
+/// 404 for a pack it listed, say): then its words, so that the message does not send the
+/// user looking for a repository that is there.
+fn not_found(repo: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(detail) if !detail.is_empty() && !detail.starts_with("repository ") => {
+            format!("the server answered 'not found' for '{repo}': {detail}")
+        }
+        _ => format!("repository '{repo}' not found"),
+    }
 }
 
 impl Error {
@@ -388,7 +405,10 @@ impl Client {
             .remote
             .server
             .join(&path)
-            .map_err(|_| Error::NotFound { repo: repo.clone() })?;
+            .map_err(|_| Error::NotFound {
+                repo: repo.clone(),
+                detail: None,
+            })?;
         let mut req = self.api_http()?.post(url).json(body);
         let token = self.current_token();
         if let Some(token) = &token {
@@ -432,7 +452,10 @@ impl Client {
                 _ => ErrorCode::Internal,
             });
         Err(match code {
-            ErrorCode::NotFound => Error::NotFound { repo },
+            ErrorCode::NotFound => Error::NotFound {
+                repo,
+                detail: body.map(|b| short_detail(b.detail)),
+            },
             ErrorCode::Unauthenticated => Error::Unauthenticated {
                 repo,
                 problem: AuthProblem::new(
@@ -559,6 +582,30 @@ fn read_timeout(setting: Option<&str>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 404 names the repository only when the server said the repository is missing; a
+    /// 404 for anything else (a pack gone under a push) shows what the server said.
+    #[test]
+    fn not_found_says_what_was_not_found() {
+        let err = |detail: Option<&str>| {
+            Error::NotFound {
+                repo: "ws/r".into(),
+                detail: detail.map(str::to_owned),
+            }
+            .to_string()
+        };
+        assert_eq!(err(None), "repository 'ws/r' not found");
+        assert_eq!(
+            err(Some("repository ws/r not found")),
+            "repository 'ws/r' not found"
+        );
+        assert_eq!(err(Some("")), "repository 'ws/r' not found");
+        assert_eq!(
+            err(Some("ws/r/.git/hypha-remote/uploads/pack-1: not found")),
+            "the server answered 'not found' for 'ws/r': \
+             ws/r/.git/hypha-remote/uploads/pack-1: not found"
+        );
+    }
 
     #[test]
     fn tls_only_for_https_urls_and_https_proxies() {

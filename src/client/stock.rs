@@ -102,7 +102,10 @@ impl Client {
             .remote
             .server
             .join(&path)
-            .map_err(|_| Error::NotFound { repo: repo.clone() })?;
+            .map_err(|_| Error::NotFound {
+                repo: repo.clone(),
+                detail: None,
+            })?;
         let token = self.current_token();
         // With a token, ask what a push needs too: a push session then lists from this answer.
         let request = api::RefsRequest {
@@ -252,7 +255,7 @@ impl Client {
                 ),
             }),
             403 => Err(Error::Forbidden { repo }),
-            404 => Err(Error::NotFound { repo }),
+            404 => Err(Error::NotFound { repo, detail: None }),
             status => Err(Error::TransferStatus {
                 what: format!("Hypha's permission check for '{repo}'"),
                 status,
@@ -273,7 +276,10 @@ impl Client {
             .remote
             .server
             .join("public/services/artifact-manager/create")
-            .map_err(|_| Error::NotFound { repo: repo.clone() })?;
+            .map_err(|_| Error::NotFound {
+                repo: repo.clone(),
+                detail: None,
+            })?;
         let mut config =
             serde_json::json!({"storage": "git", "git_default_branch": default_branch});
         if public {

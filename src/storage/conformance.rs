@@ -37,6 +37,7 @@ pub async fn run_all(backend: Arc<dyn Backend>) {
     invalid_keys(backend.clone()).await;
     repo_atomic_update_survives_death(backend.clone()).await;
     repo_uploads_hidden_until_named(backend.clone()).await;
+    repo_refused_update_releases_uploads(backend.clone()).await;
     repo_refs_read_again_only_when_changed(backend.clone()).await;
     repo_refs_need_objects(backend.clone()).await;
     repo_lfs_objects(backend.clone()).await;
@@ -787,6 +788,85 @@ pub async fn repo_uploads_hidden_until_named(backend: Arc<dyn Backend>) {
         .contains_key("refs/heads/late"));
 }
 
+/// An update that writes no ref (its compare-and-swap lost, or an atomic batch failed)
+/// deletes its pending uploads at once: the losers of a race on a busy repository must not
+/// hold the limit of staged uploads until the grace period ends. A live pack it names stays.
+pub async fn repo_refused_update_releases_uploads(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("release");
+    let repo = Store::new(backend.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    repo.create(false, None).await.expect("create");
+    const TWOS: &str = "2222222222222222222222222222222222222222";
+    let live = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
+    let res = repo
+        .update(&Update {
+            packs: vec![live.clone()],
+            updates: vec![ref_update("refs/heads/main", None, Some(ONES))],
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok);
+
+    let dir = format!("conformance/artifacts/{alias}/.git/objects/pack/");
+    let stored = || async {
+        backend
+            .list(&dir)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key[dir.len()..].to_owned())
+            .filter(|k| k != ".gitkeep")
+            .collect::<Vec<String>>()
+    };
+    // Lost compare-and-swap: `main` is no longer absent.
+    let loser = upload_fake_pack(&repo, &backend, &alias, 2, &[TWOS]).await;
+    assert_eq!(repo.staged_uploads().await.expect("staged"), 1);
+    let res = repo
+        .update(&Update {
+            packs: vec![loser.clone(), live.clone()],
+            updates: vec![ref_update("refs/heads/main", None, Some(TWOS))],
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Stale);
+    assert_eq!(repo.staged_uploads().await.expect("staged"), 0);
+    assert_eq!(
+        stored().await,
+        vec![format!("{live}.idx"), format!("{live}.pack")]
+    );
+
+    // An atomic batch of which one ref fails writes none, and releases its upload too.
+    let batch = upload_fake_pack(&repo, &backend, &alias, 3, &[TWOS]).await;
+    let res = repo
+        .update(&Update {
+            packs: vec![batch],
+            updates: vec![
+                ref_update("refs/heads/main", Some(ONES), Some(TWOS)),
+                ref_update("refs/heads/other", Some(TWOS), Some(TWOS)),
+            ],
+            atomic: true,
+            ..Default::default()
+        })
+        .await
+        .expect("update");
+    assert!(
+        res.results.iter().all(|r| r.status != RefStatus::Ok),
+        "{res:?}"
+    );
+    assert_eq!(repo.staged_uploads().await.expect("staged"), 0);
+    assert_eq!(
+        stored().await,
+        vec![format!("{live}.idx"), format!("{live}.pack")]
+    );
+    assert_eq!(
+        repo.refs().await.expect("refs").get("refs/heads/main"),
+        Some(&ONES.to_owned())
+    );
+}
+
 /// Counts the reads of keys under `refs/` (ref `GET`s; listings are under `refs/` too, but
 /// are told apart by their trailing `/`).
 #[derive(Debug, Default)]
@@ -977,7 +1057,7 @@ pub async fn repo_refs_need_objects(backend: Arc<dyn Backend>) {
     assert_eq!(counted.hook.0.load(Ordering::SeqCst), before, "idx reads");
 
     // Atomic, one ref missing: that ref says why, the others fail with it, nothing written,
-    // and the named pack stays pending.
+    // and the named pack is deleted (the push is over; pushed again, it goes up again).
     let res = repo
         .update(&update(
             &[&pushed],
@@ -1004,6 +1084,8 @@ pub async fn repo_refs_need_objects(backend: Arc<dyn Backend>) {
         .expect("packs")
         .iter()
         .any(|p| p.name == pushed));
+    assert_eq!(repo.pending_uploads().await.expect("pending").len(), 1);
+    let pushed = upload_fake_pack(&repo, &backend, &alias, 2, &[new]).await;
 
     // Not atomic: the good ref (its object in the named pack) moves, the bad one does not.
     let res = repo

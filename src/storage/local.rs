@@ -513,14 +513,22 @@ impl Inner {
                 format!("{dir_key}/{name}")
             };
             // `file_type` does not follow symlinks; a symlink is never a key.
-            let file_type = entry.file_type().map_err(|e| Error::backend(&key, e))?;
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if vanished_kind(&e) => continue,
+                Err(e) => return Err(Error::backend(&key, e)),
+            };
             if file_type.is_dir() {
                 let as_dir = format!("{key}/");
                 if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
                     self.walk(prefix, &key, out)?;
                 }
             } else if file_type.is_file() && key.starts_with(prefix) {
-                let meta = entry.metadata().map_err(|e| io_error(&key, e))?;
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if vanished_kind(&e) => continue,
+                    Err(e) => return Err(io_error(&key, e)),
+                };
                 out.push(ObjectMeta {
                     key,
                     size: meta.len(),
@@ -531,6 +539,14 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// A directory entry removed between `read_dir` and looking at it (a thin upload completed,
+/// an upload marker committed): it is simply not listed. A listing is no snapshot, on S3
+/// either; failing it made `uploads` answer 404 ("repository not found") to pushes racing
+/// other pushes.
+fn vanished_kind(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
 }
 
 /// Remove files in `temp_dir` last modified more than `age` ago: writes of a process that
@@ -625,6 +641,57 @@ mod tests {
     async fn conformance_suite() {
         let (_dir, backend) = disk();
         conformance::run_all(backend).await;
+    }
+
+    /// Files come and go while a listing walks their directory (uploads completed and
+    /// committed by other requests): the listing never fails for it. It did, with
+    /// `NotFound`, which made the `uploads` route answer 404 to a push racing others. Three
+    /// writers on two cores get the lister preempted between reading the directory and
+    /// looking at an entry, as a loaded server is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_ignores_files_removed_under_it() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (dir, backend) = disk();
+        let churn_dir = dir.path().join("store/r/hypha-remote/thin");
+        std::fs::create_dir_all(&churn_dir).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let churners: Vec<_> = (0..3)
+            .map(|t| {
+                let (stop, churn_dir) = (stop.clone(), churn_dir.clone());
+                std::thread::spawn(move || {
+                    let names: Vec<_> = (0..500)
+                        .map(|i| churn_dir.join(format!("t{t}-{i}")))
+                        .collect();
+                    while !stop.load(Ordering::Relaxed) {
+                        for n in &names {
+                            std::fs::write(n, b"x").unwrap();
+                        }
+                        for n in &names {
+                            std::fs::remove_file(n).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let (mut listings, mut seen) = (0, 0);
+        let mut failure = None;
+        while started.elapsed() < Duration::from_millis(1500) {
+            match backend.list("r/hypha-remote/").await {
+                Ok(listed) => seen += listed.len(),
+                Err(e) => {
+                    failure = Some(format!("listing {listings} failed: {e}"));
+                    break;
+                }
+            }
+            listings += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for c in churners {
+            c.join().unwrap();
+        }
+        assert_eq!(failure, None, "files removed under a listing");
+        assert!(seen > 0, "the listings saw the churn ({listings} listings)");
     }
 
     #[tokio::test]

@@ -118,7 +118,8 @@ fn concurrent_pushes_to_one_branch_lose_nothing() {
             assert_eq!(*rc, 1, "a lost race is a rejection, not a failure: {err}");
             assert!(
                 err.contains("! [rejected]") && err.contains("(fetch first)"),
-                "round {round}: losers see git's fetch-first rejection: {err}"
+                "round {round}: losers see git's fetch-first rejection: {err}\n{}",
+                env.server.log_tail()
             );
         }
         // The losers integrate the winner's work and push again, one after another.

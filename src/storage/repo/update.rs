@@ -146,12 +146,16 @@ impl Repository {
 
         let failed = |results: &[Option<RefOutcome>]| results.iter().any(Option::is_some);
         if req.atomic && failed(&results) {
+            self.release_uploads(&req.packs).await?;
             return Ok(finish_atomic_failure(req, results));
         }
-        // The packs become visible now, before any ref needs them. (An update that writes no
-        // ref leaves them pending: compaction removes them after the grace period.)
+        // The packs become visible now, before any ref needs them. An update that writes no
+        // ref (every one stale or refused: the losers of a race) removes them at once, so that
+        // busy repositories do not fill up with them until the grace period ends.
         if writes.iter().any(Option::is_some) {
             self.commit_uploads(&req.packs).await?;
+        } else {
+            self.release_uploads(&req.packs).await?;
         }
         // Several writes of an atomic update: the commit point is the record ([`journal`]).
         let planned: Vec<super::journal::Planned> = writes

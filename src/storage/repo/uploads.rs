@@ -146,8 +146,7 @@ impl Repository {
     }
 
     /// Delete packs whose upload has been pending longer than `grace` (abandoned: the helper
-    /// died, or its update was refused). Call with the lock held. `.pack` first (a lone `.idx`
-    /// is invisible), then `.idx`, then the marker, so an interrupted purge resumes next time.
+    /// died before its update). Call with the lock held.
     pub(crate) async fn purge_abandoned_uploads(
         &self,
         now: u64,
@@ -171,18 +170,39 @@ impl Repository {
             if now < at.saturating_add(grace.as_secs()) {
                 continue;
             }
-            for key in [
-                self.pack_key(&name, "pack"),
-                self.pack_key(&name, "idx"),
-                self.upload_marker(&name),
-            ] {
-                match self.backend.delete(&key, None).await {
-                    Ok(()) | Err(Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            self.delete_upload(&name).await?;
             deleted.push(name);
         }
         Ok(deleted)
+    }
+
+    /// The uploads of an update that wrote no ref (every ref stale or refused) are of no
+    /// further use: the client reports the rejection and a later push builds a new pack.
+    /// Deleted at once, each only while still pending (never a live pack). Call with the lock
+    /// held. (A byte-identical pack another push is uploading at the same moment goes too;
+    /// that push is refused with "not complete" and succeeds when pushed again.)
+    pub(crate) async fn release_uploads(&self, names: &[String]) -> Result<(), Error> {
+        for name in names {
+            if self.has_key(&self.upload_marker(name)).await? {
+                self.delete_upload(name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete one pending upload: `.pack` first (a lone `.idx` is invisible), then `.idx`,
+    /// then the marker, so an interrupted delete is finished by the next purge.
+    async fn delete_upload(&self, name: &str) -> Result<(), Error> {
+        for key in [
+            self.pack_key(name, "pack"),
+            self.pack_key(name, "idx"),
+            self.upload_marker(name),
+        ] {
+            match self.backend.delete(&key, None).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
