@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """A TCP relay on loopback that counts the bytes going each way (stdlib only).
 
-    python3 bench/relay.py TARGET_PORT PORTS_FILE
+    python3 bench/relay.py TARGET_PORT PORTS_FILE [DELAY_MS]
 
 Listens on two free ports of 127.0.0.1 and writes "RELAY_PORT CONTROL_PORT" to PORTS_FILE:
 every connection to RELAY_PORT is relayed to 127.0.0.1:TARGET_PORT; a connection to
 CONTROL_PORT gets one line "UP DOWN", the bytes relayed so far from clients to the target and
 back (payload only: HTTP headers are counted, TCP/IP headers are not).
+
+With DELAY_MS, every chunk is delivered DELAY_MS after it arrived, each way (a round trip of
+twice that), pipelined: chunks in flight do not wait for each other, so bandwidth stays what
+it was and only latency is added. A new connection costs one more round trip before its
+first byte reaches the target, as TCP's handshake does over a real link.
 
 The benchmark reads the counters before and after a git command and takes the difference:
 bytes are counted as they pass, so once the command has exited every byte it sent or
@@ -20,33 +25,57 @@ import sys
 totals = {"up": 0, "down": 0}
 
 
-async def pipe(reader, writer, key):
+async def pipe(reader, writer, key, delay=0.0, not_before=0.0):
+    """Copy reader to writer; with a delay, each chunk leaves `delay` seconds after it came
+    (and not before `not_before`, the end of the emulated handshake), in order, pipelined."""
+    loop = asyncio.get_running_loop()
+    queue = asyncio.Queue()
+
+    async def deliver():
+        try:
+            while True:
+                due, data = await queue.get()
+                if data is None:
+                    break
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                writer.close()
+            except (ConnectionError, OSError):
+                pass
+
+    sender = asyncio.ensure_future(deliver())
     try:
         while True:
             data = await reader.read(1 << 16)
             if not data:
                 break
             totals[key] += len(data)
-            writer.write(data)
-            await writer.drain()
+            queue.put_nowait((max(loop.time(), not_before) + delay, data))
     except (ConnectionError, OSError):
         pass
     finally:
-        try:
-            writer.close()
-        except (ConnectionError, OSError):
-            pass
+        queue.put_nowait((0, None))
+        await sender
 
 
-async def relay(target_port, client_reader, client_writer):
+async def relay(target_port, delay, client_reader, client_writer):
+    # The client's first byte could leave only after the handshake's round trip.
+    not_before = asyncio.get_running_loop().time() + 2 * delay
     try:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
     except OSError:
         client_writer.close()
         return
     await asyncio.gather(
-        pipe(client_reader, server_writer, "up"),
-        pipe(server_reader, client_writer, "down"),
+        pipe(client_reader, server_writer, "up", delay, not_before),
+        pipe(server_reader, client_writer, "down", delay),
     )
 
 
@@ -57,10 +86,13 @@ async def control(_reader, writer):
 
 
 async def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: relay.py TARGET_PORT PORTS_FILE")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: relay.py TARGET_PORT PORTS_FILE [DELAY_MS]")
     target_port, ports_file = int(sys.argv[1]), sys.argv[2]
-    data = await asyncio.start_server(lambda r, w: relay(target_port, r, w), "127.0.0.1", 0)
+    delay = float(sys.argv[3]) / 1000 if len(sys.argv) == 4 else 0.0
+    data = await asyncio.start_server(
+        lambda r, w: relay(target_port, delay, r, w), "127.0.0.1", 0
+    )
     ctl = await asyncio.start_server(control, "127.0.0.1", 0)
     ports = (data.sockets[0].getsockname()[1], ctl.sockets[0].getsockname()[1])
     with open(ports_file + ".tmp", "w") as f:

@@ -83,6 +83,11 @@ pub struct RefsRequest {
     /// push with a read-only token is refused even when it has nothing to send.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub for_push: bool,
+    /// A client about to fetch sends the packs it already has from this remote (as `packs`
+    /// takes them): the answer then carries `packs` too, and the fetch needs no `packs` round
+    /// trip. Older servers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_packs: Option<Vec<String>>,
 }
 
 /// `refs` response: the current refs, read fresh.
@@ -100,6 +105,18 @@ pub struct RefsResponse {
     /// `fix-thin`). Absent from older servers, which get self-contained packs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thin_packs: bool,
+    /// Answered with `for_push`: the largest pack (its bytes plus its idx's) that `update`
+    /// takes inline, so a small push needs no `uploads`, `PUT`s nor `fix-thin` round trips.
+    /// 0 (absent) from older servers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inline_max: u64,
+    /// Answered with `known_packs`: what `packs` would answer for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packs: Option<PacksResponse>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -265,6 +282,24 @@ pub struct UpdateRequest {
     /// `git push -o` strings, C-unquoted, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub push_options: Vec<String>,
+    /// Small packs sent in the request itself (to a server whose listing gave `inline_max`);
+    /// the server stores (a thin one: completes) each as an upload, then updates as if `packs`
+    /// named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline: Vec<InlinePack>,
+}
+
+/// A pack carried in an `update` request: its `.pack` and `.idx` bytes, base64 (standard
+/// alphabet, padded).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InlinePack {
+    /// `pack-<40 hex>`, as an upload would be named.
+    pub name: String,
+    /// Thin: the server completes it (as `fix-thin` would) before the update.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thin: bool,
+    pub pack: String,
+    pub idx: String,
 }
 
 /// One compare-and-swap: `old: None` = must not exist, `new: None` = delete.

@@ -197,6 +197,11 @@ struct ServeArgs {
     /// server from before thin pushes.
     #[arg(long)]
     no_thin_packs: bool,
+    /// Largest push (pack plus idx, in bytes) taken inline in the `update` request, which
+    /// saves a small push three round trips; at most 8 MiB; 0 makes clients upload every
+    /// pack through presigned URLs, as to a server from before inline packs.
+    #[arg(long, env = "HYPHA_INLINE_MAX", default_value_t = hypha_git::server::inline::DEFAULT_INLINE_MAX)]
+    inline_max: u64,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +264,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 plugin,
                 webhook_allow,
                 no_thin_packs,
+                inline_max,
             } = *args;
             // The key comes through the environment, never argv (which `ps` shows).
             let plugin_key = match plugin {
@@ -306,6 +312,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     plugin_key,
                     webhook_allow,
                     thin_packs: !no_thin_packs,
+                    inline_max,
                 },
                 announce,
             ))?;

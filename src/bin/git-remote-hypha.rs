@@ -67,7 +67,13 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let client = Client::new(remote, token)?.with_git_remote(remote_name);
+    // Sent with the listing, so that a fetch after it needs no `packs` round trip.
+    let known_packs = git_dir
+        .as_deref()
+        .map(|dir| hypha_git::helper::known_packs(dir, &remote));
+    let client = Client::new(remote, token)?
+        .with_git_remote(remote_name)
+        .with_known_packs(known_packs);
     let stdout = std::io::stdout();
     // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
     // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.

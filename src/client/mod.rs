@@ -19,7 +19,7 @@ pub use stock::{classify as classify_probe, Access, Api};
 pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
 
-use crate::api::{self, ErrorBody, ErrorCode, Route};
+use crate::api::{self, ErrorBody, ErrorCode, RefsRequest, Route};
 use crate::config::{self, Remote, Token, TokenSource};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
@@ -206,6 +206,8 @@ pub struct Client {
     wanted: git_http::Wanted,
     /// The git remote's name (`remote.<name>.proxy`), when git named one.
     git_remote: Option<String>,
+    /// Packs already fetched from this remote, sent with `refs` ([`Client::with_known_packs`]).
+    known_packs: Option<Vec<String>>,
     remote: Remote,
     token: Mutex<Option<Token>>,
     credentials: Mutex<Credentials>,
@@ -240,6 +242,7 @@ impl Client {
             http: Mutex::new(HashMap::new()),
             wanted: git_http::Wanted::look(&|k| std::env::var(k).ok()),
             git_remote: None,
+            known_packs: None,
             remote,
             token: Mutex::new(token),
             credentials: Mutex::new(Credentials::default()),
@@ -253,6 +256,22 @@ impl Client {
     pub fn with_git_remote(mut self, name: &str) -> Client {
         self.git_remote = Some(name.to_owned());
         self
+    }
+
+    /// The packs this repository already has from the remote (`None`: not in a repository):
+    /// every `refs` call then asks for the pack listing too, so that a fetch that follows
+    /// needs no `packs` round trip.
+    pub fn with_known_packs(mut self, known: Option<Vec<String>>) -> Client {
+        self.known_packs = known;
+        self
+    }
+
+    /// The `refs` request of this session: a listing for a push, or one a fetch may follow.
+    pub fn refs_request(&self, for_push: bool) -> RefsRequest {
+        RefsRequest {
+            for_push,
+            known_packs: self.known_packs.clone(),
+        }
     }
 
     pub fn remote(&self) -> &Remote {

@@ -108,9 +108,7 @@ impl Client {
             })?;
         let token = self.current_token();
         // With a token, ask what a push needs too: a push session then lists from this answer.
-        let request = api::RefsRequest {
-            for_push: token.is_some(),
-        };
+        let request = self.refs_request(token.is_some());
         let mut req = self.api_http()?.post(url).json(&request);
         if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);

@@ -18,7 +18,7 @@ pub mod protocol;
 pub mod push;
 mod state;
 
-use crate::api::{RefsRequest, RefsResponse, Route};
+use crate::api::{RefsResponse, Route};
 use crate::client::{self, Client};
 use crate::config::{Remote, TokenSource};
 use crate::progress::Progress;
@@ -197,9 +197,10 @@ impl<W: Write> Session<W> {
         }
         let refs: RefsResponse = match self.client.take_probed_refs(for_push) {
             Some(refs) => refs?,
-            None => self
-                .runtime
-                .block_on(self.client.call(Route::Refs, &RefsRequest { for_push }))?,
+            None => self.runtime.block_on(
+                self.client
+                    .call(Route::Refs, &self.client.refs_request(for_push)),
+            )?,
         };
         if for_push && refs.can_write == Some(false) {
             // git sends no `push` when everything is up to date: this is the last word.
@@ -250,7 +251,7 @@ impl<W: Write> Session<W> {
                 } else {
                     self.runtime.block_on(
                         self.client
-                            .call(Route::Refs, &RefsRequest { for_push: false }),
+                            .call(Route::Refs, &self.client.refs_request(false)),
                     )?
                 };
                 &asked
@@ -313,3 +314,13 @@ fn malformed_batch(command: &'static str) -> Error {
 
 #[cfg(test)]
 mod transcripts;
+
+/// The packs this repository has already fetched from `remote` (the record fetches keep), for
+/// the session's `refs` requests ([`crate::client::Client::with_known_packs`]).
+pub fn known_packs(git_dir: &std::path::Path, remote: &crate::config::Remote) -> Vec<String> {
+    state::load(git_dir, remote)
+        .names()
+        .iter()
+        .cloned()
+        .collect()
+}

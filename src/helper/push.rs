@@ -29,6 +29,18 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("server answered update for '{repo}' without a result for {name}")]
     NoResult { repo: String, name: String },
+    #[error("cannot read the built pack {path}")]
+    ReadPack {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What `update` is to name: a pack uploaded through presigned URLs, or one carried inline.
+enum Sent {
+    Uploaded(String),
+    Inline(api::InlinePack),
 }
 
 /// Name prefix of the temporary directory a push builds its pack in, inside `$GIT_DIR`.
@@ -67,17 +79,24 @@ pub async fn run(
     let tips: Vec<String> = planned.iter().filter_map(|p| p.new.clone()).collect();
     let exclude = push::exclude(listed.refs.values(), &Objects(&repo));
     drop(repo);
-    let mut packs = Vec::new();
+    let mut sent = None;
     sweep_stale_staging(git_dir);
     let tmp = tempfile::Builder::new()
         .prefix(STAGING_PREFIX)
         .tempdir_in(git_dir)
         .or_else(|_| tempfile::tempdir())
         .map_err(Error::TempDir)?;
+    let build = Build {
+        git_dir,
+        out_dir: tmp.path(),
+        tips: &tips,
+        exclude: &exclude,
+        listed,
+        settings,
+    };
     if !tips.is_empty() {
-        match send(client, git_dir, tmp.path(), tips, exclude, listed, settings).await {
-            Ok(Some(name)) => packs.push(name),
-            Ok(None) => {}
+        match send(client, &build).await {
+            Ok(s) => sent = s,
             Err(Error::Client(client::Error::Forbidden { .. })) => {
                 return Ok(finish(statuses, |_| {
                     PushStatus::Error("permission denied".into())
@@ -87,8 +106,8 @@ pub async fn run(
         }
     }
 
-    let request = UpdateRequest {
-        packs,
+    let mut request = UpdateRequest {
+        packs: Vec::new(),
         updates: planned
             .iter()
             .map(|p| RefUpdate {
@@ -100,8 +119,27 @@ pub async fn run(
         atomic: settings.atomic,
         set_head_if_missing: push::head_for_first_push(listed.head.is_some(), &planned),
         push_options: settings.push_options.clone(),
+        inline: Vec::new(),
     };
-    let response: UpdateResponse = match client.call(Route::Update, &request).await {
+    let thin_inline = matches!(&sent, Some(Sent::Inline(p)) if p.thin);
+    name_pack(&mut request, sent);
+    let mut answer = client.call(Route::Update, &request).await;
+    if thin_inline {
+        // The server could not complete the inline thin pack (a base gone since the listing,
+        // too dense): send a self-contained one, as after a failed `fix-thin`.
+        if let Err(e) = answer.as_ref().map(drop) {
+            if falls_back(e) && !e.is_transient() {
+                tracing::info!(
+                    "hypha: {} did not complete the thin pack ({e}); sending a full pack",
+                    client.remote().display_name()
+                );
+                request.inline.clear();
+                name_pack(&mut request, send_full(client, &build).await?);
+                answer = client.call(Route::Update, &request).await;
+            }
+        }
+    }
+    let response: UpdateResponse = match answer {
         Ok(r) => r,
         Err(client::Error::Forbidden { .. }) => {
             return Ok(finish(statuses, |_| {
@@ -185,59 +223,129 @@ fn status_of(repo: &gix::Repository, p: &Planned, result: &api::RefResult) -> Pu
     }
 }
 
-/// Build and upload the pack of this push; its name for `update`, `None` when there is
-/// nothing to send. To a server that completes thin packs (`thin_packs` in the listing) a
-/// thin pack goes up and `fix-thin` turns it into a self-contained one; when the server
-/// cannot after all (a plugin without the route, a base gone since the listing) the push
-/// falls back to a self-contained pack, as for an older server.
-async fn send(
-    client: &Client,
-    git_dir: &Path,
-    out_dir: &Path,
-    tips: Vec<String>,
-    exclude: Vec<String>,
-    listed: &RefsResponse,
-    settings: &PushSettings,
-) -> Result<Option<String>, Error> {
-    let progress = settings.progress.is_requested();
-    let build_full = |tips: Vec<String>, exclude: Vec<String>| {
-        let (git_dir, out_dir) = (git_dir.to_owned(), out_dir.to_owned());
-        tokio::task::spawn_blocking(move || {
-            pack::build(&git_dir, &tips, &exclude, &out_dir, progress)
-        })
-    };
-    if listed.thin_packs && !exclude.is_empty() {
+/// `update` names the pack of this push: uploaded, or carried in the request.
+fn name_pack(request: &mut UpdateRequest, sent: Option<Sent>) {
+    match sent {
+        Some(Sent::Uploaded(name)) => request.packs = vec![name],
+        Some(Sent::Inline(pack)) => request.inline = vec![pack],
+        None => {}
+    }
+}
+
+/// What a push packs, and where.
+struct Build<'a> {
+    git_dir: &'a Path,
+    out_dir: &'a Path,
+    tips: &'a [String],
+    exclude: &'a [String],
+    listed: &'a RefsResponse,
+    settings: &'a PushSettings,
+}
+
+/// Build the pack of this push and upload it, or keep it for the `update` request when the
+/// server takes packs that small inline (`inline_max` in its listing: no `uploads`, `PUT`s
+/// nor `fix-thin` round trips); `None` when there is nothing to send. To a server that
+/// completes thin packs (`thin_packs` in the listing) a thin pack goes: `fix-thin` (or
+/// `update`, for an inline one) turns it into a self-contained one; when the server cannot
+/// after all (a plugin without the route, a base gone since the listing) the push falls back
+/// to a self-contained pack, as for an older server.
+async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error> {
+    let progress = build.settings.progress.is_requested();
+    if build.listed.thin_packs && !build.exclude.is_empty() {
         let (g, o, t, e) = (
-            git_dir.to_owned(),
-            out_dir.to_owned(),
-            tips.clone(),
-            exclude.clone(),
+            build.git_dir.to_owned(),
+            build.out_dir.to_owned(),
+            build.tips.to_vec(),
+            build.exclude.to_vec(),
         );
         let built = tokio::task::spawn_blocking(move || pack::build_thin(&g, &t, &e, &o, progress))
             .await??;
         match built {
             None => return Ok(None),
             Some(pack::ThinBuilt::SelfContained(built)) => {
-                upload(client, &built, false, settings).await?;
-                return Ok(Some(built.name));
+                return Ok(Some(upload_or_inline(client, &built, false, build).await?));
             }
-            Some(pack::ThinBuilt::Thin(thin)) => match upload_thin(client, &thin, settings).await {
-                Ok(name) => return Ok(Some(name)),
-                Err(e) if falls_back(&e) => {
-                    tracing::info!(
-                        "hypha: {} did not complete the thin pack ({e}); sending a full pack",
-                        client.remote().display_name()
-                    );
+            Some(pack::ThinBuilt::Thin(thin)) => {
+                if let Some(inline) = inline(&thin, true, build.listed)? {
+                    return Ok(Some(Sent::Inline(inline)));
                 }
-                Err(e) => return Err(e.into()),
-            },
+                match upload_thin(client, &thin, build.settings).await {
+                    Ok(name) => return Ok(Some(Sent::Uploaded(name))),
+                    Err(e) if falls_back(&e) => {
+                        tracing::info!(
+                            "hypha: {} did not complete the thin pack ({e}); sending a full pack",
+                            client.remote().display_name()
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
-    let Some(built) = build_full(tips, exclude).await?? else {
+    send_full(client, build).await
+}
+
+/// A self-contained pack of this push, uploaded or kept for inline.
+async fn send_full(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error> {
+    let progress = build.settings.progress.is_requested();
+    let (g, o, t, e) = (
+        build.git_dir.to_owned(),
+        build.out_dir.to_owned(),
+        build.tips.to_vec(),
+        build.exclude.to_vec(),
+    );
+    let Some(built) =
+        tokio::task::spawn_blocking(move || pack::build(&g, &t, &e, &o, progress)).await??
+    else {
         return Ok(None);
     };
-    upload(client, &built, false, settings).await?;
-    Ok(Some(built.name))
+    Ok(Some(upload_or_inline(client, &built, false, build).await?))
+}
+
+async fn upload_or_inline(
+    client: &Client,
+    built: &pack::Built,
+    thin: bool,
+    build: &Build<'_>,
+) -> Result<Sent, Error> {
+    if let Some(inline) = inline(built, thin, build.listed)? {
+        return Ok(Sent::Inline(inline));
+    }
+    upload(client, built, thin, build.settings).await?;
+    Ok(Sent::Uploaded(built.name.clone()))
+}
+
+/// The pack as an inline pack, when the server takes one that large.
+fn inline(
+    built: &pack::Built,
+    thin: bool,
+    listed: &RefsResponse,
+) -> Result<Option<api::InlinePack>, Error> {
+    if listed.inline_max == 0 || built.pack_size.saturating_add(built.idx_size) > listed.inline_max
+    {
+        return Ok(None);
+    }
+    use base64::Engine as _;
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
+            .map_err(|source| Error::ReadPack {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    tracing::info!(
+        "hypha: sending {}{} ({} bytes) inline with the update",
+        if thin { "thin pack " } else { "" },
+        built.name,
+        built.pack_size
+    );
+    Ok(Some(api::InlinePack {
+        name: built.name.clone(),
+        thin,
+        pack: read(&built.pack_path)?,
+        idx: read(&built.idx_path)?,
+    }))
 }
 
 /// Whether a failed thin upload is worth sending again as a full pack: the server (or the

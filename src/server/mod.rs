@@ -25,6 +25,7 @@ mod convert;
 mod credentials;
 mod error;
 mod hooks;
+pub mod inline;
 mod lfs;
 mod log;
 mod routes;
@@ -95,6 +96,9 @@ pub struct ServeOptions {
     pub webhook_allow: Vec<String>,
     /// Complete thin pushes (`fix-thin`); off answers as a server without them.
     pub thin_packs: bool,
+    /// Largest pack (with its idx) `update` takes inline; 0 answers as a server without
+    /// inline packs ([`inline::DEFAULT_INLINE_MAX`]).
+    pub inline_max: u64,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -127,6 +131,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("plugin", &self.plugin_key.is_some())
             .field("webhook_allow", &self.webhook_allow)
             .field("thin_packs", &self.thin_packs)
+            .field("inline_max", &self.inline_max)
             .finish()
     }
 }
@@ -255,6 +260,7 @@ pub async fn run(
         .presign_expires_in(url_ttl)
         .multipart(opts.multipart)
         .thin_packs(opts.thin_packs)
+        .inline_max(opts.inline_max)
         .public_url(opts.public_url.clone());
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);

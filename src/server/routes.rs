@@ -81,10 +81,21 @@ async fn dispatch(
             authorize_read(&caller, workspace, &repo).await?;
             // `refs` took no body before `for_push`: an unreadable one still lists.
             let req: api::RefsRequest = serde_json::from_slice(&body).unwrap_or_default();
-            let mut answer = refs(&repo).await?;
+            let mut answer = match &req.known_packs {
+                // Both listings at once: on S3 each is a round trip to the store.
+                Some(known) => {
+                    let (refs, packs) =
+                        tokio::join!(refs(&repo), pack_listing(state, &repo, known));
+                    let mut answer = refs?;
+                    answer.packs = Some(packs?);
+                    answer
+                }
+                None => refs(&repo).await?,
+            };
             if req.for_push {
                 answer.can_write = Some(can_write(&caller, workspace));
                 answer.thin_packs = state.thin_packs;
+                answer.inline_max = state.inline_max;
             }
             Ok(Json(answer).into_response())
         }
@@ -99,14 +110,17 @@ async fn dispatch(
         Route::Update => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::UpdateRequest = parse(&body)?;
-            let result = repo.update(&storage::Update::from(&req)).await?;
+            let mut update = storage::Update::from(&req);
+            let inline = super::inline::store(state, &repo, &req.inline).await?;
+            update.packs.extend(inline.names);
+            let result = repo.update(&update).await?;
             if let Some(webhooks) = &state.webhooks {
                 webhooks.after_update(&repo, pushed(&caller, workspace, alias, &req, &result));
             }
-            if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !req.packs.is_empty()) {
+            if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !update.packs.is_empty()) {
                 auto_gc.after_update(&state.store, workspace, alias);
             }
-            update_response(&req, result)
+            update_response(&req, result, inline.notes)
         }
         Route::Hooks => {
             authorize_admin(&caller, workspace, &repo).await?;
@@ -309,6 +323,8 @@ async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
         refs: repo.refs().await?,
         can_write: None,
         thin_packs: false,
+        inline_max: 0,
+        packs: None,
     })
 }
 
@@ -317,7 +333,17 @@ async fn packs(
     repo: &Repository,
     req: api::PacksRequest,
 ) -> Result<Response, ApiError> {
-    let known: BTreeSet<&str> = req.known.iter().map(String::as_str).collect();
+    Ok(Json(pack_listing(state, repo, &req.known).await?).into_response())
+}
+
+/// Every complete pack, oldest first, with download URLs for those not in `known`: the
+/// `packs` answer, and the `refs` answer's `packs` for a client about to fetch.
+async fn pack_listing(
+    state: &AppState,
+    repo: &Repository,
+    known: &[String],
+) -> Result<api::PacksResponse, ApiError> {
+    let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut packs = Vec::new();
     for entry in repo.packs().await? {
@@ -337,7 +363,7 @@ async fn packs(
             idx_url,
         });
     }
-    Ok(Json(api::PacksResponse { packs, expires_at }).into_response())
+    Ok(api::PacksResponse { packs, expires_at })
 }
 
 async fn uploads(
@@ -451,13 +477,15 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
 fn update_response(
     req: &api::UpdateRequest,
     result: storage::UpdateOutcome,
+    mut notes: Vec<String>,
 ) -> Result<Response, ApiError> {
     let mut response = Json(api::UpdateResponse::from(result)).into_response();
     if !req.push_options.is_empty() {
         // Push options go to webhooks in the event; the log line shows them too.
-        response
-            .extensions_mut()
-            .insert(LogNote(format!("push-options={:?}", req.push_options)));
+        notes.push(format!("push-options={:?}", req.push_options));
+    }
+    if !notes.is_empty() {
+        response.extensions_mut().insert(LogNote(notes.join("; ")));
     }
     Ok(response)
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub(crate) webhooks: Option<Webhooks>,
     /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
     pub(crate) thin_packs: bool,
+    /// Largest pack (with its idx) `update` takes inline; 0 = none.
+    pub(crate) inline_max: u64,
     /// Repositories that were handed upload URLs since their last sweep (by name), for the
     /// timer that removes abandoned uploads ([`crate::server::sweep_staged`]).
     pub(crate) staged: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Repository>>>,
@@ -75,6 +77,7 @@ impl AppState {
             presign_expires_in: DEFAULT_PRESIGN_EXPIRES_IN,
             max_single_put: DEFAULT_MAX_SINGLE_PUT,
             thin_packs: true,
+            inline_max: super::inline::DEFAULT_INLINE_MAX,
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
             plugin_key: None,
@@ -156,6 +159,13 @@ impl AppState {
     /// Complete thin packs (the default), or not: as a server from before thin pushes.
     pub fn thin_packs(mut self, on: bool) -> AppState {
         self.thin_packs = on;
+        self
+    }
+
+    /// Take packs up to this many bytes (with their idx) inline in `update`; 0 answers as a
+    /// server from before inline packs.
+    pub fn inline_max(mut self, bytes: u64) -> AppState {
+        self.inline_max = bytes.min(super::inline::LIMIT);
         self
     }
 

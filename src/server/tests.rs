@@ -1215,3 +1215,104 @@ async fn staged_uploads_are_bounded_and_swept() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.state.take_staged().len(), 1, "noted for the timer");
 }
+
+/// Inline packs (issue 25): `refs` for a push says how large; `update` refuses one that is
+/// larger, more of them than allowed, unreadable base64 or a bad name, each with one line and
+/// nothing written; a server with `inline_max(0)` offers none and refuses them. A refs
+/// request with `known_packs` gets the pack listing too, with URLs for the unknown packs only.
+#[tokio::test]
+async fn inline_packs_are_bounded_and_the_listing_can_carry_packs() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let s = server_with(|s| s.inline_max(4096));
+    s.create("ws/r", false).await;
+    let rw = token("ws", Permission::ReadWrite);
+    let r = s
+        .api("ws/r", "refs", Some(&rw), json!({"for_push": true}))
+        .await;
+    assert_eq!(r.json()["inline_max"], 4096);
+    let name = format!("pack-{}", hex::encode([0x11u8; 20]));
+    let main = json!([{"ref": "refs/heads/main", "old": null, "new": "1111111111111111111111111111111111111111"}]);
+    let refused = |body: serde_json::Value, needle: &'static str| {
+        let s = &s;
+        let rw = rw.clone();
+        async move {
+            let r = s.api("ws/r", "update", Some(&rw), body).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+            let detail = r.json()["detail"].as_str().unwrap().to_owned();
+            assert!(
+                detail.contains(needle) && !detail.contains('\n'),
+                "{detail}"
+            );
+        }
+    };
+    let big = vec![7u8; 4000];
+    refused(
+        json!({"updates": main, "inline": [{"name": name, "pack": b64(&big), "idx": b64(&big)}]}),
+        "inline packs larger than 4096 bytes",
+    )
+    .await;
+    refused(
+        json!({"updates": main, "inline": [{"name": name, "pack": "%%%", "idx": "AA=="}]}),
+        "inline pack of",
+    )
+    .await;
+    refused(
+        json!({"updates": main, "inline": [{"name": "pack-../../x", "pack": "AA==", "idx": "AA=="}]}),
+        "invalid inline pack name",
+    )
+    .await;
+    let five: Vec<_> = (0..5)
+        .map(|_| json!({"name": name, "pack": "AA==", "idx": "AA=="}))
+        .collect();
+    refused(json!({"updates": main, "inline": five}), "at most 4").await;
+    // A pack without the new ref's object: stored as an upload, the ref refused, and the
+    // pack deleted (the update wrote no ref).
+    let (pack, idx) = fake_pack(0x11, 40);
+    let r = s
+        .api(
+            "ws/r",
+            "update",
+            Some(&rw),
+            json!({"updates": main, "inline": [{"name": name, "pack": b64(&pack), "idx": b64(&idx)}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["results"][0]["status"], "rejected");
+    let r = s.api("ws/r", "refs", Some(&rw), json!({})).await;
+    assert_eq!(r.json()["refs"], json!({}), "no ref written");
+    let repo = s.state.store.repo("ws", "r").unwrap();
+    assert_eq!(
+        repo.staged_uploads().await.unwrap(),
+        0,
+        "nothing left staged"
+    );
+
+    let old = server_with(|s| s.inline_max(0));
+    old.create("ws/r", false).await;
+    let r = old
+        .api("ws/r", "refs", Some(&rw), json!({"for_push": true}))
+        .await;
+    assert!(r.json().get("inline_max").is_none(), "not offered");
+    let r = old
+        .api(
+            "ws/r",
+            "update",
+            Some(&rw),
+            json!({"updates": main, "inline": [{"name": name, "pack": "AA==", "idx": "AA=="}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The listing with `known_packs`: no pack yet, then one.
+    let r = s
+        .api("ws/r", "refs", Some(&rw), json!({"known_packs": []}))
+        .await;
+    assert_eq!(r.json()["packs"]["packs"], json!([]));
+    assert!(s
+        .api("ws/r", "refs", Some(&rw), json!({}))
+        .await
+        .json()
+        .get("packs")
+        .is_none());
+}

@@ -281,6 +281,8 @@ fn orphaned_upload_is_invisible_and_removed_by_gc() {
     let proxy = Proxy::start();
     let mut args = proxy.serve_args();
     args.extend(["--gc-grace-secs".to_owned(), "0".to_owned()]);
+    // An upload, not a pack inline in its update.
+    args.extend(["--inline-max".to_owned(), "0".to_owned()]);
     let env = TestEnv::with_serve_args(&args);
     proxy.set_upstream(env.server.url());
     env.create("orphan");
@@ -685,7 +687,8 @@ fn server_killed_mid_atomic_update_changes_all_refs_or_none() {
 /// self-contained throughout.
 #[test]
 fn server_killed_mid_thin_completion_leaves_nothing_visible() {
-    let mut env = TestEnv::new();
+    // `fix-thin` on a thin upload (an inline thin pack is stored nowhere before completion).
+    let mut env = TestEnv::with_serve_args(&["--inline-max".to_owned(), "0".to_owned()]);
     let url = env.create("thin");
     let src = env.init("src");
     // About 0.7 MB: its base takes the completion some milliseconds to copy and store.

@@ -34,6 +34,9 @@ impl Faulty {
     pub fn with_serve_args(extra: &[&str]) -> Faulty {
         let proxy = Proxy::start();
         let mut args = proxy.serve_args();
+        // Faults are injected into presigned transfers: every pack goes through them, none
+        // inline in its `update` (tests/e2e/inline.rs covers that path).
+        args.extend(["--inline-max".to_owned(), "0".to_owned()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let env = TestEnv::with_serve_args(&args);
         proxy.set_upstream(env.server.url());

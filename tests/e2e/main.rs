@@ -30,6 +30,7 @@ mod gits;
 mod history;
 mod hooks;
 mod hostile;
+mod inline;
 mod lfs;
 mod lifecycle;
 mod mirror;

@@ -32,10 +32,12 @@ pub fn thin_sizes(env: &TestEnv, alias: &str) -> Vec<u64> {
         .rsplit('/')
         .nth(1)
         .expect("hypha::<server>/<workspace>/<alias>");
-    let route = format!("/{ws}/git/{alias}/remote/v1/fix-thin ");
+    // Completed by `fix-thin`, or in the `update` that carried the thin pack inline.
+    let fix_thin = format!("/{ws}/git/{alias}/remote/v1/fix-thin ");
+    let update = format!("/{ws}/git/{alias}/remote/v1/update ");
     env.server_log()
         .lines()
-        .filter(|l| l.contains(&route) && l.contains(" 200 "))
+        .filter(|l| (l.contains(&fix_thin) || l.contains(&update)) && l.contains(" 200 "))
         .filter_map(|l| {
             l.split_whitespace()
                 .find_map(|w| w.strip_prefix("thin_size="))
@@ -97,10 +99,31 @@ fn edit_and_push(env: &TestEnv, src: &Path, url: &str, text: &str, round: usize)
 /// A one-line edit of a 3,000-row CSV goes up as a thin pack of a few hundred bytes, where the
 /// full pack is some 30 KB (an edit of a tiny file goes up self-contained); the clone after it
 /// is the pushed history and `fsck`-clean, and every stored pack is self-contained (no thin
-/// upload is left either).
+/// upload is left either). Through presigned uploads and `fix-thin` here; inline in `update`
+/// in [`one_line_edit_goes_inline_as_a_thin_pack`].
 #[test]
 fn one_line_edit_uploads_a_thin_pack_and_stored_packs_stay_self_contained() {
+    one_line_edit(&TestEnv::with_serve_args(&[
+        "--inline-max".to_owned(),
+        "0".to_owned(),
+    ]));
+}
+
+/// The same edits to a server that takes small packs inline (the default): each thin pack
+/// travels in its `update` and is completed there.
+#[test]
+fn one_line_edit_goes_inline_as_a_thin_pack() {
     let env = TestEnv::new();
+    one_line_edit(&env);
+    if crate::harness::hypha::target().is_none() {
+        assert!(
+            !env.server_log().contains("/remote/v1/uploads "),
+            "no upload asked for"
+        );
+    }
+}
+
+fn one_line_edit(env: &TestEnv) {
     let url = env.create("data");
     let (src, text) = csv_pushed(&env, &url);
     let first: u64 = env.remote_packs("data").values().sum();
@@ -177,7 +200,7 @@ fn server_without_thin_packs_gets_full_packs() {
 /// an edit of the CSV still arrives whole.
 #[test]
 fn an_edit_with_very_dense_data_goes_up_as_a_full_pack() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_serve_args(&["--inline-max".to_owned(), "0".to_owned()]);
     let url = env.create("dense");
     let (src, text) = csv_pushed(&env, &url);
     std::fs::write(src.join("zeros.bin"), vec![0u8; 8 << 20]).expect("write");

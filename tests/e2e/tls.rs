@@ -166,7 +166,14 @@ fn behind(
     let args = relay_args(&certs);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut relay = Relay::start(&args, certs.join("relay.log"));
-    let env = TestEnv::with_serve_args(&["--public-url".to_owned(), public(relay.port)]);
+    // Packs go through presigned transfers (not inline in `update`), so that the settings
+    // are seen to apply to them too.
+    let env = TestEnv::with_serve_args(&[
+        "--public-url".to_owned(),
+        public(relay.port),
+        "--inline-max".to_owned(),
+        "0".to_owned(),
+    ]);
     relay.connect_to(env.server.url());
     (env, relay, certs)
 }

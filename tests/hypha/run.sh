@@ -48,6 +48,9 @@ EXCLUDED=(
   "mirror::mirror_into_         the CI recipe's round trip (13 s against Hypha); its commands are refs::mirror_push_and_repeat's helper path, run here, and it runs on local disk and S3"
   "hooks::                       needs serve --webhook-allow (or its absence); the plugin's hooks are tested by tests/hypha/test_plugin_hooks.py"
   "thin::server_without_thin     needs serve --no-thin-packs (a plugin without fix-thin answers 404: the helper's same fallback)"
+  "thin::one_line_edit_uploads   needs serve --inline-max 0 for presigned thin uploads (thin::one_line_edit_goes_inline runs here)"
+  "thin::an_edit_with_very_dense needs serve --inline-max 0 for fix-thin (inline::dense_data runs here)"
+  "inline::a_server_without      needs serve --inline-max 0"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
   "shallow::shallow_since_      16 s against Hypha; the cut is the helper's walk over the same packs listing and range reads shallow::depth_deepen_ runs here, and it runs on local disk and S3"
 )

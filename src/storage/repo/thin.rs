@@ -92,16 +92,53 @@ impl Repository {
             .map_err(not_uploaded)?
             .size;
         let idx = self.backend.get(&idx_key).await.map_err(not_uploaded)?.body;
+        let done = self
+            .complete_from(name, Thin::Stored(pack_key.clone()), size, &idx)
+            .await?;
+        for key in [&pack_key, &idx_key] {
+            self.backend.delete(key, None).await?;
+        }
+        Ok(done)
+    }
+
+    /// [`Repository::complete_thin`] for a thin pack that came inline in an `update`: its
+    /// bytes are in memory, and nothing was stored under the thin uploads.
+    pub async fn complete_thin_inline(
+        &self,
+        name: &str,
+        pack: Bytes,
+        idx: &[u8],
+    ) -> Result<ThinCompleted, Error> {
+        check_pack_name(name)?;
+        let size = pack.len() as u64;
+        self.complete_from(name, Thin::Inline(pack), size, idx)
+            .await
+    }
+
+    /// Append the bases thin pack `name` lacks from the live packs and store the result as a
+    /// pending upload.
+    async fn complete_from(
+        &self,
+        name: &str,
+        thin_pack: Thin,
+        size: u64,
+        idx: &[u8],
+    ) -> Result<ThinCompleted, Error> {
         let mut live = self.packs().await?;
         // Newest first: the base of an edit is most likely in a recent pack.
         live.reverse();
+        let what = match &thin_pack {
+            Thin::Stored(key) => key.clone(),
+            Thin::Inline(_) => format!("inline thin pack {name}"),
+        };
         let mut source = Stored {
             repo: self.clone(),
             handle: tokio::runtime::Handle::current(),
-            thin_key: pack_key.clone(),
+            thin: thin_pack,
             live,
             entries: HashMap::new(),
         };
+        let idx = idx.to_vec();
         let (done, file) = tokio::task::spawn_blocking(move || {
             // Unnamed: a killed server leaves no file behind.
             let mut file = tempfile::tempfile().map_err(|e| Error::backend("temporary file", e))?;
@@ -109,7 +146,7 @@ impl Repository {
             Ok::<_, Error>((done, file))
         })
         .await
-        .map_err(|e| Error::backend(&pack_key, e))??;
+        .map_err(|e| Error::backend(&what, e))??;
         let done = done.map_err(|e| match e {
             thin::Error::Read { what, source } => Error::backend(&what, source),
             thin::Error::Write(source) => Error::backend("temporary file", source),
@@ -130,9 +167,6 @@ impl Repository {
         self.backend
             .put_file(&self.pack_key(&done.name, "pack"), file, done.pack_size)
             .await?;
-        for key in [&pack_key, &idx_key] {
-            self.backend.delete(key, None).await?;
-        }
         tracing::info!(
             "{}: completed thin pack {name} as {} ({} bases appended, {} bytes)",
             self.name,
@@ -174,11 +208,20 @@ impl Repository {
     }
 }
 
+/// Where a thin pack's own bytes are.
+enum Thin {
+    /// A thin upload, at this key.
+    Stored(String),
+    /// Sent inline in an `update`.
+    Inline(Bytes),
+}
+
 /// The stored bytes of one completion, read from the blocking task through the runtime.
 struct Stored {
     repo: Repository,
     handle: tokio::runtime::Handle,
-    thin_key: String,
+    /// The thin pack being completed.
+    thin: Thin,
     /// Live packs, newest first.
     live: Vec<super::PackEntry>,
     /// The idx entries of the packs bases were found in.
@@ -239,9 +282,19 @@ impl Stored {
 
 impl thin::Source for Stored {
     fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<Bytes> {
-        let key = match pack {
-            None => self.thin_key.clone(),
-            Some(n) => self.repo.pack_key(&self.live[n].name, "pack"),
+        let key = match (pack, &self.thin) {
+            (None, Thin::Stored(key)) => key.clone(),
+            (None, Thin::Inline(bytes)) => {
+                let len = bytes.len() as u64;
+                if range.start > range.end || range.end > len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("read of {range:?} past the inline thin pack ({len} bytes)"),
+                    ));
+                }
+                return Ok(bytes.slice(range.start as usize..range.end as usize));
+            }
+            (Some(n), _) => self.repo.pack_key(&self.live[n].name, "pack"),
         };
         self.handle
             .block_on(self.repo.backend.get_range(&key, range))

@@ -69,6 +69,30 @@ impl Repository {
         Ok(())
     }
 
+    /// A small pack that came inline in an `update`: stored as its presigned `PUT`s would have
+    /// stored it, as a pending upload (marker, idx, pack; each created only if absent). A pack
+    /// of that name already live, or already stored by another push, is left as it is: the
+    /// name is the hash of its object ids, and `update` checks that idx and pack belong
+    /// together.
+    pub async fn store_inline(&self, name: &str, pack: Bytes, idx: Bytes) -> Result<(), Error> {
+        super::check_pack_name(name)?;
+        match self.mark_upload(name).await {
+            Err(Error::Invalid { detail }) if detail.contains(ALREADY_STORED) => return Ok(()),
+            other => other?,
+        }
+        for (ext, body) in [("idx", idx), ("pack", pack)] {
+            match self
+                .backend
+                .put(&self.pack_key(name, ext), body, PutMode::IfNoneMatch)
+                .await
+            {
+                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// How many uploads are staged and not yet part of the repository: pending packs and thin
     /// uploads not yet completed. One listing.
     pub async fn staged_uploads(&self) -> Result<usize, Error> {

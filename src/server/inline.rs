@@ -1,0 +1,122 @@
+//! Packs that come inline in an `update` (issue 25): a small push sends its pack in the
+//! request that commits it, instead of `uploads`, two presigned `PUT`s and `fix-thin` first,
+//! each a round trip to a server that may be 150 ms away.
+//!
+//! Each inline pack is stored exactly as its presigned upload would have been (a pending
+//! upload: marker, idx, pack), a thin one completed as `fix-thin` would (without storing the
+//! thin pack at all); `update` then names them, commits them with the refs, or deletes them
+//! when it writes no ref. The server offers it in the `refs` answer for a push (`inline_max`);
+//! a client never sends more, and the server refuses more whatever it is sent.
+//!
+//! Bounded: at most [`MAX_INLINE_PACKS`] packs of `inline_max` bytes in all (at most
+//! [`LIMIT`]), sizes checked on the base64 text before it is decoded.
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::api::InlinePack;
+use crate::names;
+use crate::storage::{shorten, Repository};
+use base64::Engine;
+use bytes::Bytes;
+
+/// What `update` takes inline unless the operator says otherwise: a one-commit push is a few
+/// KiB; at 1 MiB the round trips saved are worth more than the bytes on most links.
+pub const DEFAULT_INLINE_MAX: u64 = 1 << 20;
+
+/// The most an operator may allow: the request is held in memory (and its base64 text too).
+pub const LIMIT: u64 = 8 << 20;
+
+/// Packs in one `update`: the helper sends one.
+pub const MAX_INLINE_PACKS: usize = 4;
+
+/// What [`store`] did.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The packs `update` must name (a thin pack's is that of its completed pack).
+    pub names: Vec<String>,
+    /// For the access log: each pack, its size and (thin) what completion appended.
+    pub notes: Vec<String>,
+}
+
+/// Store the inline packs of an `update` as pending uploads.
+pub async fn store(
+    state: &AppState,
+    repo: &Repository,
+    packs: &[InlinePack],
+) -> Result<Stored, ApiError> {
+    if packs.is_empty() {
+        return Ok(Stored::default());
+    }
+    if state.inline_max == 0 {
+        return Err(ApiError::invalid(
+            "this server takes no inline packs: upload them first",
+        ));
+    }
+    if packs.len() > MAX_INLINE_PACKS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_INLINE_PACKS} inline packs per update"
+        )));
+    }
+    // Decoded base64 is 3/4 of its text: refuse on the text's length, before decoding.
+    let encoded: u64 = packs
+        .iter()
+        .map(|p| (p.pack.len() + p.idx.len()) as u64)
+        .sum();
+    if encoded / 4 * 3 > state.inline_max + 6 {
+        return Err(too_large(state));
+    }
+    let mut decoded = Vec::with_capacity(packs.len());
+    for p in packs {
+        if !names::is_valid_pack_name(&p.name) {
+            return Err(ApiError::invalid(format!(
+                "invalid inline pack name {:?} (expected pack-<40 hex>)",
+                shorten(&p.name)
+            )));
+        }
+        if p.thin && !state.thin_packs {
+            return Err(ApiError::invalid(format!(
+                "{}: this server does not take thin packs",
+                p.name
+            )));
+        }
+        let decode = |what: &str, text: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::invalid(format!("inline {what} of {}: {e}", p.name)))
+        };
+        decoded.push((p, decode("pack", &p.pack)?, decode("idx", &p.idx)?));
+    }
+    let total: u64 = decoded
+        .iter()
+        .map(|(_, pack, idx)| (pack.len() + idx.len()) as u64)
+        .sum();
+    if total > state.inline_max {
+        return Err(too_large(state));
+    }
+    let mut stored = Stored::default();
+    for (p, pack, idx) in decoded {
+        if p.thin {
+            let done = repo.complete_thin_inline(&p.name, pack, &idx).await?;
+            stored.notes.push(format!(
+                "inline thin {} thin_size={} -> {} appended={} size={}",
+                p.name, done.thin_size, done.name, done.appended, done.pack_size
+            ));
+            stored.names.push(done.name);
+        } else {
+            stored
+                .notes
+                .push(format!("inline {} size={}", p.name, pack.len()));
+            repo.store_inline(&p.name, pack, idx).await?;
+            stored.names.push(p.name.clone());
+        }
+    }
+    Ok(stored)
+}
+
+fn too_large(state: &AppState) -> ApiError {
+    ApiError::invalid(format!(
+        "inline packs larger than {} bytes: upload them first",
+        state.inline_max
+    ))
+}

@@ -1,0 +1,107 @@
+//! Issue 25: a small push carries its pack in the `update` request (`inline_max` in the
+//! server's listing for a push), saving the `uploads`, `PUT` and `fix-thin` round trips; a
+//! large one still goes through presigned uploads. A server without inline packs (an older
+//! one, or `--inline-max 0`) gets uploads. Whatever the path, the stored packs are
+//! self-contained and the clone is the pushed history.
+
+use crate::harness::{noise, TestEnv};
+use std::path::Path;
+
+/// The `update` and `uploads` lines of this repository in the server's access log.
+fn routes(env: &TestEnv, alias: &str, route: &str) -> Vec<String> {
+    let ws = env
+        .url(alias)
+        .rsplit('/')
+        .nth(1)
+        .expect("hypha::<server>/<workspace>/<alias>")
+        .to_owned();
+    let path = format!("/{ws}/git/{alias}/remote/v1/{route} ");
+    env.server_log()
+        .lines()
+        .filter(|l| l.contains(&path))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn check_clone(env: &TestEnv, url: &str, src: &Path, name: &str) {
+    let clone = env.path(name);
+    env.clone(url, &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), env.rev(src, "HEAD"));
+    env.fsck(&clone);
+    crate::thin::assert_packs_self_contained(env, name.trim_end_matches("-clone"));
+}
+
+/// A first push and a one-commit push go inline; a push of 2 MiB of noise (over the 1 MiB
+/// default) goes through an upload.
+#[test]
+fn small_pushes_go_inline_and_large_ones_are_uploaded() {
+    let env = TestEnv::new();
+    let url = env.create("small");
+    let src = env.init("src");
+    env.commit(&src, "first");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    env.commit(&src, "second");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let inline = routes(&env, "small", "update")
+        .iter()
+        .filter(|l| l.contains(" 200 ") && l.contains("inline "))
+        .count();
+    assert_eq!(inline, 2, "both pushes inline\n{}", env.server.log_tail());
+    assert!(routes(&env, "small", "uploads").is_empty(), "no upload");
+
+    std::fs::write(src.join("noise.bin"), noise(2 << 20, 7)).expect("write");
+    env.git(&src, &["add", "noise.bin"]);
+    env.git(&src, &["commit", "-q", "-m", "noise"]);
+    env.git(&src, &["push", "-q", &url, "main"]);
+    assert_eq!(
+        routes(&env, "small", "uploads").len(),
+        1,
+        "the large push was uploaded"
+    );
+    check_clone(&env, &url, &src, "small-clone");
+}
+
+/// An edit beside 8 MiB of zeros: the inline thin pack is refused as too dense (issue 21),
+/// and the helper sends the push again as a self-contained pack, which arrives whole.
+#[test]
+fn dense_data_inline_falls_back_to_a_full_pack() {
+    let env = TestEnv::new();
+    let url = env.create("dense");
+    let src = env.init("src");
+    let text = crate::thin::csv(3000);
+    std::fs::write(src.join("data.csv"), &text).expect("write");
+    env.git(&src, &["add", "data.csv"]);
+    env.git(&src, &["commit", "-q", "-m", "data"]);
+    env.git(&src, &["push", "-q", &url, "main"]);
+    std::fs::write(src.join("zeros.bin"), vec![0u8; 8 << 20]).expect("write");
+    std::fs::write(src.join("data.csv"), text.replacen("\n100,", "\n100,x", 1)).expect("edit");
+    env.git(&src, &["add", "."]);
+    env.git(&src, &["commit", "-q", "-m", "zeros"]);
+    let out = env.git(&src, &["push", "-v", &url, "main"]);
+    assert!(
+        out.stderr.contains("did not complete the thin pack"),
+        "the thin pack was refused and the push sent again\n{out}"
+    );
+    check_clone(&env, &url, &src, "dense-clone");
+    assert_eq!(
+        std::fs::metadata(env.path("dense-clone").join("zeros.bin"))
+            .expect("zeros")
+            .len(),
+        8 << 20
+    );
+}
+
+/// A server that takes no inline packs (as one from before them) is sent uploads.
+#[test]
+fn a_server_without_inline_packs_gets_uploads() {
+    let env = TestEnv::with_serve_args(&["--inline-max".to_owned(), "0".to_owned()]);
+    let url = env.create("old");
+    let src = env.init("src");
+    env.commit(&src, "first");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    env.commit(&src, "second");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    assert_eq!(routes(&env, "old", "uploads").len(), 2);
+    assert!(!env.server_log().contains("inline "), "nothing inline");
+    check_clone(&env, &url, &src, "old-clone");
+}
