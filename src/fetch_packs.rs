@@ -63,6 +63,9 @@ pub type LacksAny = Arc<dyn Fn(&[Id]) -> Result<bool, LocalError> + Send + Sync>
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub progress: Progress,
+    /// Packs up to this size are downloaded without reading their idx first (0: none);
+    /// see [`DIRECT_MAX`].
+    pub direct_max: u64,
 }
 
 /// A pack this batch added to the repository (it was not there before).
@@ -179,7 +182,11 @@ pub async fn all(
     packs: &[PackInfo],
     progress: Progress,
 ) -> Result<Vec<PathBuf>, Error> {
-    let settings = Settings { progress };
+    // Every pack is taken: an idx read first decides nothing.
+    let settings = Settings {
+        progress,
+        direct_max: DIRECT_MAX,
+    };
     let mut written = Vec::new();
     let all = |_: &PackInfo| true;
     let result = needed(
@@ -235,19 +242,26 @@ pub async fn needed(
                 let take = take(&info);
                 let bar = bar.clone();
                 async move {
-                    let Some(Listed {
-                        ids: listed,
-                        largest_entry,
-                    }) = listed_ids(client, &info).await?
-                    else {
-                        return Ok(None);
+                    // A small pack is taken without reading its idx first: a round trip
+                    // costs more than its bytes, and the local index says what it held.
+                    let (listed, largest_entry) = if direct(&info, settings.direct_max) {
+                        (None, info.pack_size)
+                    } else {
+                        let Some(Listed {
+                            ids: listed,
+                            largest_entry,
+                        }) = listed_ids(client, &info).await?
+                        else {
+                            return Ok(None);
+                        };
+                        let covers = negotiate::covers(wanted, &listed);
+                        if !negotiate::take_without_lookup(take, &covers)
+                            && !lacks(lacks_any, &listed).await?
+                        {
+                            return Ok(None);
+                        }
+                        (Some(listed), largest_entry)
                     };
-                    let covers = negotiate::covers(wanted, &listed);
-                    if !negotiate::take_without_lookup(take, &covers)
-                        && !lacks(lacks_any, &listed).await?
-                    {
-                        return Ok(None);
-                    }
                     bar.add_total(info.pack_size);
                     let Some(indexed) =
                         download_one(client, pack_dir, &info, largest_entry, &repo_name, &bar)
@@ -258,12 +272,20 @@ pub async fn needed(
                     // Guard the .keep first: from here on Ctrl-C removes it.
                     let local_idx = indexed.idx_path.clone();
                     let new = Written::from_indexed(indexed);
-                    if let Err(e) = check_listed(local_idx.as_deref(), &info, &listed, &repo_name) {
-                        if let Some(new) = &new {
-                            new.remove();
+                    let covers = match &listed {
+                        Some(listed) => {
+                            if let Err(e) =
+                                check_listed(local_idx.as_deref(), &info, listed, &repo_name)
+                            {
+                                if let Some(new) = &new {
+                                    new.remove();
+                                }
+                                return Err(e);
+                            }
+                            negotiate::covers(wanted, listed)
                         }
-                        return Err(e);
-                    }
+                        None => negotiate::covers(wanted, &local_ids(local_idx.as_deref(), &info)),
+                    };
                     tracing::info!(
                         "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
                         info.name,
@@ -298,6 +320,26 @@ pub async fn needed(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Packs up to this size may be downloaded without reading their idx first (see [`direct`]).
+pub const DIRECT_MAX: u64 = 1 << 20;
+
+/// Whether to download `info` straight away: small (at most `max`), so that one round trip
+/// for its idx costs more than fetching it whole even when it brings nothing new (a fetch of
+/// one commit reads the new pack, not its idx and then the pack). Its objects are known from
+/// the local index once it is in; the pack is verified as any other.
+fn direct(info: &PackInfo, max: u64) -> bool {
+    info.pack_size <= max && info.pack_url.is_some()
+}
+
+/// The ids the local index of a pack just received lists (none when it wrote none: an empty
+/// pack).
+fn local_ids(local_idx: Option<&Path>, info: &PackInfo) -> Vec<Id> {
+    local_idx
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| pack::idx_file::object_ids(&bytes, &info.name).ok())
+        .unwrap_or_default()
 }
 
 /// What the server's idx of a pack says.
@@ -356,10 +398,7 @@ fn check_listed(
     listed: &[Id],
     repo_name: &str,
 ) -> Result<(), Error> {
-    let local = local_idx
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| pack::idx_file::object_ids(&bytes, &info.name).ok())
-        .unwrap_or_default();
+    let local = local_ids(local_idx, info);
     let Some(odd) = negotiate::first_difference(&local, listed) else {
         return Ok(());
     };

@@ -44,6 +44,11 @@ pub fn run(data: &[u8]) {
                 for p in &r.packs {
                     let _ = api::is_valid_pack_name(p);
                 }
+                for p in &r.inline {
+                    use base64::Engine as _;
+                    let _ = api::is_valid_pack_name(&p.name);
+                    let _ = base64::engine::general_purpose::STANDARD.decode(&p.pack);
+                }
             }
         }
         7 => {

@@ -80,7 +80,7 @@ pub async fn run(
         return fetch_shallow(client, git_dir, wants, settings, listed).await;
     }
     let mut written = Vec::new();
-    match fetch_all(client, git_dir, wants, settings, &mut written).await {
+    match fetch_all(client, git_dir, wants, settings, listed, &mut written).await {
         Ok(()) => {
             // git accepts one `lock` per fetch and removes that .keep itself once refs are
             // written; the other packs' .keep files go now (dropping their guards), since
@@ -227,6 +227,7 @@ async fn fetch_all(
     git_dir: &Path,
     wants: &[FetchSpec],
     settings: &FetchSettings,
+    listed: &RefsResponse,
     written: &mut Vec<Written>,
 ) -> Result<(), Error> {
     let repo_name = client.remote().display_name();
@@ -235,14 +236,25 @@ async fn fetch_all(
     } else {
         state::load(git_dir, client.remote())
     };
-    let listing: PacksResponse = client
-        .call(
-            Route::Packs,
-            &PacksRequest {
-                known: known.names().iter().cloned().collect(),
-            },
-        )
-        .await?;
+    let listing: PacksResponse = match listing_from_refs(listed, &known, settings) {
+        Some(listing) => listing,
+        None => {
+            client
+                .call(
+                    Route::Packs,
+                    &PacksRequest {
+                        known: known.names().iter().cloned().collect(),
+                    },
+                )
+                .await?
+        }
+    };
+    // A known pack missing from the listing was merged by a compaction: the unseen packs may
+    // hold what we have, and only their idx tells. Otherwise a small unseen pack is new.
+    let compacted = known
+        .names()
+        .iter()
+        .any(|name| !listing.packs.iter().any(|p| &p.name == name));
     let unseen: Vec<PackInfo> = listing
         .packs
         .into_iter()
@@ -256,6 +268,11 @@ async fn fetch_all(
     let lacks_any = lacks_any(git_dir);
     let packs = fetch_packs::Settings {
         progress: settings.progress,
+        direct_max: if compacted {
+            0
+        } else {
+            fetch_packs::DIRECT_MAX
+        },
     };
     let mut got = Got::default();
     fetch_packs::needed(
@@ -289,7 +306,10 @@ async fn fetch_all(
             suspect,
             &wanted,
             Some(&lacks_any),
-            packs,
+            fetch_packs::Settings {
+                direct_max: 0,
+                ..packs
+            },
             written,
             &mut got,
         )
@@ -309,6 +329,26 @@ async fn fetch_all(
         source,
     })
 }
+
+/// The pack listing the `refs` answer carried (the session asked with the packs it knew then),
+/// when it serves this fetch: every pack it gave no URL for is known now too (the record only
+/// grows within a session), and its URLs are not about to expire. A `--refetch` asks again.
+fn listing_from_refs(
+    listed: &RefsResponse,
+    known: &negotiate::Known,
+    settings: &FetchSettings,
+) -> Option<PacksResponse> {
+    let listing = listed.packs.as_ref().filter(|_| !settings.refetch)?;
+    let fresh = listing.expires_at > crate::auth::unix_now() + URL_MARGIN_SECS;
+    let covered = listing
+        .packs
+        .iter()
+        .all(|p| (p.pack_url.is_some() && p.idx_url.is_some()) || known.contains(&p.name));
+    (fresh && covered).then(|| listing.clone())
+}
+
+/// URLs that expire within this many seconds are not worth starting a fetch with.
+const URL_MARGIN_SECS: u64 = 300;
 
 /// Asks the repository at `git_dir` whether it lacks any of some ids (opened per question,
 /// on a blocking thread).

@@ -10,6 +10,9 @@
 //! The helper recomputes every object id from content while indexing a download and then
 //! compares them with the server's idx, so a pack whose content and idx disagree (a forged
 //! object, an idx belonging to another pack) is refused even when each file is well formed.
+//! (A pack of at most 1 MiB is fetched without its idx, `fetch_packs::DIRECT_MAX`: its ids
+//! are what its content hashes to, and a forged object there leaves a hole git's
+//! connectivity check refuses. The damaged packs here are larger, so the idx is read.)
 
 use crate::faults::{assert_failed_cleanly, LocalState};
 use crate::harness::{TestEnv, WS};
@@ -37,6 +40,9 @@ fn two_packs(alias: &str) -> Damaged {
     let first = single(env.remote_packs(alias).keys());
     let old = env.path("old");
     env.clone(&url, &old);
+    // Over the size a fetch takes without the server's idx (`fetch_packs::DIRECT_MAX`): the
+    // idx is read, so a damaged one is seen.
+    std::fs::write(src.join("c2.bin"), crate::harness::noise(3 << 19, 2)).expect("write");
     env.commit(&src, "c2");
     env.git(&src, &["push", "-q", "origin", "main"]);
     let second = single(
@@ -197,7 +203,9 @@ fn object_not_hashing_to_its_name_fails_fetch_and_clone() {
         .to_owned();
     assert_ne!(forged, blob);
     let pack = d.stored("forged", &d.second, "pack");
-    let list = format!("{commit}\n{tree}\n{forged}\n");
+    // With the large blob, so that the pack is still one a fetch reads the idx of first.
+    let noise = env.rev(&d.src, "HEAD:c2.bin");
+    let list = format!("{commit}\n{tree}\n{forged}\n{noise}\n");
     let bytes = pack_objects(env, &d.src, &list);
     std::fs::write(&pack, bytes).expect("replace stored pack");
     let repo = format!("{WS}/forged");

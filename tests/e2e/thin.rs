@@ -125,23 +125,23 @@ fn one_line_edit_goes_inline_as_a_thin_pack() {
 
 fn one_line_edit(env: &TestEnv) {
     let url = env.create("data");
-    let (src, text) = csv_pushed(&env, &url);
+    let (src, text) = csv_pushed(env, &url);
     let first: u64 = env.remote_packs("data").values().sum();
 
     let mut text = text;
     for round in 0..2 {
-        text = edit_and_push(&env, &src, &url, &text, round);
+        text = edit_and_push(env, &src, &url, &text, round);
     }
     // A change whose bases are tiny (at most 8 KiB) goes up self-contained: not worth a
     // completion round trip.
     std::fs::write(src.join("notes.txt"), "about the data\n").expect("write");
     env.git(&src, &["add", "notes.txt"]);
     env.git(&src, &["commit", "-q", "-m", "notes"]);
-    push(&env, &src, &url);
+    push(env, &src, &url);
     std::fs::write(src.join("notes.txt"), "about the data set\n").expect("write");
     env.git(&src, &["commit", "-q", "-am", "notes edit"]);
-    push(&env, &src, &url);
-    let sizes = thin_sizes(&env, "data");
+    push(env, &src, &url);
+    let sizes = thin_sizes(env, "data");
     assert_eq!(sizes.len(), 2, "two thin pushes completed: {sizes:?}");
     eprintln!("thin packs {sizes:?} bytes; first push {first} bytes (pack + idx)");
     for size in &sizes {
@@ -159,7 +159,7 @@ fn one_line_edit(env: &TestEnv) {
         text
     );
     env.fsck(&clone);
-    assert_eq!(assert_packs_self_contained(&env, "data"), 5);
+    assert_eq!(assert_packs_self_contained(env, "data"), 5);
     let leftovers = crate::faults::files_under(&env.stored_repo("data").join("hypha-remote/thin"));
     assert!(leftovers.is_empty(), "thin uploads left: {leftovers:?}");
 }
