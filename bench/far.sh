@@ -5,8 +5,12 @@
 # as TCP's handshake does). The helper's presigned URLs point through the same relay.
 #
 #   bench/far.sh [OUT.md]        BIN=target/release  FAR_RUNS=3  FAR_RTT="0 100"
+#                                FAR_S3_RTT="0 40" (empty: no S3 part)  FAR_TAGS=1000
 #
 # Round trips = (median time at RTT - median time at 0) / RTT, per operation and peer.
+# The S3 part: `git hypha serve` on moto (scripts/s3-services.sh), the client next to the
+# server, the store behind a relay adding FAR_S3_RTT (presigned URLs cross it too), a
+# repository with FAR_TAGS tags; S3 round trips = the same difference / S3 RTT.
 # Machines here are noisy: the ratios of medians are what to quote, not one time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +18,8 @@ root=$(dirname "$here")
 BIN=$(cd "${BIN:-$root/target/release}" && pwd)
 RUNS=${FAR_RUNS:-3}
 RTTS=${FAR_RTT:-0 100}
+S3_RTTS=${FAR_S3_RTT-0 40}
+TAGS=${FAR_TAGS:-1000}
 out=${1:-}
 die() { echo "far: $*" >&2; exit 1; }
 note() { echo "far: $*" >&2; }
@@ -23,10 +29,13 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -z "${s3env:-}" ] || "$root/scripts/s3-services.sh" stop "$s3env" >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   [ -n "${FAR_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
+# The S3 servers' tools stay in the user's cache, not under the scratch HOME.
+export HYPHA_TOOLS_DIR=${HYPHA_TOOLS_DIR:-$HOME/.cache/hypha-git}
 # shellcheck source=bench/env.sh
 . "$here/env.sh"
 bench_git_env "$work" "$BIN"
@@ -144,6 +153,50 @@ for run in $(seq "$RUNS"); do
   done
 done
 
+# The S3 part: one server per S3 latency over the same bucket prefix.
+declare -A s3url
+if [ -n "$S3_RTTS" ]; then
+  s3env=$work/s3/env
+  "$root/scripts/s3-services.sh" start "$s3env" >"$work/s3.log" 2>&1 || die "S3 servers: $(tail -3 "$work/s3.log")"
+  set -a
+  # shellcheck disable=SC1090
+  . "$s3env"
+  set +a
+  moto_port=${HYPHA_TEST_MOTO_ENDPOINT##*:}
+  for rtt in $S3_RTTS; do
+    relay "$moto_port" "$((rtt / 2))" "s3-$rtt"
+    sport=$(free_port)
+    "$BIN/git-hypha" serve --root "$work/unused" --listen "127.0.0.1:$sport" \
+      --s3-endpoint "http://127.0.0.1:$relay_port" --s3-bucket "$HYPHA_TEST_MOTO_BUCKET" \
+      --s3-prefix far --s3-path-style --auto-gc-packs 0 >"$work/serve-s3-$rtt.out" 2>"$work/serve-s3-$rtt.log" &
+    pids+=($!)
+    wait_port "$sport" "git hypha serve on S3"
+    s3url[$rtt]="hypha::http://127.0.0.1:$sport/far/s3repo"
+  done
+  first=${S3_RTTS%% *}
+  "$BIN/git-hypha" create "${s3url[$first]}" >/dev/null
+  git -C "$src" push -q "${s3url[$first]}" main
+  for i in $(seq "$TAGS"); do echo "create refs/tags/t$i main"; done | git -C "$src" update-ref --stdin
+  git -C "$src" push -q "${s3url[$first]}" --tags
+  for run in $(seq "$RUNS"); do
+    for rtt in $S3_RTTS; do
+      u=${s3url[$rtt]}
+      w=$work/s3w-$rtt-$run
+      o=$work/s3o-$rtt-$run
+      rm -rf "$w" "$o"
+      git clone -q "$u" "$w"
+      git clone -q "$u" "$o"
+      timed "S3 ls-remote" hypha "$rtt" git ls-remote "$u"
+      timed "S3 no-op fetch" hypha "$rtt" git -C "$w" fetch -q origin
+      echo "$run $rtt" >>"$w/f00.txt"
+      git -C "$w" commit -qam "s3 $run $rtt"
+      timed "S3 push 1 commit" hypha "$rtt" git -C "$w" push -q origin main
+      timed "S3 fetch 1 commit" hypha "$rtt" git -C "$o" fetch -q origin
+      rm -rf "$w" "$o"
+    done
+  done
+fi
+
 python3 - "$results" "$RTTS" "$out" <<'EOF'
 import statistics, sys
 from collections import defaultdict
@@ -170,6 +223,22 @@ for op in ops:
     last = rtts[-1]
     ratio = statistics.median(t[(op, "hypha", last)]) / statistics.median(t[(op, "daemon", last)])
     lines.append(f"| {op} | " + " | ".join(cells) + " | %.2fx |" % ratio)
+s3 = sorted({r for (op, p, r) in t if op.startswith("S3 ")})
+if s3:
+    lines.append("")
+    lines.append("| operation (client next to the server) | " + " | ".join(
+        f"S3 RTT {r} ms" for r in s3) + " |")
+    lines.append("|---|" + "---:|" * len(s3))
+    for op in ["S3 ls-remote", "S3 no-op fetch", "S3 push 1 commit", "S3 fetch 1 commit"]:
+        cells = []
+        for r in s3:
+            m = statistics.median(t[(op, "hypha", r)])
+            cell = "%.2f s" % m
+            if r != s3[0]:
+                rt = (m - statistics.median(t[(op, "hypha", s3[0])])) / (r / 1000)
+                cell += " (%.1f S3 RT)" % rt
+            cells.append(cell)
+        lines.append(f"| {op[3:]} | " + " | ".join(cells) + " |")
 text = "\n".join(lines) + "\n"
 print(text)
 if out:

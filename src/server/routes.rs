@@ -78,19 +78,32 @@ async fn dispatch(
             info(state, &caller, workspace, &repo, &config).await
         }
         Route::Refs => {
-            authorize_read(&caller, workspace, &repo).await?;
             // `refs` took no body before `for_push`: an unreadable one still lists.
             let req: api::RefsRequest = serde_json::from_slice(&body).unwrap_or_default();
-            let mut answer = match &req.known_packs {
-                // Both listings at once: on S3 each is a round trip to the store.
-                Some(known) => {
-                    let (refs, packs) =
-                        tokio::join!(refs(&repo), pack_listing(state, &repo, known));
-                    let mut answer = refs?;
-                    answer.packs = Some(packs?);
-                    answer
+            let listing = async {
+                match &req.known_packs {
+                    // Both listings at once: on S3 each is a round trip to the store.
+                    Some(known) => {
+                        let (refs, packs) =
+                            tokio::join!(refs(&repo), pack_listing(state, &repo, known));
+                        let mut answer = refs?;
+                        answer.packs = Some(packs?);
+                        Ok::<_, ApiError>(answer)
+                    }
+                    None => refs(&repo).await,
                 }
-                None => refs(&repo).await?,
+            };
+            let mut answer = if caller.permission_for(workspace).is_some() {
+                // A token for the workspace: the existence check and the reads go to the
+                // store together (a round trip less on S3); the answer is used only if the
+                // check passes. Anonymous callers are checked first.
+                let (allowed, answer) =
+                    tokio::join!(authorize_read(&caller, workspace, &repo), listing);
+                allowed?;
+                answer?
+            } else {
+                authorize_read(&caller, workspace, &repo).await?;
+                listing.await?
             };
             if req.for_push {
                 answer.can_write = Some(can_write(&caller, workspace));
@@ -229,12 +242,17 @@ pub(super) async fn authorize_read(
     workspace: &str,
     repo: &Repository,
 ) -> Result<RepoConfig, ApiError> {
+    // Both reads at once: a round trip less on S3 (the config of a missing repository reads
+    // as the default and is not used).
+    let (exists, config) = tokio::join!(repo.exists(), repo.config());
     if caller.permission_for(workspace).is_some() {
-        require_exists(repo).await?;
-        return Ok(repo.config().await?);
+        if !exists? {
+            return Err(missing(repo));
+        }
+        return Ok(config?);
     }
-    if repo.exists().await? {
-        let config = repo.config().await?;
+    if exists? {
+        let config = config?;
         if config.public {
             return Ok(config);
         }
@@ -283,11 +301,12 @@ async fn require_exists(repo: &Repository) -> Result<(), ApiError> {
     if repo.exists().await? {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!(
-            "repository {} not found",
-            repo.name()
-        )))
+        Err(missing(repo))
     }
+}
+
+fn missing(repo: &Repository) -> ApiError {
+    ApiError::not_found(format!("repository {} not found", repo.name()))
 }
 
 async fn info(
@@ -318,9 +337,11 @@ fn can_write(caller: &Caller, workspace: &str) -> bool {
 }
 
 async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
+    // HEAD beside the refs: one round trip to the store less.
+    let (head, refs) = tokio::join!(repo.head(), repo.refs());
     Ok(api::RefsResponse {
-        head: repo.head().await?.map(|symref| api::Head { symref }),
-        refs: repo.refs().await?,
+        head: head?.map(|symref| api::Head { symref }),
+        refs: refs?,
         can_write: None,
         thin_packs: false,
         inline_max: 0,

@@ -87,7 +87,8 @@ def test_uploaded_pack_is_hidden_until_an_update_names_it_and_abandoned_ones_are
     assert int(before) <= at <= time.time(), "the mark holds its unix time"
     assert listed(env, alias) == {pushed}
 
-    # An update that writes no ref (stale) does not make it visible either.
+    # An update that writes no ref (stale) does not make it visible either: it deletes it at
+    # once (that push is over; pushed again, the pack goes up again).
     status, body = env.api(
         alias,
         "update",
@@ -98,6 +99,12 @@ def test_uploaded_pack_is_hidden_until_an_update_names_it_and_abandoned_ones_are
     )
     assert status == 200 and body["results"][0]["status"] == "stale", body
     assert listed(env, alias) == {pushed}
+    assert orphan[0] not in _stored_packs(s3, bucket, prefix)
+    assert marked() == set()
+
+    # The dying pusher again: this upload stays until compaction removes it.
+    upload(env, alias, orphan)
+    at = int(s3.get_object(Bucket=bucket, Key=marks + orphan[0])["Body"].read().decode())
 
     # A pack that an update names is listed from then on.
     third = env.commit(src, "three", "g.txt")

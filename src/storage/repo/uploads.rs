@@ -55,7 +55,10 @@ impl Repository {
                 key: self.name.clone(),
             })?;
         let marker = self.upload_marker(name);
-        if self.has_key(&self.pack_key(name, "pack")).await? && !self.has_key(&marker).await? {
+        let pack = self.pack_key(name, "pack");
+        // Both questions at once: a round trip less on S3.
+        let (stored, pending) = tokio::join!(self.has_key(&pack), self.has_key(&marker));
+        if stored? && !pending? {
             // Committed by an earlier push (or written by Hypha): refs may need it, so no
             // writer gets a URL that could replace its bytes (issue 21).
             return Err(Error::Invalid {
@@ -149,11 +152,16 @@ impl Repository {
         if names.is_empty() {
             return Ok(());
         }
-        for name in names {
-            self.backend.delete(&self.upload_marker(name), None).await?;
-        }
+        // The markers go and the packs are listed at once (a round trip less on S3): under
+        // the lock nothing else removes a pack meanwhile.
         let dir = self.key("objects/pack/");
-        let listing = self.backend.list(&dir).await?;
+        let deletes = futures_util::future::try_join_all(names.iter().map(|name| {
+            let marker = self.upload_marker(name);
+            async move { self.backend.delete(&marker, None).await }
+        }));
+        let (deleted, listing) = tokio::join!(deletes, self.backend.list(&dir));
+        deleted?;
+        let listing = listing?;
         let sizes = super::packs::pack_sizes(&dir, &listing);
         for name in names {
             if !matches!(sizes.get(name.as_str()), Some((Some(_), Some(_)))) {
