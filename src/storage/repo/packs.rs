@@ -30,15 +30,24 @@ impl Repository {
     /// update has named yet ([`uploads`](super::uploads)): no ref needs them, and they may never be.
     pub async fn packs(&self) -> Result<Vec<PackEntry>, Error> {
         let dir = self.key("objects/pack/");
-        let (listing, retired, pending) = tokio::join!(
-            self.backend.list(&dir),
-            self.retired(),
-            self.pending_uploads()
-        );
-        let (listing, retired, pending) = (listing?, retired?, pending?);
+        // Retired and pending packs are hidden; their markers' names are all it takes (not
+        // their contents), from one listing of `.git/hypha-remote/` beside the packs': two
+        // requests to the store, at once, whatever the number of markers.
+        let staging = self.key("hypha-remote/");
+        let (listing, markers) = tokio::join!(self.backend.list(&dir), self.backend.list(&staging));
+        let (listing, markers) = (listing?, markers?);
+        let hidden: std::collections::BTreeSet<&str> = markers
+            .iter()
+            .filter_map(|m| {
+                let rest = m.key.strip_prefix(&staging)?;
+                rest.strip_prefix("retired/")
+                    .or_else(|| rest.strip_prefix("uploads/"))
+            })
+            .filter(|name| names::is_valid_pack_name(name))
+            .collect();
         let mut packs = pack_sizes(&dir, &listing)
             .into_iter()
-            .filter(|(name, _)| !retired.contains_key(*name) && !pending.contains(*name))
+            .filter(|(name, _)| !hidden.contains(*name))
             .filter_map(|(name, (pack, idx))| {
                 let (pack, idx) = (pack?, idx?);
                 Some(PackEntry {
