@@ -124,19 +124,14 @@ pub async fn run(
     let thin_inline = matches!(&sent, Some(Sent::Inline(p)) if p.thin);
     name_pack(&mut request, sent);
     let mut answer = client.call(Route::Update, &request).await;
-    if thin_inline {
-        // The server could not complete the inline thin pack (a base gone since the listing,
-        // too dense): send a self-contained one, as after a failed `fix-thin`.
-        if let Err(e) = answer.as_ref().map(drop) {
-            if falls_back(e) && !e.is_transient() {
-                tracing::info!(
-                    "hypha: {} did not complete the thin pack ({e}); sending a full pack",
-                    client.remote().display_name()
-                );
-                request.inline.clear();
-                name_pack(&mut request, send_full(client, &build).await?);
-                answer = client.call(Route::Update, &request).await;
-            }
+    // The server could not complete the inline thin pack (a base gone since the listing, too
+    // dense): send a self-contained one, as after a failed `fix-thin`.
+    if let (true, Err(e)) = (thin_inline, &answer) {
+        if falls_back(e) && !e.is_transient() {
+            note_fallback(client, e);
+            request.inline.clear();
+            name_pack(&mut request, send_full(client, &build).await?);
+            answer = client.call(Route::Update, &request).await;
         }
     }
     let response: UpdateResponse = match answer {
@@ -250,17 +245,8 @@ struct Build<'a> {
 /// after all (a plugin without the route, a base gone since the listing) the push falls back
 /// to a self-contained pack, as for an older server.
 async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error> {
-    let progress = build.settings.progress.is_requested();
     if build.listed.thin_packs && !build.exclude.is_empty() {
-        let (g, o, t, e) = (
-            build.git_dir.to_owned(),
-            build.out_dir.to_owned(),
-            build.tips.to_vec(),
-            build.exclude.to_vec(),
-        );
-        let built = tokio::task::spawn_blocking(move || pack::build_thin(&g, &t, &e, &o, progress))
-            .await??;
-        match built {
+        match build.run(pack::build_thin).await? {
             None => return Ok(None),
             Some(pack::ThinBuilt::SelfContained(built)) => {
                 return Ok(Some(upload_or_inline(client, &built, false, build).await?));
@@ -271,12 +257,7 @@ async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error>
                 }
                 match upload_thin(client, &thin, build.settings).await {
                     Ok(name) => return Ok(Some(Sent::Uploaded(name))),
-                    Err(e) if falls_back(&e) => {
-                        tracing::info!(
-                            "hypha: {} did not complete the thin pack ({e}); sending a full pack",
-                            client.remote().display_name()
-                        );
-                    }
+                    Err(e) if falls_back(&e) => note_fallback(client, &e),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -285,18 +266,31 @@ async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error>
     send_full(client, build).await
 }
 
+/// The server did not complete a thin pack; the push goes again with a self-contained one.
+fn note_fallback(client: &Client, e: &client::Error) {
+    tracing::info!(
+        "hypha: {} did not complete the thin pack ({e}); sending a full pack",
+        client.remote().display_name()
+    );
+}
+
+/// `pack::build` or `pack::build_thin`: git dir, tips, exclude, output dir, progress.
+type Builder<T> = fn(&Path, &[String], &[String], &Path, bool) -> Result<T, pack::build::Error>;
+
+impl Build<'_> {
+    /// Run a pack builder (`pack::build` or `pack::build_thin`, which take the same
+    /// arguments) on a blocking thread.
+    async fn run<T: Send + 'static>(&self, builder: Builder<T>) -> Result<T, Error> {
+        let (g, o) = (self.git_dir.to_owned(), self.out_dir.to_owned());
+        let (t, e) = (self.tips.to_vec(), self.exclude.to_vec());
+        let progress = self.settings.progress.is_requested();
+        Ok(tokio::task::spawn_blocking(move || builder(&g, &t, &e, &o, progress)).await??)
+    }
+}
+
 /// A self-contained pack of this push, uploaded or kept for inline.
 async fn send_full(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error> {
-    let progress = build.settings.progress.is_requested();
-    let (g, o, t, e) = (
-        build.git_dir.to_owned(),
-        build.out_dir.to_owned(),
-        build.tips.to_vec(),
-        build.exclude.to_vec(),
-    );
-    let Some(built) =
-        tokio::task::spawn_blocking(move || pack::build(&g, &t, &e, &o, progress)).await??
-    else {
+    let Some(built) = build.run(pack::build).await? else {
         return Ok(None);
     };
     Ok(Some(upload_or_inline(client, &built, false, build).await?))

@@ -7,8 +7,9 @@
 use crate::harness::{noise, TestEnv};
 use std::path::Path;
 
-/// The `update` and `uploads` lines of this repository in the server's access log.
-fn routes(env: &TestEnv, alias: &str, route: &str) -> Vec<String> {
+/// The access-log lines of one API route of this repository (in Hypha mode a log every test
+/// shares: the workspace, this test's own, tells them apart).
+pub fn routes(env: &TestEnv, alias: &str, route: &str) -> Vec<String> {
     let ws = env
         .url(alias)
         .rsplit('/')

@@ -27,17 +27,12 @@ pub fn csv(lines: usize) -> String {
 /// The sizes of the thin packs the server completed for `alias`, from its access log (in Hypha
 /// mode a log every test shares: the workspace, this test's own, tells them apart).
 pub fn thin_sizes(env: &TestEnv, alias: &str) -> Vec<u64> {
-    let url = env.url(alias);
-    let ws = url
-        .rsplit('/')
-        .nth(1)
-        .expect("hypha::<server>/<workspace>/<alias>");
     // Completed by `fix-thin`, or in the `update` that carried the thin pack inline.
-    let fix_thin = format!("/{ws}/git/{alias}/remote/v1/fix-thin ");
-    let update = format!("/{ws}/git/{alias}/remote/v1/update ");
-    env.server_log()
-        .lines()
-        .filter(|l| (l.contains(&fix_thin) || l.contains(&update)) && l.contains(" 200 "))
+    let mut lines = crate::inline::routes(env, alias, "fix-thin");
+    lines.extend(crate::inline::routes(env, alias, "update"));
+    lines
+        .iter()
+        .filter(|l| l.contains(" 200 "))
         .filter_map(|l| {
             l.split_whitespace()
                 .find_map(|w| w.strip_prefix("thin_size="))
