@@ -5,7 +5,7 @@
 //! - `git-remote-hypha`, the remote helper git runs for `hypha::` URLs: [`helper`] speaks the
 //!   remote-helper protocol (`docs/protocol.md`), [`negotiate`] decides what to send or fetch,
 //!   [`pack`] builds and indexes packs, [`client`] moves the bytes through presigned URLs.
-//! - `git-hypha`, run as `git hypha ...`: `serve` ([`server`] over [`storage`]), `create`,
+//! - `git-hypha`, run as `git hypha ...`: `serve` ([`server`] over [`repo`] over [`storage`]), `create`,
 //!   `gc` ([`gc`]), `login` ([`login`]), `token`, `url`, `hook` (webhooks, [`server::webhook`]). The Hypha plugin (`hypha-plugin/`)
 //!   runs `git hypha serve --plugin` as its child, so the server's rules exist once, here.
 //!
@@ -22,16 +22,18 @@
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`gc`] | client-side compaction (`git hypha gc`, the server's auto-gc) | `helper` |
 //! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper` |
-//! | [`storage`] | layout, refs compare-and-swap, commit record, uploads, compaction rules | `api`, HTTP |
+//! | [`repo`] | the repository over a store: layout, refs compare-and-swap, commit record, uploads, thin completion, compaction rules, hooks, LFS keys | `api`, HTTP |
+//! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs | `repo`, git layout, `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
 //! | [`credential_helper`] | `git hypha credential`: the helper's token for git-lfs | writing tokens anywhere |
 //!
 //! ```text
 //!  helper -> negotiate, fetch_packs, fetch_shallow, pack, client, config
 //!  fetch_shallow -> client, pack::entries, negotiate::shallow, fetch_packs
-//!                                                           server -> storage, api, auth
+//!                                                           server -> repo, storage, api, auth
 //!  gc -> fetch_packs, pack, client                          server::autogc -> gc
-//!  fetch_packs -> client, pack, negotiate                   storage -> names, pack::idx_file
+//!  fetch_packs -> client, pack, negotiate                   repo -> storage, names, pack
+//!                                                           storage -> auth (presign clock)
 //!  client -> api, config, progress                          api -> names
 //! ```
 //!
@@ -57,5 +59,6 @@ pub mod names;
 pub mod negotiate;
 pub mod pack;
 pub mod progress;
+pub mod repo;
 pub mod server;
 pub mod storage;

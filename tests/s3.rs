@@ -2,9 +2,12 @@
 //!
 //! - s3s-fs checks SigV4 signatures, presigned-URL expiry and `Range`, but its conditional
 //!   writes are check-then-write: every test that needs a strict server but no race runs there.
-//! - moto applies conditional writes atomically but checks no signatures: the refs
-//!   compare-and-swap race, and the full conformance suite (whose create race needs it), run
-//!   there.
+//! - moto applies conditional writes atomically but checks no signatures.
+//!
+//! The conformance suites (`storage::conformance`, `repo::conformance`, with the refs
+//! compare-and-swap race of 16 replicas) run on both servers as the library's own unit tests,
+//! with the same settings (`src/storage/test_services.rs`). Here: what needs the public API
+//! only or the built binaries.
 //!
 //! Both come from `scripts/s3-services.sh start` (test.sh and CI run it), which writes
 //! `HYPHA_TEST_S3_ENDPOINT`, `HYPHA_TEST_S3_BUCKET`, `HYPHA_TEST_S3_DIR`,
@@ -15,71 +18,16 @@
 
 use bytes::Bytes;
 use hypha_git::storage::s3::{self, multipart};
-use hypha_git::storage::{conformance, Backend, PresignMethod, PutMode, Store, S3};
-use hypha_git::storage::{RefStatus, RefUpdate, Update};
-use std::collections::{BTreeMap, HashMap};
+use hypha_git::storage::{Backend, PresignMethod, PutMode, S3};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The two servers of `scripts/s3-services.sh`.
-#[derive(Clone, Copy)]
-enum Server {
-    /// Strict about signatures, expiry and ranges.
-    S3sFs,
-    /// Atomic conditional writes.
-    Moto,
-}
-
-impl Server {
-    fn vars(self) -> (&'static str, &'static str) {
-        match self {
-            Server::S3sFs => ("HYPHA_TEST_S3_ENDPOINT", "HYPHA_TEST_S3_BUCKET"),
-            Server::Moto => ("HYPHA_TEST_MOTO_ENDPOINT", "HYPHA_TEST_MOTO_BUCKET"),
-        }
-    }
-
-    /// The server's config with a fresh prefix for `test`, or `None` (and a printed note)
-    /// when the server is not configured.
-    fn config(self, test: &str) -> Option<s3::Config> {
-        let (endpoint_var, bucket_var) = self.vars();
-        let endpoint = std::env::var(endpoint_var).ok().filter(|v| !v.is_empty());
-        let Some(endpoint) = endpoint else {
-            // CI starts the services (test.sh): there, a missing endpoint is a broken setup.
-            assert!(
-                std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false"),
-                "{endpoint_var} is not set under CI: test.sh starts the S3 test services"
-            );
-            // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test} skipped: {endpoint_var} is not set \
-                 (scripts/s3-services.sh start writes it; CI always sets it)"
-            );
-            return None;
-        };
-        let env: HashMap<String, String> = std::env::vars().collect();
-        Some(s3::Config {
-            endpoint: Some(endpoint),
-            bucket: std::env::var(bucket_var).unwrap_or_else(|_| "hypha-test".to_owned()),
-            prefix: Some(format!(
-                "tests/{test}-{}",
-                hex::encode(rand::random::<[u8; 6]>())
-            )),
-            region: s3::region_from(None, &env),
-            path_style: true,
-            credentials: s3::Credentials::from_env(&env)
-                .expect("the S3 test services need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
-        })
-    }
-
-    fn store(self, test: &str) -> Option<S3> {
-        let config = self.config(test)?;
-        Some(S3::new(&config).expect("valid S3 config"))
-    }
-}
+// `Server`: the S3 test servers' settings, the same file the library's own S3 tests use.
+#[path = "../src/storage/test_services.rs"]
+mod test_services;
+use test_services::Server;
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -120,35 +68,6 @@ async fn assert_refused(req: &hypha_git::storage::PresignedTransfer, body: Vec<u
         Ok(resp) => assert_eq!(resp.status(), 403, "a wrong length is refused"),
         Err(e) => assert!(e.is_request() || e.is_body(), "refused by closing: {e}"),
     }
-}
-
-#[tokio::test]
-async fn conformance_on_moto() {
-    let Some(store) = Server::Moto.store("conformance") else {
-        return;
-    };
-    conformance::run_all(Arc::new(store)).await;
-}
-
-/// Everything of the suite but the create race, which s3s-fs cannot win honestly (its
-/// conditional writes are not atomic: see the module doc).
-#[tokio::test]
-async fn conformance_on_s3s_fs() {
-    let Some(store) = Server::S3sFs.store("conformance") else {
-        return;
-    };
-    let backend: Arc<dyn Backend> = Arc::new(store);
-    conformance::get_put_head(backend.clone()).await;
-    conformance::get_many(backend.clone()).await;
-    conformance::delete(backend.clone()).await;
-    conformance::list(backend.clone()).await;
-    conformance::range(backend.clone()).await;
-    conformance::presign(backend.clone()).await;
-    conformance::invalid_keys(backend.clone()).await;
-    conformance::repo_atomic_update_survives_death(backend.clone()).await;
-    conformance::repo_uploads_hidden_until_named(backend.clone()).await;
-    conformance::repo_lfs_objects(backend.clone()).await;
-    conformance::repo_thin_completion(backend).await;
 }
 
 #[tokio::test]
@@ -428,114 +347,6 @@ async fn stale_multipart_uploads_are_aborted_on_moto() {
         1
     );
     assert!(mp.list_uploads("ws/").await.expect("list").is_empty());
-}
-
-fn oid(round: usize, writer: usize) -> String {
-    format!("{round:04x}{writer:04x}{}", "0".repeat(32))
-}
-
-/// 16 servers (each its own lock, as replicas on one bucket would be) update the same ref
-/// from the same old value at once: S3's conditional writes let exactly one win, in each of
-/// 20 rounds. The first round is a create race (`old: null`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_replicas_race_on_one_ref_on_moto() {
-    let Some(store) = Server::Moto.store("race") else {
-        return;
-    };
-    let backend: Arc<dyn Backend> = Arc::new(store);
-    Store::new(backend.clone())
-        .repo("ws", "race")
-        .expect("repo")
-        .create(false, None)
-        .await
-        .expect("create");
-    // A ref may only point at an object some pack holds: one pack holds every id written.
-    let ids: Vec<String> = (0..20)
-        .flat_map(|round| (0..16).map(move |writer| oid(round, writer)))
-        .collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    conformance::put_live_pack(&backend, "ws/artifacts/race/.git/", 1, &ids).await;
-    let mut current: Option<String> = None;
-    for round in 0..20 {
-        let barrier = Arc::new(tokio::sync::Barrier::new(16));
-        let tasks: Vec<_> = (0..16)
-            .map(|writer| {
-                let repo = Store::new(backend.clone())
-                    .repo("ws", "race")
-                    .expect("repo");
-                let barrier = barrier.clone();
-                let req = Update {
-                    updates: vec![RefUpdate {
-                        name: "refs/heads/main".into(),
-                        old: current.clone(),
-                        new: Some(oid(round, writer)),
-                    }],
-                    ..Update::default()
-                };
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let result = repo.update(&req).await.expect("update answers");
-                    (writer, result.results[0].status)
-                })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        let mut stale = 0;
-        for task in tasks {
-            match task.await.expect("task") {
-                (writer, RefStatus::Ok) => winners.push(writer),
-                (_, RefStatus::Stale) => stale += 1,
-                (writer, other) => panic!("round {round}: writer {writer} got {other:?}"),
-            }
-        }
-        assert_eq!(
-            (winners.len(), stale),
-            (1, 15),
-            "round {round}: one ok, 15 stale"
-        );
-        let refs = Store::new(backend.clone())
-            .repo("ws", "race")
-            .expect("repo")
-            .refs()
-            .await
-            .expect("refs");
-        let winner = oid(round, winners[0]);
-        assert_eq!(refs.get("refs/heads/main"), Some(&winner), "round {round}");
-        current = Some(winner);
-    }
-}
-
-/// Keys as long as git allows ref names to be: S3 takes them (s3s-fs cannot, its metadata
-/// file names outgrow the file system's limit, so the e2e test of long names is skipped there).
-#[tokio::test]
-async fn long_ref_names_on_moto() {
-    let Some(store) = Server::Moto.store("long-names") else {
-        return;
-    };
-    let backend: Arc<dyn Backend> = Arc::new(store);
-    let repo = Store::new(backend.clone())
-        .repo("ws", "long")
-        .expect("repo");
-    repo.create(false, None).await.expect("create");
-    // A ref may only point at an object some pack holds.
-    conformance::put_live_pack(&backend, "ws/artifacts/long/.git/", 1, &[&oid(1, 1)]).await;
-    let name = format!("refs/heads/long-{}", "x".repeat(400));
-    let res = repo
-        .update(&Update {
-            updates: vec![RefUpdate {
-                name: name.clone(),
-                old: None,
-                new: Some(oid(1, 1)),
-            }],
-            ..Update::default()
-        })
-        .await
-        .expect("update");
-    assert_eq!(res.results[0].status, RefStatus::Ok);
-    assert_eq!(
-        repo.refs().await.expect("refs").get(&name),
-        Some(&oid(1, 1))
-    );
 }
 
 // ------------------------------------------------------------------------------------------

@@ -326,7 +326,7 @@ mod tests {
         let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
         pack.extend((0..5000u32).map(|i| (i % 251) as u8));
         pack.extend([3u8; 20]);
-        let idx = crate::storage::conformance::idx_listing(&[A], [3u8; 20]);
+        let idx = crate::repo::conformance::idx_listing(&[A], [3u8; 20]);
         let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
         std::fs::write(&pack_path, &pack).expect("write");
         std::fs::write(&idx_path, &idx).expect("write");

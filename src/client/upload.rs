@@ -87,7 +87,7 @@ pub async fn upload_pack(client: &Client, files: PackFiles<'_>, bar: &Bar) -> Re
         // The repository holds this very pack already (its name is its checksum): another
         // push sent the same objects. Nothing to send; `update` names it as if just sent.
         Err(Error::Refused { detail, .. })
-            if !files.thin && detail.contains(crate::storage::repo::ALREADY_STORED) =>
+            if !files.thin && detail.contains(crate::repo::ALREADY_STORED) =>
         {
             return Ok(());
         }

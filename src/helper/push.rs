@@ -354,7 +354,7 @@ fn falls_back(e: &client::Error) -> bool {
     match e {
         client::Error::NotFound { .. } => true,
         client::Error::Refused { code, detail, .. } => {
-            // git's receive-pack words, which the server uses too (`storage::repo::MISSING_OBJECTS`).
+            // git's receive-pack words, which the server uses too (`repo::MISSING_OBJECTS`).
             *code == api::ErrorCode::Invalid
                 && (detail.contains("missing necessary objects")
                     || detail.contains("upload it first")

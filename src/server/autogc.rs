@@ -21,7 +21,7 @@ use crate::client::Client;
 use crate::config::{Remote, Token, TokenSource};
 use crate::gc;
 use crate::progress::Progress;
-use crate::storage::Store;
+use crate::repo::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

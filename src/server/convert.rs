@@ -6,11 +6,12 @@
 //! which the server only logs) stays with the route.
 
 use crate::api;
-use crate::storage::s3::multipart::UploadPlan;
-use crate::storage::{
-    Compacted, Compaction, PackUpload, PresignedTransfer, RefOutcome, RefStatus, RefUpdate, Update,
-    UpdateOutcome, UploadUrls,
+use crate::repo::{
+    Compacted, Compaction, PackUpload, RefOutcome, RefStatus, RefUpdate, Update, UpdateOutcome,
+    UploadUrls,
 };
+use crate::storage::s3::multipart::UploadPlan;
+use crate::storage::PresignedTransfer;
 
 impl From<&api::UpdateRequest> for Update {
     fn from(req: &api::UpdateRequest) -> Update {

@@ -10,7 +10,8 @@ use super::state::AppState;
 use super::webhook;
 use crate::api;
 use crate::auth;
-use crate::storage::{self, Repository};
+use crate::repo::{self, Repository};
+use crate::storage;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -25,13 +26,13 @@ pub(super) fn pushed(
     workspace: &str,
     alias: &str,
     req: &api::UpdateRequest,
-    result: &storage::UpdateOutcome,
+    result: &repo::UpdateOutcome,
 ) -> webhook::Push {
     let refs = req
         .updates
         .iter()
         .zip(&result.results)
-        .filter(|(_, outcome)| outcome.status == storage::RefStatus::Ok)
+        .filter(|(_, outcome)| outcome.status == repo::RefStatus::Ok)
         .map(|(u, _)| webhook::RefChange {
             name: u.name.clone(),
             before: u.old.clone(),
@@ -75,7 +76,7 @@ pub(super) async fn hooks(
             webhook::target::check(&url, &allowed)
                 .await
                 .map_err(|e| ApiError::invalid(super::error_chain(&e)))?;
-            repo.add_hook(storage::Hook {
+            repo.add_hook(repo::Hook {
                 url,
                 secret,
                 added_at: auth::unix_now(),

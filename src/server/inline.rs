@@ -15,7 +15,8 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::api::InlinePack;
 use crate::names;
-use crate::storage::{shorten, Repository};
+use crate::repo::Repository;
+use crate::storage::shorten;
 use base64::Engine;
 use bytes::Bytes;
 

@@ -4,7 +4,7 @@
 //!
 //! Owns parsing, permissions and the batch answer. Object bytes never pass through here:
 //! downloads and uploads are presigned URLs from the store; where objects live and how
-//! `verify` checks them is `storage::Repository`'s (`repo/lfs.rs`). No locks API: git-lfs is
+//! `verify` checks them is `repo::Repository`'s (`repo/lfs.rs`). No locks API: git-lfs is
 //! told not to ask for it (`lfs.<url>.locksverify false`, written by the helper).
 //!
 //! Access rules, those of the git routes (`routes`): `download` needs read (anonymous on a
@@ -17,7 +17,7 @@
 //!
 //! Only verified objects count: a download is offered, and an upload answered "already
 //! there", only for an object whose content the server has hashed to its oid (recorded in a
-//! marker, `storage::repo` lfs.rs); anything else stored under an oid is never served and is
+//! marker, `repo::lfs`); anything else stored under an oid is never served and is
 //! offered for upload again. A verify never deletes a right object (a wrong size is a 422
 //! that changes nothing). A batch names at most [`MAX_OBJECTS_PER_BATCH`] objects, and an
 //! oid named twice is answered once.
@@ -29,8 +29,9 @@ use crate::api::lfs::{
     Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
     VerifyRequest,
 };
-use crate::storage::repo::LfsMismatch;
-use crate::storage::{self, Backend as _, PresignedTransfer, Repository};
+use crate::repo::LfsMismatch;
+use crate::repo::Repository;
+use crate::storage::{self, Backend as _, PresignedTransfer};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};

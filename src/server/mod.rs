@@ -40,7 +40,7 @@ pub use error::ApiError;
 pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};
 
 use crate::auth::{self, Permission};
-use crate::storage::repo::upload::MultipartPolicy;
+use crate::repo::upload::MultipartPolicy;
 use crate::storage::{self, LocalDisk};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -369,7 +369,7 @@ async fn sweep_stale_uploads(backend: std::sync::Arc<dyn storage::Backend>, olde
     let mut every = tokio::time::interval(STALE_UPLOAD_SWEEP);
     loop {
         every.tick().await;
-        match storage::repo::upload::abort_stale_uploads(backend.as_ref(), older_than).await {
+        match crate::repo::upload::abort_stale_uploads(backend.as_ref(), older_than).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("aborted {n} abandoned multipart upload(s)"),
             Err(e) => tracing::warn!(

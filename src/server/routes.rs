@@ -1,7 +1,7 @@
 //! The routes of remote API v1: `POST /{ws}/git/{alias}/remote/v1/{route}` (docs/design.md §4).
 //!
 //! Owns request parsing, permission checks and the JSON answers. Refs, packs and keys are
-//! `storage::Repository`'s business, spoken in its own types (`convert` translates); status
+//! `repo::Repository`'s business, spoken in its own types (`convert` translates); status
 //! codes come from `ApiError`. Pack bytes never
 //! pass through here: `packs` and `uploads` hand out presigned URLs, and `fix-thin` has the
 //! repository complete a thin upload in storage.
@@ -28,8 +28,9 @@ use super::state::AppState;
 use crate::api::{self, Route};
 use crate::auth;
 use crate::names;
-use crate::storage::repo::upload::MAX_MULTIPART_SIZE;
-use crate::storage::{self, RepoConfig, Repository};
+use crate::repo::upload::MAX_MULTIPART_SIZE;
+use crate::repo::{self, RepoConfig, Repository};
+use crate::storage;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -123,7 +124,7 @@ async fn dispatch(
         Route::Update => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::UpdateRequest = parse(&body)?;
-            let mut update = storage::Update::from(&req);
+            let mut update = repo::Update::from(&req);
             let inline = super::inline::store(state, &repo, &req.inline).await?;
             update.packs.extend(inline.names);
             let result = repo.update(&update).await?;
@@ -497,7 +498,7 @@ fn multipart_done(name: &str, note: String) -> Result<Response, ApiError> {
 
 fn update_response(
     req: &api::UpdateRequest,
-    result: storage::UpdateOutcome,
+    result: repo::UpdateOutcome,
     mut notes: Vec<String>,
 ) -> Result<Response, ApiError> {
     let mut response = Json(api::UpdateResponse::from(result)).into_response();

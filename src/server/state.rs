@@ -5,9 +5,10 @@
 use super::autogc::AutoGc;
 use super::webhook::Webhooks;
 use crate::auth;
-use crate::storage::repo::upload::MultipartPolicy;
-use crate::storage::repo::Repository;
-use crate::storage::{Backend, LocalDisk, Store};
+use crate::repo::upload::MultipartPolicy;
+use crate::repo::Repository;
+use crate::repo::Store;
+use crate::storage::{Backend, LocalDisk};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -117,7 +117,14 @@ async fn put_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (disk, size) = authorize(state, key, PresignMethod::Put, query)?;
+    // The URL says whether it may replace what is stored (`Put`) or only create (`Create`:
+    // a pack or idx, never replaced once stored, issue 21, where the same bytes again are a
+    // retried upload and succeed). The method is signed, so the holder cannot choose.
+    let method = match query.as_ref().ok().and_then(|q| q.method.as_deref()) {
+        Some(m) if m == PresignMethod::Create.as_str() => PresignMethod::Create,
+        _ => PresignMethod::Put,
+    };
+    let (disk, size) = authorize(state, key, method, query)?;
     let size = size.ok_or_else(|| ApiError::forbidden("presigned url lacks size"))?;
     // Refuse a declared length that cannot match before reading a byte.
     if let Some(declared) = headers
@@ -131,13 +138,9 @@ async fn put_inner(
             )));
         }
     }
-    // A pack or idx, once stored, is never replaced (issue 21: a URL handed out while a pack
-    // was pending must not overwrite it after `update` made it live): create-only, where the
-    // same bytes again are a retried upload and succeed.
-    let mode = if crate::storage::repo::is_pack_file_key(key) {
-        PutMode::IfNoneMatch
-    } else {
-        PutMode::Overwrite
+    let mode = match method {
+        PresignMethod::Create => PutMode::IfNoneMatch,
+        _ => PutMode::Overwrite,
     };
     let etag = disk
         .put_stream(key, body.into_data_stream(), size, mode)

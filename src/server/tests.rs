@@ -485,7 +485,7 @@ fn fake_pack(checksum: u8, body_len: usize) -> (Vec<u8>, Vec<u8>) {
     let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
     pack.extend((0..body_len).map(|i| i as u8));
     pack.extend([checksum; 20]);
-    let idx = crate::storage::conformance::idx_listing(&[A], [checksum; 20]);
+    let idx = crate::repo::conformance::idx_listing(&[A], [checksum; 20]);
     (pack, idx)
 }
 
@@ -690,12 +690,15 @@ async fn presigned_put_refuses_wrong_sizes_and_bad_signatures() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    // Tampering: another key, another size, another signature, no signature, wrong method.
+    // Tampering: another key, another size, another signature, no signature, wrong method
+    // (a pack's URL only creates: turned into a replacing PUT, it is refused too).
+    assert!(url.contains("method=CREATE"), "{url}");
     let tampered = [
         url.replace(&name, &format!("pack-{}", "c".repeat(40))),
         url.replace("size=100", "size=101"),
         url.replace("sig=", "sig=00"),
-        url.replace("method=PUT", "method=GET"),
+        url.replace("method=CREATE", "method=GET"),
+        url.replace("method=CREATE", "method=PUT"),
         url.split('?').next().unwrap().to_owned(),
         url.replace("expires=", "expires=9"),
     ];
@@ -795,7 +798,7 @@ async fn stale_and_atomic_over_http() {
         .await;
     assert_eq!(
         r.json()["results"][0]["detail"],
-        crate::storage::repo::DENY_DELETE_CURRENT
+        crate::repo::DENY_DELETE_CURRENT
     );
 }
 
@@ -821,7 +824,7 @@ async fn presigned_put_streams_past_the_json_body_limit() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = s
         .presigned(
-            &up.url.replace("method=PUT", "method=GET"),
+            &up.url.replace("method=CREATE", "method=GET"),
             Method::GET,
             vec![],
             &[],

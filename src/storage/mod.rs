@@ -1,30 +1,28 @@
-//! Persistence: an object-store [`Backend`] trait, its local-disk implementation, and the
-//! git repository layout on top of it (docs/design.md §3), where refs change by compare-and-swap.
+//! Object-store backends: the [`Backend`] trait and its implementations over local disk and
+//! S3. The git repository's layout and rules on top of them live in `crate::repo`, which this
+//! module never imports.
 //!
-//! Owns keys, bytes, conditional writes and the layout rules of §3. Knows nothing of HTTP
-//! status codes, axum, tokens or the API's wire types: `server` translates requests into this
-//! module's types and maps [`Error`] to statuses in one place. The trait
+//! Owns keys, bytes, conditional writes and presigned URLs. Knows nothing of git, HTTP
+//! status codes, axum, tokens or the API's wire types: `server` maps [`Error`] to statuses in
+//! one place. The trait
 //! is deliberately what S3 can do (conditional `PUT` with `If-None-Match` / `If-Match`,
 //! ranged `GET`, listing by prefix, presigned URLs), so that an S3 backend drops in.
 //!
 //! - [`local`]: [`LocalDisk`], a backend over a directory, with its own presigned URLs.
 //! - [`s3`]: [`S3`], a backend over an S3 bucket (aws-sdk-s3), with multipart uploads.
 //! - [`presign`]: signing and checking those URLs.
-//! - [`repo`]: [`Repository`], the `.git/` layout and `update` (refs compare-and-swap), with
-//!   its own request and outcome types ([`Update`], [`Compaction`], [`PackUpload`], ...).
-//! - [`conformance`]: the one test suite every backend runs.
+//! - `conformance` (tests only): the one test suite every backend runs; `test_services`
+//!   (tests only): the S3 test servers it runs on beside local disk.
 
-pub mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod local;
 pub mod presign;
-pub mod repo;
 pub mod s3;
+#[cfg(test)]
+pub(crate) mod test_services;
 
 pub use local::LocalDisk;
-pub use repo::{
-    Compacted, Compaction, Hook, PackEntry, PackUpload, RefOutcome, RefStatus, RefUpdate,
-    RepoConfig, Repository, Store, Update, UpdateOutcome, UploadUrls,
-};
 pub use s3::{Multipart, S3};
 
 use async_trait::async_trait;
@@ -120,19 +118,39 @@ pub enum PutMode {
     IfMatch(String),
 }
 
-/// HTTP method of a presigned URL.
+/// What a presigned URL lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresignMethod {
     Get,
+    /// `PUT`, replacing what is stored.
     Put,
+    /// `PUT` that only creates: the store refuses it once the key exists, unless the bytes
+    /// are the same (a retried upload). For objects never replaced once stored, such as a
+    /// repository's packs: the caller says so, the backend knows no layout.
+    Create,
 }
 
 impl PresignMethod {
+    /// The name signed into a URL: `Put` and `Create` differ, so neither passes for the other.
     pub fn as_str(self) -> &'static str {
         match self {
             PresignMethod::Get => "GET",
             PresignMethod::Put => "PUT",
+            PresignMethod::Create => "CREATE",
         }
+    }
+
+    /// The HTTP method its holder sends.
+    pub fn http_method(self) -> &'static str {
+        match self {
+            PresignMethod::Get => "GET",
+            PresignMethod::Put | PresignMethod::Create => "PUT",
+        }
+    }
+
+    /// Whether the URL uploads (and so signs a content length).
+    pub fn is_put(self) -> bool {
+        self != PresignMethod::Get
     }
 }
 

@@ -79,10 +79,7 @@ impl Presigner {
         expires_at: u64,
         size: Option<u64>,
     ) -> String {
-        let size = match method {
-            PresignMethod::Put => size,
-            PresignMethod::Get => None,
-        };
+        let size = if method.is_put() { size } else { None };
         let sig = hex::encode(self.mac(method, key, expires_at, size));
         let mut url = self.base.clone();
         {
@@ -121,9 +118,10 @@ impl Presigner {
         if signed_method != method.as_str() {
             return Err(Error::WrongMethod);
         }
-        let size = match method {
-            PresignMethod::Put => Some(query.size.ok_or(Error::Missing("size"))?),
-            PresignMethod::Get => None,
+        let size = if method.is_put() {
+            Some(query.size.ok_or(Error::Missing("size"))?)
+        } else {
+            None
         };
         let sig = hex::decode(sig).map_err(|_| Error::BadSignature)?;
         let mac = self.mac_state(method, key, expires, size);

@@ -9,14 +9,14 @@
 //!
 //! It deliberately does not load configuration (no aws-config: the client is built by hand
 //! from [`Config`], which the binary fills from flags and `AWS_*` variables) and knows nothing
-//! of the repository layout, which is `storage::repo`'s.
+//! of the repository layout, which is `crate::repo`'s.
 //!
 //! Etags are S3's, quoted as S3 sends them. Errors name the key and the bucket; they carry what
 //! S3 answered (status, code, message) but never credentials or a presigned URL.
 //!
 //! Conditional deletes: `DeleteObject` with `If-Match` is recent on AWS and ignored by some
 //! S3-compatible stores, so a delete first reads the etag (a `HEAD`) and then sends the
-//! conditional delete; `storage::repo` holds the repository lock around both, so within one
+//! conditional delete; `crate::repo` holds the repository lock around both, so within one
 //! server the check cannot be overtaken.
 
 pub mod multipart;
@@ -740,24 +740,22 @@ impl Backend for S3 {
                 .presigned(config)
                 .await
                 .map_err(|e| Error::backend(key, self.request_failed("presign GetObject", &e)))?,
-            PresignMethod::Put => {
+            PresignMethod::Put | PresignMethod::Create => {
                 let Some(len) = content_length else {
                     return Err(Error::Invalid {
                         detail: format!("{key}: a presigned PUT needs a content length"),
                     });
                 };
-                // Content-Length is signed: S3 refuses an upload of any other size. A pack or
-                // idx is create-only (`If-None-Match: *`, signed, sent by the client with the
-                // URL's headers): once stored it is never replaced (issue 21).
+                // Content-Length is signed: S3 refuses an upload of any other size. `Create`
+                // signs `If-None-Match: *` (sent by the client with the URL's headers): once
+                // stored, the object is never replaced (issue 21: a repository's packs).
                 self.client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&full)
                     .content_length(to_i64(key, len)?)
                     .content_type(OCTET_STREAM)
-                    .set_if_none_match(
-                        crate::storage::repo::is_pack_file_key(key).then(|| "*".to_owned()),
-                    )
+                    .set_if_none_match((method == PresignMethod::Create).then(|| "*".to_owned()))
                     .presigned(config)
                     .await
                     .map_err(|e| {
@@ -766,7 +764,7 @@ impl Backend for S3 {
             }
         };
         let transfer = to_transfer(&req);
-        if method == PresignMethod::Put && !transfer.headers.contains_key("Content-Length") {
+        if method.is_put() && !transfer.headers.contains_key("Content-Length") {
             return Err(Error::backend(
                 key,
                 "the presigned PUT does not sign its length",

@@ -5,7 +5,7 @@ sees too.
 
 This replaces test_plugin_crash.py, which drove the plugin's Python copy of the commit record:
 with the rules in Rust only, the record itself is tested by the conformance suite
-(src/storage/conformance.rs) and tests/e2e/crash.rs; what is left to show is that the plugin
+(src/repo/conformance.rs) and tests/e2e/crash.rs; what is left to show is that the plugin
 path keeps the property.
 """
 

@@ -1,7 +1,7 @@
 """Upload marks in the plugin, through a real Hypha: a pack uploaded through `uploads` stays
 hidden from `packs` until an `update` names it, and `compact` deletes it once its upload has
 been pending longer than the grace period (a pusher that died between upload and update).
-Mirrors src/storage/repo/uploads.rs; same keys and bodies.
+Mirrors src/repo/uploads.rs; same keys and bodies.
 """
 
 import subprocess

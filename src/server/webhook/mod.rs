@@ -1,6 +1,6 @@
 //! Webhooks after pushes: `update` hands each successful push to [`Webhooks::after_update`],
 //! which queues it and returns at once; a background task reads the repository's hooks
-//! (`storage::repo::hooks`) and delivers a signed event to each, retrying with backoff, then
+//! (`repo::hooks`) and delivers a signed event to each, retrying with backoff, then
 //! appends the outcome to the repository's delivery log.
 //!
 //! Guarantees: a push is never delayed or failed by a hook (a full queue drops the event with
@@ -18,8 +18,8 @@ pub mod target;
 pub use payload::{Push, RefChange};
 pub use target::Allowed;
 
-use crate::storage::repo::hooks::{Delivery, Hook};
-use crate::storage::Repository;
+use crate::repo::hooks::{Delivery, Hook};
+use crate::repo::Repository;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};

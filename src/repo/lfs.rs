@@ -102,7 +102,7 @@ impl Repository {
             return Err(Error::Invalid {
                 detail: format!(
                     "invalid lfs object id {:?} (expected 64 lowercase hex digits)",
-                    super::super::shorten(oid)
+                    crate::storage::shorten(oid)
                 ),
             });
         }
@@ -271,7 +271,8 @@ fn stored(seal: Seal, content_ok: Option<bool>) -> LfsStored {
 
 #[cfg(test)]
 mod tests {
-    use crate::storage::{Backend, LocalDisk, PutMode, Store};
+    use crate::repo::Store;
+    use crate::storage::{Backend, LocalDisk, PutMode};
     use bytes::Bytes;
     use sha2::Digest;
     use std::sync::Arc;

@@ -36,8 +36,8 @@
 //! - `hooks`: the repository's webhooks and their delivery log;
 //! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
 
-use super::{Backend, Error};
 use crate::names::{self, refname};
+use crate::storage::{Backend, Error};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -116,7 +116,10 @@ impl Store {
         for segment in [workspace, alias] {
             if !names::is_valid_repo_segment(segment) {
                 return Err(Error::Invalid {
-                    detail: format!("invalid repository name {:?}", super::shorten(segment)),
+                    detail: format!(
+                        "invalid repository name {:?}",
+                        crate::storage::shorten(segment)
+                    ),
                 });
             }
         }
@@ -142,7 +145,7 @@ impl Store {
         let invalid = |why: &str| Error::Invalid {
             detail: format!(
                 "invalid repository location {:?}: {why}",
-                super::shorten(prefix)
+                crate::storage::shorten(prefix)
             ),
         };
         let Some(dir) = prefix.strip_suffix('/') else {
@@ -151,7 +154,7 @@ impl Store {
         if dir != ".git" && !dir.ends_with("/.git") {
             return Err(invalid("must end in .git/"));
         }
-        super::check_key(dir).map_err(|_| invalid("not a valid key"))?;
+        crate::storage::check_key(dir).map_err(|_| invalid("not a valid key"))?;
         Ok(Repository {
             backend: self.backend.clone(),
             lock: self.locks.get(prefix),
@@ -197,21 +200,9 @@ impl Repository {
     }
 }
 
-/// Whether `key` is a repository's pack or idx (`.../.git/objects/pack/pack-<hex>.{pack,idx}`):
-/// objects that are never replaced once stored (a presigned `PUT` creates them or fails).
-pub fn is_pack_file_key(key: &str) -> bool {
-    let Some((dir, file)) = key.rsplit_once('/') else {
-        return false;
-    };
-    let name = file
-        .strip_suffix(".pack")
-        .or_else(|| file.strip_suffix(".idx"));
-    dir.ends_with("/.git/objects/pack") && name.is_some_and(crate::names::is_valid_pack_name)
-}
-
 fn check_ref(name: &str) -> Result<(), Error> {
     refname::check(name).map_err(|why| Error::Invalid {
-        detail: format!("invalid ref {:?}: {why}", super::shorten(name)),
+        detail: format!("invalid ref {:?}: {why}", crate::storage::shorten(name)),
     })
 }
 
@@ -222,13 +213,15 @@ fn check_pack_name(name: &str) -> Result<(), Error> {
         Err(Error::Invalid {
             detail: format!(
                 "invalid pack name {:?} (expected pack-<40 hex>)",
-                super::shorten(name)
+                crate::storage::shorten(name)
             ),
         })
     }
 }
 
 mod compact;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod create;
 pub mod hooks;
 mod journal;

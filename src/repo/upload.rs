@@ -71,7 +71,7 @@ impl Repository {
             .backend
             .presign(
                 &self.pack_key(&spec.name, "idx"),
-                PresignMethod::Put,
+                PresignMethod::Create,
                 expires_in,
                 Some(spec.idx_size),
             )
@@ -140,7 +140,12 @@ impl Repository {
         }
         let pack = self
             .backend
-            .presign(&key, PresignMethod::Put, expires_in, Some(spec.pack_size))
+            .presign(
+                &key,
+                PresignMethod::Create,
+                expires_in,
+                Some(spec.pack_size),
+            )
             .await?;
         Ok((Some(pack), None))
     }

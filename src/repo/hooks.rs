@@ -206,7 +206,8 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{LocalDisk, Store};
+    use crate::repo::Store;
+    use crate::storage::LocalDisk;
     use std::sync::Arc;
 
     fn hook(url: &str, secret: &str) -> Hook {

@@ -19,7 +19,8 @@
 use super::{check_pack_name, Repository};
 use crate::pack::idx_file;
 use crate::pack::thin::{self, Located};
-use crate::storage::{Error, PresignMethod, UploadUrls};
+use crate::repo::UploadUrls;
+use crate::storage::{Error, PresignMethod};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::io;

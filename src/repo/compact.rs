@@ -198,7 +198,8 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{LocalDisk, Store};
+    use crate::repo::Store;
+    use crate::storage::LocalDisk;
     use std::path::Path;
     use std::process::Command;
     use std::sync::Arc;

@@ -42,8 +42,7 @@ impl Fixture {
     async fn repo(&self) -> Repository {
         let repo = self.repo_without_packs().await;
         let prefix = "ws/artifacts/repo/.git/";
-        crate::storage::conformance::put_live_pack(self.store.backend(), prefix, 0xab, &[A, B, C])
-            .await;
+        super::conformance::put_live_pack(self.store.backend(), prefix, 0xab, &[A, B, C]).await;
         repo
     }
     async fn repo_without_packs(&self) -> Repository {
@@ -357,7 +356,7 @@ async fn checks_packs_before_writing_refs() {
 
     let missing = repo.update(&r).await.unwrap_err();
     assert!(missing.to_string().contains(&name), "{missing}");
-    let (pack, idx) = crate::storage::conformance::fake_pack(9, &[A]);
+    let (pack, idx) = super::conformance::fake_pack(9, &[A]);
     f.write(&format!("objects/pack/{name}.pack"), "");
     std::fs::write(
         f.root
@@ -371,7 +370,7 @@ async fn checks_packs_before_writing_refs() {
     );
     assert!(repo.packs().await.unwrap().is_empty());
 
-    let (_, wrong_idx) = crate::storage::conformance::fake_pack(8, &[A]);
+    let (_, wrong_idx) = super::conformance::fake_pack(8, &[A]);
     std::fs::write(
         f.root
             .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
