@@ -346,29 +346,65 @@ impl S3 {
     }
 
     /// A failure that means nothing special for this call, as a storage error on `key`.
-    fn fail(key: &str, failure: Failure, operation: &'static str, bucket: &str) -> Error {
+    fn fail(&self, key: &str, operation: &'static str, failure: Failure) -> Error {
+        let failed = |detail: &str| {
+            Error::backend(
+                key,
+                RequestFailed {
+                    operation,
+                    bucket: self.bucket.clone(),
+                    detail: detail.to_owned(),
+                },
+            )
+        };
         match failure {
             Failure::NotFound => Error::NotFound { key: key.into() },
             Failure::Precondition | Failure::ConditionalConflict => {
                 Error::Conflict { key: key.into() }
             }
-            Failure::Range => Error::backend(
-                key,
-                RequestFailed {
-                    operation,
-                    bucket: bucket.to_owned(),
-                    detail: "range not satisfiable".to_owned(),
-                },
-            ),
-            Failure::NotImplemented => Error::backend(
-                key,
-                RequestFailed {
-                    operation,
-                    bucket: bucket.to_owned(),
-                    detail: "not implemented by this store".to_owned(),
-                },
-            ),
+            Failure::Range => failed("range not satisfiable"),
+            Failure::NotImplemented => failed("not implemented by this store"),
             Failure::Other(e) => Error::backend(key, e),
+        }
+    }
+
+    /// `err` of `operation` on `key` as a storage error, for a call with no special case:
+    /// [`S3::classify`], then [`S3::fail`].
+    fn error<E>(&self, key: &str, operation: &'static str, err: &SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        self.fail(key, operation, self.classify(operation, err))
+    }
+
+    /// [`S3::error`] for a listing of `prefix`: a 404 there is the bucket's, never a key's.
+    fn listing_error<E>(&self, prefix: &str, operation: &'static str, err: &SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let failure = match self.classify(operation, err) {
+            Failure::NotFound => Failure::Other(self.request_failed(operation, err)),
+            f => f,
+        };
+        self.fail(prefix, operation, failure)
+    }
+
+    /// The outcome of a removal (`operation` on `key`): a key that is already gone is done.
+    fn removed<T, E>(
+        &self,
+        key: &str,
+        operation: &'static str,
+        result: Result<T, SdkError<E>>,
+    ) -> Result<(), Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match self.classify(operation, &e) {
+                Failure::NotFound => Ok(()),
+                f => Err(self.fail(key, operation, f)),
+            },
         }
     }
 
@@ -398,15 +434,35 @@ impl S3 {
             .expires_in(expires_in)
             .build()
             .map_err(|e| Error::backend(key, e))?;
-        let req = self
-            .client
+        Ok(to_transfer(&self.presigned_get(key, &full, config).await?))
+    }
+
+    /// A presigned `GetObject` of `full`, the S3 key of `key`.
+    async fn presigned_get(
+        &self,
+        key: &str,
+        full: &str,
+        config: PresigningConfig,
+    ) -> Result<aws_sdk_s3::presigning::PresignedRequest, Error> {
+        self.client
             .get_object()
             .bucket(&self.bucket)
-            .key(&full)
+            .key(full)
             .presigned(config)
             .await
-            .map_err(|e| Error::backend(key, self.request_failed("presign GetObject", &e)))?;
-        Ok(to_transfer(&req))
+            .map_err(|e| Error::backend(key, self.request_failed("presign GetObject", &e)))
+    }
+
+    /// `etag` as a `PUT` of `key` answered it, or read back when the store answered none
+    /// (racy, but only on such a store).
+    async fn etag_or_head(&self, key: &str, etag: &str) -> Result<String, Error> {
+        if !etag.is_empty() {
+            return Ok(etag.to_owned());
+        }
+        self.head(key)
+            .await?
+            .etag
+            .ok_or_else(|| Error::backend(key, "the store returns no etags"))
     }
 
     async fn get_range_inner(&self, key: &str, range: Range<u64>) -> Result<Bytes, Error> {
@@ -441,7 +497,7 @@ impl S3 {
             Err(e) => {
                 return Err(match self.classify("GetObject", &e) {
                     Failure::Range => invalid(),
-                    f => Self::fail(key, f, "GetObject", &self.bucket),
+                    f => self.fail(key, "GetObject", f),
                 })
             }
         };
@@ -499,16 +555,7 @@ impl S3 {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    let failure = match self.classify("ListObjectsV2", &e) {
-                        // A 404 on a listing is the bucket's, never a key's.
-                        Failure::NotFound => {
-                            Failure::Other(self.request_failed("ListObjectsV2", &e))
-                        }
-                        f => f,
-                    };
-                    Self::fail(full_prefix, failure, "ListObjectsV2", &self.bucket)
-                })?;
+                .map_err(|e| self.listing_error(full_prefix, "ListObjectsV2", &e))?;
             out.extend(page.contents().iter().cloned());
             match (page.is_truncated(), page.next_continuation_token()) {
                 (Some(true), Some(next)) => token = Some(next.to_owned()),
@@ -530,14 +577,7 @@ impl Backend for S3 {
             .key(&full)
             .send()
             .await
-            .map_err(|e| {
-                Self::fail(
-                    key,
-                    self.classify("GetObject", &e),
-                    "GetObject",
-                    &self.bucket,
-                )
-            })?;
+            .map_err(|e| self.error(key, "GetObject", &e))?;
         let etag = out.e_tag().unwrap_or_default().to_owned();
         let body = collect(key, out.body).await?;
         Ok(Object { body, etag })
@@ -552,14 +592,7 @@ impl Backend for S3 {
             .key(&full)
             .send()
             .await
-            .map_err(|e| {
-                Self::fail(
-                    key,
-                    self.classify("HeadObject", &e),
-                    "HeadObject",
-                    &self.bucket,
-                )
-            })?;
+            .map_err(|e| self.error(key, "HeadObject", &e))?;
         Ok(ObjectMeta {
             key: key.to_owned(),
             size: out
@@ -599,22 +632,9 @@ impl Backend for S3 {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                Self::fail(
-                    key,
-                    self.classify("PutObject", &e),
-                    "PutObject",
-                    &self.bucket,
-                )
-            })?;
-        match out.e_tag() {
-            Some(etag) if !etag.is_empty() => Ok(etag.to_owned()),
-            _ => self
-                .head(key)
-                .await?
-                .etag
-                .ok_or_else(|| Error::backend(key, "the store returns no etags")),
-        }
+            .map_err(|e| self.error(key, "PutObject", &e))?;
+        self.etag_or_head(key, out.e_tag().unwrap_or_default())
+            .await
     }
 
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<String, Error> {
@@ -631,18 +651,11 @@ impl Backend for S3 {
                     (Failure::Precondition, PutMode::IfNoneMatch) => {
                         return Err(Error::AlreadyExists { key: key.into() })
                     }
-                    (f, _) => return Err(Self::fail(key, f, "PutObject", &self.bucket)),
+                    (f, _) => return Err(self.fail(key, "PutObject", f)),
                 },
             }
         };
-        if !etag.is_empty() {
-            return Ok(etag);
-        }
-        // A store that answers a PUT without an etag: read it back (racy, but only there).
-        self.head(key)
-            .await?
-            .etag
-            .ok_or_else(|| Error::backend(key, "the store returns no etags"))
+        self.etag_or_head(key, &etag).await
     }
 
     async fn delete(&self, key: &str, if_match: Option<&str>) -> Result<(), Error> {
@@ -656,13 +669,7 @@ impl Backend for S3 {
                 .send()
         };
         let Some(expected) = if_match else {
-            return match send(None).await {
-                Ok(_) => Ok(()),
-                Err(e) => match self.classify("DeleteObject", &e) {
-                    Failure::NotFound => Ok(()),
-                    f => Err(Self::fail(key, f, "DeleteObject", &self.bucket)),
-                },
-            };
+            return self.removed(key, "DeleteObject", send(None).await);
         };
         // Checked first: stores that ignore `If-Match` on deletes would delete anything.
         let current = self.head(key).await?;
@@ -677,15 +684,11 @@ impl Backend for S3 {
             Ok(_) => Ok(()),
             Err(e) => match self.classify("DeleteObject", &e) {
                 // The store cannot delete conditionally: the check above is all there is.
-                Failure::NotImplemented => send(None).await.map(drop).map_err(|e| {
-                    Self::fail(
-                        key,
-                        self.classify("DeleteObject", &e),
-                        "DeleteObject",
-                        &self.bucket,
-                    )
-                }),
-                f => Err(Self::fail(key, f, "DeleteObject", &self.bucket)),
+                Failure::NotImplemented => send(None)
+                    .await
+                    .map(drop)
+                    .map_err(|e| self.error(key, "DeleteObject", &e)),
+                f => Err(self.fail(key, "DeleteObject", f)),
             },
         }
     }
@@ -732,14 +735,7 @@ impl Backend for S3 {
         let full = self.full_key(key)?;
         let config = Self::presign_config(key, expires_in)?;
         let req = match method {
-            PresignMethod::Get => self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .presigned(config)
-                .await
-                .map_err(|e| Error::backend(key, self.request_failed("presign GetObject", &e)))?,
+            PresignMethod::Get => self.presigned_get(key, &full, config).await?,
             PresignMethod::Put | PresignMethod::Create => {
                 let Some(len) = content_length else {
                     return Err(Error::Invalid {

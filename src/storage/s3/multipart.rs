@@ -13,7 +13,7 @@
 //! every upload under a prefix older than a given age (`git hypha serve` sweeps at start and
 //! hourly; on AWS a bucket lifecycle rule `AbortIncompleteMultipartUpload` does the same).
 
-use super::{Failure, S3};
+use super::S3;
 use crate::storage::{Error, PresignedTransfer};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -211,14 +211,7 @@ impl S3 {
                 .set_part_number_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    Self::fail(
-                        key,
-                        self.classify("ListParts", &e),
-                        "ListParts",
-                        &self.bucket,
-                    )
-                })?;
+                .map_err(|e| self.error(key, "ListParts", &e))?;
             for part in page.parts() {
                 if let Some(n) = part.part_number() {
                     let size = part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
@@ -246,14 +239,7 @@ impl Multipart for S3 {
             .content_type(super::OCTET_STREAM)
             .send()
             .await
-            .map_err(|e| {
-                Self::fail(
-                    key,
-                    self.classify("CreateMultipartUpload", &e),
-                    "CreateMultipartUpload",
-                    &self.bucket,
-                )
-            })?;
+            .map_err(|e| self.error(key, "CreateMultipartUpload", &e))?;
         out.upload_id()
             .map(str::to_owned)
             .ok_or_else(|| Error::backend(key, "CreateMultipartUpload returned no upload id"))
@@ -354,35 +340,22 @@ impl Multipart for S3 {
             )
             .send()
             .await
-            .map_err(|e| {
-                Self::fail(
-                    key,
-                    self.classify("CompleteMultipartUpload", &e),
-                    "CompleteMultipartUpload",
-                    &self.bucket,
-                )
-            })?;
+            .map_err(|e| self.error(key, "CompleteMultipartUpload", &e))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
         let full = self.full_key(key)?;
         check_upload_id(key, upload_id)?;
-        match self
+        let result = self
             .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(&full)
             .upload_id(upload_id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match self.classify("AbortMultipartUpload", &e) {
-                Failure::NotFound => Ok(()),
-                f => Err(Self::fail(key, f, "AbortMultipartUpload", &self.bucket)),
-            },
-        }
+            .await;
+        self.removed(key, "AbortMultipartUpload", result)
     }
 
     async fn list_uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
@@ -399,15 +372,7 @@ impl Multipart for S3 {
                 .set_upload_id_marker(markers.1.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    let failure = match self.classify("ListMultipartUploads", &e) {
-                        Failure::NotFound => {
-                            Failure::Other(self.request_failed("ListMultipartUploads", &e))
-                        }
-                        f => f,
-                    };
-                    Self::fail(prefix, failure, "ListMultipartUploads", &self.bucket)
-                })?;
+                .map_err(|e| self.listing_error(prefix, "ListMultipartUploads", &e))?;
             for upload in page.uploads() {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
