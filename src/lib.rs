@@ -20,8 +20,9 @@
 //! | [`fetch_packs`] | verified parallel pack downloads into a local repository | gix repository walks |
 //! | [`fetch_shallow`] | shallow and partial fetches: a client-side walk over stored packs, entries by range | whole-pack downloads, refs |
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
-//! | [`gc`] | client-side compaction (`git hypha gc`, the server's auto-gc) | `helper` |
-//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper` |
+//! | [`compaction`] | the one compaction engine: which packs to merge, git merging them, over any [`compaction::Packs`] | network, storage |
+//! | [`gc`] | `git hypha gc`: the engine over remote API v1 | `helper` |
+//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper`, `client`, `gc`, `fetch_packs` |
 //! | [`repo`] | the repository over a store: layout, refs compare-and-swap, commit record, uploads, thin completion, compaction rules, hooks, LFS keys | `api`, HTTP |
 //! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs | `repo`, git layout, `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
@@ -31,8 +32,8 @@
 //!  helper -> negotiate, fetch_packs, fetch_shallow, pack, client, config
 //!  fetch_shallow -> client, pack::entries, negotiate::shallow, fetch_packs
 //!                                                           server -> repo, storage, api, auth
-//!  gc -> fetch_packs, pack, client                          server::autogc -> gc
-//!  fetch_packs -> client, pack, negotiate                   repo -> storage, names, pack
+//!  gc -> compaction, fetch_packs, pack, client              server::autogc -> repo (gc)
+//!  fetch_packs -> client, pack, negotiate                   repo -> storage, names, pack, compaction
 //!                                                           storage -> auth (presign clock)
 //!  client -> api, config, progress                          api -> names
 //! ```
@@ -48,6 +49,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod compaction;
 pub mod config;
 pub mod credential_helper;
 pub mod fetch_packs;

@@ -223,6 +223,7 @@ mod compact;
 #[cfg(test)]
 pub(crate) mod conformance;
 mod create;
+mod gc;
 pub mod hooks;
 mod journal;
 mod lfs;

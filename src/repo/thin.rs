@@ -155,18 +155,8 @@ impl Repository {
                 detail: format!("thin pack {name}: {refused}"),
             },
         })?;
-        // A pending upload like any other: marker first, then idx before pack (§3 rule 1).
-        self.mark_upload(&done.name).await?;
         let idx_size = done.idx.len() as u64;
-        self.backend
-            .put(
-                &self.pack_key(&done.name, "idx"),
-                Bytes::from(done.idx),
-                crate::storage::PutMode::Overwrite,
-            )
-            .await?;
-        self.backend
-            .put_file(&self.pack_key(&done.name, "pack"), file, done.pack_size)
+        self.store_pending_file(&done.name, Bytes::from(done.idx), file, done.pack_size)
             .await?;
         tracing::info!(
             "{}: completed thin pack {name} as {} ({} bases appended, {} bytes)",

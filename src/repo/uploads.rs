@@ -96,6 +96,26 @@ impl Repository {
         Ok(())
     }
 
+    /// A pack this server wrote itself (a completed thin pack, a compaction's merge), stored
+    /// as a pending upload like any other: marker first, then idx before pack (§3 rule 1), the
+    /// pack streamed from `pack` (`pack_size` bytes from its start).
+    pub(crate) async fn store_pending_file(
+        &self,
+        name: &str,
+        idx: Bytes,
+        pack: std::fs::File,
+        pack_size: u64,
+    ) -> Result<(), Error> {
+        self.mark_upload(name).await?;
+        self.backend
+            .put(&self.pack_key(name, "idx"), idx, PutMode::Overwrite)
+            .await?;
+        self.backend
+            .put_file(&self.pack_key(name, "pack"), pack, pack_size)
+            .await?;
+        Ok(())
+    }
+
     /// How many uploads are staged and not yet part of the repository: pending packs and thin
     /// uploads not yet completed. One listing.
     pub async fn staged_uploads(&self) -> Result<usize, Error> {

@@ -1,49 +1,33 @@
 //! Automatic compaction (docs/design.md §9): after an `update` leaves a
 //! repository with more than N live packs, or with packs the geometric rule would merge that
-//! hold M bytes or more ([`gc::select::due`](crate::gc::select::due)), the server merges its
-//! small packs in the background ([`crate::gc`] in
-//! [`gc::Mode::Geometric`](crate::gc::Mode::Geometric)).
+//! hold M bytes or more ([`select::due`]), the server merges its small packs in the background
+//! ([`Repository::gc`](crate::repo::Repository::gc) in [`Mode::Geometric`]).
 //!
-//! The server acts as a client of its own API, on purpose the one exception to "the server
-//! never touches `client`": compaction then takes exactly the path of a user's `git hypha gc`
-//! (presigned downloads and uploads, the `compact` route's check that the new pack holds every
-//! object it replaces, the grace period), so it is as crash-safe as that and needs no second
-//! implementation. It calls its own listening address with a short-lived token it signs for
-//! the repository's workspace.
+//! The compaction reads and writes the server's own store: the same engine as a user's
+//! `git hypha gc` ([`crate::compaction`]), with the same check that the new pack holds every
+//! object it replaces and the same grace period for readers, but no HTTP request to itself.
 //!
 //! Never delays a push: the check and the compaction run in a spawned task. At most one
 //! compaction per repository is queued or running, and at most [`MAX_CONCURRENT`] run at once
 //! (git's delta search wants the machine's cores). A failure is one log line and changes
 //! nothing; the next push tries again.
 
-use crate::auth::{self, Permission};
-use crate::client::Client;
-use crate::config::{Remote, Token, TokenSource};
-use crate::gc;
-use crate::progress::Progress;
+use crate::compaction::{select, Mode, Outcome};
 use crate::repo::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use url::Url;
 
 /// Live packs a repository may have before a push triggers a compaction.
-pub const DEFAULT_AUTO_GC_PACKS: usize = gc::select::AUTO_MAX_PACKS;
+pub const DEFAULT_AUTO_GC_PACKS: usize = select::AUTO_MAX_PACKS;
 
 /// Bytes of packs the geometric rule would merge at which a push triggers a compaction
-/// whatever the pack count ([`gc::select::AUTO_MIN_BYTES`]).
-pub const DEFAULT_AUTO_GC_BYTES: u64 = gc::select::AUTO_MIN_BYTES;
+/// whatever the pack count ([`select::AUTO_MIN_BYTES`]).
+pub const DEFAULT_AUTO_GC_BYTES: u64 = select::AUTO_MIN_BYTES;
 
 /// Compactions running at once, over all repositories.
 pub const MAX_CONCURRENT: usize = 1;
-
-/// Lifetime of the token a compaction uses: long enough to download, repack and upload a
-/// large set of small packs, short enough to be worthless if it ever leaked.
-const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
-
-/// Subject of the compaction's token, so that its requests are recognisable.
-const SUBJECT: &str = "hypha-auto-gc";
 
 /// The trigger. Cheap to clone.
 #[derive(Clone)]
@@ -56,9 +40,8 @@ struct Inner {
     threshold: usize,
     /// ... or when the packs a geometric compaction would merge hold this many bytes (0: off).
     min_bytes: u64,
-    /// This server's own address, ending in `/`.
-    api_base: Url,
-    secret: Arc<[u8]>,
+    /// How long packs a compaction retires stay readable.
+    grace: Duration,
     /// Repositories (`workspace/alias`) with a compaction queued or running, and whether a
     /// push arrived since it started (then it checks again when done).
     busy: Mutex<HashMap<String, bool>>,
@@ -70,16 +53,16 @@ impl std::fmt::Debug for AutoGc {
         f.debug_struct("AutoGc")
             .field("threshold", &self.inner.threshold)
             .field("min_bytes", &self.inner.min_bytes)
-            .field("api_base", &self.inner.api_base.as_str())
+            .field("grace", &self.inner.grace)
             .finish_non_exhaustive()
     }
 }
 
 impl AutoGc {
     /// A trigger for more than `threshold` live packs or `min_bytes` of packs to merge (0:
-    /// count only), compacting through the API at `api_base` with tokens signed by `secret`.
-    /// `None` when `threshold` is 0 (disabled).
-    pub fn new(threshold: usize, min_bytes: u64, api_base: Url, secret: &[u8]) -> Option<AutoGc> {
+    /// count only), retired packs staying readable for `grace`. `None` when `threshold` is 0
+    /// (disabled).
+    pub fn new(threshold: usize, min_bytes: u64, grace: Duration) -> Option<AutoGc> {
         if threshold == 0 {
             return None;
         }
@@ -87,8 +70,7 @@ impl AutoGc {
             inner: Arc::new(Inner {
                 threshold,
                 min_bytes,
-                api_base,
-                secret: secret.into(),
+                grace,
                 busy: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(MAX_CONCURRENT),
             }),
@@ -96,7 +78,7 @@ impl AutoGc {
     }
 
     /// Called after a successful `update` that published packs: looks at the repository's
-    /// live packs and compacts it if [`gc::select::due`], all in the background.
+    /// live packs and compacts it if [`select::due`], all in the background.
     pub(crate) fn after_update(&self, store: &Store, workspace: &str, alias: &str) {
         let name = format!("{workspace}/{alias}");
         {
@@ -160,7 +142,7 @@ impl Inner {
             .map(|p| p.pack_size)
             .collect();
         let live = sizes.len();
-        if !gc::select::due(&sizes, self.threshold, self.min_bytes) {
+        if !select::due(&sizes, self.threshold, self.min_bytes) {
             return Ok(None);
         }
         // Before the work, so that a reader of the log (the benchmark) knows one is running.
@@ -169,45 +151,27 @@ impl Inner {
             sizes.iter().sum::<u64>()
         );
         let started = Instant::now();
-        let token = auth::mint(
-            &self.secret,
-            SUBJECT,
-            &[(workspace.to_owned(), Permission::ReadWrite)],
-            TOKEN_TTL,
-        );
-        let remote = Remote {
-            server: self.api_base.clone(),
-            workspace: workspace.to_owned(),
-            alias: alias.to_owned(),
-        };
-        let client = Client::new(
-            remote,
-            Some(Token {
-                secret: token,
-                source: TokenSource::Environment,
-            }),
-        )
-        .map_err(|e| chain(&e))?;
-        let outcome = gc::run(&client, gc::Mode::Geometric, Progress::hidden())
+        let outcome = repo
+            .gc(Mode::Geometric, self.grace)
             .await
             .map_err(|e| chain(&e))?;
         let ms = started.elapsed().as_millis();
         Ok(Some(match outcome {
-            gc::Outcome::NothingToDo { packs, purged } => format!(
+            Outcome::NothingToDo { packs, purged } => format!(
                 "{live} live packs follow the geometric rule, nothing to merge; \
                  deleted {purged} retired earlier ({packs} packs, {ms}ms)"
             ),
-            gc::Outcome::Compacted {
+            Outcome::Compacted {
                 merged,
                 kept,
                 pack,
                 pack_size,
-                response,
+                retired,
             } => format!(
                 "merged {merged} of {live} packs into {pack} ({pack_size} bytes), kept {kept}; \
                  retired {}, deleted {} retired earlier ({ms}ms)",
-                response.retired.len(),
-                response.deleted.len()
+                retired.retired.len(),
+                retired.deleted.len()
             ),
         }))
     }

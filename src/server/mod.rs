@@ -3,8 +3,8 @@
 //!
 //! Owns the HTTP surface: the router ([`router`]), the process around it ([`run`]: bind,
 //! announce, serve until SIGINT/SIGTERM), auth, and status codes. Refs and bytes are
-//! `storage`'s business; tokens are `auth`'s. Never touches `helper` or `client`, except
-//! `autogc`, which compacts as a client of this very server (see there why).
+//! `repo`'s business over `storage`; tokens are `auth`'s. Never touches `helper`, `client`,
+//! `gc` or `fetch_packs`: `autogc` compacts in the store, with the engine `git hypha gc` uses.
 //!
 //! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
@@ -275,12 +275,8 @@ pub async fn run(
     if let Some(key) = &opts.plugin_key {
         state = state.plugin_key(key.as_bytes());
     } else {
-        state = state.auto_gc(auto_gc(
-            opts.auto_gc_packs,
-            opts.auto_gc_bytes,
-            addr,
-            &secret,
-        ));
+        let grace = state.gc_grace;
+        state = state.auto_gc(auto_gc(opts.auto_gc_packs, opts.auto_gc_bytes, grace));
         let stale_age = opts
             .stale_upload_age
             .unwrap_or_else(|| default_stale_upload_age(url_ttl));
@@ -331,14 +327,9 @@ async fn stdin_closed() {
     }
 }
 
-/// The compaction trigger, calling this server at its own (loopback) address; `None` when
+/// The compaction trigger, compacting in this server's own store; `None` when
 /// disabled or when git, which compaction packs with, is missing.
-fn auto_gc(
-    threshold: usize,
-    min_bytes: u64,
-    addr: SocketAddr,
-    secret: &[u8],
-) -> Option<autogc::AutoGc> {
+fn auto_gc(threshold: usize, min_bytes: u64, grace: Duration) -> Option<autogc::AutoGc> {
     if threshold == 0 {
         return None;
     }
@@ -348,15 +339,7 @@ fn auto_gc(
         );
         return None;
     }
-    // A wildcard address is reached through loopback of the same family.
-    let ip = match addr.ip() {
-        ip if !ip.is_unspecified() => ip,
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-    };
-    let base = url::Url::parse(&format!("http://{}/", SocketAddr::new(ip, addr.port())))
-        .expect("a socket address makes a valid URL");
-    autogc::AutoGc::new(threshold, min_bytes, base, secret)
+    autogc::AutoGc::new(threshold, min_bytes, grace)
 }
 
 /// Abort multipart uploads nobody finished (a client that crashed, lost its network or was

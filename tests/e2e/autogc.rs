@@ -135,18 +135,21 @@ fn the_server_compacts_after_many_pushes() {
 }
 
 /// Whether the server log shows an `update` of `alias` answered while one of its compactions
-/// ran: between the compaction's `packs` listing and its `compact` call (`log` must start
-/// after the last clone or fetch, which list packs too).
+/// ran: between the compaction's "compacting" line, written before it lists the packs to
+/// merge, and the line that says what it did.
 fn update_during_compaction(log: &str, alias: &str) -> bool {
-    let route = |r: &str| format!("/{WS}/git/{alias}/remote/v1/{r} ");
-    let (packs, compact, update) = (route("packs"), route("compact"), route("update"));
+    let update = format!("/{WS}/git/{alias}/remote/v1/update 200");
+    let ours = format!("auto-gc {WS}/{alias}");
     let mut compacting = false;
     for line in log.lines() {
-        if line.contains(&packs) {
+        if line.contains(&format!("{ours}: compacting ")) {
             compacting = true;
-        } else if line.contains(&compact) {
+        } else if line.contains(&format!("{ours}: merged "))
+            || line.contains(&format!("{ours} failed"))
+            || (line.contains(&format!("{ours}: ")) && line.contains("nothing to merge"))
+        {
             compacting = false;
-        } else if compacting && line.contains(&format!("{update}200")) {
+        } else if compacting && line.contains(&update) {
             return true;
         }
     }
@@ -167,7 +170,6 @@ fn pushes_racing_the_auto_gc_are_not_lost() {
     let b = env.path("b");
     env.clone(&url, &b);
     env.git(&b, &["checkout", "-q", "-b", "side"]);
-    // From here on, only compactions list packs.
     let skip = env.server_log().len();
     let raced = || update_during_compaction(&env.server_log()[skip..], "race");
 

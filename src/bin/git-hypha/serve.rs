@@ -1,0 +1,176 @@
+//! `git hypha serve`: remote API v1 over a local directory or an S3 bucket, and the startup
+//! lines whoever started the server reads.
+
+use hypha_git::repo::upload::MultipartPolicy;
+use hypha_git::server::{self, ServeOptions};
+use hypha_git::storage::s3;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `git hypha serve`'s options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory holding the repositories ({workspace}/artifacts/{alias}/.git/).
+    #[arg(long, env = "HYPHA_GIT_ROOT", default_value = "hypha-data")]
+    root: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "HYPHA_GIT_LISTEN", default_value = "127.0.0.1:9527")]
+    listen: SocketAddr,
+    /// URL clients reach this server at (for presigned URLs); default http://<listen>.
+    #[arg(long, env = "HYPHA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Store repositories in this S3 bucket instead of --root (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "HYPHA_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// S3 endpoint URL (MinIO and other S3-compatible stores); default AWS_ENDPOINT_URL_S3,
+    /// then AWS_ENDPOINT_URL, then AWS itself.
+    #[arg(long, env = "HYPHA_S3_ENDPOINT", requires = "s3_bucket")]
+    s3_endpoint: Option<String>,
+    /// Key prefix in the bucket, so that several servers share one bucket.
+    #[arg(long, env = "HYPHA_S3_PREFIX", requires = "s3_bucket")]
+    s3_prefix: Option<String>,
+    /// S3 region; default AWS_REGION, then us-east-1.
+    #[arg(long, env = "HYPHA_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style S3 URLs (http://host/bucket/key), as most S3-compatible stores need.
+    #[arg(long, env = "HYPHA_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Seconds packs retired by `git hypha gc` stay readable before deletion
+    /// (default: presigned-URL lifetime + 10 minutes).
+    #[arg(long, env = "HYPHA_GC_GRACE_SECS")]
+    gc_grace_secs: Option<u64>,
+    /// Lifetime of presigned URLs in seconds (default 3600). Clients whose URL expired
+    /// ask for a fresh one.
+    #[arg(long, env = "HYPHA_URL_TTL_SECS", value_parser = clap::value_parser!(u64).range(1..=604800))]
+    url_ttl_secs: Option<u64>,
+    /// Packs larger than this many bytes go up to S3 in parts (default 64 MiB).
+    #[arg(long, env = "HYPHA_MULTIPART_THRESHOLD", default_value_t = MultipartPolicy::default().threshold)]
+    multipart_threshold: u64,
+    /// Size of each part of a multipart upload in bytes (default 16 MiB; at least 5 MiB).
+    #[arg(long, env = "HYPHA_MULTIPART_PART_SIZE", default_value_t = MultipartPolicy::default().part_size)]
+    multipart_part_size: u64,
+    /// Abort multipart uploads older than this many seconds (default: a day, or twice the
+    /// URL lifetime if longer); checked at start and hourly.
+    #[arg(long, env = "HYPHA_MULTIPART_STALE_SECS")]
+    multipart_stale_secs: Option<u64>,
+    /// After a push leaves a repository with more than this many packs, merge its small
+    /// packs in the background (needs git on PATH); 0 turns this off.
+    #[arg(long, env = "HYPHA_AUTO_GC_PACKS", default_value_t = server::autogc::DEFAULT_AUTO_GC_PACKS)]
+    auto_gc_packs: usize,
+    /// Also merge them once the packs a geometric merge would take hold this many bytes,
+    /// so that edit-pushes of large files do not keep a whole copy each (default 4 MiB);
+    /// 0 counts packs only.
+    #[arg(long, env = "HYPHA_AUTO_GC_BYTES", default_value_t = server::autogc::DEFAULT_AUTO_GC_BYTES)]
+    auto_gc_bytes: u64,
+    /// Used by the Hypha plugin: serve only requests carrying the key in
+    /// HYPHA_GIT_PLUGIN_KEY, with the permission and location Hypha decided; exit when
+    /// standard input closes.
+    #[arg(long, hide = true, requires = "s3_bucket")]
+    plugin: bool,
+    /// Webhook hosts that may be called although they resolve to private, loopback or
+    /// other non-public addresses (comma-separated host names or IP addresses).
+    #[arg(long, env = "HYPHA_WEBHOOK_ALLOW", value_delimiter = ',')]
+    webhook_allow: Vec<String>,
+    /// Do not complete thin pushes: clients then upload self-contained packs, as to a
+    /// server from before thin pushes.
+    #[arg(long)]
+    no_thin_packs: bool,
+    /// Largest push (pack plus idx, in bytes) taken inline in the `update` request, which
+    /// saves a small push three round trips; at most 8 MiB; 0 makes clients upload every
+    /// pack through presigned URLs, as to a server from before inline packs.
+    #[arg(long, env = "HYPHA_INLINE_MAX", default_value_t = hypha_git::server::inline::DEFAULT_INLINE_MAX)]
+    inline_max: u64,
+}
+
+/// Serve until SIGINT or SIGTERM (or, with --plugin, until standard input closes).
+pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let Args {
+        root,
+        listen,
+        public_url,
+        gc_grace_secs,
+        s3_bucket,
+        s3_endpoint,
+        s3_prefix,
+        s3_region,
+        s3_path_style,
+        url_ttl_secs,
+        multipart_threshold,
+        multipart_part_size,
+        multipart_stale_secs,
+        auto_gc_packs,
+        auto_gc_bytes,
+        plugin,
+        webhook_allow,
+        no_thin_packs,
+        inline_max,
+    } = args;
+    // The key comes through the environment, never argv (which `ps` shows).
+    let plugin_key = match plugin {
+        true => Some(
+            env.get("HYPHA_GIT_PLUGIN_KEY")
+                .filter(|k| k.len() >= 32)
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--plugin needs HYPHA_GIT_PLUGIN_KEY (32+ characters)")
+                })?,
+        ),
+        false => None,
+    };
+    let s3 = match s3_bucket {
+        Some(bucket) => Some(s3::Config {
+            endpoint: s3::endpoint_from(s3_endpoint, env),
+            bucket,
+            prefix: s3_prefix,
+            region: s3::region_from(s3_region.as_deref(), env),
+            path_style: s3_path_style,
+            credentials: s3::Credentials::from_env(env)?,
+        }),
+        None => None,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(server::run(
+        ServeOptions {
+            root,
+            listen,
+            jwt_secret: env
+                .get("HYPHA_JWT_SECRET")
+                .cloned()
+                .filter(|s| !s.is_empty()),
+            public_url,
+            gc_grace: gc_grace_secs.map(Duration::from_secs),
+            s3,
+            url_ttl: url_ttl_secs.map(Duration::from_secs),
+            multipart: MultipartPolicy {
+                threshold: multipart_threshold,
+                part_size: multipart_part_size,
+            },
+            stale_upload_age: multipart_stale_secs.map(Duration::from_secs),
+            auto_gc_packs,
+            auto_gc_bytes,
+            plugin_key,
+            webhook_allow,
+            thin_packs: !no_thin_packs,
+            inline_max,
+        },
+        announce,
+    ))?;
+    Ok(())
+}
+
+/// The startup lines the acceptance contract (docs/design.md §7) reads: stdout belongs to
+/// whoever started the server, so they go there explicitly and are flushed at once.
+fn announce(addr: std::net::SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    if let Some(token) = admin_token {
+        // Printing this token is the point: without a configured secret it is the only
+        // way in. It goes to stdout only, never to the log.
+        writeln!(out, "admin token: {token}")?;
+    }
+    out.flush()
+}
