@@ -24,7 +24,7 @@ pub struct Server {
     url: String,
     root: PathBuf,
     secret: String,
-    /// What `{unique}` of `HYPHA_E2E_SERVE_ARGS` became (e.g. its S3 prefix).
+    /// What `{unique}` of `HYPHA_E2E_SERVE_ARGS` became (e.g. its S3 bucket).
     unique: String,
     log: Arc<Mutex<String>>,
     hypha: Option<&'static Hypha>,
@@ -34,7 +34,7 @@ impl Server {
     /// Starts the server with a fresh secret and extra `git hypha serve` arguments, and waits
     /// for its `listening on` line. The whole suite can also
     /// run against another backend: `HYPHA_E2E_SERVE_ARGS` adds arguments to every server a
-    /// test starts (`{unique}` becomes a string unique to this server, e.g. for an S3 prefix),
+    /// test starts (`{unique}` becomes a string unique to this server, e.g. for an S3 bucket),
     /// and `AWS_*` variables are passed through to it.
     pub fn start_with(root: &Path, env: &[(OsString, OsString)], extra: &[String]) -> Server {
         Server::start_on(root, env, extra, None)
@@ -63,6 +63,19 @@ impl Server {
         let unique = unique
             .unwrap_or(secret.trim_start_matches("e2e-secret-"))
             .to_owned();
+        // With the suite on S3, `HYPHA_E2E_STORE_ROOT` names the directory where the store
+        // keeps this server's objects (s3s-fs keeps each key as a file), so that tests that
+        // look at stored files find them there. Made before the server starts: test.sh gives
+        // each server its own s3s-fs bucket (a directory of s3s-fs's data root), because
+        // s3s-fs walks a whole bucket on every LIST, and one bucket shared by a hundred tests
+        // made the S3 pass spend most of its time there.
+        let store_root = std::env::var("HYPHA_E2E_STORE_ROOT")
+            .ok()
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| PathBuf::from(dir.replace("{unique}", &unique)));
+        if let Some(dir) = &store_root {
+            std::fs::create_dir_all(dir).expect("create the S3 store's directory");
+        }
         let from_env: Vec<String> = std::env::var("HYPHA_E2E_SERVE_ARGS")
             .unwrap_or_default()
             .split_whitespace()
@@ -131,13 +144,7 @@ impl Server {
                 );
             }
         };
-        // With the suite on S3, `HYPHA_E2E_STORE_ROOT` names the directory where the store
-        // keeps this server's objects (s3s-fs keeps each key as a file), so that tests that
-        // look at stored files find them there.
-        let root = match std::env::var("HYPHA_E2E_STORE_ROOT") {
-            Ok(dir) if !dir.is_empty() => PathBuf::from(dir.replace("{unique}", &unique)),
-            _ => root.to_path_buf(),
-        };
+        let root = store_root.unwrap_or_else(|| root.to_path_buf());
         Server {
             child: Some(child),
             url,
