@@ -188,14 +188,16 @@ pub async fn all(
         direct_max: DIRECT_MAX,
     };
     let mut written = Vec::new();
-    let all = |_: &PackInfo| true;
+    let choice = Choice {
+        packs,
+        take: |_: &PackInfo| true,
+        wanted: &BTreeSet::new(),
+        lacks_any: None,
+    };
     let result = needed(
         client,
         git_dir,
-        packs,
-        all,
-        &BTreeSet::new(),
-        None,
+        choice,
         settings,
         &mut written,
         &mut Got::default(),
@@ -213,24 +215,34 @@ pub async fn all(
     }
 }
 
-/// Download (in parallel) each pack of `packs` that holds something we lack (an id of
-/// `wanted`, or one the local store lacks by `lacks_any`; without it, every pack is taken),
-/// or that `take` says to take anyway. Every download is checked against the server's idx.
-/// Waits for all downloads even when one fails, so that nothing is still writing when the
-/// caller cleans up; each pack written lands in `written`, also on failure, and each pack
-/// downloaded in `got`.
-#[allow(clippy::too_many_arguments)]
-pub async fn needed(
+/// Which packs of a listing [`needed`] downloads: each that holds something we lack (an id
+/// of `wanted`, or one the local store lacks by `lacks_any`; without it, every pack is
+/// taken), or that `take` says to take anyway.
+pub struct Choice<'a, F: Fn(&PackInfo) -> bool> {
+    pub packs: &'a [PackInfo],
+    pub take: F,
+    pub wanted: &'a BTreeSet<Id>,
+    pub lacks_any: Option<&'a LacksAny>,
+}
+
+/// Download (in parallel) the packs `choice` takes. Every download is checked against the
+/// server's idx. Waits for all downloads even when one fails, so that nothing is still writing
+/// when the caller cleans up; each pack written lands in `written`, also on failure, and each
+/// pack downloaded in `got`.
+pub async fn needed<F: Fn(&PackInfo) -> bool>(
     client: &Client,
     git_dir: &Path,
-    packs: &[PackInfo],
-    take: impl Fn(&PackInfo) -> bool,
-    wanted: &BTreeSet<Id>,
-    lacks_any: Option<&LacksAny>,
+    choice: Choice<'_, F>,
     settings: Settings,
     written: &mut Vec<Written>,
     got: &mut Got,
 ) -> Result<(), Error> {
+    let Choice {
+        packs,
+        take,
+        wanted,
+        lacks_any,
+    } = choice;
     let pack_dir = &git_dir.join("objects").join("pack");
     let repo_name = client.remote().display_name();
     // One counter for all parallel downloads; its total grows as packs are chosen.

@@ -275,18 +275,13 @@ async fn fetch_all(
         },
     };
     let mut got = Got::default();
-    fetch_packs::needed(
-        client,
-        git_dir,
-        &unseen,
+    let choice = fetch_packs::Choice {
+        packs: &unseen,
         take,
-        &wanted,
-        Some(&lacks_any),
-        packs,
-        written,
-        &mut got,
-    )
-    .await?;
+        wanted: &wanted,
+        lacks_any: Some(&lacks_any),
+    };
+    fetch_packs::needed(client, git_dir, choice, packs, written, &mut got).await?;
     known.record(unseen.iter().map(|p| p.name.as_str()));
 
     // The known-pack record is a cache, and an idx only a hint; if they hid a pack we need,
@@ -299,21 +294,17 @@ async fn fetch_all(
             .filter(|p| !got.taken.contains(&p.name))
             .collect();
         let suspect = |p: &PackInfo| unseen.iter().any(|u| u.name == p.name);
-        fetch_packs::needed(
-            client,
-            git_dir,
-            &again,
-            suspect,
-            &wanted,
-            Some(&lacks_any),
-            fetch_packs::Settings {
-                direct_max: 0,
-                ..packs
-            },
-            written,
-            &mut got,
-        )
-        .await?;
+        let choice = fetch_packs::Choice {
+            packs: &again,
+            take: suspect,
+            wanted: &wanted,
+            lacks_any: Some(&lacks_any),
+        };
+        let settings = fetch_packs::Settings {
+            direct_max: 0,
+            ..packs
+        };
+        fetch_packs::needed(client, git_dir, choice, settings, written, &mut got).await?;
         known.record(again.iter().map(|p| p.name.as_str()));
         if let Some(w) = missing_wants(git_dir, wants, &got.covered)?.first() {
             return Err(Error::Missing {
