@@ -35,7 +35,6 @@ from fastapi.responses import JSONResponse
 logger = logging.getLogger("hypha-git-remote")
 
 LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
-GC_TOKEN_TTL = 7200  # seconds: the auto-gc's token, long enough for a large merge
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 READ_ROUTES = {"info", "refs", "packs"}
@@ -319,27 +318,43 @@ class GitRemoteApi:
             await self.auto_gc(repo, user)
 
     async def auto_gc(self, repo: Repo, user) -> None:
-        """The server's automatic compaction (docs/design.md §9): ``git hypha gc --auto`` as the
-        pusher, through these routes (Hypha's checks, the lease). One at a time per repository;
-        a push meanwhile makes it look once more when done."""
-        from hypha.core.auth import generate_auth_token  # Hypha's own tokens, as its login's
-
+        """The server's automatic compaction (docs/design.md §9), the one ``git hypha serve``
+        runs, in the child: ``gc`` merges the small packs when the default trigger says so and
+        stores the merge, then ``compact`` retires what it merged, under the lease as a client's
+        would (the lease covers the retiring, not the merge). One at a time per repository; a
+        push meanwhile makes it look once more when done."""
         if repo.name in self._gc:
             self._gc[repo.name] = True
             return
         self._gc[repo.name] = False
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPHA_", "AWS_"))}
+        base = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1"
         try:
             while True:
-                env["HYPHA_TOKEN"] = await generate_auth_token(user, GC_TOKEN_TTL)
-                url = f"hypha::{self.store.local_base_url.rstrip('/')}/{repo.name}"
-                gc = await asyncio.create_subprocess_exec(
-                    git_hypha(), "gc", "--auto", url, env=env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-                err = (await gc.communicate())[1].decode("utf-8", "replace").strip()
-                log = logger.warning if gc.returncode else logger.info
-                log("auto-gc %s: %s", repo.name, err.splitlines()[-1] if err else gc.returncode)
+                child = await self._child(repo.s3_config)
+
+                def post(route: str, body: bytes):
+                    return child.post(f"{base}/{route}", body, "write", repo.prefix, user.id)
+
+                res = await post("gc", b'{"mode":"auto"}')
+                plan = res.json()
+                if res.status_code != 200:
+                    logger.warning("auto-gc %s: %s", repo.name, plan.get("detail"))
+                elif plan.get("pack"):
+                    body = json.dumps({"pack": plan["pack"], "retire": plan["retire"]}).encode()
+                    await repo._locked()
+                    try:
+                        res = await post("compact", body)
+                    finally:
+                        await repo._unlock()
+                    done = res.json()
+                    if res.status_code != 200:
+                        logger.warning("auto-gc %s: %s", repo.name, done.get("detail"))
+                    else:
+                        logger.info(
+                            "auto-gc %s: merged %d of %d packs into %s, retired %d, deleted %d",
+                            repo.name, plan["merged"], plan["packs"], plan["pack"],
+                            len(done["retired"]), len(done["deleted"]),
+                        )  # fmt: skip
                 if not self._gc.get(repo.name):
                     return
                 self._gc[repo.name] = False

@@ -36,6 +36,9 @@ pub enum Route {
     Abort,
     Hooks,
     FixThin,
+    /// The Hypha plugin's automatic compaction, asked of its child only (never of a server
+    /// by a client): see [`GcRequest`].
+    Gc,
 }
 
 impl Route {
@@ -53,6 +56,7 @@ impl Route {
             Route::Abort => "abort",
             Route::Hooks => "hooks",
             Route::FixThin => "fix-thin",
+            Route::Gc => "gc",
         }
     }
 }
@@ -363,6 +367,44 @@ pub struct CreateRequest {
 pub struct CompactRequest {
     pub pack: String,
     pub retire: Vec<String>,
+}
+
+/// `gc` request, from the Hypha plugin to its child only: merge the repository's packs in
+/// `mode` and store the merge, but retire nothing. The plugin then sends the `compact` that
+/// [`GcResponse`] describes under Hypha's lease, which so covers the retiring only, not the
+/// merge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GcRequest {
+    pub mode: GcMode,
+}
+
+/// Which packs a `gc` merges (`git hypha gc`'s modes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GcMode {
+    /// Every pack.
+    All,
+    /// The small packs, by the geometric rule.
+    Geometric,
+    /// Geometric, only when the default trigger says so; otherwise nothing.
+    Auto,
+}
+
+/// `gc` response: the `compact` to send next, if any.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GcResponse {
+    /// Live packs when it looked.
+    pub packs: usize,
+    /// The pack to send `compact` with (the merge, or a live pack to purge old retired packs
+    /// with); `None`: nothing to do.
+    pub pack: Option<String>,
+    pub pack_size: u64,
+    /// The packs that `compact` retires (empty: it only purges).
+    pub retire: Vec<String>,
+    /// Packs merged; 0 when nothing was merged.
+    pub merged: usize,
+    /// Live packs left as they were.
+    pub kept: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

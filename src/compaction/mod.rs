@@ -136,19 +136,94 @@ pub enum Outcome {
     },
 }
 
+/// A compaction up to its last step: the merged pack is stored, and what remains is to ask
+/// [`Packs::retire`] ([`finish`]). Split so that the Hypha plugin can hold its lease around
+/// that step only, not around the merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Nothing to merge among `packs` live packs. `purge_with` names a live pack to call
+    /// `retire` with (retiring nothing, purging packs retired earlier), or is `None` when
+    /// there is nothing at all to write ([`Mode::Auto`] not due, or no packs).
+    Nothing {
+        packs: usize,
+        purge_with: Option<String>,
+    },
+    /// `pack` holds every object of `retire`, which are to be retired in its favour.
+    Merged {
+        pack: String,
+        pack_size: u64,
+        retire: Vec<String>,
+        /// Packs merged (`retire`, and `pack` itself when git made the very same pack).
+        merged: usize,
+        /// Live packs left as they were.
+        kept: usize,
+    },
+}
+
 /// Compact the repository behind `packs` in `mode`.
 pub async fn run<P: Packs>(
     packs: &P,
     mode: Mode,
     progress: Progress,
 ) -> Result<Outcome, Error<P::Error>> {
+    let prepared = prepare(packs, mode, progress).await?;
+    finish(packs, prepared).await
+}
+
+/// The last step of [`run`]: retire what [`prepare`] merged (or only purge).
+pub async fn finish<P: Packs>(packs: &P, prepared: Prepared) -> Result<Outcome, Error<P::Error>> {
+    match prepared {
+        Prepared::Nothing {
+            packs: live,
+            purge_with,
+        } => {
+            let purged = match purge_with {
+                Some(pack) => {
+                    let retired = packs
+                        .retire(&pack, Vec::new())
+                        .await
+                        .map_err(Error::Packs)?;
+                    retired.deleted.len()
+                }
+                None => 0,
+            };
+            Ok(Outcome::NothingToDo {
+                packs: live,
+                purged,
+            })
+        }
+        Prepared::Merged {
+            pack,
+            pack_size,
+            retire,
+            merged,
+            kept,
+        } => {
+            let retired = packs.retire(&pack, retire).await.map_err(Error::Packs)?;
+            Ok(Outcome::Compacted {
+                merged,
+                kept,
+                pack,
+                pack_size,
+                retired,
+            })
+        }
+    }
+}
+
+/// Everything of [`run`] but the last step: choose, fetch, merge with git, store the merge.
+pub async fn prepare<P: Packs>(
+    packs: &P,
+    mode: Mode,
+    progress: Progress,
+) -> Result<Prepared, Error<P::Error>> {
     let repo = packs.repo_name();
     let live = packs.live().await.map_err(Error::Packs)?;
     let sizes: Vec<u64> = live.iter().map(|p| p.pack_size).collect();
     if mode == Mode::Auto && !select::due(&sizes, select::AUTO_MAX_PACKS, select::AUTO_MIN_BYTES) {
-        return Ok(Outcome::NothingToDo {
+        return Ok(Prepared::Nothing {
             packs: live.len(),
-            purged: 0,
+            purge_with: None,
         });
     }
     let chosen: Vec<LivePack> = match mode {
@@ -162,19 +237,9 @@ pub async fn run<P: Packs>(
     if chosen.is_empty() {
         // Nothing to merge, but packs retired earlier may be past their grace period: a
         // compaction that retires nothing still purges them.
-        let purged = match live.first() {
-            Some(only) => {
-                let retired = packs
-                    .retire(&only.name, Vec::new())
-                    .await
-                    .map_err(Error::Packs)?;
-                retired.deleted.len()
-            }
-            None => 0,
-        };
-        return Ok(Outcome::NothingToDo {
+        return Ok(Prepared::Nothing {
             packs: live.len(),
-            purged,
+            purge_with: live.first().map(|p| p.name.clone()),
         });
     }
     let tmp = tempfile::Builder::new().prefix("hypha-gc-").tempdir()?;
@@ -219,16 +284,12 @@ pub async fn run<P: Packs>(
         .map(|p| p.name.clone())
         .filter(|n| *n != merged.name)
         .collect();
-    let retired = packs
-        .retire(&merged.name, retire)
-        .await
-        .map_err(Error::Packs)?;
-    Ok(Outcome::Compacted {
-        merged: chosen.len(),
-        kept: live.len() - chosen.len(),
+    Ok(Prepared::Merged {
         pack: merged.name,
         pack_size: merged.pack_size,
-        retired,
+        retire,
+        merged: chosen.len(),
+        kept: live.len() - chosen.len(),
     })
 }
 

@@ -9,7 +9,7 @@
 //! token: nothing passes through whatever proxy fronts the server.
 
 use super::{Compaction, Repository};
-use crate::compaction::{self, LivePack, Merged, Mode, Outcome, Packs, Retired};
+use crate::compaction::{self, LivePack, Merged, Mode, Outcome, Packs, Prepared, Retired};
 use crate::pack::receive_git;
 use crate::progress::Progress;
 use crate::storage::{Backend, Error};
@@ -37,6 +37,17 @@ impl Repository {
             grace,
         };
         compaction::run(&packs, mode, Progress::hidden()).await
+    }
+
+    /// [`Repository::gc`] up to its last step: the merge is stored as a pending upload, and
+    /// nothing is retired. For the Hypha plugin, which then sends `compact` under its lease.
+    pub async fn gc_prepare(&self, mode: Mode) -> Result<Prepared, compaction::Error<Error>> {
+        let packs = StorePacks {
+            repo: self.clone(),
+            // Retiring is not this step's: `compact` brings its own grace.
+            grace: Duration::ZERO,
+        };
+        compaction::prepare(&packs, mode, Progress::hidden()).await
     }
 }
 

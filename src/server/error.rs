@@ -46,6 +46,13 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, detail)
     }
 
+    /// A 500 saying what failed; `cause` (with its causes) goes to the log line only.
+    pub fn internal(detail: impl Into<String>, cause: &dyn std::error::Error) -> ApiError {
+        let mut api = ApiError::new(ErrorCode::Internal, detail);
+        api.log = Some(error_chain(cause));
+        api
+    }
+
     /// The same answer in other words: for a route that knows better what failed than the
     /// error does (the status stays the one `From` chose).
     pub fn with_detail(mut self, detail: impl Into<String>) -> ApiError {

@@ -180,6 +180,24 @@ async fn dispatch(
             let done = repo.compact(&(&req).into(), state.gc_grace).await?;
             Ok(Json(api::CompactResponse::from(done)).into_response())
         }
+        Route::Gc => {
+            // The plugin's automatic compaction: it holds Hypha's lease around the `compact`
+            // it sends next, not around the merge. No client asks a server to spend minutes
+            // of git on its behalf: `git hypha gc` merges on the user's machine.
+            if !matches!(caller, Caller::Plugin { .. }) {
+                return Err(ApiError::not_found("no such route in remote API v1"));
+            }
+            authorize_write(&caller, workspace, &repo).await?;
+            let req: api::GcRequest = parse(&body)?;
+            let prepared = repo
+                .gc_prepare(req.mode.into())
+                .await
+                .map_err(|e| match e {
+                    crate::compaction::Error::Packs(e) => ApiError::from(e),
+                    other => ApiError::internal(format!("gc of {} failed", repo.name()), &other),
+                })?;
+            Ok(Json(api::GcResponse::from(prepared)).into_response())
+        }
         Route::Head => {
             authorize_write(&caller, workspace, &repo).await?;
             let req: api::HeadRequest = parse(&body)?;
@@ -232,6 +250,7 @@ fn parse_route(route: &str) -> Result<Route, ApiError> {
         "abort" => Route::Abort,
         "hooks" => Route::Hooks,
         "fix-thin" => Route::FixThin,
+        "gc" => Route::Gc,
         _ => return Err(ApiError::not_found("no such route in remote API v1")),
     })
 }

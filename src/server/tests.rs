@@ -146,6 +146,7 @@ fn repo_route(repo: &str, route: &str) -> String {
             "create" => api::Route::Create,
             "hooks" => api::Route::Hooks,
             "fix-thin" => api::Route::FixThin,
+            "gc" => api::Route::Gc,
             other => panic!("{other}"),
         },
     )
@@ -954,6 +955,48 @@ async fn plugin_mode_honours_the_permission_hypha_granted() {
     assert_eq!(r.json()["hooks"], json!([]));
     let r = s.plugin("create", &write, json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// `gc` is the plugin's: its child merges and stores, and answers the `compact` to send next.
+/// Anyone else, even a workspace admin with a token, finds no such route.
+#[tokio::test]
+async fn gc_is_a_route_of_the_plugin_only() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let admin = token("*", Permission::Admin);
+    let r = s
+        .api("ws/repo", "gc", Some(&admin), json!({"mode": "auto"}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert_eq!(r.error(), ErrorCode::NotFound);
+
+    let s = plugin_server().await;
+    let read = plugin_headers("read", PREFIX);
+    let r = s.plugin("gc", &read, json!({"mode": "auto"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let write = plugin_headers("write", PREFIX);
+    let r = s.plugin("gc", &write, json!({"mode": "all"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // An empty repository: nothing to merge, nothing to purge, nothing to send.
+    assert_eq!(r.json()["pack"], Value::Null, "{:?}", r.body);
+    assert_eq!(r.json()["packs"], 0);
+    let r = s.plugin("gc", &write, json!({"mode": "sometimes"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    // One pack: `all` has nothing to merge, and names it for the purge.
+    let (pack, _) = push_one_pack(&s, &write).await;
+    let r = s
+        .plugin(
+            "update",
+            &write,
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": A}], "packs": [pack]}),
+        )
+        .await;
+    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
+    let r = s.plugin("gc", &write, json!({"mode": "all"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["pack"], pack.as_str(), "{:?}", r.body);
+    assert_eq!(r.json()["retire"], json!([]));
+    assert_eq!(r.json()["merged"], 0);
 }
 
 /// Uploads a tiny valid pack through the plugin's presigned URLs; (name, pack bytes).
