@@ -37,13 +37,9 @@ logger = logging.getLogger("hypha-git-remote")
 LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
-READ_ROUTES = {"info", "refs", "packs"}
-WRITE_ROUTES = {"uploads", "complete", "abort", "fix-thin", "update", "head", "compact"}
-LEASED_ROUTES = {"update", "compact"}
-# Hypha's operation per route; webhooks hold signing secrets: `get_secret` (workspace admin).
-ROUTE_OPS = {**dict.fromkeys(READ_ROUTES, "read"), **dict.fromkeys(WRITE_ROUTES, "commit")}
-ROUTE_OPS["hooks"] = "get_secret"
-CHILD_PERMISSION = {"read": "read", "commit": "write", "get_secret": "admin"}
+# Hypha's question for what a route asks of its caller (the route table is the Rust server's,
+# from ``git hypha routes``); webhooks hold signing secrets: ``get_secret`` (workspace admin).
+HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
 PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
 
@@ -206,6 +202,7 @@ class GitRemoteApi:
         self._children_lock = asyncio.Lock()
         self._tasks = set()  # push records under way (a task needs a reference to live)
         self._gc: dict = {}  # repository -> a push came during its auto-gc
+        self._table: Optional[tuple] = None  # (route -> access, leased routes), read once
 
     def _redis(self):
         try:
@@ -226,6 +223,23 @@ class GitRemoteApi:
                 await child.start()
             return child
 
+    async def routes(self) -> tuple:
+        """The route table of the Rust server: what each route asks of its caller (``read``,
+        ``write``, ``admin``) and which ones take the lease. Asked of ``git hypha routes`` once:
+        the children run the same binary."""
+        if self._table is None:
+            proc = await asyncio.create_subprocess_exec(
+                git_hypha(), "routes", stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            if proc.returncode != 0:
+                logger.error("git hypha routes failed: %s", err.decode("utf-8", "replace"))
+                raise ApiError("internal", "the repository server cannot start (see Hypha's log)")
+            table = json.loads(out)
+            self._table = (table["routes"], frozenset(table["leased"]))
+        return self._table
+
     async def remote_v1(self, workspace: str, alias: str, route: str, request: Request):
         try:
             return await self.dispatch(workspace, alias, route, request)
@@ -241,7 +255,8 @@ class GitRemoteApi:
         for segment in (workspace, alias):
             if not _SEGMENT.match(segment) or segment.startswith((".", "-")) or ".." in segment:
                 raise ApiError("invalid", f"invalid repository name {segment[:80]!r}")
-        if route not in ROUTE_OPS and route != "create":
+        access, leased = await self.routes()
+        if route not in access:
             raise ApiError("not_found", "no such route in remote API v1")
         try:
             user = await self.store.login_optional(request)
@@ -250,8 +265,8 @@ class GitRemoteApi:
         body = self._body(raw := await request.body())
         if route == "create":
             return JSONResponse(await self.create(user, workspace, alias, body))
-        repo, artifact = await self.open(user, workspace, alias, ROUTE_OPS[route])
-        if route not in LEASED_ROUTES:
+        repo, artifact = await self.open(user, workspace, alias, HYPHA_OPERATION[access[route]])
+        if route not in leased:
             return await self.forward(repo, route, raw, user, artifact)
         await repo._locked()
         try:
@@ -261,7 +276,7 @@ class GitRemoteApi:
 
     async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact):
         """The child's answer to ``route``, with Hypha's view of permissions and URLs."""
-        permission = CHILD_PERMISSION[ROUTE_OPS[route]]
+        permission = (await self.routes())[0][route]  # the child's words are the table's
         path = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1/{route}"
         child = await self._child(repo.s3_config)
         try:
@@ -272,7 +287,7 @@ class GitRemoteApi:
             logger.warning("git hypha serve failed during %s on %s", route, repo.name)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(child.proc.wait(), 2.0)
-            if route not in READ_ROUTES:
+            if permission != "read":
                 raise ApiError("internal", f"{route} failed on the server") from None
             child = await self._child(repo.s3_config)
             res = await child.post(path, raw, permission, repo.prefix, user.id)

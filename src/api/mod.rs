@@ -41,7 +41,68 @@ pub enum Route {
     Gc,
 }
 
+/// What a route asks of its caller on the repository's workspace (docs/design.md §4's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Read,
+    Write,
+    /// Managing webhooks (their secrets): `a` on the workspace; through Hypha, `get_secret`.
+    Admin,
+}
+
 impl Route {
+    /// Every route, in the order of docs/design.md §4.
+    pub const ALL: [Route; 13] = [
+        Route::Info,
+        Route::Refs,
+        Route::Packs,
+        Route::Uploads,
+        Route::FixThin,
+        Route::Update,
+        Route::Complete,
+        Route::Abort,
+        Route::Compact,
+        Route::Gc,
+        Route::Head,
+        Route::Create,
+        Route::Hooks,
+    ];
+
+    /// The route named `name`, if remote API v1 has it.
+    pub fn parse(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// What the route asks of its caller: the one table the server enforces and the Hypha
+    /// plugin reads (`git hypha routes`) to ask Hypha the matching question.
+    pub fn access(self) -> Access {
+        match self {
+            Route::Info | Route::Refs | Route::Packs => Access::Read,
+            Route::Uploads
+            | Route::FixThin
+            | Route::Update
+            | Route::Complete
+            | Route::Abort
+            | Route::Compact
+            | Route::Gc
+            | Route::Head
+            | Route::Create => Access::Write,
+            Route::Hooks => Access::Admin,
+        }
+    }
+
+    /// Whether the route changes refs or retires packs: the Hypha plugin holds its lease in
+    /// Hypha's Redis around it, so that the children of several Hypha workers take turns.
+    pub fn leased(self) -> bool {
+        matches!(self, Route::Update | Route::Compact)
+    }
+
+    /// Whether clients call it: `gc` is asked of the plugin's child by the plugin only.
+    pub fn for_clients(self) -> bool {
+        self != Route::Gc
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Info => "info",
@@ -462,6 +523,44 @@ impl ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ALL` holds every route once, each found again by its name; what the Hypha plugin
+    /// reads of the table (`git hypha routes`) is what docs/design.md §4 says.
+    #[test]
+    fn route_table() {
+        for route in Route::ALL {
+            // A new variant fails to compile here until it is given a place in `ALL`.
+            match route {
+                Route::Info
+                | Route::Refs
+                | Route::Packs
+                | Route::Uploads
+                | Route::Update
+                | Route::Head
+                | Route::Create
+                | Route::Compact
+                | Route::Complete
+                | Route::Abort
+                | Route::Hooks
+                | Route::FixThin
+                | Route::Gc => {}
+            }
+            assert_eq!(Route::parse(route.as_str()), Some(route));
+        }
+        let names: std::collections::BTreeSet<_> = Route::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Route::ALL.len());
+        assert_eq!(Route::parse("gc "), None);
+        let reads: Vec<_> = Route::ALL
+            .into_iter()
+            .filter(|r| r.access() == Access::Read)
+            .map(Route::as_str)
+            .collect();
+        assert_eq!(reads, ["info", "refs", "packs"]);
+        assert_eq!(Route::Hooks.access(), Access::Admin);
+        let leased: Vec<_> = Route::ALL.into_iter().filter(|r| r.leased()).collect();
+        assert_eq!(leased, [Route::Update, Route::Compact]);
+        assert!(!Route::Gc.for_clients());
+    }
 
     #[test]
     fn update_wire_shape() {

@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::hooks::{hooks, pushed};
 use super::log::LogNote;
 use super::state::AppState;
-use crate::api::{self, Route};
+use crate::api::{self, Access, Route};
 use crate::auth;
 use crate::names;
 use crate::repo::upload::MAX_MULTIPART_SIZE;
@@ -72,93 +72,121 @@ async fn dispatch(
     let body = body.map_err(|e| ApiError::invalid(format!("cannot read request body: {e}")))?;
     let (caller, alias, repo) = caller_and_repo(state, workspace, alias, headers)?;
     let alias = alias.as_str();
+    // A route this server does not serve to this caller answers as if it did not exist.
+    let absent = match route {
+        Route::FixThin => !state.thin_packs,
+        // The plugin's automatic compaction: it holds Hypha's lease around the `compact` it
+        // sends next, not around the merge. No client asks a server to spend minutes of git
+        // on its behalf: `git hypha gc` merges on the user's machine.
+        Route::Gc => !matches!(caller, Caller::Plugin { .. }),
+        _ => false,
+    };
+    if absent {
+        return Err(ApiError::not_found("no such route in remote API v1"));
+    }
     match route {
+        // Write access on the workspace; the repository need not exist.
         Route::Create => create(state, &caller, workspace, &repo, &body).await,
         Route::Info => {
             let config = authorize_read(&caller, workspace, &repo).await?;
             info(state, &caller, workspace, &repo, &config).await
         }
-        Route::Refs => {
-            // `refs` took no body before `for_push`: an unreadable one still lists.
-            let req: api::RefsRequest = serde_json::from_slice(&body).unwrap_or_default();
-            let listing = async {
-                match &req.known_packs {
-                    // Both listings at once: on S3 each is a round trip to the store.
-                    Some(known) => {
-                        let (refs, packs) =
-                            tokio::join!(refs(&repo), pack_listing(state, &repo, known));
-                        let mut answer = refs?;
-                        answer.packs = Some(packs?);
-                        Ok::<_, ApiError>(answer)
-                    }
-                    None => refs(&repo).await,
-                }
-            };
-            let mut answer = if caller.permission_for(workspace).is_some() {
-                // A token for the workspace: the existence check and the reads go to the
-                // store together (a round trip less on S3); the answer is used only if the
-                // check passes. Anonymous callers are checked first.
-                let (allowed, answer) =
-                    tokio::join!(authorize_read(&caller, workspace, &repo), listing);
-                allowed?;
-                answer?
-            } else {
-                authorize_read(&caller, workspace, &repo).await?;
-                listing.await?
-            };
-            if req.for_push {
-                answer.can_write = Some(can_write(&caller, workspace));
-                answer.thin_packs = state.thin_packs;
-                answer.inline_max = state.inline_max;
+        // Read access, checked beside the listing (see there).
+        Route::Refs => refs_route(state, &caller, workspace, &repo, &body).await,
+        _ => {
+            // Every other route asks what the one table says ([`Route::access`]).
+            match route.access() {
+                Access::Read => authorize_read(&caller, workspace, &repo).await.map(drop)?,
+                Access::Write => authorize_write(&caller, workspace, &repo).await?,
+                Access::Admin => authorize_admin(&caller, workspace, &repo).await?,
             }
-            Ok(Json(answer).into_response())
+            serve(state, route, &caller, workspace, alias, &repo, &body).await
         }
-        Route::Packs => {
-            authorize_read(&caller, workspace, &repo).await?;
-            packs(state, &repo, parse_or_default(&body)?).await
+    }
+}
+
+/// The `refs` route: read access, checked beside the listing for token holders.
+async fn refs_route(
+    state: &AppState,
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    // `refs` took no body before `for_push`: an unreadable one still lists.
+    let req: api::RefsRequest = serde_json::from_slice(body).unwrap_or_default();
+    let listing = async {
+        match &req.known_packs {
+            // Both listings at once: on S3 each is a round trip to the store.
+            Some(known) => {
+                let (refs, packs) = tokio::join!(refs(repo), pack_listing(state, repo, known));
+                let mut answer = refs?;
+                answer.packs = Some(packs?);
+                Ok::<_, ApiError>(answer)
+            }
+            None => refs(repo).await,
         }
-        Route::Uploads => {
-            authorize_write(&caller, workspace, &repo).await?;
-            uploads(state, &repo, parse(&body)?).await
-        }
+    };
+    let mut answer = if caller.permission_for(workspace).is_some() {
+        // A token for the workspace: the existence check and the reads go to the
+        // store together (a round trip less on S3); the answer is used only if the
+        // check passes. Anonymous callers are checked first.
+        let (allowed, answer) = tokio::join!(authorize_read(caller, workspace, repo), listing);
+        allowed?;
+        answer?
+    } else {
+        authorize_read(caller, workspace, repo).await?;
+        listing.await?
+    };
+    if req.for_push {
+        answer.can_write = Some(can_write(caller, workspace));
+        answer.thin_packs = state.thin_packs;
+        answer.inline_max = state.inline_max;
+    }
+    Ok(Json(answer).into_response())
+}
+
+/// Every route but `create`, `info` and `refs`, once the caller's access is checked.
+async fn serve(
+    state: &AppState,
+    route: Route,
+    caller: &Caller,
+    workspace: &str,
+    alias: &str,
+    repo: &Repository,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    match route {
+        Route::Packs => packs(state, repo, parse_or_default(body)?).await,
+        Route::Uploads => uploads(state, repo, parse(body)?).await,
         Route::Update => {
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::UpdateRequest = parse(&body)?;
+            let req: api::UpdateRequest = parse(body)?;
             let mut update = repo::Update::from(&req);
-            let inline = super::inline::store(state, &repo, &req.inline).await?;
+            let inline = super::inline::store(state, repo, &req.inline).await?;
             update.packs.extend(inline.names);
             let result = repo.update(&update).await?;
             if let Some(webhooks) = &state.webhooks {
-                webhooks.after_update(&repo, pushed(&caller, workspace, alias, &req, &result));
+                webhooks.after_update(repo, pushed(caller, workspace, alias, &req, &result));
             }
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !update.packs.is_empty()) {
                 auto_gc.after_update(&state.store, workspace, alias);
             }
             update_response(&req, result, inline.notes)
         }
-        Route::Hooks => {
-            authorize_admin(&caller, workspace, &repo).await?;
-            hooks(state, &repo, parse(&body)?).await
-        }
+        Route::Hooks => hooks(state, repo, parse(body)?).await,
         Route::Complete => {
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::CompleteRequest = parse(&body)?;
+            let req: api::CompleteRequest = parse(body)?;
             repo.complete_upload(&req.name, &req.upload_id, req.pack_size, req.part_size)
                 .await?;
             multipart_done(&req.name, format!("multipart completed {}", req.name))
         }
         Route::Abort => {
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::AbortRequest = parse(&body)?;
+            let req: api::AbortRequest = parse(body)?;
             repo.abort_upload(&req.name, &req.upload_id).await?;
             multipart_done(&req.name, format!("multipart aborted {}", req.name))
         }
         Route::FixThin => {
-            if !state.thin_packs {
-                return Err(ApiError::not_found("no such route in remote API v1"));
-            }
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::FixThinRequest = parse(&body)?;
+            let req: api::FixThinRequest = parse(body)?;
             let done = repo.complete_thin(&req.name).await?;
             let note = format!(
                 "fix-thin {} thin_size={} -> {} appended={} size={}",
@@ -175,20 +203,12 @@ async fn dispatch(
             Ok(response)
         }
         Route::Compact => {
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::CompactRequest = parse(&body)?;
+            let req: api::CompactRequest = parse(body)?;
             let done = repo.compact(&(&req).into(), state.gc_grace).await?;
             Ok(Json(api::CompactResponse::from(done)).into_response())
         }
         Route::Gc => {
-            // The plugin's automatic compaction: it holds Hypha's lease around the `compact`
-            // it sends next, not around the merge. No client asks a server to spend minutes
-            // of git on its behalf: `git hypha gc` merges on the user's machine.
-            if !matches!(caller, Caller::Plugin { .. }) {
-                return Err(ApiError::not_found("no such route in remote API v1"));
-            }
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::GcRequest = parse(&body)?;
+            let req: api::GcRequest = parse(body)?;
             let prepared = repo
                 .gc_prepare(req.mode.into())
                 .await
@@ -199,10 +219,13 @@ async fn dispatch(
             Ok(Json(api::GcResponse::from(prepared)).into_response())
         }
         Route::Head => {
-            authorize_write(&caller, workspace, &repo).await?;
-            let req: api::HeadRequest = parse(&body)?;
+            let req: api::HeadRequest = parse(body)?;
             repo.set_head(&req.symref).await?;
-            Ok(Json(refs(&repo).await?).into_response())
+            Ok(Json(refs(repo).await?).into_response())
+        }
+        // Served by `dispatch` itself.
+        Route::Create | Route::Info | Route::Refs => {
+            Err(ApiError::not_found("no such route in remote API v1"))
         }
     }
 }
@@ -237,22 +260,7 @@ pub(super) fn caller_and_repo(
 }
 
 fn parse_route(route: &str) -> Result<Route, ApiError> {
-    Ok(match route {
-        "info" => Route::Info,
-        "refs" => Route::Refs,
-        "packs" => Route::Packs,
-        "uploads" => Route::Uploads,
-        "update" => Route::Update,
-        "head" => Route::Head,
-        "create" => Route::Create,
-        "compact" => Route::Compact,
-        "complete" => Route::Complete,
-        "abort" => Route::Abort,
-        "hooks" => Route::Hooks,
-        "fix-thin" => Route::FixThin,
-        "gc" => Route::Gc,
-        _ => return Err(ApiError::not_found("no such route in remote API v1")),
-    })
+    Route::parse(route).ok_or_else(|| ApiError::not_found("no such route in remote API v1"))
 }
 
 /// Read access: a grant on the workspace, or a public repository. See the module doc for

@@ -17,6 +17,7 @@ mod gc;
 mod hook;
 mod login;
 mod manpage;
+mod routes;
 mod serve;
 mod token;
 mod url;
@@ -68,6 +69,10 @@ enum Command {
     /// `git hypha --help` shows git-hypha(1) once they are where `man` looks.
     #[command(hide = true)]
     Manpage(manpage::Args),
+    /// Print remote API v1's route table as JSON (what each route asks of its caller, which
+    /// routes the Hypha plugin leases): the plugin reads it at startup.
+    #[command(hide = true)]
+    Routes,
 }
 
 fn main() -> ExitCode {
@@ -97,5 +102,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Url(args) => url::run(args, &env),
         Command::Token(args) => token::run(args, &env),
         Command::Manpage(args) => manpage::run(args),
+        Command::Routes => routes::run(),
     }
 }
