@@ -212,6 +212,17 @@ fn lfs_garbage_is_never_served_and_is_replaced() {
     let oid = oid_of(&env, &work.join("w.bin"));
     let stored = stored_object(&env, "lfsbad", &oid);
     std::fs::write(&stored, noise(SIZE, 12)).expect("overwrite the stored object");
+    // A real store tells a replaced object by its etag (S3: the MD5 of the new bytes). s3s-fs
+    // keeps the etag of its last PUT in a side file, so a file changed behind its back shows
+    // only a new modification time, which S3's HEAD gives in whole seconds: moved two seconds
+    // on, so that the change shows however fast the push and this write were.
+    std::fs::File::options()
+        .write(true)
+        .open(&stored)
+        .and_then(|f| {
+            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(2))
+        })
+        .expect("move the stored object's modification time");
 
     let parent = env.path("");
     let lazy = env.path("lazy");
