@@ -13,19 +13,37 @@ twice that), pipelined: chunks in flight do not wait for each other, so bandwidt
 it was and only latency is added. A new connection costs one more round trip before its
 first byte reaches the target, as TCP's handshake does over a real link.
 
+With RELAY_LOG=FILE in its environment, it also appends one line per HTTP request it relays
+to the target: "MS CONN METHOD PATH", the time in milliseconds since the relay started, when
+the request arrived (before any delay), and the connection's number. That shows which of a
+server's requests to its store wait for each other (bench/far.sh's S3 round trips).
+
 The benchmark reads the counters before and after a git command and takes the difference:
 bytes are counted as they pass, so once the command has exited every byte it sent or
 received has been counted. Runs until killed.
 """
 
 import asyncio
+import itertools
 import os
 import sys
+import time
 
 totals = {"up": 0, "down": 0}
+METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
+START = time.monotonic()
+LOG = open(os.environ["RELAY_LOG"], "a", buffering=1) if os.environ.get("RELAY_LOG") else None
+connections = itertools.count(1)
 
 
-async def pipe(reader, writer, key, delay=0.0, not_before=0.0):
+def log_request(conn: int, data: bytes) -> None:
+    """A line for a chunk that starts an HTTP request (its first line only)."""
+    if LOG is not None and data.startswith(METHODS):
+        line = data.split(b"\r\n", 1)[0].decode("latin-1").rsplit(" ", 1)[0]
+        LOG.write("%d %d %s\n" % ((time.monotonic() - START) * 1000, conn, line))
+
+
+async def pipe(reader, writer, key, delay=0.0, not_before=0.0, conn=0):
     """Copy reader to writer; with a delay, each chunk leaves `delay` seconds after it came
     (and not before `not_before`, the end of the emulated handshake), in order, pipelined."""
     loop = asyncio.get_running_loop()
@@ -57,6 +75,8 @@ async def pipe(reader, writer, key, delay=0.0, not_before=0.0):
             if not data:
                 break
             totals[key] += len(data)
+            if key == "up":
+                log_request(conn, data)
             queue.put_nowait((max(loop.time(), not_before) + delay, data))
     except (ConnectionError, OSError):
         pass
@@ -74,7 +94,7 @@ async def relay(target_port, delay, client_reader, client_writer):
         client_writer.close()
         return
     await asyncio.gather(
-        pipe(client_reader, server_writer, "up", delay, not_before),
+        pipe(client_reader, server_writer, "up", delay, not_before, next(connections)),
         pipe(server_reader, client_writer, "down", delay),
     )
 

@@ -205,10 +205,16 @@ impl Repository {
     /// record that the next commit builds on. Call with the repository lock held, before
     /// reading refs to change them.
     pub(crate) async fn roll_forward(&self) -> Result<Base, Error> {
+        Ok(self.roll_forward_noting().await?.0)
+    }
+
+    /// [`Repository::roll_forward`], also saying whether it wrote anything: refs read while
+    /// it ran are then to be read again.
+    pub(crate) async fn roll_forward_noting(&self) -> Result<(Base, bool), Error> {
         match self.read_record().await? {
-            None => Ok(Base(None)),
-            Some(stored) if stored.record.is_finished() => Ok(Base(Some(stored))),
-            Some(stored) => Ok(Base(Some(self.roll_forward_record(&stored).await?))),
+            None => Ok((Base(None), false)),
+            Some(stored) if stored.record.is_finished() => Ok((Base(Some(stored)), false)),
+            Some(stored) => Ok((Base(Some(self.roll_forward_record(&stored).await?)), true)),
         }
     }
 

@@ -159,6 +159,25 @@ impl Repository {
         Ok(entries)
     }
 
+    /// Parse the idx of pack `name` from memory (this server wrote it) into the ids cache, as
+    /// [`Repository::pack_ids`] would after reading it.
+    pub(super) fn cache_ids(&self, name: &str, idx: &[u8]) -> Result<(), Error> {
+        let mut ids = crate::pack::idx_file::object_ids(idx, name).map_err(|e| Error::Invalid {
+            detail: format!("{e} in {}", self.name),
+        })?;
+        if !ids.is_sorted() {
+            ids.sort_unstable();
+        }
+        self.cache_sorted_ids(name, idx.len() as u64, ids);
+        Ok(())
+    }
+
+    /// Put the sorted ids of the idx of pack `name`, `idx_size` bytes, into the ids cache.
+    pub(super) fn cache_sorted_ids(&self, name: &str, idx_size: u64, ids: Vec<[u8; 20]>) {
+        self.pack_ids_cache
+            .put(&self.pack_key(name, "idx"), idx_size, Arc::new(ids));
+    }
+
     /// Whether the ids of pack `name` are cached (then [`Repository::pack_ids`] reads nothing).
     pub(super) fn pack_ids_cached(&self, name: &str, idx_size: u64) -> bool {
         self.pack_ids_cache

@@ -10,6 +10,7 @@
 use super::{check_pack_name, Repository};
 use crate::names;
 use crate::storage::{Error, ObjectMeta, PresignMethod, PresignedTransfer};
+use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -96,13 +97,26 @@ impl Repository {
 
     /// Every named pack and its idx exist, and the idx was made for that pack: the pack
     /// checksum in the idx trailer equals the pack's own trailer. Returns each pack's name
-    /// with the size of its idx, as listed.
-    pub(super) async fn check_packs(&self, names: &[String]) -> Result<Vec<(String, u64)>, Error> {
-        Ok(self
-            .check_packs_sized(names)
-            .await?
-            .into_iter()
-            .map(|(name, idx, _)| (name, idx))
+    /// with the size of its idx, as listed. Packs in `stored` were stored and checked by this
+    /// request itself (name -> idx size, pack size): nothing is read for them.
+    pub(super) async fn check_packs(
+        &self,
+        names: &[String],
+        stored: &BTreeMap<String, (u64, u64)>,
+    ) -> Result<Vec<(String, u64)>, Error> {
+        let others: Vec<String> = names
+            .iter()
+            .filter(|n| !stored.contains_key(*n))
+            .cloned()
+            .collect();
+        let mut checked = self.check_packs_sized(&others).await?.into_iter();
+        // In the request's order, as `missing_objects` reads them.
+        Ok(names
+            .iter()
+            .filter_map(|name| match stored.get(name) {
+                Some(&(idx, _)) => Some((name.clone(), idx)),
+                None => checked.next().map(|(name, idx, _)| (name, idx)),
+            })
             .collect())
     }
 
@@ -114,7 +128,7 @@ impl Repository {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut checked = Vec::with_capacity(names.len());
+        let mut found = Vec::with_capacity(names.len());
         let dir = self.key("objects/pack/");
         let listing = self.backend.list(&dir).await?;
         let sizes = pack_sizes(&dir, &listing);
@@ -136,24 +150,33 @@ impl Repository {
                 });
             }
             check_idx_fits_pack(name, idx.size, pack.size)?;
-            let pack_sum = self
-                .backend
-                .get_range(&pack.key, pack.size - 20..pack.size)
-                .await?;
-            let idx_sum = self
-                .backend
-                .get_range(&idx.key, idx.size - 40..idx.size - 20)
-                .await?;
-            if pack_sum != idx_sum {
-                return Err(Error::Invalid {
-                    detail: format!("the idx of {name} does not belong to its pack"),
-                });
-            }
-            checked.push((name.clone(), idx.size, pack.size));
+            found.push((name.clone(), pack.clone(), idx.clone()));
         }
-        Ok(checked)
+        // Both trailers of every pack at once: on S3 each read is a round trip.
+        let backend = &self.backend;
+        futures_util::stream::iter(found)
+            .map(|(name, pack, idx)| async move {
+                let (pack_sum, idx_sum) = tokio::join!(
+                    backend.get_range(&pack.key, pack.size - 20..pack.size),
+                    backend.get_range(&idx.key, idx.size - 40..idx.size - 20),
+                );
+                if pack_sum? != idx_sum? {
+                    return Err(Error::Invalid {
+                        detail: format!("the idx of {name} does not belong to its pack"),
+                    });
+                }
+                Ok((name, idx.size, pack.size))
+            })
+            .buffered(TRAILER_READ_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 }
+
+/// Packs whose trailers are read at once when an update names several.
+const TRAILER_READ_CONCURRENCY: usize = 8;
 
 /// Every object of a pack takes at least this many bytes in it: a one-byte entry header and
 /// the shortest zlib stream git writes (2 header bytes, an empty final block, 4 of Adler-32).

@@ -15,6 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Concurrent reads when loading refs (one `GET` per ref, as in Hypha's layout).
 const READ_CONCURRENCY: usize = 16;
 
+/// Updates of at most this many refs read only the refs they touch
+/// ([`Repository::read_touched`]); larger ones list every ref once.
+pub(super) const TOUCHED_MAX: usize = 8;
+
 /// A ref as read under the lock: value and the etag to write against.
 #[derive(Debug, Clone)]
 pub(super) struct Current {
@@ -170,6 +174,60 @@ impl Repository {
     }
 
     /// One ref, tolerating a missing newline or CRLF; an unreadable body counts as absent.
+    /// For an update of a few refs: each one's current value, in order, and the refs that
+    /// git's file/directory rule needs for the ones it may create (`old` absent): those
+    /// "above" a new name (its `/`-prefixes) and "below" it (`name/...`). Every read at once:
+    /// one round trip on S3 however many refs the repository holds, where the listing of
+    /// 1,000 tags takes two pages, one after the other, and then the reads.
+    pub(super) async fn read_touched(
+        &self,
+        updates: &[super::RefUpdate],
+    ) -> Result<(BTreeSet<String>, Vec<Current>), Error> {
+        let creating: Vec<&str> = updates
+            .iter()
+            .filter(|u| u.old.is_none() && u.new.is_some())
+            .map(|u| u.name.as_str())
+            .collect();
+        let above: BTreeSet<&str> = creating
+            .iter()
+            .flat_map(|name| name.match_indices('/').map(move |(i, _)| &name[..i]))
+            .filter(|prefix| refname::is_valid(prefix))
+            .collect();
+        let reads =
+            futures_util::future::try_join_all(updates.iter().map(|u| self.read_ref(&u.name)));
+        let below = futures_util::future::try_join_all(creating.iter().map(|name| {
+            let below = self.key(&format!("{name}/"));
+            async move { self.backend.list(&below).await }
+        }));
+        let above_reads = futures_util::future::join_all(above.iter().map(|prefix| async move {
+            match self.backend.head(&self.key(prefix)).await {
+                Ok(_) => Ok(Some(*prefix)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }));
+        let (current, below, above_found) = tokio::join!(reads, below, above_reads);
+        let current = current?;
+        let mut existing: BTreeSet<String> = updates
+            .iter()
+            .zip(&current)
+            .filter(|(_, cur)| cur.etag.is_some())
+            .map(|(u, _)| u.name.clone())
+            .collect();
+        for meta in below?.into_iter().flatten() {
+            let name = &meta.key[self.prefix.len()..];
+            if refname::is_valid(name) {
+                existing.insert(name.to_owned());
+            }
+        }
+        for found in above_found {
+            if let Some(prefix) = found? {
+                existing.insert(prefix.to_owned());
+            }
+        }
+        Ok((existing, current))
+    }
+
     pub(super) async fn read_ref(&self, name: &str) -> Result<Current, Error> {
         current_of(self.backend.get(&self.key(name)).await)
     }

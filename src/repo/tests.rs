@@ -344,6 +344,49 @@ async fn refuses_directory_file_conflicts() {
         .await
         .unwrap();
     assert_eq!(res.results[0].status, RefStatus::Rejected);
+    // Above `refs::TOUCHED_MAX` refs, `update` lists every ref instead of reading the
+    // touched ones: the same rule, and within one request too.
+    let mut many = vec![
+        up("refs/heads/a/c", None, Some(A)),
+        up("refs/heads/x", None, Some(A)),
+        up("refs/heads/n", None, Some(A)),
+        up("refs/heads/n/m", None, Some(A)),
+    ];
+    many.extend(
+        (0..super::refs::TOUCHED_MAX).map(|i| up(&format!("refs/tags/t{i}"), None, Some(A))),
+    );
+    let res = repo.update(&req(many, false)).await.unwrap();
+    let rejected: Vec<&str> = res
+        .results
+        .iter()
+        .filter(|r| r.status == RefStatus::Rejected)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            "refs/heads/a/c",
+            "refs/heads/x",
+            "refs/heads/n",
+            "refs/heads/n/m"
+        ]
+    );
+    // And within a request of a few.
+    let res = repo
+        .update(&req(
+            vec![
+                up("refs/heads/p", None, Some(A)),
+                up("refs/heads/p/q", None, Some(A)),
+            ],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        res.results.iter().all(|r| r.status == RefStatus::Rejected),
+        "{:?}",
+        statuses(&res)
+    );
 }
 
 #[tokio::test]

@@ -156,8 +156,11 @@ impl Repository {
             },
         })?;
         let idx_size = done.idx.len() as u64;
-        self.store_pending_file(&done.name, Bytes::from(done.idx), file, done.pack_size)
+        let idx = Bytes::from(done.idx);
+        self.store_pending_file(&done.name, idx.clone(), file, done.pack_size)
             .await?;
+        // Written here from the entries just checked: its ids need no reading back.
+        self.cache_ids(&done.name, &idx)?;
         tracing::info!(
             "{}: completed thin pack {name} as {} ({} bases appended, {} bytes)",
             self.name,

@@ -15,7 +15,7 @@ use crate::names;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Git's words (receive-pack, `receive.denyDeleteCurrent`), so users see what git shows.
 pub const DENY_DELETE_CURRENT: &str = "deletion of the current branch prohibited";
@@ -33,6 +33,11 @@ pub struct Update {
     pub atomic: bool,
     /// Point HEAD at this ref when `HEAD` is missing (first push).
     pub set_head_if_missing: Option<String>,
+    /// Packs of `packs` that this very request stored from memory, checked there (idx and
+    /// pack belong together, the idx fits its pack, its ids are cached): name -> (idx size,
+    /// pack size). `update` reads nothing more of them (on S3, a listing and two reads less
+    /// for a push whose pack came inline). Set by the server only, never from the request.
+    pub stored: BTreeMap<String, (u64, u64)>,
 }
 
 /// One compare-and-swap: `old: None` = must not exist, `new: None` = delete.
@@ -101,7 +106,7 @@ impl Repository {
     /// request as a whole was refused (bad name, missing pack) or storage failed.
     pub async fn update(&self, req: &Update) -> Result<UpdateOutcome, Error> {
         validate_updates(req)?;
-        let named = self.check_packs(&req.packs).await?;
+        let named = self.check_packs(&req.packs, &req.stored).await?;
         // Before the lock: packs only come (named ones, when this update commits them) or go
         // after a compaction put their objects in another live pack, so what is found now
         // stays found. A ref that does not move (new = old) points at nothing new.
@@ -120,14 +125,20 @@ impl Repository {
             })?;
 
         // An atomic update whose server died after its commit point is finished first (it
-        // writes refs, never HEAD: HEAD is read beside it, a round trip less on S3). Fresh
-        // reads under the lock: what the client saw may be old.
-        let (base, head) = tokio::join!(self.roll_forward(), self.head());
-        let (base, head) = (base?, head?);
-        let existing: BTreeSet<String> = self.ref_names().await?.into_iter().collect();
-        let current = self
-            .read_refs(req.updates.iter().map(|u| u.name.as_str()), &existing)
-            .await?;
+        // writes refs, never HEAD). Fresh reads under the lock: what the client saw may be
+        // old. HEAD and the refs are read beside it, a round trip less on S3 (two at 1,000
+        // refs), and the refs once more in the rare case that it wrote any.
+        let (base, head, refs) = tokio::join!(
+            self.roll_forward_noting(),
+            self.head(),
+            self.read_current(&req.updates)
+        );
+        let ((base, rolled), head) = (base?, head?);
+        let (existing, current) = if rolled {
+            self.read_current(&req.updates).await?
+        } else {
+            refs?
+        };
 
         let mut results: Vec<Option<RefOutcome>> = vec![None; req.updates.len()];
         let mut writes: Vec<Option<Write>> = vec![None; req.updates.len()];
@@ -255,6 +266,23 @@ impl Repository {
                 .map(|(r, u)| r.unwrap_or_else(|| ok(&u.name)))
                 .collect(),
         })
+    }
+
+    /// The refs `updates` name, as they are now, and the refs that exist among those git's
+    /// file/directory rule needs (see `plan`).
+    async fn read_current(
+        &self,
+        updates: &[RefUpdate],
+    ) -> Result<(BTreeSet<String>, Vec<super::refs::Current>), Error> {
+        if updates.len() <= super::refs::TOUCHED_MAX {
+            // A push of a branch or a few: only what it touches (see there).
+            return self.read_touched(updates).await;
+        }
+        let existing: BTreeSet<String> = self.ref_names().await?.into_iter().collect();
+        let current = self
+            .read_refs(updates.iter().map(|u| u.name.as_str()), &existing)
+            .await?;
+        Ok((existing, current))
     }
 
     /// Write `HEAD` -> `target` only if `HEAD` is missing (first push to a bare artifact).

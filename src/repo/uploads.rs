@@ -77,23 +77,52 @@ impl Repository {
     /// of that name already live, or already stored by another push, is left as it is: the
     /// name is the hash of its object ids, and `update` checks that idx and pack belong
     /// together.
-    pub async fn store_inline(&self, name: &str, pack: Bytes, idx: Bytes) -> Result<(), Error> {
+    ///
+    /// The bytes are in memory, so what `update` checks of a named pack is checked here, before
+    /// anything is written: the idx fits the pack, belongs to it (the pack checksum in its
+    /// trailer), and parses (its ids join the cache `update` looks them up in). Answers the
+    /// sizes `(idx, pack)` when this call wrote both files itself, for
+    /// [`Update::stored`](super::Update::stored); `None` when they were there already (then
+    /// `update` reads them as it reads any named pack).
+    pub async fn store_inline(
+        &self,
+        name: &str,
+        pack: Bytes,
+        idx: Bytes,
+    ) -> Result<Option<(u64, u64)>, Error> {
         super::check_pack_name(name)?;
-        match self.mark_upload(name).await {
-            Err(Error::Invalid { detail }) if detail.contains(ALREADY_STORED) => return Ok(()),
+        let sizes = (idx.len() as u64, pack.len() as u64);
+        let ids = check_in_memory(name, &pack, &idx).map_err(|detail| Error::Invalid {
+            detail: format!("{detail} in {}", self.name),
+        })?;
+        // The marker and the idx at once (a round trip less on S3), the pack only after both:
+        // a pack is what readers list, and one without a marker would be live. An idx alone
+        // (the marker failed) is listed by no reader; the next upload of this pack finds it
+        // there (git names a pack by its checksum, so it is the same idx; if not, `update`
+        // refuses the pair as for any idx that does not belong to its pack).
+        let put = |ext: &str, body: Bytes| {
+            let key = self.pack_key(name, ext);
+            async move {
+                match self.backend.put(&key, body, PutMode::IfNoneMatch).await {
+                    Ok(_) => Ok(true),
+                    Err(Error::AlreadyExists { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        let (marked, wrote_idx) = tokio::join!(self.mark_upload(name), put("idx", idx));
+        match marked {
+            Err(Error::Invalid { detail }) if detail.contains(ALREADY_STORED) => return Ok(None),
             other => other?,
         }
-        for (ext, body) in [("idx", idx), ("pack", pack)] {
-            match self
-                .backend
-                .put(&self.pack_key(name, ext), body, PutMode::IfNoneMatch)
-                .await
-            {
-                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
+        let wrote_both = wrote_idx? & put("pack", pack).await?;
+        if !wrote_both {
+            return Ok(None);
         }
-        Ok(())
+        // Only for files this call wrote: a stored idx of the same name and size is not
+        // necessarily this one.
+        self.cache_sorted_ids(name, sizes.0, ids);
+        Ok(Some(sizes))
     }
 
     /// A pack this server wrote itself (a completed thin pack, a compaction's merge), stored
@@ -257,4 +286,23 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// What `update`'s check of a named pack reads from the store, on bytes in memory: sizes,
+/// trailers, and the idx itself. Answers its sorted ids; `Err` is the refusal's words.
+fn check_in_memory(name: &str, pack: &[u8], idx: &[u8]) -> Result<Vec<[u8; 20]>, String> {
+    // Smallest possible: a pack header (12) + trailer (20); an idx trailer (40).
+    if pack.len() < 32 || idx.len() < 40 {
+        return Err(format!("pack {name} is too small to be a pack"));
+    }
+    super::packs::check_idx_fits_pack(name, idx.len() as u64, pack.len() as u64)
+        .map_err(|e| e.to_string())?;
+    if pack[pack.len() - 20..] != idx[idx.len() - 40..idx.len() - 20] {
+        return Err(format!("the idx of {name} does not belong to its pack"));
+    }
+    let mut ids = crate::pack::idx_file::object_ids(idx, name).map_err(|e| e.to_string())?;
+    if !ids.is_sorted() {
+        ids.sort_unstable();
+    }
+    Ok(ids)
 }

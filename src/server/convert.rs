@@ -20,6 +20,8 @@ impl From<&api::UpdateRequest> for Update {
             updates: req.updates.iter().map(RefUpdate::from).collect(),
             atomic: req.atomic,
             set_head_if_missing: req.set_head_if_missing.clone(),
+            // Only the server's own inline store says what it stored (`routes`).
+            stored: Default::default(),
         }
     }
 }
@@ -217,6 +219,7 @@ mod tests {
                 }],
                 atomic: true,
                 set_head_if_missing: Some("refs/heads/a".into()),
+                stored: Default::default(),
             }
         );
     }

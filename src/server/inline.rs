@@ -37,6 +37,9 @@ pub struct Stored {
     pub names: Vec<String>,
     /// For the access log: each pack, its size and (thin) what completion appended.
     pub notes: Vec<String>,
+    /// The packs this request wrote itself, checked in memory: name -> (idx size, pack size)
+    /// ([`crate::repo::Update::stored`]).
+    pub stored: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 /// Store the inline packs of an `update` as pending uploads.
@@ -103,12 +106,17 @@ pub async fn store(
                 "inline thin {} thin_size={} -> {} appended={} size={}",
                 p.name, done.thin_size, done.name, done.appended, done.pack_size
             ));
+            stored
+                .stored
+                .insert(done.name.clone(), (done.idx_size, done.pack_size));
             stored.names.push(done.name);
         } else {
             stored
                 .notes
                 .push(format!("inline {} size={}", p.name, pack.len()));
-            repo.store_inline(&p.name, pack, idx).await?;
+            if let Some(sizes) = repo.store_inline(&p.name, pack, idx).await? {
+                stored.stored.insert(p.name.clone(), sizes);
+            }
             stored.names.push(p.name.clone());
         }
     }

@@ -164,6 +164,7 @@ async fn serve(
             let mut update = repo::Update::from(&req);
             let inline = super::inline::store(state, repo, &req.inline).await?;
             update.packs.extend(inline.names);
+            update.stored = inline.stored;
             let result = repo.update(&update).await?;
             if let Some(webhooks) = &state.webhooks {
                 webhooks.after_update(repo, pushed(caller, workspace, alias, &req, &result));
