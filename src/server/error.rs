@@ -154,7 +154,7 @@ impl ApiError {
 }
 
 /// `error: cause: cause` for the log.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -36,6 +36,7 @@ pub mod webhook;
 #[cfg(test)]
 mod tests;
 
+use error::error_chain;
 pub use error::ApiError;
 pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};
 
@@ -396,17 +397,6 @@ pub(crate) async fn sweep_staged(state: AppState) {
             }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The local store signs its URLs with a key derived from the token secret, so that URLs
