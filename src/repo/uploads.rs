@@ -92,9 +92,26 @@ impl Repository {
     ) -> Result<Option<(u64, u64)>, Error> {
         super::check_pack_name(name)?;
         let sizes = (idx.len() as u64, pack.len() as u64);
-        let ids = check_in_memory(name, &pack, &idx).map_err(|detail| Error::Invalid {
+        let refuse = |detail: String| Error::Invalid {
             detail: format!("{detail} in {}", self.name),
-        })?;
+        };
+        let ids = check_in_memory(name, &pack, &idx).map_err(refuse)?;
+        // What the pack holds, from its own bytes (at most the inline limit, a few ms of
+        // hashing): a writer's idx is only a claim, and `update` lets a ref point only at an
+        // object a pack holds (issue 21).
+        let (bytes, pack_name) = (pack.clone(), name.to_owned());
+        let held =
+            tokio::task::spawn_blocking(move || crate::pack::verified_ids(&bytes, &pack_name))
+                .await
+                .map_err(|e| Error::backend(name, e))?
+                .map_err(|e| refuse(e.to_string()))?;
+        if held != ids {
+            return Err(refuse(format!(
+                "the idx of {name} does not list the objects its pack holds ({} listed, {} in the pack)",
+                ids.len(),
+                held.len()
+            )));
+        }
         // The marker and the idx at once (a round trip less on S3), the pack only after both:
         // a pack is what readers list, and one without a marker would be live. An idx alone
         // (the marker failed) is listed by no reader; the next upload of this pack finds it

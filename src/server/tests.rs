@@ -490,6 +490,44 @@ fn fake_pack(checksum: u8, body_len: usize) -> (Vec<u8>, Vec<u8>) {
     (pack, idx)
 }
 
+/// A real pack of one commit, made by git: (name, pack, idx, the commit's id).
+fn real_pack() -> (String, Vec<u8>, Vec<u8>, String) {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-C"])
+            .arg(dir.path())
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::write(dir.path().join("f.txt"), "inline\n").unwrap();
+    git(&["add", "f.txt"]);
+    git(&["commit", "-qm", "c"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["pack-objects", "--revs", "-q", "out/pack"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"HEAD\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let read =
+        |ext: &str| std::fs::read(dir.path().join(format!("out/pack-{hash}.{ext}"))).unwrap();
+    (format!("pack-{hash}"), read("pack"), read("idx"), commit)
+}
+
 fn headers_of(req: &api::PresignedRequest) -> Vec<(&str, String)> {
     req.headers
         .iter()
@@ -1312,9 +1350,29 @@ async fn inline_packs_are_bounded_and_the_listing_can_carry_packs() {
         .map(|_| json!({"name": name, "pack": "AA==", "idx": "AA=="}))
         .collect();
     refused(json!({"updates": main, "inline": five}), "at most 4").await;
+    // A pack whose idx claims an object it does not hold (the trailer matches): refused
+    // before anything is stored (issue 21: an idx is only its writer's claim).
+    let (real, pack, idx, commit) = real_pack();
+    let mut lying = idx.clone();
+    // The first id of the idx (after the 8-byte header and the 1 KiB fan-out) changed.
+    lying[8 + 1024] ^= 0x01;
+    refused(
+        json!({"updates": main, "inline": [{"name": real, "pack": b64(&pack), "idx": b64(&lying)}]}),
+        "does not list the objects its pack holds",
+    )
+    .await;
+    // A fake pack (a header, junk and a trailer) is no pack at all.
+    let (fake, fake_idx) = fake_pack(0x11, 40);
+    refused(
+        json!({"updates": main, "inline": [{"name": name, "pack": b64(&fake), "idx": b64(&fake_idx)}]}),
+        "corrupt",
+    )
+    .await;
+    let repo = s.state.store.repo("ws", "r").unwrap();
+    assert_eq!(repo.staged_uploads().await.unwrap(), 0, "nothing stored");
     // A pack without the new ref's object: stored as an upload, the ref refused, and the
     // pack deleted (the update wrote no ref).
-    let (pack, idx) = fake_pack(0x11, 40);
+    let name = real;
     let r = s
         .api(
             "ws/r",
@@ -1327,12 +1385,22 @@ async fn inline_packs_are_bounded_and_the_listing_can_carry_packs() {
     assert_eq!(r.json()["results"][0]["status"], "rejected");
     let r = s.api("ws/r", "refs", Some(&rw), json!({})).await;
     assert_eq!(r.json()["refs"], json!({}), "no ref written");
-    let repo = s.state.store.repo("ws", "r").unwrap();
     assert_eq!(
         repo.staged_uploads().await.unwrap(),
         0,
         "nothing left staged"
     );
+    // The same pack for its own commit: stored, checked in memory, the ref written.
+    let r = s
+        .api(
+            "ws/r",
+            "update",
+            Some(&rw),
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": commit}],
+                   "inline": [{"name": name, "pack": b64(&pack), "idx": b64(&idx)}]}),
+        )
+        .await;
+    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
 
     let old = server_with(|s| s.inline_max(0));
     old.create("ws/r", false).await;
@@ -1350,11 +1418,17 @@ async fn inline_packs_are_bounded_and_the_listing_can_carry_packs() {
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    // The listing with `known_packs`: no pack yet, then one.
+    // The listing with `known_packs`: the pack the last update made live, with its URLs,
+    // and without them once known.
     let r = s
         .api("ws/r", "refs", Some(&rw), json!({"known_packs": []}))
         .await;
-    assert_eq!(r.json()["packs"]["packs"], json!([]));
+    assert_eq!(r.json()["packs"]["packs"][0]["name"], name.as_str());
+    assert!(r.json()["packs"]["packs"][0]["pack_url"].is_string());
+    let r = s
+        .api("ws/r", "refs", Some(&rw), json!({"known_packs": [name]}))
+        .await;
+    assert!(r.json()["packs"]["packs"][0].get("pack_url").is_none());
     assert!(s
         .api("ws/r", "refs", Some(&rw), json!({}))
         .await
