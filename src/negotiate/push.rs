@@ -249,56 +249,49 @@ mod tests {
         BTreeMap::new()
     }
 
+    /// What `plan` decides without leases, case by case: (what, the remote's refs, source,
+    /// destination, `+`, the outcome as (old, new) or git's words). History: 1 <- 2 <- 3 on
+    /// main, 1 <- 4 on side, tag 5 -> 3, tree 6 (see `Fake::history`).
     #[test]
-    fn fast_forward_is_planned_against_the_listed_value() {
-        let refs = remote(&[("refs/heads/main", 2)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("main", "refs/heads/main", false),
-            &Fake::history(),
+    fn plans_without_leases() {
+        type Outcome = Result<(Option<u8>, Option<u8>), &'static str>;
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, u8)],
+            &'a str,
+            &'a str,
+            bool,
+            Outcome,
         );
-        assert_eq!(
-            p,
-            Ok(Planned {
-                dst: "refs/heads/main".into(),
-                new: Some(hex(3)),
-                old: Some(hex(2)),
-                leased: false,
-            })
-        );
-    }
-
-    #[test]
-    fn non_fast_forward_is_refused_unless_forced() {
-        let refs = remote(&[("refs/heads/main", 3)]);
+        let main = "refs/heads/main";
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            ("fast-forward, against the listed value", &[(main, 2)], "main", main, false, Ok((Some(2), Some(3)))),
+            ("non-fast-forward", &[(main, 3)], "side", main, false, Err("non-fast forward")),
+            ("non-fast-forward, forced", &[(main, 3)], "side", main, true, Ok((Some(3), Some(4)))),
+            ("a remote tip we do not have", &[(main, 99)], "main", main, false, Err("fetch first")),
+            ("the same value again", &[(main, 3)], "main", main, false, Ok((Some(3), Some(3)))),
+            ("a non-commit over a commit", &[(main, 3)], "tree", main, false, Err("needs force")),
+            // Tag 5 points at 3, a descendant of 2.
+            ("an annotated tag peels to its commit", &[(main, 2)], "v1", main, false, Ok((Some(2), Some(5)))),
+            ("an existing tag", &[("refs/tags/v1", 2)], "main", "refs/tags/v1", false, Err("already exists")),
+            ("an existing tag, forced", &[("refs/tags/v1", 2)], "main", "refs/tags/v1", true, Ok((Some(2), Some(3)))),
+            ("a new branch", &[], "main", "refs/heads/topic", false, Ok((None, Some(3)))),
+            ("a new tag", &[], "main", "refs/tags/v2", false, Ok((None, Some(3)))),
+            ("an unknown source", &[], "nope", "refs/heads/x", false, Err("src refspec nope does not match any object")),
+            ("a delete, against the listed value", &[("refs/heads/old", 2)], "", "refs/heads/old", false, Ok((Some(2), None))),
+        ];
         let f = Fake::history();
-        let refused = plan(
-            &refs,
-            &no_leases(),
-            line("side", "refs/heads/main", false),
-            &f,
-        );
-        assert_eq!(refused, Err("non-fast forward".into()));
-        let forced = plan(
-            &refs,
-            &no_leases(),
-            line("side", "refs/heads/main", true),
-            &f,
-        );
-        assert_eq!(forced.map(|p| p.old), Ok(Some(hex(3))));
-    }
-
-    #[test]
-    fn a_remote_tip_we_do_not_have_is_fetch_first() {
-        let refs = remote(&[("refs/heads/main", 99)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("main", "refs/heads/main", false),
-            &Fake::history(),
-        );
-        assert_eq!(p, Err("fetch first".into()));
+        for (what, listed, src, dst, force, outcome) in cases {
+            let got = plan(&remote(listed), &no_leases(), line(src, dst, *force), &f).map(|p| {
+                assert_eq!((p.dst.as_str(), p.leased), (*dst, false), "{what}");
+                (p.old, p.new)
+            });
+            let want = outcome
+                .map(|(old, new)| (old.map(hex), new.map(hex)))
+                .map_err(str::to_owned);
+            assert_eq!(got, want, "{what}");
+        }
     }
 
     #[test]
@@ -312,92 +305,6 @@ mod tests {
             &Fake::history(),
         );
         assert_eq!(p, Err("fetch first".into()));
-    }
-
-    #[test]
-    fn pushing_the_same_value_is_no_refusal() {
-        let refs = remote(&[("refs/heads/main", 3)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("main", "refs/heads/main", false),
-            &Fake::history(),
-        );
-        assert_eq!(p.map(|p| p.new), Ok(Some(hex(3))));
-    }
-
-    #[test]
-    fn a_non_commit_over_a_commit_needs_force() {
-        let refs = remote(&[("refs/heads/main", 3)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("tree", "refs/heads/main", false),
-            &Fake::history(),
-        );
-        assert_eq!(p, Err("needs force".into()));
-    }
-
-    #[test]
-    fn an_annotated_tag_peels_to_its_commit() {
-        // Tag 5 points at 3, a descendant of 2.
-        let refs = remote(&[("refs/heads/main", 2)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("v1", "refs/heads/main", false),
-            &Fake::history(),
-        );
-        assert_eq!(p.map(|p| p.new), Ok(Some(hex(5))));
-    }
-
-    #[test]
-    fn an_existing_tag_is_never_moved_without_force() {
-        let refs = remote(&[("refs/tags/v1", 2)]);
-        let f = Fake::history();
-        let p = plan(&refs, &no_leases(), line("main", "refs/tags/v1", false), &f);
-        assert_eq!(p, Err("already exists".into()));
-        assert!(plan(&refs, &no_leases(), line("main", "refs/tags/v1", true), &f).is_ok());
-    }
-
-    #[test]
-    fn a_new_branch_or_tag_has_no_old_value() {
-        let f = Fake::history();
-        for dst in ["refs/heads/topic", "refs/tags/v2"] {
-            let p = plan(&remote(&[]), &no_leases(), line("main", dst, false), &f);
-            assert_eq!(p.map(|p| (p.old, p.new)), Ok((None, Some(hex(3)))), "{dst}");
-        }
-    }
-
-    #[test]
-    fn an_unknown_source_is_refused_in_gits_words() {
-        let p = plan(
-            &remote(&[]),
-            &no_leases(),
-            line("nope", "refs/heads/x", false),
-            &Fake::history(),
-        );
-        assert_eq!(p, Err("src refspec nope does not match any object".into()));
-    }
-
-    #[test]
-    fn delete_compare_and_swaps_against_the_listed_value() {
-        let refs = remote(&[("refs/heads/old", 2)]);
-        let p = plan(
-            &refs,
-            &no_leases(),
-            line("", "refs/heads/old", false),
-            &Fake::history(),
-        );
-        assert_eq!(
-            p,
-            Ok(Planned {
-                dst: "refs/heads/old".into(),
-                new: None,
-                old: Some(hex(2)),
-                leased: false,
-            })
-        );
     }
 
     #[test]
