@@ -260,7 +260,12 @@ pub fn apply_delta(base: &[u8], delta: &[u8], max: u64) -> Result<Vec<u8>, Delta
     }
     let size = usize::try_from(declared).map_err(|_| DeltaError::TooLarge { declared })?;
     // The declared size is only trusted as far as the delta could produce it.
-    let mut out = Vec::with_capacity(size.min(base.len() + delta.len().saturating_mul(0x10000)));
+    let mut out = Vec::with_capacity(
+        size.min(
+            base.len()
+                .saturating_add(delta.len().saturating_mul(0x10000)),
+        ),
+    );
     let bad = DeltaError::Bad;
     while i < delta.len() {
         let op = delta[i];

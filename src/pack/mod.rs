@@ -41,41 +41,6 @@ pub fn indexer_name(largest_entry: u64) -> &'static str {
     }
 }
 
-/// The sorted ids of the objects pack `name` (whole, in memory) really holds: every object
-/// inflated and hashed by the gix indexer (deltas resolved), in a temporary directory removed
-/// afterwards. For packs small enough to hold in memory (the server's inline packs); a pack
-/// gix cannot index (corrupt, truncated, thin, empty) is refused with its reason.
-pub fn verified_ids(pack: &[u8], name: &str) -> Result<Vec<[u8; 20]>, receive::Error> {
-    let io = |what: &str| {
-        let what = what.to_owned();
-        move |source| receive::Error::Io {
-            pack: name.to_owned(),
-            what,
-            source,
-        }
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("hypha-ids-")
-        .tempdir()
-        .map_err(io("cannot create a temporary directory"))?;
-    let indexed = receive::index(
-        &mut std::io::Cursor::new(pack),
-        dir.path(),
-        name,
-        &AtomicBool::new(false),
-    )?;
-    let idx_path = indexed.idx_path.ok_or_else(|| receive::Error::Empty {
-        pack: name.to_owned(),
-    })?;
-    let idx = std::fs::read(&idx_path).map_err(io("cannot read the computed idx"))?;
-    let mut ids = idx_file::object_ids(&idx, name).map_err(|e| receive::Error::Invalid {
-        pack: name.to_owned(),
-        reason: format!("its computed idx is unreadable: {e}"),
-    })?;
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// Verify the pack `name` read from `input` and write it into `pack_dir`: with gix, or with
 /// `git index-pack` when its largest entry (from the server's idx, a hint) is over
 /// [`receive_git::BIG_ENTRY`].

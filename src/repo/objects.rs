@@ -150,10 +150,7 @@ impl Repository {
             crate::pack::idx_file::entries(&idx.body, name).map_err(|e| Error::Invalid {
                 detail: format!("{e} in {}", self.name),
             })?;
-        let mut ids: Vec<[u8; 20]> = entries.iter().map(|e| e.id).collect();
-        if !ids.is_sorted() {
-            ids.sort_unstable();
-        }
+        let ids = sorted(entries.iter().map(|e| e.id).collect());
         self.pack_ids_cache
             .put(&key, idx.body.len() as u64, Arc::new(ids));
         Ok(entries)
@@ -162,14 +159,15 @@ impl Repository {
     /// Parse the idx of pack `name` from memory (this server wrote it) into the ids cache, as
     /// [`Repository::pack_ids`] would after reading it.
     pub(super) fn cache_ids(&self, name: &str, idx: &[u8]) -> Result<(), Error> {
-        let mut ids = crate::pack::idx_file::object_ids(idx, name).map_err(|e| Error::Invalid {
-            detail: format!("{e} in {}", self.name),
-        })?;
-        if !ids.is_sorted() {
-            ids.sort_unstable();
-        }
+        let ids = sorted_ids(idx, name).map_err(|e| self.unreadable(e))?;
         self.cache_sorted_ids(name, idx.len() as u64, ids);
         Ok(())
+    }
+
+    fn unreadable(&self, e: crate::pack::idx_file::Error) -> Error {
+        Error::Invalid {
+            detail: format!("{e} in {}", self.name),
+        }
     }
 
     /// Put the sorted ids of the idx of pack `name`, `idx_size` bytes, into the ids cache.
@@ -192,20 +190,28 @@ impl Repository {
             return Ok(ids);
         }
         let idx = self.backend.get(&key).await?;
-        let mut ids =
-            crate::pack::idx_file::object_ids(&idx.body, name).map_err(|e| Error::Invalid {
-                detail: format!("{e} in {}", self.name),
-            })?;
-        // An idx is sorted by format; a broken one must not make lookups wrong.
-        if !ids.is_sorted() {
-            ids.sort_unstable();
-        }
-        let ids = Arc::new(ids);
+        let ids = Arc::new(sorted_ids(&idx.body, name).map_err(|e| self.unreadable(e))?);
         // Cached under the size actually read, whatever the listing said.
         self.pack_ids_cache
             .put(&key, idx.body.len() as u64, ids.clone());
         Ok(ids)
     }
+}
+
+/// The object ids an idx lists, sorted: an idx is sorted by format, but a broken one must not
+/// make lookups wrong.
+pub(super) fn sorted_ids(
+    idx: &[u8],
+    name: &str,
+) -> Result<Vec<[u8; 20]>, crate::pack::idx_file::Error> {
+    crate::pack::idx_file::object_ids(idx, name).map(sorted)
+}
+
+fn sorted(mut ids: Vec<[u8; 20]>) -> Vec<[u8; 20]> {
+    if !ids.is_sorted() {
+        ids.sort_unstable();
+    }
+    ids
 }
 
 /// A ref value as the idx files hold it; `None` if `oid` is not 40 hex (validated earlier).

@@ -143,13 +143,7 @@ impl Repository {
                     ),
                 });
             };
-            // Smallest possible: a pack header (12) + trailer (20); an idx trailer (40).
-            if pack.size < 32 || idx.size < 40 {
-                return Err(Error::Invalid {
-                    detail: format!("pack {name} is too small to be a pack"),
-                });
-            }
-            check_idx_fits_pack(name, idx.size, pack.size)?;
+            check_sizes(name, pack.size, idx.size)?;
             found.push((name.clone(), pack.clone(), idx.clone()));
         }
         // Both trailers of every pack at once: on S3 each read is a round trip.
@@ -160,11 +154,7 @@ impl Repository {
                     backend.get_range(&pack.key, pack.size - 20..pack.size),
                     backend.get_range(&idx.key, idx.size - 40..idx.size - 20),
                 );
-                if pack_sum? != idx_sum? {
-                    return Err(Error::Invalid {
-                        detail: format!("the idx of {name} does not belong to its pack"),
-                    });
-                }
+                check_trailers(&name, &pack_sum?, &idx_sum?)?;
                 Ok((name, idx.size, pack.size))
             })
             .buffered(TRAILER_READ_CONCURRENCY)
@@ -184,6 +174,29 @@ const MIN_ENTRY: u64 = 9;
 /// A version 2 idx: 8 bytes of header, the 1 KiB fan-out, then 28 bytes per object (id, CRC32,
 /// offset) and at most 8 more for a large offset, then two checksums.
 const IDX_FIXED: u64 = 8 + 1024 + 40;
+
+/// A pack and its idx are large enough to be what they claim, and the idx lists no more
+/// objects than the pack can hold ([`check_idx_fits_pack`]): from the two sizes alone.
+pub(super) fn check_sizes(name: &str, pack_size: u64, idx_size: u64) -> Result<(), Error> {
+    // Smallest possible: a pack header (12) + trailer (20); an idx trailer (40).
+    if pack_size < 32 || idx_size < 40 {
+        return Err(Error::Invalid {
+            detail: format!("pack {name} is too small to be a pack"),
+        });
+    }
+    check_idx_fits_pack(name, idx_size, pack_size)
+}
+
+/// The idx was made for this pack: the pack checksum in the idx's trailer (`idx_sum`, the
+/// 20 bytes before its own checksum) is the pack's trailer (`pack_sum`, its last 20 bytes).
+pub(super) fn check_trailers(name: &str, pack_sum: &[u8], idx_sum: &[u8]) -> Result<(), Error> {
+    if pack_sum != idx_sum {
+        return Err(Error::Invalid {
+            detail: format!("the idx of {name} does not belong to its pack"),
+        });
+    }
+    Ok(())
+}
 
 /// An idx may only list as many objects as its pack can hold (issue 21: a 98 MB idx of 3.5 M
 /// ids for an empty pack was accepted, and read again on every later `update`): refused from

@@ -92,25 +92,29 @@ impl Repository {
     ) -> Result<Option<(u64, u64)>, Error> {
         super::check_pack_name(name)?;
         let sizes = (idx.len() as u64, pack.len() as u64);
-        let refuse = |detail: String| Error::Invalid {
-            detail: format!("{detail} in {}", self.name),
-        };
-        let ids = check_in_memory(name, &pack, &idx).map_err(refuse)?;
-        // What the pack holds, from its own bytes (at most the inline limit, a few ms of
-        // hashing): a writer's idx is only a claim, and `update` lets a ref point only at an
-        // object a pack holds (issue 21).
-        let (bytes, pack_name) = (pack.clone(), name.to_owned());
-        let held =
-            tokio::task::spawn_blocking(move || crate::pack::verified_ids(&bytes, &pack_name))
-                .await
-                .map_err(|e| Error::backend(name, e))?
-                .map_err(|e| refuse(e.to_string()))?;
+        // What `update` checks of a named pack, on the bytes in memory.
+        super::packs::check_sizes(name, sizes.1, sizes.0)?;
+        super::packs::check_trailers(
+            name,
+            &pack[pack.len() - 20..],
+            &idx[idx.len() - 40..idx.len() - 20],
+        )?;
+        let ids = super::objects::sorted_ids(&idx, name).map_err(|e| Error::Invalid {
+            detail: format!("{e} in {}", self.name),
+        })?;
+        // What the pack holds, from its own bytes, as compaction checks the pack it keeps
+        // (`git index-pack`, at most the inline limit): a writer's idx is only a claim, and
+        // `update` lets a ref point only at an object a pack holds (issue 21).
+        let held = self.verified_ids_in_memory(name, &pack).await?;
         if held != ids {
-            return Err(refuse(format!(
-                "the idx of {name} does not list the objects its pack holds ({} listed, {} in the pack)",
-                ids.len(),
-                held.len()
-            )));
+            return Err(Error::Invalid {
+                detail: format!(
+                    "the idx of {name} does not list the objects its pack holds ({} listed, {} in the pack) in {}",
+                    ids.len(),
+                    held.len(),
+                    self.name
+                ),
+            });
         }
         // The marker and the idx at once (a round trip less on S3), the pack only after both:
         // a pack is what readers list, and one without a marker would be live. An idx alone
@@ -303,23 +307,4 @@ impl Repository {
         }
         Ok(())
     }
-}
-
-/// What `update`'s check of a named pack reads from the store, on bytes in memory: sizes,
-/// trailers, and the idx itself. Answers its sorted ids; `Err` is the refusal's words.
-fn check_in_memory(name: &str, pack: &[u8], idx: &[u8]) -> Result<Vec<[u8; 20]>, String> {
-    // Smallest possible: a pack header (12) + trailer (20); an idx trailer (40).
-    if pack.len() < 32 || idx.len() < 40 {
-        return Err(format!("pack {name} is too small to be a pack"));
-    }
-    super::packs::check_idx_fits_pack(name, idx.len() as u64, pack.len() as u64)
-        .map_err(|e| e.to_string())?;
-    if pack[pack.len() - 20..] != idx[idx.len() - 40..idx.len() - 20] {
-        return Err(format!("the idx of {name} does not belong to its pack"));
-    }
-    let mut ids = crate::pack::idx_file::object_ids(idx, name).map_err(|e| e.to_string())?;
-    if !ids.is_sorted() {
-        ids.sort_unstable();
-    }
-    Ok(ids)
 }

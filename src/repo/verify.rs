@@ -29,12 +29,8 @@ impl Repository {
         let refuse = |why: String| Error::Invalid {
             detail: format!("{name} in {}: {why}", self.name),
         };
-        let dir = tempfile::Builder::new()
-            .prefix("hypha-verify-")
-            .tempdir()
-            .map_err(|e| Error::backend(&key, e))?;
+        let dir = temp_dir(&key)?;
         let pack_path = dir.path().join("p.pack");
-        let idx_path = dir.path().join("p.idx");
         {
             let mut file =
                 std::fs::File::create(&pack_path).map_err(|e| Error::backend(&key, e))?;
@@ -50,33 +46,71 @@ impl Repository {
                 at = end;
             }
         }
-        let out = tokio::process::Command::new("git")
-            .args(["-c", "core.bigFileThreshold=16m", "index-pack", "-o"])
-            .arg(&idx_path)
-            .arg(&pack_path)
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| {
-                Error::backend(
-                    &key,
-                    format!("cannot run git index-pack to check the pack: {e}"),
-                )
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = stderr.lines().last().unwrap_or("").trim();
-            return Err(refuse(format!("git index-pack refuses it: {why}")));
-        }
-        let idx = std::fs::read(&idx_path).map_err(|e| Error::backend(&key, e))?;
-        let mut ids = crate::pack::idx_file::object_ids(&idx, name)
-            .map_err(|e| refuse(format!("its computed idx is unreadable: {e}")))?;
-        if ids.is_empty() {
-            return Err(refuse("it holds no objects".into()));
-        }
-        ids.sort_unstable();
-        Ok(ids)
+        index_pack_ids(dir.path(), &key, name, refuse).await
     }
+
+    /// [`Repository::verified_pack_ids`] for a pack in memory (one that came inline in an
+    /// `update`, at most the inline limit): written to a temporary file and indexed by git
+    /// there. Memory stays git's, in its own process (objects above 16 MiB streamed), not the
+    /// server's; a pack git cannot index is refused with git's reason.
+    pub(super) async fn verified_ids_in_memory(
+        &self,
+        name: &str,
+        pack: &[u8],
+    ) -> Result<Vec<[u8; 20]>, Error> {
+        let what = format!("inline pack {name}");
+        let dir = temp_dir(&what)?;
+        std::fs::write(dir.path().join("p.pack"), pack).map_err(|e| Error::backend(&what, e))?;
+        let refuse = |why: String| Error::Invalid {
+            detail: format!("{name} in {}: {why}", self.name),
+        };
+        index_pack_ids(dir.path(), &what, name, refuse).await
+    }
+}
+
+fn temp_dir(what: &str) -> Result<tempfile::TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix("hypha-verify-")
+        .tempdir()
+        .map_err(|e| Error::backend(what, e))
+}
+
+/// `git index-pack` over `dir/p.pack`: the sorted ids of its objects, or `refuse` with why git
+/// (or its idx) refuses it; `what` names the pack in a failure to run git at all.
+async fn index_pack_ids(
+    dir: &std::path::Path,
+    what: &str,
+    name: &str,
+    refuse: impl Fn(String) -> Error,
+) -> Result<Vec<[u8; 20]>, Error> {
+    let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
+    let out = tokio::process::Command::new("git")
+        .args(["-c", "core.bigFileThreshold=16m", "index-pack", "-o"])
+        .arg(&idx_path)
+        .arg(&pack_path)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            Error::backend(
+                what,
+                format!("cannot run git index-pack to check the pack: {e}"),
+            )
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.lines().last().unwrap_or("").trim();
+        return Err(refuse(format!(
+            "corrupt or incomplete, git index-pack says: {why}"
+        )));
+    }
+    let idx = std::fs::read(&idx_path).map_err(|e| Error::backend(what, e))?;
+    let ids = super::objects::sorted_ids(&idx, name)
+        .map_err(|e| refuse(format!("its computed idx is unreadable: {e}")))?;
+    if ids.is_empty() {
+        return Err(refuse("it holds no objects".into()));
+    }
+    Ok(ids)
 }

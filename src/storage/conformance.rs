@@ -6,7 +6,7 @@
 //! other runs. Presigned URLs are checked for shape here; fetching them needs an HTTP server
 //! and is tested with the server's `/_store` routes.
 //!
-//! The repository's rules over each backend are checked by `repo::conformance`, which uses
+//! The repository's rules over each backend are checked by its own conformance suite, which uses
 //! [`Hooked`] from here to make a backend fail or change under a test.
 //!
 //! Test code: compiled for the library's own tests only (`storage` is declared with it under

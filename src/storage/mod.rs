@@ -1,6 +1,6 @@
 //! Object-store backends: the [`Backend`] trait and its implementations over local disk and
-//! S3. The git repository's layout and rules on top of them live in `crate::repo`, which this
-//! module never imports.
+//! S3. The git repository's layout and rules live in the layer above, which builds on this
+//! module and is never imported by it.
 //!
 //! Owns keys, bytes, conditional writes and presigned URLs. Knows nothing of git, HTTP
 //! status codes, axum, tokens or the API's wire types: `server` maps [`Error`] to statuses in

@@ -9,14 +9,14 @@
 //!
 //! It deliberately does not load configuration (no aws-config: the client is built by hand
 //! from [`Config`], which the binary fills from flags and `AWS_*` variables) and knows nothing
-//! of the repository layout, which is `crate::repo`'s.
+//! of the repository layout, which is the layer above's.
 //!
 //! Etags are S3's, quoted as S3 sends them. Errors name the key and the bucket; they carry what
 //! S3 answered (status, code, message) but never credentials or a presigned URL.
 //!
 //! Conditional deletes: `DeleteObject` with `If-Match` is recent on AWS and ignored by some
 //! S3-compatible stores, so a delete first reads the etag (a `HEAD`) and then sends the
-//! conditional delete; `crate::repo` holds the repository lock around both, so within one
+//! conditional delete; the repository layer holds its lock around both, so within one
 //! server the check cannot be overtaken.
 
 pub mod multipart;

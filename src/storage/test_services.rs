@@ -12,7 +12,7 @@
 //! CI (`CI` set) it fails instead. Every store gets its own random key prefix, so runs share
 //! the buckets.
 //!
-//! Test code, shared by the library's unit tests (`storage::conformance`, `repo::conformance`)
+//! Test code, shared by the library's unit tests (both conformance suites)
 //! and `tests/s3.rs` (which includes this file with `#[path]`): it names the S3 backend only
 //! through `super::`, which is `crate::storage` in the one and the test's own imports in the
 //! other.
