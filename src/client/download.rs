@@ -278,7 +278,6 @@ mod tests {
     use std::time::Duration;
 
     const SECRET: &[u8] = b"jwt-secret-for-tests";
-    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
     /// Serve `app` on 127.0.0.1; the task dies with the test's runtime.
     async fn listen(app: axum::Router) -> String {
@@ -321,16 +320,13 @@ mod tests {
             .await
             .expect("create");
 
-        // The store checks sizes and the idx, not the pack's content: a pack-shaped body and
-        // a v2 idx listing the object the ref will point at.
-        let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
-        pack.extend((0..5000u32).map(|i| (i % 251) as u8));
-        pack.extend([3u8; 20]);
-        let idx = crate::repo::conformance::idx_listing(&[A], [3u8; 20]);
+        // A real pack (the server indexes every pack an update names) of one incompressible
+        // blob of about 5000 bytes, for range reads.
+        let blobs = crate::pack::testing::blob_pack(3, 1, 5000);
+        let (name, pack, idx) = (blobs.name, blobs.pack, blobs.idx);
         let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
         std::fs::write(&pack_path, &pack).expect("write");
         std::fs::write(&idx_path, &idx).expect("write");
-        let name = format!("pack-{A}");
         let bar = Progress::hidden().bytes("test", 0);
         let files = super::super::PackFiles {
             name: &name,
@@ -348,7 +344,7 @@ mod tests {
             updates: vec![RefUpdate {
                 name: "refs/heads/main".into(),
                 old: None,
-                new: Some(A.into()),
+                new: Some(blobs.ids[0].clone()),
             }],
             ..Default::default()
         };

@@ -83,26 +83,19 @@ impl Repository {
             }
         }
         let checked = self
-            .check_packs_sized(std::slice::from_ref(&req.pack))
+            .check_packs_sized(
+                std::slice::from_ref(&req.pack),
+                super::packs::Check::Trailers,
+            )
             .await?;
         let (keep_idx_size, pack_size) = checked
             .first()
             .map_or((0, 0), |(_, idx, pack)| (*idx, *pack));
-        // Sorted ids, through the same cache as `update`'s object check.
-        let claimed = self.pack_ids(&req.pack, keep_idx_size).await?;
-        // What the pack really holds, from its bytes: its writer's idx is only a claim.
-        let keep = self.verified_pack_ids(&req.pack, pack_size).await?;
-        if keep.as_slice() != &claimed[..] {
-            return Err(Error::Invalid {
-                detail: format!(
-                    "{} does not hold the objects its idx lists ({} listed, {} in the pack) in {}",
-                    req.pack,
-                    claimed.len(),
-                    keep.len(),
-                    self.name
-                ),
-            });
-        }
+        // What the pack really holds, from its bytes: its writer's idx is only a claim (a
+        // merge this server made itself was checked when it was made).
+        let keep = self
+            .verified_stored_pack(&req.pack, keep_idx_size, pack_size)
+            .await?;
 
         let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
             .await

@@ -25,6 +25,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     atomic_update_survives_death(backend.clone()).await;
     uploads_hidden_until_named(backend.clone()).await;
     refused_update_releases_uploads(backend.clone()).await;
+    uploaded_packs_are_indexed_once(backend.clone()).await;
     refs_read_again_only_when_changed(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
@@ -54,8 +55,6 @@ impl Hook for Dying {
         Ok(())
     }
 }
-
-const ONES: &str = "1111111111111111111111111111111111111111";
 
 fn ref_update(name: &str, old: Option<&str>, new: Option<&str>) -> RefUpdate {
     RefUpdate {
@@ -258,28 +257,28 @@ async fn put_idx_and_pack(
     }
 }
 
-/// Ask for upload URLs of a fake pack, then store it (as its uploader would); its name.
-async fn upload_fake_pack(
+/// Ask for upload URLs of a real pack of one blob made from `seed`, then store it (as its
+/// uploader would): its name and the blob's id. `update` indexes every pack it has not checked
+/// (issue 21), so a pack named in one must be a pack.
+async fn upload_blob_pack(
     repo: &super::Repository,
     backend: &Arc<dyn Backend>,
     alias: &str,
-    checksum: u8,
-    ids: &[&str],
-) -> String {
-    let (pack, idx) = fake_pack(checksum, ids);
-    let name = format!("pack-{}", hex::encode([checksum; 20]));
+    seed: u8,
+) -> (String, String) {
+    let blobs = crate::pack::testing::blob_pack(seed, 1, 64);
     let spec = PackUpload {
-        name: name.clone(),
-        pack_size: pack.len() as u64,
-        idx_size: idx.len() as u64,
+        name: blobs.name.clone(),
+        pack_size: blobs.pack.len() as u64,
+        idx_size: blobs.idx.len() as u64,
         upload_id: None,
     };
     repo.presign_upload(&spec, Duration::from_secs(60))
         .await
         .expect("presign");
     let dir = format!("conformance/artifacts/{alias}/.git/objects/pack");
-    put_idx_and_pack(backend, &dir, &name, pack, idx).await;
-    name
+    put_idx_and_pack(backend, &dir, &blobs.name, blobs.pack, blobs.idx).await;
+    (blobs.name, blobs.ids[0].clone())
 }
 
 /// Packs whose upload URLs were handed out stay hidden from `packs` until an update names
@@ -294,8 +293,8 @@ pub(crate) async fn uploads_hidden_until_named(backend: Arc<dyn Backend>) {
     let names = |packs: Vec<super::PackEntry>| -> Vec<String> {
         packs.into_iter().map(|p| p.name).collect()
     };
-    let named = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
-    let orphan = upload_fake_pack(&repo, &backend, &alias, 2, &[ONES]).await;
+    let (named, id) = upload_blob_pack(&repo, &backend, &alias, 1).await;
+    let (orphan, _) = upload_blob_pack(&repo, &backend, &alias, 2).await;
     assert_eq!(
         names(repo.packs().await.expect("packs")),
         Vec::<String>::new()
@@ -304,11 +303,7 @@ pub(crate) async fn uploads_hidden_until_named(backend: Arc<dyn Backend>) {
     let res = repo
         .update(&Update {
             packs: vec![named.clone()],
-            updates: vec![ref_update(
-                "refs/heads/main",
-                None,
-                Some("1111111111111111111111111111111111111111"),
-            )],
+            updates: vec![ref_update("refs/heads/main", None, Some(&id))],
             ..Default::default()
         })
         .await
@@ -321,13 +316,13 @@ pub(crate) async fn uploads_hidden_until_named(backend: Arc<dyn Backend>) {
 
     // The same pack uploaded again (another push with the same objects): refused, so no
     // writer gets a URL that could replace it; it stays visible.
-    let (pack, idx) = fake_pack(1, &[ONES]);
+    let again = crate::pack::testing::blob_pack(1, 1, 64);
     let refused = repo
         .presign_upload(
             &PackUpload {
                 name: named.clone(),
-                pack_size: pack.len() as u64,
-                idx_size: idx.len() as u64,
+                pack_size: again.pack.len() as u64,
+                idx_size: again.idx.len() as u64,
                 upload_id: None,
             },
             Duration::from_secs(60),
@@ -401,12 +396,12 @@ pub(crate) async fn refused_update_releases_uploads(backend: Arc<dyn Backend>) {
         .repo("conformance", &alias)
         .expect("repo");
     repo.create(false, None).await.expect("create");
-    const TWOS: &str = "2222222222222222222222222222222222222222";
-    let live = upload_fake_pack(&repo, &backend, &alias, 1, &[ONES]).await;
+    let (live, ones) = upload_blob_pack(&repo, &backend, &alias, 1).await;
+    let ones = ones.as_str();
     let res = repo
         .update(&Update {
             packs: vec![live.clone()],
-            updates: vec![ref_update("refs/heads/main", None, Some(ONES))],
+            updates: vec![ref_update("refs/heads/main", None, Some(ones))],
             ..Default::default()
         })
         .await
@@ -425,12 +420,13 @@ pub(crate) async fn refused_update_releases_uploads(backend: Arc<dyn Backend>) {
             .collect::<Vec<String>>()
     };
     // Lost compare-and-swap: `main` is no longer absent.
-    let loser = upload_fake_pack(&repo, &backend, &alias, 2, &[TWOS]).await;
+    let (loser, twos) = upload_blob_pack(&repo, &backend, &alias, 2).await;
+    let twos = twos.as_str();
     assert_eq!(repo.staged_uploads().await.expect("staged"), 1);
     let res = repo
         .update(&Update {
             packs: vec![loser.clone(), live.clone()],
-            updates: vec![ref_update("refs/heads/main", None, Some(TWOS))],
+            updates: vec![ref_update("refs/heads/main", None, Some(twos))],
             ..Default::default()
         })
         .await
@@ -443,13 +439,13 @@ pub(crate) async fn refused_update_releases_uploads(backend: Arc<dyn Backend>) {
     );
 
     // An atomic batch of which one ref fails writes none, and releases its upload too.
-    let batch = upload_fake_pack(&repo, &backend, &alias, 3, &[TWOS]).await;
+    let (batch, _) = upload_blob_pack(&repo, &backend, &alias, 2).await;
     let res = repo
         .update(&Update {
             packs: vec![batch],
             updates: vec![
-                ref_update("refs/heads/main", Some(ONES), Some(TWOS)),
-                ref_update("refs/heads/other", Some(TWOS), Some(TWOS)),
+                ref_update("refs/heads/main", Some(ones), Some(twos)),
+                ref_update("refs/heads/other", Some(twos), Some(twos)),
             ],
             atomic: true,
             ..Default::default()
@@ -467,8 +463,99 @@ pub(crate) async fn refused_update_releases_uploads(backend: Arc<dyn Backend>) {
     );
     assert_eq!(
         repo.refs().await.expect("refs").get("refs/heads/main"),
-        Some(&ONES.to_owned())
+        Some(&ones.to_owned())
     );
+}
+
+/// Counts the reads of `.pack` files.
+#[derive(Debug, Default)]
+struct PackReads(AtomicUsize);
+
+#[async_trait]
+impl Hook for PackReads {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if op == Op::Read && key.ends_with(".pack") {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// `update` checks an uploaded pack's idx against what `git index-pack` finds in the pack
+/// (issue 21: a writer's idx that claims an object its pack lacks would let a ref point at
+/// nothing, and a later push building on that ref would leave the object out). It reads the
+/// pack once: a later update naming the same pack, and a pack this server completed itself,
+/// cost no read of it.
+pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("indexed");
+    let counted = Arc::new(Hooked {
+        inner: backend.clone(),
+        hook: PackReads::default(),
+    });
+    let repo = Store::new(counted.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    repo.create(false, None).await.expect("create");
+    let reads = || counted.hook.0.load(Ordering::SeqCst);
+    let push = |name: &str, branch: &str, id: &str| Update {
+        packs: vec![name.to_owned()],
+        updates: vec![ref_update(branch, None, Some(id))],
+        ..Default::default()
+    };
+
+    // An idx with the pack's own trailer that lists another object than the pack holds.
+    let blobs = crate::pack::testing::blob_pack(8, 1, 64);
+    let mut entries = crate::pack::idx_file::entries(&blobs.idx, &blobs.name).expect("idx");
+    let trailer: [u8; 20] = blobs.pack[blobs.pack.len() - 20..]
+        .try_into()
+        .expect("20 bytes");
+    entries[0].id = [0x99; 20];
+    let lying = crate::pack::idx_file::write(&mut entries, &trailer, &blobs.name).expect("idx");
+    let spec = PackUpload {
+        name: blobs.name.clone(),
+        pack_size: blobs.pack.len() as u64,
+        idx_size: lying.len() as u64,
+        upload_id: None,
+    };
+    repo.presign_upload(&spec, Duration::from_secs(60))
+        .await
+        .expect("presign");
+    let dir = format!("conformance/artifacts/{alias}/.git/objects/pack");
+    put_idx_and_pack(&backend, &dir, &blobs.name, blobs.pack, lying).await;
+    let claimed = hex::encode([0x99u8; 20]);
+    let refused = repo
+        .update(&push(&blobs.name, "refs/heads/lie", &claimed))
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Invalid { detail })
+            if detail.contains("does not list the objects its pack holds") && !detail.contains('\n')),
+        "{refused:?}"
+    );
+    assert!(
+        repo.refs().await.expect("refs").is_empty(),
+        "no ref written"
+    );
+    assert!(
+        repo.packs().await.expect("packs").is_empty(),
+        "nothing live"
+    );
+
+    // A true one: indexed once, on the first update that names it.
+    let (name, id) = upload_blob_pack(&repo, &backend, &alias, 9).await;
+    let before = reads();
+    let res = repo
+        .update(&push(&name, "refs/heads/main", &id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert!(reads() > before, "the pack was read to be indexed");
+    let before = reads();
+    let res = repo
+        .update(&push(&name, "refs/heads/again", &id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert_eq!(reads(), before, "indexed before: not read again");
 }
 
 /// Counts the reads of keys under `refs/` (ref `GET`s; listings are under `refs/` too, but
@@ -587,14 +674,10 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
         .expect("repo");
     repo.create(false, None).await.expect("create");
     let prefix = format!("conformance/artifacts/{alias}/.git/");
-    let (old, new, nowhere) = (
+    let (old, nowhere, retired_only) = (
         "1111111111111111111111111111111111111111",
-        "2222222222222222222222222222222222222222",
         "9999999999999999999999999999999999999999",
-    );
-    let (retired_only, pending_only) = (
         "3333333333333333333333333333333333333333",
-        "4444444444444444444444444444444444444444",
     );
     put_live_pack(&backend, &prefix, 1, &[old]).await;
     let retired = put_live_pack(&backend, &prefix, 3, &[retired_only]).await;
@@ -606,8 +689,9 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
         )
         .await
         .expect("retire");
-    upload_fake_pack(&repo, &backend, &alias, 4, &[pending_only]).await;
-    let pushed = upload_fake_pack(&repo, &backend, &alias, 2, &[new]).await;
+    let (_, pending_only) = upload_blob_pack(&repo, &backend, &alias, 4).await;
+    let (pushed, new) = upload_blob_pack(&repo, &backend, &alias, 2).await;
+    let (pending_only, new) = (pending_only.as_str(), new.as_str());
     let update = |packs: &[&str], updates: Vec<RefUpdate>, atomic: bool| Update {
         packs: packs.iter().map(|p| p.to_string()).collect(),
         updates,
@@ -686,7 +770,7 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
         .iter()
         .any(|p| p.name == pushed));
     assert_eq!(repo.pending_uploads().await.expect("pending").len(), 1);
-    let pushed = upload_fake_pack(&repo, &backend, &alias, 2, &[new]).await;
+    let (pushed, _) = upload_blob_pack(&repo, &backend, &alias, 2).await;
 
     // Not atomic: the good ref (its object in the named pack) moves, the bad one does not.
     let res = repo
@@ -975,6 +1059,16 @@ pub(crate) async fn thin_completion(backend: Arc<dyn Backend>) {
         .expect("ids")
         .len();
     other_idx[8 + 1024 + count * 20] ^= 1; // a CRC32
+                                           // Offsets, CRC32s and trailer right, one id not the object at its offset: only git's
+                                           // indexing of the completed pack tells (issue 21: the ids were taken on trust).
+    let claims = {
+        let mut entries = crate::pack::idx_file::entries(thin_idx, "t").expect("entries");
+        entries[0].id = [0x99; 20];
+        let trailer: [u8; 20] = thin_pack[thin_pack.len() - 20..]
+            .try_into()
+            .expect("20 bytes");
+        crate::pack::idx_file::write(&mut entries, &trailer, "t").expect("idx")
+    };
     for (what, pack, idx, needle) in [
         ("corrupt", flipped, thin_idx.clone(), "thin pack"),
         (
@@ -988,6 +1082,12 @@ pub(crate) async fn thin_completion(backend: Arc<dyn Backend>) {
             thin_pack.clone(),
             other_idx,
             "idx does not match",
+        ),
+        (
+            "idx claims another object",
+            thin_pack.clone(),
+            claims,
+            "does not list the objects its pack holds",
         ),
     ] {
         put_thin(alias.clone(), pack, idx).await;
@@ -1096,6 +1196,7 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(store);
         atomic_update_survives_death(backend.clone()).await;
         uploads_hidden_until_named(backend.clone()).await;
+        uploaded_packs_are_indexed_once(backend.clone()).await;
         lfs_objects(backend.clone()).await;
         thin_completion(backend).await;
     }

@@ -3,9 +3,10 @@
 //!
 //! Owns the lookup of a push's new ref values in the idx files, and [`PackIdsCache`], the
 //! object ids of packs by (repository prefix, pack name, idx size) kept in the [`Store`]
-//! (super::Store). Reads idx files only, never a `.pack`; trusts an idx as compaction does (a
-//! client that can push can write any object anyway: the rule catches mistakes, such as a
-//! ref set to an id nothing was uploaded for, not lies).
+//! (super::Store). Reads idx files only, never a `.pack`. An idx a writer uploaded is only a
+//! claim until `update` has checked it against its pack ([`verify`](super::verify)); the cache
+//! remembers which entries were checked (or written by this server), so that a pack is indexed
+//! once, not on every push that names it.
 //!
 //! Cost: a push names its new pack, whose idx holds the new commit, so the hot path reads that
 //! one small idx. Only ids not found there need the live packs ([`Repository::packs`]: neither
@@ -44,7 +45,8 @@ pub(crate) struct PackIdsCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    entries: HashMap<(String, u64), (Ids, u64)>,
+    /// (key, idx size) -> (ids, last use, whether the ids were computed from the pack's bytes).
+    entries: HashMap<(String, u64), (Ids, u64, bool)>,
     bytes: usize,
     clock: u64,
 }
@@ -54,12 +56,25 @@ impl PackIdsCache {
         let mut inner = self.inner.lock().ok()?;
         inner.clock += 1;
         let now = inner.clock;
-        let (ids, used) = inner.entries.get_mut(&(key.to_owned(), idx_size))?;
+        let (ids, used, _) = inner.entries.get_mut(&(key.to_owned(), idx_size))?;
         *used = now;
         Some(ids.clone())
     }
 
-    fn put(&self, key: &str, idx_size: u64, ids: Ids) {
+    /// Whether the cached ids of this idx were computed from its pack's bytes (by `git
+    /// index-pack` here, or in a pack this server wrote itself).
+    fn verified(&self, key: &str, idx_size: u64) -> bool {
+        self.inner.lock().is_ok_and(|inner| {
+            inner
+                .entries
+                .get(&(key.to_owned(), idx_size))
+                .is_some_and(|(_, _, verified)| *verified)
+        })
+    }
+
+    /// Cache `ids` for this idx; `verified` as in [`PackIdsCache::verified`]. A verified entry
+    /// stays verified when the same file is read again: stored packs never change.
+    fn put(&self, key: &str, idx_size: u64, ids: Ids, verified: bool) {
         let size = ids.len() * 20;
         if size > CACHE_BUDGET {
             return;
@@ -69,7 +84,15 @@ impl PackIdsCache {
         };
         inner.clock += 1;
         let now = inner.clock;
-        if let Some((old, _)) = inner.entries.insert((key.to_owned(), idx_size), (ids, now)) {
+        let verified = verified
+            || inner
+                .entries
+                .get(&(key.to_owned(), idx_size))
+                .is_some_and(|(_, _, v)| *v);
+        if let Some((old, _, _)) = inner
+            .entries
+            .insert((key.to_owned(), idx_size), (ids, now, verified))
+        {
             inner.bytes -= old.len() * 20;
         }
         inner.bytes += size;
@@ -79,12 +102,12 @@ impl PackIdsCache {
             let Some(oldest) = inner
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, (_, used, _))| *used)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((gone, _)) = inner.entries.remove(&oldest) {
+            if let Some((gone, _, _)) = inner.entries.remove(&oldest) {
                 inner.bytes -= gone.len() * 20;
             }
         }
@@ -152,12 +175,12 @@ impl Repository {
             })?;
         let ids = sorted(entries.iter().map(|e| e.id).collect());
         self.pack_ids_cache
-            .put(&key, idx.body.len() as u64, Arc::new(ids));
+            .put(&key, idx.body.len() as u64, Arc::new(ids), false);
         Ok(entries)
     }
 
-    /// Parse the idx of pack `name` from memory (this server wrote it) into the ids cache, as
-    /// [`Repository::pack_ids`] would after reading it.
+    /// Parse the idx of pack `name` from memory into the ids cache, as checked: this server
+    /// wrote it, or computed it from the pack's bytes.
     pub(super) fn cache_ids(&self, name: &str, idx: &[u8]) -> Result<(), Error> {
         let ids = sorted_ids(idx, name).map_err(|e| self.unreadable(e))?;
         self.cache_sorted_ids(name, idx.len() as u64, ids);
@@ -170,10 +193,19 @@ impl Repository {
         }
     }
 
-    /// Put the sorted ids of the idx of pack `name`, `idx_size` bytes, into the ids cache.
+    /// Put the sorted ids of the idx of pack `name`, `idx_size` bytes, into the ids cache, as
+    /// checked against the pack's bytes (only for ids computed from them, or for a pack this
+    /// server wrote).
     pub(super) fn cache_sorted_ids(&self, name: &str, idx_size: u64, ids: Vec<[u8; 20]>) {
         self.pack_ids_cache
-            .put(&self.pack_key(name, "idx"), idx_size, Arc::new(ids));
+            .put(&self.pack_key(name, "idx"), idx_size, Arc::new(ids), true);
+    }
+
+    /// Whether pack `name`'s idx (`idx_size` bytes) was checked against its pack by this
+    /// server since it started (then `update` need not index it again).
+    pub(super) fn pack_verified(&self, name: &str, idx_size: u64) -> bool {
+        self.pack_ids_cache
+            .verified(&self.pack_key(name, "idx"), idx_size)
     }
 
     /// Whether the ids of pack `name` are cached (then [`Repository::pack_ids`] reads nothing).
@@ -193,7 +225,7 @@ impl Repository {
         let ids = Arc::new(sorted_ids(&idx.body, name).map_err(|e| self.unreadable(e))?);
         // Cached under the size actually read, whatever the listing said.
         self.pack_ids_cache
-            .put(&key, idx.body.len() as u64, ids.clone());
+            .put(&key, idx.body.len() as u64, ids.clone(), false);
         Ok(ids)
     }
 }
@@ -262,7 +294,7 @@ mod tests {
     #[test]
     fn keyed_by_idx_size() {
         let cache = PackIdsCache::default();
-        cache.put("p", 100, ids(3, 1));
+        cache.put("p", 100, ids(3, 1), false);
         assert_eq!(cache.get("p", 100).map(|i| i.len()), Some(3));
         assert!(
             cache.get("p", 101).is_none(),
@@ -275,16 +307,16 @@ mod tests {
     fn least_recently_used_goes_first_past_the_budget() {
         let cache = PackIdsCache::default();
         let third = CACHE_BUDGET / 20 / 3;
-        cache.put("a", 1, ids(third, 1));
-        cache.put("b", 1, ids(third, 2));
-        cache.put("c", 1, ids(third, 3));
+        cache.put("a", 1, ids(third, 1), false);
+        cache.put("b", 1, ids(third, 2), false);
+        cache.put("c", 1, ids(third, 3), false);
         assert!(cache.get("a", 1).is_some(), "a is now the most recent");
-        cache.put("d", 1, ids(third, 4));
+        cache.put("d", 1, ids(third, 4), false);
         assert!(cache.get("b", 1).is_none(), "b was the least recently used");
         for kept in ["a", "c", "d"] {
             assert!(cache.get(kept, 1).is_some(), "{kept}");
         }
-        cache.put("huge", 1, ids(CACHE_BUDGET / 20 + 1, 5));
+        cache.put("huge", 1, ids(CACHE_BUDGET / 20 + 1, 5), false);
         assert!(cache.get("huge", 1).is_none(), "larger than the budget");
         assert!(cache.get("a", 1).is_some(), "and it evicted nothing");
     }

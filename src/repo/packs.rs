@@ -95,10 +95,11 @@ impl Repository {
         Ok((pack, idx))
     }
 
-    /// Every named pack and its idx exist, and the idx was made for that pack: the pack
-    /// checksum in the idx trailer equals the pack's own trailer. Returns each pack's name
-    /// with the size of its idx, as listed. Packs in `stored` were stored and checked by this
-    /// request itself (name -> idx size, pack size): nothing is read for them.
+    /// Every named pack and its idx exist, and the idx describes that pack exactly, as `git
+    /// index-pack` computes it from the pack's bytes ([`verify`](super::verify)): a pack this
+    /// server has not checked before is read and indexed. Returns each pack's name with the
+    /// size of its idx, as listed. Packs in `stored` were stored and checked by this request
+    /// itself (name -> idx size, pack size): nothing is read for them.
     pub(super) async fn check_packs(
         &self,
         names: &[String],
@@ -109,7 +110,10 @@ impl Repository {
             .filter(|n| !stored.contains_key(*n))
             .cloned()
             .collect();
-        let mut checked = self.check_packs_sized(&others).await?.into_iter();
+        let mut checked = self
+            .check_packs_sized(&others, Check::Contents)
+            .await?
+            .into_iter();
         // In the request's order, as `missing_objects` reads them.
         Ok(names
             .iter()
@@ -120,10 +124,12 @@ impl Repository {
             .collect())
     }
 
-    /// [`Repository::check_packs`], with each pack's own size too (as listed).
+    /// Every named pack and its idx exist and fit each other, with each one's idx and pack
+    /// size (as listed). `check` says how far the idx is checked against its pack.
     pub(super) async fn check_packs_sized(
         &self,
         names: &[String],
+        check: Check,
     ) -> Result<Vec<(String, u64, u64)>, Error> {
         if names.is_empty() {
             return Ok(Vec::new());
@@ -146,10 +152,19 @@ impl Repository {
             check_sizes(name, pack.size, idx.size)?;
             found.push((name.clone(), pack.clone(), idx.clone()));
         }
-        // Both trailers of every pack at once: on S3 each read is a round trip.
+        // Every pack at once: on S3 each read is a round trip.
         let backend = &self.backend;
         futures_util::stream::iter(found)
             .map(|(name, pack, idx)| async move {
+                if check == Check::Contents {
+                    // Implies the trailers' check: git's idx names the pack's checksum. A
+                    // pack checked before costs nothing: stored packs never change.
+                    if !self.pack_verified(&name, idx.size) {
+                        self.verified_stored_pack(&name, idx.size, pack.size)
+                            .await?;
+                    }
+                    return Ok((name, idx.size, pack.size));
+                }
                 let (pack_sum, idx_sum) = tokio::join!(
                     backend.get_range(&pack.key, pack.size - 20..pack.size),
                     backend.get_range(&idx.key, idx.size - 40..idx.size - 20),
@@ -165,8 +180,19 @@ impl Repository {
     }
 }
 
-/// Packs whose trailers are read at once when an update names several.
+/// Packs checked at once when an update names several.
 const TRAILER_READ_CONCURRENCY: usize = 8;
+
+/// How far [`Repository::check_packs_sized`] checks an idx against its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// The idx's trailer names the pack's checksum (two small reads): the caller indexes the
+    /// pack itself.
+    Trailers,
+    /// The idx lists exactly what `git index-pack` finds in the pack, unless this server
+    /// checked (or wrote) the pack before.
+    Contents,
+}
 
 /// Every object of a pack takes at least this many bytes in it: a one-byte entry header and
 /// the shortest zlib stream git writes (2 header bytes, an empty final block, 4 of Adler-32).

@@ -393,43 +393,61 @@ async fn refuses_directory_file_conflicts() {
 async fn checks_packs_before_writing_refs() {
     let f = fixture();
     let repo = f.repo_without_packs().await;
-    let name = format!("pack-{C}");
-    let mut r = req(vec![up("refs/heads/main", None, Some(A))], false);
+    let blobs = crate::pack::testing::blob_pack(9, 1, 64);
+    let (name, pack, idx) = (blobs.name.clone(), blobs.pack, blobs.idx);
+    let mut r = req(
+        vec![up("refs/heads/main", None, Some(&blobs.ids[0]))],
+        false,
+    );
     r.packs = vec![name.clone()];
+    let pack_file = f
+        .root
+        .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack"));
+    let idx_file = pack_file.with_extension("idx");
 
     let missing = repo.update(&r).await.unwrap_err();
     assert!(missing.to_string().contains(&name), "{missing}");
-    let (pack, idx) = super::conformance::fake_pack(9, &[A]);
     f.write(&format!("objects/pack/{name}.pack"), "");
-    std::fs::write(
-        f.root
-            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.pack")),
-        &pack,
-    )
-    .unwrap();
+    std::fs::write(&pack_file, &pack).unwrap();
     assert!(
         repo.update(&r).await.is_err(),
         "a pack without its idx is incomplete"
     );
     assert!(repo.packs().await.unwrap().is_empty());
 
-    let (_, wrong_idx) = super::conformance::fake_pack(8, &[A]);
-    std::fs::write(
-        f.root
-            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
-        &wrong_idx,
-    )
-    .unwrap();
+    // Another pack's idx.
+    let other = crate::pack::testing::blob_pack(8, 1, 64);
+    std::fs::write(&idx_file, &other.idx).unwrap();
     let err = repo.update(&r).await.unwrap_err();
     assert!(err.to_string().contains("does not belong"), "{err}");
     assert_eq!(f.file("refs/heads/main"), None);
 
-    std::fs::write(
-        f.root
-            .join(format!("ws/artifacts/repo/.git/objects/pack/{name}.idx")),
-        &idx,
-    )
-    .unwrap();
+    // An idx with the pack's trailer that lists another object (issue 21: it would let the
+    // ref point at an object no pack holds), then one with the right objects at the wrong
+    // offsets: both refused, nothing written.
+    let mut entries = crate::pack::idx_file::entries(&idx, &name).unwrap();
+    let trailer: [u8; 20] = pack[pack.len() - 20..].try_into().unwrap();
+    let mut claims = entries.clone();
+    claims[0].id[0] ^= 0x01;
+    let lying = crate::pack::idx_file::write(&mut claims, &trailer, &name).unwrap();
+    std::fs::write(&idx_file, &lying).unwrap();
+    let err = repo.update(&r).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not list the objects its pack holds"),
+        "{err}"
+    );
+    entries[0].offset += 1;
+    let shifted = crate::pack::idx_file::write(&mut entries, &trailer, &name).unwrap();
+    std::fs::write(&idx_file, &shifted).unwrap();
+    let err = repo.update(&r).await.unwrap_err();
+    assert!(
+        err.to_string().contains("does not describe its pack"),
+        "{err}"
+    );
+    assert_eq!(f.file("refs/heads/main"), None);
+
+    std::fs::write(&idx_file, &idx).unwrap();
     let res = repo.update(&r).await.unwrap();
     assert_eq!(res.results[0].status, RefStatus::Ok);
     let packs = repo.packs().await.unwrap();

@@ -140,27 +140,47 @@ impl Repository {
             entries: HashMap::new(),
         };
         let idx = idx.to_vec();
+        // A named file in a temporary directory, for `git index-pack` to check; a killed
+        // server leaves it in the system's temporary directory.
+        let dir = tempfile::Builder::new()
+            .prefix("hypha-thin-")
+            .tempdir()
+            .map_err(|e| Error::backend("temporary directory", e))?;
+        let path = dir.path().join("p.pack");
         let (done, file) = tokio::task::spawn_blocking(move || {
-            // Unnamed: a killed server leaves no file behind.
-            let mut file = tempfile::tempfile().map_err(|e| Error::backend("temporary file", e))?;
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::backend("temporary file", e))?;
             let done = thin::complete(&mut source, size, &idx, &mut file);
             Ok::<_, Error>((done, file))
         })
         .await
         .map_err(|e| Error::backend(&what, e))??;
-        let done = done.map_err(|e| match e {
+        let mut done = done.map_err(|e| match e {
             thin::Error::Read { what, source } => Error::backend(&what, source),
             thin::Error::Write(source) => Error::backend("temporary file", source),
             refused => Error::Invalid {
                 detail: format!("thin pack {name}: {refused}"),
             },
         })?;
+        // The thin pack's own entries got their ids from the uploaded idx: git computes them
+        // from the completed bytes before the pack is stored (issue 21).
+        self.verified_written(dir.path(), &done.name, done.pack_size, &done.idx)
+            .await
+            .map_err(|e| match e {
+                Error::Invalid { detail } => Error::Invalid {
+                    detail: format!("thin pack {name}: {detail}"),
+                },
+                e => e,
+            })?;
         let idx_size = done.idx.len() as u64;
-        let idx = Bytes::from(done.idx);
-        self.store_pending_file(&done.name, idx.clone(), file, done.pack_size)
+        let idx = Bytes::from(std::mem::take(&mut done.idx));
+        // Stored with its ids cached as checked: `update` reads nothing of it back.
+        self.store_pending_file(&done.name, idx, file, done.pack_size)
             .await?;
-        // Written here from the entries just checked: its ids need no reading back.
-        self.cache_ids(&done.name, &idx)?;
         tracing::info!(
             "{}: completed thin pack {name} as {} ({} bases appended, {} bytes)",
             self.name,

@@ -99,23 +99,10 @@ impl Repository {
             &pack[pack.len() - 20..],
             &idx[idx.len() - 40..idx.len() - 20],
         )?;
-        let ids = super::objects::sorted_ids(&idx, name).map_err(|e| Error::Invalid {
-            detail: format!("{e} in {}", self.name),
-        })?;
-        // What the pack holds, from its own bytes, as compaction checks the pack it keeps
-        // (`git index-pack`, at most the inline limit): a writer's idx is only a claim, and
-        // `update` lets a ref point only at an object a pack holds (issue 21).
-        let held = self.verified_ids_in_memory(name, &pack).await?;
-        if held != ids {
-            return Err(Error::Invalid {
-                detail: format!(
-                    "the idx of {name} does not list the objects its pack holds ({} listed, {} in the pack) in {}",
-                    ids.len(),
-                    held.len(),
-                    self.name
-                ),
-            });
-        }
+        // What the pack holds, from its own bytes (`git index-pack`, at most the inline
+        // limit): a writer's idx is only a claim, and `update` lets a ref point only at an
+        // object a pack holds (issue 21).
+        let ids = self.verified_in_memory(name, &pack, &idx).await?;
         // The marker and the idx at once (a round trip less on S3), the pack only after both:
         // a pack is what readers list, and one without a marker would be live. An idx alone
         // (the marker failed) is listed by no reader; the next upload of this pack finds it
@@ -146,9 +133,11 @@ impl Repository {
         Ok(Some(sizes))
     }
 
-    /// A pack this server wrote itself (a completed thin pack, a compaction's merge), stored
-    /// as a pending upload like any other: marker first, then idx before pack (§3 rule 1), the
-    /// pack streamed from `pack` (`pack_size` bytes from its start).
+    /// A pack this server wrote itself (a completed thin pack it checked, a compaction's merge
+    /// by git from packs it indexed), stored as a pending upload like any other: marker first,
+    /// then idx before pack (§3 rule 1), the pack streamed from `pack` (`pack_size` bytes from
+    /// its start). Its ids join the cache as checked: `update` and `compact` read neither
+    /// file back.
     pub(crate) async fn store_pending_file(
         &self,
         name: &str,
@@ -158,12 +147,12 @@ impl Repository {
     ) -> Result<(), Error> {
         self.mark_upload(name).await?;
         self.backend
-            .put(&self.pack_key(name, "idx"), idx, PutMode::Overwrite)
+            .put(&self.pack_key(name, "idx"), idx.clone(), PutMode::Overwrite)
             .await?;
         self.backend
             .put_file(&self.pack_key(name, "pack"), pack, pack_size)
             .await?;
-        Ok(())
+        self.cache_ids(name, &idx)
     }
 
     /// How many uploads are staged and not yet part of the repository: pending packs and thin

@@ -541,8 +541,9 @@ async fn push_and_fetch_through_presigned_urls() {
     s.create("ws/repo", false).await;
     let tok = token("ws", Permission::ReadWrite);
     let t = Some(tok.as_str());
-    let name = format!("pack-{A}");
-    let (pack, idx) = fake_pack(3, 5000);
+    // A real pack: `update` indexes what it has not checked (issue 21).
+    let blobs = crate::pack::testing::blob_pack(3, 1, 5000);
+    let (name, pack, idx, a) = (blobs.name, blobs.pack, blobs.idx, blobs.ids[0].clone());
 
     let r = s
         .api(
@@ -569,7 +570,7 @@ async fn push_and_fetch_through_presigned_urls() {
         .starts_with(&format!("{BASE}/_store/")));
 
     // Updating before the upload finished is refused, naming the pack.
-    let mut push = update_body("refs/heads/main", None, Some(A));
+    let mut push = update_body("refs/heads/main", None, Some(&a));
     push["packs"] = json!([name]);
     let r = s.api("ws/repo", "update", t, push.clone()).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -651,9 +652,11 @@ async fn push_and_fetch_through_presigned_urls() {
     assert!(packs.packs[0].pack_url.is_none() && packs.packs[0].idx_url.is_none());
 
     // A mismatched idx is refused at update time.
-    let other = format!("pack-{}", "b".repeat(40));
-    let (pack2, _) = fake_pack(4, 10);
-    let (_, idx2) = fake_pack(5, 10);
+    let (blobs2, blobs3) = (
+        crate::pack::testing::blob_pack(4, 1, 10),
+        crate::pack::testing::blob_pack(5, 1, 10),
+    );
+    let (other, pack2, idx2) = (blobs2.name, blobs2.pack, blobs3.idx);
     let r = s
         .api(
             "ws/repo",
@@ -673,10 +676,18 @@ async fn push_and_fetch_through_presigned_urls() {
         &headers_of(up.pack.as_ref().expect("single put")),
     )
     .await;
-    let mut push = update_body("refs/heads/main", Some(A), Some(&"b".repeat(40)));
+    let mut push = update_body("refs/heads/main", Some(&a), Some(&blobs2.ids[0]));
     push["packs"] = json!([other]);
     let r = s.api("ws/repo", "update", t, push).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not belong"),
+        "{:?}",
+        r.body
+    );
 }
 
 #[tokio::test]
@@ -967,12 +978,12 @@ async fn plugin_mode_honours_the_permission_hypha_granted() {
     let r = s.plugin("info", &write, json!({})).await;
     assert_eq!(r.json()["can_write"], true);
     // Written where Hypha said, not at the route's ws/artifacts/r.
-    let (pack, _) = push_one_pack(&s, &write).await;
+    let (pack, _, id) = push_one_pack(&s, &write).await;
     let r = s
         .plugin(
             "update",
             &write,
-            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": A}], "packs": [pack]}),
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": id}], "packs": [pack]}),
         )
         .await;
     assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
@@ -1021,12 +1032,12 @@ async fn gc_is_a_route_of_the_plugin_only() {
     let r = s.plugin("gc", &write, json!({"mode": "sometimes"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     // One pack: `all` has nothing to merge, and names it for the purge.
-    let (pack, _) = push_one_pack(&s, &write).await;
+    let (pack, _, id) = push_one_pack(&s, &write).await;
     let r = s
         .plugin(
             "update",
             &write,
-            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": A}], "packs": [pack]}),
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": id}], "packs": [pack]}),
         )
         .await;
     assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
@@ -1037,10 +1048,11 @@ async fn gc_is_a_route_of_the_plugin_only() {
     assert_eq!(r.json()["merged"], 0);
 }
 
-/// Uploads a tiny valid pack through the plugin's presigned URLs; (name, pack bytes).
-async fn push_one_pack(s: &Server, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let (pack, idx) = fake_pack(6, 10);
-    let name = format!("pack-{}", hex::encode([6u8; 20]));
+/// Uploads a tiny real pack through the plugin's presigned URLs; (name, pack bytes, the id
+/// of the one object it holds).
+async fn push_one_pack(s: &Server, headers: &[(&str, &str)]) -> (String, Vec<u8>, String) {
+    let blobs = crate::pack::testing::blob_pack(6, 1, 10);
+    let (name, pack, idx) = (blobs.name, blobs.pack, blobs.idx);
     let r = s
         .plugin(
             "uploads",
@@ -1061,7 +1073,7 @@ async fn push_one_pack(s: &Server, headers: &[(&str, &str)]) -> (String, Vec<u8>
         let r = s.presigned(url, Method::PUT, data.to_vec(), &h).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
-    (name, pack)
+    (name, pack, blobs.ids[0].clone())
 }
 
 #[tokio::test]
