@@ -100,6 +100,9 @@ pub struct ServeOptions {
     /// Largest pack (with its idx) `update` takes inline; 0 answers as a server without
     /// inline packs ([`inline::DEFAULT_INLINE_MAX`]).
     pub inline_max: u64,
+    /// Run on an S3 store that ignores conditional writes
+    /// ([`storage::s3::UNSAFE_NO_CONDITIONAL_WRITES`]); checked at startup otherwise.
+    pub s3_unsafe_no_conditional_writes: bool,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -133,6 +136,10 @@ impl std::fmt::Debug for ServeOptions {
             .field("webhook_allow", &self.webhook_allow)
             .field("thin_packs", &self.thin_packs)
             .field("inline_max", &self.inline_max)
+            .field(
+                "s3_unsafe_no_conditional_writes",
+                &self.s3_unsafe_no_conditional_writes,
+            )
             .finish()
     }
 }
@@ -244,6 +251,15 @@ pub async fn run(
         Some(config) => {
             let s3 = storage::S3::new(config).map_err(Error::S3)?;
             s3.check_bucket().await.map_err(Error::S3)?;
+            if opts.s3_unsafe_no_conditional_writes {
+                tracing::warn!(
+                    "warning: {}=1: conditional writes of S3 bucket {} are not checked; a writer may overwrite stored packs and a push may be lost",
+                    storage::s3::UNSAFE_NO_CONDITIONAL_WRITES,
+                    s3.bucket()
+                );
+            } else {
+                s3.check_conditional_writes().await.map_err(Error::S3)?;
+            }
             AppState::new(std::sync::Arc::new(s3), &secret)
         }
         None => {

@@ -155,6 +155,9 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             webhook_allow,
             thin_packs: !no_thin_packs,
             inline_max,
+            s3_unsafe_no_conditional_writes: env
+                .get(s3::UNSAFE_NO_CONDITIONAL_WRITES)
+                .is_some_and(|v| v == "1"),
         },
         announce,
     ))?;
