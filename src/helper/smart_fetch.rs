@@ -5,7 +5,7 @@
 //! 32, ...), and Hypha 0.21 answers a round without `done` with a pack where fetch-pack
 //! expects ACK/NAK (`expected ACK/NAK, got '?PACK'`); nor can Hypha read fetch-pack's gzipped
 //! requests (any over 1 KiB: about 20 wants or haves). So a fetch failed as soon as the
-//! repository held 16 commits, a clone of a repository with 20 branches failed outright
+//! repository held 16 commits, a clone of a repository with 30 branches failed outright
 //! (docs/hypha.md §5). Here the wants, the shallow boundaries, the depth, haves chosen to stop
 //! Hypha's walk where our history begins ([`crate::negotiate::haves`]) and `done` go in one
 //! POST ([`crate::negotiate::upload_pack`]); the pack goes through `git index-pack` as
@@ -15,8 +15,9 @@
 //! - a fetch with no haves (a clone, `--refetch`) asks `deepen 2147483647`: Hypha then walks
 //!   breadth-first instead of recursing once per commit, so a history past ~950 commits clones
 //!   (with haves it must recurse, stopping at them);
-//! - when Hypha fails anyway (HTTP 500: more than ~950 new commits in a row), the fetch asks
-//!   once more for everything that way, and `-v` says so;
+//! - when Hypha fails on a request with haves (HTTP 500: more than ~950 new commits in a row),
+//!   [`STEP`] commits come through `deepen` and the request with haves goes on from where they
+//!   stop, and `-v` says so; after [`MAX_STEPS`] the rest comes whole;
 //! - `--shallow-since`, `--shallow-exclude` and `--deepen` fail as fetch-pack fails on a
 //!   server without them; `--filter` gets fetch-pack's warning and a full fetch.
 //!

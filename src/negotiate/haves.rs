@@ -6,9 +6,10 @@
 //! shares, and answers every round with a pack. So the one request must name the commits where
 //! new history joins ours, without knowing the new history. The choice: every local tip, then,
 //! along each line of history walked newest first, the next [`Limits::dense`] commits, then
-//! commits at doubling gaps (1, 2, 4, ... commits apart; git's `skipping` negotiator does
-//! the same over several rounds). A fork `d` commits below a tip then costs at most about `d`
-//! commits already held; the usual fork, the remote-tracking tip itself, costs none.
+//! commits at gaps growing by half (1, 2, 4, 7, 11, ... commits apart: git's `skipping`
+//! negotiator's spacing, which it spreads over several rounds). A fork `d` commits below a
+//! tip then costs at most about `d / 3` commits already held (Hypha sends each whole); the
+//! usual fork, the remote-tracking tip itself or a commit just below it, costs none.
 //!
 //! Pure: the caller reads commits (gix) and peels refs to commits; no I/O here.
 
@@ -27,10 +28,11 @@ pub struct Limits {
     pub max_walk: usize,
 }
 
-/// 8 commits one by one: a rebase or an amend of the last few commits is a fork point named
-/// exactly. 512 haves is 25 KiB of request, and the deepest doubling gap in 50 000 commits.
+/// 16 commits one by one: an amend or a rebase of the last commits, or a branch started a few
+/// commits back, is a fork point named exactly. 30 haves cover a line of 2000 commits, 38 one
+/// of 50 000; 512 haves (25 KiB of request) leave room for many branches.
 pub const LIMITS: Limits = Limits {
-    dense: 8,
+    dense: 16,
     max_haves: 512,
     max_walk: 50_000,
 };
@@ -72,7 +74,7 @@ impl Line {
         let gap = if count < dense {
             0
         } else {
-            (self.gap * 2).max(1)
+            self.gap + self.gap / 2 + 1
         };
         Line {
             named: count,
@@ -186,13 +188,11 @@ mod tests {
     #[test]
     fn a_line_is_dense_below_its_tip_then_doubles_its_gaps() {
         let haves = choose(&[id(2000)], &linear(2000), &LIMITS);
-        assert_eq!(
-            nums(&haves),
-            [
-                2000, 1999, 1998, 1997, 1996, 1995, 1994, 1993, 1991, 1988, 1983, 1974, 1957, 1924,
-                1859, 1730, 1473, 960
-            ]
-        );
+        let mut want: Vec<u32> = (1985..=2000).rev().collect();
+        want.extend([
+            1983, 1980, 1975, 1967, 1955, 1937, 1910, 1869, 1807, 1714, 1574, 1364, 1049, 576,
+        ]);
+        assert_eq!(nums(&haves), want);
         // The gap below any fork is at most about its distance from the tip.
         for w in haves.windows(2) {
             let (upper, lower) = (num(&w[0]), num(&w[1]));
@@ -205,20 +205,20 @@ mod tests {
 
     #[test]
     fn every_tip_is_named_and_lines_meet_without_starting_over() {
-        // main 1..=100; a tag on 90 and a branch tip on 95 inside it; a side branch
+        // main 1..=100; a tag on 70 and a branch tip on 95 inside it; a side branch
         // 1001..=1005 forked from 50.
         let mut g = linear(100);
         g.0.insert(1001, vec![50]);
         for i in 1002..=1005 {
             g.0.insert(i, vec![i - 1]);
         }
-        let haves = choose(&[id(100), id(90), id(95), id(1005)], &g, &LIMITS);
+        let haves = choose(&[id(100), id(70), id(95), id(1005)], &g, &LIMITS);
         let got = nums(&haves);
-        for tip in [100, 90, 95, 1005] {
+        for tip in [100, 70, 95, 1005] {
             assert!(got.contains(&tip), "{tip} in {got:?}");
         }
-        // The tag at 90 does not make 89..83 dense again: main's line is sparse by then.
-        assert!(!got.contains(&89), "{got:?}");
+        // The tag at 70 does not make 69..54 dense again: main's line is sparse by then.
+        assert!(!got.contains(&69), "{got:?}");
         // Each commit once.
         let unique: HashSet<u32> = got.iter().copied().collect();
         assert_eq!(unique.len(), got.len());
