@@ -141,6 +141,33 @@ async fn listing_follows_continuation_tokens() {
         [0, 1, 2, 3, 4, 5, 6]
     );
     assert_eq!(store.list("").await.expect("list all").len(), 8);
+
+    // Listed again, every page is asked at once, each from where it started last time
+    // (`StartAfter`); keys added inside a page and keys removed are listed right all the same.
+    let keys_of = |listed: Vec<hypha_git::storage::ObjectMeta>| -> Vec<String> {
+        listed.into_iter().map(|m| m.key).collect()
+    };
+    assert_eq!(keys_of(store.list("dir/").await.expect("list")), keys);
+    for added in ["dir/k1a", "dir/k1b", "dir/k1c", "dir/k7"] {
+        store
+            .put(added, Bytes::new(), PutMode::Overwrite)
+            .await
+            .expect("put");
+    }
+    store.delete("dir/k4", None).await.expect("delete");
+    store.delete("dir/k5", None).await.expect("delete");
+    assert_eq!(
+        keys_of(store.list("dir/").await.expect("list")),
+        [
+            "dir/k0", "dir/k1", "dir/k1a", "dir/k1b", "dir/k1c", "dir/k2", "dir/k3", "dir/k6",
+            "dir/k7"
+        ]
+    );
+    assert_eq!(
+        keys_of(store.list("dir/").await.expect("list")).len(),
+        9,
+        "and again, from the new pages"
+    );
 }
 
 /// Presigned URLs on a server that checks signatures: PUT with the signed length, GET whole

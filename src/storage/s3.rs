@@ -20,6 +20,7 @@
 //! server the check cannot be overtaken.
 
 pub mod multipart;
+mod pages;
 
 pub use multipart::{Multipart, MultipartUpload, UploadPlan};
 
@@ -189,6 +190,8 @@ pub struct S3 {
     endpoint: Option<String>,
     /// Keys per `ListObjectsV2` page (S3's maximum is 1000; tests lower it).
     page_size: i32,
+    /// Where the pages of each prefix's last listing started ([`pages`]).
+    page_starts: std::sync::Arc<pages::Starts>,
 }
 
 impl std::fmt::Debug for S3 {
@@ -270,6 +273,7 @@ impl S3 {
             prefix,
             endpoint: config.endpoint.clone(),
             page_size: 1000,
+            page_starts: Default::default(),
         })
     }
 
@@ -596,28 +600,39 @@ impl S3 {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
-    /// Every object under the full key prefix `full_prefix`, as S3 lists them.
+    /// Every object under the full key prefix `full_prefix`, as S3 lists them: the pages of
+    /// the last listing of that prefix asked at once ([`pages`]).
     async fn list_full(&self, full_prefix: &str) -> Result<Vec<aws_sdk_s3::types::Object>, Error> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(full_prefix)
-                .max_keys(self.page_size)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| self.listing_error(full_prefix, "ListObjectsV2", &e))?;
-            out.extend(page.contents().iter().cloned());
-            match (page.is_truncated(), page.next_continuation_token()) {
-                (Some(true), Some(next)) => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        pages::list(
+            &self.page_starts,
+            full_prefix,
+            self.page_size as usize,
+            |obj: &aws_sdk_s3::types::Object| obj.key().unwrap_or_default(),
+            |start_after| self.list_page(full_prefix, start_after),
+        )
+        .await
+    }
+
+    /// One `ListObjectsV2` page of `full_prefix`, from the first key after `start_after`.
+    async fn list_page(
+        &self,
+        full_prefix: &str,
+        start_after: Option<String>,
+    ) -> Result<pages::Page<aws_sdk_s3::types::Object>, Error> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full_prefix)
+            .max_keys(self.page_size)
+            .set_start_after(start_after)
+            .send()
+            .await
+            .map_err(|e| self.listing_error(full_prefix, "ListObjectsV2", &e))?;
+        Ok(pages::Page {
+            items: page.contents().to_vec(),
+            truncated: page.is_truncated().unwrap_or(false),
+        })
     }
 }
 
