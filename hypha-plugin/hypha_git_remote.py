@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -43,8 +42,46 @@ HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
 PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-_BRANCH_BAD = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[./-]|/[.-]|\.lock(/|$)|[./]$")
+NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
+
+
+class Names:
+    """The server's name checks, asked of ``git hypha names``: one process per worker, started
+    at first use (again if it died), one JSON line each way. The rules are the Rust server's:
+    the plugin keeps no copy of them."""
+
+    def __init__(self):
+        self.proc: Optional[asyncio.subprocess.Process] = None
+        self.lock = asyncio.Lock()  # one question at a time on the pipe
+
+    async def check(self, workspace: str, alias: str, default_branch=None) -> dict:
+        """``{"alias", "default_branch"?}`` for good names; ``ApiError("invalid")`` otherwise."""
+        ask = {"workspace": workspace, "alias": alias}
+        if default_branch is not None:
+            ask["default_branch"] = str(default_branch)
+        line = (json.dumps(ask) + "\n").encode()
+        async with self.lock:
+            for _ in range(2):  # a process that died answers on the second try, restarted
+                try:
+                    if self.proc is None or self.proc.returncode is not None:
+                        self.proc = await asyncio.create_subprocess_exec(
+                            git_hypha(), "names", stdin=asyncio.subprocess.PIPE,
+                            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                        )  # fmt: skip
+                    self.proc.stdin.write(line)
+                    await self.proc.stdin.drain()
+                    answer = await asyncio.wait_for(self.proc.stdout.readline(), NAMES_TIMEOUT)
+                    if answer:
+                        answer = json.loads(answer)
+                        if "detail" in answer:
+                            raise ApiError("invalid", answer["detail"])
+                        return answer
+                except (OSError, asyncio.TimeoutError, ValueError):
+                    logger.warning("git hypha names failed; starting it again", exc_info=True)
+                with contextlib.suppress(ProcessLookupError, AttributeError):
+                    self.proc.kill()
+                self.proc = None
+        raise ApiError("internal", "the repository server cannot check names (see Hypha's log)")
 
 
 class ApiError(Exception):
@@ -203,6 +240,7 @@ class GitRemoteApi:
         self._tasks = set()  # push records under way (a task needs a reference to live)
         self._gc: dict = {}  # repository -> a push came during its auto-gc
         self._table: Optional[tuple] = None  # (route -> access, leased routes), read once
+        self.names = Names()
 
     def _redis(self):
         try:
@@ -251,10 +289,7 @@ class GitRemoteApi:
             return ApiError("internal", f"{route} failed on the server").response()
 
     async def dispatch(self, workspace: str, alias: str, route: str, request: Request):
-        alias = alias[:-4] if alias.endswith(".git") else alias
-        for segment in (workspace, alias):
-            if not _SEGMENT.match(segment) or segment.startswith((".", "-")) or ".." in segment:
-                raise ApiError("invalid", f"invalid repository name {segment[:80]!r}")
+        alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
         access, leased = await self.routes()
         if route not in access:
             raise ApiError("not_found", "no such route in remote API v1")
@@ -428,10 +463,9 @@ class GitRemoteApi:
         name = f"{workspace}/{alias}"
         if user.is_anonymous:
             raise ApiError("unauthenticated", f"{name}: authentication required")
-        branch = str(body.get("default_branch") or "main").removeprefix("refs/heads/")
-        # The one ref rule kept here: Hypha writes HEAD before the child sees the repository.
-        if len(branch) > 500 or _BRANCH_BAD.search(branch):
-            raise ApiError("invalid", f"invalid ref {('refs/heads/' + str(branch))[:80]!r}")
+        # Checked before Hypha is asked: Hypha writes HEAD before the child sees the repository.
+        ref = (await self.names.check(workspace, alias, body.get("default_branch") or "main"))
+        branch = ref["default_branch"].removeprefix("refs/heads/")
         config = {"storage": "git", "git_default_branch": branch}
         config.update({"permissions": {"*": "r"}} if body.get("public") else {})
         with contextlib.suppress(KeyError, PermissionError):

@@ -38,9 +38,57 @@ pub fn is_valid_repo_segment(s: &str) -> bool {
         && !s.contains("..")
 }
 
+/// The repository a URL's `workspace/alias` names: the alias without a trailing `.git`
+/// (`hypha::https://host/ws/alias.git` names the same repository as `.../alias`), or the
+/// one-line refusal both the server and the Hypha plugin answer with.
+pub fn repository(workspace: &str, alias: &str) -> Result<String, String> {
+    let alias = alias.strip_suffix(".git").unwrap_or(alias);
+    for segment in [workspace, alias] {
+        if !is_valid_repo_segment(segment) {
+            return Err(format!(
+                "invalid repository name {:?}",
+                crate::storage::shorten(segment)
+            ));
+        }
+    }
+    Ok(alias.to_owned())
+}
+
+/// The ref a new repository's default branch names (`main` or `refs/heads/main`), or the
+/// one-line refusal `create` answers with.
+pub fn default_branch_ref(branch: &str) -> Result<String, String> {
+    let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+    let full = format!("refs/heads/{branch}");
+    refname::check(&full)
+        .map(|()| full.clone())
+        .map_err(|why| format!("invalid ref {:?}: {why}", crate::storage::shorten(&full)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_and_default_branches() {
+        assert_eq!(repository("ws", "r.git"), Ok("r".to_owned()));
+        assert_eq!(repository("ws", "r"), Ok("r".to_owned()));
+        for (ws, alias) in [("ws", "../x"), ("-w", "r"), ("ws", ".git"), ("ws", "a b")] {
+            let refused = repository(ws, alias).unwrap_err();
+            assert!(refused.starts_with("invalid repository name"), "{refused}");
+        }
+        assert_eq!(default_branch_ref("main"), Ok("refs/heads/main".to_owned()));
+        assert_eq!(
+            default_branch_ref("refs/heads/dev"),
+            Ok("refs/heads/dev".to_owned())
+        );
+        for bad in ["a..b", "x.lock", "-x", "a b", "a/", &"x".repeat(600)] {
+            let refused = default_branch_ref(bad).unwrap_err();
+            assert!(
+                refused.starts_with("invalid ref \"refs/heads/"),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn pack_names() {

@@ -4,7 +4,7 @@
 //! Does not decide who may create (the server does) and writes no ref: `HEAD` points at a
 //! branch that does not exist yet, as in `git init --bare`.
 
-use super::{check_ref, Repository};
+use super::Repository;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -52,10 +52,9 @@ impl Repository {
     /// `objects/pack/.gitkeep`, as Hypha's `init_bare` does. [`Error::AlreadyExists`] (naming
     /// the repository) when it exists.
     pub async fn create(&self, public: bool, default_branch: Option<&str>) -> Result<(), Error> {
-        let branch = default_branch.unwrap_or(DEFAULT_BRANCH);
-        let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
-        let head = format!("refs/heads/{branch}");
-        check_ref(&head)?;
+        let head = crate::names::default_branch_ref(default_branch.unwrap_or(DEFAULT_BRANCH))
+            .map_err(|detail| Error::Invalid { detail })?;
+        let branch = head.strip_prefix("refs/heads/").unwrap_or(&head);
         let exists = || Error::AlreadyExists {
             key: self.name.clone(),
         };

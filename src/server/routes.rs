@@ -248,16 +248,8 @@ pub(super) fn caller_and_repo(
     alias: &str,
     headers: &HeaderMap,
 ) -> Result<(Caller, String, Repository), ApiError> {
-    // `hypha::https://host/ws/alias.git` names the same repository as `.../alias`.
-    let alias = alias.strip_suffix(".git").unwrap_or(alias);
-    for segment in [workspace, alias] {
-        if !names::is_valid_repo_segment(segment) {
-            return Err(ApiError::invalid(format!(
-                "invalid repository name {:?}",
-                shorten(segment)
-            )));
-        }
-    }
+    let alias = names::repository(workspace, alias).map_err(ApiError::invalid)?;
+    let alias = alias.as_str();
     let caller = credentials::identify(state, headers)?;
     let repo = match &caller {
         // Hypha decided where the repository lives; messages still name `ws/alias`.

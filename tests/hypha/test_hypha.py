@@ -593,5 +593,12 @@ def test_hostile_requests_are_refused_and_write_nothing(env, svc):
     for bad in ("..", ".git", ".hidden", "-dash", "a..b", "a%2fb", "a%5cb", "%00", "a" * 200):
         status, answer = env.api(bad, "create", {})
         assert 400 <= status < 500, (bad, status, answer)
+    # A default branch git would refuse: the server's own words (`git hypha names`), before
+    # Hypha is asked to create anything.
+    status, answer = env.api(env.new_alias(), "create", {"default_branch": "a..b"})
+    assert status == 422, (status, answer)
+    assert answer["detail"].startswith('invalid ref "refs/heads/a..b"'), answer
+    status, answer = env.api("a.b..c", "info", {})
+    assert status == 422 and answer["detail"] == 'invalid repository name "a.b..c"', answer
     assert _tree(s3, bucket, env.ws + "/") == before, "nothing was written"
     assert env.remote_refs(env.url(alias)) == {"refs/heads/main": head}

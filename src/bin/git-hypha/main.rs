@@ -17,6 +17,7 @@ mod gc;
 mod hook;
 mod login;
 mod manpage;
+mod names;
 mod routes;
 mod serve;
 mod token;
@@ -73,6 +74,10 @@ enum Command {
     /// routes the Hypha plugin leases): the plugin reads it at startup.
     #[command(hide = true)]
     Routes,
+    /// Check repository names and default branches, one JSON line at a time, with the
+    /// server's rules: the Hypha plugin asks it before it asks Hypha anything.
+    #[command(hide = true)]
+    Names,
 }
 
 fn main() -> ExitCode {
@@ -103,5 +108,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => token::run(args, &env),
         Command::Manpage(args) => manpage::run(args),
         Command::Routes => routes::run(),
+        Command::Names => names::run(),
     }
 }
