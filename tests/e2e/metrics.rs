@@ -362,3 +362,35 @@ fn the_request_id_of_a_push_is_in_both_logs() {
         logged[0]
     );
 }
+
+#[test]
+fn json_log_lines_name_each_request() {
+    let env = TestEnv::with_serve_args(&["--log-format".into(), "json".into()]);
+    let url = env.create("logged");
+    let src = env.init("src");
+    env.commit(&src, "first");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let log = env.server_log();
+    assert!(!log.contains(env.token()), "the log holds the token");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("[stderr] "))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}"))
+        })
+        .collect();
+    let update = lines
+        .iter()
+        .find(|l| l["route"] == "update")
+        .unwrap_or_else(|| panic!("no update line\n{log}"));
+    for field in ["timestamp", "level", "request_id", "message"] {
+        assert!(update[field].is_string(), "{field}: {update}");
+    }
+    assert_eq!(update["level"], "INFO");
+    assert_eq!(update["workspace"], crate::harness::WS);
+    assert_eq!(update["repository"], "logged");
+    assert_eq!(update["status"], 200);
+    assert!(update["duration_ms"].is_u64(), "{update}");
+    assert!(update["bytes_in"].as_u64().unwrap_or(0) > 0, "{update}");
+    assert!(update["bytes_out"].as_u64().unwrap_or(0) > 0, "{update}");
+}
