@@ -94,7 +94,15 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     // stock Hypha) gets the whole session through git's own smart HTTP.
     if runtime.block_on(client.probe_or_defer()) == Api::Absent {
         let input = std::io::stdin().lock();
-        return Ok(handoff::run(client, runtime, remote_name, input, ui)?);
+        return Ok(handoff::run(
+            client,
+            runtime,
+            remote_name,
+            git_dir,
+            input,
+            stdout.lock(),
+            ui,
+        )?);
     }
     let mut session = Session::new(stdout.lock(), client, git_dir, runtime, ui);
     session.run(std::io::stdin().lock())?;

@@ -14,7 +14,7 @@ mod stock;
 mod upload;
 
 pub use auth_problem::AuthProblem;
-pub use stock::{classify as classify_probe, Access, Api};
+pub use stock::{classify as classify_probe, Access, Api, UploadPackAnswer};
 
 pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
@@ -105,6 +105,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The server failed on this request in a way that asking again would repeat (HTTP
+    /// 500): a stock Hypha's upload-pack walking more than about 950 commits in a row.
+    #[error("{what}: HTTP status 500")]
+    ServerFailed { what: String },
     /// A server or store sent more than the helper takes for this answer.
     #[error("{what}: the answer is larger than {limit} bytes")]
     TooLarge { what: String, limit: u64 },

@@ -9,13 +9,24 @@
 //! wrong token, a read-only token or a missing repository is our clear error rather than git's
 //! "returned error: 403".
 //! [`Client::create_in_artifact_manager`] is Hypha's own `create` with `config.storage = "git"`.
+//! [`Client::upload_pack`] sends a fetch's one upload-pack request (built by
+//! `negotiate::upload_pack`) and streams the answer back.
 //!
 //! Owns these HTTP exchanges only; handing the session to git's `remote-http` is
 //! `helper::handoff`. Never logs or returns the token.
 
 use super::{retry_after, with_retries, AuthProblem, Client, Error};
 use crate::api::{self, ErrorBody, ErrorCode, Route};
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
 use url::Url;
+
+/// The answer of Hypha's upload-pack: its body as it arrives, and its length when Hypha said
+/// it (it buffers answers up to 8 MiB and streams larger ones).
+pub struct UploadPackAnswer {
+    pub body: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    pub length: Option<u64>,
+}
 
 /// The probe's answer, kept so that the session's first `list` costs no second request.
 pub(super) struct Probed {
@@ -260,6 +271,80 @@ impl Client {
                 retry_after: wait,
             }),
         }
+    }
+
+    /// `POST {smart_http_url}/git-upload-pack` with `body` (one stateless request, not
+    /// gzipped: Hypha does not read gzip bodies) and the token. Transient failures (a 503
+    /// from Hypha's pack-slot limit, 502/504, dropped connections) are asked again; a 500 is
+    /// [`Error::ServerFailed`], since Hypha would fail the same way again. 401/403/404 are
+    /// the API path's errors.
+    pub async fn upload_pack(&self, body: Vec<u8>) -> Result<UploadPackAnswer, Error> {
+        with_retries(|| self.upload_pack_once(&body)).await
+    }
+
+    async fn upload_pack_once(&self, body: &[u8]) -> Result<UploadPackAnswer, Error> {
+        let repo = self.remote.display_name();
+        let mut url = self.smart_http_url();
+        url.set_path(&format!("{}/git-upload-pack", url.path()));
+        let mut req = self
+            .http_for(url.as_str())?
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-git-upload-pack-request",
+            )
+            .header(
+                reqwest::header::ACCEPT,
+                "application/x-git-upload-pack-result",
+            )
+            .body(body.to_vec());
+        let token = self.current_token();
+        if let Some(token) = &token {
+            req = req.bearer_auth(&token.secret);
+        }
+        let what = format!("Hypha's upload-pack for '{repo}'");
+        let resp = req.send().await.map_err(|source| Error::Http {
+            repo: repo.clone(),
+            route: "git-upload-pack",
+            source: source.without_url(),
+        })?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 if token.is_none() => return Err(self.no_token()),
+            401 => {
+                return Err(Error::Unauthenticated {
+                    repo,
+                    problem: AuthProblem::new(
+                        token.as_ref().map(|t| (t.secret.as_str(), t.source)),
+                        None,
+                        self.remote.server.as_str(),
+                        crate::auth::unix_now(),
+                    ),
+                })
+            }
+            403 => return Err(Error::Forbidden { repo }),
+            404 => return Err(Error::NotFound { repo, detail: None }),
+            500 => return Err(Error::ServerFailed { what }),
+            status => {
+                return Err(Error::TransferStatus {
+                    what,
+                    status,
+                    retry_after: retry_after(resp.headers()),
+                })
+            }
+        }
+        let length = resp.content_length();
+        let body = resp.bytes_stream().map_err(move |e| {
+            std::io::Error::other(format!(
+                "upload-pack answer for '{repo}' interrupted: {}",
+                e.without_url()
+            ))
+        });
+        Ok(UploadPackAnswer {
+            body: Box::pin(body),
+            length,
+        })
     }
 
     /// Hypha's own `artifact-manager.create` with `config.storage = "git"` (the repository

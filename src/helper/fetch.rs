@@ -200,7 +200,10 @@ impl crate::fetch_shallow::Local for LocalRepo {
 
 /// Replace `$GIT_DIR/shallow` with `ids` (git's own lock file name, then a rename), or
 /// remove it when `ids` is empty.
-fn write_shallow(git_dir: &Path, ids: &BTreeSet<crate::negotiate::Id>) -> std::io::Result<()> {
+pub(super) fn write_shallow(
+    git_dir: &Path,
+    ids: &BTreeSet<crate::negotiate::Id>,
+) -> std::io::Result<()> {
     let path = git_dir.join("shallow");
     if ids.is_empty() {
         return match std::fs::remove_file(&path) {

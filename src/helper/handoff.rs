@@ -1,25 +1,35 @@
 //! The session with git for a remote whose server has no remote API v1 (a stock Hypha, issue
-//! 16): handed whole to git's own smart-HTTP transport, `git remote-http(s) <remote>
-//! {server}/{ws}/git/{alias}`, so depth, non-fast-forward hints and every other smart-HTTP
-//! feature Hypha has work as git does them (docs/design.md §12).
+//! 16): handed to git's own smart-HTTP transport, `git remote-http(s) <remote>
+//! {server}/{ws}/git/{alias}`, so listing, pushing, deletes, tags and non-fast-forward hints
+//! are git's own (docs/design.md §12); fetches are the helper's ([`super::smart_fetch`]).
 //!
 //! The child inherits stdout and stderr; its stdin is a pipe through which this module passes
-//! git's commands on, reading them only until the first one that says what git wants (`list`,
-//! `stateless-connect`, ...) and copying bytes after that. Before handing over it asks Hypha
-//! once whether our token may read, and whether it may push when git lists for a push
-//! (`Client::check_smart_http`), so a missing repository, a wrong, expired or read-only token (even on a push with nothing to
-//! send) end in our one-line errors, not in git's "returned error: 403" or a prompt.
+//! git's commands on, line by line, keeping three for itself:
+//! - `stateless-connect` (protocol v2) is answered `fallback` here: Hypha speaks v0 only, and
+//!   the fetch must stay with the helper;
+//! - `fetch` batches run in one upload-pack request of the helper's own and are answered from
+//!   here (git's fetch-pack over stateless HTTP needs rounds Hypha answers wrongly, issue 23);
+//!   the `option` lines before them go to the child, which answers them, and are noted here;
+//! - from `list for-push` (or `push`) on, git's input is copied to the child as bytes.
+//!
+//! Each of these is written only when git waits for its answer, so the child, which answered
+//! the line before, is not writing at the same time. Before handing over it asks Hypha once
+//! whether our token may read, and whether it may push when git lists for a push
+//! (`Client::check_smart_http`), so a missing repository, a wrong, expired or read-only token
+//! (even on a push with nothing to send) end in our one-line errors, not in git's "returned
+//! error: 403" or a prompt.
 //!
 //! The token reaches the child as `http.extraHeader` through `GIT_CONFIG_PARAMETERS` in its
 //! environment (the form every git since before 2.25 reads): never in argv (which `ps`
 //! shows), never in a log line (git's own traces redact `Authorization`).
-//!
-//! Does not speak the remote-helper protocol itself and never writes stdout.
 
+use super::options::Options;
+use super::protocol::{self, Replies};
 use super::{Error, Ui};
 use crate::client::{self, Access, Client};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,25 +64,46 @@ fn sq_quote(text: &str) -> String {
     out
 }
 
-/// The first command after which git's input is no longer lines we need to read.
-fn decides(command: &str) -> bool {
-    let word = command.split(' ').next().unwrap_or_default();
-    matches!(
-        word,
-        "list" | "stateless-connect" | "connect" | "fetch" | "push" | "import" | "export"
-    )
+/// What the session does with one line from git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Passed on to the child, which answers it.
+    Child,
+    /// `option`: passed on (the child answers) and noted for the helper's own fetches.
+    Option,
+    /// `stateless-connect`: answered `fallback` here.
+    Fallback,
+    /// A `fetch` batch: run and answered here.
+    Fetch,
+    /// A push (or a command that leaves the line protocol): the rest of the input is the
+    /// child's, copied as bytes.
+    HandOver,
+}
+
+fn route(command: &str) -> Route {
+    match command.split(' ').next().unwrap_or_default() {
+        "option" => Route::Option,
+        "stateless-connect" => Route::Fallback,
+        "fetch" => Route::Fetch,
+        "push" | "connect" | "import" | "export" => Route::HandOver,
+        "list" if command.trim_end() == "list for-push" => Route::HandOver,
+        _ => Route::Child,
+    }
 }
 
 /// Run the session through `git remote-http(s)`; returns the exit code the helper should end
-/// with. `remote` is the remote name git passed (the child reads its `remote.<name>.*`).
+/// with. `remote` is the remote name git passed (the child reads its `remote.<name>.*`);
+/// `out` is git's stdout, for the answers given here.
 ///
 /// Once the child runs, a thread waits for it and ends this process with its exit code: the
 /// child holds git's stdout, and when it ends early git waits for nothing more from us.
-pub fn run(
+pub fn run<W: Write>(
     client: Client,
     runtime: tokio::runtime::Runtime,
     remote: &str,
+    git_dir: Option<PathBuf>,
     input: impl BufRead,
+    out: W,
     ui: Ui,
 ) -> Result<u8, Error> {
     let name = client.remote().display_name();
@@ -97,7 +128,7 @@ pub fn run(
         repo: name.clone(),
         source,
     })?;
-    let mut child_in = child.stdin.take().ok_or_else(|| Error::Handoff {
+    let child_in = child.stdin.take().ok_or_else(|| Error::Handoff {
         repo: name.clone(),
         source: std::io::Error::other("no pipe to its standard input"),
     })?;
@@ -105,67 +136,154 @@ pub fn run(
     let waiter_failed = failed.clone();
     std::thread::spawn(move || {
         let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(128);
-        // A failed check below reports its own error and exit code.
+        // A failure of the helper's own reports its own error and exit code.
         if !waiter_failed.load(Ordering::SeqCst) {
             std::process::exit(code);
         }
     });
-    let announce = || {
-        tracing::info!(
-            "hypha: {} has no remote API v1 for {name}; using Hypha's smart HTTP at {url}",
-            client.remote().server
-        )
+    let mut session = Handed {
+        client: &client,
+        runtime: &runtime,
+        git_dir,
+        ui,
+        replies: Replies::new(out),
+        options: Options::default(),
+        announced: false,
+        child_in,
     };
-    match pump(input, &mut child_in, &client, &runtime, &ui, announce) {
-        // Before the child sees end of input, so its exit cannot win the race.
-        Err(e @ (Error::Client(_) | Error::ReadOnly { .. })) => {
-            failed.store(true, Ordering::SeqCst);
-            Err(e)
-        }
-        // git closed our input, or the child's (it ended): the waiter exits with its code.
-        _ => {
-            drop(child_in);
+    match session.pump(input) {
+        // git closed our input or the child's (it ended): the waiter exits with its code.
+        Ok(()) | Err(Error::Io(_)) => {
+            drop(session);
             loop {
                 std::thread::park();
             }
         }
+        // Before the child sees end of input, so its exit cannot win the race.
+        Err(e) => {
+            failed.store(true, Ordering::SeqCst);
+            Err(e)
+        }
     }
 }
 
-/// Pass git's commands on to the child, checking push access when git lists for a push.
-fn pump(
-    mut input: impl BufRead,
-    child_in: &mut ChildStdin,
-    client: &Client,
-    runtime: &tokio::runtime::Runtime,
-    ui: &Ui,
-    announce: impl Fn(),
-) -> Result<(), Error> {
-    let mut line = Vec::new();
+/// A session handed to the child: what the helper keeps of it.
+struct Handed<'a, W: Write> {
+    client: &'a Client,
+    runtime: &'a tokio::runtime::Runtime,
+    git_dir: Option<PathBuf>,
+    ui: Ui,
+    replies: Replies<W>,
+    /// The options git set, as the child got them, for the helper's own fetches.
+    options: Options,
+    /// `-v` said once which path this session takes.
+    announced: bool,
+    child_in: ChildStdin,
+}
+
+impl<W: Write> Handed<'_, W> {
+    /// Pass git's commands on to the child, answering those the helper keeps.
+    fn pump(&mut self, mut input: impl BufRead) -> Result<(), Error> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if input.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let command = text.trim_end_matches(['\n', '\r']);
+            match route(command) {
+                Route::Child => {
+                    if command.starts_with("list") {
+                        self.announce();
+                    }
+                    self.pass_on(&line)?;
+                }
+                Route::Option => {
+                    if let Ok(protocol::Command::Option { name, value }) = protocol::parse(command)
+                    {
+                        // The child answers; the helper's copy only remembers.
+                        let _ = self.options.set(&name, value.as_deref());
+                        if name == "verbosity" {
+                            (self.ui.set_verbosity)(self.options.verbosity);
+                        }
+                    }
+                    self.pass_on(&line)?;
+                }
+                Route::Fallback => {
+                    self.announce();
+                    self.replies.fallback()?;
+                }
+                Route::Fetch => {
+                    self.announce();
+                    let batch = read_batch(command, &mut input)?;
+                    self.fetch(&batch)?;
+                }
+                Route::HandOver => {
+                    self.announce();
+                    if command == "list for-push" {
+                        check_push(self.client, self.runtime)?;
+                    }
+                    self.pass_on(&line)?;
+                    std::io::copy(&mut input, &mut self.child_in)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn pass_on(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.child_in.write_all(line)?;
+        self.child_in.flush()
+    }
+
+    fn announce(&mut self) {
+        if !std::mem::replace(&mut self.announced, true) {
+            let url = self.client.smart_http_url();
+            tracing::info!(
+                "hypha: {} has no remote API v1 for {}; using Hypha's smart HTTP at {url}",
+                self.client.remote().server,
+                self.client.remote().display_name()
+            );
+        }
+    }
+
+    fn fetch(&mut self, batch: &[protocol::FetchSpec]) -> Result<(), Error> {
+        let git_dir = self
+            .git_dir
+            .clone()
+            .ok_or(Error::NoRepository { command: "fetch" })?;
+        let settings = self.options.fetch_settings(self.ui.progress);
+        let lock = super::smart_fetch::run(self.client, self.runtime, &git_dir, batch, &settings)?;
+        self.options.end_batch();
+        let lock = lock.map(|p| p.to_string_lossy().into_owned());
+        self.replies.fetch_done(lock.as_deref())?;
+        Ok(())
+    }
+}
+
+/// The `fetch` lines of one batch, from `first` to the blank line that ends it.
+fn read_batch(first: &str, input: &mut impl BufRead) -> Result<Vec<protocol::FetchSpec>, Error> {
+    let mut batch = Vec::new();
+    let mut line = first.to_owned();
     loop {
+        match protocol::parse(&line)? {
+            protocol::Command::Fetch(spec) => batch.push(spec),
+            protocol::Command::Blank => return Ok(batch),
+            _ => {
+                return Err(protocol::Error::Malformed {
+                    command: "fetch",
+                    line: "a different command inside the batch".into(),
+                }
+                .into())
+            }
+        }
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+        if input.read_line(&mut line)? == 0 {
+            return Ok(batch);
         }
-        let text = String::from_utf8_lossy(&line);
-        let command = text.trim_end();
-        if let Some(level) = command.strip_prefix("option verbosity ") {
-            if let Ok(level) = level.trim().parse() {
-                (ui.set_verbosity)(level);
-            }
-        }
-        if decides(command) {
-            announce();
-            if command == "list for-push" {
-                check_push(client, runtime)?;
-            }
-            child_in.write_all(&line)?;
-            child_in.flush()?;
-            std::io::copy(&mut input, child_in)?;
-            return Ok(());
-        }
-        child_in.write_all(&line)?;
-        child_in.flush()?;
+        let end = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(end);
     }
 }
 
@@ -230,18 +348,26 @@ mod tests {
     }
 
     #[test]
-    fn reads_lines_only_until_git_says_what_it_wants() {
-        for command in [
-            "list",
-            "list for-push",
-            "stateless-connect git-upload-pack",
-            "push refs/heads/main:refs/heads/main",
-            "fetch 0123 refs/heads/main",
-        ] {
-            assert!(decides(command), "{command}");
+    fn keeps_fetches_and_v2_and_hands_pushes_over() {
+        assert_eq!(route("stateless-connect git-upload-pack"), Route::Fallback);
+        assert_eq!(route("fetch 0123 refs/heads/main"), Route::Fetch);
+        assert_eq!(route("option depth 1"), Route::Option);
+        assert_eq!(route("list for-push"), Route::HandOver);
+        assert_eq!(
+            route("push refs/heads/main:refs/heads/main"),
+            Route::HandOver
+        );
+        for command in ["capabilities", "list", ""] {
+            assert_eq!(route(command), Route::Child, "{command}");
         }
-        for command in ["capabilities", "option verbosity 2", "option depth 1", ""] {
-            assert!(!decides(command), "{command}");
-        }
+        let oid = "0123456789abcdef0123456789abcdef01234567";
+        let first = format!("fetch {oid} refs/heads/main");
+        let rest = format!("fetch {oid} refs/tags/v1\n\nlist\n");
+        let mut input = rest.as_bytes();
+        let batch = read_batch(&first, &mut input).expect("batch");
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[1].name, "refs/tags/v1");
+        assert_eq!(input, b"list\n");
+        assert!(read_batch(&first, &mut &b"list\n"[..]).is_err());
     }
 }

@@ -16,6 +16,7 @@ mod local;
 mod options;
 pub mod protocol;
 pub mod push;
+mod smart_fetch;
 mod state;
 
 use crate::api::{RefsResponse, Route};
@@ -46,6 +47,8 @@ pub enum Error {
     Fetch(#[from] fetch::Error),
     #[error(transparent)]
     Push(#[from] push::Error),
+    #[error(transparent)]
+    SmartFetch(#[from] smart_fetch::Error),
     #[error("git sent '{0}' before any command")]
     UnexpectedBlank(&'static str),
     #[error("{command} needs a local repository, but git set no GIT_DIR")]

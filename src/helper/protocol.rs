@@ -262,6 +262,13 @@ impl<W: Write> Replies<W> {
         self.out.flush()
     }
 
+    /// `stateless-connect` reply: `fallback`, so git goes on with `list` and `fetch` (protocol
+    /// v0 through the helper) instead of handing it a connection.
+    pub fn fallback(&mut self) -> io::Result<()> {
+        writeln!(self.out, "fallback")?;
+        self.out.flush()
+    }
+
     /// `fetch` batch reply: an optional `lock` line, then the blank line.
     pub fn fetch_done(&mut self, lock: Option<&str>) -> io::Result<()> {
         if let Some(path) = lock {

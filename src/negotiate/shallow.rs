@@ -236,6 +236,28 @@ pub fn boundaries(old: &BTreeSet<Id>, walked: &Walked) -> BTreeSet<Id> {
     out
 }
 
+/// `$GIT_DIR/shallow` after a fetch from a server that may never say `unshallow` (a stock
+/// Hypha, docs/hypha.md §4): the old boundaries and the server's `shallow` lines, less its
+/// `unshallow` lines, and less every old boundary whose parents the repository now holds
+/// (`has_parents`): those parents are whole or boundaries themselves, so the cut is gone, as
+/// upload-pack's own `unshallow` would have said. The server's new boundaries stay even over
+/// parents the repository holds: `--depth` on a whole repository cuts it, as in git.
+pub fn after_fetch(
+    old: &BTreeSet<Id>,
+    shallow: &[Id],
+    unshallow: &[Id],
+    has_parents: impl Fn(&Id) -> bool,
+) -> BTreeSet<Id> {
+    let told: BTreeSet<Id> = shallow.iter().copied().collect();
+    let kept = old
+        .iter()
+        .filter(|id| told.contains(*id) || !has_parents(id))
+        .copied();
+    kept.chain(told.iter().copied())
+        .filter(|id| !unshallow.contains(id))
+        .collect()
+}
+
 /// `$GIT_DIR/shallow` as git writes it: one hex id a line.
 pub fn format(ids: &BTreeSet<Id>) -> String {
     ids.iter()
@@ -259,6 +281,24 @@ mod tests {
 
     fn id(n: u8) -> Id {
         [n; 20]
+    }
+
+    #[test]
+    fn after_fetch_drops_boundaries_whose_parents_came() {
+        let old = BTreeSet::from([id(1), id(2), id(3)]);
+        // 1's parents came; 2's did not; the server cut at 4 and (in git) unshallowed 3.
+        let has = |c: &Id| *c == id(1) || *c == id(4);
+        assert_eq!(
+            after_fetch(&old, &[id(4)], &[id(3)], has),
+            BTreeSet::from([id(2), id(4)])
+        );
+        // `--unshallow` from a Hypha: no lines at all, every parent here now.
+        assert!(after_fetch(&old, &[], &[], |_| true).is_empty());
+        // A boundary the server names again stays, whatever is here.
+        assert_eq!(
+            after_fetch(&old, &[id(2)], &[], |_| true),
+            BTreeSet::from([id(2)])
+        );
     }
 
     #[test]

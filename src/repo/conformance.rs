@@ -26,6 +26,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     uploads_hidden_until_named(backend.clone()).await;
     refused_update_releases_uploads(backend.clone()).await;
     uploaded_packs_are_indexed_once(backend.clone()).await;
+    inline_packs_are_written_by_the_update(backend.clone()).await;
     refs_read_again_only_when_changed(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
@@ -556,6 +557,190 @@ pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
         .expect("update");
     assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
     assert_eq!(reads(), before, "indexed before: not read again");
+}
+
+/// Counts the writes (puts and deletes) of upload markers.
+#[derive(Debug, Default)]
+struct MarkerWrites(AtomicUsize);
+
+#[async_trait]
+impl Hook for MarkerWrites {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if matches!(op, Op::Put(_) | Op::Delete) && key.contains("/hypha-remote/uploads/") {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// An inline pack (issue 25) is written by the update that names it, without an upload
+/// marker, and only when the update writes a ref: one that writes none leaves nothing behind,
+/// nor does an update of a repository that does not exist. A name already pending is
+/// committed as an uploaded pack; a name taken by other objects is refused.
+pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("inline");
+    let counted = Arc::new(Hooked {
+        inner: backend.clone(),
+        hook: MarkerWrites::default(),
+    });
+    let store = Store::new(counted.clone());
+    let repo = store.repo("conformance", &alias).expect("repo");
+    repo.create(false, None).await.expect("create");
+    let dir = format!("conformance/artifacts/{alias}/.git/objects/pack/");
+    let files = || async {
+        let mut names: Vec<String> = backend
+            .list(&dir)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key[dir.len()..].to_owned())
+            .filter(|k| k != ".gitkeep")
+            .collect();
+        names.sort();
+        names
+    };
+    let inline = |seed: u8| {
+        let repo = repo.clone();
+        async move {
+            let b = crate::pack::testing::blob_pack(seed, 1, 64);
+            let id = b.ids[0].clone();
+            let checked = repo
+                .check_inline(&b.name, b.pack.into(), b.idx.into())
+                .await
+                .expect("a real pack passes");
+            (checked, id)
+        }
+    };
+    let push = |pack: &super::InlinePack, branch: &str, old: Option<&str>, id: &str| Update {
+        updates: vec![ref_update(branch, old, Some(id))],
+        inline: vec![pack.clone()],
+        ..Default::default()
+    };
+
+    // Written, with its ref, and no marker ever.
+    let (one, one_id) = inline(1).await;
+    let res = repo
+        .update(&push(&one, "refs/heads/main", None, &one_id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    let name = one.name().to_owned();
+    assert_eq!(
+        files().await,
+        vec![format!("{name}.idx"), format!("{name}.pack")]
+    );
+    assert_eq!(repo.packs().await.expect("packs").len(), 1, "live");
+    assert_eq!(
+        counted.hook.0.load(Ordering::SeqCst),
+        0,
+        "no marker written"
+    );
+
+    // Stale: nothing of the pack stays.
+    let (two, two_id) = inline(2).await;
+    let res = repo
+        .update(&push(&two, "refs/heads/main", None, &two_id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Stale, "{res:?}");
+    assert_eq!(
+        files().await,
+        vec![format!("{name}.idx"), format!("{name}.pack")]
+    );
+
+    // The same pack again (a push sent twice): nothing overwritten, the ref written.
+    let res = repo
+        .update(&push(&one, "refs/heads/again", None, &one_id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+
+    // A pending upload of the same name: committed (its marker goes) with the ref.
+    let two_name = two.name().to_owned();
+    let b = crate::pack::testing::blob_pack(2, 1, 64);
+    repo.presign_upload(
+        &PackUpload {
+            name: two_name.clone(),
+            pack_size: b.pack.len() as u64,
+            idx_size: b.idx.len() as u64,
+            upload_id: None,
+        },
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("presign");
+    put_idx_and_pack(
+        &backend,
+        dir.trim_end_matches('/'),
+        &two_name,
+        b.pack,
+        b.idx,
+    )
+    .await;
+    assert!(!repo
+        .packs()
+        .await
+        .expect("packs")
+        .iter()
+        .any(|p| p.name == two_name));
+    let res = repo
+        .update(&push(&two, "refs/heads/two", None, &two_id))
+        .await
+        .expect("update");
+    assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
+    assert!(repo
+        .packs()
+        .await
+        .expect("packs")
+        .iter()
+        .any(|p| p.name == two_name));
+    assert!(repo.pending_uploads().await.expect("pending").is_empty());
+
+    // A name taken by other objects (the pack file another pack's bytes): refused, no ref.
+    let (three, three_id) = inline(3).await;
+    let other = crate::pack::testing::blob_pack(4, 1, 64);
+    put_idx_and_pack(
+        &backend,
+        dir.trim_end_matches('/'),
+        three.name(),
+        other.pack,
+        other.idx,
+    )
+    .await;
+    let refused = repo
+        .update(&push(&three, "refs/heads/three", None, &three_id))
+        .await;
+    assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
+    assert!(!repo
+        .refs()
+        .await
+        .expect("refs")
+        .contains_key("refs/heads/three"));
+
+    // No such repository: NotFound naming it, and no file written.
+    let ghost = store
+        .repo("conformance", &unique_alias("ghost"))
+        .expect("repo");
+    let refused = ghost
+        .update(&push(&one, "refs/heads/main", None, &one_id))
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::NotFound { key }) if key == ghost.name()),
+        "{refused:?}"
+    );
+    assert!(!ghost.exists().await.expect("exists"));
+    let ghost_dir = format!(
+        "conformance/artifacts/{}/.git/",
+        ghost.name().split('/').nth(1).unwrap_or("")
+    );
+    assert!(
+        backend
+            .list(&ghost_dir)
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "nothing left"
+    );
 }
 
 /// Counts the reads of keys under `refs/` (ref `GET`s; listings are under `refs/` too, but
@@ -1197,6 +1382,7 @@ mod tests {
         atomic_update_survives_death(backend.clone()).await;
         uploads_hidden_until_named(backend.clone()).await;
         uploaded_packs_are_indexed_once(backend.clone()).await;
+        inline_packs_are_written_by_the_update(backend.clone()).await;
         lfs_objects(backend.clone()).await;
         thin_completion(backend).await;
     }

@@ -29,14 +29,31 @@ pub(super) struct Current {
 impl Repository {
     /// The ref `HEAD` points at, or `None` when `HEAD` is missing or not a symref.
     pub async fn head(&self) -> Result<Option<String>, Error> {
+        Ok(self.head_file().await?.1)
+    }
+
+    /// Whether the `HEAD` file exists, and the ref it names (`None` when it is missing or
+    /// names no valid ref).
+    pub(super) async fn head_file(&self) -> Result<(bool, Option<String>), Error> {
         match self.backend.get(&self.key("HEAD")).await {
-            Ok(obj) => Ok(std::str::from_utf8(&obj.body)
-                .ok()
-                .and_then(|s| s.trim().strip_prefix("ref:"))
-                .map(|r| r.trim().to_owned())
-                .filter(|r| refname::is_valid(r))),
-            Err(Error::NotFound { .. }) => Ok(None),
+            Ok(obj) => Ok((
+                true,
+                std::str::from_utf8(&obj.body)
+                    .ok()
+                    .and_then(|s| s.trim().strip_prefix("ref:"))
+                    .map(|r| r.trim().to_owned())
+                    .filter(|r| refname::is_valid(r)),
+            )),
+            Err(Error::NotFound { .. }) => Ok((false, None)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The error of an operation on a repository that does not exist: [`Error::NotFound`]
+    /// naming the repository itself.
+    pub(crate) fn not_found(&self) -> Error {
+        Error::NotFound {
+            key: self.name.clone(),
         }
     }
 

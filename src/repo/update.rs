@@ -33,11 +33,13 @@ pub struct Update {
     pub atomic: bool,
     /// Point HEAD at this ref when `HEAD` is missing (first push).
     pub set_head_if_missing: Option<String>,
-    /// Packs of `packs` that this very request stored from memory, checked there (idx and
-    /// pack belong together, the idx fits its pack, its ids are cached): name -> (idx size,
-    /// pack size). `update` reads nothing more of them (on S3, a listing and two reads less
-    /// for a push whose pack came inline). Set by the server only, never from the request.
+    /// Packs of `packs` that this very request stored from memory, checked there (a thin
+    /// pack the server completed): name -> (idx size, pack size). `update` reads nothing more
+    /// of them. Set by the server only, never from the request.
     pub stored: BTreeMap<String, (u64, u64)>,
+    /// Packs that came inline, checked in memory: `update` writes them itself, beside its own
+    /// reads and only once it knows it writes a ref ([`super::inline`]).
+    pub inline: Vec<super::InlinePack>,
 }
 
 /// One compare-and-swap: `old: None` = must not exist, `new: None` = delete.
@@ -104,8 +106,16 @@ impl Repository {
     /// The commit point of a push: validate, check the packs, then compare-and-swap every
     /// ref under the repository lock. Per-ref outcomes are in the response; `Err` means the
     /// request as a whole was refused (bad name, missing pack) or storage failed.
+    /// A repository that does not exist is [`Error::NotFound`] naming the repository itself
+    /// ([`Repository::name`]), checked before anything is written.
     pub async fn update(&self, req: &Update) -> Result<UpdateOutcome, Error> {
         validate_updates(req)?;
+        // An update that names uploaded packs reads them now: the repository must be there
+        // first. One that does not finds out beside its other reads, under the lock.
+        let checked_exists = !req.packs.is_empty();
+        if checked_exists && !self.exists().await? {
+            return Err(self.not_found());
+        }
         let named = self.check_packs(&req.packs, &req.stored).await?;
         // Before the lock: packs only come (named ones, when this update commits them) or go
         // after a compaction put their objects in another live pack, so what is found now
@@ -115,6 +125,7 @@ impl Repository {
             .iter()
             .filter(|u| u.new.is_some() && u.new != u.old)
             .filter_map(|u| u.new.as_deref().and_then(objects::object_id))
+            .filter(|id| !req.inline.iter().any(|p| p.holds(id)))
             .collect();
         let missing = self.missing_objects(wanted, &named).await?;
 
@@ -128,16 +139,38 @@ impl Repository {
         // writes refs, never HEAD). Fresh reads under the lock: what the client saw may be
         // old. HEAD and the refs are read beside it, a round trip less on S3 (two at 1,000
         // refs), and the refs once more in the rare case that it wrote any.
-        let (base, head, refs) = tokio::join!(
+        // The idx files of inline packs go up in the same wave (an idx alone is listed by no
+        // reader), and HEAD tells that the repository exists.
+        let (base, head, refs, started) = tokio::join!(
             self.roll_forward_noting(),
-            self.head(),
-            self.read_current(&req.updates)
+            self.head_file(),
+            self.read_current(&req.updates),
+            self.start_inline(&req.inline)
         );
-        let ((base, rolled), head) = (base?, head?);
-        let (existing, current) = if rolled {
-            self.read_current(&req.updates).await?
+        let started = started?;
+        let (base, head) = match (base, head) {
+            (Ok(base), Ok(head)) => (base, head),
+            (Err(e), _) | (_, Err(e)) => {
+                self.drop_inline(&req.inline, &started).await;
+                return Err(e);
+            }
+        };
+        let ((base, rolled), (head_present, head)) = (base, head);
+        // No HEAD: an artifact Hypha switched to git storage may still be a repository.
+        if !checked_exists && !head_present && !self.exists().await? {
+            self.drop_inline(&req.inline, &started).await;
+            return Err(self.not_found());
+        }
+        let (existing, current) = match if rolled {
+            self.read_current(&req.updates).await
         } else {
-            refs?
+            refs
+        } {
+            Ok(read) => read,
+            Err(e) => {
+                self.drop_inline(&req.inline, &started).await;
+                return Err(e);
+            }
         };
 
         let mut results: Vec<Option<RefOutcome>> = vec![None; req.updates.len()];
@@ -157,15 +190,24 @@ impl Repository {
 
         let failed = |results: &[Option<RefOutcome>]| results.iter().any(Option::is_some);
         if req.atomic && failed(&results) {
+            self.drop_inline(&req.inline, &started).await;
             self.release_uploads(&req.packs).await?;
             return Ok(finish_atomic_failure(req, results));
         }
-        // The packs become visible now, before any ref needs them. An update that writes no
-        // ref (every one stale or refused: the losers of a race) removes them at once, so that
-        // busy repositories do not fill up with them until the grace period ends.
+        // The packs become visible now, before any ref needs them (the inline ones written,
+        // the uploaded ones unmarked, at once). An update that writes no ref (every one stale
+        // or refused: the losers of a race) removes them at once, so that busy repositories
+        // do not fill up with them until the grace period ends.
         if writes.iter().any(Option::is_some) {
-            self.commit_uploads(&req.packs).await?;
+            let (inline, uploaded) = tokio::join!(
+                self.finish_inline(&req.inline, &started),
+                self.commit_uploads(&req.packs)
+            );
+            uploaded?;
+            // Pending uploads of an inline pack's name: committed as a named pack is.
+            self.commit_uploads(&inline?).await?;
         } else {
+            self.drop_inline(&req.inline, &started).await;
             self.release_uploads(&req.packs).await?;
         }
         // Several writes of an atomic update: the commit point is the record ([`journal`]).
@@ -379,6 +421,15 @@ fn validate_updates(req: &Update) -> Result<(), Error> {
     }
     for name in &req.packs {
         check_pack_name(name)?;
+    }
+    if let Some(p) = req
+        .inline
+        .iter()
+        .find(|p| req.packs.iter().any(|n| n == p.name()))
+    {
+        return Err(Error::Invalid {
+            detail: format!("{} is both inline and uploaded", p.name()),
+        });
     }
     Ok(())
 }

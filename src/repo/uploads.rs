@@ -34,11 +34,11 @@ impl Repository {
         self.key("hypha-remote/uploads/")
     }
 
-    fn upload_marker(&self, name: &str) -> String {
+    pub(super) fn upload_marker(&self, name: &str) -> String {
         format!("{}{name}", self.uploads_dir())
     }
 
-    async fn has_key(&self, key: &str) -> Result<bool, Error> {
+    pub(super) async fn has_key(&self, key: &str) -> Result<bool, Error> {
         match self.backend.head(key).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound { .. }) => Ok(false),
@@ -70,67 +70,6 @@ impl Repository {
             .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
             .await?;
         Ok(())
-    }
-
-    /// A small pack that came inline in an `update`: stored as its presigned `PUT`s would have
-    /// stored it, as a pending upload (marker, idx, pack; each created only if absent). A pack
-    /// of that name already live, or already stored by another push, is left as it is: the
-    /// name is the hash of its object ids, and `update` checks that idx and pack belong
-    /// together.
-    ///
-    /// The bytes are in memory, so what `update` checks of a named pack is checked here, before
-    /// anything is written: the idx fits the pack, belongs to it (the pack checksum in its
-    /// trailer), and parses (its ids join the cache `update` looks them up in). Answers the
-    /// sizes `(idx, pack)` when this call wrote both files itself, for
-    /// [`Update::stored`](super::Update::stored); `None` when they were there already (then
-    /// `update` reads them as it reads any named pack).
-    pub async fn store_inline(
-        &self,
-        name: &str,
-        pack: Bytes,
-        idx: Bytes,
-    ) -> Result<Option<(u64, u64)>, Error> {
-        super::check_pack_name(name)?;
-        let sizes = (idx.len() as u64, pack.len() as u64);
-        // What `update` checks of a named pack, on the bytes in memory.
-        super::packs::check_sizes(name, sizes.1, sizes.0)?;
-        super::packs::check_trailers(
-            name,
-            &pack[pack.len() - 20..],
-            &idx[idx.len() - 40..idx.len() - 20],
-        )?;
-        // What the pack holds, from its own bytes (`git index-pack`, at most the inline
-        // limit): a writer's idx is only a claim, and `update` lets a ref point only at an
-        // object a pack holds (issue 21).
-        let ids = self.verified_in_memory(name, &pack, &idx).await?;
-        // The marker and the idx at once (a round trip less on S3), the pack only after both:
-        // a pack is what readers list, and one without a marker would be live. An idx alone
-        // (the marker failed) is listed by no reader; the next upload of this pack finds it
-        // there (git names a pack by its checksum, so it is the same idx; if not, `update`
-        // refuses the pair as for any idx that does not belong to its pack).
-        let put = |ext: &str, body: Bytes| {
-            let key = self.pack_key(name, ext);
-            async move {
-                match self.backend.put(&key, body, PutMode::IfNoneMatch).await {
-                    Ok(_) => Ok(true),
-                    Err(Error::AlreadyExists { .. }) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        let (marked, wrote_idx) = tokio::join!(self.mark_upload(name), put("idx", idx));
-        match marked {
-            Err(Error::Invalid { detail }) if detail.contains(ALREADY_STORED) => return Ok(None),
-            other => other?,
-        }
-        let wrote_both = wrote_idx? & put("pack", pack).await?;
-        if !wrote_both {
-            return Ok(None);
-        }
-        // Only for files this call wrote: a stored idx of the same name and size is not
-        // necessarily this one.
-        self.cache_sorted_ids(name, sizes.0, ids);
-        Ok(Some(sizes))
     }
 
     /// A pack this server wrote itself (a completed thin pack it checked, a compaction's merge

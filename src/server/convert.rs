@@ -20,8 +20,9 @@ impl From<&api::UpdateRequest> for Update {
             updates: req.updates.iter().map(RefUpdate::from).collect(),
             atomic: req.atomic,
             set_head_if_missing: req.set_head_if_missing.clone(),
-            // Only the server's own inline store says what it stored (`routes`).
+            // Only the server's own inline checks fill these (`routes`).
             stored: Default::default(),
+            inline: Vec::new(),
         }
     }
 }
@@ -220,6 +221,7 @@ mod tests {
                 atomic: true,
                 set_head_if_missing: Some("refs/heads/a".into()),
                 stored: Default::default(),
+                inline: Vec::new(),
             }
         );
     }

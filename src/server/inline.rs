@@ -2,11 +2,12 @@
 //! request that commits it, instead of `uploads`, two presigned `PUT`s and `fix-thin` first,
 //! each a round trip to a server that may be 150 ms away.
 //!
-//! Each inline pack is stored exactly as its presigned upload would have been (a pending
-//! upload: marker, idx, pack), a thin one completed as `fix-thin` would (without storing the
-//! thin pack at all); `update` then names them, commits them with the refs, or deletes them
-//! when it writes no ref. The server offers it in the `refs` answer for a push (`inline_max`);
-//! a client never sends more, and the server refuses more whatever it is sent.
+//! Each inline pack is decoded and checked here, before the update starts (a thin one
+//! completed as `fix-thin` would, without storing the thin pack at all, and stored as a pending
+//! upload); `update` then writes the others itself beside its own reads
+//! ([`crate::repo::InlinePack`]), only when it writes a ref. The server offers inline packs in
+//! the `refs` answer for a push (`inline_max`); a client never sends more, and the server
+//! refuses more whatever it is sent.
 //!
 //! Bounded: at most [`MAX_INLINE_PACKS`] packs of `inline_max` bytes in all (at most
 //! [`LIMIT`]), sizes checked on the base64 text before it is decoded.
@@ -33,16 +34,18 @@ pub const MAX_INLINE_PACKS: usize = 4;
 /// What [`store`] did.
 #[derive(Debug, Default)]
 pub struct Stored {
-    /// The packs `update` must name (a thin pack's is that of its completed pack).
+    /// The completed thin packs `update` must name.
     pub names: Vec<String>,
+    /// The other packs, checked, for `update` to write ([`crate::repo::Update::inline`]).
+    pub inline: Vec<crate::repo::InlinePack>,
     /// For the access log: each pack, its size and (thin) what completion appended.
     pub notes: Vec<String>,
-    /// The packs this request wrote itself, checked in memory: name -> (idx size, pack size)
+    /// The completed thin packs: name -> (idx size, pack size)
     /// ([`crate::repo::Update::stored`]).
     pub stored: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
-/// Store the inline packs of an `update` as pending uploads.
+/// Decode and check the inline packs of an `update`; complete and store the thin ones.
 pub async fn store(
     state: &AppState,
     repo: &Repository,
@@ -125,10 +128,9 @@ pub async fn store(
             stored
                 .notes
                 .push(format!("inline {} size={}", p.name, pack.len()));
-            if let Some(sizes) = repo.store_inline(&p.name, pack, idx).await? {
-                stored.stored.insert(p.name.clone(), sizes);
-            }
-            stored.names.push(p.name.clone());
+            stored
+                .inline
+                .push(repo.check_inline(&p.name, pack, idx).await?);
         }
     }
     Ok(stored)

@@ -109,6 +109,9 @@ pub struct ServeOptions {
     /// Serve `/metrics` (and `/healthz`, `/readyz`) on this second address; `None` = no
     /// metrics endpoint (the API's address never has one: see [`metrics`]).
     pub metrics_listen: Option<SocketAddr>,
+    /// Run on an S3 store that ignores conditional writes
+    /// ([`storage::s3::UNSAFE_NO_CONDITIONAL_WRITES`]); checked at startup otherwise.
+    pub s3_unsafe_no_conditional_writes: bool,
 }
 
 /// What [`run`] tells whoever started it, once it listens.
@@ -154,6 +157,10 @@ impl std::fmt::Debug for ServeOptions {
             .field("thin_packs", &self.thin_packs)
             .field("inline_max", &self.inline_max)
             .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "s3_unsafe_no_conditional_writes",
+                &self.s3_unsafe_no_conditional_writes,
+            )
             .finish()
     }
 }
@@ -308,6 +315,15 @@ pub async fn run(
         Some(config) => {
             let s3 = storage::S3::new(config).map_err(Error::S3)?;
             s3.check_bucket().await.map_err(Error::S3)?;
+            if opts.s3_unsafe_no_conditional_writes {
+                tracing::warn!(
+                    "warning: {}=1: conditional writes of S3 bucket {} are not checked; a writer may overwrite stored packs and a push may be lost",
+                    storage::s3::UNSAFE_NO_CONDITIONAL_WRITES,
+                    s3.bucket()
+                );
+            } else {
+                s3.check_conditional_writes().await.map_err(Error::S3)?;
+            }
             AppState::new(std::sync::Arc::new(s3), &secret)
         }
         None => {

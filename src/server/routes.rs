@@ -98,6 +98,9 @@ async fn dispatch(
             // Every other route asks what the one table says ([`Route::access`]).
             match route.access() {
                 Access::Read => authorize_read(&caller, workspace, &repo).await.map(drop)?,
+                // `update` looks for the repository itself, beside its first reads (a round
+                // trip less on S3), and before it writes anything.
+                Access::Write if route == Route::Update => may_write(&caller, workspace, &repo)?,
                 Access::Write => authorize_write(&caller, workspace, &repo).await?,
                 Access::Admin => authorize_admin(&caller, workspace, &repo).await?,
             }
@@ -166,11 +169,17 @@ async fn serve(
             let inline = super::inline::store(state, repo, &req.inline).await?;
             update.packs.extend(inline.names);
             update.stored = inline.stored;
-            let result = repo.update(&update).await?;
+            update.inline = inline.inline;
+            let result = repo.update(&update).await.map_err(|e| match e {
+                // The existence check is the update's own (beside its reads, see there).
+                crate::storage::Error::NotFound { key } if key == repo.name() => missing(repo),
+                e => e.into(),
+            })?;
             if let Some(webhooks) = &state.webhooks {
                 webhooks.after_update(repo, pushed(caller, workspace, alias, &req, &result));
             }
-            if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| !update.packs.is_empty()) {
+            let added_packs = !update.packs.is_empty() || !update.inline.is_empty();
+            if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| added_packs) {
                 auto_gc.after_update(&state.store, &state.metrics, workspace, alias);
             }
             update_response(&req, result, inline.notes)
@@ -320,8 +329,14 @@ pub(super) async fn authorize_write(
     workspace: &str,
     repo: &Repository,
 ) -> Result<(), ApiError> {
+    may_write(caller, workspace, repo)?;
+    require_exists(repo).await
+}
+
+/// The caller may write to the workspace (whether the repository exists is not asked).
+fn may_write(caller: &Caller, workspace: &str, repo: &Repository) -> Result<(), ApiError> {
     match caller.permission_for(workspace) {
-        Some(p) if p.can_write() => require_exists(repo).await,
+        Some(p) if p.can_write() => Ok(()),
         _ => Err(denied(caller, repo)),
     }
 }

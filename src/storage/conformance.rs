@@ -431,6 +431,10 @@ mod tests {
     #[tokio::test]
     async fn on_moto() {
         if let Some(store) = Server::Moto.store("conformance") {
+            store
+                .check_conditional_writes()
+                .await
+                .expect("moto honours conditional writes");
             run_all(Arc::new(store)).await;
         }
     }
@@ -442,6 +446,11 @@ mod tests {
         let Some(store) = Server::S3sFs.store("conformance") else {
             return;
         };
+        // Honoured (check-then-write), which is all the startup check can see.
+        store
+            .check_conditional_writes()
+            .await
+            .expect("s3s-fs honours conditional writes");
         let backend: Arc<dyn Backend> = Arc::new(store);
         get_put_head(backend.clone()).await;
         get_many(backend.clone()).await;

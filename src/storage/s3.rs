@@ -120,7 +120,21 @@ pub enum ConfigError {
         #[source]
         source: RequestFailed,
     },
+    #[error(
+        "S3 bucket {bucket} does not honour conditional writes ({what}); the server needs them to          compare-and-swap refs and to keep stored packs from being overwritten (AWS S3 and          current MinIO have them); set {UNSAFE_NO_CONDITIONAL_WRITES}=1 to run without"
+    )]
+    NoConditionalWrites { bucket: String, what: &'static str },
+    #[error("cannot check conditional writes on S3 bucket {bucket}")]
+    ProbeFailed {
+        bucket: String,
+        #[source]
+        source: Error,
+    },
 }
+
+/// The environment variable that lets `git hypha serve` run on a store without conditional
+/// writes (then a second writer can overwrite what the first wrote).
+pub const UNSAFE_NO_CONDITIONAL_WRITES: &str = "HYPHA_GIT_S3_UNSAFE_NO_CONDITIONAL_WRITES";
 
 impl Credentials {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and (optional) `AWS_SESSION_TOKEN` from
@@ -272,6 +286,47 @@ impl S3 {
                 bucket: self.bucket.clone(),
                 source: self.request_failed("HeadBucket", &e),
             })
+    }
+
+    /// That the store refuses what the repository's rules rely on (issue 21): a second
+    /// create of one key (`If-None-Match: *`, create-only uploads) and a write over another
+    /// etag (`If-Match`, ref compare-and-swap). An old store that ignores those headers would
+    /// let a writer replace a live pack and lose pushes silently. Three writes and a delete of
+    /// one probe object under the prefix, at startup.
+    pub async fn check_conditional_writes(&self) -> Result<(), ConfigError> {
+        let key = format!("hypha-git-probe-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let failed = |source| ConfigError::ProbeFailed {
+            bucket: self.bucket.clone(),
+            source,
+        };
+        let missing = |what| ConfigError::NoConditionalWrites {
+            bucket: self.bucket.clone(),
+            what,
+        };
+        self.put(&key, Bytes::from_static(b"1"), PutMode::IfNoneMatch)
+            .await
+            .map_err(failed)?;
+        let second = self
+            .put(&key, Bytes::from_static(b"2"), PutMode::IfNoneMatch)
+            .await;
+        let other_etag = self
+            .put(
+                &key,
+                Bytes::from_static(b"3"),
+                PutMode::IfMatch("\"0123456789abcdef0123456789abcdef\"".into()),
+            )
+            .await;
+        let _ = self.delete(&key, None).await;
+        match second {
+            Err(Error::AlreadyExists { .. } | Error::Conflict { .. }) => {}
+            Ok(_) => return Err(missing("a second PUT with If-None-Match: * succeeded")),
+            Err(e) => return Err(failed(e)),
+        }
+        match other_etag {
+            Err(Error::Conflict { .. } | Error::NotFound { .. }) => Ok(()),
+            Ok(_) => Err(missing("a PUT with If-Match of another etag succeeded")),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     /// Keys per listing page; S3's maximum (1000) by default. Lower only to test pagination.

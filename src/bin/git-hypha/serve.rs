@@ -195,6 +195,9 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             thin_packs: !no_thin_packs,
             inline_max,
             metrics_listen,
+            s3_unsafe_no_conditional_writes: env
+                .get(s3::UNSAFE_NO_CONDITIONAL_WRITES)
+                .is_some_and(|v| v == "1"),
         },
         announce,
     ))?;
