@@ -22,9 +22,9 @@
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`compaction`] | the one compaction engine: which packs to merge, git merging them, over any [`compaction::Packs`] | network, storage |
 //! | [`gc`] | `git hypha gc`: the engine over remote API v1 | `helper` |
-//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks | `helper`, `client`, `gc`, `fetch_packs` |
+//! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks, metrics, health, request ids | `helper`, `client`, `gc`, `fetch_packs` |
 //! | [`repo`] | the repository over a store: layout, refs compare-and-swap, commit record, uploads, thin completion, compaction rules, hooks, LFS keys | `api`, HTTP |
-//! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs | `repo`, git layout, `api`, HTTP |
+//! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs, metering | `repo`, git layout, `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
 //! | [`credential_helper`] | `git hypha credential`: the helper's token for git-lfs | writing tokens anywhere |
 //!

@@ -432,7 +432,14 @@ impl Client {
                 repo: repo.clone(),
                 detail: None,
             })?;
-        let mut req = self.api_http()?.post(url).json(body);
+        // Our id for this attempt; the server logs it (or its own, which it answers) beside
+        // the request, so `-v` names the line of the server's log a failure left.
+        let request_id = format!("{:016x}", rand::random::<u64>());
+        let mut req = self
+            .api_http()?
+            .post(url)
+            .header(REQUEST_ID, &request_id)
+            .json(body);
         let token = self.current_token();
         if let Some(token) = &token {
             req = req.bearer_auth(&token.secret);
@@ -442,8 +449,25 @@ impl Client {
             route: route.as_str(),
             source: source.without_url(),
         };
-        let resp = req.send().await.map_err(http_err)?;
+        let resp = req.send().await.map_err(|e| {
+            tracing::info!(
+                "hypha: {} of {repo}: no answer (request id {request_id})",
+                route.as_str()
+            );
+            http_err(e)
+        })?;
         let status = resp.status();
+        let answered_id = resp
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 64);
+        tracing::info!(
+            "hypha: {} of {repo}: {} (request id {})",
+            route.as_str(),
+            status.as_u16(),
+            answered_id.unwrap_or(&request_id)
+        );
         let retry_after = retry_after(resp.headers());
         let bytes = read_limited(resp, MAX_API_ANSWER)
             .await
@@ -501,6 +525,10 @@ impl Client {
         })
     }
 }
+
+/// The header that names a request in the server's log both ways (`git hypha serve` takes
+/// ours, or answers its own).
+const REQUEST_ID: &str = "x-request-id";
 
 /// The largest API answer the helper reads: a refs listing of a million refs is about 100 MB.
 const MAX_API_ANSWER: u64 = 512 << 20;

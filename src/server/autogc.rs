@@ -12,6 +12,7 @@
 //! (git's delta search wants the machine's cores). A failure is one log line and changes
 //! nothing; the next push tries again.
 
+use super::metrics::Metrics;
 use crate::compaction::{select, Mode, Outcome};
 use crate::repo::Store;
 use std::collections::HashMap;
@@ -79,7 +80,13 @@ impl AutoGc {
 
     /// Called after a successful `update` that published packs: looks at the repository's
     /// live packs and compacts it if [`select::due`], all in the background.
-    pub(crate) fn after_update(&self, store: &Store, workspace: &str, alias: &str) {
+    pub(crate) fn after_update(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        workspace: &str,
+        alias: &str,
+    ) {
         let name = format!("{workspace}/{alias}");
         {
             let Ok(mut busy) = self.inner.busy.lock() else {
@@ -99,7 +106,7 @@ impl AutoGc {
             name,
             freed: false,
         };
-        let store = store.clone();
+        let (store, metrics) = (store.clone(), metrics.clone());
         let (workspace, alias) = (workspace.to_owned(), alias.to_owned());
         tokio::spawn(async move {
             loop {
@@ -109,7 +116,7 @@ impl AutoGc {
                     };
                     match slot
                         .inner
-                        .compact_if_needed(&store, &workspace, &alias)
+                        .compact_if_needed(&store, &metrics, &workspace, &alias)
                         .await
                     {
                         Ok(Some(line)) => tracing::info!("auto-gc {}: {line}", slot.name),
@@ -130,6 +137,7 @@ impl Inner {
     async fn compact_if_needed(
         &self,
         store: &Store,
+        metrics: &Metrics,
         workspace: &str,
         alias: &str,
     ) -> Result<Option<String>, String> {
@@ -151,10 +159,14 @@ impl Inner {
             sizes.iter().sum::<u64>()
         );
         let started = Instant::now();
-        let outcome = repo
-            .gc(Mode::Geometric, self.grace)
-            .await
-            .map_err(|e| chain(&e))?;
+        let outcome = repo.gc(Mode::Geometric, self.grace).await;
+        let (label, bytes) = match &outcome {
+            Ok(Outcome::Compacted { pack_size, .. }) => ("merged", *pack_size),
+            Ok(Outcome::NothingToDo { .. }) => ("nothing", 0),
+            Err(_) => ("failed", 0),
+        };
+        metrics.compaction("auto", label, started.elapsed(), bytes);
+        let outcome = outcome.map_err(|e| chain(&e))?;
         let ms = started.elapsed().as_millis();
         Ok(Some(match outcome {
             Outcome::NothingToDo { packs, purged } => format!(

@@ -6,7 +6,7 @@
 //! token, a secret or a presigned query string. Causes of internal failures go to the log
 //! line (through [`LogNote`]), not to the client.
 
-use super::log::LogNote;
+use super::log::{LogNote, Refused};
 use crate::api::{ErrorBody, ErrorCode};
 use crate::{auth, storage};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -120,6 +120,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(log) = self.log {
             response.extensions_mut().insert(LogNote(log));
+        }
+        if let Some(reason) = super::metrics::refusal_reason(self.code) {
+            response.extensions_mut().insert(Refused(reason));
         }
         response
     }

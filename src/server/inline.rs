@@ -104,7 +104,18 @@ pub async fn store(
     let mut stored = Stored::default();
     for (p, pack, idx) in decoded {
         if p.thin {
-            let done = repo.complete_thin_inline(&p.name, pack, &idx).await?;
+            let started = std::time::Instant::now();
+            let done = repo.complete_thin_inline(&p.name, pack, &idx).await;
+            state.metrics.thin(
+                "inline",
+                started.elapsed(),
+                done.as_ref().ok().map(|d| super::metrics::ThinSizes {
+                    thin: d.thin_size,
+                    appended: d.appended as u64,
+                    completed: d.pack_size,
+                }),
+            );
+            let done = done?;
             stored.notes.push(format!(
                 "inline thin {} thin_size={} -> {} appended={} size={}",
                 p.name, done.thin_size, done.name, done.appended, done.pack_size

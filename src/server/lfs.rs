@@ -153,6 +153,8 @@ async fn download(
     let url = repo
         .presign_lfs_download(&spec.oid, state.presign_expires_in)
         .await?;
+    state.metrics.lfs("download", spec.size);
+    state.metrics.presigned("download", "lfs", 1, spec.size);
     Ok(with_action(spec, "download", action(url, state)))
 }
 
@@ -208,6 +210,8 @@ async fn upload(
     let url = repo
         .presign_lfs_upload(&spec.oid, spec.size, state.presign_expires_in)
         .await?;
+    state.metrics.lfs("upload", spec.size);
+    state.metrics.presigned("upload", "lfs", 1, spec.size);
     let mut answer = with_action(spec, "upload", action(url, state));
     // git-lfs sends the verify request with these headers (as Hypha's verify action does,
     // it carries the caller's own authorization back to the caller, nowhere else).
@@ -247,7 +251,10 @@ async fn verify_inner(
     // Write, not read as in Hypha: a verify that finds garbage deletes it.
     authorize_write(&caller, workspace, &repo).await?;
     match repo.verify_lfs(oid, req.size).await {
-        Ok(None) => Ok(()),
+        Ok(None) => {
+            state.metrics.lfs("verify", req.size);
+            Ok(())
+        }
         Ok(Some(LfsMismatch::Size { stored })) => Err(ApiError::invalid(format!(
             "lfs object {oid} is stored with {stored} bytes and its content checks out; \
              this verify says {} bytes. Nothing was changed: check the pointer's size",

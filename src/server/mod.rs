@@ -9,7 +9,9 @@
 //! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
-//! - `log`: one stderr line per request; `state`: [`AppState`];
+//! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
+//! - `metrics`: what the server counts, and `/metrics` on the separate `--metrics-listen`
+//!   address; `health`: `/healthz` and `/readyz` (the store reachable);
 //! - `hooks`: the `hooks` route and the push event of an `update`;
 //! - `autogc`: compaction after pushes leave too many packs;
 //! - `webhook`: push events to each repository's webhooks, queued after `update`.
@@ -24,10 +26,12 @@ pub mod autogc;
 mod convert;
 mod credentials;
 mod error;
+pub mod health;
 mod hooks;
 pub mod inline;
 mod lfs;
 mod log;
+pub mod metrics;
 mod routes;
 mod state;
 mod store;
@@ -38,6 +42,8 @@ mod tests;
 
 use error::error_chain;
 pub use error::ApiError;
+pub use log::{is_sane_id, REQUEST_ID};
+pub use metrics::Metrics;
 pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};
 
 use crate::auth::{self, Permission};
@@ -100,9 +106,23 @@ pub struct ServeOptions {
     /// Largest pack (with its idx) `update` takes inline; 0 answers as a server without
     /// inline packs ([`inline::DEFAULT_INLINE_MAX`]).
     pub inline_max: u64,
+    /// Serve `/metrics` (and `/healthz`, `/readyz`) on this second address; `None` = no
+    /// metrics endpoint (the API's address never has one: see [`metrics`]).
+    pub metrics_listen: Option<SocketAddr>,
     /// Run on an S3 store that ignores conditional writes
     /// ([`storage::s3::UNSAFE_NO_CONDITIONAL_WRITES`]); checked at startup otherwise.
     pub s3_unsafe_no_conditional_writes: bool,
+}
+
+/// What [`run`] tells whoever started it, once it listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Announcement<'a> {
+    /// The API's address.
+    pub addr: SocketAddr,
+    /// The admin token, when no secret was configured.
+    pub admin_token: Option<&'a str>,
+    /// The metrics address, with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How often abandoned multipart uploads are looked for.
@@ -136,6 +156,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("webhook_allow", &self.webhook_allow)
             .field("thin_packs", &self.thin_packs)
             .field("inline_max", &self.inline_max)
+            .field("metrics_listen", &self.metrics_listen)
             .field(
                 "s3_unsafe_no_conditional_writes",
                 &self.s3_unsafe_no_conditional_writes,
@@ -170,6 +191,12 @@ pub enum Error {
     Stdout(#[source] std::io::Error),
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot listen for metrics on {addr}")]
+    MetricsBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("plugin mode listens on loopback only, not on {addr}")]
     PluginListen { addr: SocketAddr },
     #[error("cannot start webhook deliveries")]
@@ -186,20 +213,48 @@ pub fn router(state: AppState) -> Router {
             post(lfs::verify),
         )
         .route("/_store/{*key}", get(store::get).put(store::put))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         // Applies to the JSON routes only: `/_store` PUTs stream their body unbuffered.
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(axum::middleware::from_fn(log::request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log::request,
+        ))
         .with_state(state)
 }
 
-/// Bind, hand the bound address (and, without a configured secret, the admin token) to
+/// The operator's address (`--metrics-listen`): `/metrics`, `/healthz` and `/readyz`, for
+/// a scraper and probes that should not reach the API, nor the API's clients them.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+/// `GET /metrics`: the scrape.
+async fn scrape(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(axum::http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Bind, hand the bound addresses (and, without a configured secret, the admin token) to
 /// `announce`, then serve until SIGINT or SIGTERM. The binary decides where the announcement
 /// goes (the acceptance contract reads `listening on http://ADDR` from stdout, design.md §7);
 /// the library writes nothing to stdout itself.
 pub async fn run(
     opts: ServeOptions,
-    announce: impl FnOnce(SocketAddr, Option<&str>) -> std::io::Result<()>,
+    announce: impl FnOnce(Announcement<'_>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
     let plugin = opts.plugin_key.is_some();
     if plugin && !opts.listen.ip().is_loopback() {
@@ -215,6 +270,15 @@ pub async fn run(
         addr: opts.listen,
         source,
     })?;
+    let metrics_listener = match opts.metrics_listen {
+        Some(at) => {
+            let bind = |source| Error::MetricsBind { addr: at, source };
+            let listener = tokio::net::TcpListener::bind(at).await.map_err(bind)?;
+            let bound = listener.local_addr().map_err(bind)?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
     let (secret, admin_token) = match &opts.jwt_secret {
         Some(secret) => (secret.as_bytes().to_vec(), None),
         // Tokens are Hypha's business here: no secret, no admin token.
@@ -282,9 +346,11 @@ pub async fn run(
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
+    let metrics = state.metrics.clone();
     state = state.webhooks(
         webhook::Webhooks::start(webhook::Settings {
             allowed: webhook::Allowed::new(&opts.webhook_allow),
+            metrics,
             ..webhook::Settings::default()
         })
         .map_err(Error::Webhooks)?,
@@ -305,7 +371,20 @@ pub async fn run(
     // In plugin mode too: Hypha's workers never sweep our staging.
     tokio::spawn(sweep_staged(state.clone()));
 
-    announce(addr, admin_token.as_deref()).map_err(Error::Stdout)?;
+    announce(Announcement {
+        addr,
+        admin_token: admin_token.as_deref(),
+        metrics: metrics_listener.as_ref().map(|(_, bound)| *bound),
+    })
+    .map_err(Error::Stdout)?;
+    if let Some((listener, _)) = metrics_listener {
+        let app = metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!("warning: the metrics listener failed: {e}");
+            }
+        });
+    }
 
     let shutdown = async move {
         if plugin {

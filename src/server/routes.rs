@@ -24,6 +24,7 @@ use super::credentials::{self, Caller};
 use super::error::ApiError;
 use super::hooks::{hooks, pushed};
 use super::log::LogNote;
+use super::metrics::ThinSizes;
 use super::state::AppState;
 use crate::api::{self, Access, Route};
 use crate::auth;
@@ -179,7 +180,7 @@ async fn serve(
             }
             let added_packs = !update.packs.is_empty() || !update.inline.is_empty();
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| added_packs) {
-                auto_gc.after_update(&state.store, workspace, alias);
+                auto_gc.after_update(&state.store, &state.metrics, workspace, alias);
             }
             update_response(&req, result, inline.notes)
         }
@@ -197,7 +198,18 @@ async fn serve(
         }
         Route::FixThin => {
             let req: api::FixThinRequest = parse(body)?;
-            let done = repo.complete_thin(&req.name).await?;
+            let started = std::time::Instant::now();
+            let done = repo.complete_thin(&req.name).await;
+            state.metrics.thin(
+                "fix-thin",
+                started.elapsed(),
+                done.as_ref().ok().map(|d| ThinSizes {
+                    thin: d.thin_size,
+                    appended: d.appended as u64,
+                    completed: d.pack_size,
+                }),
+            );
+            let done = done?;
             let note = format!(
                 "fix-thin {} thin_size={} -> {} appended={} size={}",
                 req.name, done.thin_size, done.name, done.appended, done.pack_size
@@ -214,18 +226,31 @@ async fn serve(
         }
         Route::Compact => {
             let req: api::CompactRequest = parse(body)?;
-            let done = repo.compact(&(&req).into(), state.gc_grace).await?;
-            Ok(Json(api::CompactResponse::from(done)).into_response())
+            let started = std::time::Instant::now();
+            let done = repo.compact(&(&req).into(), state.gc_grace).await;
+            // The client merged and uploaded; the server checks and retires.
+            let outcome = if done.is_ok() { "merged" } else { "failed" };
+            state
+                .metrics
+                .compaction("compact", outcome, started.elapsed(), 0);
+            Ok(Json(api::CompactResponse::from(done?)).into_response())
         }
         Route::Gc => {
             let req: api::GcRequest = parse(body)?;
-            let prepared = repo
-                .gc_prepare(req.mode.into())
-                .await
-                .map_err(|e| match e {
-                    crate::compaction::Error::Packs(e) => ApiError::from(e),
-                    other => ApiError::internal(format!("gc of {} failed", repo.name()), &other),
-                })?;
+            let started = std::time::Instant::now();
+            let prepared = repo.gc_prepare(req.mode.into()).await;
+            let (outcome, bytes) = match &prepared {
+                Ok(crate::compaction::Prepared::Merged { pack_size, .. }) => ("merged", *pack_size),
+                Ok(crate::compaction::Prepared::Nothing { .. }) => ("nothing", 0),
+                Err(_) => ("failed", 0),
+            };
+            state
+                .metrics
+                .compaction("plugin", outcome, started.elapsed(), bytes);
+            let prepared = prepared.map_err(|e| match e {
+                crate::compaction::Error::Packs(e) => ApiError::from(e),
+                other => ApiError::internal(format!("gc of {} failed", repo.name()), &other),
+            })?;
             Ok(Json(api::GcResponse::from(prepared)).into_response())
         }
         Route::Head => {
@@ -403,6 +428,7 @@ async fn pack_listing(
     let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut packs = Vec::new();
+    let (mut urls, mut bytes) = (0, 0);
     for entry in repo.packs().await? {
         let (pack_url, idx_url) = if known.contains(entry.name.as_str()) {
             (None, None)
@@ -410,6 +436,8 @@ async fn pack_listing(
             let (pack, idx) = repo
                 .presign_download(&entry.name, state.presign_expires_in)
                 .await?;
+            urls += 2;
+            bytes += entry.pack_size + entry.idx_size;
             (Some(pack.url), Some(idx.url))
         };
         packs.push(api::PackInfo {
@@ -420,6 +448,7 @@ async fn pack_listing(
             idx_url,
         });
     }
+    state.metrics.presigned("download", "pack", urls, bytes);
     Ok(api::PacksResponse { packs, expires_at })
 }
 
@@ -494,6 +523,13 @@ async fn uploads(
                 .await?
         };
         let upload: api::Upload = urls.into();
+        let parts = upload
+            .multipart
+            .as_ref()
+            .map_or(1, |mp| mp.parts.len() as u64);
+        state
+            .metrics
+            .presigned("upload", "pack", parts + 1, spec.pack_size + spec.idx_size);
         if let Some(mp) = &upload.multipart {
             // The upload id names no secret (using it takes the server's credentials); the
             // log line lets an operator find an upload a crashed client left behind.

@@ -3,12 +3,14 @@
 //! Owns construction and defaults only; handlers live in `routes` and `store`.
 
 use super::autogc::AutoGc;
+use super::health::Readiness;
+use super::metrics::Metrics;
 use super::webhook::Webhooks;
 use crate::auth;
 use crate::repo::upload::MultipartPolicy;
 use crate::repo::Repository;
 use crate::repo::Store;
-use crate::storage::{Backend, LocalDisk};
+use crate::storage::{Backend, LocalDisk, Metered};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +55,10 @@ pub struct AppState {
     /// The server's public URL when the operator gave one (`--public-url`): links the server
     /// hands out (LFS verify) are built on it, never on a request's `Host`.
     pub(crate) public_url: Option<String>,
+    /// What this server counts (`/metrics`); every store request goes through it.
+    pub(crate) metrics: Metrics,
+    /// The last readiness probe (`/readyz`).
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 // The secret must never reach a log.
@@ -70,8 +76,16 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State over any backend (S3 later); presigned URLs point wherever the backend says.
     pub fn new(backend: Arc<dyn Backend>, jwt_secret: &[u8]) -> AppState {
+        AppState::metered(backend, false, jwt_secret)
+    }
+
+    /// Every request to `backend` counted in the state's [`Metrics`]; `batched_reads` when
+    /// the backend reads many objects its own way ([`Metered::new`]).
+    fn metered(backend: Arc<dyn Backend>, batched_reads: bool, jwt_secret: &[u8]) -> AppState {
+        let metrics = Metrics::new();
+        let backend = Metered::new(backend, Arc::new(metrics.clone()), batched_reads);
         AppState {
-            store: Store::new(backend),
+            store: Store::new(Arc::new(backend)),
             local: None,
             jwt_secret: jwt_secret.into(),
             validation: auth::Validation::default(),
@@ -85,12 +99,14 @@ impl AppState {
             webhooks: None,
             staged: Default::default(),
             public_url: None,
+            metrics,
+            readiness: Default::default(),
         }
     }
 
     /// State over a local-disk store; the router then also serves its `/_store` URLs.
     pub fn with_local_disk(disk: LocalDisk, jwt_secret: &[u8]) -> AppState {
-        let mut state = AppState::new(Arc::new(disk.clone()), jwt_secret);
+        let mut state = AppState::metered(Arc::new(disk.clone()), true, jwt_secret);
         state.local = Some(disk);
         state
     }
@@ -177,5 +193,10 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// What this server counts; `/metrics` answers its [`Metrics::encode`].
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }

@@ -11,18 +11,22 @@
 //! - [`local`]: [`LocalDisk`], a backend over a directory, with its own presigned URLs.
 //! - [`s3`]: [`S3`], a backend over an S3 bucket (aws-sdk-s3), with multipart uploads.
 //! - [`presign`]: signing and checking those URLs.
+//! - [`metered`]: [`Metered`], any backend with every request reported to an observer (the
+//!   server's metrics).
 //! - `conformance` (tests only): the one test suite every backend runs; `test_services`
 //!   (tests only): the S3 test servers it runs on beside local disk.
 
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod local;
+pub mod metered;
 pub mod presign;
 pub mod s3;
 #[cfg(test)]
 pub(crate) mod test_services;
 
 pub use local::LocalDisk;
+pub use metered::Metered;
 pub use s3::{Multipart, S3};
 
 use async_trait::async_trait;

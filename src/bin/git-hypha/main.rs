@@ -83,7 +83,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server's access log and notes, gc's and create's notes: all at info.
-    logging::install(tracing_subscriber::filter::LevelFilter::INFO);
+    match &cli.command {
+        Command::Serve(args) if args.log_format == serve::LogFormat::Json => {
+            serve::install_json_log()
+        }
+        _ => drop(logging::install(
+            tracing_subscriber::filter::LevelFilter::INFO,
+        )),
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -83,6 +83,43 @@ pub struct Args {
     /// pack through presigned URLs, as to a server from before inline packs.
     #[arg(long, env = "HYPHA_INLINE_MAX", default_value_t = hypha_git::server::inline::DEFAULT_INLINE_MAX)]
     inline_max: u64,
+    /// Serve Prometheus metrics (/metrics, with /healthz and /readyz) on this second address,
+    /// e.g. 127.0.0.1:9528; off by default, and never on --listen, so that metrics are not
+    /// public by accident.
+    #[arg(long, env = "HYPHA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log lines on stderr as text (`POST /ws/git/repo/remote/v1/refs 200 3ms id=...`) or
+    /// as one JSON object per line (time, level, request id, workspace, repository, route,
+    /// status, duration, bytes).
+    #[arg(long, env = "HYPHA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The server's log as JSON lines: every event one object with `timestamp`, `level`,
+/// `target` and its fields (the access log's: `request_id`, `workspace`, `repository`,
+/// `route`, `status`, `duration_ms`, `bytes_in`, `bytes_out`, `message`). Installed instead of
+/// the text subscriber (`logging::install`) when `serve --log-format json` is given.
+pub fn install_json_log() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let lines = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(lines)
+        .try_init();
 }
 
 /// Serve until SIGINT or SIGTERM (or, with --plugin, until standard input closes).
@@ -107,6 +144,8 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
         webhook_allow,
         no_thin_packs,
         inline_max,
+        metrics_listen,
+        log_format: _,
     } = args;
     // The key comes through the environment, never argv (which `ps` shows).
     let plugin_key = match plugin {
@@ -155,6 +194,7 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             webhook_allow,
             thin_packs: !no_thin_packs,
             inline_max,
+            metrics_listen,
             s3_unsafe_no_conditional_writes: env
                 .get(s3::UNSAFE_NO_CONDITIONAL_WRITES)
                 .is_some_and(|v| v == "1"),
@@ -166,11 +206,14 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
 
 /// The startup lines the acceptance contract (docs/design.md §7) reads: stdout belongs to
 /// whoever started the server, so they go there explicitly and are flushed at once.
-fn announce(addr: std::net::SocketAddr, admin_token: Option<&str>) -> std::io::Result<()> {
+fn announce(at: server::Announcement<'_>) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
-    if let Some(token) = admin_token {
+    writeln!(out, "listening on http://{}", at.addr)?;
+    if let Some(metrics) = at.metrics {
+        writeln!(out, "metrics on http://{metrics}/metrics")?;
+    }
+    if let Some(token) = at.admin_token {
         // Printing this token is the point: without a configured secret it is the only
         // way in. It goes to stdout only, never to the log.
         writeln!(out, "admin token: {token}")?;

@@ -17,6 +17,15 @@ pub type LevelHandle = reload::Handle<LevelFilter, Registry>;
 pub fn install(level: LevelFilter) -> LevelHandle {
     let (filter, handle) = reload::Layer::new(level);
     let lines = fmt::layer()
+        // The message alone: fields an event carries for `serve --log-format json` (the
+        // access log's request id, route, status...) are in its message already.
+        .fmt_fields(fmt::format::debug_fn(|w, field, value| {
+            if field.name() == "message" {
+                write!(w, "{value:?}")
+            } else {
+                Ok(())
+            }
+        }))
         .with_writer(std::io::stderr)
         .without_time()
         .with_level(false)

@@ -18,6 +18,7 @@ pub mod target;
 pub use payload::{Push, RefChange};
 pub use target::Allowed;
 
+use super::metrics::Metrics;
 use crate::repo::hooks::{Delivery, Hook};
 use crate::repo::Repository;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Settings {
     pub backoff: Duration,
     /// Longest one attempt may take, connection included.
     pub timeout: Duration,
+    /// Where deliveries are counted (`hypha_webhook_deliveries_total`).
+    pub metrics: Metrics,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             allowed: Allowed::default(),
             backoff: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -58,6 +62,7 @@ impl Default for Settings {
 pub struct Webhooks {
     queue: mpsc::Sender<(Repository, Push)>,
     allowed: Allowed,
+    metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +88,13 @@ impl Webhooks {
             .map_err(Error::Client)?;
         let (queue, jobs) = mpsc::channel(QUEUE_LEN);
         let allowed = settings.allowed.clone();
+        let metrics = settings.metrics.clone();
         tokio::spawn(run(jobs, client, Arc::new(settings)));
-        Ok(Webhooks { queue, allowed })
+        Ok(Webhooks {
+            queue,
+            allowed,
+            metrics,
+        })
     }
 
     /// Hosts the operator allowed (for the check when a hook is added).
@@ -98,6 +108,7 @@ impl Webhooks {
             return;
         }
         if let Err(e) = self.queue.try_send((repo.clone(), push)) {
+            self.metrics.webhook("dropped");
             tracing::warn!(
                 "warning: webhook queue full or closed: push event of {} dropped ({e})",
                 repo.name()
@@ -145,6 +156,8 @@ async fn deliver_push(
     // Each outcome is logged as soon as it is known: a slow hook does not hold the others' log.
     let deliveries = hooks.iter().map(|hook| async {
         let delivery = deliver(client, settings, hook, &body, push.ref_names()).await;
+        let outcome = if delivery.ok { "delivered" } else { "failed" };
+        settings.metrics.webhook(outcome);
         record(repo, delivery).await;
     });
     futures_util::future::join_all(deliveries).await;
