@@ -41,6 +41,9 @@ CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
 PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
+# Answers that carry presigned URLs, made public behind Hypha's S3 proxy: a fetch takes its
+# pack listing (URLs included) from ``refs`` since issue 25, not from ``packs``.
+URL_ROUTES = ("packs", "uploads", "refs")
 
 NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
 
@@ -328,13 +331,13 @@ class GitRemoteApi:
             res = await child.post(path, raw, permission, repo.prefix, user.id)
         answer = res.json()
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
+        if res.status_code == 200 and route in URL_ROUTES:
+            answer = _public_urls(repo, answer)
         if res.status_code == 200 and route == "info":
             answer.update(await self.permissions(user, repo, artifact))
         elif res.status_code == 200 and route == "refs" and self._body(raw).get("for_push"):
             # The child saw a read; Hypha says if this caller may push (lookup before a push).
             answer["can_write"] = (await self.permissions(user, repo, artifact))["can_write"]
-        elif res.status_code == 200 and route in ("packs", "uploads"):
-            answer = _public_urls(repo, answer)
         elif res.status_code == 200 and route == "update":  # the push does not wait for Hypha
             task = asyncio.create_task(self.record_push(repo, artifact.id, user, raw, answer))
             self._tasks.add(task)

@@ -1,0 +1,53 @@
+"""Presigned URLs behind Hypha's S3 proxy (no server needed): every answer that carries them
+hands out Hypha's public address, `refs` included, which has carried the pack listing (with
+its URLs) since issue 25. It was left out once, and fetches through a Hypha whose S3 only its
+proxy reaches got URLs of the internal S3 address."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hypha-plugin"))
+
+import hypha_git_remote as plugin  # noqa: E402
+
+S3 = "http://10.0.0.5:9000"
+
+
+def _repo():
+    manager = SimpleNamespace(store=SimpleNamespace(public_base_url="https://hypha.example"))
+    return plugin.Repo(
+        manager=manager,
+        s3_config={"endpoint_url": S3, "public_endpoint_url": "x", "bucket": "b"},
+        name="ws/repo",
+        prefix="ws/artifacts/01abc/.git/",
+        lock=None,
+        redis=None,
+        lock_key="k",
+    )
+
+
+def test_the_refs_listing_hands_out_public_urls():
+    assert {"refs", "packs", "uploads"} <= set(plugin.URL_ROUTES)
+    oid = "0123456789abcdef0123456789abcdef01234567"
+    answer = {
+        "refs": {"refs/heads/main": oid},
+        "head": "refs/heads/main",
+        "packs": {
+            "packs": [
+                {
+                    "name": "pack-" + oid,
+                    "pack_url": f"{S3}/b/ws/artifacts/01abc/.git/objects/pack/pack-{oid}.pack?X=1",
+                    "idx_url": f"{S3}/b/ws/artifacts/01abc/.git/objects/pack/pack-{oid}.idx?X=2",
+                    "pack_size": 10,
+                }
+            ],
+            "expires_at": 1,
+        },
+    }
+    out = plugin._public_urls(_repo(), answer)
+    pack = out["packs"]["packs"][0]
+    assert pack["pack_url"].startswith("https://hypha.example/s3/b/ws/artifacts/01abc/"), pack
+    assert pack["idx_url"].startswith("https://hypha.example/s3/b/"), pack
+    assert out["refs"] == {"refs/heads/main": oid} and out["head"] == "refs/heads/main"
+    assert pack["pack_size"] == 10 and out["packs"]["expires_at"] == 1
