@@ -16,7 +16,9 @@ first byte reaches the target, as TCP's handshake does over a real link.
 With RELAY_LOG=FILE in its environment, it also appends one line per HTTP request it relays
 to the target: "MS CONN METHOD PATH", the time in milliseconds since the relay started, when
 the request arrived (before any delay), and the connection's number. That shows which of a
-server's requests to its store wait for each other (bench/far.sh's S3 round trips).
+server's requests to its store wait for each other (bench/far.sh's S3 round trips). With
+RELAY_EPOCH=SECONDS (a `date +%s.%N`), the milliseconds count from that moment instead, so
+that relays started apart, logging into one file, share a clock (bench/far-hypha.sh).
 
 The benchmark reads the counters before and after a git command and takes the difference:
 bytes are counted as they pass, so once the command has exited every byte it sent or
@@ -32,6 +34,8 @@ import time
 totals = {"up": 0, "down": 0}
 METHODS = (b"GET ", b"PUT ", b"POST ", b"HEAD ", b"DELETE ")
 START = time.monotonic()
+if os.environ.get("RELAY_EPOCH"):
+    START -= time.time() - float(os.environ["RELAY_EPOCH"])
 LOG = open(os.environ["RELAY_LOG"], "a", buffering=1) if os.environ.get("RELAY_LOG") else None
 connections = itertools.count(1)
 
