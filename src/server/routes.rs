@@ -166,6 +166,11 @@ async fn serve(
         Route::Update => {
             let req: api::UpdateRequest = parse(body)?;
             let mut update = repo::Update::from(&req);
+            // A thin inline pack is completed and stored before the update starts: the
+            // repository must be there first (the update checks it itself otherwise).
+            if req.inline.iter().any(|p| p.thin) {
+                require_exists(repo).await?;
+            }
             let inline = super::inline::store(state, repo, &req.inline).await?;
             update.packs.extend(inline.names);
             update.stored = inline.stored;

@@ -1112,6 +1112,39 @@ async fn plugin_mode_validates_the_repository_prefix() {
     assert_eq!(r.json()["detail"], "repository ws/r not found");
 }
 
+/// An update of a repository that does not exist (issue 25: the update looks for it beside
+/// its first reads, not before them): 404 naming it, whether its pack comes inline, thin or
+/// not, and nothing is written anywhere.
+#[tokio::test]
+async fn an_update_of_no_repository_is_not_found_and_writes_nothing() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let s = server_with(|s| s.inline_max(1 << 20));
+    let rw = token("ws", Permission::ReadWrite);
+    let (name, pack, idx, commit) = real_pack();
+    let main = json!([{"ref": "refs/heads/main", "old": null, "new": commit}]);
+    for thin in [false, true] {
+        let r = s
+            .api(
+                "ws/ghost",
+                "update",
+                Some(&rw),
+                json!({"updates": main, "inline": [{"name": name, "thin": thin, "pack": b64(&pack), "idx": b64(&idx)}]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "thin {thin}: {:?}", r.body);
+        assert_eq!(r.json()["detail"], "repository ws/ghost not found");
+    }
+    let r = s
+        .api("ws/ghost", "update", Some(&rw), json!({"updates": main}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert!(
+        !s.root.join("ws/artifacts/ghost").exists(),
+        "nothing written for a repository that does not exist"
+    );
+}
+
 /// A ref set to an object no pack holds is rejected for that ref, in git's words and on one
 /// line, and the repository's refs do not change; the same id held by a live pack is fine.
 #[tokio::test]
