@@ -468,15 +468,31 @@ pub(crate) async fn refused_update_releases_uploads(backend: Arc<dyn Backend>) {
     );
 }
 
-/// Counts the reads of `.pack` files.
-#[derive(Debug, Default)]
-struct PackReads(AtomicUsize);
+/// Counts the store operations `which` picks.
+#[derive(Debug)]
+struct Counting {
+    which: fn(&str, &Op<'_>) -> bool,
+    seen: AtomicUsize,
+}
+
+impl Counting {
+    fn of(which: fn(&str, &Op<'_>) -> bool) -> Counting {
+        Counting {
+            which,
+            seen: AtomicUsize::new(0),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
+    }
+}
 
 #[async_trait]
-impl Hook for PackReads {
+impl Hook for Counting {
     async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
-        if op == Op::Read && key.ends_with(".pack") {
-            self.0.fetch_add(1, Ordering::SeqCst);
+        if (self.which)(key, &op) {
+            self.seen.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -491,13 +507,13 @@ pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
     let alias = unique_alias("indexed");
     let counted = Arc::new(Hooked {
         inner: backend.clone(),
-        hook: PackReads::default(),
+        hook: Counting::of(|key, op| *op == Op::Read && key.ends_with(".pack")),
     });
     let repo = Store::new(counted.clone())
         .repo("conformance", &alias)
         .expect("repo");
     repo.create(false, None).await.expect("create");
-    let reads = || counted.hook.0.load(Ordering::SeqCst);
+    let reads = || counted.hook.count();
     let push = |name: &str, branch: &str, id: &str| Update {
         packs: vec![name.to_owned()],
         updates: vec![ref_update(branch, None, Some(id))],
@@ -559,20 +575,6 @@ pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
     assert_eq!(reads(), before, "indexed before: not read again");
 }
 
-/// Counts the writes (puts and deletes) of upload markers.
-#[derive(Debug, Default)]
-struct MarkerWrites(AtomicUsize);
-
-#[async_trait]
-impl Hook for MarkerWrites {
-    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
-        if matches!(op, Op::Put(_) | Op::Delete) && key.contains("/hypha-remote/uploads/") {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-}
-
 /// An inline pack (issue 25) is written by the update that names it, without an upload
 /// marker, and only when the update writes a ref: one that writes none leaves nothing behind,
 /// nor does an update of a repository that does not exist. A name already pending is
@@ -581,7 +583,9 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
     let alias = unique_alias("inline");
     let counted = Arc::new(Hooked {
         inner: backend.clone(),
-        hook: MarkerWrites::default(),
+        hook: Counting::of(|key, op| {
+            matches!(op, Op::Put(_) | Op::Delete) && key.contains("/hypha-remote/uploads/")
+        }),
     });
     let store = Store::new(counted.clone());
     let repo = store.repo("conformance", &alias).expect("repo");
@@ -630,11 +634,7 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
         vec![format!("{name}.idx"), format!("{name}.pack")]
     );
     assert_eq!(repo.packs().await.expect("packs").len(), 1, "live");
-    assert_eq!(
-        counted.hook.0.load(Ordering::SeqCst),
-        0,
-        "no marker written"
-    );
+    assert_eq!(counted.hook.count(), 0, "no marker written");
 
     // Stale: nothing of the pack stays.
     let (two, two_id) = inline(2).await;
@@ -743,28 +743,16 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
     );
 }
 
-/// Counts the reads of keys under `refs/` (ref `GET`s; listings are under `refs/` too, but
-/// are told apart by their trailing `/`).
-#[derive(Debug, Default)]
-struct RefReads(AtomicUsize);
-
-#[async_trait]
-impl Hook for RefReads {
-    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
-        if op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/') {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-}
-
 /// `refs` lists the right values whoever changed them, and, where listings carry etags (S3),
 /// reads again only the refs that changed since this server last read them.
 pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     let alias = unique_alias("ref-cache");
     let counted = Arc::new(Hooked {
         inner: backend.clone(),
-        hook: RefReads::default(),
+        // Ref `GET`s: listings are under `refs/` too, but end in `/`.
+        hook: Counting::of(|key, op| {
+            *op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/')
+        }),
     });
     let repo = Store::new(counted.clone())
         .repo("conformance", &alias)
@@ -806,9 +794,9 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
         .all(|meta| meta.etag.is_some());
 
     // Read again: with etags in the listing, no ref is read.
-    let before = counted.hook.0.load(Ordering::SeqCst);
+    let before = counted.hook.count();
     assert_eq!(repo.refs().await.expect("refs"), want(""));
-    let reads = counted.hook.0.load(Ordering::SeqCst) - before;
+    let reads = counted.hook.count() - before;
     if etags {
         assert_eq!(reads, 0, "unchanged refs are not read again");
     }
@@ -822,25 +810,11 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
         )
         .await
         .expect("outside write");
-    let before = counted.hook.0.load(Ordering::SeqCst);
+    let before = counted.hook.count();
     assert_eq!(repo.refs().await.expect("refs"), want("refs/heads/b3"));
-    let reads = counted.hook.0.load(Ordering::SeqCst) - before;
+    let reads = counted.hook.count() - before;
     if etags {
         assert_eq!(reads, 1, "only the changed ref is read again");
-    }
-}
-
-/// Counts the reads of idx files.
-#[derive(Debug, Default)]
-struct IdxReads(AtomicUsize);
-
-#[async_trait]
-impl Hook for IdxReads {
-    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
-        if op == Op::Read && key.ends_with(".idx") {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
     }
 }
 
@@ -852,7 +826,7 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
     let alias = unique_alias("objects");
     let counted = Arc::new(Hooked {
         inner: backend.clone(),
-        hook: IdxReads::default(),
+        hook: Counting::of(|key, op| *op == Op::Read && key.ends_with(".idx")),
     });
     let repo = Store::new(counted.clone())
         .repo("conformance", &alias)
@@ -917,7 +891,7 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
         .expect("update");
     assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
     // Again: the pack's ids are cached, no idx is read.
-    let before = counted.hook.0.load(Ordering::SeqCst);
+    let before = counted.hook.count();
     let res = repo
         .update(&update(
             &[],
@@ -927,7 +901,7 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
         .await
         .expect("update");
     assert_eq!(res.results[0].status, RefStatus::Ok, "{res:?}");
-    assert_eq!(counted.hook.0.load(Ordering::SeqCst), before, "idx reads");
+    assert_eq!(counted.hook.count(), before, "idx reads");
 
     // Atomic, one ref missing: that ref says why, the others fail with it, nothing written,
     // and the named pack is deleted (the push is over; pushed again, it goes up again).
