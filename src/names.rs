@@ -42,7 +42,16 @@ pub fn is_valid_repo_segment(s: &str) -> bool {
 /// (`hypha::https://host/ws/alias.git` names the same repository as `.../alias`), or the
 /// one-line refusal both the server and the Hypha plugin answer with.
 pub fn repository(workspace: &str, alias: &str) -> Result<String, String> {
+    let given = alias;
     let alias = alias.strip_suffix(".git").unwrap_or(alias);
+    // `x.git.git` would name a repository `x.git`, which no client URL can name (the client
+    // strips `.git` once and refuses what still ends in it).
+    if alias.ends_with(".git") {
+        return Err(format!(
+            "invalid repository name {:?}",
+            crate::storage::shorten(given)
+        ));
+    }
     for segment in [workspace, alias] {
         if !is_valid_repo_segment(segment) {
             return Err(format!(
@@ -72,7 +81,13 @@ mod tests {
     fn repositories_and_default_branches() {
         assert_eq!(repository("ws", "r.git"), Ok("r".to_owned()));
         assert_eq!(repository("ws", "r"), Ok("r".to_owned()));
-        for (ws, alias) in [("ws", "../x"), ("-w", "r"), ("ws", ".git"), ("ws", "a b")] {
+        for (ws, alias) in [
+            ("ws", "../x"),
+            ("-w", "r"),
+            ("ws", ".git"),
+            ("ws", "a b"),
+            ("ws", "x.git.git"),
+        ] {
             let refused = repository(ws, alias).unwrap_err();
             assert!(refused.starts_with("invalid repository name"), "{refused}");
         }

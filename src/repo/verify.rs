@@ -17,7 +17,8 @@
 //! Cost: one `git index-pack` per pack (every object inflated and hashed, deltas resolved), in
 //! its own process: memory stays git's (objects above 16 MiB streamed,
 //! `core.bigFileThreshold`; deltas through its bounded base cache), not the server's. A stored
-//! pack is also read once from the store. The run is killed after [`time_limit`].
+//! pack is also read once from the store. The run is killed after [`time_limit`], and at most
+//! one runs per core at a time over the whole server.
 
 use super::Repository;
 use crate::pack::idx_file;
@@ -126,6 +127,12 @@ impl Repository {
         size: u64,
     ) -> Result<Vec<u8>, Error> {
         let (pack_path, idx_path) = (dir.join("p.pack"), dir.join("p.idx"));
+        // One run per core at a time, over all repositories: writers pushing at once wait
+        // for each other here rather than share the cores among as many gits as they start.
+        let _turn = indexing_turns()
+            .acquire()
+            .await
+            .map_err(|e| Error::backend(what, e))?;
         let limit = time_limit(size);
         let run = tokio::process::Command::new("git")
             .args([
@@ -232,6 +239,16 @@ impl Repository {
             detail: format!("{name} in {}: {why}", self.name),
         }
     }
+}
+
+/// Turns to run `git index-pack`: as many as the machine has cores (git itself uses them all
+/// for one big pack; small ones are done in milliseconds).
+fn indexing_turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores)
+    })
 }
 
 fn temp_dir(what: &str) -> Result<tempfile::TempDir, Error> {
