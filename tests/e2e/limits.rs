@@ -1,0 +1,106 @@
+//! Issue 24: request rate limits. With `git hypha serve --rate-limit-token 60` (a burst of ten,
+//! then one a second), a token that spent its burst gets 429 with `Retry-After: 1` and a
+//! detail naming the limit; a real `git push` and `git fetch` with that token meet the 429,
+//! wait it out and succeed, in a few seconds.
+
+use crate::harness::{TestEnv, WS};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// `POST /ws/git/{alias}/remote/v1/refs` with `token`: status, `Retry-After`, body.
+fn refs(base: &str, alias: &str, token: &str) -> (u16, Option<String>, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        conn,
+        "POST /{WS}/git/{alias}/remote/v1/refs HTTP/1.1\r\nhost: {addr}\r\n\
+         authorization: Bearer {token}\r\ncontent-type: application/json\r\n\
+         content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    )
+    .expect("send");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let retry_after = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().to_owned())
+    });
+    (status, retry_after, body.to_owned())
+}
+
+/// Spends what is left of `token`'s burst: `refs` until the server answers 429, which is
+/// returned (its `Retry-After` and body).
+fn exhaust(base: &str, alias: &str, token: &str) -> (String, String) {
+    for _ in 0..50 {
+        let (status, retry_after, body) = refs(base, alias, token);
+        match status {
+            200 => continue,
+            429 => return (retry_after.expect("429 without Retry-After"), body),
+            other => panic!("refs answered {other}: {body}"),
+        }
+    }
+    panic!("50 requests and no 429: is the limit on?");
+}
+
+/// Lines of the server's log that answered 429.
+fn refused(env: &TestEnv) -> usize {
+    env.server_log()
+        .lines()
+        .filter(|l| l.contains("/remote/v1/") && l.contains(" 429 "))
+        .count()
+}
+
+#[test]
+fn a_push_and_a_fetch_wait_out_the_token_limit() {
+    let env = TestEnv::with_serve_args(&["--rate-limit-token".into(), "60".into()]);
+    let base = env.server.url().to_owned();
+    let url = env.create("limited");
+    let src = env.init("src");
+    let head = env.commit(&src, "first");
+
+    let (retry_after, body) = exhaust(&base, "limited", env.token());
+    assert_eq!(retry_after, "1");
+    assert!(
+        body.contains(
+            r#""detail":"rate limit of 60 requests a minute for this token reached; retry in 1 s""#
+        ),
+        "{body}"
+    );
+    assert!(body.contains(r#""error":"busy""#), "{body}");
+
+    // The push's first request meets the empty bucket, waits the second it was told, and goes on.
+    let before = refused(&env);
+    let started = Instant::now();
+    let out = env.git(&src, &["push", "-v", &url, "main"]);
+    let took = started.elapsed();
+    assert!(
+        out.stderr.contains(": 429 (request id "),
+        "the helper saw no 429:\n{}",
+        out.stderr
+    );
+    assert!(refused(&env) > before, "{}", env.server_log());
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+
+    // The same for a fetch.
+    exhaust(&base, "limited", env.token());
+    let before = refused(&env);
+    let dst = env.init("dst");
+    env.git(&dst, &["fetch", "-q", &url, "main:refs/heads/fetched"]);
+    assert_eq!(env.rev(&dst, "refs/heads/fetched"), head);
+    assert!(refused(&env) > before, "{}", env.server_log());
+
+    // Another subject was never limited.
+    let other = env.mint_as("someone-else", WS, "r");
+    let (status, _, body) = refs(&base, "limited", &other);
+    assert_eq!(status, 200, "{body}");
+}
