@@ -256,7 +256,9 @@ fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
         .rsplit(',')
         .next()?
         .trim();
-    last.parse::<IpAddr>()
+    let bare = last.strip_prefix('[').and_then(|l| l.strip_suffix(']'));
+    bare.unwrap_or(last)
+        .parse::<IpAddr>()
         .ok()
         .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
@@ -338,6 +340,10 @@ mod tests {
         assert_eq!(forwarded_for(&h), Some("2001:db8::1".parse().unwrap()));
         h.insert("x-forwarded-for", "198.51.100.2:4711".parse().unwrap());
         assert_eq!(forwarded_for(&h), Some("198.51.100.2".parse().unwrap()));
+        h.insert("x-forwarded-for", "[2001:db8::2]".parse().unwrap());
+        assert_eq!(forwarded_for(&h), Some("2001:db8::2".parse().unwrap()));
+        h.insert("x-forwarded-for", "[2001:db8::3]:443".parse().unwrap());
+        assert_eq!(forwarded_for(&h), Some("2001:db8::3".parse().unwrap()));
         h.insert("x-forwarded-for", "1.2.3.4, garbage".parse().unwrap());
         assert_eq!(forwarded_for(&h), None);
     }

@@ -366,6 +366,23 @@ pub async fn run(
         );
         rate_limits.address_per_minute = 0;
     }
+    if !rate_limits.is_off() {
+        let each = |n: u32| match n {
+            0 => "off".to_owned(),
+            n => format!("{n} a minute (bursts of {})", limits::burst(n)),
+        };
+        tracing::info!(
+            "rate limits: per {} {}, per address {}{}",
+            if plugin { "user" } else { "token" },
+            each(rate_limits.token_per_minute),
+            each(rate_limits.address_per_minute),
+            if rate_limits.trust_forwarded_for {
+                " (from X-Forwarded-For)"
+            } else {
+                ""
+            }
+        );
+    }
     state = state.rate_limits(rate_limits);
     let metrics = state.metrics.clone();
     state = state.webhooks(
