@@ -69,8 +69,49 @@ pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
     if let Some(key) = &state.plugin_key {
         return identify_plugin(key, headers);
     }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(token) = token_of(headers)? else {
         return Ok(Caller::Anonymous);
+    };
+    let identity = verify(state, &token)?;
+    Ok(Caller::User(identity))
+}
+
+/// Whom the token limit counts a request against (`limits`): the subject of a token that
+/// verifies, or the whole token when it names none; in plugin mode the user Hypha names.
+/// `None` for anonymous callers and for credentials that do not verify (the handler answers
+/// those 401): the address limit counts them. Never logged.
+pub fn rate_subject(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(key) = &state.plugin_key {
+        return match identify_plugin(key, headers).ok()? {
+            Caller::Plugin {
+                user: Some(user), ..
+            } => Some(format!("user:{user}")),
+            _ => None,
+        };
+    }
+    let token = token_of(headers).ok()??;
+    let identity = verify(state, &token).ok()?;
+    Some(if identity.subject.is_empty() {
+        format!("token:{token}")
+    } else {
+        format!("sub:{}", identity.subject)
+    })
+}
+
+fn verify(state: &AppState, token: &str) -> Result<Identity, ApiError> {
+    Ok(auth::verify_with(
+        &state.jwt_secret,
+        token,
+        auth::unix_now(),
+        &state.validation,
+    )?)
+}
+
+/// The token a request carries (`Bearer`, or the password of `Basic`); `None` when it carries
+/// none (no header, or Basic with an empty password).
+fn token_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
     };
     let value = value
         .to_str()
@@ -95,7 +136,7 @@ pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
             ));
         }
         if password.is_empty() {
-            return Ok(Caller::Anonymous);
+            return Ok(None);
         }
         password.to_owned()
     } else {
@@ -106,13 +147,7 @@ pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
     if token.is_empty() {
         return Err(ApiError::unauthenticated("empty token"));
     }
-    let identity = auth::verify_with(
-        &state.jwt_secret,
-        &token,
-        auth::unix_now(),
-        &state.validation,
-    )?;
-    Ok(Caller::User(identity))
+    Ok(Some(token))
 }
 
 /// Plugin mode: the key must match (compared in constant time), then the permission and the

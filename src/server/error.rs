@@ -19,6 +19,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub detail: String,
     log: Option<String>,
+    /// A rate limit refused the request (`limits`): 429 instead of 503, this `Retry-After`
+    /// in seconds, and this `reason` in the refusal metrics.
+    limited: Option<(u64, &'static str)>,
 }
 
 impl ApiError {
@@ -27,7 +30,22 @@ impl ApiError {
             code,
             detail: detail.into(),
             log: None,
+            limited: None,
         }
+    }
+
+    /// 429 with `Retry-After: retry_after` (seconds): a rate limit was reached. The body's
+    /// code is `busy`, which every helper already waits out and retries (and one that does
+    /// not know 429 reads the same); `reason` labels the refusal in the metrics.
+    pub fn rate_limited(
+        detail: impl Into<String>,
+        retry_after: u64,
+        reason: &'static str,
+    ) -> ApiError {
+        let mut api = ApiError::new(ErrorCode::Busy, detail);
+        api.log = Some(format!("{reason}, retry after {retry_after} s"));
+        api.limited = Some((retry_after.max(1), reason));
+        api
     }
 
     pub fn invalid(detail: impl Into<String>) -> ApiError {
@@ -98,8 +116,11 @@ impl From<storage::presign::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = match self.limited {
+            Some(_) => StatusCode::TOO_MANY_REQUESTS,
+            None => StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        };
         let body = ErrorBody {
             error: self.code,
             detail: self.detail,
@@ -114,14 +135,19 @@ impl IntoResponse for ApiError {
                 );
             }
             ErrorCode::Busy => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let secs = self.limited.map_or(1, |(secs, _)| secs);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}
         }
         if let Some(log) = self.log {
             response.extensions_mut().insert(LogNote(log));
         }
-        if let Some(reason) = super::metrics::refusal_reason(self.code) {
+        let reason = match self.limited {
+            Some((_, reason)) => Some(reason),
+            None => super::metrics::refusal_reason(self.code),
+        };
+        if let Some(reason) = reason {
             response.extensions_mut().insert(Refused(reason));
         }
         response

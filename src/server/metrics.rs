@@ -176,7 +176,7 @@ impl Metrics {
         );
         registry.register(
             "refused_requests",
-            "Requests refused, by reason (the API's error code; too_large, method, other)",
+            "Requests refused, by reason (the API's error code; rate_limited_token, rate_limited_address, too_large, method, other)",
             refused.clone(),
         );
         registry.register(

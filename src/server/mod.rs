@@ -12,6 +12,7 @@
 //! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
 //! - `metrics`: what the server counts, and `/metrics` on the separate `--metrics-listen`
 //!   address; `health`: `/healthz` and `/readyz` (the store reachable);
+//! - `limits`: request rate limits per token and per address (429 with `Retry-After`);
 //! - `hooks`: the `hooks` route and the push event of an `update`;
 //! - `autogc`: compaction after pushes leave too many packs;
 //! - `webhook`: push events to each repository's webhooks, queued after `update`.
@@ -30,6 +31,7 @@ pub mod health;
 mod hooks;
 pub mod inline;
 mod lfs;
+pub mod limits;
 mod log;
 pub mod metrics;
 mod routes;
@@ -112,6 +114,8 @@ pub struct ServeOptions {
     /// Run on an S3 store that ignores conditional writes
     /// ([`storage::s3::UNSAFE_NO_CONDITIONAL_WRITES`]); checked at startup otherwise.
     pub s3_unsafe_no_conditional_writes: bool,
+    /// Request rate limits per token and per address ([`limits`]); the default: none.
+    pub rate_limits: limits::Settings,
 }
 
 /// What [`run`] tells whoever started it, once it listens.
@@ -161,6 +165,7 @@ impl std::fmt::Debug for ServeOptions {
                 "s3_unsafe_no_conditional_writes",
                 &self.s3_unsafe_no_conditional_writes,
             )
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -205,13 +210,21 @@ pub enum Error {
 
 /// The whole HTTP surface: API routes and, for a local-disk store, `/_store/{key}`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // The rate limits guard what callers ask of the API; presigned transfers were handed
+    // out by a limited request and expire, and probes must always answer.
+    let limited = Router::new()
         .route("/{ws}/git/{alias}/remote/v1/{route}", post(routes::api))
         .route("/{ws}/git/{alias}/info/lfs/objects/batch", post(lfs::batch))
         .route(
             "/{ws}/git/{alias}/info/lfs/objects/verify/{oid}",
             post(lfs::verify),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ));
+    Router::new()
+        .merge(limited)
         .route("/_store/{*key}", get(store::get).put(store::put))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -346,6 +359,31 @@ pub async fn run(
     if let Some(grace) = opts.gc_grace {
         state = state.gc_grace(grace);
     }
+    let mut rate_limits = opts.rate_limits;
+    if plugin && rate_limits.address_per_minute > 0 {
+        tracing::warn!(
+            "warning: --rate-limit-address is ignored with --plugin: every request comes from the plugin; the token limit counts Hypha's users"
+        );
+        rate_limits.address_per_minute = 0;
+    }
+    if !rate_limits.is_off() {
+        let each = |n: u32| match n {
+            0 => "off".to_owned(),
+            n => format!("{n} a minute (bursts of {})", limits::burst(n)),
+        };
+        tracing::info!(
+            "rate limits: per {} {}, per address {}{}",
+            if plugin { "user" } else { "token" },
+            each(rate_limits.token_per_minute),
+            each(rate_limits.address_per_minute),
+            if rate_limits.trust_forwarded_for {
+                " (from X-Forwarded-For)"
+            } else {
+                ""
+            }
+        );
+    }
+    state = state.rate_limits(rate_limits);
     let metrics = state.metrics.clone();
     state = state.webhooks(
         webhook::Webhooks::start(webhook::Settings {
@@ -404,7 +442,9 @@ pub async fn run(
             tracing::debug!("could not set TCP_NODELAY on a connection: {e}");
         }
     });
-    axum::serve(listener, router(state))
+    // The peer's address, for the address limit.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)

@@ -4,6 +4,7 @@
 
 use super::autogc::AutoGc;
 use super::health::Readiness;
+use super::limits::{RateLimits, Settings as LimitSettings};
 use super::metrics::Metrics;
 use super::webhook::Webhooks;
 use crate::auth;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     /// The last readiness probe (`/readyz`).
     pub(crate) readiness: Arc<Readiness>,
+    /// Request rate limits of the API and LFS routes; `None` = none (the default).
+    pub(crate) limits: Option<Arc<RateLimits>>,
 }
 
 // The secret must never reach a log.
@@ -101,6 +104,7 @@ impl AppState {
             public_url: None,
             metrics,
             readiness: Default::default(),
+            limits: None,
         }
     }
 
@@ -126,6 +130,12 @@ impl AppState {
     /// The operator's public URL of this server (`--public-url`).
     pub fn public_url(mut self, url: Option<String>) -> AppState {
         self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Limit requests per token and per address ([`super::limits`]); all zero = no limits.
+    pub fn rate_limits(mut self, settings: LimitSettings) -> AppState {
+        self.limits = RateLimits::new(settings).map(Arc::new);
         self
     }
 

@@ -33,6 +33,7 @@ mod hostile;
 mod inline;
 mod lfs;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod mirror;
 mod multipart;

@@ -93,6 +93,21 @@ pub struct Args {
     /// status, duration, bytes).
     #[arg(long, env = "HYPHA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Requests a minute each token (its subject) may send to the API and LFS routes, with
+    /// bursts of a sixth of that; over it, 429 with Retry-After, which clients wait out.
+    /// With --plugin: each Hypha user. 0 (the default): no limit.
+    #[arg(long, env = "HYPHA_RATE_LIMIT_TOKEN", default_value_t = 0)]
+    rate_limit_token: u32,
+    /// Requests a minute each client address may send without a token (or each address at
+    /// all, when --rate-limit-token is 0), with bursts of a sixth of that. 0 (the default): no
+    /// limit. Ignored with --plugin.
+    #[arg(long, env = "HYPHA_RATE_LIMIT_ADDRESS", default_value_t = 0)]
+    rate_limit_address: u32,
+    /// Take the client's address for --rate-limit-address from the last entry of
+    /// X-Forwarded-For, which the one reverse proxy in front of this server sets; without
+    /// it the address is the connection's peer (the proxy's, behind one).
+    #[arg(long, env = "HYPHA_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
 }
 
 /// `--log-format`.
@@ -146,6 +161,9 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
         inline_max,
         metrics_listen,
         log_format: _,
+        rate_limit_token,
+        rate_limit_address,
+        trust_forwarded_for,
     } = args;
     // The key comes through the environment, never argv (which `ps` shows).
     let plugin_key = match plugin {
@@ -198,6 +216,11 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             s3_unsafe_no_conditional_writes: env
                 .get(s3::UNSAFE_NO_CONDITIONAL_WRITES)
                 .is_some_and(|v| v == "1"),
+            rate_limits: server::limits::Settings {
+                token_per_minute: rate_limit_token,
+                address_per_minute: rate_limit_address,
+                trust_forwarded_for,
+            },
         },
         announce,
     ))?;

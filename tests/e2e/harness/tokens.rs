@@ -23,6 +23,15 @@ impl TestEnv {
         self.mint_with_secret(&secret, workspace, permission)
     }
 
+    /// Mints a token for another user (subject) than the default token's (`git hypha serve`
+    /// only: a Hypha namespace has its own users).
+    pub fn mint_as(&self, subject: &str, workspace: &str, permission: &str) -> String {
+        assert!(self.hypha.is_none(), "mint_as needs `git hypha serve`");
+        let secret = self.server.secret().to_string();
+        let out = self.git_hypha_token(&secret, workspace, permission, &["--subject", subject]);
+        self.remember(out.stdout.trim().to_string())
+    }
+
     /// Mints a well-formed token signed with a secret the server does not know.
     pub fn mint_foreign(&self, workspace: &str, permission: &str) -> String {
         if let Some(ns) = &self.hypha {

@@ -1,0 +1,159 @@
+//! Issue 24: request rate limits. With `git hypha serve --rate-limit-token 60` (a burst of ten,
+//! then one a second), a token that spent its burst gets 429 with `Retry-After: 1` and a
+//! detail naming the limit; a real `git push` and `git fetch` with that token meet the 429,
+//! wait it out and succeed, in a few seconds. The address limit counts anonymous callers by
+//! the connection's peer, or by `X-Forwarded-For` when the operator trusts it.
+
+use crate::harness::{TestEnv, WS};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// `POST /ws/git/{alias}/remote/v1/refs` with `token`: status, `Retry-After`, body.
+fn refs(base: &str, alias: &str, token: &str) -> (u16, Option<String>, String) {
+    let auth = format!("authorization: Bearer {token}\r\n");
+    post_refs(base, alias, &auth)
+}
+
+/// `POST /ws/git/{alias}/remote/v1/refs` with these extra header lines (each ending in CRLF).
+fn post_refs(base: &str, alias: &str, headers: &str) -> (u16, Option<String>, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        conn,
+        "POST /{WS}/git/{alias}/remote/v1/refs HTTP/1.1\r\nhost: {addr}\r\n\
+         {headers}content-type: application/json\r\n\
+         content-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    )
+    .expect("send");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let retry_after = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().to_owned())
+    });
+    (status, retry_after, body.to_owned())
+}
+
+/// Spends what is left of `token`'s burst: `refs` until the server answers 429, which is
+/// returned (its `Retry-After` and body).
+fn exhaust(base: &str, alias: &str, token: &str) -> (String, String) {
+    let (retry_after, body) =
+        until_refused(base, alias, &format!("authorization: Bearer {token}\r\n"));
+    (retry_after.expect("429 without Retry-After"), body)
+}
+
+/// `refs` with these header lines until the server answers 429: its `Retry-After` and body.
+fn until_refused(base: &str, alias: &str, headers: &str) -> (Option<String>, String) {
+    for _ in 0..50 {
+        let (status, retry_after, body) = post_refs(base, alias, headers);
+        match status {
+            200 => continue,
+            429 => return (retry_after, body),
+            other => panic!("refs answered {other}: {body}"),
+        }
+    }
+    panic!("50 requests and no 429: is the limit on?");
+}
+
+/// Lines of the server's log that answered 429.
+fn refused(env: &TestEnv) -> usize {
+    env.server_log()
+        .lines()
+        .filter(|l| l.contains("/remote/v1/") && l.contains(" 429 "))
+        .count()
+}
+
+#[test]
+fn a_push_and_a_fetch_wait_out_the_token_limit() {
+    let env = TestEnv::with_serve_args(&["--rate-limit-token".into(), "60".into()]);
+    let base = env.server.url().to_owned();
+    let url = env.create("limited");
+    let src = env.init("src");
+    let head = env.commit(&src, "first");
+
+    let (retry_after, body) = exhaust(&base, "limited", env.token());
+    assert_eq!(retry_after, "1");
+    assert!(
+        body.contains(
+            r#""detail":"rate limit of 60 requests a minute for this token reached; retry in 1 s""#
+        ),
+        "{body}"
+    );
+    assert!(body.contains(r#""error":"busy""#), "{body}");
+
+    // The push's first request meets the empty bucket, waits the second it was told, and goes on.
+    let before = refused(&env);
+    let started = Instant::now();
+    let out = env.git(&src, &["push", "-v", &url, "main"]);
+    let took = started.elapsed();
+    assert!(
+        out.stderr.contains(": 429 (request id "),
+        "the helper saw no 429:\n{}",
+        out.stderr
+    );
+    assert!(refused(&env) > before, "{}", env.server_log());
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+
+    // The same for a fetch.
+    exhaust(&base, "limited", env.token());
+    let before = refused(&env);
+    let dst = env.init("dst");
+    env.git(&dst, &["fetch", "-q", &url, "main:refs/heads/fetched"]);
+    assert_eq!(env.rev(&dst, "refs/heads/fetched"), head);
+    assert!(refused(&env) > before, "{}", env.server_log());
+
+    // Another subject was never limited.
+    let other = env.mint_as("someone-else", WS, "r");
+    let (status, _, body) = refs(&base, "limited", &other);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The address limit, on the real listener: anonymous callers are counted by their peer
+/// address, token holders by their token; `X-Forwarded-For` is believed only with
+/// `--trust-forwarded-for`.
+#[test]
+fn anonymous_callers_are_limited_by_address() {
+    let env = TestEnv::with_serve_args(&[
+        "--rate-limit-token".into(),
+        "600".into(),
+        "--rate-limit-address".into(),
+        "60".into(),
+    ]);
+    let base = env.server.url().to_owned();
+    env.create_public("open");
+    let (retry_after, body) = until_refused(&base, "open", "");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        body.contains("rate limit of 60 requests a minute for this address reached"),
+        "{body}"
+    );
+    // Without --trust-forwarded-for the header changes nothing.
+    let (status, _, body) = post_refs(&base, "open", "x-forwarded-for: 192.0.2.7\r\n");
+    assert_eq!(status, 429, "{body}");
+    // A token holder at the same address is counted by its token.
+    let (status, _, body) = refs(&base, "open", env.token());
+    assert_eq!(status, 200, "{body}");
+
+    let proxied = TestEnv::with_serve_args(&[
+        "--rate-limit-address".into(),
+        "60".into(),
+        "--trust-forwarded-for".into(),
+    ]);
+    let base = proxied.server.url().to_owned();
+    proxied.create_public("open");
+    until_refused(&base, "open", "x-forwarded-for: 10.1.1.1, 192.0.2.7\r\n");
+    // Another client behind the same proxy has its own bucket.
+    let (status, _, body) = post_refs(&base, "open", "x-forwarded-for: 192.0.2.8\r\n");
+    assert_eq!(status, 200, "{body}");
+}
