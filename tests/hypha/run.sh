@@ -59,6 +59,7 @@ EXCLUDED=(
   "corruption::                  the helper's checks of what it downloads (105 s against Hypha); which store held the damaged bytes does not matter"
   "history::                     the helper's pack building and indexing over long histories and big files; the plugin passes presigned URLs as for any pack"
   "progress::                    the helper's progress output"
+  "limits::                      needs serve --rate-limit-token/--rate-limit-address (the plugin's child takes no limit flags; its token limit is unit-tested in server::tests::limits)"
   "metrics::                     needs serve --metrics-listen, our server's store root and its own request ids (the plugin does not pass X-Request-Id to its child)"
 )
 filter="" skips=()
