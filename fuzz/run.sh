@@ -16,7 +16,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(delta pack_entries thin idx protocol api_json names)
+    targets=(delta pack_entries thin idx protocol api_json names upload_pack)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 export RUSTC_BOOTSTRAP=1
@@ -24,7 +24,7 @@ export RUSTC_BOOTSTRAP=1
 max_len() {
     case $1 in
         delta) echo 8192 ;;
-        pack_entries | thin) echo 16384 ;;
+        pack_entries | thin | upload_pack) echo 16384 ;;
         idx) echo 32768 ;;
         protocol | api_json) echo 4096 ;;
         names) echo 1024 ;;

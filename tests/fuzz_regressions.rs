@@ -66,7 +66,16 @@ macro_rules! targets {
     )*};
 }
 
-targets!(delta, pack_entries, thin, idx, protocol, api_json, names);
+targets!(
+    delta,
+    pack_entries,
+    thin,
+    idx,
+    protocol,
+    api_json,
+    names,
+    upload_pack
+);
 
 /// The table in the harness and the tests above name the same targets.
 #[test]
@@ -81,7 +90,8 @@ fn every_target_is_replayed() {
             "idx",
             "protocol",
             "api_json",
-            "names"
+            "names",
+            "upload_pack"
         ]
     );
 }

@@ -17,6 +17,7 @@ pub mod pack_entries;
 pub mod packgen;
 pub mod protocol;
 pub mod thin;
+pub mod upload_pack;
 
 /// Every target, by the name of its directory under `fuzz/regressions/`.
 /// The body of a target.
@@ -30,4 +31,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("protocol", protocol::run),
     ("api_json", api_json::run),
     ("names", names::run),
+    ("upload_pack", upload_pack::run),
 ];

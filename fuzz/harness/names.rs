@@ -1,12 +1,16 @@
 //! `names`: the name rules both sides apply to names from the other side (`names::refname::
-//! check`, `is_valid_pack_name`, `is_object_id`, `is_lfs_oid`, `is_valid_repo_segment`) and the
-//! `hypha::` URL forms (`config::resolve(address, env, configured)`).
+//! check`, `is_valid_pack_name`, `is_object_id`, `is_lfs_oid`, `is_valid_repo_segment`,
+//! `repository(workspace, alias)`, `default_branch_ref`) and the `hypha::` URL forms
+//! (`config::resolve(address, env, configured)`).
 //!
 //! Input: a selector byte, then text (split at NUL into address, HYPHA_SERVER_URL and the
 //! configured server for `resolve`). Checks: never a panic; an accepted ref name is one git
 //! accepts too (`gix::validate::reference::name`) and is safe as a storage key (no `..`, no
 //! empty, dot or dash component, no control character, at most 512 bytes); accepted pack
-//! names, ids and segments have their exact shapes; a resolved remote has valid segments, an
+//! names, ids and segments have their exact shapes; `repository` accepts only valid segments
+//! and returns an alias that is one (the given alias less at most one `.git`);
+//! `default_branch_ref` gives an accepted ref under `refs/heads/`; refusals are one line; a
+//! resolved remote has valid segments, an
 //! http(s) server ending in `/` without credentials, API URLs that stay below the server, and
 //! its `url()` resolves back to the same remote.
 
@@ -20,6 +24,16 @@ pub fn run(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
+    // The repository a `workspace/alias` names and a new repository's default branch, on the
+    // input split as `resolve` takes it (the alias is the second part, else the first).
+    {
+        let parts: Vec<&str> = text.splitn(3, '\0').collect();
+        let alias = parts.get(1).copied().unwrap_or(parts[0]);
+        repository(parts[0], alias);
+        for part in &parts {
+            default_branch(part);
+        }
+    }
     match sel % 4 {
         0 | 1 => {
             ref_name(&text);
@@ -64,6 +78,48 @@ fn ref_name(name: &str) {
         gix::validate::reference::name(name.as_bytes().into()).is_ok(),
         "refname::check accepts {name:?}, which git refuses"
     );
+}
+
+/// `names::repository`: a refusal is one line; an accepted alias is the given one less at most
+/// one `.git`, and it and the workspace are valid segments.
+fn repository(workspace: &str, given: &str) {
+    match names::repository(workspace, given) {
+        Ok(alias) => {
+            assert!(
+                names::is_valid_repo_segment(&alias),
+                "repository({workspace:?}, {given:?}) gives alias {alias:?}, not a valid segment"
+            );
+            segment(&alias);
+            assert!(names::is_valid_repo_segment(workspace), "{workspace:?}");
+            assert!(
+                alias == given || format!("{alias}.git") == given,
+                "{given:?} -> {alias:?}"
+            );
+        }
+        Err(why) => {
+            assert!(why.starts_with("invalid repository name"), "{why}");
+            assert!(!why.contains('\n'), "{why:?}");
+            assert!(why.len() < 300, "{why:?}");
+        }
+    }
+}
+
+/// `names::default_branch_ref`: an accepted branch is a full ref name under `refs/heads/` that
+/// the ref rules accept; a refusal is one line.
+fn default_branch(branch: &str) {
+    match names::default_branch_ref(branch) {
+        Ok(full) => {
+            assert!(full.starts_with("refs/heads/"), "{full:?}");
+            let short = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+            assert_eq!(full, format!("refs/heads/{short}"));
+            ref_name(&full);
+            assert!(refname::check(&full).is_ok(), "{full:?}");
+        }
+        Err(why) => {
+            assert!(why.starts_with("invalid ref \"refs/heads/"), "{why}");
+            assert!(!why.contains('\n'), "{why:?}");
+        }
+    }
 }
 
 fn ids(s: &str) {
