@@ -4,8 +4,17 @@
 # to every chunk (pipelined: bandwidth unchanged; a new connection costs one more round trip,
 # as TCP's handshake does). The helper's presigned URLs point through the same relay.
 #
-#   bench/far.sh [OUT.md]        BIN=target/release  FAR_RUNS=3  FAR_RTT="0 100"
+#   bench/far.sh [OUT.md]        BIN=target/release  FAR_RUNS=3  FAR_RTT="0 50 100"
 #                                FAR_S3_RTT="0 40" (empty: no S3 part)  FAR_TAGS=1000
+#                                FAR_CSV_MIB=40
+#
+# Operations: ls-remote, no-op fetch, push and fetch of one commit, clone (a history of 2,000
+# small commits); mirror push: `git push --mirror` of that history with 1,500 more refs on it
+# (bench/gen.py mirror, as bench/run.sh's) into a new empty remote; edit-push CSV: a push of
+# one commit rewriting 3 rows of a FAR_CSV_MIB CSV (bench/gen.py csvbig) that the remote has,
+# the same commit to each peer: a thin pack of a few KiB whose base, the whole file, both
+# sides read (the helper's local index-pack --fix-thin, the server's completion; git's
+# receive-pack unpacks it).
 #
 # Round trips = (median time at RTT - median time at 0) / RTT, per operation and peer.
 # The S3 part: `git hypha serve` on moto (scripts/s3-services.sh), the client next to the
@@ -17,9 +26,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 BIN=$(cd "${BIN:-$root/target/release}" && pwd)
 RUNS=${FAR_RUNS:-3}
-RTTS=${FAR_RTT:-0 100}
+RTTS=${FAR_RTT:-0 50 100}
 S3_RTTS=${FAR_S3_RTT-0 40}
 TAGS=${FAR_TAGS:-1000}
+CSV_MIB=${FAR_CSV_MIB:-40}
 out=${1:-}
 die() { echo "far: $*" >&2; exit 1; }
 note() { echo "far: $*" >&2; }
@@ -89,11 +99,20 @@ done
 HYPHA_TOKEN=$("$BIN/git-hypha" token --workspace far --permission rw --expires-in 86400)
 export HYPHA_TOKEN
 
-url() { # url PEER RTT
+url() { # url PEER RTT [NAME]: remote NAME (default repo) of PEER through the relay of RTT
   case $1 in
-    hypha) echo "hypha::http://127.0.0.1:${hrelay[$2]}/far/repo" ;;
-    daemon) echo "git://127.0.0.1:${drelay[$2]}/repo.git" ;;
+    hypha) echo "hypha::http://127.0.0.1:${hrelay[$2]}/far/${3:-repo}" ;;
+    daemon) echo "git://127.0.0.1:${drelay[$2]}/${3:-repo}.git" ;;
   esac
+}
+new_remote() { # new_remote PEER NAME: an empty repository (untimed, at the first RTT)
+  case $1 in
+    hypha) "$BIN/git-hypha" create "$(url hypha "${RTTS%% *}" "$2")" >/dev/null ;;
+    daemon) git init -q --bare "$remotes/$2.git" ;;
+  esac
+}
+refs_on() { # refs_on URL: how many refs the remote lists (no HEAD, no peeled tags)
+  git ls-remote "$1" | grep -cv -e '\^{}$' -e $'\tHEAD$' || true
 }
 
 # The history: 2,000 commits of small edits to 50 files.
@@ -118,8 +137,42 @@ git -C "$src" reset -q --hard main
 
 git init -q --bare "$remotes/repo.git"
 git -C "$src" push -q "$remotes/repo.git" main
-"$BIN/git-hypha" create "hypha::http://127.0.0.1:${hrelay[${RTTS%% *}]}/far/repo" >/dev/null
+new_remote hypha repo
 git -C "$src" push -q "$(url hypha "${RTTS%% *}")" main
+
+# The mirror push's source: that history and 1,500 refs on its commits (700 branches, 500
+# lightweight and 300 annotated tags), in one pack as a gc'd repository has it.
+mirror=$work/mirror.git
+git clone -q --bare --no-local "$src" "$mirror"
+git -C "$mirror" rev-list --reverse main | python3 "$here/gen.py" mirror \
+  | git -C "$mirror" -c fastimport.unpackLimit=1 fast-import --quiet
+git -C "$mirror" -c repack.writeBitmaps=false repack -adq
+mirror_refs=$(git -C "$mirror" for-each-ref | wc -l)
+
+# The CSV's work tree, on every remote before the rounds; edit_rows commits a new version.
+csv=$work/csv
+git init -q "$csv"
+BENCH_CSVBIG_MIB=$CSV_MIB python3 "$here/gen.py" csvbig | git -C "$csv" fast-import --quiet
+git -C "$csv" reset -q --hard main
+new_remote daemon csv
+new_remote hypha csv
+for peer in hypha daemon; do git -C "$csv" push -q "$(url "$peer" "${RTTS%% *}" csv)" main; done
+csv_base=$(git -C "$csv" rev-parse main)
+edit_rows() { # edit_rows SEED: rewrites 3 rows of data.csv (which, from SEED) and commits
+  python3 - "$csv/data.csv" "$1" <<'EOF'
+import random, sys
+path, seed = sys.argv[1], sys.argv[2]
+rows = open(path, "rb").read().split(b"\n")
+rng = random.Random(seed)
+for _ in range(3):
+    i = rng.randrange(1, len(rows) - 1)
+    rows[i] = b"%d,2025-%02d-%02dT00:00:00Z,sensor-%03d,%.6f,%.6f,%d" % (
+        i, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 999),
+        rng.uniform(-90, 90), rng.uniform(-180, 180), rng.randint(0, 10**6))
+open(path, "wb").write(b"\n".join(rows))
+EOF
+  git -C "$csv" commit -qam "edit rows ($1)"
+}
 
 now() { date +%s.%N; }
 results=$work/results.tsv
@@ -149,6 +202,14 @@ for run in $(seq "$RUNS"); do
       timed "push 1 commit" "$peer" "$rtt" git -C "$w" push -q origin main
       timed "fetch 1 commit" "$peer" "$rtt" git -C "$o" fetch -q origin
       rm -rf "$w" "$o"
+      new_remote "$peer" "mirror-$rtt-$run"
+      u=$(url "$peer" "$rtt" "mirror-$rtt-$run")
+      timed "mirror push" "$peer" "$rtt" git -C "$mirror" push -q --mirror "$u"
+      [ "$(refs_on "$u")" = "$mirror_refs" ] || die "mirror push to $peer at $rtt ms: $(refs_on "$u") refs"
+    done
+    edit_rows "$run $rtt"
+    for peer in hypha daemon; do
+      timed "edit-push CSV" "$peer" "$rtt" git -C "$csv" push -q "$(url "$peer" "$rtt" csv)" main
     done
   done
 done
@@ -171,20 +232,26 @@ if [ -n "$S3_RTTS" ]; then
       --s3-prefix far --s3-path-style --auto-gc-packs 0 >"$work/serve-s3-$rtt.out" 2>"$work/serve-s3-$rtt.log" &
     pids+=($!)
     wait_port "$sport" "git hypha serve on S3"
-    s3url[$rtt]="hypha::http://127.0.0.1:$sport/far/s3repo"
+    s3url[$rtt]="hypha::http://127.0.0.1:$sport/far"
   done
   first=${S3_RTTS%% *}
-  "$BIN/git-hypha" create "${s3url[$first]}" >/dev/null
-  git -C "$src" push -q "${s3url[$first]}" main
+  "$BIN/git-hypha" create "${s3url[$first]}/s3repo" >/dev/null
+  git -C "$src" push -q "${s3url[$first]}/s3repo" main
+  # The S3 CSV starts from the first version, on a branch of its own: with the local rounds'
+  # versions the first push's pack would pass the multipart threshold (64 MiB), and moto
+  # 5.2.5 answers ListParts with a root element the SDK refuses (ListPartsResponse).
+  git -C "$csv" checkout -q -b s3 "$csv_base"
+  "$BIN/git-hypha" create "${s3url[$first]}/s3csv" >/dev/null
+  git -C "$csv" push -q "${s3url[$first]}/s3csv" s3:main
   for i in $(seq "$TAGS"); do echo "create refs/tags/t$i main"; done | git -C "$src" update-ref --stdin
-  git -C "$src" push -q "${s3url[$first]}" --tags
+  git -C "$src" push -q "${s3url[$first]}/s3repo" --tags
   for run in $(seq "$RUNS"); do
     for rtt in $S3_RTTS; do
-      u=${s3url[$rtt]}
+      u=${s3url[$rtt]}/s3repo
       w=$work/s3w-$rtt-$run
       o=$work/s3o-$rtt-$run
       rm -rf "$w" "$o"
-      git clone -q "$u" "$w"
+      timed "S3 clone" hypha "$rtt" git clone -q "$u" "$w"
       git clone -q "$u" "$o"
       timed "S3 ls-remote" hypha "$rtt" git ls-remote "$u"
       timed "S3 no-op fetch" hypha "$rtt" git -C "$w" fetch -q origin
@@ -193,19 +260,28 @@ if [ -n "$S3_RTTS" ]; then
       timed "S3 push 1 commit" hypha "$rtt" git -C "$w" push -q origin main
       timed "S3 fetch 1 commit" hypha "$rtt" git -C "$o" fetch -q origin
       rm -rf "$w" "$o"
+      u=${s3url[$rtt]}/s3mirror-$rtt-$run
+      "$BIN/git-hypha" create "$u" >/dev/null
+      timed "S3 mirror push" hypha "$rtt" git -C "$mirror" push -q --mirror "$u"
+      [ "$(refs_on "$u")" = "$mirror_refs" ] || die "mirror push on S3 at $rtt ms: $(refs_on "$u") refs"
+      edit_rows "s3 $run $rtt"
+      timed "S3 edit-push CSV" hypha "$rtt" git -C "$csv" push -q "${s3url[$rtt]}/s3csv" s3:main
     done
   done
 fi
 
-python3 - "$results" "$RTTS" "$out" <<'EOF'
+python3 - "$results" "$RTTS" "$out" "$mirror_refs" "$CSV_MIB" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 path, rtts, out = sys.argv[1], [int(r) for r in sys.argv[2].split()], sys.argv[3]
+names = {"mirror push": "mirror push (%s refs)" % f"{int(sys.argv[4]):,}",
+         "edit-push CSV": "edit-push of a %s MiB CSV (3 rows)" % sys.argv[5]}
 t = defaultdict(list)
 for line in open(path):
     op, peer, rtt, secs = line.rstrip("\n").split("\t")
     t[(op, peer, int(rtt))].append(float(secs))
-ops = ["ls-remote", "no-op fetch", "push 1 commit", "fetch 1 commit", "clone"]
+ops = ["ls-remote", "no-op fetch", "push 1 commit", "fetch 1 commit", "clone", "mirror push",
+       "edit-push CSV"]
 base = rtts[0]
 lines = ["| operation | " + " | ".join(
     f"{p} {r} ms" for r in rtts for p in ("hypha", "daemon")) + " | hypha/daemon at %d ms |" % rtts[-1]]
@@ -222,14 +298,15 @@ for op in ops:
             cells.append(cell)
     last = rtts[-1]
     ratio = statistics.median(t[(op, "hypha", last)]) / statistics.median(t[(op, "daemon", last)])
-    lines.append(f"| {op} | " + " | ".join(cells) + " | %.2fx |" % ratio)
+    lines.append(f"| {names.get(op, op)} | " + " | ".join(cells) + " | %.2fx |" % ratio)
 s3 = sorted({r for (op, p, r) in t if op.startswith("S3 ")})
 if s3:
     lines.append("")
     lines.append("| operation (client next to the server) | " + " | ".join(
         f"S3 RTT {r} ms" for r in s3) + " |")
     lines.append("|---|" + "---:|" * len(s3))
-    for op in ["S3 ls-remote", "S3 no-op fetch", "S3 push 1 commit", "S3 fetch 1 commit"]:
+    for op in ["S3 ls-remote", "S3 no-op fetch", "S3 push 1 commit", "S3 fetch 1 commit", "S3 clone",
+               "S3 mirror push", "S3 edit-push CSV"]:
         cells = []
         for r in s3:
             m = statistics.median(t[(op, "hypha", r)])
@@ -238,7 +315,7 @@ if s3:
                 rt = (m - statistics.median(t[(op, "hypha", s3[0])])) / (r / 1000)
                 cell += " (%.1f S3 RT)" % rt
             cells.append(cell)
-        lines.append(f"| {op[3:]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {names.get(op[3:], op[3:])} | " + " | ".join(cells) + " |")
 text = "\n".join(lines) + "\n"
 print(text)
 if out:
