@@ -108,7 +108,7 @@ impl<'a> Chunked<'a> {
 impl Read for Chunked<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.interrupt && self.calls % 3 == 0 {
+        if self.interrupt && self.calls.is_multiple_of(3) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let n = buf.len().min(self.chunk).min(self.data.len());
@@ -140,7 +140,7 @@ fn reference_pkt<'a>(input: &mut &'a [u8]) -> Result<Option<RefPkt<'a>>, Kind> {
         *input = &input[4..];
         return Ok(Some(RefPkt::Flush));
     }
-    if len < 4 || len > upload_pack::MAX_PKT {
+    if !(4..=upload_pack::MAX_PKT).contains(&len) {
         return Err(Kind::Malformed);
     }
     if input.len() < len {
