@@ -214,13 +214,15 @@ fn lfs_garbage_is_never_served_and_is_replaced() {
     std::fs::write(&stored, noise(SIZE, 12)).expect("overwrite the stored object");
     // A real store tells a replaced object by its etag (S3: the MD5 of the new bytes). s3s-fs
     // keeps the etag of its last PUT in a side file, so a file changed behind its back shows
-    // only a new modification time, which S3's HEAD gives in whole seconds: moved two seconds
-    // on, so that the change shows however fast the push and this write were.
+    // only a new modification time, which S3's HEAD gives in whole seconds: moved an hour
+    // back, so that it differs from the push's time and from the time of the real object's
+    // upload below (two seconds on, as before, met that upload's second on a loaded machine:
+    // the same seal as the garbage, and the real object was taken for it).
     std::fs::File::options()
         .write(true)
         .open(&stored)
         .and_then(|f| {
-            f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(2))
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
         })
         .expect("move the stored object's modification time");
 

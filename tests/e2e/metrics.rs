@@ -356,7 +356,7 @@ fn the_request_id_of_a_push_is_in_both_logs() {
         id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
         "{line}"
     );
-    let log = env.server_log();
+    let log = env.server_log_when(|log| log.contains(&format!("id={id}")));
     let logged: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(&format!("id={id}")))
@@ -376,7 +376,7 @@ fn json_log_lines_name_each_request() {
     let src = env.init("src");
     env.commit(&src, "first");
     env.git(&src, &["push", "-q", &url, "main"]);
-    let log = env.server_log();
+    let log = env.server_log_when(|log| log.contains(r#""route":"update""#));
     assert!(!log.contains(env.token()), "the log holds the token");
     let lines: Vec<serde_json::Value> = log
         .lines()

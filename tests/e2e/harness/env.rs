@@ -93,6 +93,20 @@ impl TestEnv {
     pub fn server_log(&self) -> String {
         self.server.log()
     }
+
+    /// The server's log once `done` says it holds what a test looks for, or after 10 s: the
+    /// access-log line of a request is written when its answer is done, and a thread reads it
+    /// from the server's stderr, so it may come after the command that sent the request ends.
+    pub fn server_log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.server_log();
+            if done(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for TestEnv {
