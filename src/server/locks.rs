@@ -69,10 +69,8 @@ pub async fn create(
         Ok(LockOutcome::Held(lock)) => lfs_json(
             StatusCode::CONFLICT,
             &ConflictBody {
-                message: format!(
-                    "{} is already locked by {} (lock {})",
-                    lock.path, lock.owner, lock.id
-                ),
+                // git-lfs prints "Locking <path> failed: <message>".
+                message: format!("already locked by {} (lock {})", lock.owner, lock.id),
                 lock: wire(lock),
             },
         ),
