@@ -13,8 +13,8 @@
 //! public repository, as an LFS download); verify needs read and a caller with a name, since
 //! it splits locks by owner: an anonymous caller gets 401 (with `LFS-Authenticate`), on
 //! which git-lfs asks `git credential` and tries again. Unlocking another user's lock needs
-//! `force` (403 without). Inside Hypha these paths are Hypha's own, which has no locks API
-//! (see README "Git LFS").
+//! `force` (403 without). Inside Hypha the plugin answers these paths (Hypha's own LFS
+//! endpoint has no locks API): Hypha checks the caller, this server (its child) the rest.
 //!
 //! Bounds: a body of at most [`MAX_LOCK_BODY`] bytes, a path of at most
 //! [`crate::repo::MAX_LOCK_PATH`], a page of at most [`MAX_PAGE`] locks, ids and cursors of

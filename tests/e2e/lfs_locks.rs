@@ -4,8 +4,8 @@
 //! another user locked refused by git-lfs when `lfs.<url>.locksverify` is on, readers unable
 //! to lock, and racing `lock`s of one path with exactly one winner.
 //!
-//! `git hypha serve` only (local disk, S3): inside Hypha the LFS endpoint is Hypha's own,
-//! which has no locks API (tests/hypha/run.sh leaves these out).
+//! `git hypha serve` only (local disk, S3): they need two users with write on one workspace
+//! (tests/hypha/run.sh leaves them out; tests/hypha/test_plugin_locks.py runs the plugin's).
 
 use crate::harness::{noise, TestEnv, WS};
 use std::path::{Path, PathBuf};
