@@ -10,16 +10,22 @@
 //! newer lock of the same path. Does not check permissions or speak the API's JSON:
 //! `server::locks` does.
 //!
+//! Within one server, creating and removing the record of one path also take an in-process
+//! mutex of its key: S3 and local disk apply `If-None-Match` / `If-Match` atomically, but a
+//! store that checks and then writes (s3s-fs, the S3 test server) would let two racing
+//! requests of one server both win. Between servers, the store's conditions alone decide.
+//!
 //! A lock id is `h` followed by a random nonce: the id names the record's key (an unlock
 //! costs one `GET` and one `DELETE`, no listing), and a path locked again after an unlock
 //! gets a new id, so a stale id never unlocks the new lock. Listing reads the prefix (keys
 //! sorted by `h`, so a cursor is an `h`) and then only the page's records.
 
-use super::{Error, Repository};
+use super::{Error, Locks, Repository};
 use crate::storage::PutMode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
 
 /// Longest path a lock may name, in bytes: far above any real file path (Linux's `PATH_MAX`
 /// is 4096), and small enough that a record stays a small object.
@@ -39,6 +45,9 @@ const READ_CONCURRENCY: usize = 16;
 
 /// Attempts at locking a path whose lock is removed while we look at it.
 const CREATE_ATTEMPTS: usize = 3;
+
+/// The in-process mutex of each lock key being created or removed (see the module doc).
+static BUSY: LazyLock<Locks> = LazyLock::new(Locks::default);
 
 /// One lock, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +161,8 @@ impl Repository {
                 ),
             });
         }
+        let mutex = BUSY.get(&key);
+        let _held = mutex.lock().await;
         for _ in 0..CREATE_ATTEMPTS {
             let lock = FileLock {
                 id: format!(
@@ -204,11 +215,10 @@ impl Repository {
         if lock.owner != owner && !force {
             return Ok(UnlockOutcome::NotOwner(lock));
         }
-        match self
-            .backend
-            .delete(&self.lock_key(&id[..HASH_HEX]), Some(&etag))
-            .await
-        {
+        let key = self.lock_key(&id[..HASH_HEX]);
+        let mutex = BUSY.get(&key);
+        let _held = mutex.lock().await;
+        match self.backend.delete(&key, Some(&etag)).await {
             Ok(()) => Ok(UnlockOutcome::Removed(lock)),
             // Removed by someone else meanwhile, or replaced by a newer lock (another id):
             // this id is gone either way.
@@ -287,6 +297,50 @@ fn parse_record(hash: &str, body: &[u8]) -> Option<FileLock> {
     let lock: FileLock = serde_json::from_slice(body).ok()?;
     (is_lock_id(&lock.id) && lock.id.starts_with(hash) && path_hash(&lock.path) == hash)
         .then_some(lock)
+}
+
+/// The rules on any backend (`repo::conformance` runs it on local disk, moto and s3s-fs):
+/// racing locks of one path have one winner and every loser is told the winner's lock; an
+/// unlock needs the owner or force; a stale id removes nothing; a page lists every lock.
+#[cfg(test)]
+pub(crate) async fn conformance(backend: std::sync::Arc<dyn crate::storage::Backend>) {
+    let repo = super::Store::new(backend).repo("lockws", "locks").unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move { repo.lock_create("hot.bin", &format!("u{i}"), 1).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut held = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            LockOutcome::Created(lock) => created.push(lock),
+            LockOutcome::Held(lock) => held.push(lock),
+        }
+    }
+    assert_eq!(created.len(), 1, "one winner: {created:?}");
+    let winner = &created[0];
+    assert!(held.iter().all(|l| l == winner), "losers see the winner");
+    let other = if winner.owner == "u0" { "u1" } else { "u0" };
+    assert!(matches!(
+        repo.lock_remove(&winner.id, other, false).await.unwrap(),
+        UnlockOutcome::NotOwner(_)
+    ));
+    repo.lock_create("b.bin", other, 2).await.unwrap();
+    let page = repo.locks_page(None, 10).await.unwrap();
+    assert_eq!(page.locks.len(), 2, "{page:?}");
+    assert_eq!(
+        repo.lock_remove(&winner.id, other, true).await.unwrap(),
+        UnlockOutcome::Removed(winner.clone())
+    );
+    assert_eq!(
+        repo.lock_remove(&winner.id, &winner.owner, false)
+            .await
+            .unwrap(),
+        UnlockOutcome::NotFound
+    );
+    assert_eq!(repo.lock_by_path("hot.bin").await.unwrap(), None);
 }
 
 #[cfg(test)]
