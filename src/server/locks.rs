@@ -70,7 +70,11 @@ pub async fn create(
             StatusCode::CONFLICT,
             &ConflictBody {
                 // git-lfs prints "Locking <path> failed: <message>".
-                message: format!("already locked by {} (lock {})", lock.owner, lock.id),
+                message: format!(
+                    "already locked by {} (lock {})",
+                    one_line(&lock.owner),
+                    lock.id
+                ),
                 lock: wire(lock),
             },
         ),
@@ -186,7 +190,8 @@ pub async fn unlock(
             ))),
             UnlockOutcome::NotOwner(lock) => Err(ApiError::forbidden(format!(
                 "{} is locked by {}, not by you: unlock it with --force",
-                lock.path, lock.owner
+                one_line(&lock.path),
+                one_line(&lock.owner)
             ))),
         }
     }
@@ -224,6 +229,22 @@ fn owner_of<'a>(subject: &'a str, repo: &str) -> Result<&'a str, ApiError> {
         )));
     }
     Ok(subject)
+}
+
+/// A path or owner name fit for a one-line message: git paths may hold newlines, and a
+/// path may be 4 KiB long.
+fn one_line(s: &str) -> String {
+    crate::storage::shorten(s)
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_debug().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn page_size(limit: Option<u64>) -> usize {

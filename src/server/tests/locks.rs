@@ -265,6 +265,24 @@ async fn hostile_bodies_paths_and_ids() {
         );
         assert!(message(&r).contains("invalid lock id"), "{id}");
     }
+    // A path with a newline is lockable, and messages about it stay on one line.
+    let odd = "odd\nname.bin";
+    assert_eq!(s.lock(&ann, odd).await.status, StatusCode::CREATED);
+    let bob = as_user("bob", Permission::ReadWrite);
+    let r = s
+        .get(&format!("{LOCKS}?path=odd%0Aname.bin"), Some(&bob))
+        .await;
+    let id = r.json()["locks"][0]["id"].as_str().unwrap().to_owned();
+    let r = s
+        .raw(&format!("{LOCKS}/{id}/unlock"), Some(&bob), "{}".to_owned())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        message(&r).starts_with("odd\\nname.bin is locked by ann"),
+        "{:?}",
+        r.body
+    );
+
     // A token without a subject cannot own a lock.
     let nameless = format!(
         "Bearer {}",
