@@ -1311,6 +1311,7 @@ async fn thin_packs_capability_uploads_and_fix_thin() {
 
 mod lfs;
 mod limits;
+mod locks;
 mod observe;
 
 /// Issue 21: `uploads` never followed by `update` were kept until the next compaction (which a
