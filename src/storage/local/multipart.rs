@@ -8,8 +8,11 @@
 //! `part-{n:05}` there, written by a presigned `PUT` through `/_store` like any object (whole
 //! or not at all). No repository can reach that directory: workspace names never start
 //! with a dot. Completion checks every part's size, copies the parts in order into a temp
-//! file and renames it into place (create-only for packs), then removes the directory; until
-//! then the upload stays open and a failed completion can be retried. Abandoned uploads are
+//! file (removing each part once copied: the disk holds the object about once) and renames
+//! it into place (create-only for packs), then removes the directory. A completion that
+//! fails before it copies anything leaves the upload as it was; one that fails midway
+//! leaves the upload open with the copied parts missing, which a resumed upload sends
+//! again. Abandoned uploads are
 //! aborted by the same sweep as on S3 (`Multipart::abort_stale_uploads`).
 
 use super::{io_error, metadata_etag, LocalDisk, HEAD_HASH_LIMIT};
@@ -156,6 +159,11 @@ impl LocalDisk {
             let part = self.inner.path(&part_key(upload_id, n))?;
             let mut from = std::fs::File::open(&part).map_err(|e| io_error(key, e))?;
             io::copy(&mut from, &mut file).map_err(|e| Error::backend(key, e))?;
+            // Each part goes once it is copied, so the disk holds the object once plus a
+            // part, not twice (12 GiB of parts beside 12 GiB assembled). Should the
+            // completion stop here, the parts removed count as missing: a resumed upload
+            // sends them again.
+            let _ = std::fs::remove_file(&part);
         }
         file.flush().map_err(|e| Error::backend(key, e))?;
         file.sync_all().map_err(|e| Error::backend(key, e))?;
