@@ -251,3 +251,75 @@ fn lfs_garbage_is_never_served_and_is_replaced() {
         noise(SIZE, 11)
     );
 }
+
+/// Issue 22: a remote given only as a URL (`git push hypha::URL main`, no `git remote add`)
+/// carries its LFS objects with no setup: the helper records git-lfs's settings under the
+/// URL, which is the name git and the pre-push hook give such a remote. Then `git lfs push
+/// URL --all`, and on the reading side `git fetch URL` followed by `git lfs fetch URL`.
+/// `git fetch --all` does not contact the recorded URL, and a second push writes nothing.
+#[test]
+fn lfs_bare_url_pushes_and_fetches_need_no_setup() {
+    let env = TestEnv::new();
+    lfs_install(&env);
+    let url = env.create("lfsurl");
+    let work = env.init("work");
+    env.git(&work, &["lfs", "track", "*.bin"]);
+    std::fs::write(work.join("a.bin"), noise(SIZE, 21)).expect("write");
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "a"]);
+    env.git(&work, &["push", "-q", &url, "main"]);
+    let a = oid_of(&env, &work.join("a.bin"));
+    assert!(
+        stored_object(&env, "lfsurl", &a).is_file(),
+        "a.bin uploaded"
+    );
+    let key = format!("remote.{url}.lfsurl");
+    let lfsurl = env.git(&work, &["config", &key]).stdout;
+    assert!(
+        lfsurl.trim().ends_with("/git/lfsurl.git/info/lfs"),
+        "{lfsurl}"
+    );
+    let config = std::fs::read_to_string(work.join(".git/config")).expect("config");
+    assert!(!config.contains(env.token()), "no token on disk: {config}");
+
+    // Recorded once: a second push changes no byte of the config.
+    std::fs::write(work.join("b.bin"), noise(SIZE, 22)).expect("write");
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "b"]);
+    env.git(&work, &["push", "-q", &url, "main"]);
+    let b = oid_of(&env, &work.join("b.bin"));
+    assert!(
+        stored_object(&env, "lfsurl", &b).is_file(),
+        "b.bin uploaded"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join(".git/config")).expect("config"),
+        config
+    );
+
+    // `git lfs push URL --all` uploads what the store lacks.
+    std::fs::remove_file(stored_object(&env, "lfsurl", &a)).expect("remove a.bin's object");
+    env.git(&work, &["lfs", "push", &url, "--all"]);
+    assert!(stored_object(&env, "lfsurl", &a).is_file(), "a.bin again");
+
+    // The URL's section is no remote to `git fetch --all`: the helper does not run.
+    let out = env
+        .cmd(&work, &["fetch", "--all"])
+        .env("GIT_TRACE", "1")
+        .ok();
+    assert!(!out.stderr.contains("remote-hypha"), "{out}");
+
+    // A repository that only fetches by URL: `git fetch URL` records, `git lfs fetch URL`
+    // and a checkout find the content.
+    let reader = env.init("reader");
+    env.git(
+        &reader,
+        &["fetch", "-q", &url, "main:refs/remotes/by-url/main"],
+    );
+    env.git(&reader, &["lfs", "fetch", &url, "refs/remotes/by-url/main"]);
+    env.git(&reader, &["checkout", "-q", "by-url/main"]);
+    assert_eq!(
+        std::fs::read(reader.join("b.bin")).expect("b.bin"),
+        noise(SIZE, 22)
+    );
+}
