@@ -93,7 +93,7 @@ impl Repository {
     }
 
     /// The key of the verification marker of `oid` (see the module doc).
-    fn lfs_marker_key(&self, oid: &str) -> Result<String, Error> {
+    pub(super) fn lfs_marker_key(&self, oid: &str) -> Result<String, Error> {
         self.lfs_path("verified", oid)
     }
 

@@ -147,6 +147,7 @@ fn repo_route(repo: &str, route: &str) -> String {
             "hooks" => api::Route::Hooks,
             "fix-thin" => api::Route::FixThin,
             "gc" => api::Route::Gc,
+            "lfs-prune" => api::Route::LfsPrune,
             other => panic!("{other}"),
         },
     )
