@@ -277,6 +277,81 @@ fn unix(t: SystemTime) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::Store;
+    use crate::storage::LocalDisk;
+    use std::sync::Arc;
+
+    /// A repository with one LFS object, marked unreachable long ago: a prune with no grace
+    /// deletes it unless something stops it.
+    async fn repo_with_marked_object() -> (tempfile::TempDir, Repository, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").expect("disk");
+        let repo = Store::new(Arc::new(disk)).repo("ws", "r").expect("repo");
+        repo.create(false, None).await.expect("create");
+        let oid = oid(7);
+        repo.backend
+            .put(
+                &repo.lfs_key(&oid).expect("key"),
+                Bytes::from("x"),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put object");
+        repo.lfs_write_marks(&[(oid.clone(), 0)].into())
+            .await
+            .expect("marks");
+        (dir, repo, oid)
+    }
+
+    /// A ref to an object no stored pack holds (a pack gone from the store): the walk fails,
+    /// the error says so, and nothing is deleted. The same repository without that ref loses
+    /// the object: the failure is what kept it.
+    #[tokio::test]
+    async fn a_walk_that_cannot_finish_deletes_nothing() {
+        let (_dir, repo, oid) = repo_with_marked_object().await;
+        let missing = "1234567890123456789012345678901234567890";
+        let ref_key = repo.key("refs/heads/main");
+        repo.backend
+            .put(
+                &ref_key,
+                Bytes::from(format!("{missing}\n")),
+                PutMode::Overwrite,
+            )
+            .await
+            .expect("put ref");
+        let err = repo
+            .lfs_prune(Duration::ZERO)
+            .await
+            .expect_err("walk fails");
+        assert!(matches!(err, LfsPruneError::Walk { .. }), "{err:?}");
+        let chain = format!("{err}: {}", std::error::Error::source(&err).expect("cause"));
+        assert!(chain.contains("ws/r") && chain.contains(missing), "{chain}");
+        assert_eq!(repo.lfs_size(&oid).await.expect("size"), Some(1), "kept");
+
+        repo.backend
+            .delete(&ref_key, None)
+            .await
+            .expect("delete ref");
+        let done = repo.lfs_prune(Duration::ZERO).await.expect("prune");
+        assert_eq!(done.deleted, vec![oid.clone()]);
+        assert_eq!(repo.lfs_size(&oid).await.expect("size"), None, "deleted");
+        assert!(repo.lfs_marks().await.expect("marks").is_empty());
+    }
+
+    /// A push between its upload and its `update` (a staged upload): nothing is examined.
+    #[tokio::test]
+    async fn nothing_is_pruned_while_an_upload_is_staged() {
+        let (_dir, repo, oid) = repo_with_marked_object().await;
+        repo.mark_upload(&format!("pack-{}", "a".repeat(40)))
+            .await
+            .expect("mark upload");
+        let done = repo.lfs_prune(Duration::ZERO).await.expect("prune");
+        assert!(
+            done.skipped.is_some() && done.deleted.is_empty(),
+            "{done:?}"
+        );
+        assert_eq!(repo.lfs_size(&oid).await.expect("size"), Some(1));
+    }
 
     fn oid(n: u8) -> String {
         format!("{n:02x}").repeat(32)
