@@ -1,9 +1,10 @@
 //! Git LFS over `hypha::` remotes (issue 15) with the real git-lfs: after `git lfs install`
 //! and nothing else, push, clone (smudged at checkout), pull, `git lfs fetch --all`,
 //! `git lfs push --all` and `git lfs ls-files` work; `GIT_LFS_SKIP_SMUDGE=1` is honoured; a
-//! missing object fails naming the file; `git hypha gc` leaves LFS objects alone; no token
-//! lands on disk; a `git hypha login` token serves git-lfs too. Objects live where Hypha
-//! keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
+//! missing object fails naming the file; `git hypha gc` keeps the LFS objects refs reach and
+//! prunes the others after the grace period (issue 22); a remote given as a bare URL carries
+//! its LFS objects (issue 22); no token lands on disk; a `git hypha login` token serves
+//! git-lfs too. Objects live where Hypha keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
 //!
 //! Runs on every backend of the suite: against `git hypha serve` (local disk, S3) the LFS
 //! routes are ours; in Hypha mode they are Hypha's own LFS endpoint over the same storage.
@@ -104,7 +105,7 @@ fn lfs_push_clone_pull_need_no_setup() {
     env.git(&work, &["lfs", "fetch", "--all"]);
     env.git(&work, &["lfs", "push", "--all", "origin"]);
 
-    // gc merges packs and never touches LFS objects.
+    // gc merges packs and keeps every LFS object a ref reaches.
     env.git_hypha(&["gc", &url]).ok();
     let oid = oid_of(&env, &work.join("a.bin"));
     assert!(stored_object(&env, "lfs", &oid).is_file(), "gc kept a.bin");
