@@ -12,7 +12,7 @@
 
 use crate::names;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -69,9 +69,61 @@ pub fn pointer_oid(blob: &[u8]) -> Option<&str> {
 
 /// The LFS oids named by pointers in blobs reachable from the refs of the repository at
 /// `git_dir` (`repo` names it in errors).
+///
+/// One pipeline, so that memory does not grow with the number of small blobs (a source tree
+/// has many): `rev-list` feeds `cat-file --batch-check`, a thread passes the ids of the small
+/// blobs on to `cat-file --batch`, and this thread reads the blobs and keeps only the oids.
 pub fn reachable(repo: &str, git_dir: &Path) -> Result<BTreeSet<String>, Error> {
-    let small = small_blobs(repo, git_dir)?;
-    pointers(repo, git_dir, &small)
+    let mut walk = spawn(
+        repo,
+        "rev-list",
+        git(git_dir)
+            .args(["rev-list", "--objects", "--no-object-names", "--all"])
+            .arg(format!("--filter=blob:limit={}", MAX_POINTER + 1))
+            .stdout(Stdio::piped()),
+    )?;
+    let ids = walk.stdout.take().expect("stdout is piped");
+    let mut check = spawn(
+        repo,
+        "cat-file",
+        git(git_dir)
+            .args([
+                "cat-file",
+                "--batch-check=%(objecttype) %(objectsize) %(objectname)",
+            ])
+            .stdin(Stdio::from(ids))
+            .stdout(Stdio::piped()),
+    )?;
+    let checked = check.stdout.take().expect("stdout is piped");
+    let mut cat = spawn(
+        repo,
+        "cat-file",
+        git(git_dir)
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    )?;
+    let input = cat.stdin.take().expect("stdin is piped");
+    let name = repo.to_owned();
+    let feeder = std::thread::spawn(move || small_blobs(&name, checked, input));
+    let found = pointers(repo, cat.stdout.take().expect("stdout is piped"));
+    if found.is_err() {
+        // The feeder may be blocked writing to `cat`: its end of the pipe must go.
+        let _ = cat.kill();
+    }
+    let fed = feeder.join().unwrap_or_else(|_| {
+        Err(Error::Unexpected {
+            repo: repo.to_owned(),
+            line: "(the thread passing blob ids on panicked)".to_owned(),
+        })
+    });
+    // The walk's own failure says most (a missing object): reported first.
+    finish(repo, "rev-list", walk)?;
+    finish(repo, "cat-file", check)?;
+    fed?;
+    let found = found?;
+    finish(repo, "cat-file", cat)?;
+    Ok(found)
 }
 
 fn git(git_dir: &Path) -> Command {
@@ -108,97 +160,52 @@ fn finish(repo: &str, command: &'static str, child: Child) -> Result<(), Error> 
     }
 }
 
-/// Ids of the reachable blobs of at most [`MAX_POINTER`] bytes.
-fn small_blobs(repo: &str, git_dir: &Path) -> Result<Vec<String>, Error> {
-    let mut walk = spawn(
-        repo,
-        "rev-list",
-        git(git_dir)
-            .args(["rev-list", "--objects", "--no-object-names", "--all"])
-            .arg(format!("--filter=blob:limit={}", MAX_POINTER + 1))
-            .stdout(Stdio::piped()),
-    )?;
-    let ids = walk.stdout.take().expect("stdout is piped");
-    let mut check = spawn(
-        repo,
-        "cat-file",
-        git(git_dir)
-            .args([
-                "cat-file",
-                "--batch-check=%(objecttype) %(objectsize) %(objectname)",
-            ])
-            .stdin(Stdio::from(ids))
-            .stdout(Stdio::piped()),
-    )?;
-    let out = check.stdout.take().expect("stdout is piped");
-    let mut small = Vec::new();
-    let mut unexpected = None;
-    for line in BufReader::new(out).lines() {
-        let line = line.map_err(|source| Error::Spawn {
-            command: "cat-file",
-            repo: repo.to_owned(),
-            source,
-        })?;
-        let mut fields = line.split(' ');
-        match (fields.next(), fields.next(), fields.next()) {
-            (Some("blob"), Some(size), Some(id)) => {
-                if size.parse::<u64>().is_ok_and(|s| s <= MAX_POINTER) {
-                    small.push(id.to_owned());
-                }
-            }
-            (Some("commit" | "tree" | "tag"), Some(_), Some(_)) => {}
-            // `<id> missing`: the walk cannot be complete.
-            _ => unexpected = unexpected.or(Some(line)),
-        }
-    }
-    finish(repo, "rev-list", walk)?;
-    finish(repo, "cat-file", check)?;
-    match unexpected {
-        Some(line) => Err(Error::Unexpected {
-            repo: repo.to_owned(),
-            line,
-        }),
-        None => Ok(small),
-    }
-}
-
-/// The oids named by the pointers among `blobs`.
-fn pointers(repo: &str, git_dir: &Path, blobs: &[String]) -> Result<BTreeSet<String>, Error> {
-    let mut found = BTreeSet::new();
-    if blobs.is_empty() {
-        return Ok(found);
-    }
-    let mut cat = spawn(
-        repo,
-        "cat-file",
-        git(git_dir)
-            .args(["cat-file", "--batch"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped()),
-    )?;
-    let mut input = cat.stdin.take().expect("stdin is piped");
-    let ids = blobs.to_vec();
-    // Fed from a thread while the answers are read here: either side blocks otherwise once
-    // a pipe is full.
-    let feeder = std::thread::spawn(move || -> std::io::Result<()> {
-        for id in ids {
-            writeln!(input, "{id}")?;
-        }
-        Ok(())
-    });
-    let mut out = BufReader::new(cat.stdout.take().expect("stdout is piped"));
+/// Pass the ids of the blobs of at most [`MAX_POINTER`] bytes from the batch-check's answers
+/// (`checked`) on to `cat-file --batch` (`input`); closing `input` at the end ends its answers.
+fn small_blobs(repo: &str, checked: impl Read, input: impl Write) -> Result<(), Error> {
     let io = |source| Error::Spawn {
         command: "cat-file",
         repo: repo.to_owned(),
         source,
     };
-    let unexpected = |line: &str| Error::Unexpected {
+    let mut input = BufWriter::new(input);
+    for line in BufReader::new(checked).lines() {
+        let line = line.map_err(io)?;
+        let mut fields = line.split(' ');
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some("blob"), Some(size), Some(id)) => {
+                if size.parse::<u64>().is_ok_and(|s| s <= MAX_POINTER) {
+                    writeln!(input, "{id}").map_err(io)?;
+                }
+            }
+            (Some("commit" | "tree" | "tag"), Some(_), Some(_)) => {}
+            // `<id> missing`: the walk cannot be complete.
+            _ => {
+                return Err(Error::Unexpected {
+                    repo: repo.to_owned(),
+                    line,
+                })
+            }
+        }
+    }
+    input.flush().map_err(io)
+}
+
+/// The oids named by the pointers among the blobs `cat-file --batch` answers on `out`, up to
+/// its end.
+fn pointers(repo: &str, out: impl Read) -> Result<BTreeSet<String>, Error> {
+    let mut out = BufReader::new(out);
+    let io = |source| Error::Spawn {
+        command: "cat-file",
         repo: repo.to_owned(),
-        line: line.trim_end().to_owned(),
+        source,
     };
-    for _ in blobs {
+    let mut found = BTreeSet::new();
+    loop {
         let mut header = String::new();
-        out.read_line(&mut header).map_err(io)?;
+        if out.read_line(&mut header).map_err(io)? == 0 {
+            return Ok(found);
+        }
         let mut fields = header.trim_end().split(' ');
         let size = match (fields.next(), fields.next(), fields.next()) {
             (Some(_), Some("blob"), Some(size)) => size.parse::<u64>().ok(),
@@ -206,7 +213,10 @@ fn pointers(repo: &str, git_dir: &Path, blobs: &[String]) -> Result<BTreeSet<Str
         };
         // Bounded before it sizes anything: the batch-check said so, and git says it again.
         let Some(size) = size.filter(|s| *s <= MAX_POINTER) else {
-            return Err(unexpected(&header));
+            return Err(Error::Unexpected {
+                repo: repo.to_owned(),
+                line: header.trim_end().to_owned(),
+            });
         };
         let mut blob = vec![0; size as usize + 1];
         out.read_exact(&mut blob).map_err(io)?;
@@ -215,12 +225,6 @@ fn pointers(repo: &str, git_dir: &Path, blobs: &[String]) -> Result<BTreeSet<Str
             found.insert(oid.to_owned());
         }
     }
-    feeder
-        .join()
-        .map_err(|_| unexpected("(the writer thread panicked)"))?
-        .map_err(io)?;
-    finish(repo, "cat-file", cat)?;
-    Ok(found)
 }
 
 #[cfg(test)]
