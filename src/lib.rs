@@ -56,6 +56,7 @@ pub mod fetch_packs;
 pub mod fetch_shallow;
 pub mod gc;
 pub mod helper;
+pub mod lfs_agent;
 pub mod login;
 pub mod names;
 pub mod negotiate;

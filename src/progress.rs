@@ -78,6 +78,11 @@ impl Bar {
         self.0.inc(bytes);
     }
 
+    /// Bytes counted so far (also on a hidden bar: the LFS agent reports them to git-lfs).
+    pub fn position(&self) -> u64 {
+        self.0.position()
+    }
+
     /// Grow the total: fetch learns pack by pack what it will download.
     pub fn add_total(&self, bytes: u64) {
         self.0.inc_length(bytes);

@@ -302,9 +302,12 @@ async fn multipart_upload_on_s3s_fs() {
         if i == 1 {
             // Before part 2 is there, completion names it and leaves the upload open.
             let err = mp
-                .complete_upload(key, &id, &sizes)
+                .complete_upload(key, &id, &sizes, false)
                 .await
                 .expect_err("incomplete");
+            // What a resumed transfer learns: part 1 is there, with its size.
+            let held = mp.list_parts(key, &id).await.expect("list parts");
+            assert_eq!(held.into_iter().collect::<Vec<_>>(), [(1, sizes[0])]);
             assert!(err.to_string().contains("part 2"), "{err}");
         }
         // A part of another length than signed is refused.
@@ -325,7 +328,7 @@ async fn multipart_upload_on_s3s_fs() {
         offset += len;
     }
     let err = mp
-        .complete_upload(key, &id, &[sizes[0], sizes[1], sizes[2] + 1])
+        .complete_upload(key, &id, &[sizes[0], sizes[1], sizes[2] + 1], false)
         .await
         .expect_err("sizes differ");
     assert!(err.to_string().contains("part 3"), "{err}");
@@ -333,7 +336,7 @@ async fn multipart_upload_on_s3s_fs() {
         store.head(key).await.is_err(),
         "nothing visible before completion"
     );
-    mp.complete_upload(key, &id, &sizes)
+    mp.complete_upload(key, &id, &sizes, false)
         .await
         .expect("complete");
     assert_eq!(store.head(key).await.expect("completed").size, total);

@@ -1,8 +1,12 @@
 //! Wire types of the Git LFS Batch API (git-lfs `docs/api/batch.md`), as Hypha serves it at
 //! `{ws}/git/{alias}.git/info/lfs/objects/batch` and `.../objects/verify/{oid}`.
 //!
-//! Owns the JSON shapes and the path below the server root; no I/O. Only the `basic`
-//! transfer and `sha256` exist here, as in Hypha; there is no locks API.
+//! Owns the JSON shapes and the path below the server root; no I/O. Transfers: `basic`, as in
+//! Hypha, and [`TRANSFER`], ours (`git hypha lfs-agent`, a git-lfs custom transfer agent):
+//! its uploads above the store's multipart threshold go through the parts routes below
+//! (`.../objects/parts/{oid}` and `.../objects/parts/{oid}/complete`), in parallel parts,
+//! resumable, past S3's 5 GiB single `PUT`; its downloads are parallel byte ranges of the
+//! same presigned `GET` as `basic`'s. Objects are `sha256`.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,4 +99,74 @@ pub type VerifyRequest = ObjectSpec;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub message: String,
+}
+
+/// The name of our transfer, as git-lfs advertises it (`lfs.customtransfer.hypha.*`) and the
+/// batch answer picks it.
+pub const TRANSFER: &str = "hypha";
+
+/// Action header that tells the agent how to carry out an upload action of [`TRANSFER`]:
+/// [`PARTS`] means the href is the parts route; absent, the href is a presigned `PUT` of the
+/// whole object (small objects, one request as with `basic`). The agent does not send it on.
+pub const TRANSFER_HEADER: &str = "X-Hypha-Transfer";
+
+/// [`TRANSFER_HEADER`]'s value for an upload in parts.
+pub const PARTS: &str = "parts";
+
+/// `POST .../objects/parts/{oid}`: start the upload of an object in parts, or resume the
+/// one started before.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartsRequest {
+    pub size: u64,
+}
+
+/// The answer: what is left to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartsPlan {
+    /// The object is stored and its content checks out: nothing to send.
+    #[serde(default)]
+    pub done: bool,
+    /// The multipart upload; `None` for one `PUT` of the whole object (then `parts` has
+    /// part 1 only, of `size` bytes).
+    #[serde(default)]
+    pub upload_id: Option<String>,
+    /// Size of every part but the last; part `n` (from 1) starts at `(n - 1) * part_size`.
+    pub part_size: u64,
+    /// Presigned `PUT`s of the parts still to send, in part order.
+    #[serde(default)]
+    pub parts: Vec<PartUrl>,
+    /// Parts the store holds already, from an earlier attempt: not sent again.
+    #[serde(default)]
+    pub stored: Vec<u32>,
+    /// Seconds the URLs stay valid.
+    pub expires_in: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PartUrl {
+    pub number: u32,
+    pub href: String,
+    #[serde(default)]
+    pub header: BTreeMap<String, String>,
+}
+
+// A presigned URL is a credential.
+impl std::fmt::Debug for PartUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartUrl")
+            .field("number", &self.number)
+            .field("href", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST .../objects/parts/{oid}/complete`: assemble the object from its parts (or, with no
+/// upload id, take the one `PUT`) and check its SHA-256; answered once the check is done, so
+/// git-lfs's `verify` afterwards is a lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartsComplete {
+    pub size: u64,
+    #[serde(default)]
+    pub upload_id: Option<String>,
+    pub part_size: u64,
 }

@@ -566,6 +566,31 @@ fn short_detail(detail: String) -> String {
     cut
 }
 
+/// An HTTP client for `url` outside a remote session (the LFS agent, which has an href and
+/// git-lfs's remote name): git's HTTP settings matched against the URL's origin, as git-lfs
+/// matches them, and `read_timeout` instead of the default when given (a request the server
+/// answers only after hashing a large object).
+pub fn http_client_for(
+    url: &str,
+    remote_name: Option<&str>,
+    read_timeout: Option<Duration>,
+) -> Result<reqwest::Client, String> {
+    let wanted = git_http::Wanted::look(&|k| std::env::var(k).ok());
+    let settings = if wanted == git_http::Wanted::default() {
+        git_http::Settings::from_parts(&Default::default(), &|k| std::env::var(k).ok())
+    } else {
+        git_http::Settings::read(&format!("{}/", origin_of(url)), remote_name, wanted)
+    }
+    .map_err(|e| e.to_string())?;
+    let tls = needs_tls(url) || settings.proxy_needs_tls();
+    let mut builder = http_builder(tls);
+    if let Some(timeout) = read_timeout {
+        builder = builder.read_timeout(timeout);
+    }
+    builder = settings.apply(builder, tls).map_err(|e| e.to_string())?;
+    builder.build().map_err(|e| e.to_string())
+}
+
 enum BuildError {
     Settings(git_http::Error),
     Http(reqwest::Error),
@@ -575,18 +600,26 @@ enum BuildError {
 /// speaks plain HTTP (an empty root store: any `https://` URL fails its certificate check, so
 /// [`Client::http_for`] never hands it one).
 fn http_client(tls: bool, settings: &git_http::Settings) -> Result<reqwest::Client, BuildError> {
+    let builder = settings
+        .apply(http_builder(tls), tls)
+        .map_err(BuildError::Settings)?;
+    builder.build().map_err(BuildError::Http)
+}
+
+/// The builder every client starts from, before git's settings.
+fn http_builder(tls: bool) -> reqwest::ClientBuilder {
     let read_timeout = read_timeout(std::env::var("HYPHA_READ_TIMEOUT_SECS").ok().as_deref());
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(read_timeout)
         .user_agent(concat!("git-remote-hypha/", env!("CARGO_PKG_VERSION")))
         // Presigned URLs must not be followed to other places with our headers.
         .redirect(reqwest::redirect::Policy::none());
-    if !tls {
-        builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    if tls {
+        builder
+    } else {
+        builder.tls_certs_only(Vec::<reqwest::Certificate>::new())
     }
-    builder = settings.apply(builder, tls).map_err(BuildError::Settings)?;
-    builder.build().map_err(BuildError::Http)
 }
 
 /// `scheme://host:port` of a URL (the URL itself when it does not parse: one client for it).

@@ -11,6 +11,10 @@
 //! - `lfs.<lfsurl>.access` is `basic`: git-lfs sends credentials from the first request on,
 //!   as it would itself after a 401 (Hypha answers an anonymous request for a private
 //!   repository with 403, on which git-lfs would never ask for credentials);
+//! - `lfs.customtransfer.hypha.path` / `.args` run `git hypha lfs-agent`, our transfer
+//!   agent (`crate::lfs_agent`): git-lfs offers it in every batch request, and uses it where
+//!   the server picks it (ours does; Hypha's own endpoint answers `basic`), for objects past
+//!   5 GiB, in parallel parts, resumable;
 //! - `credential.<scheme://host>.helper` includes `!git hypha credential --server <server>`:
 //!   git-lfs asks `git credential` for the LFS host, and that answers with the token the
 //!   helper itself would use ([`crate::credential_helper`]); no token is written anywhere.
@@ -40,6 +44,11 @@ use std::process::{Command, Stdio};
 /// `remote.<name>.hyphaLfsUrl`: the endpoint the helper last recorded, so that a later URL
 /// change of the remote moves `lfsurl` along while a `lfsurl` set by hand stays.
 const OURS: &str = "hyphaLfsUrl";
+
+/// How git-lfs runs our transfer agent (git-lfs `docs/custom-transfers.md`): `git hypha
+/// lfs-agent`, found wherever `git hypha` is.
+const AGENT_PATH: &str = "lfs.customtransfer.hypha.path";
+const AGENT_ARGS: &str = "lfs.customtransfer.hypha.args";
 
 /// The LFS endpoint git-lfs should use for `remote`.
 pub fn endpoint(remote: &Remote) -> String {
@@ -111,14 +120,20 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     let ours_key = format!("remote.{name}.{OURS}");
     // The usual case, every session after the first: already recorded. Read from the config
     // file itself (about 0.1 ms) rather than by a `git config` run (about 3 ms, measured).
-    if recorded(git_dir, &key).is_some_and(|current| current == lfsurl) {
+    if recorded(git_dir, &key).is_some_and(|current| current == lfsurl)
+        && recorded(git_dir, AGENT_PATH).is_some()
+    {
         return;
     }
     match get_all(git_dir, &key).first() {
-        Some(current) if *current == lfsurl => return,
+        // Recorded by a version without the agent: the writes below add it.
+        Some(current) if *current == lfsurl && !get_all(git_dir, AGENT_PATH).is_empty() => return,
         // Ours from before (the remote's URL changed since): follow it.
         Some(current)
             if kind == Kind::Named && get_all(git_dir, &ours_key).first() == Some(current) => {}
+        // An unnamed remote's endpoint is a function of its URL: that value is ours, and only
+        // the agent is missing.
+        Some(current) if kind == Kind::Url && *current == lfsurl => {}
         Some(_) => {
             tracing::info!("{key} is set by hand: leaving git-lfs's endpoint alone");
             return;
@@ -133,6 +148,8 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     let mut writes = vec![
         vec![format!("lfs.{lfsurl}.locksverify"), "false".to_owned()],
         vec![format!("lfs.{lfsurl}.access"), "basic".to_owned()],
+        vec![AGENT_PATH.to_owned(), "git".to_owned()],
+        vec![AGENT_ARGS.to_owned(), "hypha lfs-agent".to_owned()],
     ];
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);

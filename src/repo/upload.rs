@@ -172,7 +172,7 @@ impl Repository {
             });
         }
         let key = self.pack_key(name, "pack");
-        match mp.complete_upload(&key, upload_id, &sizes).await {
+        match mp.complete_upload(&key, upload_id, &sizes, false).await {
             Ok(_) => Ok(()),
             // The upload is gone: a `complete` retried after its answer was lost finds the
             // pack assembled by the first one. Or the pack exists already (completion is

@@ -12,8 +12,14 @@
 //! that git-lfs asks `git credential` and tries again. Inside Hypha these paths are Hypha's
 //! own (same keys, same API); the plugin forwards none of them to its child.
 //!
-//! Objects above one `PUT` (`max_single_put`, S3's 5 GiB) are refused per object with a
-//! message that says so: the `basic` transfer has no parts.
+//! Transfers: `basic` for every client, and ours ([`crate::api::lfs::TRANSFER`], `git hypha
+//! lfs-agent`) for a client that offers it: picked when offered. With `basic`, objects
+//! above one `PUT` (`max_single_put`, S3's 5 GiB) are refused per object with a message that
+//! says so (the `basic` transfer has no parts). With ours, an upload above the multipart
+//! threshold is an action on the parts routes (`server::lfs_parts`): parallel, resumable,
+//! up to S3's 10,000 parts of 5 GiB; below it, and for every download, the action is the
+//! same presigned `PUT` or `GET` as `basic`'s (the agent reads large downloads in parallel
+//! ranges of it).
 //!
 //! Only verified objects count: a download is offered, and an upload answered "already
 //! there", only for an object whose content the server has hashed to its oid (recorded in a
@@ -27,7 +33,7 @@ use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::lfs::{
     Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
-    VerifyRequest,
+    VerifyRequest, PARTS, TRANSFER, TRANSFER_HEADER,
 };
 use crate::repo::LfsMismatch;
 use crate::repo::Repository;
@@ -78,8 +84,11 @@ async fn batch_inner(
 ) -> Result<BatchResponse, ApiError> {
     let req: BatchRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("invalid lfs batch request: {e}")))?;
-    if !req.transfers.is_empty() && !req.transfers.iter().any(|t| t == "basic") {
-        return Err(ApiError::invalid("only the basic lfs transfer is served"));
+    let ours = req.transfers.iter().any(|t| t == TRANSFER);
+    if !req.transfers.is_empty() && !ours && !req.transfers.iter().any(|t| t == "basic") {
+        return Err(ApiError::invalid(format!(
+            "only the basic and {TRANSFER} lfs transfers are served"
+        )));
     }
     if req.hash_algo.as_deref().is_some_and(|h| h != "sha256") {
         return Err(ApiError::invalid("only sha256 lfs objects are served"));
@@ -96,7 +105,7 @@ async fn batch_inner(
         }
         Operation::Upload => authorize_write(&caller, workspace, &repo).await?,
     }
-    let verify_base = verify_base(state, uri, headers).await?;
+    let base = lfs_base(state, uri, headers).await?;
     let authorization = headers.get(header::AUTHORIZATION);
     // One answer per oid: naming an object twice (or fifty times) costs one check.
     let mut seen = std::collections::HashSet::new();
@@ -109,12 +118,12 @@ async fn batch_inner(
     for spec in specs {
         let answer = match req.operation {
             Operation::Download => download(state, &repo, &spec).await?,
-            Operation::Upload => upload(state, &repo, &spec, &verify_base, authorization).await?,
+            Operation::Upload => upload(state, &repo, &spec, &base, authorization, ours).await?,
         };
         objects.push(answer);
     }
     Ok(BatchResponse {
-        transfer: "basic".to_owned(),
+        transfer: if ours { TRANSFER } else { "basic" }.to_owned(),
         objects,
         hash_algo: "sha256".to_owned(),
     })
@@ -162,15 +171,19 @@ async fn upload(
     state: &AppState,
     repo: &Repository,
     spec: &ObjectSpec,
-    verify_base: &str,
+    base: &str,
     authorization: Option<&HeaderValue>,
+    ours: bool,
 ) -> Result<ObjectResponse, ApiError> {
-    if spec.size > state.max_single_put {
+    let in_parts = ours && repo.uses_multipart(spec.size);
+    if spec.size > state.max_single_put && !in_parts {
         return Ok(object_error(
             spec,
             422,
             format!(
-                "object {} is {} bytes; the largest lfs object this server accepts is {} bytes (one PUT)",
+                "object {} is {} bytes; the largest lfs object the basic transfer takes is {} \
+                 bytes (one PUT); larger ones go up in parts with git hypha's own transfer, \
+                 which git-remote-hypha sets up in the repository on its next fetch or push",
                 spec.oid, spec.size, state.max_single_put
             ),
         ));
@@ -207,22 +220,35 @@ async fn upload(
             error: None,
         });
     }
-    let url = repo
-        .presign_lfs_upload(&spec.oid, spec.size, state.presign_expires_in)
-        .await?;
-    state.metrics.lfs("upload", spec.size);
-    state.metrics.presigned("upload", "lfs", 1, spec.size);
-    let mut answer = with_action(spec, "upload", action(url, state));
-    // git-lfs sends the verify request with these headers (as Hypha's verify action does,
-    // it carries the caller's own authorization back to the caller, nowhere else).
+    // git-lfs sends the verify request with these headers, and the agent its parts requests
+    // (as Hypha's verify action does, they carry the caller's own authorization back to the
+    // caller, nowhere else).
     let mut header = BTreeMap::new();
     if let Some(value) = authorization.and_then(|v| v.to_str().ok()) {
         header.insert("Authorization".to_owned(), value.to_owned());
     }
+    let upload = if in_parts {
+        // The parts route counts the presigned URLs it hands out.
+        let mut parts = header.clone();
+        parts.insert(TRANSFER_HEADER.to_owned(), PARTS.to_owned());
+        Action {
+            href: format!("{base}parts/{}", spec.oid),
+            header: parts,
+            expires_in: state.presign_expires_in.as_secs(),
+        }
+    } else {
+        let url = repo
+            .presign_lfs_upload(&spec.oid, spec.size, state.presign_expires_in)
+            .await?;
+        state.metrics.lfs("upload", spec.size);
+        state.metrics.presigned("upload", "lfs", 1, spec.size);
+        action(url, state)
+    };
+    let mut answer = with_action(spec, "upload", upload);
     answer.actions.insert(
         "verify".to_owned(),
         Action {
-            href: format!("{verify_base}{}", spec.oid),
+            href: format!("{base}verify/{}", spec.oid),
             header,
             expires_in: state.presign_expires_in.as_secs(),
         },
@@ -271,17 +297,17 @@ async fn verify_inner(
     }
 }
 
-/// `…/objects/verify/` next to the batch path the client used, on the server's public URL
+/// `…/objects/` of the batch path the client used (where `verify/` and `parts/` are), on the server's public URL
 /// (`--public-url`, else the listen address): never on the request's `Host`, which the
 /// caller controls and the verify action carries the caller's `Authorization` to. The local
 /// store's presigned URLs are made on that same public URL, so its base is read from one.
 /// With S3, `--public-url` gives it; without one (the plugin inside Hypha, whose public
 /// address only Hypha's proxy knows), and only then, the request's `Host` is used.
-async fn verify_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<String, ApiError> {
+async fn lfs_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<String, ApiError> {
     let path = uri.path();
     let dir = path.strip_suffix("batch").unwrap_or(path);
     if let Some(base) = &state.public_url {
-        return Ok(format!("{base}{dir}verify/"));
+        return Ok(format!("{base}{dir}"));
     }
     if let Some(disk) = &state.local {
         let probe = disk
@@ -293,7 +319,7 @@ async fn verify_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result
             )
             .await?;
         if let Some((base, _)) = probe.url.split_once("/_store/") {
-            return Ok(format!("{base}{dir}verify/"));
+            return Ok(format!("{base}{dir}"));
         }
     }
     let host = headers
@@ -305,7 +331,7 @@ async fn verify_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result
         .and_then(|v| v.to_str().ok())
         .filter(|p| matches!(*p, "http" | "https"))
         .unwrap_or("http");
-    Ok(format!("{scheme}://{host}{dir}verify/"))
+    Ok(format!("{scheme}://{host}{dir}"))
 }
 
 /// The presigned transfer as an LFS action: its signed headers, minus those git-lfs sets

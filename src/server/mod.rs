@@ -31,6 +31,7 @@ pub mod health;
 mod hooks;
 pub mod inline;
 mod lfs;
+mod lfs_parts;
 pub mod limits;
 mod log;
 pub mod metrics;
@@ -218,6 +219,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/{ws}/git/{alias}/info/lfs/objects/verify/{oid}",
             post(lfs::verify),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}",
+            post(lfs_parts::start),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/complete",
+            post(lfs_parts::complete),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

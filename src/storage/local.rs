@@ -18,6 +18,8 @@
 //! advertises every file under `.git/refs/` as a ref); its stale temp files are removed when
 //! the next store opens the root.
 
+mod multipart;
+
 use super::presign::{self, Presigner};
 use super::{
     check_key, Backend, Error, Object, ObjectMeta, PresignMethod, PresignedTransfer, PutMode,
@@ -265,6 +267,10 @@ impl Backend for LocalDisk {
         let key = key.to_owned();
         let if_match = if_match.map(str::to_owned);
         blocking(key.clone(), move || inner.delete(&key, if_match.as_deref())).await
+    }
+
+    fn multipart(&self) -> Option<&dyn super::Multipart> {
+        Some(self)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, Error> {

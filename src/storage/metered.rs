@@ -209,13 +209,24 @@ impl Multipart for Metered {
         key: &str,
         upload_id: &str,
         part_sizes: &[u64],
+        replace: bool,
     ) -> Result<String, Error> {
         let inner = self.multipart_inner(key)?;
         self.timed(
             Operation::MultipartComplete,
-            inner.complete_upload(key, upload_id, part_sizes),
+            inner.complete_upload(key, upload_id, part_sizes, replace),
         )
         .await
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<std::collections::BTreeMap<u32, u64>, Error> {
+        let inner = self.multipart_inner(key)?;
+        self.timed(Operation::MultipartList, inner.list_parts(key, upload_id))
+            .await
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
@@ -292,7 +303,10 @@ mod tests {
             want.extend(reads);
             want.push((Operation::Delete, 1, false));
             assert_eq!(seen, want, "batched reads: {batched}");
-            assert!(store.multipart().is_none(), "local disk has no multipart");
+            assert!(
+                store.multipart().is_some(),
+                "local disk has multipart uploads"
+            );
         }
     }
 }

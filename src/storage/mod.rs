@@ -253,7 +253,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         self.put(key, Bytes::from(body), PutMode::Overwrite).await
     }
 
-    /// Multipart uploads (large packs), where the store has them: S3 does, local disk not.
+    /// Multipart uploads (large packs and LFS objects), where the store has them: S3 and local
+    /// disk do.
     fn multipart(&self) -> Option<&dyn Multipart> {
         None
     }

@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 const SIZE: usize = 64 * 1024;
 
 /// `git lfs install` in the hermetic HOME: the one step a user takes once.
-fn lfs_install(env: &TestEnv) {
+pub(crate) fn lfs_install(env: &TestEnv) {
     let out = env.git(&env.path(""), &["lfs", "install", "--skip-repo"]);
     assert!(out.stdout.contains("Git LFS initialized"), "{out}");
 }
 
 /// SHA-256 of `bytes` as git-lfs names objects, through `git lfs pointer` (no extra crate).
-fn oid_of(env: &TestEnv, file: &Path) -> String {
+pub(crate) fn oid_of(env: &TestEnv, file: &Path) -> String {
     let out = env.git(
         &env.path(""),
         &["lfs", "pointer", "--file", &file.to_string_lossy()],
@@ -37,7 +37,7 @@ fn oid_of(env: &TestEnv, file: &Path) -> String {
 }
 
 /// Where the store keeps LFS object `oid` of `alias` (Hypha's layout, beside `.git/`).
-fn stored_object(env: &TestEnv, alias: &str, oid: &str) -> PathBuf {
+pub(crate) fn stored_object(env: &TestEnv, alias: &str, oid: &str) -> PathBuf {
     env.stored_repo(alias)
         .parent()
         .expect(".git has a parent")

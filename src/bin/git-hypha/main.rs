@@ -65,6 +65,10 @@ enum Command {
     /// `get` answers with HYPHA_TOKEN, then the token of `git hypha login`; nothing is stored.
     #[command(hide = true)]
     Credential(login::CredentialArgs),
+    /// Git LFS custom transfer agent (git-lfs runs it; the helper records it as
+    /// `lfs.customtransfer.hypha`): large objects in parallel, resumable parts, past 5 GiB.
+    #[command(hide = true)]
+    LfsAgent,
     /// Print a token signed with HYPHA_JWT_SECRET (for tests and CI).
     Token(token::Args),
     /// Write the manual pages (git-hypha.1, one per subcommand, git-remote-hypha.1) into DIR;
@@ -117,5 +121,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Manpage(args) => manpage::run(args),
         Command::Routes => routes::run(),
         Command::Names => names::run(),
+        Command::LfsAgent => {
+            let stdin = std::io::stdin();
+            hypha_git::lfs_agent::run(&mut stdin.lock(), std::io::stdout())
+                .map_err(anyhow::Error::msg)
+        }
     }
 }

@@ -489,3 +489,119 @@ async fn verify_links_ignore_the_host_header() {
         format!("{BASE}/ws/git/repo.git/info/lfs/objects/verify/{oid}")
     );
 }
+
+/// A client that offers our transfer gets it: a large upload becomes an action on the parts
+/// routes (past `max_single_put`, which still bounds `basic`), whose plan, parts and
+/// completion store the object whole and verified; a small one stays a presigned `PUT`.
+#[tokio::test]
+async fn our_transfer_sends_large_objects_through_the_parts_routes() {
+    const MIB: usize = 1024 * 1024;
+    let s = server_with(|st| {
+        st.max_single_put(MIB as u64)
+            .multipart(crate::repo::upload::MultipartPolicy {
+                threshold: 5 * MIB as u64,
+                part_size: 5 * MIB as u64,
+            })
+    });
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let body: Vec<u8> = (0..6 * MIB).map(|i| (i % 241) as u8).collect();
+    let big = oid(&body);
+    let ours = |size: usize| {
+        json!({
+            "operation": "upload",
+            "transfers": ["basic", "lfs-standalone-file", "hypha"],
+            "objects": [{"oid": big, "size": size}],
+        })
+        .to_string()
+    };
+    // Without our transfer, the object is over one PUT.
+    let r = s
+        .raw(BATCH, Some(&auth), batch_body("upload", &big, body.len()))
+        .await;
+    assert_eq!(r.json()["objects"][0]["error"]["code"], 422);
+
+    let r = s.raw(BATCH, Some(&auth), ours(body.len())).await;
+    let answer = r.json();
+    assert_eq!(answer["transfer"], "hypha", "{answer}");
+    let upload = &answer["objects"][0]["actions"]["upload"];
+    let href = upload["href"].as_str().unwrap();
+    assert!(href.ends_with(&format!("/ws/git/repo.git/info/lfs/objects/parts/{big}")));
+    assert_eq!(upload["header"]["X-Hypha-Transfer"], "parts");
+    assert_eq!(upload["header"]["Authorization"], auth);
+    let route = format!("/ws/git/repo.git/info/lfs/objects/parts/{big}");
+
+    // The parts routes need write access.
+    let r = s
+        .raw(&route, None, json!({"size": body.len()}).to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let reader = basic(&token("ws", Permission::Read));
+    let r = s
+        .raw(
+            &route,
+            Some(&reader),
+            json!({"size": body.len()}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let r = s
+        .raw(&route, Some(&auth), json!({"size": body.len()}).to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let plan = r.json();
+    assert_eq!(plan["part_size"], 5 * MIB);
+    let parts = plan["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    for part in parts {
+        let n = part["number"].as_u64().unwrap() as usize;
+        let range = (n - 1) * 5 * MIB..(n * 5 * MIB).min(body.len());
+        let put = s
+            .presigned(
+                part["href"].as_str().unwrap(),
+                Method::PUT,
+                body[range].to_vec(),
+                &action_headers(part),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "part {n}: {:?}", put.body);
+    }
+    let done = json!({"size": body.len(), "upload_id": plan["upload_id"], "part_size": 5 * MIB});
+    let r = s
+        .raw(&format!("{route}/complete"), Some(&auth), done.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let stored = std::fs::read(s.root.join(format!(
+        "ws/artifacts/repo/git/lfs/objects/{}/{}/{big}",
+        &big[..2],
+        &big[2..4]
+    )))
+    .unwrap();
+    assert!(stored == body, "assembled whole at its key");
+    // Stored and verified: the next batch and the next plan have nothing to send.
+    let r = s.raw(BATCH, Some(&auth), ours(body.len())).await;
+    assert!(r.json()["objects"][0]["actions"].is_null(), "{}", r.json());
+    let r = s
+        .raw(&route, Some(&auth), json!({"size": body.len()}).to_string())
+        .await;
+    assert_eq!(r.json()["done"], true);
+
+    // A small object with our transfer: one presigned PUT, as with basic.
+    let small = oid(b"small");
+    let r = s
+        .raw(
+            BATCH,
+            Some(&auth),
+            json!({"operation": "upload", "transfers": ["hypha"],
+                   "objects": [{"oid": small, "size": 5}]})
+            .to_string(),
+        )
+        .await;
+    let upload = &r.json()["objects"][0]["actions"]["upload"];
+    assert!(
+        upload["href"].as_str().unwrap().contains("/_store/"),
+        "{upload}"
+    );
+    assert!(upload["header"]["X-Hypha-Transfer"].is_null());
+}

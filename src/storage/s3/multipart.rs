@@ -92,13 +92,19 @@ pub trait Multipart: Send + Sync {
     /// Assemble `key` from the stored parts, which must be exactly `part_sizes` (part `i + 1`
     /// has `part_sizes[i]` bytes); [`Error::Invalid`] names the first part that is missing or
     /// of another size, and the upload stays open so that the client can retry that part.
-    /// Returns the etag of the object.
+    /// With `replace` false an object already stored under `key` is never replaced (packs,
+    /// issue 21): [`Error::AlreadyExists`]. Returns the etag of the object.
     async fn complete_upload(
         &self,
         key: &str,
         upload_id: &str,
         part_sizes: &[u64],
+        replace: bool,
     ) -> Result<String, Error>;
+
+    /// The parts stored so far for the upload: part number -> size. What a resumed transfer
+    /// need not send again. [`Error::NotFound`] when the upload is gone.
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<BTreeMap<u32, u64>, Error>;
 
     /// Give the upload up and free its parts. An upload that is already gone is fine.
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error>;
@@ -288,6 +294,7 @@ impl Multipart for S3 {
         key: &str,
         upload_id: &str,
         part_sizes: &[u64],
+        replace: bool,
     ) -> Result<String, Error> {
         let full = self.full_key(key)?;
         check_upload_id(key, upload_id)?;
@@ -332,7 +339,7 @@ impl Multipart for S3 {
             .upload_id(upload_id)
             // A pack, once stored, is never replaced (issue 21): an upload id handed out while
             // the pack was pending cannot overwrite it after `update` made it live.
-            .if_none_match("*")
+            .set_if_none_match((!replace).then(|| "*".to_owned()))
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
@@ -342,6 +349,17 @@ impl Multipart for S3 {
             .await
             .map_err(|e| self.error(key, "CompleteMultipartUpload", &e))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<BTreeMap<u32, u64>, Error> {
+        let full = self.full_key(key)?;
+        check_upload_id(key, upload_id)?;
+        Ok(self
+            .parts(key, &full, upload_id)
+            .await?
+            .into_iter()
+            .filter_map(|(n, (_, size))| Some((u32::try_from(n).ok()?, size)))
+            .collect())
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {

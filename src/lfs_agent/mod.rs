@@ -1,0 +1,215 @@
+//! `git hypha lfs-agent`: our Git LFS custom transfer agent (issue 22), which git-lfs runs
+//! when our server picks the `hypha` transfer in a batch answer (the helper records
+//! `lfs.customtransfer.hypha.*` in the repository, `helper::lfs`). It moves what `basic`
+//! cannot: objects past S3's 5 GiB single `PUT`, in parallel parts, and resumes a transfer
+//! that was cut where it stopped.
+//!
+//! - Uploads ([`upload`]): small objects are one presigned `PUT`, as with `basic`; large ones
+//!   ask the server's parts route for the parts still missing, send them in parallel from
+//!   their ranges of the file (memory: a few read buffers, whatever the size), and ask it to
+//!   assemble and check the object. A rerun after a cut sends only the missing parts.
+//! - Downloads ([`download`]): parallel byte ranges of the presigned `GET` into a file under
+//!   `.git/lfs/incomplete/`, with a record of the ranges done beside it, so that a rerun
+//!   reads only the rest; git-lfs checks the SHA-256 and moves the file into place.
+//!
+//! Owns the protocol loop and progress events. Errors of one object are that object's
+//! `complete` event (git-lfs names the file); only a broken protocol stops the agent. Never
+//! prints an href or a header: they are credentials.
+
+pub mod download;
+pub mod protocol;
+pub mod upload;
+
+use crate::api::lfs::Operation;
+use crate::progress::Bar;
+use protocol::{ErrorBody, Event, InitAnswer, Request};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Parts or ranges in flight at once for one object.
+pub const PARALLEL: usize = 4;
+
+/// How often progress is reported while bytes move.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// The error code of a failed object (git-lfs shows the message).
+const FAILED: u32 = 2;
+
+/// What one session knows: set by `init`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub operation: Operation,
+    /// git-lfs's remote name, for git's `remote.<name>.proxy`.
+    pub remote: Option<String>,
+    /// The repository's common git directory (downloads keep their partial files there).
+    pub git_dir: PathBuf,
+}
+
+/// Run the agent over `input` and `output` until `terminate` or the end of input.
+pub fn run(input: &mut impl BufRead, output: impl Write + Send + 'static) -> Result<(), String> {
+    let out = Arc::new(Mutex::new(output));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the transfer runtime: {e}"))?;
+    let mut session: Option<Session> = None;
+    while let Some(request) = protocol::read_request(input)? {
+        match request {
+            Request::Init { operation, remote } => {
+                let answer = match git_common_dir() {
+                    Ok(git_dir) => {
+                        session = Some(Session {
+                            operation,
+                            remote,
+                            git_dir,
+                        });
+                        InitAnswer { error: None }
+                    }
+                    Err(message) => InitAnswer {
+                        error: Some(ErrorBody {
+                            code: FAILED,
+                            message,
+                        }),
+                    },
+                };
+                write_line(&out, &answer)?;
+            }
+            Request::Upload {
+                oid,
+                size,
+                path,
+                action,
+            } => {
+                let session = session.as_ref().ok_or("upload before init")?;
+                let bar = Bar::hidden();
+                let result = runtime.block_on(with_progress(&out, &oid, size, &bar, async {
+                    let action = action.ok_or("the batch answer gave no upload action")?;
+                    upload::upload(session, &oid, size, &path, &action, &bar).await
+                }));
+                complete(&out, &oid, result.map(|()| None))?;
+            }
+            Request::Download { oid, size, action } => {
+                let session = session.as_ref().ok_or("download before init")?;
+                let bar = Bar::hidden();
+                let result = runtime.block_on(with_progress(&out, &oid, size, &bar, async {
+                    let action = action.ok_or("the batch answer gave no download action")?;
+                    download::download(session, &oid, size, &action, &bar)
+                        .await
+                        .map(Some)
+                }));
+                complete(&out, &oid, result)?;
+            }
+            Request::Terminate => break,
+        }
+    }
+    Ok(())
+}
+
+/// Run `transfer`, reporting `bar`'s count as progress events while it runs and once more at
+/// the end.
+async fn with_progress<T, W: Write + Send>(
+    out: &Arc<Mutex<W>>,
+    oid: &str,
+    size: u64,
+    bar: &Bar,
+    transfer: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let mut last = 0u64;
+    let mut report = |now: u64| {
+        let now = now.min(size);
+        if now > last {
+            let _ = write_line(
+                out,
+                &Event::Progress {
+                    oid,
+                    bytes_so_far: now,
+                    bytes_since_last: now - last,
+                },
+            );
+            last = now;
+        }
+    };
+    tokio::pin!(transfer);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let result = loop {
+        tokio::select! {
+            result = &mut transfer => break result,
+            _ = tick.tick() => report(bar.position()),
+        }
+    };
+    if result.is_ok() {
+        report(size);
+    }
+    result
+}
+
+fn complete<W: Write>(
+    out: &Arc<Mutex<W>>,
+    oid: &str,
+    result: Result<Option<PathBuf>, String>,
+) -> Result<(), String> {
+    let event = match result {
+        Ok(path) => Event::Complete {
+            oid,
+            path: path.map(|p| p.to_string_lossy().into_owned()),
+            error: None,
+        },
+        Err(message) => {
+            tracing::debug!("lfs object {oid}: {message}");
+            Event::Complete {
+                oid,
+                path: None,
+                error: Some(ErrorBody {
+                    code: FAILED,
+                    message,
+                }),
+            }
+        }
+    };
+    write_line(out, &event)
+}
+
+fn write_line<W: Write>(out: &Arc<Mutex<W>>, value: &impl serde::Serialize) -> Result<(), String> {
+    let mut line = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    out.write_all(&line)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write to git-lfs: {e}"))
+}
+
+/// The repository's common git directory, as git-lfs keeps its objects there (`git
+/// rev-parse` from the directory git-lfs runs the agent in).
+fn git_common_dir() -> Result<PathBuf, String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git rev-parse: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git rev-parse --git-common-dir failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
+}
+
+/// The `message` of a server's error body, else the status: what git-lfs shows the user.
+pub(crate) async fn server_error(what: &str, resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap_or_default();
+    let message = serde_json::from_slice::<crate::api::lfs::ErrorBody>(&body)
+        .map(|b| b.message)
+        .ok()
+        .filter(|m| !m.is_empty());
+    match message {
+        Some(m) => format!("{what}: {}", crate::storage::shorten(&m)),
+        None => format!("{what}: HTTP {status}"),
+    }
+}

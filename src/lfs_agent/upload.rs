@@ -1,0 +1,270 @@
+//! One LFS object up: a presigned `PUT` of the whole file, or (the action says
+//! [`PARTS`]) the parts protocol of the server's `.../objects/parts/{oid}` route:
+//!
+//! 1. `POST {href}` with the size: the server answers with the parts still missing (all of
+//!    them for a new upload; the rest of an upload cut earlier) and their presigned `PUT`s;
+//! 2. the parts go up [`PARALLEL`] at a time, each streamed from its range of the file;
+//! 3. `POST {href}/complete`: the server assembles the object and checks its SHA-256.
+//!
+//! A part that fails is not retried on its own URL: the next round asks the server again,
+//! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
+//! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
+
+use super::{server_error, Session, PARALLEL};
+use crate::api::lfs::{PartsComplete, PartsPlan, PartsRequest, PARTS, TRANSFER_HEADER};
+use crate::api::PresignedRequest;
+use crate::client::put_range;
+use crate::progress::Bar;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Rounds of asking the server what is missing and sending it.
+const ROUNDS: usize = 4;
+
+/// Largest parts plan read: 10,000 parts of a few hundred bytes of URL each, with room.
+const MAX_PLAN: usize = 32 * 1024 * 1024;
+
+/// Attempts at one whole-object `PUT`.
+const PUT_ATTEMPTS: usize = 3;
+
+pub async fn upload(
+    session: &Session,
+    oid: &str,
+    size: u64,
+    path: &Path,
+    action: &super::protocol::Action,
+    bar: &Bar,
+) -> Result<(), String> {
+    let on_disk = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if on_disk != size {
+        return Err(format!(
+            "{} has {on_disk} bytes, the pointer says {size}",
+            path.display()
+        ));
+    }
+    let in_parts = action
+        .header
+        .get(TRANSFER_HEADER)
+        .is_some_and(|v| v == PARTS);
+    let mut header = action.header.clone();
+    header.remove(TRANSFER_HEADER);
+    if in_parts {
+        parts(session, oid, size, path, &action.href, &header, bar).await
+    } else {
+        let http = crate::client::http_client_for(&action.href, session.remote.as_deref(), None)?;
+        let put = PresignedRequest {
+            method: "PUT".to_owned(),
+            url: action.href.clone(),
+            headers: header,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match put_range(&http, &put, path, (0, size), "lfs object", bar).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < PUT_ATTEMPTS && e.is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn parts(
+    session: &Session,
+    oid: &str,
+    size: u64,
+    path: &Path,
+    href: &str,
+    header: &BTreeMap<String, String>,
+    bar: &Bar,
+) -> Result<(), String> {
+    let api = crate::client::http_client_for(href, session.remote.as_deref(), None)?;
+    let mut last_error = String::new();
+    for round in 0..ROUNDS {
+        let plan = ask_plan(&api, href, header, size).await?;
+        if plan.done {
+            return Ok(());
+        }
+        let ranges = check_plan(&plan, size)?;
+        let stored_bytes: u64 = plan
+            .stored
+            .iter()
+            .filter_map(|n| ranges.get(n).map(|r| r.1))
+            .sum();
+        if round == 0 {
+            bar.inc(stored_bytes);
+        }
+        let store = crate::client::http_client_for(
+            plan.parts.first().map_or(href, |p| p.href.as_str()),
+            session.remote.as_deref(),
+            None,
+        )?;
+        let failures: Vec<String> = futures_util::stream::iter(&plan.parts)
+            .map(|part| {
+                let store = &store;
+                let range = ranges[&part.number];
+                async move {
+                    let req = PresignedRequest {
+                        method: "PUT".to_owned(),
+                        url: part.href.clone(),
+                        headers: part.header.clone(),
+                    };
+                    put_range(store, &req, path, range, "lfs object part", bar)
+                        .await
+                        .map_err(|e| format!("part {}: {e}", part.number))
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await;
+        if let Some(first) = failures.first() {
+            tracing::debug!(
+                "lfs object {oid}: {} parts failed in round {round}",
+                failures.len()
+            );
+            last_error = first.clone();
+            continue;
+        }
+        return finish(session, href, header, size, &plan).await;
+    }
+    Err(format!(
+        "lfs object upload did not finish after {ROUNDS} rounds (run the push again: the \
+         parts stored so far are kept): {last_error}"
+    ))
+}
+
+async fn ask_plan(
+    api: &reqwest::Client,
+    href: &str,
+    header: &BTreeMap<String, String>,
+    size: u64,
+) -> Result<PartsPlan, String> {
+    let mut req = api.post(href).json(&PartsRequest { size });
+    for (k, v) in header {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("lfs parts request failed: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(server_error("lfs parts request refused", resp).await);
+    }
+    let body = read_bounded(resp, MAX_PLAN).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable lfs parts plan: {e}"))
+}
+
+/// Part number -> (offset, length) for every part of the object, after checking that the
+/// plan's parts are parts of it.
+fn check_plan(plan: &PartsPlan, size: u64) -> Result<BTreeMap<u32, (u64, u64)>, String> {
+    let bad = |why: &str| Err(format!("the server's parts plan is unusable: {why}"));
+    if plan.part_size == 0 || (plan.upload_id.is_none() && plan.part_size != size) {
+        return bad("part size");
+    }
+    let count = size.div_ceil(plan.part_size);
+    if count > crate::storage::s3::multipart::MAX_PARTS {
+        return bad("too many parts");
+    }
+    let mut ranges = BTreeMap::new();
+    for n in 1..=count {
+        let start = (n - 1) * plan.part_size;
+        ranges.insert(n as u32, (start, plan.part_size.min(size - start)));
+    }
+    for part in &plan.parts {
+        if !ranges.contains_key(&part.number) {
+            return bad("a part outside the object");
+        }
+    }
+    let named = plan.parts.len() + plan.stored.len();
+    if named as u64 != count {
+        return bad("parts missing from the plan");
+    }
+    Ok(ranges)
+}
+
+async fn finish(
+    session: &Session,
+    href: &str,
+    header: &BTreeMap<String, String>,
+    size: u64,
+    plan: &PartsPlan,
+) -> Result<(), String> {
+    // The server answers once it has assembled and hashed the object: allow it the time to
+    // read it (at 20 MB/s, with a minute to spare), not the usual minute of silence.
+    let patience = Duration::from_secs(60 + size / (20 * 1024 * 1024));
+    let api = crate::client::http_client_for(href, session.remote.as_deref(), Some(patience))?;
+    let mut req = api.post(format!("{href}/complete")).json(&PartsComplete {
+        size,
+        upload_id: plan.upload_id.clone(),
+        part_size: plan.part_size,
+    });
+    for (k, v) in header {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("lfs upload completion failed: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(server_error("lfs upload refused", resp).await);
+    }
+    Ok(())
+}
+
+async fn read_bounded(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("lfs parts answer cut: {}", e.without_url()))?;
+        if body.len() + chunk.len() > max {
+            return Err(format!("the server's lfs parts answer is over {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::lfs::PartUrl;
+
+    fn plan(upload_id: Option<&str>, part_size: u64, parts: &[u32], stored: &[u32]) -> PartsPlan {
+        PartsPlan {
+            done: false,
+            upload_id: upload_id.map(str::to_owned),
+            part_size,
+            parts: parts
+                .iter()
+                .map(|&number| PartUrl {
+                    number,
+                    href: "http://s/p".into(),
+                    header: BTreeMap::new(),
+                })
+                .collect(),
+            stored: stored.to_vec(),
+            expires_in: 60,
+        }
+    }
+
+    #[test]
+    fn plans_must_cover_the_object_with_its_own_parts() {
+        let ranges = check_plan(&plan(Some("u"), 10, &[1, 3], &[2]), 25).unwrap();
+        assert_eq!(ranges[&1], (0, 10));
+        assert_eq!(ranges[&3], (20, 5));
+        assert!(check_plan(&plan(Some("u"), 10, &[1, 4], &[2]), 25).is_err());
+        assert!(check_plan(&plan(Some("u"), 10, &[1], &[2]), 25).is_err());
+        assert!(check_plan(&plan(Some("u"), 0, &[1], &[]), 25).is_err());
+        assert!(check_plan(&plan(None, 25, &[1], &[]), 25).is_ok());
+        assert!(check_plan(&plan(None, 10, &[1], &[]), 25).is_err());
+        assert!(check_plan(&plan(Some("u"), 1, &[1], &[]), 1 << 40).is_err());
+    }
+}

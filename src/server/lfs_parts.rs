@@ -1,0 +1,140 @@
+//! The parts routes of our LFS transfer (`api::lfs::TRANSFER`, issue 22): `POST
+//! /{ws}/git/{alias}/info/lfs/objects/parts/{oid}` starts or resumes the upload of one large
+//! object in presigned parts, and `.../parts/{oid}/complete` assembles and checks it. Only
+//! `git hypha lfs-agent` calls them, with the href and the caller's own `Authorization` the
+//! batch answer gave it; both need write access, like the batch upload that led there.
+//!
+//! Owns parsing and the answers; where parts live and how an upload resumes is
+//! `repo::lfs_parts`'s.
+
+use super::error::ApiError;
+use super::lfs::lfs_json;
+use super::routes::{authorize_write, caller_and_repo};
+use super::state::AppState;
+use crate::api::lfs::{PartUrl, PartsComplete, PartsPlan, PartsRequest};
+use crate::repo::LfsMismatch;
+use crate::storage;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// `POST .../objects/parts/{oid}`.
+pub async fn start(
+    State(state): State<AppState>,
+    Path((workspace, alias, oid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match start_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
+        Ok(plan) => lfs_json(StatusCode::OK, &plan),
+        Err(err) => err.into_lfs_response(),
+    }
+}
+
+/// `POST .../objects/parts/{oid}/complete`.
+pub async fn complete(
+    State(state): State<AppState>,
+    Path((workspace, alias, oid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match complete_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(err) => err.into_lfs_response(),
+    }
+}
+
+async fn start_inner(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    oid: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<PartsPlan, ApiError> {
+    let req: PartsRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid lfs parts request: {e}")))?;
+    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    authorize_write(&caller, workspace, &repo).await?;
+    let plan = repo
+        .lfs_parts_plan(oid, req.size, state.presign_expires_in)
+        .await?;
+    if !plan.done {
+        let sending: u64 = plan.parts.len() as u64;
+        state.metrics.lfs("upload", req.size);
+        state.metrics.presigned("upload", "lfs", sending, req.size);
+        if let Some(id) = &plan.upload_id {
+            tracing::info!(
+                "lfs multipart {} {} upload={id} parts={} stored={}",
+                if plan.stored.is_empty() {
+                    "started"
+                } else {
+                    "resumed"
+                },
+                crate::storage::shorten(oid),
+                plan.parts.len(),
+                plan.stored.len()
+            );
+        }
+    }
+    Ok(PartsPlan {
+        done: plan.done,
+        upload_id: plan.upload_id,
+        part_size: plan.part_size,
+        parts: plan
+            .parts
+            .into_iter()
+            .map(|(number, url)| PartUrl {
+                number,
+                href: url.url,
+                header: url
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+                    .collect(),
+            })
+            .collect(),
+        stored: plan.stored,
+        expires_in: state.presign_expires_in.as_secs(),
+    })
+}
+
+async fn complete_inner(
+    state: &AppState,
+    workspace: &str,
+    alias: &str,
+    oid: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), ApiError> {
+    let req: PartsComplete = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("invalid lfs parts completion: {e}")))?;
+    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    authorize_write(&caller, workspace, &repo).await?;
+    match repo
+        .lfs_complete_parts(oid, req.size, req.upload_id.as_deref(), req.part_size)
+        .await
+    {
+        Ok(None) => {
+            state.metrics.lfs("verify", req.size);
+            Ok(())
+        }
+        Ok(Some(LfsMismatch::Size { stored })) => Err(ApiError::invalid(format!(
+            "lfs object {oid} is stored with {stored} bytes and its content checks out, not {}",
+            req.size
+        ))),
+        Ok(Some(LfsMismatch::Hash)) => Err(ApiError::invalid(format!(
+            "lfs object {oid}: the uploaded parts make content with another sha256; it was \
+             deleted, upload it again"
+        ))),
+        Err(storage::Error::NotFound { .. }) => Err(ApiError::invalid(format!(
+            "lfs object {oid}: nothing was uploaded (no such upload, no object)"
+        ))),
+        Err(storage::Error::Conflict { .. }) => Err(ApiError::new(
+            crate::api::ErrorCode::Stale,
+            format!("lfs object {oid} changed while it was being checked: complete again"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
