@@ -1,7 +1,8 @@
 """Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4, §11, §13).
 
 Enable: ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``. Routes:
-``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes).
+``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes), and
+the Git LFS locks API below Hypha's own LFS endpoint, which has none: ``.../info/lfs/locks``.
 The repository rules (refs, packs, compare-and-swap, webhooks, ...) are written once, in Rust.
 Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret`` for hooks),
 where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
@@ -29,7 +30,7 @@ from typing import Any, Optional
 
 import httpx
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 logger = logging.getLogger("hypha-git-remote")
 
@@ -46,6 +47,10 @@ PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
 URL_ROUTES = ("packs", "uploads", "refs")
 
 NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
+
+LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
+LFS_LOCKS = "/{workspace}/git/{alias}/info/lfs/locks"
+MAX_LOCK_BODY = 64 * 1024  # as the child's server::locks::MAX_LOCK_BODY
 
 
 class Names:
@@ -217,10 +222,13 @@ class Child:
         logger.info("started git hypha serve --plugin (pid %s)", self.proc.pid)
 
     async def post(self, path: str, body: bytes, permission: str, prefix: str, user: str):
+        return await self.request("POST", path, body, permission, prefix, user)
+
+    async def request(self, method, path, body, permission, prefix, user, params=None):
         h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
         h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": "application/json"})
-        h["X-Hypha-User"] = user  # the pusher named in webhook events
-        return await self.http.post(path, content=body, headers=h)
+        h["X-Hypha-User"] = user  # the pusher named in webhook events, a lock's owner
+        return await self.http.request(method, path, content=body, headers=h, params=params)
 
 
 def _public_urls(repo: Repo, value):
@@ -311,6 +319,50 @@ class GitRemoteApi:
             return await self.forward(repo, route, raw, user, artifact)
         finally:
             await repo._unlock()
+
+    async def lfs_locks(self, workspace: str, alias: str, request: Request, lock_id: str = ""):
+        """The Git LFS locks API (git-lfs ``docs/api/locking.md``): Hypha checks the caller
+        (``commit`` to lock and unlock, ``read`` to list and verify), the child keeps the locks
+        beside the LFS objects (``server::locks``). git-lfs reads ``{"message": ...}`` errors.
+        ``lock_id`` (unlock) goes to the child as part of the path, which checks its shape."""
+        try:
+            return await self._lfs_locks(workspace, alias, request)
+        except ApiError as e:
+            # A 401's challenge makes git-lfs ask `git credential` and try again.
+            auth = e.code == "unauthenticated"
+            headers = {"LFS-Authenticate": 'Basic realm="hypha"'} if auth else {}
+            body, status = {"message": e.detail}, ApiError.STATUS[e.code]
+            return JSONResponse(body, status, headers=headers, media_type=LFS_MEDIA_TYPE)
+        except Exception:
+            logger.exception("lfs locks on %s/%s failed", workspace, alias)
+            body = {"message": "lfs locks failed on the server"}
+            return JSONResponse(body, status_code=500, media_type=LFS_MEDIA_TYPE)
+
+    async def _lfs_locks(self, workspace: str, alias: str, request: Request):
+        alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
+        suffix = request.url.path[request.url.path.rindex("/info/lfs/locks") :]
+        verify = suffix == "/info/lfs/locks/verify"
+        write = request.method == "POST" and not verify
+        try:
+            user = await self.store.login_optional(request)
+        except Exception:
+            raise ApiError("unauthenticated", "invalid or expired token") from None
+        if verify and user.is_anonymous:  # ours and theirs mean nothing without a caller
+            raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
+        repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
+        raw = b""
+        async for chunk in request.stream():  # read no further than the bound
+            raw += chunk
+            if len(raw) > MAX_LOCK_BODY:
+                why = f"its body is larger than {MAX_LOCK_BODY} bytes"
+                raise ApiError("invalid", f"lock request refused: {why}")
+        child = await self._child(repo.s3_config)
+        path = f"/{repo.name.replace('/', '/git/', 1)}{suffix}"
+        permission = "write" if write else "read"
+        res = await child.request(request.method, path, raw, permission, repo.prefix, user.id,
+                                  params=request.query_params)  # fmt: skip
+        media_type = res.headers.get("content-type", LFS_MEDIA_TYPE)
+        return Response(res.content, status_code=res.status_code, media_type=media_type)
 
     async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact):
         """The child's answer to ``route``, with Hypha's view of permissions and URLs."""
@@ -492,8 +544,19 @@ class GitRemoteApi:
 
 
 async def hypha_startup(server):
-    """Hypha startup function: register the POST routes of remote API v1."""
-    store, router = server["store"], APIRouter()
-    router.post("/{workspace}/git/{alias}/remote/v1/{route}")(GitRemoteApi(store).remote_v1)
+    """Hypha startup function: register the POST routes of remote API v1 and the LFS locks API."""
+    store, router, api = server["store"], APIRouter(), GitRemoteApi(server["store"])
+    router.post("/{workspace}/git/{alias}/remote/v1/{route}")(api.remote_v1)
+    router.post(LFS_LOCKS)(api.lfs_locks)
+    router.get(LFS_LOCKS)(api.lfs_locks)
+    router.post(LFS_LOCKS + "/verify")(api.lfs_locks)
+    router.post(LFS_LOCKS + "/{lock_id}/unlock")(api.lfs_locks)
     store.register_router(router)
+    # `git lfs locks` lists with GET, which Hypha's fallback `GET /{page:path}` (registered
+    # before startup functions run) would answer: this one route goes first.
+    routes = store._app.router.routes
+    for route in [r for r in routes if getattr(r, "path", "") == LFS_LOCKS]:
+        if "GET" in getattr(route, "methods", ()):
+            routes.remove(route)
+            routes.insert(0, route)
     logger.info("git-remote-hypha remote API v1 enabled at /{ws}/git/{alias}/remote/v1/")

@@ -6,7 +6,7 @@
 //! its uploads above the store's multipart threshold go through the parts routes below
 //! (`.../objects/parts/{oid}` and `.../objects/parts/{oid}/complete`), in parallel parts,
 //! resumable, past S3's 5 GiB single `PUT`; its downloads are parallel byte ranges of the
-//! same presigned `GET` as `basic`'s. Objects are `sha256`.
+//! same presigned `GET` as `basic`'s. Objects are `sha256`. The locks API is [`super::locks`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

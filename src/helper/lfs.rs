@@ -6,8 +6,8 @@
 //!
 //! - `remote.<name>.lfsurl` is `{server}{ws}/git/{alias}.git/info/lfs`: Hypha's own LFS
 //!   endpoint, and the same path on `git hypha serve`;
-//! - `lfs.<lfsurl>.locksverify` is `false`: neither server has the locks API, and git-lfs
-//!   would otherwise ask for it before every push;
+//! - `lfs.<lfsurl>.locksverify` is `false`: checking locks costs every push a request, and a
+//!   Hypha without the plugin has no locks API (opt-in where there is, README "Git LFS");
 //! - `lfs.<lfsurl>.access` is `basic`: git-lfs sends credentials from the first request on,
 //!   as it would itself after a 401 (Hypha answers an anonymous request for a private
 //!   repository with 403, on which git-lfs would never ask for credentials);

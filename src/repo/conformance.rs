@@ -30,6 +30,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     refs_read_again_only_when_changed(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
+    super::locks::conformance(backend.clone()).await;
     thin_completion(backend).await;
 }
 
@@ -1358,6 +1359,8 @@ mod tests {
         uploaded_packs_are_indexed_once(backend.clone()).await;
         inline_packs_are_written_by_the_update(backend.clone()).await;
         lfs_objects(backend.clone()).await;
+        // One winner per path within a server even here: the in-process mutex (repo::locks).
+        super::super::locks::conformance(backend.clone()).await;
         thin_completion(backend).await;
     }
 

@@ -4,8 +4,8 @@
 //!
 //! Owns parsing, permissions and the batch answer. Object bytes never pass through here:
 //! downloads and uploads are presigned URLs from the store; where objects live and how
-//! `verify` checks them is `repo::Repository`'s (`repo/lfs.rs`). No locks API: git-lfs is
-//! told not to ask for it (`lfs.<url>.locksverify false`, written by the helper).
+//! `verify` checks them is `repo::Repository`'s (`repo/lfs.rs`). The locks API below the
+//! same endpoint is `server::locks`.
 //!
 //! Access rules, those of the git routes (`routes`): `download` needs read (anonymous on a
 //! public repository); `upload` and `verify` need write, and an anonymous caller gets 401 so

@@ -6,7 +6,8 @@
 //! `repo`'s business over `storage`; tokens are `auth`'s. Never touches `helper`, `client`,
 //! `gc` or `fetch_packs`: `autogc` compacts in the store, with the engine `git hypha gc` uses.
 //!
-//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `convert`: API types <-> the store's own types;
+//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `locks`: the
+//!   Git LFS locks API; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
@@ -33,6 +34,7 @@ pub mod inline;
 mod lfs;
 mod lfs_parts;
 pub mod limits;
+mod locks;
 mod log;
 pub mod metrics;
 mod routes;
@@ -227,6 +229,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/complete",
             post(lfs_parts::complete),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/locks",
+            post(locks::create).get(locks::list),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/locks/verify",
+            post(locks::verify),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/locks/{id}/unlock",
+            post(locks::unlock),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -454,7 +454,14 @@ async fn hostile_names_and_bodies() {
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
     }
-    for (pack_size, idx_size) in [(0, 10), (10, 0), (DEFAULT_MAX_SINGLE_PUT + 1, 10)] {
+    // A pack may exceed one PUT (it goes up in parts, on local disk too); its idx may not.
+    let too_big = crate::repo::upload::MAX_MULTIPART_SIZE + 1;
+    for (pack_size, idx_size) in [
+        (0, 10),
+        (10, 0),
+        (too_big, 10),
+        (10, DEFAULT_MAX_SINGLE_PUT + 1),
+    ] {
         let r = s
             .api("ws/repo", "uploads", t, json!({"packs": [{"name": format!("pack-{A}"), "pack_size": pack_size, "idx_size": idx_size}]}))
             .await;
@@ -1328,6 +1335,7 @@ async fn lfs_prune_needs_write_access() {
 
 mod lfs;
 mod limits;
+mod locks;
 mod observe;
 
 /// Issue 21: `uploads` never followed by `update` were kept until the next compaction (which a
