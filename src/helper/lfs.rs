@@ -145,12 +145,17 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     }
     let helper = credential_helper(remote);
     let helper_key = format!("credential.{}.helper", credential_scope(remote));
-    let mut writes = vec![
-        vec![format!("lfs.{lfsurl}.locksverify"), "false".to_owned()],
-        vec![format!("lfs.{lfsurl}.access"), "basic".to_owned()],
-        vec![AGENT_PATH.to_owned(), "git".to_owned()],
-        vec![AGENT_ARGS.to_owned(), "hypha lfs-agent".to_owned()],
-    ];
+    let mut writes = Vec::new();
+    // Per endpoint, so shared by every remote (named or a URL) that reaches it: a value
+    // already there (a team that turned lock verification on) is left as it is.
+    for (setting, value) in [("locksverify", "false"), ("access", "basic")] {
+        let key = format!("lfs.{lfsurl}.{setting}");
+        if get_all(git_dir, &key).is_empty() {
+            writes.push(vec![key, value.to_owned()]);
+        }
+    }
+    writes.push(vec![AGENT_PATH.to_owned(), "git".to_owned()]);
+    writes.push(vec![AGENT_ARGS.to_owned(), "hypha lfs-agent".to_owned()]);
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);
     }
@@ -321,6 +326,14 @@ mod tests {
                 "recorded once: {name}"
             );
         }
+        // A URL reaching a named remote's endpoint leaves that endpoint's settings alone:
+        // lock verification a team turned on stays on.
+        let origin = "hypha::http://127.0.0.1:9527/ws/locked";
+        let r = remote(origin);
+        let verify = format!("lfs.{}.locksverify", endpoint(&r));
+        set(&git_dir, &[verify.clone(), "true".to_owned()]).expect("git config");
+        record(&git_dir, origin, &r);
+        assert_eq!(get_all(&git_dir, &verify), vec!["true"]);
         // One credential helper line per server root, however many sessions.
         let mut helpers = get_all(&git_dir, "credential.http://127.0.0.1:9527.helper");
         let all = helpers.len();
