@@ -5,10 +5,12 @@
 //! The packs come down through presigned URLs into a temporary bare repository, verified as a
 //! fetch verifies them ([`fetch_packs::all`]); the merged pack goes up through presigned URLs
 //! as a push's does; the `compact` route retires the merged packs, after checking that the new
-//! pack holds every object of each.
+//! pack holds every object of each. A full compaction then asks the server to prune the LFS
+//! objects no ref reaches ([`prune_lfs`]).
 
 use crate::api::{
-    CompactRequest, CompactResponse, PackInfo, PacksRequest, PacksResponse, RefsResponse, Route,
+    CompactRequest, CompactResponse, LfsPruneRequest, LfsPruneResponse, PackInfo, PacksRequest,
+    PacksResponse, RefsResponse, Route,
 };
 use crate::client::{self, Client};
 use crate::compaction::{self, LivePack, Merged, Packs, Retired};
@@ -42,6 +44,23 @@ pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outc
         listing: Mutex::new(Vec::new()),
     };
     compaction::run(&api, mode, progress).await
+}
+
+/// Ask the server to delete the LFS objects no ref reaches any more (the `lfs-prune` route:
+/// the server walks its own packs, so nothing here is trusted to decide). `None` when the
+/// server has no such route (an older server or plugin).
+pub async fn prune_lfs(client: &Client) -> Result<Option<LfsPruneResponse>, client::Error> {
+    match client
+        .call(Route::LfsPrune, &LfsPruneRequest::default())
+        .await
+    {
+        Ok(done) => Ok(Some(done)),
+        Err(client::Error::NotFound {
+            detail: Some(detail),
+            ..
+        }) if detail.contains("no such route") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The repository as remote API v1 shows it.

@@ -40,6 +40,9 @@ pub enum Route {
     /// The Hypha plugin's automatic compaction, asked of its child only (never of a server
     /// by a client): see [`GcRequest`].
     Gc,
+    /// Delete the LFS objects no ref reaches any more, past the grace period: the last step
+    /// of `git hypha gc` ([`LfsPruneResponse`]).
+    LfsPrune,
 }
 
 /// What a route asks of its caller on the repository's workspace (docs/design.md §4's table).
@@ -54,7 +57,7 @@ pub enum Access {
 
 impl Route {
     /// Every route, in the order of docs/design.md §4.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Info,
         Route::Refs,
         Route::Packs,
@@ -65,6 +68,7 @@ impl Route {
         Route::Abort,
         Route::Compact,
         Route::Gc,
+        Route::LfsPrune,
         Route::Head,
         Route::Create,
         Route::Hooks,
@@ -87,6 +91,7 @@ impl Route {
             | Route::Abort
             | Route::Compact
             | Route::Gc
+            | Route::LfsPrune
             | Route::Head
             | Route::Create => Access::Write,
             Route::Hooks => Access::Admin,
@@ -119,6 +124,7 @@ impl Route {
             Route::Hooks => "hooks",
             Route::FixThin => "fix-thin",
             Route::Gc => "gc",
+            Route::LfsPrune => "lfs-prune",
         }
     }
 }
@@ -479,6 +485,30 @@ pub struct CompactResponse {
     pub grace_secs: u64,
 }
 
+/// `lfs-prune` request: no parameters yet (the server's grace period applies).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LfsPruneRequest {}
+
+/// `lfs-prune` response: what the server found and deleted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LfsPruneResponse {
+    /// LFS objects stored before the prune.
+    pub objects: usize,
+    /// Of those, the ones a ref reaches.
+    pub reachable: usize,
+    /// Unreachable objects kept until a later prune (marked now or recently, or too young).
+    pub waiting: usize,
+    /// Oids deleted now.
+    pub deleted: Vec<String>,
+    pub deleted_bytes: u64,
+    /// Seconds an unreachable object is kept (since it was found unreachable, and since it
+    /// was last written).
+    pub grace_secs: u64,
+    /// Why nothing was examined this time (uploads of a push in flight), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorBody {
@@ -544,7 +574,8 @@ mod tests {
                 | Route::Abort
                 | Route::Hooks
                 | Route::FixThin
-                | Route::Gc => {}
+                | Route::Gc
+                | Route::LfsPrune => {}
             }
             assert_eq!(Route::parse(route.as_str()), Some(route));
         }

@@ -61,9 +61,6 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
         Some(dir) if !dir.is_empty() => Some(std::path::absolute(PathBuf::from(dir))?),
         _ => None,
     };
-    if let Some(dir) = &git_dir {
-        hypha_git::helper::lfs::record(dir, remote_name, &remote);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -78,6 +75,10 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
     // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.
     let levels = logging::install(LevelFilter::WARN);
+    // After the logger: a failure to record is a warning the user should see.
+    if let Some(dir) = &git_dir {
+        hypha_git::helper::lfs::record(dir, remote_name, client.remote());
+    }
     let ui = Ui {
         progress: Progress::terminal(std::io::stderr().is_terminal()),
         set_verbosity: Box::new(move |verbosity| {

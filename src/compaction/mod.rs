@@ -22,6 +22,7 @@
 //! self-contained, so any subset can be merged without refs or the rest of the history).
 //! Never prints: the caller reports the [`Outcome`].
 
+pub mod lfs_reach;
 pub mod select;
 
 use crate::pack::repack;

@@ -22,8 +22,18 @@
 //! git runs the helper before a clone's checkout and before the pre-push hook, so smudge and
 //! `git lfs pre-push` already find these. A `remote.<name>.lfsurl` the user set to something
 //! else is left alone (the helper's own is remembered in `remote.<name>.hyphaLfsUrl`, and
-//! follows the remote's URL), and so is everything for an unnamed remote (a URL on the
-//! command line).
+//! follows the remote's URL).
+//!
+//! A remote given as a URL on the command line (`git push hypha::https://host/ws/repo main`)
+//! has no name: git passes the URL itself as the name, the pre-push hook receives it too, and
+//! git-lfs then looks up `remote.<that URL>.lfsurl` (lfsapi/endpoint_finder.go
+//! `RemoteEndpoint`; git-lfs keeps the case of the part between the first and the last dot).
+//! So the same settings are recorded under the URL, once per URL (the check below finds them
+//! on every later session), plus `remote.<URL>.skipDefaultUpdate = true`: git takes any
+//! `remote.<x>` section for a remote, and without it `git fetch --all` and `git remote
+//! update` would contact every URL ever pushed to. No `hyphaLfsUrl` there: the endpoint is a
+//! function of the URL, so a different `lfsurl` under it was set by hand. URLs with
+//! credentials never get here (`config::resolve` refuses them), so no token is written.
 //! Failures to write are warnings: git itself works without them.
 
 use crate::api;
@@ -71,13 +81,40 @@ pub fn credential_helper(remote: &Remote) -> String {
     format!("!git hypha credential --server '{quoted}'")
 }
 
-/// Record the LFS settings for the remote `name` in the repository at `git_dir`, unless they
-/// are there already (one `git config` read in the usual case). Only for a configured remote:
-/// git passes the URL itself as the name of an unnamed one.
-pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
-    if name.is_empty() || name.contains([':', '/']) {
-        return;
+/// `remote.<URL>.skipDefaultUpdate`: keeps the section recorded for an unnamed remote out of
+/// `git fetch --all` and `git remote update` (git 2.25 reads it; newer gits also read it).
+const SKIP_FETCH_ALL: &str = "skipDefaultUpdate";
+
+/// Which remote git runs the helper for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A configured remote (`origin`).
+    Named,
+    /// A URL on the command line: git passes the URL as the remote's name. A configured
+    /// remote's name can hold neither `:` nor `/` (git requires it to be a valid ref
+    /// component, and takes a name with `/` for a URL).
+    Url,
+}
+
+/// What `name` is, or `None` when git config cannot hold it as a subsection (empty, or with
+/// a newline or NUL, which no URL git passes holds).
+fn kind(name: &str) -> Option<Kind> {
+    if name.is_empty() || name.contains(['\n', '\0']) {
+        None
+    } else if name.contains([':', '/']) {
+        Some(Kind::Url)
+    } else {
+        Some(Kind::Named)
     }
+}
+
+/// Record the LFS settings for the remote `name` (a configured remote's name, or the URL git
+/// passes for an unnamed one) in the repository at `git_dir`, unless they are there already
+/// (one read of the config file in the usual case).
+pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
+    let Some(kind) = kind(name) else {
+        return;
+    };
     let lfsurl = endpoint(remote);
     let key = format!("remote.{name}.lfsurl");
     let ours_key = format!("remote.{name}.{OURS}");
@@ -92,28 +129,45 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
         // Recorded by a version without the agent: the writes below add it.
         Some(current) if *current == lfsurl && !get_all(git_dir, AGENT_PATH).is_empty() => return,
         // Ours from before (the remote's URL changed since): follow it.
-        Some(current) if get_all(git_dir, &ours_key).first() == Some(current) => {}
+        Some(current)
+            if kind == Kind::Named && get_all(git_dir, &ours_key).first() == Some(current) => {}
+        // An unnamed remote's endpoint is a function of its URL: that value is ours, and only
+        // the agent is missing.
+        Some(current) if kind == Kind::Url && *current == lfsurl => {}
         Some(_) => {
             tracing::info!("{key} is set by hand: leaving git-lfs's endpoint alone");
             return;
         }
         None => {}
     }
-    if get_all(git_dir, &format!("remote.{name}.url")).is_empty() {
+    if kind == Kind::Named && get_all(git_dir, &format!("remote.{name}.url")).is_empty() {
         return;
     }
     let helper = credential_helper(remote);
     let helper_key = format!("credential.{}.helper", credential_scope(remote));
-    let mut writes = vec![
-        vec![format!("lfs.{lfsurl}.locksverify"), "false".to_owned()],
-        vec![format!("lfs.{lfsurl}.access"), "basic".to_owned()],
-        vec![AGENT_PATH.to_owned(), "git".to_owned()],
-        vec![AGENT_ARGS.to_owned(), "hypha lfs-agent".to_owned()],
-    ];
+    let mut writes = Vec::new();
+    // Per endpoint, so shared by every remote (named or a URL) that reaches it: a value
+    // already there (a team that turned lock verification on) is left as it is.
+    for (setting, value) in [("locksverify", "false"), ("access", "basic")] {
+        let key = format!("lfs.{lfsurl}.{setting}");
+        if get_all(git_dir, &key).is_empty() {
+            writes.push(vec![key, value.to_owned()]);
+        }
+    }
+    writes.push(vec![AGENT_PATH.to_owned(), "git".to_owned()]);
+    writes.push(vec![AGENT_ARGS.to_owned(), "hypha lfs-agent".to_owned()]);
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);
     }
-    writes.push(vec![ours_key, lfsurl.clone()]);
+    match kind {
+        Kind::Named => writes.push(vec![ours_key, lfsurl.clone()]),
+        Kind::Url => {
+            let skip_key = format!("remote.{name}.{SKIP_FETCH_ALL}");
+            if get_all(git_dir, &skip_key).is_empty() {
+                writes.push(vec![skip_key, "true".to_owned()]);
+            }
+        }
+    }
     // Last: it marks the others as done (see the check above).
     writes.push(vec![key, lfsurl.clone()]);
     for args in writes {
@@ -224,6 +278,67 @@ mod tests {
         run(&["-C", "repo", "worktree", "add", "-q", "../wt"]);
         let wt_git_dir = dir.path().join("repo/.git/worktrees/wt");
         assert_eq!(recorded(&wt_git_dir, key).as_deref(), Some(url));
+    }
+
+    #[test]
+    fn a_url_is_a_remote_of_its_own_and_a_name_without_one_is_skipped() {
+        assert_eq!(kind("origin"), Some(Kind::Named));
+        assert_eq!(kind("hypha::https://h/ws/r"), Some(Kind::Url));
+        assert_eq!(kind("hypha::ws/r"), Some(Kind::Url));
+        assert_eq!(kind(""), None);
+        assert_eq!(kind("hypha::https://h/ws/r\nx"), None);
+    }
+
+    /// An unnamed remote's settings go under the URL git passes as its name, whatever the
+    /// URL holds (dots, colons, a quote and a backslash, which git config escapes), once:
+    /// the second session finds them and writes nothing.
+    #[test]
+    fn an_unnamed_remote_is_recorded_under_its_url_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("git")
+            .args(["init", "-q", "repo"])
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git init");
+        let git_dir = dir.path().join("repo/.git");
+        for name in [
+            "hypha::http://127.0.0.1:9527/ws/Data.v2",
+            "hypha::http://127.0.0.1:9527/a\"b\\c/ws/repo",
+        ] {
+            let r = remote(name);
+            record(&git_dir, name, &r);
+            let key = format!("remote.{name}.lfsurl");
+            assert_eq!(get_all(&git_dir, &key), vec![endpoint(&r)], "{name}");
+            assert_eq!(recorded(&git_dir, &key), Some(endpoint(&r)), "{name}");
+            assert_eq!(
+                get_all(&git_dir, &format!("remote.{name}.{SKIP_FETCH_ALL}")),
+                vec!["true"]
+            );
+            assert!(get_all(&git_dir, &format!("remote.{name}.{OURS}")).is_empty());
+            let config = std::fs::read(git_dir.join("config")).expect("config");
+            record(&git_dir, name, &r);
+            assert_eq!(
+                std::fs::read(git_dir.join("config")).expect("config"),
+                config,
+                "recorded once: {name}"
+            );
+        }
+        // A URL reaching a named remote's endpoint leaves that endpoint's settings alone:
+        // lock verification a team turned on stays on.
+        let origin = "hypha::http://127.0.0.1:9527/ws/locked";
+        let r = remote(origin);
+        let verify = format!("lfs.{}.locksverify", endpoint(&r));
+        set(&git_dir, &[verify.clone(), "true".to_owned()]).expect("git config");
+        record(&git_dir, origin, &r);
+        assert_eq!(get_all(&git_dir, &verify), vec!["true"]);
+        // One credential helper line per server root, however many sessions.
+        let mut helpers = get_all(&git_dir, "credential.http://127.0.0.1:9527.helper");
+        let all = helpers.len();
+        helpers.dedup();
+        assert_eq!(helpers.len(), all, "no duplicate helper lines: {helpers:?}");
     }
 
     #[test]

@@ -51,6 +51,19 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Verified copies of `packs` in `git_dir`'s `objects/pack/` (no `.keep`), each hashed
+    /// from its stored bytes by `git index-pack`: what a compaction merges, and what the LFS
+    /// prune walks (`lfs_prune`).
+    pub(super) async fn copy_packs(&self, git_dir: &Path, packs: &[LivePack]) -> Result<(), Error> {
+        let store = StorePacks {
+            repo: self.clone(),
+            grace: Duration::ZERO,
+        };
+        store.fetch(git_dir, packs, &Progress::hidden()).await
+    }
+}
+
 /// A repository's packs as its store holds them.
 struct StorePacks {
     repo: Repository,

@@ -6,8 +6,8 @@
 //! Owns the keys, presigned transfers of single objects and whether an object's content is
 //! right (its SHA-256 is its oid). Does not check permissions or speak the batch API's JSON:
 //! `server::lfs` does. Never lists anything, deletes only objects whose content is wrong
-//! (and their markers), and nothing else (compaction, upload sweeps) touches these keys: they
-//! are outside `.git/`.
+//! (and their markers); compaction and upload sweeps never touch these keys (they are
+//! outside `.git/`), and only `lfs_prune` deletes objects no ref reaches.
 //!
 //! Verification state: an uploaded object is not trusted until the server has hashed it.
 //! The verdict is recorded in a small JSON marker at `{id}/git/lfs/verified/aa/bb/{oid}`
@@ -93,7 +93,7 @@ impl Repository {
     }
 
     /// The key of the verification marker of `oid` (see the module doc).
-    fn lfs_marker_key(&self, oid: &str) -> Result<String, Error> {
+    pub(super) fn lfs_marker_key(&self, oid: &str) -> Result<String, Error> {
         self.lfs_path("verified", oid)
     }
 

@@ -258,6 +258,7 @@ async fn serve(
             })?;
             Ok(Json(api::GcResponse::from(prepared)).into_response())
         }
+        Route::LfsPrune => lfs_prune(state, repo, body).await,
         Route::Head => {
             let req: api::HeadRequest = parse(body)?;
             repo.set_head(&req.symref).await?;
@@ -636,4 +637,55 @@ fn parse_or_default<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, Ap
 
 fn shorten(s: &str) -> String {
     crate::storage::shorten(s)
+}
+
+/// One LFS prune at a time on this server: each copies every pack of its repository and
+/// walks it with git, and any writer may ask for one. Others are told to come back.
+static LFS_PRUNE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// `lfs-prune`: the repository decides from its own store (`repo::lfs_prune`).
+async fn lfs_prune(
+    state: &AppState,
+    repo: &Repository,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let _: api::LfsPruneRequest = parse_or_default(body)?;
+    let Ok(_one) = LFS_PRUNE.try_acquire() else {
+        return Err(ApiError::from(crate::storage::Error::Busy {
+            key: format!("lfs prune ({})", repo.name()),
+        }));
+    };
+    let done = repo.lfs_prune(state.gc_grace).await.map_err(|e| match e {
+        repo::LfsPruneError::Store(e) => ApiError::from(e),
+        walk => {
+            // What failed goes to the caller too: an operator must find the broken pack.
+            let mut detail = walk.to_string();
+            let mut source = std::error::Error::source(&walk);
+            while let Some(cause) = source {
+                detail.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            ApiError::internal(detail, &walk)
+        }
+    })?;
+    let note = format!(
+        "lfs-prune objects={} reachable={} waiting={} deleted={} bytes={}",
+        done.objects,
+        done.reachable,
+        done.waiting,
+        done.deleted.len(),
+        done.deleted_bytes
+    );
+    let mut response = Json(api::LfsPruneResponse {
+        objects: done.objects,
+        reachable: done.reachable,
+        waiting: done.waiting,
+        deleted: done.deleted,
+        deleted_bytes: done.deleted_bytes,
+        grace_secs: done.grace.as_secs(),
+        skipped: done.skipped,
+    })
+    .into_response();
+    response.extensions_mut().insert(LogNote(note));
+    Ok(response)
 }

@@ -147,6 +147,7 @@ fn repo_route(repo: &str, route: &str) -> String {
             "hooks" => api::Route::Hooks,
             "fix-thin" => api::Route::FixThin,
             "gc" => api::Route::Gc,
+            "lfs-prune" => api::Route::LfsPrune,
             other => panic!("{other}"),
         },
     )
@@ -1307,6 +1308,29 @@ async fn thin_packs_capability_uploads_and_fix_thin() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// `lfs-prune` asks for write access; on a repository without LFS objects it costs one
+/// listing and answers that there was nothing (e2e `lfs::lfs_gc_*` prune real objects).
+#[tokio::test]
+async fn lfs_prune_needs_write_access() {
+    let s = server();
+    let rw = token("ws", Permission::ReadWrite);
+    let r = s.api("ws/repo", "create", Some(&rw), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ro = token("ws", Permission::Read);
+    let r = s.api("ws/repo", "lfs-prune", Some(&ro), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = s.api("ws/repo", "lfs-prune", None, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = s.api("ws/repo", "lfs-prune", Some(&rw), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let done: api::LfsPruneResponse = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(done.objects, 0);
+    assert!(
+        done.deleted.is_empty() && done.skipped.is_none(),
+        "{done:?}"
+    );
 }
 
 mod lfs;

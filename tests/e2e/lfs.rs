@@ -1,9 +1,10 @@
 //! Git LFS over `hypha::` remotes (issue 15) with the real git-lfs: after `git lfs install`
 //! and nothing else, push, clone (smudged at checkout), pull, `git lfs fetch --all`,
 //! `git lfs push --all` and `git lfs ls-files` work; `GIT_LFS_SKIP_SMUDGE=1` is honoured; a
-//! missing object fails naming the file; `git hypha gc` leaves LFS objects alone; no token
-//! lands on disk; a `git hypha login` token serves git-lfs too. Objects live where Hypha
-//! keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
+//! missing object fails naming the file; `git hypha gc` keeps the LFS objects refs reach and
+//! prunes the others after the grace period (issue 22); a remote given as a bare URL carries
+//! its LFS objects (issue 22); no token lands on disk; a `git hypha login` token serves
+//! git-lfs too. Objects live where Hypha keeps them (`{id}/git/lfs/objects/aa/bb/oid`).
 //!
 //! Runs on every backend of the suite: against `git hypha serve` (local disk, S3) the LFS
 //! routes are ours; in Hypha mode they are Hypha's own LFS endpoint over the same storage.
@@ -104,7 +105,7 @@ fn lfs_push_clone_pull_need_no_setup() {
     env.git(&work, &["lfs", "fetch", "--all"]);
     env.git(&work, &["lfs", "push", "--all", "origin"]);
 
-    // gc merges packs and never touches LFS objects.
+    // gc merges packs and keeps every LFS object a ref reaches.
     env.git_hypha(&["gc", &url]).ok();
     let oid = oid_of(&env, &work.join("a.bin"));
     assert!(stored_object(&env, "lfs", &oid).is_file(), "gc kept a.bin");
@@ -250,4 +251,192 @@ fn lfs_garbage_is_never_served_and_is_replaced() {
         std::fs::read(lazy.join("w.bin")).expect("w.bin"),
         noise(SIZE, 11)
     );
+}
+
+/// Issue 22: a remote given only as a URL (`git push hypha::URL main`, no `git remote add`)
+/// carries its LFS objects with no setup: the helper records git-lfs's settings under the
+/// URL, which is the name git and the pre-push hook give such a remote. Then `git lfs push
+/// URL --all`, and on the reading side `git fetch URL` followed by `git lfs fetch URL`.
+/// `git fetch --all` does not contact the recorded URL, and a second push writes nothing.
+#[test]
+fn lfs_bare_url_pushes_and_fetches_need_no_setup() {
+    let env = TestEnv::new();
+    lfs_install(&env);
+    let url = env.create("lfsurl");
+    let work = env.init("work");
+    env.git(&work, &["lfs", "track", "*.bin"]);
+    std::fs::write(work.join("a.bin"), noise(SIZE, 21)).expect("write");
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "a"]);
+    env.git(&work, &["push", "-q", &url, "main"]);
+    let a = oid_of(&env, &work.join("a.bin"));
+    assert!(
+        stored_object(&env, "lfsurl", &a).is_file(),
+        "a.bin uploaded"
+    );
+    let key = format!("remote.{url}.lfsurl");
+    let lfsurl = env.git(&work, &["config", &key]).stdout;
+    assert!(
+        lfsurl.trim().ends_with("/git/lfsurl.git/info/lfs"),
+        "{lfsurl}"
+    );
+    let config = std::fs::read_to_string(work.join(".git/config")).expect("config");
+    assert!(!config.contains(env.token()), "no token on disk: {config}");
+
+    // Recorded once: a second push changes no byte of the config.
+    std::fs::write(work.join("b.bin"), noise(SIZE, 22)).expect("write");
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "b"]);
+    env.git(&work, &["push", "-q", &url, "main"]);
+    let b = oid_of(&env, &work.join("b.bin"));
+    assert!(
+        stored_object(&env, "lfsurl", &b).is_file(),
+        "b.bin uploaded"
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join(".git/config")).expect("config"),
+        config
+    );
+
+    // `git lfs push URL --all` uploads what the store lacks.
+    std::fs::remove_file(stored_object(&env, "lfsurl", &a)).expect("remove a.bin's object");
+    env.git(&work, &["lfs", "push", &url, "--all"]);
+    assert!(stored_object(&env, "lfsurl", &a).is_file(), "a.bin again");
+
+    // The URL's section is no remote to `git fetch --all`: the helper does not run.
+    let out = env
+        .cmd(&work, &["fetch", "--all"])
+        .env("GIT_TRACE", "1")
+        .ok();
+    assert!(!out.stderr.contains("remote-hypha"), "{out}");
+
+    // A repository that only fetches by URL: `git fetch URL` records, `git lfs fetch URL`
+    // and a checkout find the content.
+    let reader = env.init("reader");
+    env.git(
+        &reader,
+        &["fetch", "-q", &url, "main:refs/remotes/by-url/main"],
+    );
+    env.git(&reader, &["lfs", "fetch", &url, "refs/remotes/by-url/main"]);
+    env.git(&reader, &["checkout", "-q", "by-url/main"]);
+    assert_eq!(
+        std::fs::read(reader.join("b.bin")).expect("b.bin"),
+        noise(SIZE, 22)
+    );
+}
+
+/// Where the store keeps the verification marker of LFS object `oid` of `alias`.
+fn stored_marker(env: &TestEnv, alias: &str, oid: &str) -> PathBuf {
+    let object = stored_object(env, alias, oid);
+    let rel = object
+        .strip_prefix(env.stored_repo(alias).parent().expect("parent"))
+        .expect("under the repository")
+        .to_string_lossy()
+        .replace("git/lfs/objects/", "git/lfs/verified/");
+    env.stored_repo(alias).parent().expect("parent").join(rel)
+}
+
+/// A pushed LFS file, then history rewritten without it and force-pushed: its object is
+/// unreachable (its pointer stays in the packs, which keep unreachable objects). Another
+/// file stays on `main`, a third is on branch `side` only. Returns the work tree, the URL
+/// and the oids: the dropped one first. (Seeds differ in more than their lowest bit: `noise`
+/// sets it, so 52 and 53 would be one file.)
+fn pushed_then_dropped(env: &TestEnv, alias: &str) -> (PathBuf, String, Vec<String>) {
+    lfs_install(env);
+    let url = env.create(alias);
+    let work = lfs_repo(env, "work", &url, &[("gone.bin", 51), ("kept.bin", 52)]);
+    env.git(&work, &["push", "-q", "-u", "origin", "main"]);
+    let gone = oid_of(env, &work.join("gone.bin"));
+    let kept = oid_of(env, &work.join("kept.bin"));
+    env.git(&work, &["rm", "-q", "gone.bin"]);
+    env.git(
+        &work,
+        &["commit", "-q", "--amend", "-m", "without gone.bin"],
+    );
+    env.git(&work, &["push", "-q", "--force", "origin", "main"]);
+    env.git(&work, &["checkout", "-q", "-b", "side"]);
+    std::fs::write(work.join("side.bin"), noise(SIZE, 54)).expect("write");
+    env.git(&work, &["add", "-A"]);
+    env.git(&work, &["commit", "-q", "-m", "side"]);
+    env.git(&work, &["push", "-q", "origin", "side"]);
+    let side = oid_of(env, &work.join("side.bin"));
+    env.git(&work, &["checkout", "-q", "main"]);
+    for oid in [&gone, &kept, &side] {
+        assert!(stored_object(env, alias, oid).is_file(), "{oid} stored");
+    }
+    (work, url, vec![gone, kept, side])
+}
+
+/// Issue 22: `git hypha gc` prunes LFS objects no ref reaches, like retired packs over two
+/// runs past the grace period (0 here): the first marks, the second deletes the object and
+/// its verification marker; objects reached from any branch stay, and a clone still works.
+#[test]
+fn lfs_gc_deletes_objects_no_ref_reaches() {
+    let env = TestEnv::with_serve_args(&["--gc-grace-secs".into(), "0".into()]);
+    let (_work, url, oids) = pushed_then_dropped(&env, "lfsgc");
+    let (gone, kept) = (&oids[0], &oids[1..]);
+    assert!(
+        stored_marker(&env, "lfsgc", gone).is_file(),
+        "verified on push"
+    );
+
+    let out = env.git_hypha(&["gc", &url]).ok();
+    assert!(
+        out.stderr
+            .contains("LFS: 3 object(s), 2 reachable; deleted 0 (0 bytes); 1 unreachable"),
+        "first run marks\n{out}"
+    );
+    assert!(stored_object(&env, "lfsgc", gone).is_file(), "marked only");
+
+    let out = env.git_hypha(&["gc", &url]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "LFS: 3 object(s), 2 reachable; deleted 1 ({SIZE} bytes); 0 unreachable"
+        )),
+        "second run deletes\n{out}"
+    );
+    assert!(!stored_object(&env, "lfsgc", gone).exists(), "deleted");
+    assert!(!stored_marker(&env, "lfsgc", gone).exists(), "marker too");
+    for oid in kept {
+        assert!(stored_object(&env, "lfsgc", oid).is_file(), "kept {oid}");
+    }
+    let copy = env.path("copy");
+    env.clone(&url, &copy);
+    assert_eq!(
+        std::fs::read(copy.join("kept.bin")).expect("kept.bin"),
+        noise(SIZE, 52)
+    );
+    env.git(&copy, &["checkout", "-q", "side"]);
+    assert_eq!(
+        std::fs::read(copy.join("side.bin")).expect("side.bin"),
+        noise(SIZE, 54)
+    );
+
+    // Nothing left to do: a third run deletes nothing and says so.
+    let out = env.git_hypha(&["gc", &url]).ok();
+    assert!(
+        out.stderr
+            .contains("LFS: 2 object(s), 2 reachable; deleted 0 (0 bytes); 0 unreachable"),
+        "{out}"
+    );
+}
+
+/// With the default grace period an unreachable object survives gc (it waits its grace
+/// period since it was found unreachable): what keeps the objects of a push in flight, which
+/// git-lfs uploads before the push moves any ref. Runs through the Hypha plugin too.
+#[test]
+fn lfs_gc_keeps_unreachable_objects_during_the_grace_period() {
+    let env = TestEnv::new();
+    let (_work, url, oids) = pushed_then_dropped(&env, "lfsyoung");
+    for _ in 0..2 {
+        let out = env.git_hypha(&["gc", &url]).ok();
+        assert!(
+            out.stderr
+                .contains("LFS: 3 object(s), 2 reachable; deleted 0 (0 bytes); 1 unreachable"),
+            "{out}"
+        );
+    }
+    for oid in &oids {
+        assert!(stored_object(&env, "lfsyoung", oid).is_file(), "kept {oid}");
+    }
 }

@@ -1,6 +1,8 @@
 //! `git hypha gc`: merge a repository's packs client-side ([`hypha_git::gc`]) and report what
-//! was merged, kept and retired.
+//! was merged, kept and retired; after a full merge, have the server prune the LFS objects no
+//! ref reaches and report that too.
 
+use hypha_git::api::LfsPruneResponse;
 use hypha_git::client::{Api, Client};
 use hypha_git::config;
 use hypha_git::gc;
@@ -65,5 +67,32 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
             retired.grace_secs
         ),
     }
+    // Only after a full compaction: the server copies and walks every pack, which `--auto`
+    // and `--geometric` are meant to spare.
+    if mode == gc::Mode::All {
+        report_lfs(&name, runtime.block_on(gc::prune_lfs(&client))?);
+    }
     Ok(())
+}
+
+/// One line on what the server's LFS prune did; nothing for a repository without LFS objects.
+fn report_lfs(name: &str, done: Option<LfsPruneResponse>) {
+    let Some(done) = done else {
+        eprintln!("{name}: the server does not prune LFS objects (an older server)");
+        return;
+    };
+    if let Some(why) = done.skipped {
+        eprintln!("{name}: LFS objects not pruned this time: {why}");
+    } else if done.objects > 0 {
+        eprintln!(
+            "{name}: LFS: {} object(s), {} reachable; deleted {} ({} bytes); {} unreachable \
+             kept for a later gc (grace {} s)",
+            done.objects,
+            done.reachable,
+            done.deleted.len(),
+            done.deleted_bytes,
+            done.waiting,
+            done.grace_secs
+        );
+    }
 }

@@ -51,7 +51,8 @@ enum Command {
     /// its artifact manager (`config.storage = "git"`).
     Create(create::Args),
     /// Merge a repository's packs into one, so clones and fetches stay fast after many
-    /// pushes. Old packs are deleted by the server after its grace period.
+    /// pushes. Old packs are deleted by the server after its grace period; after a full
+    /// merge, so are the LFS objects no ref reaches any more.
     Gc(gc::Args),
     /// Log in through the server's login service (a browser) and keep the token for this
     /// server under the user's configuration directory; the helper uses it last.
