@@ -16,7 +16,9 @@
 //! aborted by the same sweep as on S3 (`Multipart::abort_stale_uploads`).
 
 use super::{io_error, metadata_etag, LocalDisk, HEAD_HASH_LIMIT};
-use crate::storage::s3::multipart::{Multipart, MultipartUpload, MAX_PARTS, MAX_PART_SIZE};
+use crate::storage::s3::multipart::{
+    check_parts, Multipart, MultipartUpload, MAX_PARTS, MAX_PART_SIZE,
+};
 use crate::storage::{check_key, Error, PresignMethod, PresignedTransfer, PutMode};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -129,27 +131,7 @@ impl LocalDisk {
         replace: bool,
     ) -> Result<String, Error> {
         let stored = self.parts_of(key, upload_id)?;
-        for (i, &want) in part_sizes.iter().enumerate() {
-            let n = i as u32 + 1;
-            match stored.get(&n) {
-                Some(&size) if size == want => {}
-                Some(size) => {
-                    return Err(Error::Invalid {
-                        detail: format!("{key}: part {n} has {size} bytes, expected {want}"),
-                    })
-                }
-                None => {
-                    return Err(Error::Invalid {
-                        detail: format!("{key}: part {n} was not uploaded"),
-                    })
-                }
-            }
-        }
-        if let Some(extra) = stored.keys().find(|n| **n as usize > part_sizes.len()) {
-            return Err(Error::Invalid {
-                detail: format!("{key}: unexpected part {extra}"),
-            });
-        }
+        check_parts(key, part_sizes, &stored)?;
         let path = self.inner.path(key)?;
         if !replace && path.exists() {
             return Err(Error::AlreadyExists { key: key.into() });

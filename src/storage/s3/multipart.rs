@@ -173,6 +173,36 @@ pub trait Multipart: Send + Sync {
     }
 }
 
+/// The rule every store completes by: part `i + 1` is stored with exactly `part_sizes[i]`
+/// bytes, and there is no part beyond. [`Error::Invalid`] names the first part that is not.
+pub(crate) fn check_parts(
+    key: &str,
+    part_sizes: &[u64],
+    stored: &BTreeMap<u32, u64>,
+) -> Result<(), Error> {
+    for (n, &want) in (1u32..).zip(part_sizes) {
+        match stored.get(&n) {
+            Some(&size) if size == want => {}
+            Some(size) => {
+                return Err(Error::Invalid {
+                    detail: format!("{key}: part {n} has {size} bytes, expected {want}"),
+                })
+            }
+            None => {
+                return Err(Error::Invalid {
+                    detail: format!("{key}: part {n} was not uploaded"),
+                })
+            }
+        }
+    }
+    if let Some(extra) = stored.keys().find(|n| **n as usize > part_sizes.len()) {
+        return Err(Error::Invalid {
+            detail: format!("{key}: unexpected part {extra}"),
+        });
+    }
+    Ok(())
+}
+
 fn check_upload_id(key: &str, upload_id: &str) -> Result<(), Error> {
     if upload_id.is_empty()
         || upload_id.len() > 1024
@@ -304,33 +334,19 @@ impl Multipart for S3 {
             });
         }
         let stored = self.parts(key, &full, upload_id).await?;
-        let mut completed = Vec::with_capacity(part_sizes.len());
-        for (i, &want) in part_sizes.iter().enumerate() {
-            let n = i32::try_from(i + 1).map_err(|e| Error::backend(key, e))?;
-            match stored.get(&n) {
-                Some((etag, size)) if *size == want => completed.push(
-                    CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(etag.clone())
-                        .build(),
-                ),
-                Some((_, size)) => {
-                    return Err(Error::Invalid {
-                        detail: format!("{key}: part {n} has {size} bytes, expected {want}"),
-                    })
-                }
-                None => {
-                    return Err(Error::Invalid {
-                        detail: format!("{key}: part {n} was not uploaded"),
-                    })
-                }
-            }
-        }
-        if let Some(extra) = stored.keys().find(|n| **n as usize > part_sizes.len()) {
-            return Err(Error::Invalid {
-                detail: format!("{key}: unexpected part {extra}"),
-            });
-        }
+        let sizes = stored
+            .iter()
+            .filter_map(|(n, (_, size))| Some((u32::try_from(*n).ok()?, *size)))
+            .collect();
+        check_parts(key, part_sizes, &sizes)?;
+        let completed = (1..=part_sizes.len() as i32)
+            .map(|n| {
+                CompletedPart::builder()
+                    .part_number(n)
+                    .set_e_tag(stored.get(&n).and_then(|(etag, _)| etag.clone()))
+                    .build()
+            })
+            .collect();
         let out = self
             .client
             .complete_multipart_upload()
