@@ -118,14 +118,14 @@ for r in $(seq "$runs"); do
     t0=$(now)
     # shellcheck disable=SC2046
     python3 "$here/rss_sample.py" -- git $(use "$kind" upload) -C "$src" push -q origin main 2>"$work/push.err" ||
-      die "push $kind: $(tail -n 5 "$work/push.err")"
+      die "push $kind: $(grep -v "^rss" "$work/push.err" | tail -n 5)"
     t1=$(now)
     rm -rf "$work/clone"
     GIT_LFS_SKIP_SMUDGE=1 git clone -q "hypha::$url/bench/$alias" "$work/clone" 2>/dev/null
     t2=$(now)
     # shellcheck disable=SC2046
     python3 "$here/rss_sample.py" -- git $(use "$kind" download) -C "$work/clone" lfs fetch 2>"$work/pull.err" ||
-      die "fetch $kind: $(tail -n 5 "$work/pull.err")"
+      die "fetch $kind: $(grep -v "^rss" "$work/pull.err" | tail -n 5)"
     t3=$(now)
     [ -f "$work/clone/.git/lfs/objects/${oid:0:2}/${oid:2:2}/$oid" ] || die "fetch $kind: no object"
     agent_push=$(peak git-hypha "$work/push.err"); agent_pull=$(peak git-hypha "$work/pull.err")
@@ -194,8 +194,7 @@ print("| transfer | push s | fetch s | agent peak MiB (push / fetch) |")
 print("|---|---:|---:|---:|")
 kinds = [k for k in ("hypha", "basic") if any(r[0] == k for r in rows)]
 for k in kinds:
-    a, b = med(k, 4), med(k, 5)
-    mem = f"{a:.0f} / {b:.0f}" if a is not None else "-"
+    mem = " / ".join("-" if v is None else f"{v:.0f}" for v in (med(k, 4), med(k, 5)))
     print(f"| {k} | {med(k, 2):.2f} | {med(k, 3):.2f} | {mem} |")
 if "basic" in kinds:
     print()

@@ -28,6 +28,9 @@ pub const THRESHOLD: u64 = 64 * 1024 * 1024;
 /// budget; S3's minimum for all but the last part is [`MIN_PART_SIZE`].
 pub const DEFAULT_PART_SIZE: u64 = 16 * 1024 * 1024;
 
+/// How long one attempt at assembling an upload may take.
+const COMPLETE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -360,6 +363,17 @@ impl Multipart for S3 {
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(completed))
                     .build(),
+            )
+            .customize()
+            // Assembling gigabytes takes the store a while (s3s-fs: over a minute for 6 GiB;
+            // S3 keeps the connection alive with whitespace): past the usual 60 s attempt
+            // limit, a retry would find the upload gone and fail a completion that worked.
+            .config_override(
+                aws_sdk_s3::config::Builder::default().timeout_config(
+                    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                        .operation_attempt_timeout(COMPLETE_TIMEOUT)
+                        .build(),
+                ),
             )
             .send()
             .await
