@@ -90,7 +90,7 @@ export HYPHA_E2E_STORE_ROOT="$S3S_DATA/e2e-{unique}"
 # The one-branch race at CI size (16 clients x 4 rounds) ran above on local disk; on S3 a
 # smaller one checks the same code path against the other backend within CI's time.
 export HYPHA_E2E_RACE=8x2
-ON_DISK_ONLY=(unusual_ref_names_match_git a_merge_of_many_copies_of_a_file_keeps_one cut_lfs_transfers_resume_with_what_is_missing)
+ON_DISK_ONLY=(unusual_ref_names_match_git a_merge_of_many_copies_of_a_file_keeps_one cut_lfs_transfers_resume_with_what_is_missing a_cut_pack_download_resumes_where_it_was_cut)
 on_disk_filter=$(printf 'test(%s) | ' "${ON_DISK_ONLY[@]}")
 on_disk_filter=${on_disk_filter% | }
 on_disk_skips=()

@@ -6,6 +6,10 @@
 //! lands in the repository, and a pack whose objects differ from what its idx lists is
 //! removed again. The bytes move through `client` (renewal and retries are its business);
 //! which packs are worth taking is `negotiate::fetch`'s. Never touches refs.
+//!
+//! A large pack (from [`partial::RESUME_MIN`]) is also saved as it comes
+//! ([`partial`]): a download cut by the network, Ctrl-C or a kill is resumed by the next fetch
+//! with a range read of the rest, and the indexer still reads (and verifies) the whole pack.
 
 use crate::api::PackInfo;
 use crate::client::{self, Client};
@@ -15,8 +19,10 @@ use crate::progress::{Bar, Progress};
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+pub mod partial;
 
 /// Packs downloaded at once: enough to hide request latency, few enough for 2 cores.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -48,6 +54,32 @@ pub enum Error {
         repo: String,
         oid: String,
     },
+    /// A large pack's download was cut; the bytes received are kept for the next fetch.
+    #[error("download of pack {pack} of '{repo}' was cut after {saved} of {size} bytes; the next fetch resumes it")]
+    Cut {
+        pack: String,
+        repo: String,
+        saved: u64,
+        size: u64,
+        #[source]
+        source: pack::receive::Error,
+    },
+    /// A resumed pack failed to index: the saved part may be what is wrong, so it is gone.
+    #[error("pack {pack} of '{repo}' could not be stored (resumed from {saved} saved bytes, now discarded: the next fetch downloads it whole)")]
+    Resumed {
+        pack: String,
+        repo: String,
+        saved: u64,
+        #[source]
+        source: pack::receive::Error,
+    },
+    /// The file keeping a partial download could not be used.
+    #[error("the partial download of pack {pack} is unusable")]
+    Partial {
+        pack: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("indexing task failed")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -66,6 +98,9 @@ pub struct Settings {
     /// Packs up to this size are downloaded without reading their idx first (0: none);
     /// see [`DIRECT_MAX`].
     pub direct_max: u64,
+    /// Packs from this size on are saved as they come and resumed by the next fetch when cut
+    /// ([`partial::resume_min_from_env`]; `u64::MAX`: none).
+    pub resume_min: u64,
 }
 
 /// A pack this batch added to the repository (it was not there before).
@@ -182,10 +217,12 @@ pub async fn all(
     packs: &[PackInfo],
     progress: Progress,
 ) -> Result<Vec<PathBuf>, Error> {
-    // Every pack is taken: an idx read first decides nothing.
+    // Every pack is taken: an idx read first decides nothing. The packs go into a scratch
+    // repository: nothing there for a later run to resume.
     let settings = Settings {
         progress,
         direct_max: DIRECT_MAX,
+        resume_min: u64::MAX,
     };
     let mut written = Vec::new();
     let choice = Choice {
@@ -245,6 +282,10 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
     } = choice;
     let pack_dir = &git_dir.join("objects").join("pack");
     let repo_name = client.remote().display_name();
+    let partials = &partial::dir(git_dir);
+    if settings.resume_min != u64::MAX {
+        partial::prune(partials, std::time::SystemTime::now(), partial::MAX_AGE);
+    }
     // One counter for all parallel downloads; its total grows as packs are chosen.
     let bar = settings.progress.bytes("Receiving packs", 0);
     let results: Vec<Result<Option<Downloaded>, Error>> =
@@ -275,9 +316,12 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
                         (Some(listed), largest_entry)
                     };
                     bar.add_total(info.pack_size);
+                    let to = Target {
+                        pack_dir,
+                        partials: (info.pack_size >= settings.resume_min).then_some(partials),
+                    };
                     let Some(indexed) =
-                        download_one(client, pack_dir, &info, largest_entry, &repo_name, &bar)
-                            .await?
+                        download_one(client, to, &info, largest_entry, &repo_name, &bar).await?
                     else {
                         return Ok(None);
                     };
@@ -421,11 +465,20 @@ fn check_listed(
     })
 }
 
+/// Where a download goes: the pack directory, and where to save it as it comes (`None`: a
+/// pack too small to be worth resuming).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    pack_dir: &'a Path,
+    partials: Option<&'a Path>,
+}
+
 /// Stream one pack into the indexer (gix, or `git index-pack` for packs with an entry over
-/// 16 MiB: see `pack::receive_git`); retried whole on a transient failure (`client::get_into`).
+/// 16 MiB: see `pack::receive_git`); retried whole on a transient failure (`client::get_into`),
+/// or resumed ([`download_resuming`]) when it is large.
 async fn download_one(
     client: &Client,
-    pack_dir: &Path,
+    to: Target<'_>,
     info: &PackInfo,
     largest_entry: u64,
     repo_name: &str,
@@ -435,7 +488,28 @@ async fn download_one(
         return Ok(None);
     };
     let what = format!("pack {} of '{repo_name}'", info.name);
-    let (pack_dir, name) = (pack_dir.to_owned(), info.name.clone());
+    if let Some(dir) = to.partials {
+        match partial::Partial::open(dir, &info.name, info.pack_size) {
+            Ok(Some(saved)) => {
+                let pack = Pack {
+                    info,
+                    largest_entry,
+                    repo_name,
+                    what: &what,
+                };
+                return download_resuming(client, to.pack_dir, pack, url, saved, bar)
+                    .await
+                    .map(Some);
+            }
+            // Another fetch is saving this pack: this one downloads it whole.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "hypha: cannot keep a partial download of {} ({e}); a cut download starts over",
+                info.name
+            ),
+        }
+    }
+    let (pack_dir, name) = (to.pack_dir.to_owned(), info.name.clone());
     let receive = move |input: &mut dyn std::io::BufRead| {
         let interrupt = Arc::new(AtomicBool::new(false));
         pack::receive_stream(input, &pack_dir, &name, largest_entry, &interrupt)
@@ -449,5 +523,132 @@ async fn download_one(
             repo: repo_name.to_owned(),
             source,
         }),
+    }
+}
+
+/// The pack [`download_resuming`] gets, and the words its errors use.
+#[derive(Clone, Copy)]
+struct Pack<'a> {
+    info: &'a PackInfo,
+    largest_entry: u64,
+    repo_name: &'a str,
+    what: &'a str,
+}
+
+/// Download a large pack into the indexer, saving it in `saved` as it comes: the bytes saved by
+/// an earlier, cut download are read from disk and only the rest from the store (a range
+/// read). A cut is retried once in this run, from where it was cut; when that fails too the
+/// partial stays for the next fetch ([`Error::Cut`]). A pack the indexer refuses takes its
+/// partial with it, and so does success.
+async fn download_resuming(
+    client: &Client,
+    pack_dir: &Path,
+    pack: Pack<'_>,
+    mut url: String,
+    mut partial: partial::Partial,
+    bar: &Bar,
+) -> Result<pack::Indexed, Error> {
+    let Pack {
+        info,
+        largest_entry,
+        repo_name,
+        what,
+    } = pack;
+    let size = info.pack_size;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let start = partial
+            .saved()
+            .map_err(|source| partial_error(info, source))?;
+        let stream = if start >= size {
+            None
+        } else {
+            match client::get_from(client, &info.name, &mut url, (start, size), what).await {
+                Ok(stream) => Some(stream),
+                Err(e @ client::Error::Range { .. }) => {
+                    // Say why without the URL (the error never carries it), then start over.
+                    tracing::info!("hypha: {e}; downloading {} whole", info.name);
+                    partial
+                        .reset()
+                        .map_err(|source| partial_error(info, source))?;
+                    let start = 0;
+                    Some(client::get_from(client, &info.name, &mut url, (start, size), what).await?)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let start = partial
+            .saved()
+            .map_err(|source| partial_error(info, source))?;
+        if start > 0 && attempt == 1 {
+            tracing::info!("hypha: resuming {} at byte {start} of {size}", info.name);
+            bar.inc(start);
+        }
+        let counted = bar.clone();
+        let rest = stream.map(|stream| {
+            tokio_util::io::StreamReader::new(stream.inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    counted.inc(chunk.len() as u64)
+                }
+            }))
+        });
+        let cut = Arc::new(AtomicBool::new(false));
+        let (dir, name, seen_cut) = (pack_dir.to_owned(), info.name.clone(), cut.clone());
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let rest: Box<dyn std::io::Read> = match rest {
+                Some(rest) => Box::new(tokio_util::io::SyncIoBridge::new(rest)),
+                None => Box::new(std::io::empty()),
+            };
+            let result = partial.reader(start, rest, seen_cut).map(|reader| {
+                let mut input = std::io::BufReader::with_capacity(1 << 20, reader);
+                let interrupt = Arc::new(AtomicBool::new(false));
+                pack::receive_stream(&mut input, &dir, &name, largest_entry, &interrupt)
+            });
+            (partial, result)
+        })
+        .await?;
+        partial = back;
+        let result = result.map_err(|source| partial_error(info, source))?;
+        match result {
+            Ok(indexed) => {
+                partial.remove();
+                return Ok(indexed);
+            }
+            Err(_) if cut.load(Ordering::SeqCst) && attempt < 2 => continue,
+            Err(source) if cut.load(Ordering::SeqCst) => {
+                return Err(Error::Cut {
+                    pack: info.name.clone(),
+                    repo: repo_name.to_owned(),
+                    saved: partial.saved().unwrap_or(0),
+                    size,
+                    source,
+                })
+            }
+            Err(source) => {
+                partial.remove();
+                return Err(if start > 0 {
+                    Error::Resumed {
+                        pack: info.name.clone(),
+                        repo: repo_name.to_owned(),
+                        saved: start,
+                        source,
+                    }
+                } else {
+                    Error::Index {
+                        pack: info.name.clone(),
+                        repo: repo_name.to_owned(),
+                        source,
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn partial_error(info: &PackInfo, source: std::io::Error) -> Error {
+    Error::Partial {
+        pack: info.name.clone(),
+        source,
     }
 }

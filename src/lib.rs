@@ -17,7 +17,7 @@
 //! | [`helper`] | the session with git: protocol grammar, options, list/fetch/push glue | axum, storage |
 //! | [`negotiate`] | pure decisions: wants, packs to get, push plan, fast-forward and lease rules | git, network |
 //! | [`pack`] | pack files: build, receive (gix / git index-pack), repack, idx parsing | network, `api` |
-//! | [`fetch_packs`] | verified parallel pack downloads into a local repository | gix repository walks |
+//! | [`fetch_packs`] | verified parallel pack downloads into a local repository, large ones resumable | gix repository walks |
 //! | [`fetch_shallow`] | shallow and partial fetches: a client-side walk over stored packs, entries by range | whole-pack downloads, refs |
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`compaction`] | the one compaction engine: which packs to merge, git merging them, over any [`compaction::Packs`] | network, storage |

@@ -208,6 +208,70 @@ where
     }
 }
 
+/// Start a `GET` of `url` (the pack `name`, `total` bytes) from byte `start` on: the whole
+/// object when `start` is 0, else `Range: bytes=start-(total-1)` (a download resumed where an
+/// earlier one was cut). The store must answer a range with 206 and say it sends exactly the
+/// rest (`Content-Range`, `Content-Length`); anything else is [`Error::Range`], not retried.
+/// Counting the bytes as they stream is the reader's business. Transient failures are
+/// retried and an expired URL renewed in place, as for [`get_renewing`].
+pub async fn get_from(
+    client: &Client,
+    name: &str,
+    url: &mut String,
+    (start, total): (u64, u64),
+    what: &str,
+) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>, Error> {
+    if start == 0 {
+        return Ok(get_renewing(client, name, Object::Pack, url, what)
+            .await?
+            .boxed());
+    }
+    let last = total.saturating_sub(1);
+    let range = format!("bytes {start}-{last}");
+    let resp = renewing(client, name, Object::Pack, url, |url| async move {
+        let req = client
+            .http_for(&url)?
+            .get(&url)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
+        send(req, what).await
+    })
+    .await?;
+    let refuse = |problem: String| Error::Range {
+        what: what.to_owned(),
+        range: range.clone(),
+        problem,
+    };
+    let status = resp.status().as_u16();
+    if status != 206 {
+        return Err(refuse(format!(
+            "the store answered HTTP status {status} instead of 206"
+        )));
+    }
+    let header = |h| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let expected = format!("bytes {start}-{last}/{total}");
+    match header(reqwest::header::CONTENT_RANGE) {
+        Some(got) if got.trim() == expected => {}
+        got => {
+            return Err(refuse(format!(
+                "the store sent range {} instead",
+                got.as_deref().unwrap_or("(none)")
+            )))
+        }
+    }
+    let rest = total - start;
+    if let Some(len) = resp.content_length().filter(|&len| len != rest) {
+        return Err(refuse(format!(
+            "the store sends {len} bytes instead of {rest}"
+        )));
+    }
+    Ok(body_stream(resp, what).boxed())
+}
+
 /// Bytes `start..start + len` of `url` (`object` of the pack `name`), with `Range`. The store
 /// must answer 206 with exactly those bytes: a 200 (the whole object) or a shorter body (a
 /// range past the end) is an error naming the pack and the range, not retried. Transient
@@ -378,6 +442,35 @@ mod tests {
         }
         let nothing = get_range(&client, &info.name, Object::Pack, &mut url, (5, 0), "p").await;
         assert!(nothing.expect("empty range").is_empty());
+    }
+
+    /// A resumed download: the rest of the pack from a byte on, or the whole of it from 0; a
+    /// store that answers with the whole object (200) is refused, so the caller starts over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_from_streams_the_rest_of_a_pack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, info, pack) = with_one_pack(dir.path()).await;
+        let mut url = info.pack_url.clone().expect("url");
+        let total = pack.len() as u64;
+        for start in [0, 1, 100, total - 1] {
+            let stream = get_from(&client, &info.name, &mut url, (start, total), "p")
+                .await
+                .expect("get");
+            let got = collect(stream, "p", total).await.expect("body");
+            assert_eq!(got, &pack[start as usize..], "from {start}");
+        }
+        let whole =
+            axum::Router::new().route("/object", axum::routing::get(|| async { vec![7u8; 64] }));
+        let mut url = format!("{}/object", listen(whole).await);
+        let err = get_from(&client, &info.name, &mut url, (8, 64), "p")
+            .await
+            .err()
+            .expect("200");
+        assert!(matches!(err, Error::Range { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("status 200 instead of 206"),
+            "{err}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,9 @@ mod upload;
 pub use auth_problem::AuthProblem;
 pub use stock::{classify as classify_probe, Access, Api, UploadPackAnswer};
 
-pub use download::{download_stream, get_into, get_range, get_renewing, get_whole, Object};
+pub use download::{
+    download_stream, get_from, get_into, get_range, get_renewing, get_whole, Object,
+};
 pub use upload::{put_range, upload_pack, PackFiles, MAX_FRESH_URLS, PARALLEL_PARTS};
 
 use crate::api::{self, ErrorBody, ErrorCode, RefsRequest, Route};

@@ -276,6 +276,7 @@ async fn fetch_all(
         } else {
             fetch_packs::DIRECT_MAX
         },
+        resume_min: fetch_packs::partial::resume_min_from_env(),
     };
     let mut got = Got::default();
     let choice = fetch_packs::Choice {

@@ -630,3 +630,93 @@ fn expired_urls_are_renewed() {
     assert_eq!(f.env.rev(&clone, "HEAD"), f.env.rev(&src, "HEAD"));
     assert_eq!(count("packs"), packs_before + 2, "{}", f.env.server_log());
 }
+
+/// Issue 22: a large pack whose download is cut is saved as it came, and the rest comes by a
+/// range read: within one fetch (its one retry), and across fetches when the retry is cut too.
+/// `HYPHA_RESUME_MIN_BYTES` lowers the size from which packs are saved (64 MiB) to 1 MB.
+#[test]
+fn a_cut_pack_download_resumes_where_it_was_cut() {
+    if skip_without_proxied_transfers("a_cut_pack_download_resumes_where_it_was_cut") {
+        return;
+    }
+    const RESUME_MIN: &str = "1000000";
+    let f = Faulty::new();
+    let env = &f.env;
+    env.create("resume");
+    let url = f.url("resume");
+    let src = env.init("resume-src");
+    // One pack of about 3 MiB: incompressible, so the pack is as large as the file.
+    std::fs::write(src.join("big.bin"), crate::harness::noise(3 << 20, 22)).expect("write");
+    env.git(&src, &["add", "big.bin"]);
+    env.git(&src, &["commit", "-q", "-m", "big"]);
+    env.git(&src, &["remote", "add", "origin", &url]);
+    env.git(&src, &["push", "-q", "origin", "main"]);
+    let head = env.rev(&src, "HEAD");
+    let fetch = |dir: &Path| {
+        env.cmd(dir, &["fetch", "origin"])
+            .env("HYPHA_RESUME_MIN_BYTES", RESUME_MIN)
+    };
+    let partials = |dir: &Path| files_under(&git_dir(env, dir).join("hypha/partial"));
+
+    // Cut once: the fetch's own retry asks for the rest only.
+    let once = env.init("once");
+    env.git(&once, &["remote", "add", "origin", &url]);
+    f.proxy.inject("GET", ".pack", Some(1), Fault::Truncate);
+    fetch(&once).ok();
+    let ranges = f.proxy.ranges("GET", ".pack");
+    assert_eq!(ranges.len(), 1, "one range read: {:#?}", f.proxy.seen());
+    assert!(!ranges[0].starts_with("bytes=0-"), "{ranges:?}");
+    assert_eq!(env.rev(&once, "origin/main"), head);
+    env.fsck(&once);
+    assert!(partials(&once).is_empty(), "{:?}", partials(&once));
+
+    // Cut twice: the fetch fails and says the next one resumes; the next one does, from
+    // where the second cut left it.
+    let twice = env.init("twice");
+    env.git(&twice, &["remote", "add", "origin", &url]);
+    let gets = f.proxy.count("GET", ".pack");
+    f.proxy.inject("GET", ".pack", Some(2), Fault::Truncate);
+    let failed = fetch(&twice).fails();
+    assert!(
+        failed.stderr.contains("the next fetch resumes it"),
+        "{failed}"
+    );
+    assert!(!failed.stderr.contains("_store"), "a URL leaked: {failed}");
+    assert_eq!(f.proxy.count("GET", ".pack") - gets, 2);
+    let saved = partials(&twice);
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let (file, len) = saved[0].clone();
+    assert!(file.ends_with(".part") && len > 0, "{saved:?}");
+    assert!(env.refs(&twice, &[]).trim().is_empty(), "no ref moved");
+
+    let ok = fetch(&twice).ok();
+    assert_eq!(f.proxy.count("GET", ".pack") - gets, 3, "{ok}");
+    let last = f.proxy.ranges("GET", ".pack").pop().expect("a range read");
+    assert!(
+        last.starts_with(&format!("bytes={len}-")),
+        "{last} after {len}"
+    );
+    assert_eq!(env.rev(&twice, "origin/main"), head);
+    env.fsck(&twice);
+    assert!(partials(&twice).is_empty(), "{:?}", partials(&twice));
+
+    // A partial that is not the pack's beginning fails indexing, and goes: the next fetch
+    // downloads the pack whole.
+    let bad = env.init("bad");
+    env.git(&bad, &["remote", "add", "origin", &url]);
+    let dir = git_dir(env, &bad).join("hypha/partial");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(&file), vec![b'x'; len as usize]).expect("write");
+    let failed = fetch(&bad).fails();
+    assert!(failed.stderr.contains("now discarded"), "{failed}");
+    assert!(partials(&bad).is_empty(), "{:?}", partials(&bad));
+    let ranges = f.proxy.ranges("GET", ".pack").len();
+    fetch(&bad).ok();
+    assert_eq!(
+        f.proxy.ranges("GET", ".pack").len(),
+        ranges,
+        "a whole download"
+    );
+    assert_eq!(env.rev(&bad, "origin/main"), head);
+    env.fsck(&bad);
+}

@@ -130,6 +130,8 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     /// `METHOD path` of every request seen, without query strings.
     seen: Mutex<Vec<String>>,
+    /// `METHOD path` and the `Range` header of every request that had one.
+    ranges: Mutex<Vec<(String, String)>>,
     injected: AtomicUsize,
     stop: AtomicBool,
 }
@@ -203,6 +205,19 @@ impl Proxy {
         self.shared.seen.lock().expect("seen lock").clone()
     }
 
+    /// The `Range` headers of the requests so far with `method` and a path containing `path`
+    /// (those without one left out), in order.
+    pub fn ranges(&self, method: &str, path: &str) -> Vec<String> {
+        self.shared
+            .ranges
+            .lock()
+            .expect("ranges lock")
+            .iter()
+            .filter(|(s, _)| s.starts_with(&format!("{method} ")) && s.contains(path))
+            .map(|(_, range)| range.clone())
+            .collect()
+    }
+
     /// How many requests so far had `method` and a path containing `path`.
     pub fn count(&self, method: &str, path: &str) -> usize {
         self.seen()
@@ -247,6 +262,18 @@ fn handle(mut client: TcpStream, shared: &Shared) -> std::io::Result<()> {
         .lock()
         .expect("seen lock")
         .push(format!("{} {}", req.method, req.path));
+    if let Some(range) = req.headers.iter().find_map(|h| {
+        let (name, value) = h.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("range")
+            .then(|| value.trim().to_owned())
+    }) {
+        shared
+            .ranges
+            .lock()
+            .expect("ranges lock")
+            .push((format!("{} {}", req.method, req.path), range));
+    }
     let fault = take_fault(shared, &req);
     if fault.is_some() {
         shared.injected.fetch_add(1, Ordering::SeqCst);
