@@ -8,6 +8,7 @@
 //!   endpoint, and the same path on `git hypha serve`;
 //! - `lfs.<lfsurl>.locksverify` is `false`: checking locks costs every push a request, and a
 //!   Hypha without the plugin has no locks API (opt-in where there is, README "Git LFS");
+//!   unless the user set `lfs.locksverify` themselves, which then decides;
 //! - `lfs.<lfsurl>.access` is `basic`: git-lfs sends credentials from the first request on,
 //!   as it would itself after a 401 (Hypha answers an anonymous request for a private
 //!   repository with 403, on which git-lfs would never ask for credentials);
@@ -150,7 +151,10 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     // already there (a team that turned lock verification on) is left as it is.
     for (setting, value) in [("locksverify", "false"), ("access", "basic")] {
         let key = format!("lfs.{lfsurl}.{setting}");
-        if get_all(git_dir, &key).is_empty() {
+        // A user's own `lfs.locksverify` (global or the repository's) decides for every
+        // endpoint; a per-endpoint value would override it.
+        let users = setting == "locksverify" && configured(git_dir, "lfs.locksverify");
+        if !users && get_all(git_dir, &key).is_empty() {
             writes.push(vec![key, value.to_owned()]);
         }
     }
@@ -203,6 +207,20 @@ fn recorded(git_dir: &Path, key: &str) -> Option<String> {
             .ok()?;
     let first = file.strings(key)?.into_iter().next()?;
     String::from_utf8(first.into()).ok()
+}
+
+/// Whether `key` is set in any configuration git reads for the repository (system, global,
+/// the repository's own, `git -c`).
+fn configured(git_dir: &Path, key: &str) -> bool {
+    Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["config", "--get", key])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn get_all(git_dir: &Path, key: &str) -> Vec<String> {
@@ -334,6 +352,20 @@ mod tests {
         set(&git_dir, &[verify.clone(), "true".to_owned()]).expect("git config");
         record(&git_dir, origin, &r);
         assert_eq!(get_all(&git_dir, &verify), vec!["true"]);
+        // A user's own lfs.locksverify decides: no per-endpoint value overrides it.
+        let mine = "hypha::http://127.0.0.1:9527/ws/mine";
+        let r = remote(mine);
+        set(&git_dir, &["lfs.locksverify".to_owned(), "true".to_owned()]).expect("git config");
+        record(&git_dir, mine, &r);
+        let verify = format!("lfs.{}.locksverify", endpoint(&r));
+        assert!(
+            get_all(&git_dir, &verify).is_empty(),
+            "{verify} not written"
+        );
+        assert_eq!(
+            get_all(&git_dir, &format!("lfs.{}.access", endpoint(&r))),
+            vec!["basic"]
+        );
         // One credential helper line per server root, however many sessions.
         let mut helpers = get_all(&git_dir, "credential.http://127.0.0.1:9527.helper");
         let all = helpers.len();
