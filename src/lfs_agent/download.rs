@@ -40,7 +40,7 @@ pub async fn download(
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let file = dir.join(format!("{oid}.hypha"));
     let record = dir.join(format!("{oid}.hypha-ranges"));
-    let http = crate::client::http_client_for(&action.href, session.remote.as_deref(), None)?;
+    let http = session.http(&action.href, None)?;
     if size <= RANGE {
         whole(&http, action, &file, size, bar).await?;
         return Ok(file);

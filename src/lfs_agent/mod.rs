@@ -23,6 +23,7 @@ pub mod upload;
 use crate::api::lfs::Operation;
 use crate::progress::Bar;
 use protocol::{ErrorBody, Event, InitAnswer, Request};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -37,14 +38,42 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// The error code of a failed object (git-lfs shows the message).
 const FAILED: u32 = 2;
 
+/// Largest error body read from a server or store: enough for any message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
 /// What one session knows: set by `init`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Session {
     pub operation: Operation,
     /// git-lfs's remote name, for git's `remote.<name>.proxy`.
     pub remote: Option<String>,
     /// The repository's common git directory (downloads keep their partial files there).
     pub git_dir: PathBuf,
+    /// HTTP clients by origin and read timeout: one per session, not one per object and
+    /// round (each reads git's HTTP settings and, for TLS, the system's roots).
+    clients: Mutex<HashMap<(String, Option<Duration>), reqwest::Client>>,
+}
+
+impl Session {
+    /// The client for `url` (git's HTTP settings for its origin), with `read_timeout`
+    /// instead of the default when given.
+    pub fn http(
+        &self,
+        url: &str,
+        read_timeout: Option<Duration>,
+    ) -> Result<reqwest::Client, String> {
+        let origin = url::Url::parse(url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| url.to_owned());
+        let key = (origin, read_timeout);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = crate::client::http_client_for(url, self.remote.as_deref(), read_timeout)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
 }
 
 /// Run the agent over `input` and `output` until `terminate` or the end of input.
@@ -65,6 +94,7 @@ pub fn run(input: &mut impl BufRead, output: impl Write + Send + 'static) -> Res
                             operation,
                             remote,
                             git_dir,
+                            clients: Mutex::new(HashMap::new()),
                         });
                         InitAnswer { error: None }
                     }
@@ -203,7 +233,8 @@ fn git_common_dir() -> Result<PathBuf, String> {
 /// The `message` of a server's error body, else the status: what git-lfs shows the user.
 pub(crate) async fn server_error(what: &str, resp: reqwest::Response) -> String {
     let status = resp.status();
-    let body = resp.bytes().await.unwrap_or_default();
+    // At most MAX_ERROR_BODY: a body too long or cut short leaves just the status.
+    let body = read_bounded(resp, MAX_ERROR_BODY).await.unwrap_or_default();
     let message = serde_json::from_slice::<crate::api::lfs::ErrorBody>(&body)
         .map(|b| b.message)
         .ok()
@@ -212,4 +243,19 @@ pub(crate) async fn server_error(what: &str, resp: reqwest::Response) -> String 
         Some(m) => format!("{what}: {}", crate::storage::shorten(&m)),
         None => format!("{what}: HTTP {status}"),
     }
+}
+
+/// The whole body, refused past `max` bytes (a server's answer is never trusted to be small).
+pub(crate) async fn read_bounded(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("answer cut: {}", e.without_url()))?;
+        if body.len() + chunk.len() > max {
+            return Err(format!("the server's answer is over {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -10,7 +10,7 @@
 //! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
 
-use super::{server_error, Session, PARALLEL};
+use super::{read_bounded, server_error, Session, PARALLEL};
 use crate::api::lfs::{PartsComplete, PartsPlan, PartsRequest, PARTS, TRANSFER_HEADER};
 use crate::api::PresignedRequest;
 use crate::client::put_range;
@@ -56,7 +56,7 @@ pub async fn upload(
     if in_parts {
         parts(session, oid, size, path, &action.href, &header, bar).await
     } else {
-        let http = crate::client::http_client_for(&action.href, session.remote.as_deref(), None)?;
+        let http = session.http(&action.href, None)?;
         let put = PresignedRequest {
             method: "PUT".to_owned(),
             url: action.href.clone(),
@@ -85,7 +85,7 @@ async fn parts(
     header: &BTreeMap<String, String>,
     bar: &Bar,
 ) -> Result<(), String> {
-    let api = crate::client::http_client_for(href, session.remote.as_deref(), None)?;
+    let api = session.http(href, None)?;
     let mut last_error = String::new();
     for round in 0..ROUNDS {
         let plan = ask_plan(&api, href, header, size).await?;
@@ -101,11 +101,7 @@ async fn parts(
         if round == 0 {
             bar.inc(stored_bytes);
         }
-        let store = crate::client::http_client_for(
-            plan.parts.first().map_or(href, |p| p.href.as_str()),
-            session.remote.as_deref(),
-            None,
-        )?;
+        let store = session.http(plan.parts.first().map_or(href, |p| p.href.as_str()), None)?;
         let failures: Vec<String> = futures_util::stream::iter(&plan.parts)
             .map(|part| {
                 let store = &store;
@@ -158,7 +154,9 @@ async fn ask_plan(
     if !resp.status().is_success() {
         return Err(server_error("lfs parts request refused", resp).await);
     }
-    let body = read_bounded(resp, MAX_PLAN).await?;
+    let body = read_bounded(resp, MAX_PLAN)
+        .await
+        .map_err(|e| format!("lfs parts plan: {e}"))?;
     serde_json::from_slice(&body).map_err(|e| format!("unreadable lfs parts plan: {e}"))
 }
 
@@ -200,7 +198,7 @@ async fn finish(
     // The server answers once it has assembled and hashed the object: allow it the time to
     // read it (at 20 MB/s, with a minute to spare), not the usual minute of silence.
     let patience = Duration::from_secs(60 + size / (20 * 1024 * 1024));
-    let api = crate::client::http_client_for(href, session.remote.as_deref(), Some(patience))?;
+    let api = session.http(href, Some(patience))?;
     let mut req = api.post(format!("{href}/complete")).json(&PartsComplete {
         size,
         upload_id: plan.upload_id.clone(),
@@ -217,19 +215,6 @@ async fn finish(
         return Err(server_error("lfs upload refused", resp).await);
     }
     Ok(())
-}
-
-async fn read_bounded(resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("lfs parts answer cut: {}", e.without_url()))?;
-        if body.len() + chunk.len() > max {
-            return Err(format!("the server's lfs parts answer is over {max} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use super::{io_error, metadata_etag, LocalDisk, HEAD_HASH_LIMIT};
 use crate::storage::s3::multipart::{
-    check_parts, Multipart, MultipartUpload, MAX_PARTS, MAX_PART_SIZE,
+    check_part, check_parts, Multipart, MultipartUpload, MAX_PARTS,
 };
 use crate::storage::{check_key, Error, PresignMethod, PresignedTransfer, PutMode};
 use async_trait::async_trait;
@@ -58,15 +58,6 @@ fn check_id(key: &str, upload_id: &str) -> Result<(), Error> {
     }
     Err(Error::Invalid {
         detail: format!("{key}: invalid upload id"),
-    })
-}
-
-fn check_number(key: &str, number: u32) -> Result<(), Error> {
-    if (1..=MAX_PARTS).contains(&u64::from(number)) {
-        return Ok(());
-    }
-    Err(Error::Invalid {
-        detail: format!("{key}: part number {number} is outside 1..={MAX_PARTS}"),
     })
 }
 
@@ -230,12 +221,7 @@ impl Multipart for LocalDisk {
         content_length: u64,
         expires_in: Duration,
     ) -> Result<PresignedTransfer, Error> {
-        check_number(key, part_number)?;
-        if content_length == 0 || content_length > MAX_PART_SIZE {
-            return Err(Error::Invalid {
-                detail: format!("{key}: part size {content_length} is outside 1..={MAX_PART_SIZE}"),
-            });
-        }
+        check_part(key, part_number, content_length)?;
         let disk = self.clone();
         let (k, id) = (key.to_owned(), upload_id.to_owned());
         super::blocking(key.to_owned(), move || disk.record(&k, &id).map(|_| ())).await?;
@@ -303,6 +289,7 @@ impl Multipart for LocalDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::s3::multipart::MAX_PART_SIZE;
     use crate::storage::Backend;
 
     const MIB: u64 = 1024 * 1024;

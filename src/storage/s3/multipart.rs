@@ -220,6 +220,17 @@ fn check_upload_id(key: &str, upload_id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A part every store can take: number 1..=[`MAX_PARTS`] (as S3's `i32`), 1 to
+/// [`MAX_PART_SIZE`] bytes.
+pub(crate) fn check_part(key: &str, part_number: u32, size: u64) -> Result<i32, Error> {
+    if size == 0 || size > MAX_PART_SIZE {
+        return Err(Error::Invalid {
+            detail: format!("{key}: part size {size} is outside 1..={MAX_PART_SIZE}"),
+        });
+    }
+    check_part_number(key, part_number)
+}
+
 fn check_part_number(key: &str, part_number: u32) -> Result<i32, Error> {
     match i32::try_from(part_number) {
         Ok(n) if (1..=MAX_PARTS as i32).contains(&n) => Ok(n),
@@ -294,12 +305,7 @@ impl Multipart for S3 {
     ) -> Result<PresignedTransfer, Error> {
         let full = self.full_key(key)?;
         check_upload_id(key, upload_id)?;
-        let n = check_part_number(key, part_number)?;
-        if content_length == 0 || content_length > MAX_PART_SIZE {
-            return Err(Error::Invalid {
-                detail: format!("{key}: part size {content_length} is outside 1..={MAX_PART_SIZE}"),
-            });
-        }
+        let n = check_part(key, part_number, content_length)?;
         let config = Self::presign_config(key, expires_in)?;
         let req = self
             .client
