@@ -558,40 +558,36 @@ async fn download_resuming(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let start = partial
+        let saved = partial
             .saved()
             .map_err(|source| partial_error(info, source))?;
-        let stream = if start >= size {
-            None
+        let (start, stream) = if saved >= size {
+            (saved, None)
         } else {
-            match client::get_from(client, &info.name, &mut url, (start, size), what).await {
-                Ok(stream) => Some(stream),
+            match client::get_from(client, &info.name, &mut url, (saved, size), what).await {
+                Ok(stream) => (saved, Some(stream)),
                 Err(e @ client::Error::Range { .. }) => {
                     // Say why without the URL (the error never carries it), then start over.
                     tracing::info!("hypha: {e}; downloading {} whole", info.name);
                     partial
                         .reset()
                         .map_err(|source| partial_error(info, source))?;
-                    let start = 0;
-                    Some(client::get_from(client, &info.name, &mut url, (start, size), what).await?)
+                    let whole = client::get_from(client, &info.name, &mut url, (0, size), what);
+                    (0, Some(whole.await?))
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        let start = partial
-            .saved()
-            .map_err(|source| partial_error(info, source))?;
         if start > 0 && attempt == 1 {
             tracing::info!("hypha: resuming {} at byte {start} of {size}", info.name);
             bar.inc(start);
         }
         let counted = bar.clone();
         let rest = stream.map(|stream| {
-            tokio_util::io::StreamReader::new(stream.inspect(move |chunk| {
-                if let Ok(chunk) = chunk {
-                    counted.inc(chunk.len() as u64)
-                }
-            }))
+            tokio_util::io::StreamReader::new(futures_util::TryStreamExt::inspect_ok(
+                stream,
+                move |chunk| counted.inc(chunk.len() as u64),
+            ))
         });
         let cut = Arc::new(AtomicBool::new(false));
         let (dir, name, seen_cut) = (pack_dir.to_owned(), info.name.clone(), cut.clone());

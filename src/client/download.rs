@@ -228,25 +228,12 @@ pub async fn get_from(
     }
     let last = total.saturating_sub(1);
     let range = format!("bytes {start}-{last}");
-    let resp = renewing(client, name, Object::Pack, url, |url| async move {
-        let req = client
-            .http_for(&url)?
-            .get(&url)
-            .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
-        send(req, what).await
-    })
-    .await?;
+    let resp = ranged(client, name, Object::Pack, url, (start, last), what).await?;
     let refuse = |problem: String| Error::Range {
         what: what.to_owned(),
         range: range.clone(),
         problem,
     };
-    let status = resp.status().as_u16();
-    if status != 206 {
-        return Err(refuse(format!(
-            "the store answered HTTP status {status} instead of 206"
-        )));
-    }
     let header = |h| {
         resp.headers()
             .get(h)
@@ -272,6 +259,36 @@ pub async fn get_from(
     Ok(body_stream(resp, what).boxed())
 }
 
+/// A `GET` of bytes `start..=last` of `url` (`object` of the pack `name`), renewing a refused
+/// URL in place; anything but a 206 is [`Error::Range`]. What the body must hold is the
+/// caller's to check.
+async fn ranged(
+    client: &Client,
+    name: &str,
+    object: Object,
+    url: &mut String,
+    (start, last): (u64, u64),
+    what: &str,
+) -> Result<reqwest::Response, Error> {
+    let resp = renewing(client, name, object, url, |url| async move {
+        let req = client
+            .http_for(&url)?
+            .get(&url)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
+        send(req, what).await
+    })
+    .await?;
+    let status = resp.status().as_u16();
+    if status != 206 {
+        return Err(Error::Range {
+            what: what.to_owned(),
+            range: format!("bytes {start}-{last}"),
+            problem: format!("the store answered HTTP status {status} instead of 206"),
+        });
+    }
+    Ok(resp)
+}
+
 /// Bytes `start..start + len` of `url` (`object` of the pack `name`), with `Range`. The store
 /// must answer 206 with exactly those bytes: a 200 (the whole object) or a shorter body (a
 /// range past the end) is an error naming the pack and the range, not retried. Transient
@@ -292,25 +309,11 @@ pub async fn get_range(
     let current = std::sync::Mutex::new(url.clone());
     let bytes = with_retries(|| async {
         let mut url = current.lock().map(|u| u.clone()).unwrap_or_default();
-        let resp = renewing(client, name, object, &mut url, |url| async move {
-            let req = client
-                .http_for(&url)?
-                .get(&url)
-                .header(reqwest::header::RANGE, format!("bytes={start}-{last}"));
-            send(req, what).await
-        })
-        .await?;
+        let resp = ranged(client, name, object, &mut url, (start, last), what).await;
         if let Ok(mut slot) = current.lock() {
             *slot = url;
         }
-        let status = resp.status().as_u16();
-        if status != 206 {
-            return Err(Error::Range {
-                what: what.to_owned(),
-                range: range.clone(),
-                problem: format!("the store answered HTTP status {status} instead of 206"),
-            });
-        }
+        let resp = resp?;
         // At most what was asked for: a store that sends more is refused as it streams.
         let body = Bytes::from(collect(body_stream(resp, what), what, len).await?);
         if body.len() as u64 != len {

@@ -73,7 +73,13 @@ pub fn pointer_oid(blob: &[u8]) -> Option<&str> {
 /// One pipeline, so that memory does not grow with the number of small blobs (a source tree
 /// has many): `rev-list` feeds `cat-file --batch-check`, a thread passes the ids of the small
 /// blobs on to `cat-file --batch`, and this thread reads the blobs and keeps only the oids.
-pub fn reachable(repo: &str, git_dir: &Path) -> Result<BTreeSet<String>, Error> {
+/// With `among`, only those oids are kept: a prune needs no pointer to an object that is not
+/// stored, and a writer pushing pointer blobs by the thousand must not grow the set with them.
+pub fn reachable(
+    repo: &str,
+    git_dir: &Path,
+    among: Option<&BTreeSet<String>>,
+) -> Result<BTreeSet<String>, Error> {
     let mut walk = spawn(
         repo,
         "rev-list",
@@ -106,7 +112,7 @@ pub fn reachable(repo: &str, git_dir: &Path) -> Result<BTreeSet<String>, Error> 
     let input = cat.stdin.take().expect("stdin is piped");
     let name = repo.to_owned();
     let feeder = std::thread::spawn(move || small_blobs(&name, checked, input));
-    let found = pointers(repo, cat.stdout.take().expect("stdout is piped"));
+    let found = pointers(repo, cat.stdout.take().expect("stdout is piped"), among);
     if found.is_err() {
         // The feeder may be blocked writing to `cat`: its end of the pipe must go.
         let _ = cat.kill();
@@ -193,7 +199,11 @@ fn small_blobs(repo: &str, checked: impl Read, input: impl Write) -> Result<(), 
 
 /// The oids named by the pointers among the blobs `cat-file --batch` answers on `out`, up to
 /// its end.
-fn pointers(repo: &str, out: impl Read) -> Result<BTreeSet<String>, Error> {
+fn pointers(
+    repo: &str,
+    out: impl Read,
+    among: Option<&BTreeSet<String>>,
+) -> Result<BTreeSet<String>, Error> {
     let mut out = BufReader::new(out);
     let io = |source| Error::Spawn {
         command: "cat-file",
@@ -221,7 +231,7 @@ fn pointers(repo: &str, out: impl Read) -> Result<BTreeSet<String>, Error> {
         let mut blob = vec![0; size as usize + 1];
         out.read_exact(&mut blob).map_err(io)?;
         blob.pop();
-        if let Some(oid) = pointer_oid(&blob) {
+        if let Some(oid) = pointer_oid(&blob).filter(|o| among.is_none_or(|a| a.contains(*o))) {
             found.insert(oid.to_owned());
         }
     }
@@ -338,7 +348,7 @@ mod tests {
         run(d, &["checkout", "-q", "main"], None);
         run(d, &["branch", "-D", "gone"], None);
         run(d, &["reflog", "expire", "--expire=now", "--all"], None);
-        let found = reachable("t", &d.join(".git")).expect("walk");
+        let found = reachable("t", &d.join(".git"), None).expect("walk");
         assert_eq!(found, [oid(1), oid(2), oid(3)].into_iter().collect());
     }
 
@@ -352,7 +362,7 @@ mod tests {
         let missing = "1234567890123456789012345678901234567890";
         std::fs::create_dir_all(d.join("refs/heads")).expect("mkdir");
         std::fs::write(d.join("refs/heads/main"), format!("{missing}\n")).expect("ref");
-        let err = reachable("t", d).expect_err("incomplete");
+        let err = reachable("t", d, None).expect_err("incomplete");
         assert!(err.to_string().contains("rev-list"), "{err}");
     }
 }

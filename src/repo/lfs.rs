@@ -106,16 +106,23 @@ impl Repository {
                 ),
             });
         }
-        // The prefix ends in `.git/` (see `Store::repo_at`); LFS lives beside it.
+        Ok(format!(
+            "{}{dir}/{}/{}/{oid}",
+            self.lfs_base(),
+            &oid[0..2],
+            &oid[2..4]
+        ))
+    }
+
+    /// `{artifact}/git/lfs/`: where objects, markers, locks and prune marks live, beside
+    /// (not inside) the repository's `.git/` (the prefix ends in `.git/`, see
+    /// `Store::repo_at`).
+    pub(super) fn lfs_base(&self) -> String {
         let base = self
             .prefix
             .strip_suffix(".git/")
             .unwrap_or(self.prefix.as_str());
-        Ok(format!(
-            "{base}git/lfs/{dir}/{}/{}/{oid}",
-            &oid[0..2],
-            &oid[2..4]
-        ))
+        format!("{base}git/lfs/")
     }
 
     /// The stored size of LFS object `oid`, or `None` when it is not stored. Says nothing

@@ -114,11 +114,7 @@ pub(crate) fn decide(
 impl Repository {
     /// `{id}/git/lfs/objects/`, beside `.git/` (see `lfs`).
     fn lfs_objects_prefix(&self) -> String {
-        let base = self
-            .prefix
-            .strip_suffix(".git/")
-            .unwrap_or(self.prefix.as_str());
-        format!("{base}git/lfs/objects/")
+        format!("{}objects/", self.lfs_base())
     }
 
     fn lfs_marks_key(&self) -> String {
@@ -148,8 +144,8 @@ impl Repository {
             ));
             return Ok(done);
         }
-        let reached = self.lfs_reachable().await?;
-        let now = unix(SystemTime::now()).unwrap_or(0);
+        let reached = self.lfs_reachable(stored.keys().cloned().collect()).await?;
+        let now = crate::auth::unix_now();
         let decision = decide(&stored, &reached, &marks, now, grace.as_secs());
         done.reachable = stored.keys().filter(|o| reached.contains(*o)).count();
         done.waiting = decision.marks.len();
@@ -247,11 +243,14 @@ impl Repository {
         Ok(())
     }
 
-    /// The oids the refs reach: refs first, then the live packs, so that every object a ref
+    /// The `stored` oids the refs reach: refs first, then the live packs, so that every object a ref
     /// read here needs is in a pack listed after it (a compaction in between lists its merge;
     /// packs it retired stay stored for the grace period). Copies of every live pack, each
     /// indexed from its own bytes, then the walk.
-    async fn lfs_reachable(&self) -> Result<BTreeSet<String>, LfsPruneError> {
+    async fn lfs_reachable(
+        &self,
+        stored: BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, LfsPruneError> {
         let walk = |source: Box<dyn std::error::Error + Send + Sync>| LfsPruneError::Walk {
             repo: self.name.clone(),
             source,
@@ -278,7 +277,7 @@ impl Repository {
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || {
             repack::set_refs(&name, &git_dir, &refs)?;
-            let reached = lfs_reach::reachable(&name, &git_dir)?;
+            let reached = lfs_reach::reachable(&name, &git_dir, Some(&stored))?;
             drop(tmp);
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(reached)
         })

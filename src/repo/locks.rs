@@ -130,11 +130,7 @@ fn check_path(path: &str) -> Result<(), Error> {
 impl Repository {
     /// `{id}/git/lfs/locks/`, beside the LFS objects (see `lfs_path`).
     fn locks_prefix(&self) -> String {
-        let base = self
-            .prefix
-            .strip_suffix(".git/")
-            .unwrap_or(self.prefix.as_str());
-        format!("{base}git/lfs/locks/")
+        format!("{}locks/", self.lfs_base())
     }
 
     fn lock_key(&self, hash: &str) -> String {
@@ -247,6 +243,7 @@ impl Repository {
             .filter_map(|meta| meta.key.strip_prefix(&prefix).map(str::to_owned))
             .filter(|hash| is_lock_cursor(hash))
             .filter(|hash| cursor.is_none_or(|c| hash.as_str() >= c))
+            .take(limit.saturating_add(1))
             .collect();
         let next_cursor = hashes.get(limit).cloned();
         hashes.truncate(limit);

@@ -57,7 +57,7 @@ pub async fn create(
         let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
         authorize_write(&caller, &workspace, &repo).await?;
         let owner = owner_of(caller.subject(), repo.name())?;
-        repo.lock_create(&req.path, owner, now())
+        repo.lock_create(&req.path, owner, crate::auth::unix_now())
             .await
             .map_err(ApiError::from)
     }
@@ -252,12 +252,6 @@ fn page_size(limit: Option<u64>) -> usize {
         None | Some(0) => DEFAULT_PAGE,
         Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn wire_all(locks: Vec<FileLock>) -> Vec<Lock> {

@@ -657,16 +657,8 @@ async fn lfs_prune(
     };
     let done = repo.lfs_prune(state.gc_grace).await.map_err(|e| match e {
         repo::LfsPruneError::Store(e) => ApiError::from(e),
-        walk => {
-            // What failed goes to the caller too: an operator must find the broken pack.
-            let mut detail = walk.to_string();
-            let mut source = std::error::Error::source(&walk);
-            while let Some(cause) = source {
-                detail.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            ApiError::internal(detail, &walk)
-        }
+        // What failed goes to the caller too: an operator must find the broken pack.
+        walk => ApiError::internal(super::error::error_chain(&walk), &walk),
     })?;
     let note = format!(
         "lfs-prune objects={} reachable={} waiting={} deleted={} bytes={}",
