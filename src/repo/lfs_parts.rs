@@ -138,20 +138,14 @@ async fn resumable(
     mp: &dyn Multipart,
     key: &str,
 ) -> Result<Option<(String, std::collections::BTreeMap<u32, u64>)>, Error> {
-    let uploads = match mp.list_uploads(key).await {
-        Ok(uploads) => uploads,
+    let upload = match mp.find_upload(key).await {
+        Ok(Some(upload)) => upload,
+        Ok(None) => return Ok(None),
         Err(e @ Error::Backend { .. }) => {
             tracing::warn!("warning: lfs upload of {key} cannot resume: {e}");
             return Ok(None);
         }
         Err(e) => return Err(e),
-    };
-    let newest = uploads
-        .into_iter()
-        .filter(|u| u.key == key)
-        .max_by_key(|u| u.initiated);
-    let Some(upload) = newest else {
-        return Ok(None);
     };
     match mp.list_parts(key, &upload.upload_id).await {
         Ok(parts) => Ok(Some((upload.upload_id, parts))),

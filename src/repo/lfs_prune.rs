@@ -123,8 +123,9 @@ impl Repository {
 
     /// Delete the LFS objects no ref reaches, past `grace` (module doc).
     pub async fn lfs_prune(&self, grace: Duration) -> Result<LfsPruned, LfsPruneError> {
-        let stored = self.lfs_stored().await?;
-        let marks = self.lfs_marks().await?;
+        // Independent reads, one wave: on S3 each is a round trip (a listing or a GET).
+        let (stored, marks, staged) =
+            tokio::try_join!(self.lfs_stored(), self.lfs_marks(), self.staged_uploads())?;
         let mut done = LfsPruned {
             objects: stored.len(),
             grace,
@@ -136,7 +137,6 @@ impl Repository {
             }
             return Ok(done);
         }
-        let staged = self.staged_uploads().await?;
         if staged > 0 {
             done.skipped = Some(format!(
                 "{staged} upload(s) staged in {} (a push in flight)",

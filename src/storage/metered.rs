@@ -243,6 +243,12 @@ impl Multipart for Metered {
         self.timed(Operation::MultipartList, inner.list_uploads(prefix))
             .await
     }
+
+    async fn find_upload(&self, key: &str) -> Result<Option<MultipartUpload>, Error> {
+        let inner = self.multipart_inner(key)?;
+        self.timed(Operation::MultipartList, inner.find_upload(key))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! An upload is a directory `.hypha-multipart/{upload id}/` at the root: `upload.json` names
 //! the target key and when the upload started, and part `n` is the ordinary key
 //! `part-{n:05}` there, written by a presigned `PUT` through `/_store` like any object (whole
-//! or not at all). No repository can reach that directory: workspace names never start
+//! or not at all). An id's first 16 hex digits name its key, so the uploads of one key are
+//! found without reading every record. No repository can reach that directory: workspace names never start
 //! with a dot. Completion checks every part's size, copies the parts in order into a temp
 //! file (removing each part once copied: the disk holds the object about once) and renames
 //! it into place (create-only for packs), then removes the directory. A completion that
@@ -37,6 +38,12 @@ const MAX_LISTED: usize = 100_000;
 struct Record {
     key: String,
     initiated_unix: u64,
+}
+
+/// 16 hex digits of the SHA-256 of `key`: the first half of its uploads' ids.
+fn key_tag(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..8])
 }
 
 fn part_key(upload_id: &str, number: u32) -> String {
@@ -155,7 +162,13 @@ impl LocalDisk {
         Ok(metadata_etag(&meta))
     }
 
-    fn uploads_under(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
+    /// Uploads whose key starts with `prefix`; with `tag`, only those whose id starts with it
+    /// (see `create_upload`) have their record read.
+    fn uploads_under(
+        &self,
+        prefix: &str,
+        tag: Option<&str>,
+    ) -> Result<Vec<MultipartUpload>, Error> {
         let dir = self.inner.root.join(DIR);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -168,7 +181,7 @@ impl LocalDisk {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if check_id(DIR, &id).is_err() {
+            if check_id(DIR, &id).is_err() || tag.is_some_and(|t| !id.starts_with(t)) {
                 continue;
             }
             // Completed or aborted meanwhile, or still being created: not an upload to list.
@@ -195,7 +208,9 @@ impl LocalDisk {
 impl Multipart for LocalDisk {
     async fn create_upload(&self, key: &str) -> Result<String, Error> {
         check_key(key)?;
-        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        // The first half names the key, so that finding a key's uploads reads the names of
+        // the uploads in progress, not each one's record.
+        let upload_id = format!("{}{}", key_tag(key), hex::encode(rand::random::<[u8; 8]>()));
         let record = Record {
             key: key.to_owned(),
             initiated_unix: SystemTime::now()
@@ -282,7 +297,20 @@ impl Multipart for LocalDisk {
     async fn list_uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error> {
         let disk = self.clone();
         let p = prefix.to_owned();
-        super::blocking(prefix.to_owned(), move || disk.uploads_under(&p)).await
+        super::blocking(prefix.to_owned(), move || disk.uploads_under(&p, None)).await
+    }
+
+    async fn find_upload(&self, key: &str) -> Result<Option<MultipartUpload>, Error> {
+        let disk = self.clone();
+        let k = key.to_owned();
+        let uploads = super::blocking(key.to_owned(), move || {
+            disk.uploads_under(&k, Some(&key_tag(&k)))
+        })
+        .await?;
+        Ok(uploads
+            .into_iter()
+            .filter(|u| u.key == key)
+            .max_by_key(|u| u.initiated))
     }
 }
 

@@ -115,6 +115,18 @@ pub trait Multipart: Send + Sync {
     /// Uploads in progress whose key starts with `prefix`.
     async fn list_uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, Error>;
 
+    /// The newest upload in progress of exactly `key` (what a resumed transfer continues).
+    /// S3 filters the listing by the key itself; a store that lists every upload to answer
+    /// a prefix overrides this with a lookup that need not.
+    async fn find_upload(&self, key: &str) -> Result<Option<MultipartUpload>, Error> {
+        Ok(self
+            .list_uploads(key)
+            .await?
+            .into_iter()
+            .filter(|u| u.key == key)
+            .max_by_key(|u| u.initiated))
+    }
+
     /// Start an upload of `size` bytes cut into [`part_sizes`]`(size, part_size)` and presign
     /// every part. Completing it later needs the same `size` and the returned `part_size`.
     async fn start_upload(
