@@ -13,10 +13,11 @@
 
 use crate::api::PackInfo;
 use crate::client::{self, Client};
-use crate::negotiate::{fetch as negotiate, Id};
+use crate::negotiate::fetch as negotiate;
 use crate::pack;
 use crate::progress::{Bar, Progress};
 use futures_util::StreamExt;
+use gix::ObjectId;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +89,7 @@ pub enum Error {
 pub type LocalError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Whether the local repository lacks any of the given ids; runs on a blocking thread.
-pub type LacksAny = Arc<dyn Fn(&[Id]) -> Result<bool, LocalError> + Send + Sync>;
+pub type LacksAny = Arc<dyn Fn(&[ObjectId]) -> Result<bool, LocalError> + Send + Sync>;
 
 /// How much to show the user: the progress handle the binary made, already narrowed by
 /// what was asked for. Notes go out as `tracing` events; the binary filters them.
@@ -150,7 +151,7 @@ struct Downloaded {
     name: String,
     new: Option<Written>,
     /// The wanted ids this pack holds: present now, no local lookup needed.
-    covers: Vec<[u8; 20]>,
+    covers: Vec<ObjectId>,
 }
 
 /// The `.keep` guarding a new pack until git has written refs to its objects. Until it is
@@ -206,7 +207,7 @@ impl Drop for Keep {
 #[derive(Debug, Default)]
 pub struct Got {
     pub taken: BTreeSet<String>,
-    pub covered: BTreeSet<Id>,
+    pub covered: BTreeSet<ObjectId>,
 }
 
 /// Download every pack of `packs` into the repository at `git_dir` (verified, with `.keep`
@@ -258,7 +259,7 @@ pub async fn all(
 pub struct Choice<'a, F: Fn(&PackInfo) -> bool> {
     pub packs: &'a [PackInfo],
     pub take: F,
-    pub wanted: &'a BTreeSet<Id>,
+    pub wanted: &'a BTreeSet<ObjectId>,
     pub lacks_any: Option<&'a LacksAny>,
 }
 
@@ -391,7 +392,7 @@ fn direct(info: &PackInfo, max: u64) -> bool {
 
 /// The ids the local index of a pack just received lists (none when it wrote none: an empty
 /// pack).
-fn local_ids(local_idx: Option<&Path>, info: &PackInfo) -> Vec<Id> {
+fn local_ids(local_idx: Option<&Path>, info: &PackInfo) -> Vec<ObjectId> {
     local_idx
         .and_then(|path| std::fs::read(path).ok())
         .and_then(|bytes| pack::idx_file::object_ids(&bytes, &info.name).ok())
@@ -401,7 +402,7 @@ fn local_ids(local_idx: Option<&Path>, info: &PackInfo) -> Vec<Id> {
 /// What the server's idx of a pack says.
 struct Listed {
     /// The object ids, sorted.
-    ids: Vec<Id>,
+    ids: Vec<ObjectId>,
     /// The largest entry's size in the pack: picks the indexer (a hint; the pack is verified
     /// whatever the idx claims).
     largest_entry: u64,
@@ -436,7 +437,7 @@ async fn listed_ids(client: &Client, info: &PackInfo) -> Result<Option<Listed>, 
 }
 
 /// Whether any of `ids` is missing locally (without a way to ask: yes).
-async fn lacks(lacks_any: Option<&LacksAny>, ids: &[Id]) -> Result<bool, Error> {
+async fn lacks(lacks_any: Option<&LacksAny>, ids: &[ObjectId]) -> Result<bool, Error> {
     let Some(lacks_any) = lacks_any.cloned() else {
         return Ok(true);
     };
@@ -451,7 +452,7 @@ async fn lacks(lacks_any: Option<&LacksAny>, ids: &[Id]) -> Result<bool, Error> 
 fn check_listed(
     local_idx: Option<&Path>,
     info: &PackInfo,
-    listed: &[Id],
+    listed: &[ObjectId],
     repo_name: &str,
 ) -> Result<(), Error> {
     let local = local_ids(local_idx, info);

@@ -22,7 +22,7 @@ pub type Object = (gix::object::Kind, Vec<u8>);
 pub struct Obj {
     /// Its type and content, when known (an honest entry whose delta chain applies).
     pub object: Option<Object>,
-    pub id: [u8; 20],
+    pub id: gix::ObjectId,
 }
 
 #[derive(Debug)]
@@ -61,22 +61,16 @@ const KINDS: [(gix::object::Kind, Header); 4] = [
     (gix::object::Kind::Tag, Header::Tag),
 ];
 
-pub fn object_id(kind: gix::object::Kind, data: &[u8]) -> [u8; 20] {
-    let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).expect("no collision");
-    let mut out = [0u8; 20];
-    out.copy_from_slice(id.as_slice());
-    out
+pub fn object_id(kind: gix::object::Kind, data: &[u8]) -> gix::ObjectId {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, data).expect("no collision")
 }
 
-pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
+pub fn sha1(parts: &[&[u8]]) -> gix::ObjectId {
     let mut h = gix_hash::hasher(gix_hash::Kind::Sha1);
     for p in parts {
         h.update(p);
     }
-    let id = h.try_finalize().expect("no collision");
-    let mut out = [0u8; 20];
-    out.copy_from_slice(id.as_slice());
-    out
+    h.try_finalize().expect("no collision")
 }
 
 pub fn deflate(data: &[u8]) -> Vec<u8> {
@@ -202,7 +196,7 @@ pub fn generate(inp: &mut Input, external: &[Obj], max_entries: usize) -> Gen {
                     let j = usize::from(inp.u8()) % i;
                     (
                         Header::RefDelta {
-                            base_id: gix::ObjectId::from_bytes_or_panic(&objs[j].id),
+                            base_id: objs[j].id,
                         },
                         objs[j].object.clone(),
                     )
@@ -210,10 +204,9 @@ pub fn generate(inp: &mut Input, external: &[Obj], max_entries: usize) -> Gen {
                 6 => {
                     // No base anywhere: a delta on a missing object.
                     clean = false;
-                    let id = inp.array20();
                     (
                         Header::RefDelta {
-                            base_id: gix::ObjectId::from_bytes_or_panic(&id),
+                            base_id: gix::ObjectId::from(inp.array20()),
                         },
                         None,
                     )
@@ -222,7 +215,7 @@ pub fn generate(inp: &mut Input, external: &[Obj], max_entries: usize) -> Gen {
                     let k = usize::from(inp.u8()) % external.len();
                     (
                         Header::RefDelta {
-                            base_id: gix::ObjectId::from_bytes_or_panic(&external[k].id),
+                            base_id: external[k].id,
                         },
                         external[k].object.clone(),
                     )
@@ -276,7 +269,7 @@ pub fn generate(inp: &mut Input, external: &[Obj], max_entries: usize) -> Gen {
         raw.extend_from_slice(&stream);
         let id = if flags & 0x20 != 0 {
             honest = false;
-            inp.array20()
+            gix::ObjectId::from(inp.array20())
         } else {
             match &object {
                 Some((kind, data)) if honest => object_id(*kind, data),
@@ -297,7 +290,7 @@ pub fn generate(inp: &mut Input, external: &[Obj], max_entries: usize) -> Gen {
         });
     }
     let trailer = sha1(&[&pack]);
-    pack.extend_from_slice(&trailer);
+    pack.extend_from_slice(trailer.as_bytes());
     let mut ids = std::collections::HashSet::new();
     clean &= entries.iter().all(|e| ids.insert(e.id));
     Gen {
@@ -342,7 +335,7 @@ pub fn fix_trailer(pack: &mut [u8]) {
     if pack.len() >= 20 {
         let end = pack.len() - 20;
         let sum = sha1(&[&pack[..end]]);
-        pack[end..].copy_from_slice(&sum);
+        pack[end..].copy_from_slice(sum.as_bytes());
     }
 }
 

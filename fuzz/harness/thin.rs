@@ -45,7 +45,7 @@ impl Source for Mem {
             Some(n) => panic!("complete read pack {n}, which locate never named"),
         }
     }
-    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
+    fn locate(&mut self, id: &gix::ObjectId) -> io::Result<Option<Located>> {
         Ok(self
             .live_entries
             .iter()
@@ -56,7 +56,7 @@ impl Source for Mem {
                 pack_size: self.live_size,
             }))
     }
-    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>> {
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<gix::ObjectId>> {
         assert_eq!(pack, 0, "id_at of a pack locate never named");
         Ok(self
             .live_entries
@@ -126,8 +126,8 @@ pub fn run(data: &[u8]) {
         format!("pack-{}", hex::encode(&pack[pack.len() - 20..]))
     );
     assert_eq!(
-        packgen::sha1(&[&pack[..pack.len() - 20]])[..],
-        pack[pack.len() - 20..],
+        packgen::sha1(&[&pack[..pack.len() - 20]]).as_bytes(),
+        &pack[pack.len() - 20..],
         "completed pack's trailer"
     );
     let entries = idx_file::entries(&done.idx, "completed").expect("completed idx parses");

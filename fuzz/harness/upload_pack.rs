@@ -18,8 +18,8 @@
 //! (channel 3's text, an unknown channel, a malformed or cut packet), the error carried as
 //! an `upload_pack::Error` the helper can take back out of the `io::Error`.
 
+use gix::ObjectId;
 use hypha_git::negotiate::upload_pack::{self, read_pkt, read_preamble, Error, Pkt, SideBand};
-use hypha_git::negotiate::Id;
 use std::io::{self, BufReader, Read};
 
 pub fn run(data: &[u8]) {
@@ -240,7 +240,7 @@ fn reference_preamble(answer: &[u8]) -> Result<(upload_pack::Preamble, &[u8]), K
     }
 }
 
-fn reference_id(s: &str) -> Option<Id> {
+fn reference_id(s: &str) -> Option<ObjectId> {
     if s.len() != 40 {
         return None;
     }
@@ -250,7 +250,7 @@ fn reference_id(s: &str) -> Option<Id> {
         let lo = (pair[1] as char).to_digit(16)?;
         id[i] = (hi * 16 + lo) as u8;
     }
-    Some(id)
+    Some(ObjectId::from(id))
 }
 
 /// What the side-band holds: the pack bytes and progress packets before the first flush, and

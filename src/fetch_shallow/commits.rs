@@ -5,7 +5,7 @@
 
 use super::reader::{Object, Reader};
 use super::{unparsable, Error, Local};
-use crate::negotiate::Id;
+use gix::ObjectId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -14,8 +14,14 @@ use std::sync::Arc;
 pub(super) async fn read(
     reader: &mut Reader<'_>,
     local: &dyn Local,
-    ids: &[Id],
-) -> Result<(HashMap<Id, Object>, Vec<(Id, gix::object::Kind)>), Error> {
+    ids: &[ObjectId],
+) -> Result<
+    (
+        HashMap<ObjectId, Object>,
+        Vec<(ObjectId, gix::object::Kind)>,
+    ),
+    Error,
+> {
     let mut objects = HashMap::new();
     let mut remote = Vec::new();
     for id in ids {
@@ -40,17 +46,8 @@ pub(super) async fn read(
 }
 
 /// The parents of a commit, as ids.
-pub(super) fn parents(commit: &gix::objs::CommitRef<'_>) -> Vec<Id> {
-    commit
-        .parents()
-        .filter_map(|p| {
-            let mut out = [0u8; 20];
-            p.as_slice().len().eq(&20).then(|| {
-                out.copy_from_slice(p.as_slice());
-                out
-            })
-        })
-        .collect()
+pub(super) fn parents(commit: &gix::objs::CommitRef<'_>) -> Vec<ObjectId> {
+    commit.parents().collect()
 }
 
 /// Every commit reachable from `tips` (annotated tags peeled): the history
@@ -58,12 +55,12 @@ pub(super) fn parents(commit: &gix::objs::CommitRef<'_>) -> Vec<Id> {
 pub(super) async fn reachable(
     reader: &mut Reader<'_>,
     local: &dyn Local,
-    tips: &[Id],
+    tips: &[ObjectId],
     repo_name: &str,
-) -> Result<HashSet<Id>, Error> {
-    let mut seen: HashSet<Id> = HashSet::new();
-    let mut reachable: HashSet<Id> = HashSet::new();
-    let mut todo: Vec<Id> = tips.to_vec();
+) -> Result<HashSet<ObjectId>, Error> {
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut reachable: HashSet<ObjectId> = HashSet::new();
+    let mut todo: Vec<ObjectId> = tips.to_vec();
     while !todo.is_empty() {
         todo.retain(|id| seen.insert(*id));
         let (objects, _) = read(reader, local, &todo).await?;
@@ -83,8 +80,7 @@ pub(super) async fn reachable(
                 gix::object::Kind::Tag => {
                     let tag = gix::objs::TagRef::from_bytes(&object.1, gix::hash::Kind::Sha1)
                         .map_err(|_| unparsable(&id, repo_name, "tag"))?;
-                    let mut target = [0u8; 20];
-                    hex::decode_to_slice(tag.target, &mut target)
+                    let target = ObjectId::from_hex(tag.target)
                         .map_err(|_| unparsable(&id, repo_name, "tag"))?;
                     next.push(target);
                 }

@@ -14,8 +14,8 @@ use crate::api::PackInfo;
 use crate::client::{self, Client};
 use crate::fetch_packs::Written;
 use crate::negotiate::shallow::{self, Cut, Deepen, Filter, Walked};
-use crate::negotiate::Id;
 use crate::pack::{self, entries};
+use gix::ObjectId;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -56,11 +56,11 @@ pub enum Error {
 
 /// What the fetch asks of the local repository.
 pub trait Local {
-    fn has(&self, id: &Id) -> bool;
+    fn has(&self, id: &ObjectId) -> bool;
     /// The content of tree `id`, when the repository has it.
-    fn tree(&self, id: &Id) -> Option<Vec<u8>>;
+    fn tree(&self, id: &ObjectId) -> Option<Vec<u8>>;
     /// The content of commit `id`, when the repository has it.
-    fn commit(&self, id: &Id) -> Option<Vec<u8>>;
+    fn commit(&self, id: &ObjectId) -> Option<Vec<u8>>;
 }
 
 /// `--shallow-since` and `--shallow-exclude` as the helper resolved them: the date in unix
@@ -68,17 +68,17 @@ pub trait Local {
 #[derive(Debug, Clone, Default)]
 pub struct CutRequest {
     pub since: Option<i64>,
-    pub exclude: Vec<Id>,
+    pub exclude: Vec<ObjectId>,
 }
 
 /// What git asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Want<'a> {
     /// The ids of the `fetch` lines.
-    pub tips: &'a [Id],
+    pub tips: &'a [ObjectId],
     pub deepen: Deepen,
     /// The repository's current shallow boundaries.
-    pub old_shallow: &'a BTreeSet<Id>,
+    pub old_shallow: &'a BTreeSet<ObjectId>,
     pub filter: Option<Filter>,
     /// With [`Deepen::Cut`]: what to cut.
     pub cut: Option<&'a CutRequest>,
@@ -88,7 +88,7 @@ pub struct Want<'a> {
 #[derive(Debug)]
 pub struct Fetched {
     pub written: Option<Written>,
-    pub shallow: BTreeSet<Id>,
+    pub shallow: BTreeSet<ObjectId>,
     /// Objects in the pack written, and the bytes read by range.
     pub objects: usize,
     pub bytes_read: u64,
@@ -110,7 +110,7 @@ pub async fn run(
         filter,
         cut,
     } = *want;
-    let has = |id: &Id| local.has(id);
+    let has = |id: &ObjectId| local.has(id);
     let repo_name = client.remote().display_name();
     let mut reader = Reader::open(client, packs).await?;
     // `--shallow-exclude`: the excluded history is read first (commits only), as upload-pack's
@@ -123,20 +123,20 @@ pub async fn run(
         None => None,
     };
     // Commits a cut did not take (never walked again), and those it took with their parents.
-    let mut rejected: HashSet<Id> = HashSet::new();
-    let mut taken: HashMap<Id, Vec<Id>> = HashMap::new();
+    let mut rejected: HashSet<ObjectId> = HashSet::new();
+    let mut taken: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
 
     // The commit walk, one round of range reads per generation: a commit is (re)visited when
     // reached with more commits left to take than before.
     let mut walked = Walked::default();
-    let mut heap: BinaryHeap<(u64, Id, bool)> = BinaryHeap::new();
+    let mut heap: BinaryHeap<(u64, ObjectId, bool)> = BinaryHeap::new();
     heap.extend(deepen.roots(tips, old_shallow));
-    let mut commits: Vec<Id> = Vec::new();
-    let mut trees: Vec<Id> = Vec::new();
-    let mut chosen: Vec<Id> = Vec::new();
-    let mut seen_commit: HashSet<Id> = HashSet::new();
+    let mut commits: Vec<ObjectId> = Vec::new();
+    let mut trees: Vec<ObjectId> = Vec::new();
+    let mut chosen: Vec<ObjectId> = Vec::new();
+    let mut seen_commit: HashSet<ObjectId> = HashSet::new();
     while !heap.is_empty() {
-        let mut round: Vec<(u64, Id, bool)> = Vec::new();
+        let mut round: Vec<(u64, ObjectId, bool)> = Vec::new();
         while let Some(item) = heap.pop() {
             let (rem, id, root) = item;
             if walked.rem.get(&id).is_some_and(|&r| r >= rem) || rejected.contains(&id) {
@@ -149,7 +149,7 @@ pub async fn run(
         }
         // Blobs and trees asked for by id (a lazy fetch's `fetch <oid>`) are taken as they
         // are; only commits and tags are read.
-        let ids: Vec<Id> = round.iter().map(|(_, id, _)| *id).collect();
+        let ids: Vec<ObjectId> = round.iter().map(|(_, id, _)| *id).collect();
         let (objects, others) = commits::read(&mut reader, local, &ids).await?;
         for (id, kind) in others {
             match (kind, filter) {
@@ -174,8 +174,7 @@ pub async fn run(
                     if !has(&id) {
                         chosen.push(id);
                     }
-                    let mut target = [0u8; 20];
-                    hex::decode_to_slice(tag.target, &mut target)
+                    let target = ObjectId::from_hex(tag.target)
                         .map_err(|_| unparsable(&id, &repo_name, "tag"))?;
                     if tag.target_kind == gix::object::Kind::Commit
                         || tag.target_kind == gix::object::Kind::Tag
@@ -214,9 +213,7 @@ pub async fn run(
                             chosen.push(id);
                         }
                         if filter != Some(Filter::TreeZero) {
-                            let mut tree = [0u8; 20];
-                            tree.copy_from_slice(commit.tree().as_slice());
-                            trees.push(tree);
+                            trees.push(commit.tree());
                         }
                     }
                     if rem > 1 {
@@ -233,12 +230,12 @@ pub async fn run(
     // The trees of the commits taken, level by level; blobs by id only. A tree the
     // repository has is still walked (read locally): it may be a delta base an earlier shallow
     // fetch copied, whose blobs never came.
-    let mut seen_tree: HashSet<Id> = HashSet::new();
-    let mut level: Vec<Id> = trees.into_iter().filter(|t| seen_tree.insert(*t)).collect();
-    let mut seen_blob: HashSet<Id> = HashSet::new();
-    let mut limited: Vec<Id> = Vec::new();
+    let mut seen_tree: HashSet<ObjectId> = HashSet::new();
+    let mut level: Vec<ObjectId> = trees.into_iter().filter(|t| seen_tree.insert(*t)).collect();
+    let mut seen_blob: HashSet<ObjectId> = HashSet::new();
+    let mut limited: Vec<ObjectId> = Vec::new();
     while !level.is_empty() {
-        let mut datas: Vec<(Id, Object)> = Vec::new();
+        let mut datas: Vec<(ObjectId, Object)> = Vec::new();
         let mut remote = Vec::new();
         for id in &level {
             match local.tree(id) {
@@ -257,8 +254,7 @@ pub async fn run(
                 if entry.mode.is_commit() {
                     continue;
                 }
-                let mut child = [0u8; 20];
-                child.copy_from_slice(entry.oid.as_bytes());
+                let child = entry.oid.to_owned();
                 if entry.mode.is_tree() {
                     if seen_tree.insert(child) {
                         next.push(child);
@@ -341,9 +337,9 @@ pub async fn run(
     })
 }
 
-fn unparsable(id: &Id, repo: &str, expected: &'static str) -> Error {
+fn unparsable(id: &ObjectId, repo: &str, expected: &'static str) -> Error {
     Error::Unparsable {
-        id: hex::encode(id),
+        id: id.to_string(),
         repo: repo.to_owned(),
         expected,
     }

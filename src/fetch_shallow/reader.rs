@@ -7,10 +7,10 @@
 use super::Error;
 use crate::api::PackInfo;
 use crate::client::{self, Client};
-use crate::negotiate::Id;
 use crate::pack::entries;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use gix::ObjectId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -110,16 +110,14 @@ impl<'c> Reader<'c> {
     }
 
     /// Where each of `ids` is, in order; an id no pack holds is an error.
-    fn locate_all(&self, ids: &[Id]) -> Result<Vec<entries::At>, Error> {
+    fn locate_all(&self, ids: &[ObjectId]) -> Result<Vec<entries::At>, Error> {
         ids.iter().map(|id| self.locate(id)).collect()
     }
 
-    fn locate(&self, id: &Id) -> Result<entries::At, Error> {
-        self.packs.locate(id).ok_or_else(|| {
-            Error::Entries(entries::Error::Missing {
-                id: hex::encode(id),
-            })
-        })
+    fn locate(&self, id: &ObjectId) -> Result<entries::At, Error> {
+        self.packs
+            .locate(id)
+            .ok_or_else(|| Error::Entries(entries::Error::Missing { id: id.to_string() }))
     }
 
     /// Read the raw entries at `ats` not yet cached, neighbours coalesced into one request.
@@ -225,7 +223,10 @@ impl<'c> Reader<'c> {
 
     /// The size of each blob of `ids`, from its entry's first bytes (one small read each,
     /// coalesced): for `blob:limit`.
-    pub(super) async fn blob_sizes(&mut self, ids: &[Id]) -> Result<HashMap<Id, u64>, Error> {
+    pub(super) async fn blob_sizes(
+        &mut self,
+        ids: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, u64>, Error> {
         let ats = self.locate_all(ids)?;
         let prefixes = self
             .prefixes(&ats.iter().copied().collect(), SIZE_PREFIX)
@@ -274,8 +275,8 @@ impl<'c> Reader<'c> {
     /// The kind of each of `ids`, from the base of its delta chain (nothing inflated).
     pub(super) async fn kinds(
         &mut self,
-        ids: &[Id],
-    ) -> Result<HashMap<Id, gix::object::Kind>, Error> {
+        ids: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, gix::object::Kind>, Error> {
         let ats = self.locate_all(ids)?;
         self.fetch_chains(&ats).await?;
         let mut out = HashMap::new();
@@ -305,7 +306,10 @@ impl<'c> Reader<'c> {
     }
 
     /// The kind and content of each of `ids` (commits, trees, tags: small objects).
-    pub(super) async fn objects(&mut self, ids: &[Id]) -> Result<HashMap<Id, Object>, Error> {
+    pub(super) async fn objects(
+        &mut self,
+        ids: &[ObjectId],
+    ) -> Result<HashMap<ObjectId, Object>, Error> {
         let ats = self.locate_all(ids)?;
         self.fetch_chains(&ats).await?;
         let mut out = HashMap::new();
@@ -378,7 +382,7 @@ impl<'c> Reader<'c> {
     /// dropped once written, so memory holds one batch (and the largest entry), not the pack.
     pub(super) async fn build(
         &mut self,
-        ids: &[Id],
+        ids: &[ObjectId],
         file: std::fs::File,
     ) -> Result<std::fs::File, Error> {
         let ats = self.locate_all(ids)?;

@@ -60,8 +60,7 @@ pub fn request(
                 refs,
             },
         })?;
-        let mut id = [0u8; 20];
-        hex::decode_to_slice(&oid, &mut id).map_err(|_| Error::BadRef {
+        let id = crate::negotiate::parse_id(&oid).ok_or_else(|| Error::BadRef {
             name: name.clone(),
             repo: repo.to_owned(),
             oid: oid.clone(),

@@ -13,6 +13,7 @@ use crate::client::{self, Client};
 use crate::fetch_packs::{self, Got, Written};
 use crate::negotiate::fetch as negotiate;
 use crate::negotiate::shallow;
+use gix::ObjectId;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -131,9 +132,7 @@ async fn fetch_shallow(
                 name: w.name.clone(),
             });
         };
-        let mut bytes = [0u8; 20];
-        bytes.copy_from_slice(id.as_slice());
-        tips.push(bytes);
+        tips.push(id);
     }
     let path = git_dir.join("shallow");
     let old = std::fs::read_to_string(&path)
@@ -176,20 +175,17 @@ async fn fetch_shallow(
 struct LocalRepo(gix::Repository);
 
 impl crate::fetch_shallow::Local for LocalRepo {
-    fn has(&self, id: &crate::negotiate::Id) -> bool {
-        self.0.has_object(gix::ObjectId::from_bytes_or_panic(id))
+    fn has(&self, id: &ObjectId) -> bool {
+        self.0.has_object(*id)
     }
 
-    fn tree(&self, id: &crate::negotiate::Id) -> Option<Vec<u8>> {
-        let object = self
-            .0
-            .find_object(gix::ObjectId::from_bytes_or_panic(id))
-            .ok()?;
+    fn tree(&self, id: &ObjectId) -> Option<Vec<u8>> {
+        let object = self.0.find_object(*id).ok()?;
         (object.kind == gix::object::Kind::Tree).then(|| object.data.clone())
     }
 
-    fn commit(&self, id: &crate::negotiate::Id) -> Option<Vec<u8>> {
-        let id = gix::ObjectId::from_bytes_or_panic(id);
+    fn commit(&self, id: &ObjectId) -> Option<Vec<u8>> {
+        let id = *id;
         // The header first: a blob the repository has is not inflated to learn its kind.
         if self.0.find_header(id).ok()?.kind() != gix::object::Kind::Commit {
             return None;
@@ -200,10 +196,7 @@ impl crate::fetch_shallow::Local for LocalRepo {
 
 /// Replace `$GIT_DIR/shallow` with `ids` (git's own lock file name, then a rename), or
 /// remove it when `ids` is empty.
-pub(super) fn write_shallow(
-    git_dir: &Path,
-    ids: &BTreeSet<crate::negotiate::Id>,
-) -> std::io::Result<()> {
+pub(super) fn write_shallow(git_dir: &Path, ids: &BTreeSet<ObjectId>) -> std::io::Result<()> {
     let path = git_dir.join("shallow");
     if ids.is_empty() {
         return match std::fs::remove_file(&path) {
@@ -351,9 +344,7 @@ fn lacks_any(git_dir: &Path) -> fetch_packs::LacksAny {
     let git_dir = git_dir.to_owned();
     Arc::new(move |ids| {
         let repo = super::local::open(&git_dir)?;
-        Ok(negotiate::lacks_any(ids, |id| {
-            repo.has_object(gix::ObjectId::from_bytes_or_panic(id))
-        }))
+        Ok(negotiate::lacks_any(ids, |id| repo.has_object(*id)))
     })
 }
 
@@ -385,7 +376,7 @@ fn has_any_pack_or_object(git_dir: &Path) -> bool {
 fn missing_wants<'a>(
     git_dir: &Path,
     wants: &'a [FetchSpec],
-    covered: &BTreeSet<crate::negotiate::Id>,
+    covered: &BTreeSet<ObjectId>,
 ) -> Result<Vec<&'a FetchSpec>, Error> {
     fn oid(w: &FetchSpec) -> &str {
         &w.oid

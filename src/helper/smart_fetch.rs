@@ -28,10 +28,11 @@ use super::protocol::FetchSpec;
 use crate::client::{self, Client};
 use crate::fetch_packs::Written;
 use crate::negotiate::upload_pack::{self, Request, SideBand};
-use crate::negotiate::{haves, shallow, Id};
+use crate::negotiate::{haves, parse_id, shallow};
 use crate::pack;
 use crate::progress::Progress;
 use futures_util::TryStreamExt;
+use gix::ObjectId;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -105,14 +106,14 @@ pub fn run(
     let deepen = shape.depth.filter(|&d| d > 0);
 
     let repo = super::local::open(git_dir)?;
-    let mut wants: Vec<(Id, &FetchSpec)> = Vec::new();
+    let mut wants: Vec<(ObjectId, &FetchSpec)> = Vec::new();
     for spec in specs {
         let id = parse_id(&spec.oid).ok_or_else(|| Error::BadWant {
             oid: spec.oid.clone(),
             name: spec.name.clone(),
         })?;
         // A deepening fetch asks again for tips it has: their history changes.
-        let needed = deepen.is_some() || !repo.has_object(gix::ObjectId::from(id));
+        let needed = deepen.is_some() || !repo.has_object(id);
         if needed && !wants.iter().any(|(w, _)| *w == id) {
             wants.push((id, spec));
         }
@@ -132,7 +133,7 @@ pub fn run(
     };
     drop(repo);
 
-    let ids: Vec<Id> = wants.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<ObjectId> = wants.iter().map(|(id, _)| *id).collect();
     let mut got = Got::default();
     let plan = Plan {
         wants: &ids,
@@ -143,13 +144,10 @@ pub fn run(
     };
     let outcome = fetch_chain(client, runtime, git_dir, &plan, &mut got).and_then(|()| {
         let repo = super::local::open(git_dir)?;
-        if let Some((id, spec)) = wants
-            .iter()
-            .find(|(id, _)| !repo.has_object(gix::ObjectId::from(*id)))
-        {
+        if let Some((id, spec)) = wants.iter().find(|(id, _)| !repo.has_object(*id)) {
             return Err(Error::Missing {
                 repo: repo_name.clone(),
-                oid: hex::encode(id),
+                oid: id.to_string(),
                 name: spec.name.clone(),
             });
         }
@@ -204,11 +202,11 @@ const MAX_STEPS: usize = 64;
 
 /// What a batch asks for.
 struct Plan<'a> {
-    wants: &'a [Id],
-    shallow: &'a std::collections::BTreeSet<Id>,
+    wants: &'a [ObjectId],
+    shallow: &'a std::collections::BTreeSet<ObjectId>,
     /// The user's `--depth` (`--unshallow`: [`shallow::INFINITE`]).
     deepen: Option<u64>,
-    haves: &'a [Id],
+    haves: &'a [ObjectId],
     progress: Progress,
 }
 
@@ -310,10 +308,10 @@ fn fetch_chain(
 }
 
 /// The parents of `commits` the repository does not have, each once.
-fn missing_parents(repo: &gix::Repository, commits: &[Id]) -> Vec<Id> {
-    let mut out: Vec<Id> = Vec::new();
+fn missing_parents(repo: &gix::Repository, commits: &[ObjectId]) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = Vec::new();
     for id in commits {
-        let Ok(object) = repo.find_object(gix::ObjectId::from(*id)) else {
+        let Ok(object) = repo.find_object(*id) else {
             continue;
         };
         let Ok(commit) = gix::objs::CommitRef::from_bytes(&object.data, gix::hash::Kind::Sha1)
@@ -321,7 +319,7 @@ fn missing_parents(repo: &gix::Repository, commits: &[Id]) -> Vec<Id> {
             continue;
         };
         for parent in parent_ids(&commit) {
-            if !repo.has_object(gix::ObjectId::from(parent)) && !out.contains(&parent) {
+            if !repo.has_object(parent) && !out.contains(&parent) {
                 out.push(parent);
             }
         }
@@ -445,21 +443,10 @@ fn io_or_protocol(e: std::io::Error) -> upload_pack::Error {
     }
 }
 
-fn parse_id(hex_id: &str) -> Option<Id> {
-    let mut id = [0u8; 20];
-    hex::decode_to_slice(hex_id, &mut id).ok().map(|()| id)
-}
-
 /// Every commit a local ref (or a detached HEAD) points at, annotated tags peeled.
-fn local_tips(repo: &gix::Repository) -> Vec<Id> {
+fn local_tips(repo: &gix::Repository) -> Vec<ObjectId> {
     let mut tips = Vec::new();
-    let mut add = |id: gix::ObjectId| {
-        let mut out = [0u8; 20];
-        if id.as_slice().len() == 20 {
-            out.copy_from_slice(id.as_slice());
-            tips.push(out);
-        }
-    };
+    let mut add = |id: ObjectId| tips.push(id);
     if let Ok(id) = repo.head_id() {
         add(id.detach());
     }
@@ -479,8 +466,8 @@ fn local_tips(repo: &gix::Repository) -> Vec<Id> {
 struct LocalCommits<'r>(&'r gix::Repository);
 
 impl haves::Commits for LocalCommits<'_> {
-    fn commit(&self, id: &Id) -> Option<(Vec<Id>, i64)> {
-        let oid = gix::ObjectId::from(*id);
+    fn commit(&self, id: &ObjectId) -> Option<(Vec<ObjectId>, i64)> {
+        let oid = *id;
         // The header first: a blob or tree is not inflated to learn its kind.
         if self.0.find_header(oid).ok()?.kind() != gix::object::Kind::Commit {
             return None;
@@ -492,28 +479,17 @@ impl haves::Commits for LocalCommits<'_> {
     }
 }
 
-fn parent_ids(commit: &gix::objs::CommitRef<'_>) -> Vec<Id> {
-    commit
-        .parents()
-        .filter_map(|p| {
-            let mut out = [0u8; 20];
-            (p.as_slice().len() == 20).then(|| {
-                out.copy_from_slice(p.as_slice());
-                out
-            })
-        })
-        .collect()
+fn parent_ids(commit: &gix::objs::CommitRef<'_>) -> Vec<ObjectId> {
+    commit.parents().collect()
 }
 
 /// Whether the repository holds commit `id` and every one of its parents.
-fn has_parents(repo: &gix::Repository, id: &Id) -> bool {
-    let Ok(object) = repo.find_object(gix::ObjectId::from(*id)) else {
+fn has_parents(repo: &gix::Repository, id: &ObjectId) -> bool {
+    let Ok(object) = repo.find_object(*id) else {
         return false;
     };
     let Ok(commit) = gix::objs::CommitRef::from_bytes(&object.data, gix::hash::Kind::Sha1) else {
         return false;
     };
-    parent_ids(&commit)
-        .iter()
-        .all(|p| repo.has_object(gix::ObjectId::from(*p)))
+    parent_ids(&commit).iter().all(|p| repo.has_object(*p))
 }

@@ -8,7 +8,8 @@
 //! name once fetched (or found to hold nothing we lack) needs no second look. Reading and
 //! writing that record, and downloading, are the helper's business.
 
-use super::{parse_id, Id};
+use super::parse_id;
+use gix::ObjectId;
 use std::collections::BTreeSet;
 
 /// The packs seen from one remote. A cache: losing it costs a slower fetch, never a wrong one.
@@ -47,15 +48,12 @@ impl Known {
 }
 
 /// The ids of the wanted `oids`, as idx files list them; a malformed oid is in no idx.
-pub fn wanted_ids<'a>(oids: impl IntoIterator<Item = &'a str>) -> BTreeSet<Id> {
-    oids.into_iter()
-        .filter_map(parse_id)
-        .filter_map(|id| id.as_slice().try_into().ok())
-        .collect()
+pub fn wanted_ids<'a>(oids: impl IntoIterator<Item = &'a str>) -> BTreeSet<ObjectId> {
+    oids.into_iter().filter_map(parse_id).collect()
 }
 
 /// The wanted ids that a pack whose idx lists `listed` (sorted, as in an idx) holds.
-pub fn covers(wanted: &BTreeSet<Id>, listed: &[Id]) -> Vec<Id> {
+pub fn covers(wanted: &BTreeSet<ObjectId>, listed: &[ObjectId]) -> Vec<ObjectId> {
     wanted
         .iter()
         .filter(|w| listed.binary_search(w).is_ok())
@@ -66,12 +64,12 @@ pub fn covers(wanted: &BTreeSet<Id>, listed: &[Id]) -> Vec<Id> {
 /// Whether a pack is worth downloading before looking at local objects: the caller says to
 /// take it anyway (a clone; a pack the known-pack record may have hidden wrongly), or it holds
 /// a wanted id. If not, it is still needed when [`lacks_any`] of its objects.
-pub fn take_without_lookup(take: bool, covers: &[Id]) -> bool {
+pub fn take_without_lookup(take: bool, covers: &[ObjectId]) -> bool {
     take || !covers.is_empty()
 }
 
 /// Whether any of `listed` is absent locally (`has` answers for one object).
-pub fn lacks_any(listed: &[Id], mut has: impl FnMut(&Id) -> bool) -> bool {
+pub fn lacks_any(listed: &[ObjectId], mut has: impl FnMut(&ObjectId) -> bool) -> bool {
     listed.iter().any(|id| !has(id))
 }
 
@@ -79,11 +77,11 @@ pub fn lacks_any(listed: &[Id], mut has: impl FnMut(&Id) -> bool) -> bool {
 pub fn uncovered<'a, T>(
     wants: &'a [T],
     oid: impl Fn(&T) -> &str,
-    covered: &BTreeSet<Id>,
+    covered: &BTreeSet<ObjectId>,
 ) -> Vec<&'a T> {
     wants
         .iter()
-        .filter(|w| !parse_id(oid(w)).is_some_and(|id| covered.contains(id.as_slice())))
+        .filter(|w| !parse_id(oid(w)).is_some_and(|id| covered.contains(&id)))
         .collect()
 }
 
@@ -91,7 +89,7 @@ pub fn uncovered<'a, T>(
 pub fn missing<T>(
     uncovered: Vec<&T>,
     oid: impl Fn(&T) -> &str,
-    mut has: impl FnMut(&gix::ObjectId) -> bool,
+    mut has: impl FnMut(&ObjectId) -> bool,
 ) -> Vec<&T> {
     uncovered
         .into_iter()
@@ -103,7 +101,7 @@ pub fn missing<T>(
 /// computed from content, so this catches an object whose content does not hash to its name,
 /// and an idx that belongs to another pack. `None` when they agree; otherwise the first id
 /// only one of the two sorted lists has (hex), or `"count"`.
-pub fn first_difference(local: &[Id], listed: &[Id]) -> Option<String> {
+pub fn first_difference(local: &[ObjectId], listed: &[ObjectId]) -> Option<String> {
     if local == listed {
         return None;
     }
@@ -112,7 +110,7 @@ pub fn first_difference(local: &[Id], listed: &[Id]) -> Option<String> {
             .iter()
             .find(|id| local.binary_search(id).is_err())
             .or_else(|| local.iter().find(|id| listed.binary_search(id).is_err()))
-            .map(hex::encode)
+            .map(ObjectId::to_string)
             .unwrap_or_else(|| "count".to_owned()),
     )
 }
@@ -121,12 +119,12 @@ pub fn first_difference(local: &[Id], listed: &[Id]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn id(n: u8) -> Id {
-        [n; 20]
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from([n; 20])
     }
 
     fn hex_of(n: u8) -> String {
-        hex::encode(id(n))
+        id(n).to_string()
     }
 
     #[test]
@@ -184,7 +182,7 @@ mod tests {
         let covered = BTreeSet::from([id(1)]);
         let unsure = uncovered(&wants, |w| w.as_str(), &covered);
         assert_eq!(unsure, [&wants[1], &wants[2], &wants[3]]);
-        let local = [gix::ObjectId::from_bytes_or_panic(&id(2))];
+        let local = [id(2)];
         let left = missing(unsure, |w| w.as_str(), |oid| local.contains(oid));
         assert_eq!(left, [&wants[2], &wants[3]]);
     }

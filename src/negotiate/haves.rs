@@ -13,7 +13,7 @@
 //!
 //! Pure: the caller reads commits (gix) and peels refs to commits; no I/O here.
 
-use super::Id;
+use gix::ObjectId;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// Bounds of the walk and of the request.
@@ -41,7 +41,7 @@ pub const LIMITS: Limits = Limits {
 pub trait Commits {
     /// The parents and committer time (seconds) of commit `id`; `None` when the repository
     /// does not have it as a commit (beyond a shallow boundary, or not a commit at all).
-    fn commit(&self, id: &Id) -> Option<(Vec<Id>, i64)>;
+    fn commit(&self, id: &ObjectId) -> Option<(Vec<ObjectId>, i64)>;
 }
 
 /// Where a line of history is in its sampling.
@@ -96,10 +96,10 @@ impl Line {
 
 /// The haves for one request: `tips` (commits, in any order) and the sampled commits below
 /// them, newest first, at most [`Limits::max_haves`].
-pub fn choose(tips: &[Id], commits: &impl Commits, limits: &Limits) -> Vec<Id> {
-    let mut heap: BinaryHeap<(i64, Id)> = BinaryHeap::new();
-    let mut queued: HashMap<Id, (Line, Vec<Id>)> = HashMap::new();
-    let mut done: HashSet<Id> = HashSet::new();
+pub fn choose(tips: &[ObjectId], commits: &impl Commits, limits: &Limits) -> Vec<ObjectId> {
+    let mut heap: BinaryHeap<(i64, ObjectId)> = BinaryHeap::new();
+    let mut queued: HashMap<ObjectId, (Line, Vec<ObjectId>)> = HashMap::new();
+    let mut done: HashSet<ObjectId> = HashSet::new();
     for tip in tips {
         if queued.contains_key(tip) {
             continue;
@@ -153,18 +153,19 @@ mod tests {
     /// Commits by number: id = the number's bytes, time = the number.
     struct Graph(BTreeMap<u32, Vec<u32>>);
 
-    fn id(n: u32) -> Id {
+    fn id(n: u32) -> ObjectId {
         let mut id = [0u8; 20];
         id[..4].copy_from_slice(&n.to_be_bytes());
-        id
+        ObjectId::from(id)
     }
 
-    fn num(id: &Id) -> u32 {
-        u32::from_be_bytes([id[0], id[1], id[2], id[3]])
+    fn num(id: &ObjectId) -> u32 {
+        let b = id.as_bytes();
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
     impl Commits for Graph {
-        fn commit(&self, id: &Id) -> Option<(Vec<Id>, i64)> {
+        fn commit(&self, id: &ObjectId) -> Option<(Vec<ObjectId>, i64)> {
             let n = num(id);
             self.0
                 .get(&n)
@@ -181,7 +182,7 @@ mod tests {
         )
     }
 
-    fn nums(haves: &[Id]) -> Vec<u32> {
+    fn nums(haves: &[ObjectId]) -> Vec<u32> {
         haves.iter().map(num).collect()
     }
 

@@ -16,9 +16,6 @@ pub mod push;
 pub mod shallow;
 pub mod upload_pack;
 
-/// A SHA-1 object id as idx files list it.
-pub type Id = [u8; 20];
-
 /// The id named by `hex` (40 hex digits); `None` for anything else.
 pub fn parse_id(hex: &str) -> Option<gix::ObjectId> {
     gix::ObjectId::from_hex(hex.as_bytes()).ok()

@@ -190,7 +190,7 @@ mod tests {
     }
 
     fn id(n: u8) -> ObjectId {
-        ObjectId::from_bytes_or_panic(&[n; 20])
+        ObjectId::from([n; 20])
     }
 
     fn hex(n: u8) -> String {

@@ -5,7 +5,7 @@
 //! commits the local repository already has; the date text is parsed by the caller (git's
 //! approxidate).
 
-use super::Id;
+use gix::ObjectId;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// git's INFINITE_DEPTH (`--unshallow` sends it as `option depth`).
@@ -60,8 +60,12 @@ impl Deepen {
 
     /// The walk's starting points: (commit, commits to take on this path counting it,
     /// whether it is a boundary being deepened, which the walk never stops at).
-    pub fn roots(&self, tips: &[Id], shallow: &BTreeSet<Id>) -> Vec<(u64, Id, bool)> {
-        let mut roots: Vec<(u64, Id, bool)> = match self {
+    pub fn roots(
+        &self,
+        tips: &[ObjectId],
+        shallow: &BTreeSet<ObjectId>,
+    ) -> Vec<(u64, ObjectId, bool)> {
+        let mut roots: Vec<(u64, ObjectId, bool)> = match self {
             Deepen::Depth(n) => tips.iter().map(|t| (*n, *t, false)).collect(),
             _ => tips.iter().map(|t| (u64::MAX, *t, false)).collect(),
         };
@@ -101,11 +105,11 @@ pub struct Cut {
     /// Unix seconds: commits older than this are not taken.
     pub since: Option<i64>,
     /// Every commit reachable from the excluded refs.
-    pub excluded: HashSet<Id>,
+    pub excluded: HashSet<ObjectId>,
 }
 
 impl Cut {
-    pub fn takes(&self, id: &Id, committer_time: i64) -> bool {
+    pub fn takes(&self, id: &ObjectId, committer_time: i64) -> bool {
         self.since.is_none_or(|t| committer_time >= t) && !self.excluded.contains(id)
     }
 }
@@ -114,11 +118,14 @@ impl Cut {
 /// upload-pack's `send_unshallow`): each taken commit with a parent that was not taken, and
 /// the old boundaries not taken. `taken` maps each taken commit to its parents. `None` when
 /// nothing was taken: upload-pack dies then ("no commits selected for shallow requests").
-pub fn cut_boundaries(old: &BTreeSet<Id>, taken: &HashMap<Id, Vec<Id>>) -> Option<BTreeSet<Id>> {
+pub fn cut_boundaries(
+    old: &BTreeSet<ObjectId>,
+    taken: &HashMap<ObjectId, Vec<ObjectId>>,
+) -> Option<BTreeSet<ObjectId>> {
     if taken.is_empty() {
         return None;
     }
-    let mut out: BTreeSet<Id> = old
+    let mut out: BTreeSet<ObjectId> = old
         .iter()
         .filter(|id| !taken.contains_key(*id))
         .copied()
@@ -219,15 +226,15 @@ impl Filter {
 /// still take (its `rem`), and whether it has parents.
 #[derive(Debug, Default)]
 pub struct Walked {
-    pub rem: HashMap<Id, u64>,
-    pub has_parents: HashMap<Id, bool>,
+    pub rem: HashMap<ObjectId, u64>,
+    pub has_parents: HashMap<ObjectId, bool>,
 }
 
 /// The new shallow boundaries: the old ones whose parents were not walked, plus each walked
 /// commit with parents that the depth cut off (rem 1). Sorted, as git writes them.
-pub fn boundaries(old: &BTreeSet<Id>, walked: &Walked) -> BTreeSet<Id> {
-    let cut = |id: &Id| walked.rem.get(id).is_none_or(|&rem| rem <= 1);
-    let mut out: BTreeSet<Id> = old.iter().filter(|id| cut(id)).copied().collect();
+pub fn boundaries(old: &BTreeSet<ObjectId>, walked: &Walked) -> BTreeSet<ObjectId> {
+    let cut = |id: &ObjectId| walked.rem.get(id).is_none_or(|&rem| rem <= 1);
+    let mut out: BTreeSet<ObjectId> = old.iter().filter(|id| cut(id)).copied().collect();
     for (id, &rem) in &walked.rem {
         if rem <= 1 && walked.has_parents.get(id).copied().unwrap_or(false) {
             out.insert(*id);
@@ -243,12 +250,12 @@ pub fn boundaries(old: &BTreeSet<Id>, walked: &Walked) -> BTreeSet<Id> {
 /// upload-pack's own `unshallow` would have said. The server's new boundaries stay even over
 /// parents the repository holds: `--depth` on a whole repository cuts it, as in git.
 pub fn after_fetch(
-    old: &BTreeSet<Id>,
-    shallow: &[Id],
-    unshallow: &[Id],
-    has_parents: impl Fn(&Id) -> bool,
-) -> BTreeSet<Id> {
-    let told: BTreeSet<Id> = shallow.iter().copied().collect();
+    old: &BTreeSet<ObjectId>,
+    shallow: &[ObjectId],
+    unshallow: &[ObjectId],
+    has_parents: impl Fn(&ObjectId) -> bool,
+) -> BTreeSet<ObjectId> {
+    let told: BTreeSet<ObjectId> = shallow.iter().copied().collect();
     let kept = old
         .iter()
         .filter(|id| told.contains(*id) || !has_parents(id))
@@ -259,19 +266,14 @@ pub fn after_fetch(
 }
 
 /// `$GIT_DIR/shallow` as git writes it: one hex id a line.
-pub fn format(ids: &BTreeSet<Id>) -> String {
-    ids.iter()
-        .map(|id| format!("{}\n", hex::encode(id)))
-        .collect()
+pub fn format(ids: &BTreeSet<ObjectId>) -> String {
+    ids.iter().map(|id| format!("{id}\n")).collect()
 }
 
 /// The ids of a shallow file (lines that are not ids are skipped: git would refuse them).
-pub fn parse(text: &str) -> BTreeSet<Id> {
+pub fn parse(text: &str) -> BTreeSet<ObjectId> {
     text.lines()
-        .filter_map(|l| {
-            let mut id = [0u8; 20];
-            hex::decode_to_slice(l.trim(), &mut id).ok().map(|()| id)
-        })
+        .filter_map(|l| super::parse_id(l.trim()))
         .collect()
 }
 
@@ -279,15 +281,15 @@ pub fn parse(text: &str) -> BTreeSet<Id> {
 mod tests {
     use super::*;
 
-    fn id(n: u8) -> Id {
-        [n; 20]
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from([n; 20])
     }
 
     #[test]
     fn after_fetch_drops_boundaries_whose_parents_came() {
         let old = BTreeSet::from([id(1), id(2), id(3)]);
         // 1's parents came; 2's did not; the server cut at 4 and (in git) unshallowed 3.
-        let has = |c: &Id| *c == id(1) || *c == id(4);
+        let has = |c: &ObjectId| *c == id(1) || *c == id(4);
         assert_eq!(
             after_fetch(&old, &[id(4)], &[id(3)], has),
             BTreeSet::from([id(2), id(4)])

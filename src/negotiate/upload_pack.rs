@@ -20,7 +20,8 @@
 //! flush), `NAK` or `ACK <id>`, then the pack in side-band packets ([`SideBand`]). Reads from
 //! any `Read` the caller hands it; no network here.
 
-use super::Id;
+use super::parse_id;
+use gix::ObjectId;
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 
@@ -34,12 +35,12 @@ pub const MAX_SECTION_LINES: usize = 1 << 20;
 /// One request: what to fetch, what the repository is cut at, and what it has.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    pub wants: &'a [Id],
+    pub wants: &'a [ObjectId],
     /// `$GIT_DIR/shallow`: the boundaries the server must not walk past for us.
-    pub shallow: &'a BTreeSet<Id>,
+    pub shallow: &'a BTreeSet<ObjectId>,
     /// `deepen <n>`: `--depth`, or [`super::shallow::INFINITE`] for everything.
     pub deepen: Option<u64>,
-    pub haves: &'a [Id],
+    pub haves: &'a [ObjectId],
     pub progress: bool,
 }
 
@@ -52,25 +53,22 @@ impl Request<'_> {
                 let progress = if self.progress { "" } else { " no-progress" };
                 format!(
                     "want {} side-band-64k ofs-delta{progress} agent={agent}\n",
-                    hex::encode(want)
+                    want
                 )
             } else {
-                format!("want {}\n", hex::encode(want))
+                format!("want {}\n", want)
             };
             pkt_line(&mut out, line.as_bytes());
         }
         for id in self.shallow {
-            pkt_line(
-                &mut out,
-                format!("shallow {}\n", hex::encode(id)).as_bytes(),
-            );
+            pkt_line(&mut out, format!("shallow {id}\n").as_bytes());
         }
         if let Some(depth) = self.deepen {
             pkt_line(&mut out, format!("deepen {depth}\n").as_bytes());
         }
         out.extend_from_slice(b"0000");
         for id in self.haves {
-            pkt_line(&mut out, format!("have {}\n", hex::encode(id)).as_bytes());
+            pkt_line(&mut out, format!("have {id}\n").as_bytes());
         }
         pkt_line(&mut out, b"done\n");
         out
@@ -144,9 +142,9 @@ pub fn read_pkt(input: &mut impl Read) -> Result<Option<Pkt>, Error> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Preamble {
     /// `shallow <id>`: the new boundaries (only when `deepen` was sent).
-    pub shallow: Vec<Id>,
+    pub shallow: Vec<ObjectId>,
     /// `unshallow <id>`: old boundaries whose parents now come (a stock Hypha never says so).
-    pub unshallow: Vec<Id>,
+    pub unshallow: Vec<ObjectId>,
 }
 
 /// Read the shallow section (when there is one) and the `NAK` / `ACK <id>` line; the pack
@@ -191,11 +189,6 @@ pub fn read_preamble(input: &mut impl Read) -> Result<Preamble, Error> {
 fn malformed(line: &str) -> Error {
     let shown: String = line.chars().take(80).collect();
     Error::Malformed(format!("expected shallow, ACK or NAK, got {shown:?}"))
-}
-
-fn parse_id(hex_id: &str) -> Option<Id> {
-    let mut id = [0u8; 20];
-    hex::decode_to_slice(hex_id, &mut id).ok().map(|()| id)
 }
 
 /// The pack bytes of a side-band-64k answer: channel 1 is read through, channel 2 (progress)
@@ -267,7 +260,7 @@ mod tests {
 
     #[test]
     fn request_is_one_round_with_done() {
-        let (a, b, s, h) = ([0xaa; 20], [0xbb; 20], [0x55; 20], [0x11; 20]);
+        let [a, b, s, h] = [0xaa, 0xbb, 0x55, 0x11].map(|n| ObjectId::from([n; 20]));
         let shallow = BTreeSet::from([s]);
         let body = Request {
             wants: &[a, b],
@@ -278,16 +271,14 @@ mod tests {
         }
         .encode("git-remote-hypha/1");
         let text = String::from_utf8(body).unwrap();
-        let a_hex = hex::encode(a);
+        let a_hex = a.to_string();
         assert_eq!(
             text,
             format!(
                 "006fwant {a_hex} side-band-64k ofs-delta no-progress agent=git-remote-hypha/1\n\
                  0032want {}\n0035shallow {}\n000ddeepen 3\n0000\
                  0032have {}\n0009done\n",
-                hex::encode(b),
-                hex::encode(s),
-                hex::encode(h)
+                b, s, h
             )
         );
         // No multi_ack: Hypha would answer one ACK line per have it holds.
@@ -318,8 +309,8 @@ mod tests {
         answer.extend(pkt(b"\x01PACK"));
         let mut input = &answer[..];
         let got = read_preamble(&mut input).unwrap();
-        assert_eq!(got.shallow, vec![[0x11; 20]]);
-        assert_eq!(got.unshallow, vec![[0x22; 20]]);
+        assert_eq!(got.shallow, vec![ObjectId::from([0x11; 20])]);
+        assert_eq!(got.unshallow, vec![ObjectId::from([0x22; 20])]);
         assert_eq!(input, &pkt(b"\x01PACK")[..]);
         // A final ACK ends it too; no shallow section is fine.
         let answer = pkt(format!("ACK {x}\n").as_bytes());

@@ -9,6 +9,7 @@
 //! the idx gives every entry's end (the next entry's offset), so a range read fetches exactly
 //! one entry.
 
+use gix::ObjectId;
 use gix_pack::data::entry::Header;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -32,16 +33,14 @@ pub enum Error {
     Write(#[source] std::io::Error),
 }
 
-pub type Id = [u8; 20];
-
 /// The stored packs as their idx files describe them.
 #[derive(Debug, Default)]
 pub struct Packs {
     names: Vec<String>,
     /// Per pack: entry offsets, sorted, then the trailer's offset (the last entry's end).
     ends: Vec<Vec<u64>>,
-    by_id: HashMap<Id, (usize, u64)>,
-    by_offset: HashMap<(usize, u64), Id>,
+    by_id: HashMap<ObjectId, (usize, u64)>,
+    by_offset: HashMap<(usize, u64), ObjectId>,
 }
 
 /// Where one entry lies.
@@ -84,13 +83,13 @@ impl Packs {
         self.names.get(pack).map_or("?", String::as_str)
     }
 
-    pub fn locate(&self, id: &Id) -> Option<At> {
+    pub fn locate(&self, id: &ObjectId) -> Option<At> {
         self.by_id
             .get(id)
             .map(|&(pack, offset)| At { pack, offset })
     }
 
-    pub fn id_at(&self, at: At) -> Option<Id> {
+    pub fn id_at(&self, at: At) -> Option<ObjectId> {
         self.by_offset.get(&(at.pack, at.offset)).copied()
     }
 
@@ -134,10 +133,8 @@ impl Packs {
                 })
             }
             Header::RefDelta { base_id } => {
-                let mut id = [0u8; 20];
-                id.copy_from_slice(base_id.as_slice());
-                let base = self.locate(&id).ok_or(Error::Missing {
-                    id: hex::encode(id),
+                let base = self.locate(&base_id).ok_or(Error::Missing {
+                    id: base_id.to_string(),
                 })?;
                 Kind::Delta(base)
             }
@@ -447,7 +444,7 @@ mod tests {
             let (kind, data) = content(&packs, &raw, at);
             let computed =
                 gix::objs::compute_hash(gix::hash::Kind::Sha1, kind, &data).expect("hash");
-            assert_eq!(computed.as_slice(), id, "{}", hex::encode(id));
+            assert_eq!(&computed, id, "{id}");
             // Copy bases first.
             let mut chain = vec![at];
             while let Kind::Delta(base) = packs

@@ -19,11 +19,13 @@ pub enum Error {
     Collision { pack: String },
 }
 
+use gix::ObjectId;
+
 const HEADER: &[u8] = b"\xfftOc\x00\x00\x00\x02";
 const FANOUT: usize = 256 * 4;
 
 /// The SHA-1 object ids in `idx`, in index (sorted) order.
-pub fn object_ids(idx: &[u8], pack: &str) -> Result<Vec<[u8; 20]>, Error> {
+pub fn object_ids(idx: &[u8], pack: &str) -> Result<Vec<ObjectId>, Error> {
     if idx.len() < HEADER.len() + FANOUT || &idx[..HEADER.len()] != HEADER {
         return Err(Error::NotV2 {
             pack: pack.to_owned(),
@@ -46,18 +48,14 @@ pub fn object_ids(idx: &[u8], pack: &str) -> Result<Vec<[u8; 20]>, Error> {
     }
     Ok(idx[start..start + count * 20]
         .chunks_exact(20)
-        .map(|c| {
-            let mut id = [0u8; 20];
-            id.copy_from_slice(c);
-            id
-        })
+        .map(ObjectId::from_bytes_or_panic)
         .collect())
 }
 
 /// One object of an idx: its id, the CRC32 of its raw entry, and its offset in the pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub id: [u8; 20],
+    pub id: ObjectId,
     pub crc32: u32,
     pub offset: u64,
 }
@@ -130,13 +128,13 @@ pub fn write(
     out.extend_from_slice(HEADER);
     let mut at = 0usize;
     for byte in 0..=255u8 {
-        while at < entries.len() && entries[at].id[0] <= byte {
+        while at < entries.len() && entries[at].id.as_bytes()[0] <= byte {
             at += 1;
         }
         out.extend_from_slice(&(at as u32).to_be_bytes());
     }
     for e in entries.iter() {
-        out.extend_from_slice(&e.id);
+        out.extend_from_slice(e.id.as_bytes());
     }
     for e in entries.iter() {
         out.extend_from_slice(&e.crc32.to_be_bytes());
@@ -182,7 +180,7 @@ mod tests {
 
     #[test]
     fn reads_ids() {
-        let ids = [[1u8; 20], [2u8; 20]];
+        let ids = [1u8, 2].map(|n| ObjectId::from([n; 20]));
         let mut idx = HEADER.to_vec();
         for i in 0..256u32 {
             let n: u32 = match i {
@@ -193,7 +191,7 @@ mod tests {
             idx.extend(n.to_be_bytes());
         }
         for id in &ids {
-            idx.extend(id);
+            idx.extend(id.as_bytes());
         }
         idx.extend([0u8; 8 * 2 + 40]);
         assert_eq!(object_ids(&idx, "p"), Ok(ids.to_vec()));

@@ -20,6 +20,7 @@
 //! inflate pass over the thin pack and over each copied entry, one SHA-1 pass over the result.
 
 use super::entries::DeltaError;
+use gix::ObjectId;
 use gix_pack::data::entry::Header;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -102,9 +103,9 @@ pub trait Source {
     /// `Bytes`, so that a store's buffer is used as it comes, not copied.
     fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes>;
     /// Where a live pack holds `id`, from the packs' idx files; `None` when none does.
-    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>>;
+    fn locate(&mut self, id: &ObjectId) -> io::Result<Option<Located>>;
     /// The id of the entry at `offset` of live pack `pack`, from its idx.
-    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>>;
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<ObjectId>>;
     /// The name of live pack `pack`, for messages.
     fn name(&self, pack: usize) -> String;
 }
@@ -154,7 +155,7 @@ pub fn complete(
     let mut reader = Reader::new(None, data_end);
     reader.seek(12);
     let mut walked: Vec<(u64, u32)> = Vec::with_capacity(uploaded.len());
-    let mut ref_bases: Vec<[u8; 20]> = Vec::new();
+    let mut ref_bases: Vec<ObjectId> = Vec::new();
     let mut inflate = Inflater::new();
     for _ in 0..count {
         let offset = reader.pos;
@@ -162,9 +163,7 @@ pub fn complete(
             .header(src)
             .map_err(|why| thin_corrupt(offset, why))?;
         if let Header::RefDelta { base_id } = &head.header {
-            let mut id = [0u8; 20];
-            id.copy_from_slice(base_id.as_slice());
-            ref_bases.push(id);
+            ref_bases.push(*base_id);
         }
         let mut crc = crc32fast::Hasher::new();
         crc.update(&head.raw);
@@ -207,7 +206,7 @@ pub fn complete(
     }
 
     // Pass two: append the missing bases and their chains.
-    let mut present: HashMap<[u8; 20], u64> = uploaded.iter().map(|e| (e.id, e.offset)).collect();
+    let mut present: HashMap<ObjectId, u64> = uploaded.iter().map(|e| (e.id, e.offset)).collect();
     if present.len() != uploaded.len() {
         return Err(Error::IdxMismatch {
             why: "an object is listed twice".into(),
@@ -220,17 +219,15 @@ pub fn complete(
         added: Vec::new(),
         inflate,
     };
-    let mut queue: Vec<[u8; 20]> = ref_bases;
-    let mut seen: HashSet<[u8; 20]> = HashSet::new();
+    let mut queue: Vec<ObjectId> = ref_bases;
+    let mut seen: HashSet<ObjectId> = HashSet::new();
     while let Some(id) = queue.pop() {
         if present.contains_key(&id) || !seen.insert(id) {
             continue;
         }
         let at = src.locate(&id).map_err(read_err("a pack index"))?;
         let Some(at) = at else {
-            return Err(Error::MissingBase {
-                id: hex::encode(id),
-            });
+            return Err(Error::MissingBase { id: id.to_string() });
         };
         appender.copy_chain(src, at, &mut present, &mut queue)?;
     }
@@ -289,8 +286,8 @@ impl<W: Write> Appender<W> {
         &mut self,
         src: &mut dyn Source,
         at: Located,
-        present: &mut HashMap<[u8; 20], u64>,
-        queue: &mut Vec<[u8; 20]>,
+        present: &mut HashMap<ObjectId, u64>,
+        queue: &mut Vec<ObjectId>,
     ) -> Result<(), Error> {
         let mut reader = Reader::new(Some(at.pack), at.pack_size.saturating_sub(20));
         // Headers only, top down, to learn the chain; then copy bottom up, so every OFS_DELTA
@@ -325,9 +322,7 @@ impl<W: Write> Appender<W> {
                         })?;
                 }
                 Header::RefDelta { base_id } => {
-                    let mut id = [0u8; 20];
-                    id.copy_from_slice(base_id.as_slice());
-                    queue.push(id);
+                    queue.push(base_id);
                     break;
                 }
                 other => {
@@ -418,7 +413,7 @@ impl<W: Write> Appender<W> {
         at: Located,
         chain: &[u64],
         kind: Header,
-        present: &mut HashMap<[u8; 20], u64>,
+        present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
         let id = src
             .id_at(at.pack, at.offset)
@@ -476,12 +471,12 @@ impl<W: Write> Appender<W> {
         })?;
         let resolved = gix::objs::compute_hash(gix::hash::Kind::Sha1, object_kind, &data)
             .map_err(|_| Error::Checksum)?;
-        if resolved.as_slice() != id.as_slice() {
+        if resolved != id {
             return Err(base_corrupt(
                 src,
                 at.pack,
                 at.offset,
-                Failure::Bad(format!("resolves to {resolved}, not {}", hex::encode(id))),
+                Failure::Bad(format!("resolves to {resolved}, not {id}")),
             ));
         }
         let mut raw = Vec::with_capacity(MAX_HEADER);

@@ -132,9 +132,7 @@ impl Repository {
                 return Err(Error::Invalid {
                     detail: format!(
                         "{} lacks object {} of {name} in {}",
-                        req.pack,
-                        hex::encode(missing),
-                        self.name
+                        req.pack, missing, self.name
                     ),
                 });
             }

@@ -196,19 +196,19 @@ pub(crate) async fn atomic_update_survives_death(backend: Arc<dyn Backend>) {
 /// all the server reads of a pack's objects. CRCs and offsets are zeros: nothing here reads
 /// the pack itself.
 pub(crate) fn idx_listing(ids: &[&str], pack_checksum: [u8; 20]) -> Vec<u8> {
-    let mut ids: Vec<[u8; 20]> = ids
+    let mut ids: Vec<gix::ObjectId> = ids
         .iter()
-        .map(|id| <[u8; 20] as hex::FromHex>::from_hex(id).expect("40 hex"))
+        .map(|id| crate::negotiate::parse_id(id).expect("40 hex"))
         .collect();
     ids.sort_unstable();
     ids.dedup();
     let mut idx = vec![0xffu8, b't', b'O', b'c', 0, 0, 0, 2];
     for byte in 0..=255u8 {
-        let count = ids.iter().filter(|id| id[0] <= byte).count() as u32;
+        let count = ids.iter().filter(|id| id.as_bytes()[0] <= byte).count() as u32;
         idx.extend(count.to_be_bytes());
     }
     for id in &ids {
-        idx.extend(id);
+        idx.extend(id.as_bytes());
     }
     idx.extend(vec![0u8; ids.len() * 8]);
     idx.extend(pack_checksum);
@@ -527,7 +527,7 @@ pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
     let trailer: [u8; 20] = blobs.pack[blobs.pack.len() - 20..]
         .try_into()
         .expect("20 bytes");
-    entries[0].id = [0x99; 20];
+    entries[0].id = gix::ObjectId::from([0x99; 20]);
     let lying = crate::pack::idx_file::write(&mut entries, &trailer, &blobs.name).expect("idx");
     let spec = PackUpload {
         name: blobs.name.clone(),
@@ -1223,7 +1223,7 @@ pub(crate) async fn thin_completion(backend: Arc<dyn Backend>) {
                                            // indexing of the completed pack tells (issue 21: the ids were taken on trust).
     let claims = {
         let mut entries = crate::pack::idx_file::entries(thin_idx, "t").expect("entries");
-        entries[0].id = [0x99; 20];
+        entries[0].id = gix::ObjectId::from([0x99; 20]);
         let trailer: [u8; 20] = thin_pack[thin_pack.len() - 20..]
             .try_into()
             .expect("20 bytes");

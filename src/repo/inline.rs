@@ -19,6 +19,7 @@
 use super::Repository;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
+use gix::ObjectId;
 
 /// A pack from an `update`'s request, checked in memory ([`Repository::check_inline`]): the
 /// idx fits and belongs to the pack, and `git index-pack` found exactly the objects it lists.
@@ -29,7 +30,7 @@ pub struct InlinePack {
     pack: Bytes,
     idx: Bytes,
     /// Sorted: what the pack holds.
-    ids: Vec<[u8; 20]>,
+    ids: Vec<ObjectId>,
 }
 
 impl InlinePack {
@@ -38,7 +39,7 @@ impl InlinePack {
     }
 
     /// Whether the pack holds object `id`.
-    pub(super) fn holds(&self, id: &[u8; 20]) -> bool {
+    pub(super) fn holds(&self, id: &ObjectId) -> bool {
         self.ids.binary_search(id).is_ok()
     }
 }

@@ -17,6 +17,7 @@
 use super::Repository;
 use crate::storage::Error;
 use futures_util::StreamExt;
+use gix::ObjectId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +32,7 @@ const CACHE_BUDGET: usize = 64 << 20;
 const IDX_READ_CONCURRENCY: usize = 16;
 
 /// The sorted object ids of one pack's idx.
-type Ids = Arc<Vec<[u8; 20]>>;
+type Ids = Arc<Vec<ObjectId>>;
 
 /// Object ids by pack, least recently used out first once [`CACHE_BUDGET`] is exceeded.
 ///
@@ -119,9 +120,9 @@ impl Repository {
     /// size, already checked complete) nor any live pack holds.
     pub(super) async fn missing_objects(
         &self,
-        wanted: BTreeSet<[u8; 20]>,
+        wanted: BTreeSet<ObjectId>,
         named: &[(String, u64)],
-    ) -> Result<BTreeSet<[u8; 20]>, Error> {
+    ) -> Result<BTreeSet<ObjectId>, Error> {
         let mut missing = wanted;
         if missing.is_empty() {
             return Ok(missing);
@@ -196,7 +197,7 @@ impl Repository {
     /// Put the sorted ids of the idx of pack `name`, `idx_size` bytes, into the ids cache, as
     /// checked against the pack's bytes (only for ids computed from them, or for a pack this
     /// server wrote).
-    pub(super) fn cache_sorted_ids(&self, name: &str, idx_size: u64, ids: Vec<[u8; 20]>) {
+    pub(super) fn cache_sorted_ids(&self, name: &str, idx_size: u64, ids: Vec<ObjectId>) {
         self.pack_ids_cache
             .put(&self.pack_key(name, "idx"), idx_size, Arc::new(ids), true);
     }
@@ -235,11 +236,11 @@ impl Repository {
 pub(super) fn sorted_ids(
     idx: &[u8],
     name: &str,
-) -> Result<Vec<[u8; 20]>, crate::pack::idx_file::Error> {
+) -> Result<Vec<ObjectId>, crate::pack::idx_file::Error> {
     crate::pack::idx_file::object_ids(idx, name).map(sorted)
 }
 
-fn sorted(mut ids: Vec<[u8; 20]>) -> Vec<[u8; 20]> {
+fn sorted(mut ids: Vec<ObjectId>) -> Vec<ObjectId> {
     if !ids.is_sorted() {
         ids.sort_unstable();
     }
@@ -247,8 +248,8 @@ fn sorted(mut ids: Vec<[u8; 20]>) -> Vec<[u8; 20]> {
 }
 
 /// A ref value as the idx files hold it; `None` if `oid` is not 40 hex (validated earlier).
-pub(super) fn object_id(oid: &str) -> Option<[u8; 20]> {
-    <[u8; 20] as hex::FromHex>::from_hex(oid).ok()
+pub(super) fn object_id(oid: &str) -> Option<ObjectId> {
+    crate::negotiate::parse_id(oid)
 }
 
 /// The rejection detail for a ref whose new value no pack holds: one line, like git's.
@@ -264,28 +265,9 @@ mod tests {
         Arc::new(
             (0..n)
                 .map(|i| {
-                    [
-                        tag,
-                        (i % 256) as u8,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                    ]
+                    let mut id = [0u8; 20];
+                    id[..2].copy_from_slice(&[tag, (i % 256) as u8]);
+                    ObjectId::from(id)
                 })
                 .collect(),
         )

@@ -428,7 +428,7 @@ async fn checks_packs_before_writing_refs() {
     let mut entries = crate::pack::idx_file::entries(&idx, &name).unwrap();
     let trailer: [u8; 20] = pack[pack.len() - 20..].try_into().unwrap();
     let mut claims = entries.clone();
-    claims[0].id[0] ^= 0x01;
+    claims[0].id.as_mut_slice()[0] ^= 0x01;
     let lying = crate::pack::idx_file::write(&mut claims, &trailer, &name).unwrap();
     std::fs::write(&idx_file, &lying).unwrap();
     let err = repo.update(&r).await.unwrap_err();

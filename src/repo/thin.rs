@@ -22,6 +22,7 @@ use crate::pack::thin::{self, Located};
 use crate::repo::UploadUrls;
 use crate::storage::{Error, PresignMethod};
 use bytes::Bytes;
+use gix::ObjectId;
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
@@ -263,12 +264,12 @@ impl PackEntries {
         PackEntries { by_id, by_offset }
     }
 
-    fn offset_of(&self, id: &[u8; 20]) -> Option<u64> {
+    fn offset_of(&self, id: &ObjectId) -> Option<u64> {
         let i = self.by_id.binary_search_by(|e| e.id.cmp(id)).ok()?;
         Some(self.by_id[i].offset)
     }
 
-    fn id_at(&self, offset: u64) -> Option<[u8; 20]> {
+    fn id_at(&self, offset: u64) -> Option<ObjectId> {
         let i = self
             .by_offset
             .binary_search_by_key(&offset, |&i| self.by_id[i as usize].offset)
@@ -315,7 +316,7 @@ impl thin::Source for Stored {
             .map_err(io_err)
     }
 
-    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
+    fn locate(&mut self, id: &ObjectId) -> io::Result<Option<Located>> {
         for n in 0..self.live.len() {
             let (name, idx_size, pack_size) = {
                 let p = &self.live[n];
@@ -346,7 +347,7 @@ impl thin::Source for Stored {
                 continue;
             }
             // The cached ids answer "which pack" without reading offsets.
-            let ids: Arc<Vec<[u8; 20]>> =
+            let ids: Arc<Vec<ObjectId>> =
                 match self.handle.block_on(self.repo.pack_ids(&name, idx_size)) {
                     Ok(ids) => ids,
                     Err(e @ (Error::NotFound { .. } | Error::Invalid { .. })) => {
@@ -370,7 +371,7 @@ impl thin::Source for Stored {
         Ok(None)
     }
 
-    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>> {
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<ObjectId>> {
         Ok(self.entries(pack)?.id_at(offset))
     }
 

@@ -15,6 +15,7 @@ use crate::names;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use gix::ObjectId;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Git's words (receive-pack, `receive.denyDeleteCurrent`), so users see what git shows.
@@ -120,7 +121,7 @@ impl Repository {
         // Before the lock: packs only come (named ones, when this update commits them) or go
         // after a compaction put their objects in another live pack, so what is found now
         // stays found. A ref that does not move (new = old) points at nothing new.
-        let wanted: BTreeSet<[u8; 20]> = req
+        let wanted: BTreeSet<ObjectId> = req
             .updates
             .iter()
             .filter(|u| u.new.is_some() && u.new != u.old)
@@ -441,7 +442,7 @@ fn plan(
     head: Option<&str>,
     existing: &BTreeSet<String>,
     created: &BTreeSet<&str>,
-    missing: &BTreeSet<[u8; 20]>,
+    missing: &BTreeSet<ObjectId>,
 ) -> Result<Write, RefOutcome> {
     let name = &update.name;
     // First, as in git's receive-pack: nothing else matters for a ref that would dangle.

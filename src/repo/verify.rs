@@ -23,6 +23,7 @@
 use super::Repository;
 use crate::pack::idx_file;
 use crate::storage::Error;
+use gix::ObjectId;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -49,7 +50,7 @@ impl Repository {
         name: &str,
         idx_size: u64,
         pack_size: u64,
-    ) -> Result<Vec<[u8; 20]>, Error> {
+    ) -> Result<Vec<ObjectId>, Error> {
         if self.pack_verified(name, idx_size) {
             return Ok(self.pack_ids(name, idx_size).await?.to_vec());
         }
@@ -77,7 +78,7 @@ impl Repository {
         name: &str,
         pack: &[u8],
         idx: &[u8],
-    ) -> Result<Vec<[u8; 20]>, Error> {
+    ) -> Result<Vec<ObjectId>, Error> {
         let what = format!("inline pack {name}");
         let dir = temp_dir(&what)?;
         std::fs::write(dir.path().join("p.pack"), pack).map_err(|e| Error::backend(&what, e))?;
@@ -187,7 +188,7 @@ impl Repository {
         name: &str,
         claimed: &[u8],
         computed: &[u8],
-    ) -> Result<Vec<[u8; 20]>, Error> {
+    ) -> Result<Vec<ObjectId>, Error> {
         let held = idx_file::entries(computed, name)
             .map_err(|e| self.refuse(name, &format!("its computed idx is unreadable: {e}")))?;
         if held.is_empty() {
@@ -206,7 +207,7 @@ impl Repository {
             });
         }
         let ids = |entries: &[idx_file::Entry]| {
-            let mut ids: Vec<[u8; 20]> = entries.iter().map(|e| e.id).collect();
+            let mut ids: Vec<ObjectId> = entries.iter().map(|e| e.id).collect();
             ids.sort_unstable();
             ids
         };

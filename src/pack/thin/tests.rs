@@ -4,6 +4,7 @@
 use super::*;
 use crate::pack::idx_file;
 use crate::pack::testing::git;
+use gix::ObjectId;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,7 +30,7 @@ impl Source for Files {
         }
         .map(bytes::Bytes::from)
     }
-    fn locate(&mut self, id: &[u8; 20]) -> io::Result<Option<Located>> {
+    fn locate(&mut self, id: &ObjectId) -> io::Result<Option<Located>> {
         for (n, (path, entries)) in self.live.iter().enumerate() {
             if let Some(e) = entries.iter().find(|e| e.id == *id) {
                 return Ok(Some(Located {
@@ -41,7 +42,7 @@ impl Source for Files {
         }
         Ok(None)
     }
-    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<[u8; 20]>> {
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<ObjectId>> {
         Ok(self.live[pack]
             .1
             .iter()
@@ -408,7 +409,7 @@ mod hostile {
             checksum.copy_from_slice(&thin[thin.len() - 20..]);
             let idx = idx_file::write(
                 &mut [idx_file::Entry {
-                    id: [0xcd; 20],
+                    id: ObjectId::from([0xcd; 20]),
                     crc32: crc,
                     offset: thin_offsets[0],
                 }],
@@ -422,16 +423,12 @@ mod hostile {
                     live_path,
                     vec![
                         idx_file::Entry {
-                            id: {
-                                let mut id = [0u8; 20];
-                                id.copy_from_slice(blob_id.as_slice());
-                                id
-                            },
+                            id: blob_id,
                             crc32: 0,
                             offset: offsets[0],
                         },
                         idx_file::Entry {
-                            id: fake_id,
+                            id: ObjectId::from(fake_id),
                             crc32: 0,
                             offset: offsets[1],
                         },
