@@ -31,27 +31,22 @@ fn remote_main(side: &Side) -> String {
         .unwrap_or_default()
 }
 
-/// C15: the remote tip is unknown locally -> `(fetch first)`, git's hints, exit 1, remote
-/// unchanged.
-#[test]
-fn diverged_push_with_unknown_remote_tip_is_fetch_first() {
+/// C15: a diverged push is refused with `status` and git's `hint`, exit 1, remote unchanged;
+/// `fetched`: whether `a` fetched the remote tip first.
+fn diverged_push_is_rejected(name: &str, fetched: bool, status: &str, hint: &str) {
     let env = crate::harness::TestEnv::new();
-    assert_same_as_file_remote(&env, "fetchfirst", |side| {
+    assert_same_as_file_remote(&env, name, |side| {
         let (a, b) = diverged(side);
+        if fetched {
+            side.env.git(&a, &["fetch", "-q", "origin"]);
+        }
         let out = side.push(&a, "diverged", &["origin", "main"]);
         assert_eq!(out.code, Some(1), "{out}");
         assert!(
-            porcelain_line(&out, "refs/heads/main")
-                .is_some_and(|l| l.contains("[rejected] (fetch first)")),
+            porcelain_line(&out, "refs/heads/main").is_some_and(|l| l.contains(status)),
             "{out}"
         );
-        assert!(
-            out.stderr.contains(
-                // git 2.39 wraps this hint one word earlier than 2.47.
-                "hint: Updates were rejected because the remote contains work that you do"
-            ),
-            "{out}"
-        );
+        assert!(out.stderr.contains(hint), "{out}");
         assert_eq!(
             remote_main(side),
             side.env.rev(&b, "HEAD"),
@@ -60,32 +55,27 @@ fn diverged_push_with_unknown_remote_tip_is_fetch_first() {
     });
 }
 
+/// C15: the remote tip is unknown locally -> `(fetch first)`.
+#[test]
+fn diverged_push_with_unknown_remote_tip_is_fetch_first() {
+    diverged_push_is_rejected(
+        "fetchfirst",
+        false,
+        "[rejected] (fetch first)",
+        // git 2.39 wraps this hint one word earlier than 2.47.
+        "hint: Updates were rejected because the remote contains work that you do",
+    );
+}
+
 /// C15: the remote tip is known locally (fetched) -> `(non-fast-forward)`.
 #[test]
 fn diverged_push_with_known_remote_tip_is_non_fast_forward() {
-    let env = crate::harness::TestEnv::new();
-    assert_same_as_file_remote(&env, "nonff", |side| {
-        let (a, b) = diverged(side);
-        side.env.git(&a, &["fetch", "-q", "origin"]);
-        let out = side.push(&a, "diverged after fetch", &["origin", "main"]);
-        assert_eq!(out.code, Some(1), "{out}");
-        assert!(
-            porcelain_line(&out, "refs/heads/main")
-                .is_some_and(|l| l.contains("[rejected] (non-fast-forward)")),
-            "{out}"
-        );
-        assert!(
-            out.stderr.contains(
-                "hint: Updates were rejected because the tip of your current branch is behind"
-            ),
-            "{out}"
-        );
-        assert_eq!(
-            remote_main(side),
-            side.env.rev(&b, "HEAD"),
-            "remote unchanged"
-        );
-    });
+    diverged_push_is_rejected(
+        "nonff",
+        true,
+        "[rejected] (non-fast-forward)",
+        "hint: Updates were rejected because the tip of your current branch is behind",
+    );
 }
 
 /// C16: `--force` replaces the remote tip and says so.
