@@ -29,7 +29,7 @@
 //! oid named twice is answered once.
 
 use super::error::ApiError;
-use super::limits::ByteBudget;
+use super::limits::{ByteBudget, Moved};
 use super::quota;
 use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
@@ -139,13 +139,14 @@ async fn batch_inner(
         .iter()
         .filter(|o| o.actions.contains_key(action))
         .collect();
-    budget.hand_out(
+    let moved = Moved::HandedOut(
         handed
             .iter()
             .filter(|o| !o.actions[action].header.contains_key(TRANSFER_HEADER))
             .map(|o| o.size)
             .sum(),
-    )?;
+    );
+    budget.ready(moved)?;
     if let (Some(quotas), Operation::Upload) = (&state.quotas, req.operation) {
         let uploads: Vec<quota::Upload> = handed
             .iter()
@@ -156,6 +157,7 @@ async fn batch_inner(
             .collect();
         quotas.admit(workspace, &repo, &uploads, 0).await?;
     }
+    budget.charge(moved);
     Ok(BatchResponse {
         transfer: if ours { TRANSFER } else { "basic" }.to_owned(),
         objects,

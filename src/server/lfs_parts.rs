@@ -9,7 +9,7 @@
 
 use super::error::ApiError;
 use super::lfs::lfs_json;
-use super::limits::ByteBudget;
+use super::limits::{ByteBudget, Moved};
 use super::routes::{authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::lfs::{PartUrl, PartsComplete, PartsPlan, PartsRequest};
@@ -70,7 +70,7 @@ async fn start_inner(
     let to_send = (plan.parts.len() as u64)
         .saturating_mul(plan.part_size)
         .min(req.size);
-    budget.hand_out(to_send)?;
+    budget.take(Moved::HandedOut(to_send))?;
     if !plan.done {
         let sending: u64 = plan.parts.len() as u64;
         state.metrics.lfs("upload", req.size);

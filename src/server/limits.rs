@@ -174,13 +174,27 @@ impl Limiter {
     /// A transfer larger than the bucket therefore still goes once, and the key then waits
     /// for as long as its bytes take at the limit's rate.
     pub fn take(&self, key: &[u8], cost: u64, now: Instant) -> Result<(), u64> {
+        self.ready(key, now)?;
+        self.charge(key, cost, now);
+        Ok(())
+    }
+
+    /// `Err(seconds)` (at least 1) while `key` is in debt; takes nothing.
+    pub fn ready(&self, key: &[u8], now: Instant) -> Result<(), u64> {
         self.with_bucket(key, now, |tokens| {
             if tokens >= 0.0 {
-                (tokens - cost as f64, Ok(()))
+                (tokens, Ok(()))
             } else {
                 (tokens, Err(self.wait(-tokens)))
             }
         })
+    }
+
+    /// Take `cost` for `key`, into debt if need be: after [`Limiter::ready`] said yes and
+    /// the request was found worth answering (a request refused for another reason costs
+    /// nothing).
+    pub fn charge(&self, key: &[u8], cost: u64, now: Instant) {
+        let _ = self.with_bucket(key, now, |tokens| (tokens - cost as f64, Ok(())));
     }
 
     /// Whole seconds (at least 1) until `missing` comes back.
@@ -259,36 +273,68 @@ impl std::fmt::Debug for ByteBudget {
     }
 }
 
+/// What a request moves, for its [`ByteBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// Bytes this server takes or sends itself (inline packs).
+    Here(u64),
+    /// Bytes it hands out presigned URLs for. On a local-disk store, a request the address
+    /// limit counts is not charged for them: its `/_store` transfer is.
+    HandedOut(u64),
+}
+
 impl ByteBudget {
-    /// Charge `bytes` this server moves itself for the request (inline packs): refused with
-    /// 429 while the caller's earlier transfers are not paid back.
-    pub fn take(&self, bytes: u64) -> Result<(), ApiError> {
-        self.charge(bytes, false)
+    /// Charge what the request moves: refused with 429 while the caller's earlier transfers
+    /// are not paid back. Nothing (0 bytes) is never refused.
+    pub fn take(&self, moved: Moved) -> Result<(), ApiError> {
+        self.ready(moved)?;
+        self.charge(moved);
+        Ok(())
     }
 
-    /// Charge `bytes` the request is handed presigned URLs for. On a local-disk store, a
-    /// request the address limit counts is not charged here: its `/_store` transfer is.
-    pub fn hand_out(&self, bytes: u64) -> Result<(), ApiError> {
-        self.charge(bytes, true)
+    /// Whether what the request is handed counts against a limit.
+    pub fn counts_hand_outs(&self) -> bool {
+        self.limiter(Moved::HandedOut(1)).is_some()
     }
 
-    fn charge(&self, bytes: u64, handed_out: bool) -> Result<(), ApiError> {
-        let Some((limits, key)) = &self.limit else {
-            return Ok(());
-        };
-        let (limiter, what, key) = match key {
+    /// The first half of [`ByteBudget::take`]: refused while in debt, charging nothing, for
+    /// a route that has more to check before it answers (a quota).
+    pub fn ready(&self, moved: Moved) -> Result<(), ApiError> {
+        match self.limiter(moved) {
+            Some((limiter, what, key)) => limiter
+                .ready(key, Instant::now())
+                .map_err(|secs| bytes_refused(limiter, what, secs)),
+            None => Ok(()),
+        }
+    }
+
+    /// The second half: charge, into debt if need be.
+    pub fn charge(&self, moved: Moved) {
+        if let Some((limiter, _, key)) = self.limiter(moved) {
+            let (Moved::Here(bytes) | Moved::HandedOut(bytes)) = moved;
+            limiter.charge(key, bytes, Instant::now());
+        }
+    }
+
+    /// The limit that counts `moved`, what to call its key, and the key; `None` when none
+    /// does (no limit, nothing moved, or a local transfer charged later).
+    fn limiter(&self, moved: Moved) -> Option<(&Limiter, &'static str, &[u8])> {
+        let (limits, key) = self.limit.as_ref()?;
+        let (Moved::Here(bytes) | Moved::HandedOut(bytes)) = moved;
+        if bytes == 0 {
+            return None;
+        }
+        match key {
             ByteKey::Token(subject, what) => {
-                (limits.token_bytes.as_ref(), *what, subject.as_bytes())
+                Some((limits.token_bytes.as_ref()?, *what, subject.as_bytes()))
             }
-            ByteKey::Address(_) if handed_out && limits.local_transfers => return Ok(()),
-            ByteKey::Address(ip) => (limits.address_bytes.as_ref(), "address", ip.as_slice()),
-        };
-        let Some(limiter) = limiter else {
-            return Ok(());
-        };
-        limiter
-            .take(key, bytes, Instant::now())
-            .map_err(|secs| bytes_refused(limiter, what, secs))
+            ByteKey::Address(_)
+                if matches!(moved, Moved::HandedOut(_)) && limits.local_transfers =>
+            {
+                None
+            }
+            ByteKey::Address(ip) => Some((limits.address_bytes.as_ref()?, "address", ip)),
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 use super::credentials::{self, Caller};
 use super::error::ApiError;
 use super::hooks::{hooks, pushed};
-use super::limits::ByteBudget;
+use super::limits::{ByteBudget, Moved};
 use super::log::LogNote;
 use super::metrics::ThinSizes;
 use super::state::AppState;
@@ -136,8 +136,15 @@ async fn refs_route(
     let (state, workspace) = (at.state, at.workspace);
     // `refs` took no body before `for_push`: an unreadable one still lists.
     let req: api::RefsRequest = serde_json::from_slice(body).unwrap_or_default();
+    // A caller whose hand-outs are limited gets no pack listing here: it would hand out
+    // URLs that an ls-remote or a push never uses, and each would be charged. Its fetch asks
+    // `packs` (one round trip more, charged), as from a server before listings in `refs`.
+    let known_packs = req
+        .known_packs
+        .as_ref()
+        .filter(|_| !at.budget.counts_hand_outs());
     let listing = async {
-        match &req.known_packs {
+        match known_packs {
             // Both listings at once: on S3 each is a round trip to the store.
             Some(known) => {
                 let (refs, packs) = tokio::join!(refs(repo), pack_listing(at, repo, known));
@@ -192,10 +199,12 @@ async fn serve(
                 .map(|p| (p.pack.len() + p.idx.len()) as u64 / 4 * 3)
                 .sum();
             if inline_bytes > 0 {
-                at.budget.take(inline_bytes)?;
+                let moved = Moved::Here(inline_bytes);
+                at.budget.ready(moved)?;
                 if let Some(quotas) = &state.quotas {
                     quotas.admit(workspace, repo, &[], inline_bytes).await?;
                 }
+                at.budget.charge(moved);
             }
             // A thin inline pack is completed and stored before the update starts: the
             // repository must be there first (the update checks it itself otherwise).
@@ -499,13 +508,13 @@ async fn pack_listing(
     let (mut urls, mut bytes) = (0, 0);
     let listed = repo.packs().await?;
     // What this answer hands out URLs for is charged before one is made.
-    at.budget.hand_out(
+    at.budget.take(Moved::HandedOut(
         listed
             .iter()
             .filter(|e| !known.contains(e.name.as_str()))
             .map(|e| e.pack_size + e.idx_size)
             .sum(),
-    )?;
+    ))?;
     for entry in listed {
         let (pack_url, idx_url) = if known.contains(entry.name.as_str()) {
             (None, None)
@@ -577,9 +586,10 @@ async fn uploads(
             state.gc_grace.as_secs()
         )));
     }
-    // The limits before any marker is written: a refused request changes nothing.
-    at.budget
-        .hand_out(req.packs.iter().map(|p| p.pack_size + p.idx_size).sum())?;
+    // The limits before any marker is written: a refused request changes nothing, and
+    // costs nothing.
+    let moved = Moved::HandedOut(req.packs.iter().map(|p| p.pack_size + p.idx_size).sum());
+    at.budget.ready(moved)?;
     if let Some(quotas) = &state.quotas {
         let asked: Vec<super::quota::Upload> = req
             .packs
@@ -591,6 +601,7 @@ async fn uploads(
             .collect();
         quotas.admit(at.workspace, repo, &asked, 0).await?;
     }
+    at.budget.charge(moved);
     state.note_staged(repo);
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());

@@ -153,12 +153,24 @@ async fn the_token_byte_limit_lets_one_transfer_go_and_makes_the_next_wait() {
         .api_at("192.0.2.1", "ws/repo", "info", &alice, json!({}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    // A download answer hands out the packs' sizes: refused too (the repository has none
-    // yet, but the debt stands).
+    // `refs` carries no pack listing for a caller whose hand-outs count (it would charge
+    // every ls-remote and push for URLs they never use); `packs` is asked instead.
+    let r = s
+        .api_at(
+            "192.0.2.1",
+            "ws/repo",
+            "refs",
+            &alice,
+            json!({"known_packs": []}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.json().get("packs").is_none(), "{:?}", r.body);
+    // Nor does a listing that hands out nothing (the repository has no packs yet).
     let r = s
         .api_at("192.0.2.1", "ws/repo", "packs", &alice, json!({}))
         .await;
-    limited_429(&r, "byte rate limit of 60000 bytes a minute for this token");
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // Bob has his own bucket, from the same address.
     let bob = named("bob", "ws", Permission::ReadWrite);
     let r = s
@@ -171,7 +183,53 @@ async fn the_token_byte_limit_lets_one_transfer_go_and_makes_the_next_wait() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(s.counted("byte_limited_token"), "2");
+    assert_eq!(s.counted("byte_limited_token"), "1");
+}
+
+/// A request a quota refuses costs no bytes: the caller is not made to wait for what it was
+/// never handed.
+#[tokio::test]
+async fn a_refusal_by_quota_costs_no_bytes() {
+    let mut s = server();
+    s.create("ws/repo", false).await;
+    s.state = s
+        .state
+        .clone()
+        .rate_limits(Limits {
+            token_bytes_per_minute: 60_000,
+            ..Limits::default()
+        })
+        .quotas(Quotas {
+            stored_bytes: 1_000_000,
+            ..Quotas::default()
+        });
+    let alice = named("alice", "ws", Permission::ReadWrite);
+    let r = s
+        .api_at(
+            "192.0.2.1",
+            "ws/repo",
+            "uploads",
+            &alice,
+            uploads_of(&[(&pack_name(1), 2_000_000)]),
+        )
+        .await;
+    over_quota(
+        &r,
+        &[
+            "storage quota of 1000000 bytes for workspace ws",
+            "adds 2000100 bytes (1.9 MiB)",
+        ],
+    );
+    let r = s
+        .api_at(
+            "192.0.2.1",
+            "ws/repo",
+            "uploads",
+            &alice,
+            uploads_of(&[(&pack_name(1), 5_000)]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 /// On a local-disk store the bytes go through this server: its `/_store` transfers are
