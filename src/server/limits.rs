@@ -12,10 +12,11 @@
 //! debt: one pack larger than the bucket still goes (a limit must not make a push
 //! impossible), and the caller's next transfer waits until the debt is paid back.
 //!
-//! Owns the buckets and the middleware ([`enforce`]) that the API and LFS routes go through;
-//! not `/healthz`, `/readyz`, `/metrics`, nor the local store's presigned `/_store` URLs
-//! (each was handed out by a request that was counted, and expires). Who a request is comes
-//! from `credentials::rate_subject`.
+//! Owns the buckets, the middleware ([`enforce`]) that the API and LFS routes go through, the
+//! [`ByteBudget`] it hands those routes, and [`charge_transfer`] for the local store's
+//! `/_store` transfers. Request limits leave out `/healthz`, `/readyz`, `/metrics` and
+//! `/_store` (each URL was handed out by a request that was counted, and expires). Who a
+//! request is comes from `credentials::rate_subject`.
 //!
 //! Each request is counted by one limit: by the token limit when it carries a token that
 //! verifies (keyed by the token's subject, or the whole token when it names none; in plugin

@@ -2,8 +2,8 @@
 //! way S3 answers its own (format in `storage::presign`).
 //!
 //! Owns the HTTP side only: signature check (403 when missing, tampered, expired or for
-//! another method), `Range` (206 / 416), and streaming both ways, so that no file is ever
-//! held in memory. Where bytes go is `LocalDisk`'s business. With another backend these
+//! another method), the address byte limit (429, `limits::charge_transfer`), `Range` (206 /
+//! 416), and streaming both ways, so that no file is ever held in memory. Where bytes go is `LocalDisk`'s business. With another backend these
 //! routes answer 404: its URLs point elsewhere.
 
 use super::error::ApiError;
