@@ -19,9 +19,11 @@
 //! listings by what this server commits (packs of an `update`, LFS objects verified) and
 //! deletes (LFS prune). What it can miss until the next listing: writes that did not go
 //! through this server (another replica, Hypha's own smart HTTP and LFS endpoints) and the
-//! packs a compaction retires (counted until listed again: the total errs high). So the
-//! total is off by at most what other writers store in one `refresh` (10 minutes by
-//! default); for a limit meant to stop a tenant from filling a shared store, not to bill it
+//! packs a compaction retires (counted until listed again: the total errs high), and the
+//! pack the server's own automatic compaction writes (the packs it merges are deleted after
+//! the grace period; until then the store holds both and the total counts one). So the
+//! total is off by at most what other writers and compaction store in one `refresh` (10
+//! minutes by default); for a limit meant to stop a tenant from filling a shared store, not to bill it
 //! by the byte, that is enough, and it costs one LIST per workspace per `refresh` instead
 //! of one per push.
 //!
@@ -125,15 +127,16 @@ impl Quotas {
     }
 
     /// May `repo` (of `workspace`) be handed URLs for `uploads` and take `inline` bytes at
-    /// once? Records the uploads when it may; a 413 naming the quota when not. An upload
-    /// already pending (URLs asked again) does not count twice.
+    /// once? Records the uploads when it may, and returns the names it added (for
+    /// [`Quotas::dropped`] if the request fails after all); a 413 naming the quota when not.
+    /// An upload already pending (URLs asked again) does not count twice.
     pub async fn admit(
         &self,
         workspace: &str,
         repo: &Repository,
         uploads: &[Upload],
         inline: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<String>, ApiError> {
         let stored = match self.settings.stored_bytes {
             0 => 0,
             _ => self.stored(workspace, repo).await?,
@@ -203,11 +206,13 @@ impl Quotas {
                 "quota_stored_bytes",
             ));
         }
+        let mut added = Vec::with_capacity(fresh.len());
         for u in fresh {
             ws.pending
                 .insert((repo.prefix().to_owned(), u.name.clone()), (u.bytes, now));
+            added.push(u.name.clone());
         }
-        Ok(())
+        Ok(added)
     }
 
     /// `repo` stored what was pending under `names` (an `update` that wrote a ref, an LFS

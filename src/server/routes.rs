@@ -590,6 +590,7 @@ async fn uploads(
     // costs nothing.
     let moved = Moved::HandedOut(req.packs.iter().map(|p| p.pack_size + p.idx_size).sum());
     at.budget.ready(moved)?;
+    let mut admitted = Vec::new();
     if let Some(quotas) = &state.quotas {
         let asked: Vec<super::quota::Upload> = req
             .packs
@@ -599,9 +600,25 @@ async fn uploads(
                 bytes: p.pack_size + p.idx_size,
             })
             .collect();
-        quotas.admit(at.workspace, repo, &asked, 0).await?;
+        admitted = quotas.admit(at.workspace, repo, &asked, 0).await?;
     }
     at.budget.charge(moved);
+    let handed = presign_uploads(state, repo, &req).await;
+    if let (Err(_), Some(quotas)) = (&handed, &state.quotas) {
+        // Not handed out after all (a pack stored already, a store failure): not in flight.
+        for name in &admitted {
+            quotas.dropped(at.workspace, repo, name);
+        }
+    }
+    handed
+}
+
+/// The URLs of an `uploads` request whose limits were checked.
+async fn presign_uploads(
+    state: &AppState,
+    repo: &Repository,
+    req: &api::UploadsRequest,
+) -> Result<Response, ApiError> {
     state.note_staged(repo);
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());

@@ -580,3 +580,32 @@ async fn plugin_mode_applies_the_quotas_and_byte_limits() {
         .await;
     over_quota(&r, &["quota of 1 pending uploads for workspace ws reached"]);
 }
+
+/// An `uploads` that fails after the quota let it through (here: the pack is stored already)
+/// leaves nothing in flight.
+#[tokio::test]
+async fn a_failed_uploads_request_leaves_nothing_pending() {
+    let mut s = server();
+    s.create("ws/repo", false).await;
+    s.put_objects("ws/repo");
+    s.state = s.state.clone().quotas(Quotas {
+        pending_uploads: 1,
+        ..Quotas::default()
+    });
+    let rw = token("ws", Permission::ReadWrite);
+    let t = Some(rw.as_str());
+    let stored = format!("pack-{}", hex::encode([0xabu8; 20]));
+    let r = s
+        .api("ws/repo", "uploads", t, uploads_of(&[(&stored, 100)]))
+        .await;
+    assert_ne!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("already in the repository"),
+        "{:?}",
+        r.body
+    );
+    let r = s
+        .api("ws/repo", "uploads", t, uploads_of(&[(&pack_name(2), 100)]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
