@@ -738,6 +738,10 @@ mod tests {
             serde_json::from_str(r#"{"error":"some_new_code","detail":"why"}"#).unwrap();
         assert_eq!(body.error, ErrorCode::Unknown);
         assert_eq!(body.detail, "why");
+        // It round-trips (the api_json fuzz target's check) and is never what a server says.
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(text, r#"{"error":"unknown","detail":"why"}"#);
+        assert_eq!(serde_json::from_str::<ErrorBody>(&text).unwrap(), body);
         let quota: ErrorBody =
             serde_json::from_str(r#"{"error":"quota","detail":"full"}"#).unwrap();
         assert_eq!(quota.error, ErrorCode::Quota);
