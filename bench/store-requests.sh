@@ -7,6 +7,8 @@
 #
 #   bench/store-requests.sh                    (after `cargo build --release --bins`, or BIN=target/debug)
 #   STORE=s3 TAGS=1000 bench/store-requests.sh (moto, started by scripts/s3-services.sh)
+#   SERVE_ARGS="--quota-stored-bytes 1000000000" bench/store-requests.sh   (more serve flags:
+#                                                what the limits and quotas cost, issue 24)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$(cd "${BIN:-$root/target/release}" && pwd)
@@ -35,8 +37,9 @@ fi
 export HYPHA_JWT_SECRET=store-requests-secret
 HYPHA_TOKEN=$(git-hypha token --workspace bench)
 export HYPHA_TOKEN
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
 git-hypha serve "${store_args[@]}" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-  --auto-gc-packs 0 >"$work/serve.out" 2>"$work/serve.log" &
+  --auto-gc-packs 0 ${SERVE_ARGS:-} >"$work/serve.out" 2>"$work/serve.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^metrics on' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 api=$(sed -n 's/^listening on //p' "$work/serve.out")
@@ -97,7 +100,7 @@ measure "push 1 commit" git -C "$work/w" push -q origin main
 measure "fetch 1 commit" git -C "$work/o" fetch -q origin
 measure "clone" git clone -q "$url" "$work/c"
 
-echo "store requests per operation ($STORE, $TAGS tags), from hypha_store_requests_total:"
+echo "store requests per operation ($STORE, $TAGS tags${SERVE_ARGS:+, $SERVE_ARGS}), from hypha_store_requests_total:"
 python3 - "$work/deltas" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import sys
 import time
@@ -41,7 +42,10 @@ CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 # from ``git hypha routes``); webhooks hold signing secrets: ``get_secret`` (workspace admin).
 HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
-PASSED_HEADERS = ("retry-after", "www-authenticate")  # from the child's answers
+# From the child's answers; the request id is the client's (the child keeps a sane one) or the
+# child's own, so that a helper's ``-v`` line and the child's log line name the same request.
+PASSED_HEADERS = ("retry-after", "www-authenticate", "x-request-id")
+REQUEST_ID = "x-request-id"
 # Answers that carry presigned URLs, made public behind Hypha's S3 proxy: a fetch takes its
 # pack listing (URLs included) from ``refs`` since issue 25, not from ``packs``.
 URL_ROUTES = ("packs", "uploads", "refs")
@@ -201,6 +205,10 @@ class Child:
         args += ["--s3-region", c.get("region_name") or "us-east-1"]
         if allow := os.environ.get("HYPHA_WEBHOOK_ALLOW"):  # webhook hosts that may be private
             args += ["--webhook-allow", allow]
+        # The operator's limits and quotas (README, operators): `--rate-limit-token N`,
+        # `--byte-limit-token BYTES`, `--quota-stored-bytes BYTES`, ...; the child refuses
+        # a flag it does not know, and then does not start.
+        args += shlex.split(os.environ.get("HYPHA_GIT_SERVE_ARGS", ""))
         # stdin stays open and unused: the child exits at its end of file, when we die.
         self.proc = await asyncio.create_subprocess_exec(
             git_hypha(), *args, env=env, stdin=asyncio.subprocess.PIPE,
@@ -221,13 +229,16 @@ class Child:
         self.http = httpx.AsyncClient(base_url=base, trust_env=False, timeout=timeout)
         logger.info("started git hypha serve --plugin (pid %s)", self.proc.pid)
 
-    async def post(self, path: str, body: bytes, permission: str, prefix: str, user: str):
-        return await self.request("POST", path, body, permission, prefix, user)
+    async def post(self, path, body, permission, prefix, user, request_id=None):
+        return await self.request("POST", path, body, permission, prefix, user, None, request_id)
 
-    async def request(self, method, path, body, permission, prefix, user, params=None):
+    async def request(self, method, path, body, permission, prefix, user, params=None,
+                      request_id=None):  # fmt: skip
         h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
         h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": "application/json"})
         h["X-Hypha-User"] = user  # the pusher named in webhook events, a lock's owner
+        if request_id:  # the client's, as it sent it: the child takes it only if sane
+            h["X-Request-Id"] = request_id
         return await self.http.request(method, path, content=body, headers=h, params=params)
 
 
@@ -312,11 +323,12 @@ class GitRemoteApi:
         if route == "create":
             return JSONResponse(await self.create(user, workspace, alias, body))
         repo, artifact = await self.open(user, workspace, alias, HYPHA_OPERATION[access[route]])
+        rid = request.headers.get(REQUEST_ID)
         if route not in leased:
-            return await self.forward(repo, route, raw, user, artifact)
+            return await self.forward(repo, route, raw, user, artifact, rid)
         await repo._locked()
         try:
-            return await self.forward(repo, route, raw, user, artifact)
+            return await self.forward(repo, route, raw, user, artifact, rid)
         finally:
             await repo._unlock()
 
@@ -360,17 +372,19 @@ class GitRemoteApi:
         path = f"/{repo.name.replace('/', '/git/', 1)}{suffix}"
         permission = "write" if write else "read"
         res = await child.request(request.method, path, raw, permission, repo.prefix, user.id,
-                                  params=request.query_params)  # fmt: skip
+                                  params=request.query_params,
+                                  request_id=request.headers.get(REQUEST_ID))  # fmt: skip
         media_type = res.headers.get("content-type", LFS_MEDIA_TYPE)
-        return Response(res.content, status_code=res.status_code, media_type=media_type)
+        headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
+        return Response(res.content, res.status_code, headers=headers, media_type=media_type)
 
-    async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact):
+    async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact, request_id=None):
         """The child's answer to ``route``, with Hypha's view of permissions and URLs."""
         permission = (await self.routes())[0][route]  # the child's words are the table's
         path = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1/{route}"
         child = await self._child(repo.s3_config)
         try:
-            res = await child.post(path, raw, permission, repo.prefix, user.id)
+            res = await child.post(path, raw, permission, repo.prefix, user.id, request_id)
         except httpx.TransportError:
             # The child died (a new one starts on demand): a read is asked again; a write is all
             # or nothing, and the client looks which.
@@ -380,7 +394,7 @@ class GitRemoteApi:
             if permission != "read":
                 raise ApiError("internal", f"{route} failed on the server") from None
             child = await self._child(repo.s3_config)
-            res = await child.post(path, raw, permission, repo.prefix, user.id)
+            res = await child.post(path, raw, permission, repo.prefix, user.id, request_id)
         answer = res.json()
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         if res.status_code == 200 and route in URL_ROUTES:

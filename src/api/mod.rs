@@ -533,8 +533,16 @@ pub enum ErrorCode {
     Exists,
     /// 503: try again after `Retry-After`.
     Busy,
+    /// 413: a workspace quota (pending uploads, stored bytes) would be exceeded; waiting
+    /// does not help, so it is not retried. A helper from before it reads the 413 as
+    /// `invalid`.
+    Quota,
     /// 500: the server failed; detail says where.
     Internal,
+    /// A code this helper does not know (from a newer server): the HTTP status decides
+    /// what it means, and the detail is still shown. Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -546,7 +554,8 @@ impl ErrorCode {
             ErrorCode::Invalid => 422,
             ErrorCode::Stale | ErrorCode::Exists => 409,
             ErrorCode::Busy => 503,
-            ErrorCode::Internal => 500,
+            ErrorCode::Quota => 413,
+            ErrorCode::Internal | ErrorCode::Unknown => 500,
         }
     }
 }

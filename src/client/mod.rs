@@ -488,18 +488,13 @@ impl Client {
             });
         }
         let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        // A code this helper does not know (a newer server's) means what its status means;
+        // its detail is still the message.
         let code = body
             .as_ref()
             .map(|b| b.error)
-            .unwrap_or(match status.as_u16() {
-                401 => ErrorCode::Unauthenticated,
-                403 => ErrorCode::Forbidden,
-                404 => ErrorCode::NotFound,
-                409 => ErrorCode::Stale,
-                422 | 400 | 413 => ErrorCode::Invalid,
-                503 | 429 => ErrorCode::Busy,
-                _ => ErrorCode::Internal,
-            });
+            .filter(|c| *c != ErrorCode::Unknown)
+            .unwrap_or_else(|| code_of_status(status.as_u16()));
         Err(match code {
             ErrorCode::NotFound => Error::NotFound {
                 repo,
@@ -525,6 +520,20 @@ impl Client {
                 retry_after,
             },
         })
+    }
+}
+
+/// What an error answer without a code this helper knows means, by its HTTP status.
+fn code_of_status(status: u16) -> ErrorCode {
+    match status {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::Stale,
+        413 | 507 => ErrorCode::Quota,
+        422 | 400 => ErrorCode::Invalid,
+        503 | 429 => ErrorCode::Busy,
+        _ => ErrorCode::Internal,
     }
 }
 
@@ -719,6 +728,34 @@ mod tests {
         for bad in ["0", "", "-1", "soon", "1.5"] {
             assert_eq!(read_timeout(Some(bad)), READ_TIMEOUT, "{bad:?}");
         }
+    }
+
+    /// A newer server's error code: its status decides, and its detail is kept. A quota
+    /// (413, or 507 from a store in front) is not retried.
+    #[test]
+    fn unknown_error_codes_fall_back_to_the_status() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error":"some_new_code","detail":"why"}"#).unwrap();
+        assert_eq!(body.error, ErrorCode::Unknown);
+        assert_eq!(body.detail, "why");
+        // It round-trips (the api_json fuzz target's check) and is never what a server says.
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(text, r#"{"error":"unknown","detail":"why"}"#);
+        assert_eq!(serde_json::from_str::<ErrorBody>(&text).unwrap(), body);
+        let quota: ErrorBody =
+            serde_json::from_str(r#"{"error":"quota","detail":"full"}"#).unwrap();
+        assert_eq!(quota.error, ErrorCode::Quota);
+        assert_eq!(code_of_status(413), ErrorCode::Quota);
+        assert_eq!(code_of_status(507), ErrorCode::Quota);
+        assert_eq!(code_of_status(429), ErrorCode::Busy);
+        let refused = Error::Refused {
+            repo: "ws/r".into(),
+            route: "uploads",
+            code: ErrorCode::Quota,
+            detail: "full".into(),
+            retry_after: None,
+        };
+        assert!(!refused.is_transient());
     }
 
     #[test]

@@ -38,6 +38,11 @@ impl InlinePack {
         &self.name
     }
 
+    /// Bytes it takes in the store: pack and idx.
+    pub fn stored_size(&self) -> u64 {
+        (self.pack.len() + self.idx.len()) as u64
+    }
+
     /// Whether the pack holds object `id`.
     pub(super) fn holds(&self, id: &ObjectId) -> bool {
         self.ids.binary_search(id).is_ok()

@@ -193,6 +193,17 @@ impl Repository {
         &self.name
     }
 
+    /// Where it lives in the store: `{workspace}/artifacts/{alias}/.git/` (or where its host
+    /// put it, [`Store::repo_at`]).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The store it lives in.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     fn key(&self, rel: &str) -> String {
         format!("{}{rel}", self.prefix)
     }

@@ -22,6 +22,8 @@ pub struct ApiError {
     /// A rate limit refused the request (`limits`): 429 instead of 503, this `Retry-After`
     /// in seconds, and this `reason` in the refusal metrics.
     limited: Option<(u64, &'static str)>,
+    /// The refusal metrics' reason when it is finer than the code (a quota's name).
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -31,7 +33,17 @@ impl ApiError {
             detail: detail.into(),
             log: None,
             limited: None,
+            reason: None,
         }
+    }
+
+    /// 413 with code `quota`: a workspace quota (`quota`) would be exceeded. `reason`
+    /// names which one in the refusal metrics.
+    pub fn quota(detail: impl Into<String>, reason: &'static str) -> ApiError {
+        let mut api = ApiError::new(ErrorCode::Quota, detail);
+        api.log = Some(reason.to_owned());
+        api.reason = Some(reason);
+        api
     }
 
     /// 429 with `Retry-After: retry_after` (seconds): a rate limit was reached. The body's
@@ -143,9 +155,9 @@ impl IntoResponse for ApiError {
         if let Some(log) = self.log {
             response.extensions_mut().insert(LogNote(log));
         }
-        let reason = match self.limited {
-            Some((_, reason)) => Some(reason),
-            None => super::metrics::refusal_reason(self.code),
+        let reason = match (self.limited, self.reason) {
+            (Some((_, reason)), _) | (None, Some(reason)) => Some(reason),
+            (None, None) => super::metrics::refusal_reason(self.code),
         };
         if let Some(reason) = reason {
             response.extensions_mut().insert(Refused(reason));

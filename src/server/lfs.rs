@@ -29,6 +29,8 @@
 //! oid named twice is answered once.
 
 use super::error::ApiError;
+use super::limits::{ByteBudget, Moved};
+use super::quota;
 use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::lfs::{
@@ -42,6 +44,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use std::collections::BTreeMap;
 
 /// Most objects one batch may name; git-lfs sends at most 100 (`lfs.transfer.batchSize`).
@@ -53,9 +56,11 @@ pub async fn batch(
     Path((workspace, alias)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
+    budget: Option<Extension<ByteBudget>>,
     body: Bytes,
 ) -> Response {
-    match batch_inner(&state, &workspace, &alias, &uri, &headers, &body).await {
+    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
+    match batch_inner(&state, &workspace, &alias, &uri, &headers, &budget, &body).await {
         Ok(answer) => lfs_json(StatusCode::OK, &answer),
         Err(err) => err.into_lfs_response(),
     }
@@ -80,6 +85,7 @@ async fn batch_inner(
     alias: &str,
     uri: &Uri,
     headers: &HeaderMap,
+    budget: &ByteBudget,
     body: &Bytes,
 ) -> Result<BatchResponse, ApiError> {
     let req: BatchRequest = serde_json::from_slice(body)
@@ -122,6 +128,36 @@ async fn batch_inner(
         };
         objects.push(answer);
     }
+    // The limits, once the answer is known: nothing was stored yet, and a refusal drops
+    // the URLs. Objects going up in parts are charged by the parts route, as it presigns.
+    let action = if req.operation == Operation::Download {
+        "download"
+    } else {
+        "upload"
+    };
+    let handed: Vec<&ObjectResponse> = objects
+        .iter()
+        .filter(|o| o.actions.contains_key(action))
+        .collect();
+    let moved = Moved::HandedOut(
+        handed
+            .iter()
+            .filter(|o| !o.actions[action].header.contains_key(TRANSFER_HEADER))
+            .map(|o| o.size)
+            .sum(),
+    );
+    budget.ready(moved)?;
+    if let (Some(quotas), Operation::Upload) = (&state.quotas, req.operation) {
+        let uploads: Vec<quota::Upload> = handed
+            .iter()
+            .map(|o| quota::Upload {
+                name: quota_name(&o.oid),
+                bytes: o.size,
+            })
+            .collect();
+        quotas.admit(workspace, &repo, &uploads, 0).await?;
+    }
+    budget.charge(moved);
     Ok(BatchResponse {
         transfer: if ours { TRANSFER } else { "basic" }.to_owned(),
         objects,
@@ -276,7 +312,15 @@ async fn verify_inner(
     let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
     // Write, not read as in Hypha: a verify that finds garbage deletes it.
     authorize_write(&caller, workspace, &repo).await?;
-    match repo.verify_lfs(oid, req.size).await {
+    let verified = repo.verify_lfs(oid, req.size).await;
+    if let Some(quotas) = &state.quotas {
+        match &verified {
+            Ok(None) => quotas.committed(workspace, &repo, &[(quota_name(oid), 0)], 0),
+            Ok(Some(LfsMismatch::Hash)) => quotas.dropped(workspace, &repo, &quota_name(oid)),
+            _ => {}
+        }
+    }
+    match verified {
         Ok(None) => {
             state.metrics.lfs("verify", req.size);
             Ok(())
@@ -295,6 +339,11 @@ async fn verify_inner(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An LFS object's name in the quota ledger, beside pack names.
+pub(super) fn quota_name(oid: &str) -> String {
+    format!("lfs:{oid}")
 }
 
 /// `…/objects/` of the batch path the client used (where `verify/` and `parts/` are), on the server's public URL

@@ -9,6 +9,7 @@
 
 use super::error::ApiError;
 use super::lfs::lfs_json;
+use super::limits::{ByteBudget, Moved};
 use super::routes::{authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::lfs::{PartUrl, PartsComplete, PartsPlan, PartsRequest};
@@ -18,15 +19,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 /// `POST .../objects/parts/{oid}`.
 pub async fn start(
     State(state): State<AppState>,
     Path((workspace, alias, oid)): Path<(String, String, String)>,
     headers: HeaderMap,
+    budget: Option<Extension<ByteBudget>>,
     body: Bytes,
 ) -> Response {
-    match start_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
+    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
+    match start_inner(&state, &workspace, &alias, &oid, &headers, &budget, &body).await {
         Ok(plan) => lfs_json(StatusCode::OK, &plan),
         Err(err) => err.into_lfs_response(),
     }
@@ -51,6 +55,7 @@ async fn start_inner(
     alias: &str,
     oid: &str,
     headers: &HeaderMap,
+    budget: &ByteBudget,
     body: &Bytes,
 ) -> Result<PartsPlan, ApiError> {
     let req: PartsRequest = serde_json::from_slice(body)
@@ -60,6 +65,12 @@ async fn start_inner(
     let plan = repo
         .lfs_parts_plan(oid, req.size, state.presign_expires_in)
         .await?;
+    // The parts still to send, charged before they are handed out (a refusal leaves the
+    // upload as it was: the next start resumes it).
+    let to_send = (plan.parts.len() as u64)
+        .saturating_mul(plan.part_size)
+        .min(req.size);
+    budget.take(Moved::HandedOut(to_send))?;
     if !plan.done {
         let sending: u64 = plan.parts.len() as u64;
         state.metrics.lfs("upload", req.size);
@@ -112,10 +123,18 @@ async fn complete_inner(
         .map_err(|e| ApiError::invalid(format!("invalid lfs parts completion: {e}")))?;
     let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
     authorize_write(&caller, workspace, &repo).await?;
-    match repo
+    let done = repo
         .lfs_complete_parts(oid, req.size, req.upload_id.as_deref(), req.part_size)
-        .await
-    {
+        .await;
+    if let Some(quotas) = &state.quotas {
+        let name = super::lfs::quota_name(oid);
+        match &done {
+            Ok(None) => quotas.committed(workspace, &repo, &[(name, 0)], 0),
+            Ok(Some(LfsMismatch::Hash)) => quotas.dropped(workspace, &repo, &name),
+            _ => {}
+        }
+    }
+    match done {
         Ok(None) => {
             state.metrics.lfs("verify", req.size);
             Ok(())

@@ -176,7 +176,7 @@ impl Metrics {
         );
         registry.register(
             "refused_requests",
-            "Requests refused, by reason (the API's error code; rate_limited_token, rate_limited_address, too_large, method, other)",
+            "Requests refused, by reason (the API's error code; rate_limited_token, rate_limited_address, byte_limited_token, byte_limited_address, quota_pending_uploads, quota_pending_bytes, quota_stored_bytes, too_large, method, other)",
             refused.clone(),
         );
         registry.register(
@@ -479,7 +479,8 @@ pub(crate) fn refusal_reason(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::Stale => "stale",
         ErrorCode::Exists => "exists",
         ErrorCode::Busy => "busy",
-        ErrorCode::Internal => return None,
+        ErrorCode::Quota => "quota",
+        ErrorCode::Internal | ErrorCode::Unknown => return None,
     })
 }
 

@@ -13,7 +13,8 @@
 //! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
 //! - `metrics`: what the server counts, and `/metrics` on the separate `--metrics-listen`
 //!   address; `health`: `/healthz` and `/readyz` (the store reachable);
-//! - `limits`: request rate limits per token and per address (429 with `Retry-After`);
+//! - `limits`: request and byte rate limits per token and per address (429 with
+//!   `Retry-After`); `quota`: per-workspace quotas on pending uploads and stored bytes (413);
 //! - `hooks`: the `hooks` route and the push event of an `update`;
 //! - `autogc`: compaction after pushes leave too many packs;
 //! - `webhook`: push events to each repository's webhooks, queued after `update`.
@@ -37,6 +38,7 @@ pub mod limits;
 mod locks;
 mod log;
 pub mod metrics;
+pub mod quota;
 mod routes;
 mod state;
 mod store;
@@ -117,8 +119,11 @@ pub struct ServeOptions {
     /// Run on an S3 store that ignores conditional writes
     /// ([`storage::s3::UNSAFE_NO_CONDITIONAL_WRITES`]); checked at startup otherwise.
     pub s3_unsafe_no_conditional_writes: bool,
-    /// Request rate limits per token and per address ([`limits`]); the default: none.
+    /// Request and byte rate limits per token and per address ([`limits`]); the default:
+    /// none.
     pub rate_limits: limits::Settings,
+    /// Per-workspace quotas ([`quota`]); the default: none.
+    pub quotas: quota::Settings,
 }
 
 /// What [`run`] tells whoever started it, once it listens.
@@ -169,6 +174,7 @@ impl std::fmt::Debug for ServeOptions {
                 &self.s3_unsafe_no_conditional_writes,
             )
             .field("rate_limits", &self.rate_limits)
+            .field("quotas", &self.quotas)
             .finish()
     }
 }
@@ -383,22 +389,25 @@ pub async fn run(
         state = state.gc_grace(grace);
     }
     let mut rate_limits = opts.rate_limits;
-    if plugin && rate_limits.address_per_minute > 0 {
+    if plugin && (rate_limits.address_per_minute > 0 || rate_limits.address_bytes_per_minute > 0) {
         tracing::warn!(
-            "warning: --rate-limit-address is ignored with --plugin: every request comes from the plugin; the token limit counts Hypha's users"
+            "warning: --rate-limit-address and --byte-limit-address are ignored with --plugin: every request comes from the plugin; the token limits count Hypha's users"
         );
         rate_limits.address_per_minute = 0;
+        rate_limits.address_bytes_per_minute = 0;
     }
     if !rate_limits.is_off() {
-        let each = |n: u32| match n {
+        let each = |n: u64, what: &str| match n {
             0 => "off".to_owned(),
-            n => format!("{n} a minute (bursts of {})", limits::burst(n)),
+            n => format!("{n} {what} a minute (bursts of {})", limits::burst(n)),
         };
+        let who = if plugin { "user" } else { "token" };
         tracing::info!(
-            "rate limits: per {} {}, per address {}{}",
-            if plugin { "user" } else { "token" },
-            each(rate_limits.token_per_minute),
-            each(rate_limits.address_per_minute),
+            "rate limits: per {who} {} and {}, per address {} and {}{}",
+            each(rate_limits.token_per_minute.into(), "requests"),
+            each(rate_limits.token_bytes_per_minute, "bytes"),
+            each(rate_limits.address_per_minute.into(), "requests"),
+            each(rate_limits.address_bytes_per_minute, "bytes"),
             if rate_limits.trust_forwarded_for {
                 " (from X-Forwarded-For)"
             } else {
@@ -407,6 +416,21 @@ pub async fn run(
         );
     }
     state = state.rate_limits(rate_limits);
+    if !opts.quotas.is_off() {
+        let q = &opts.quotas;
+        let each = |n: u64| match n {
+            0 => "off".to_owned(),
+            n => n.to_string(),
+        };
+        tracing::info!(
+            "quotas per workspace: pending uploads {}, pending bytes {}, stored bytes {} (listed at most every {} s)",
+            each(q.pending_uploads),
+            each(q.pending_bytes),
+            each(q.stored_bytes),
+            q.refresh.as_secs()
+        );
+    }
+    state = state.quotas(opts.quotas);
     let metrics = state.metrics.clone();
     state = state.webhooks(
         webhook::Webhooks::start(webhook::Settings {

@@ -23,6 +23,7 @@
 use super::credentials::{self, Caller};
 use super::error::ApiError;
 use super::hooks::{hooks, pushed};
+use super::limits::{ByteBudget, Moved};
 use super::log::LogNote;
 use super::metrics::ThinSizes;
 use super::state::AppState;
@@ -37,6 +38,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
@@ -53,22 +55,37 @@ pub async fn api(
     State(state): State<AppState>,
     Path((workspace, alias, route)): Path<(String, String, String)>,
     headers: HeaderMap,
+    budget: Option<Extension<ByteBudget>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match dispatch(&state, &workspace, &alias, &route, &headers, body).await {
+    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
+    let at = Request {
+        state: &state,
+        workspace: &workspace,
+        budget: &budget,
+    };
+    match dispatch(&at, &alias, &route, &headers, body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
 }
 
+/// What every route of one request shares: the server, the workspace named in the path,
+/// and the caller's byte budget ([`ByteBudget`]).
+pub(super) struct Request<'a> {
+    pub state: &'a AppState,
+    pub workspace: &'a str,
+    pub budget: &'a ByteBudget,
+}
+
 async fn dispatch(
-    state: &AppState,
-    workspace: &str,
+    at: &Request<'_>,
     alias: &str,
     route: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let (state, workspace) = (at.state, at.workspace);
     let route = parse_route(route)?;
     let body = body.map_err(|e| ApiError::invalid(format!("cannot read request body: {e}")))?;
     let (caller, alias, repo) = caller_and_repo(state, workspace, alias, headers)?;
@@ -93,7 +110,7 @@ async fn dispatch(
             info(state, &caller, workspace, &repo, &config).await
         }
         // Read access, checked beside the listing (see there).
-        Route::Refs => refs_route(state, &caller, workspace, &repo, &body).await,
+        Route::Refs => refs_route(at, &caller, &repo, &body).await,
         _ => {
             // Every other route asks what the one table says ([`Route::access`]).
             match route.access() {
@@ -104,26 +121,33 @@ async fn dispatch(
                 Access::Write => authorize_write(&caller, workspace, &repo).await?,
                 Access::Admin => authorize_admin(&caller, workspace, &repo).await?,
             }
-            serve(state, route, &caller, workspace, alias, &repo, &body).await
+            serve(at, route, &caller, alias, &repo, &body).await
         }
     }
 }
 
 /// The `refs` route: read access, checked beside the listing for token holders.
 async fn refs_route(
-    state: &AppState,
+    at: &Request<'_>,
     caller: &Caller,
-    workspace: &str,
     repo: &Repository,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
+    let (state, workspace) = (at.state, at.workspace);
     // `refs` took no body before `for_push`: an unreadable one still lists.
     let req: api::RefsRequest = serde_json::from_slice(body).unwrap_or_default();
+    // A caller whose hand-outs are limited gets no pack listing here: it would hand out
+    // URLs that an ls-remote or a push never uses, and each would be charged. Its fetch asks
+    // `packs` (one round trip more, charged), as from a server before listings in `refs`.
+    let known_packs = req
+        .known_packs
+        .as_ref()
+        .filter(|_| !at.budget.counts_hand_outs());
     let listing = async {
-        match &req.known_packs {
+        match known_packs {
             // Both listings at once: on S3 each is a round trip to the store.
             Some(known) => {
-                let (refs, packs) = tokio::join!(refs(repo), pack_listing(state, repo, known));
+                let (refs, packs) = tokio::join!(refs(repo), pack_listing(at, repo, known));
                 let mut answer = refs?;
                 answer.packs = Some(packs?);
                 Ok::<_, ApiError>(answer)
@@ -152,20 +176,36 @@ async fn refs_route(
 
 /// Every route but `create`, `info` and `refs`, once the caller's access is checked.
 async fn serve(
-    state: &AppState,
+    at: &Request<'_>,
     route: Route,
     caller: &Caller,
-    workspace: &str,
     alias: &str,
     repo: &Repository,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
+    let (state, workspace) = (at.state, at.workspace);
     match route {
-        Route::Packs => packs(state, repo, parse_or_default(body)?).await,
-        Route::Uploads => uploads(state, repo, parse(body)?).await,
+        Route::Packs => packs(at, repo, parse_or_default(body)?).await,
+        Route::Uploads => uploads(at, repo, parse(body)?).await,
         Route::Update => {
             let req: api::UpdateRequest = parse(body)?;
             let mut update = repo::Update::from(&req);
+            // Inline packs are bytes this server moves, and stored once a ref is written:
+            // both limits are asked before anything is decoded or stored. (Their size is
+            // their base64 text's three quarters; `inline::store` checks the decoded size.)
+            let inline_bytes: u64 = req
+                .inline
+                .iter()
+                .map(|p| (p.pack.len() + p.idx.len()) as u64 / 4 * 3)
+                .sum();
+            if inline_bytes > 0 {
+                let moved = Moved::Here(inline_bytes);
+                at.budget.ready(moved)?;
+                if let Some(quotas) = &state.quotas {
+                    quotas.admit(workspace, repo, &[], inline_bytes).await?;
+                }
+                at.budget.charge(moved);
+            }
             // A thin inline pack is completed and stored before the update starts: the
             // repository must be there first (the update checks it itself otherwise).
             if req.inline.iter().any(|p| p.thin) {
@@ -180,6 +220,24 @@ async fn serve(
                 crate::storage::Error::NotFound { key } if key == repo.name() => missing(repo),
                 e => e.into(),
             })?;
+            let wrote = result
+                .results
+                .iter()
+                .any(|r| r.status == repo::RefStatus::Ok);
+            if let Some(quotas) = state.quotas.as_ref().filter(|_| wrote) {
+                // What the update made part of the repository: the named packs (pending
+                // until now, or completed from an inline thin pack) and the inline ones.
+                let named: Vec<(String, u64)> = update
+                    .packs
+                    .iter()
+                    .map(|name| {
+                        let size = update.stored.get(name).map_or(0, |(i, p)| i + p);
+                        (name.clone(), size)
+                    })
+                    .collect();
+                let inline_stored: u64 = update.inline.iter().map(|p| p.stored_size()).sum();
+                quotas.committed(workspace, repo, &named, inline_stored);
+            }
             if let Some(webhooks) = &state.webhooks {
                 webhooks.after_update(repo, pushed(caller, workspace, alias, &req, &result));
             }
@@ -199,6 +257,9 @@ async fn serve(
         Route::Abort => {
             let req: api::AbortRequest = parse(body)?;
             repo.abort_upload(&req.name, &req.upload_id).await?;
+            if let Some(quotas) = &state.quotas {
+                quotas.dropped(workspace, repo, &req.name);
+            }
             multipart_done(&req.name, format!("multipart aborted {}", req.name))
         }
         Route::FixThin => {
@@ -215,6 +276,10 @@ async fn serve(
                 }),
             );
             let done = done?;
+            if let Some(quotas) = &state.quotas {
+                let size = done.pack_size + done.idx_size;
+                quotas.renamed(workspace, repo, &req.name, &done.name, size);
+            }
             let note = format!(
                 "fix-thin {} thin_size={} -> {} appended={} size={}",
                 req.name, done.thin_size, done.name, done.appended, done.pack_size
@@ -233,6 +298,11 @@ async fn serve(
             let req: api::CompactRequest = parse(body)?;
             let started = std::time::Instant::now();
             let done = repo.compact(&(&req).into(), state.gc_grace).await;
+            if let (Some(quotas), Ok(_)) = (&state.quotas, &done) {
+                // The merged pack is stored now; what it retires counts until the next
+                // listing (the total errs high, see `quota`).
+                quotas.committed(workspace, repo, &[(req.pack.clone(), 0)], 0);
+            }
             // The client merged and uploaded; the server checks and retires.
             let outcome = if done.is_ok() { "merged" } else { "failed" };
             state
@@ -258,7 +328,7 @@ async fn serve(
             })?;
             Ok(Json(api::GcResponse::from(prepared)).into_response())
         }
-        Route::LfsPrune => lfs_prune(state, repo, body).await,
+        Route::LfsPrune => lfs_prune(at, repo, body).await,
         Route::Head => {
             let req: api::HeadRequest = parse(body)?;
             repo.set_head(&req.symref).await?;
@@ -417,25 +487,35 @@ async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
 }
 
 async fn packs(
-    state: &AppState,
+    at: &Request<'_>,
     repo: &Repository,
     req: api::PacksRequest,
 ) -> Result<Response, ApiError> {
-    Ok(Json(pack_listing(state, repo, &req.known).await?).into_response())
+    Ok(Json(pack_listing(at, repo, &req.known).await?).into_response())
 }
 
 /// Every complete pack, oldest first, with download URLs for those not in `known`: the
 /// `packs` answer, and the `refs` answer's `packs` for a client about to fetch.
 async fn pack_listing(
-    state: &AppState,
+    at: &Request<'_>,
     repo: &Repository,
     known: &[String],
 ) -> Result<api::PacksResponse, ApiError> {
+    let state = at.state;
     let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut packs = Vec::new();
     let (mut urls, mut bytes) = (0, 0);
-    for entry in repo.packs().await? {
+    let listed = repo.packs().await?;
+    // What this answer hands out URLs for is charged before one is made.
+    at.budget.take(Moved::HandedOut(
+        listed
+            .iter()
+            .filter(|e| !known.contains(e.name.as_str()))
+            .map(|e| e.pack_size + e.idx_size)
+            .sum(),
+    ))?;
+    for entry in listed {
         let (pack_url, idx_url) = if known.contains(entry.name.as_str()) {
             (None, None)
         } else {
@@ -459,10 +539,11 @@ async fn pack_listing(
 }
 
 async fn uploads(
-    state: &AppState,
+    at: &Request<'_>,
     repo: &Repository,
     req: api::UploadsRequest,
 ) -> Result<Response, ApiError> {
+    let state = at.state;
     if req.packs.len() > MAX_UPLOADS_PER_REQUEST {
         return Err(ApiError::invalid(format!(
             "at most {MAX_UPLOADS_PER_REQUEST} packs per request"
@@ -505,6 +586,39 @@ async fn uploads(
             state.gc_grace.as_secs()
         )));
     }
+    // The limits before any marker is written: a refused request changes nothing, and
+    // costs nothing.
+    let moved = Moved::HandedOut(req.packs.iter().map(|p| p.pack_size + p.idx_size).sum());
+    at.budget.ready(moved)?;
+    let mut admitted = Vec::new();
+    if let Some(quotas) = &state.quotas {
+        let asked: Vec<super::quota::Upload> = req
+            .packs
+            .iter()
+            .map(|p| super::quota::Upload {
+                name: p.name.clone(),
+                bytes: p.pack_size + p.idx_size,
+            })
+            .collect();
+        admitted = quotas.admit(at.workspace, repo, &asked, 0).await?;
+    }
+    at.budget.charge(moved);
+    let handed = presign_uploads(state, repo, &req).await;
+    if let (Err(_), Some(quotas)) = (&handed, &state.quotas) {
+        // Not handed out after all (a pack stored already, a store failure): not in flight.
+        for name in &admitted {
+            quotas.dropped(at.workspace, repo, name);
+        }
+    }
+    handed
+}
+
+/// The URLs of an `uploads` request whose limits were checked.
+async fn presign_uploads(
+    state: &AppState,
+    repo: &Repository,
+    req: &api::UploadsRequest,
+) -> Result<Response, ApiError> {
     state.note_staged(repo);
     let expires_at = auth::unix_now() + state.presign_expires_in.as_secs();
     let mut uploads = Vec::with_capacity(req.packs.len());
@@ -645,10 +759,11 @@ static LFS_PRUNE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `lfs-prune`: the repository decides from its own store (`repo::lfs_prune`).
 async fn lfs_prune(
-    state: &AppState,
+    at: &Request<'_>,
     repo: &Repository,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
+    let state = at.state;
     let _: api::LfsPruneRequest = parse_or_default(body)?;
     let Ok(_one) = LFS_PRUNE.try_acquire() else {
         return Err(ApiError::from(crate::storage::Error::Busy {
@@ -660,6 +775,9 @@ async fn lfs_prune(
         // What failed goes to the caller too: an operator must find the broken pack.
         walk => ApiError::internal(super::error::error_chain(&walk), &walk),
     })?;
+    if let Some(quotas) = &state.quotas {
+        quotas.deleted(at.workspace, done.deleted_bytes);
+    }
     let note = format!(
         "lfs-prune objects={} reachable={} waiting={} deleted={} bytes={}",
         done.objects,

@@ -6,6 +6,7 @@ use super::autogc::AutoGc;
 use super::health::Readiness;
 use super::limits::{RateLimits, Settings as LimitSettings};
 use super::metrics::Metrics;
+use super::quota::{Quotas, Settings as QuotaSettings};
 use super::webhook::Webhooks;
 use crate::auth;
 use crate::repo::upload::MultipartPolicy;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub(crate) readiness: Arc<Readiness>,
     /// Request rate limits of the API and LFS routes; `None` = none (the default).
     pub(crate) limits: Option<Arc<RateLimits>>,
+    /// Per-workspace quotas and their ledger; `None` = none (the default).
+    pub(crate) quotas: Option<Arc<Quotas>>,
 }
 
 // The secret must never reach a log.
@@ -105,6 +108,7 @@ impl AppState {
             metrics,
             readiness: Default::default(),
             limits: None,
+            quotas: None,
         }
     }
 
@@ -133,9 +137,17 @@ impl AppState {
         self
     }
 
-    /// Limit requests per token and per address ([`super::limits`]); all zero = no limits.
+    /// Limit requests and bytes per token and per address ([`super::limits`]); all zero =
+    /// no limits.
     pub fn rate_limits(mut self, settings: LimitSettings) -> AppState {
-        self.limits = RateLimits::new(settings).map(Arc::new);
+        self.limits = RateLimits::new(settings, self.local.is_some()).map(Arc::new);
+        self
+    }
+
+    /// Per-workspace quotas ([`super::quota`]); all zero = none. Pending uploads are
+    /// forgotten after the grace period: set that first.
+    pub fn quotas(mut self, settings: QuotaSettings) -> AppState {
+        self.quotas = Quotas::new(settings, self.gc_grace).map(Arc::new);
         self
     }
 

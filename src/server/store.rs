@@ -2,21 +2,31 @@
 //! way S3 answers its own (format in `storage::presign`).
 //!
 //! Owns the HTTP side only: signature check (403 when missing, tampered, expired or for
-//! another method), `Range` (206 / 416), and streaming both ways, so that no file is ever
-//! held in memory. Where bytes go is `LocalDisk`'s business. With another backend these
+//! another method), the address byte limit (429, `limits::charge_transfer`), `Range` (206 /
+//! 416), and streaming both ways, so that no file is ever held in memory. Where bytes go is `LocalDisk`'s business. With another backend these
 //! routes answer 404: its URLs point elsewhere.
 
 use super::error::ApiError;
+use super::limits;
 use super::state::AppState;
 use crate::auth;
 use crate::storage::{self, presign, LocalDisk, PresignMethod, PutMode};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+
+/// The connection's peer, for the address byte limit (absent in router tests).
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_ip(peer: Peer) -> Option<std::net::IpAddr> {
+    peer.map(|Extension(ConnectInfo(addr))| addr.ip())
+}
 
 /// `GET /_store/{key}`, honouring `Range: bytes=a-b | a- | -n`.
 pub async fn get(
@@ -24,8 +34,9 @@ pub async fn get(
     Path(key): Path<String>,
     query: Result<Query<presign::Query>, QueryRejection>,
     headers: HeaderMap,
+    peer: Peer,
 ) -> Response {
-    match get_inner(&state, &key, query, &headers).await {
+    match get_inner(&state, &key, query, &headers, peer_ip(peer)).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -37,9 +48,10 @@ pub async fn put(
     Path(key): Path<String>,
     query: Result<Query<presign::Query>, QueryRejection>,
     headers: HeaderMap,
+    peer: Peer,
     body: Body,
 ) -> Response {
-    match put_inner(&state, &key, query, &headers, body).await {
+    match put_inner(&state, &key, query, &headers, peer_ip(peer), body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -68,6 +80,7 @@ async fn get_inner(
     key: &str,
     query: Result<Query<presign::Query>, QueryRejection>,
     headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, ApiError> {
     let (disk, _) = authorize(state, key, PresignMethod::Get, query)?;
     let (mut file, size) = disk.open(key).await?;
@@ -86,6 +99,8 @@ async fn get_inner(
                 .into_response());
         }
     };
+    // The bytes go through this server: the mover's address pays for them.
+    limits::charge_transfer(state, headers, peer, len)?;
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
             .await
@@ -115,6 +130,7 @@ async fn put_inner(
     key: &str,
     query: Result<Query<presign::Query>, QueryRejection>,
     headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
     body: Body,
 ) -> Result<Response, ApiError> {
     // The URL says whether it may replace what is stored (`Put`) or only create (`Create`:
@@ -138,6 +154,7 @@ async fn put_inner(
             )));
         }
     }
+    limits::charge_transfer(state, headers, peer, size)?;
     let mode = match method {
         PresignMethod::Create => PutMode::IfNoneMatch,
         _ => PutMode::Overwrite,

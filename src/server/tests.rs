@@ -1333,6 +1333,7 @@ async fn lfs_prune_needs_write_access() {
     );
 }
 
+mod fair_use;
 mod lfs;
 mod limits;
 mod locks;

@@ -23,6 +23,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod credentials;
+mod fair_use;
 mod faults;
 mod force;
 mod gc;

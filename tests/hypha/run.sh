@@ -60,10 +60,11 @@ EXCLUDED=(
   "corruption::                  the helper's checks of what it downloads (105 s against Hypha); which store held the damaged bytes does not matter"
   "history::                     the helper's pack building and indexing over long histories and big files; the plugin passes presigned URLs as for any pack"
   "progress::                    the helper's progress output"
-  "limits::                      needs serve --rate-limit-token/--rate-limit-address (the plugin's child takes no limit flags; its token limit is unit-tested in server::tests::limits)"
+  "limits::                      needs serve --rate-limit-token/--rate-limit-address (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS; its token limit is unit-tested in server::tests::limits)"
   "lfs_parts::                   our LFS transfer agent: Hypha's LFS endpoint answers basic (the parts routes are git hypha serve's), and the tests set serve --multipart-threshold"
   "lfs_locks::                   two users with write on one workspace (mint_as needs our server); the plugin's locks are tested by tests/hypha/test_plugin_locks.py"
-  "metrics::                     needs serve --metrics-listen, our server's store root and its own request ids (the plugin does not pass X-Request-Id to its child)"
+  "metrics::                     needs serve --metrics-listen and our server's store root (the request id through the plugin: test_plugin_fair_use.py)"
+  "fair_use::                    needs serve --byte-limit-*/--quota-* (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS: test_plugin_fair_use.py starts a Hypha with quotas)"
 )
 filter="" skips=()
 for line in "${EXCLUDED[@]}"; do

@@ -108,6 +108,33 @@ pub struct Args {
     /// it the address is the connection's peer (the proxy's, behind one).
     #[arg(long, env = "HYPHA_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
+    /// Bytes a minute each token may be handed presigned URLs for (declared upload sizes,
+    /// pack and LFS object sizes in download answers) or send inline, with bursts of a sixth
+    /// of that; one transfer may go past it, and the next then waits (429 with Retry-After).
+    /// With --plugin: each Hypha user. 0 (the default): no limit.
+    #[arg(long, env = "HYPHA_BYTE_LIMIT_TOKEN", default_value_t = 0)]
+    byte_limit_token: u64,
+    /// Bytes a minute each client address may move: what requests without a token are handed
+    /// (or all requests', when --byte-limit-token is 0), and on a local-disk store every
+    /// transfer through its presigned URLs. 0 (the default): no limit. Ignored with --plugin.
+    #[arg(long, env = "HYPHA_BYTE_LIMIT_ADDRESS", default_value_t = 0)]
+    byte_limit_address: u64,
+    /// Uploads each workspace may have in flight (handed upload URLs, not yet pushed); over
+    /// it, 413 with code `quota`. 0 (the default): no quota.
+    #[arg(long, env = "HYPHA_QUOTA_PENDING_UPLOADS", default_value_t = 0)]
+    quota_pending_uploads: u64,
+    /// Bytes those uploads may declare in all, per workspace. 0 (the default): no quota.
+    #[arg(long, env = "HYPHA_QUOTA_PENDING_BYTES", default_value_t = 0)]
+    quota_pending_bytes: u64,
+    /// Bytes of packs and LFS objects each workspace may store (all its repositories, with
+    /// its uploads in flight); a push past it fails with a message and changes nothing. 0
+    /// (the default): no quota.
+    #[arg(long, env = "HYPHA_QUOTA_STORED_BYTES", default_value_t = 0)]
+    quota_stored_bytes: u64,
+    /// Longest time between two listings of a workspace's stored bytes; between them the
+    /// total is kept up to date with what this server writes and deletes.
+    #[arg(long, env = "HYPHA_QUOTA_REFRESH_SECS", default_value_t = server::quota::DEFAULT_REFRESH.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    quota_refresh_secs: u64,
 }
 
 /// `--log-format`.
@@ -164,6 +191,12 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
         rate_limit_token,
         rate_limit_address,
         trust_forwarded_for,
+        byte_limit_token,
+        byte_limit_address,
+        quota_pending_uploads,
+        quota_pending_bytes,
+        quota_stored_bytes,
+        quota_refresh_secs,
     } = args;
     // The key comes through the environment, never argv (which `ps` shows).
     let plugin_key = match plugin {
@@ -220,6 +253,14 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
                 token_per_minute: rate_limit_token,
                 address_per_minute: rate_limit_address,
                 trust_forwarded_for,
+                token_bytes_per_minute: byte_limit_token,
+                address_bytes_per_minute: byte_limit_address,
+            },
+            quotas: server::quota::Settings {
+                pending_uploads: quota_pending_uploads,
+                pending_bytes: quota_pending_bytes,
+                stored_bytes: quota_stored_bytes,
+                refresh: Duration::from_secs(quota_refresh_secs),
             },
         },
         announce,

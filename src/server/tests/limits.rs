@@ -137,7 +137,7 @@ async fn the_address_limit_counts_what_the_token_limit_does_not() {
     let s = limited(Settings {
         token_per_minute: 60,
         address_per_minute: 6,
-        trust_forwarded_for: false,
+        ..Settings::default()
     })
     .await;
     let r = s.api_from("192.0.2.1", "ws/open", "refs", None).await;
@@ -194,7 +194,7 @@ async fn plugin_mode_limits_each_user_hypha_names() {
     s.state = s.state.clone().rate_limits(Settings {
         token_per_minute: 6,
         address_per_minute: 6,
-        trust_forwarded_for: false,
+        ..Settings::default()
     });
     let mut headers = plugin_headers("read", PREFIX);
     headers.push(("x-hypha-user", "u-alice"));
