@@ -181,6 +181,10 @@ pub const DELTA_CHUNKS: &str = "chunks";
 /// Most base candidates one delta request may name.
 pub const MAX_DELTA_BASES: usize = 4;
 
+/// Most ranges one delta plan asks the agent to send; an object changed in more places goes
+/// up whole (in parts).
+pub const MAX_DELTA_RANGES: usize = 1024;
+
 /// `POST .../objects/parts/{oid}/delta`: the new object's chunks and the stored objects it
 /// may share them with.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,9 @@
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
 
 use super::{read_bounded, server_error, Session, PARALLEL};
-use crate::api::lfs::{PartsComplete, PartsPlan, PartsRequest, PARTS, TRANSFER_HEADER};
+use crate::api::lfs::{
+    PartsComplete, PartsPlan, PartsRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER_HEADER,
+};
 use crate::api::PresignedRequest;
 use crate::client::put_range;
 use crate::progress::Bar;
@@ -51,8 +53,21 @@ pub async fn upload(
         .header
         .get(TRANSFER_HEADER)
         .is_some_and(|v| v == PARTS);
+    let by_delta = in_parts
+        && action
+            .header
+            .get(DELTA_HEADER)
+            .is_some_and(|v| v == DELTA_CHUNKS);
     let mut header = action.header.clone();
     header.remove(TRANSFER_HEADER);
+    header.remove(DELTA_HEADER);
+    if by_delta {
+        match super::delta::upload(session, oid, size, path, &action.href, &header, bar).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::info!("lfs object {oid}: sending it whole: {e}"),
+        }
+    }
     if in_parts {
         parts(session, oid, size, path, &action.href, &header, bar).await
     } else {

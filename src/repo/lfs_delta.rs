@@ -11,8 +11,9 @@
 //!    sent runs in order into a multipart upload of the object's usual key, hashing and
 //!    chunking as it goes, and completes the upload only if the SHA-256 is the oid. A wrong
 //!    plan, a lying or stale index, a missing base or sent run: the upload is aborted and
-//!    nothing is published; the agent then sends the object whole. The new object's index
-//!    is the one computed on the way.
+//!    nothing is published; the agent then sends the object whole. The bases' indexes of a
+//!    plan that made wrong bytes are deleted (computed again from the bytes when next
+//!    needed). The new object's index is the one computed on the way.
 //!
 //! Hypha still sees whole objects at `git/lfs/objects/aa/bb/{oid}`. Memory: one part (8 MiB
 //! for objects up to 78 GiB), one ranged read (at most the part), the chunk list (20 bytes a
@@ -21,6 +22,7 @@
 
 use super::lfs::LfsMismatch;
 use super::{Error, Repository};
+use crate::api::lfs::MAX_DELTA_RANGES;
 use crate::lfs_chunks::{self, Chunk, Chunker, HASH_LEN, MAX_CHUNKS};
 use crate::storage::s3::multipart::MAX_PARTS;
 use crate::storage::{PresignMethod, PresignedTransfer, PutMode};
@@ -31,9 +33,6 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-
-/// Most runs a plan asks the agent to send; an object changed in more places goes up whole.
-pub const MAX_SENT_RUNS: usize = 1024;
 
 /// Most segments (copied or sent) of one plan.
 const MAX_SEGMENTS: usize = 65_536;
@@ -392,6 +391,13 @@ impl Repository {
         } = writer;
         if hex::encode(sha.finalize()) != oid {
             let _ = mp.abort_upload(&key, &upload_id).await;
+            // An index that led to wrong bytes is not used again: the next plan that names
+            // these bases indexes them afresh from their bytes.
+            for base in &plan.bases {
+                if let Ok(index_key) = self.lfs_chunks_key(base) {
+                    let _ = self.backend.delete(&index_key, None).await;
+                }
+            }
             return Ok(Some(LfsMismatch::Hash));
         }
         let etag = mp.complete_upload(&key, &upload_id, &sizes, true).await?;
@@ -509,7 +515,7 @@ fn match_chunks(
                 segments.push(Segment::Sent { run: runs, len });
             }
         }
-        if segments.len() > MAX_SEGMENTS || runs as usize > MAX_SENT_RUNS {
+        if segments.len() > MAX_SEGMENTS || runs as usize > MAX_DELTA_RANGES {
             return None;
         }
     }
@@ -603,7 +609,13 @@ mod tests {
             .unwrap();
         let hour = Duration::from_secs(3600);
         let plan = repo
-            .lfs_delta_plan(&o2, v2.len() as u64, &chunks(&v2), &[o1.clone()], hour)
+            .lfs_delta_plan(
+                &o2,
+                v2.len() as u64,
+                &chunks(&v2),
+                std::slice::from_ref(&o1),
+                hour,
+            )
             .await
             .unwrap();
         let id = plan.id.clone().expect("a plan");
@@ -658,7 +670,13 @@ mod tests {
             .await
             .unwrap();
         let plan = repo
-            .lfs_delta_plan(&o3, v3.len() as u64, &chunks(&v3), &[o1.clone()], hour)
+            .lfs_delta_plan(
+                &o3,
+                v3.len() as u64,
+                &chunks(&v3),
+                std::slice::from_ref(&o1),
+                hour,
+            )
             .await
             .unwrap();
         let id = plan.id.clone().expect("a plan");
@@ -680,5 +698,31 @@ mod tests {
         assert_eq!(verdict, Some(LfsMismatch::Hash));
         assert_eq!(repo.lfs_check(&o3).await.unwrap(), None, "nothing stored");
         assert!(backend.list(&dir_key).await.unwrap().is_empty());
+        let dropped = backend.get(&repo.lfs_chunks_key(&o1).unwrap()).await;
+        assert!(dropped.is_err(), "the lying index is dropped");
+
+        // The next plan indexes v1 afresh; v1 is gone before completion: a clear error,
+        // nothing stored.
+        let plan = repo
+            .lfs_delta_plan(
+                &o3,
+                v3.len() as u64,
+                &chunks(&v3),
+                std::slice::from_ref(&o1),
+                hour,
+            )
+            .await
+            .unwrap();
+        let id = plan.id.clone().expect("a plan from the fresh index");
+        backend
+            .delete(&repo.lfs_key(&o1).unwrap(), None)
+            .await
+            .unwrap();
+        let err = repo
+            .lfs_delta_complete(&o3, v3.len() as u64, &id)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("gone"), "{err}");
+        assert_eq!(repo.lfs_check(&o3).await.unwrap(), None, "nothing stored");
     }
 }
