@@ -212,10 +212,11 @@ async fn delta_inner(
             .metrics
             .presigned("upload", "lfs", plan.ranges.len() as u64, sending);
         tracing::info!(
-            "lfs delta planned {} plan={id} reused={} sending={sending} ranges={}",
+            "lfs delta planned {} plan={id} reused={} sending={sending} ranges={} request={}",
             crate::storage::shorten(oid),
             plan.reused,
-            plan.ranges.len()
+            plan.ranges.len(),
+            body.len()
         );
     } else if !plan.done {
         tracing::info!(
