@@ -30,6 +30,8 @@
 #   BENCH_DELTA_MIB=1024   file size
 #   BENCH_DELTA_ROWS=1000  rows appended / rewritten
 #   BENCH_RUNS=3           rounds; medians
+#   BENCH_GIT_RUNS=RUNS    rounds of the git pushes (their bytes do not vary; each takes
+#                          minutes at 1 GiB)
 #   BENCH_GIT_DELTA=1      0 leaves out git with core.bigFileThreshold=4g (slow: git reads
 #                          both versions into memory and searches for a delta)
 #   BENCH_NO_BUILD=1       skip `cargo build --release --bins`
@@ -44,6 +46,7 @@ root=$(dirname "$here")
 mib=${BENCH_DELTA_MIB:-1024}
 rows=${BENCH_DELTA_ROWS:-1000}
 runs=${BENCH_RUNS:-3}
+git_runs=${BENCH_GIT_RUNS:-$runs}
 git_delta=${BENCH_GIT_DELTA:-1}
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -63,8 +66,10 @@ bin=$root/target/release
 work=$(mktemp -d "${TMPDIR:-/tmp}/hypha-bench-delta.XXXXXX")
 pids=()
 cleanup() {
+  local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi
+  exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -74,12 +79,12 @@ bench_git_env "$work" "$bin"
 git lfs install --skip-repo >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-relay() { # relay TARGET_PORT NAME: prints "RELAY_PORT CONTROL_PORT"
+relay() { # relay TARGET_PORT NAME: "RELAY_PORT CONTROL_PORT" in $work/relay-NAME.ports
   local f=$work/relay-$2.ports
   python3 "$here/relay.py" "$1" "$f" 2>>"$work/relay-$2.log" &
   pids+=($!)
   for _ in $(seq 100); do
-    [ -s "$f" ] && { cat "$f"; return; }
+    [ -s "$f" ] && return
     sleep 0.05
   done
   die "relay $2 did not start: $(cat "$work/relay-$2.log")"
@@ -96,7 +101,8 @@ now() { python3 -c 'import time; print(time.monotonic())'; }
 # git hypha serve behind a relay.
 export HYPHA_JWT_SECRET=bench-delta-secret
 hport=$(free_port)
-read -r hrelay hctl < <(relay "$hport" hypha)
+relay "$hport" hypha
+read -r hrelay hctl <"$work/relay-hypha.ports"
 git-hypha serve --root "$work/store" --listen "127.0.0.1:$hport" \
   --public-url "http://127.0.0.1:$hrelay" >"$work/serve.out" 2>"$work/serve.log" &
 pids+=($!)
@@ -115,7 +121,8 @@ mkdir -p "$work/daemon"
 git daemon --reuseaddr --base-path="$work/daemon" --export-all --enable=receive-pack \
   --listen=127.0.0.1 --port="$dport" "$work/daemon" 2>>"$work/daemon.log" &
 pids+=($!)
-read -r drelay dctl < <(relay "$dport" daemon)
+relay "$dport" daemon
+read -r drelay dctl <"$work/relay-daemon.ports"
 sleep 0.5
 
 # The versions. CSV rows as bench/gen.py writes them, from awk's generator with a fixed seed.
@@ -211,6 +218,7 @@ for case in csv-append csv-middle bin-1pct; do
   lc1=$(git -C "$s" rev-parse HEAD~1)
 
   for r in $(seq "$runs"); do
+    [ "$r" -le "$git_runs" ] || kinds=()
     for kind in "${kinds[@]}"; do
       repo=$case-$kind-$r.git
       git init -q --bare "$work/daemon/$repo"

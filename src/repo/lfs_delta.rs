@@ -109,7 +109,7 @@ impl Segment {
 }
 
 impl Repository {
-    fn lfs_chunks_key(&self, oid: &str) -> Result<String, Error> {
+    pub(super) fn lfs_chunks_key(&self, oid: &str) -> Result<String, Error> {
         self.lfs_path("chunks", oid)
     }
 
