@@ -241,10 +241,10 @@ for case in csv-append csv-middle bin-1pct; do
       use=()
       # basic: our agent declared for downloads only, so git-lfs does not offer it to upload.
       [ "$kind" = basic ] && use=(-c lfs.customtransfer.hypha.direction=download)
-      git "${use[@]}" -C "$s" push -q origin "$lc1:refs/heads/main" 2>"$work/push.err" ||
+      git "${use[@]}" -C "$s" push -q origin "$lc1:refs/heads/main" >/dev/null 2>"$work/push.err" ||
         die "push v1 ($kind): $(tail -n 3 "$work/push.err")"
       b0=$(up_bytes "$hctl"); t0=$(now)
-      git "${use[@]}" -C "$s" push -q origin main 2>"$work/push.err" ||
+      git "${use[@]}" -C "$s" push -q origin main >/dev/null 2>"$work/push.err" ||
         die "push v2 ($kind): $(tail -n 3 "$work/push.err")"
       t1=$(now); b1=$(up_bytes "$hctl")
       record "$case" "$kind" "$r" "$((b1 - b0))" "$(python3 -c "print(f'{$t1-$t0:.2f}')")"
