@@ -6,6 +6,10 @@
 //! 2. the parts go up [`PARALLEL`] at a time, each streamed from its range of the file;
 //! 3. `POST {href}/complete`: the server assembles the object and checks its SHA-256.
 //!
+//! Where the action also says [`DELTA_CHUNKS`], the agent first tries a delta
+//! (`super::delta`): only the ranges the server's stored bases lack; no plan, or any error,
+//! and it goes on with the parts above.
+//!
 //! A part that fails is not retried on its own URL: the next round asks the server again,
 //! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
