@@ -17,8 +17,8 @@
 //!
 //! Hypha still sees whole objects at `git/lfs/objects/aa/bb/{oid}`. Memory: one part (8 MiB
 //! for objects up to 78 GiB), one ranged read (at most the part), the chunk list (20 bytes a
-//! chunk, ~4 MB for 12 GiB) and, while planning, a table of the bases' chunks (at most
-//! [`MAX_BASE_CHUNKS`], ~40 bytes each), two plans at a time.
+//! chunk, ~4 MB for 12 GiB) and, while planning, the bases' indexes and a table of their
+//! chunks (at most [`MAX_BASE_CHUNKS`], ~70 bytes each with the index), two plans at a time.
 
 use super::lfs::LfsMismatch;
 use super::{Error, Repository};
