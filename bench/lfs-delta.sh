@@ -67,7 +67,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/hypha-bench-delta.XXXXXX")
 pids=()
 cleanup() {
   local rc=$?
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  # `wait` answers a killed process's status: not an error here (set -e would stop the loop).
+  for p in "${pids[@]}"; do { kill "$p" && wait "$p"; } 2>/dev/null || true; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi
   exit "$rc"
 }
