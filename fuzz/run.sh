@@ -16,7 +16,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(delta pack_entries thin idx protocol api_json names upload_pack)
+    targets=(delta pack_entries thin idx protocol api_json names upload_pack lfs_delta)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 export RUSTC_BOOTSTRAP=1
@@ -27,6 +27,7 @@ max_len() {
         pack_entries | thin | upload_pack) echo 16384 ;;
         idx) echo 32768 ;;
         protocol | api_json) echo 4096 ;;
+        lfs_delta) echo 65536 ;;
         names) echo 1024 ;;
         *) echo 4096 ;;
     esac

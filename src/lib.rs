@@ -26,6 +26,7 @@
 //! | [`repo`] | the repository over a store: layout, refs compare-and-swap, commit record, uploads, thin completion, compaction rules, hooks, LFS keys | `api`, HTTP |
 //! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs, metering | `repo`, git layout, `api`, HTTP |
 //! | [`auth`], [`login`], [`progress`] | JWTs, stored logins, progress counters | deciding about terminals |
+//! | [`lfs_chunks`] | content-defined chunks of LFS objects and the chunk index format (both sides) | I/O |
 //! | [`credential_helper`] | `git hypha credential`: the helper's token for git-lfs | writing tokens anywhere |
 //!
 //! ```text
@@ -57,6 +58,7 @@ pub mod fetch_shallow;
 pub mod gc;
 pub mod helper;
 pub mod lfs_agent;
+pub mod lfs_chunks;
 pub mod login;
 pub mod names;
 pub mod negotiate;

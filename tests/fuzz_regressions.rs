@@ -74,7 +74,8 @@ targets!(
     protocol,
     api_json,
     names,
-    upload_pack
+    upload_pack,
+    lfs_delta
 );
 
 /// The table in the harness and the tests above name the same targets.
@@ -91,7 +92,8 @@ fn every_target_is_replayed() {
             "protocol",
             "api_json",
             "names",
-            "upload_pack"
+            "upload_pack",
+            "lfs_delta"
         ]
     );
 }

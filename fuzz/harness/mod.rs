@@ -12,6 +12,7 @@ pub mod api_json;
 pub mod delta;
 pub mod idx;
 pub mod input;
+pub mod lfs_delta;
 pub mod names;
 pub mod pack_entries;
 pub mod packgen;
@@ -32,4 +33,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("api_json", api_json::run),
     ("names", names::run),
     ("upload_pack", upload_pack::run),
+    ("lfs_delta", lfs_delta::run),
 ];

@@ -170,3 +170,77 @@ pub struct PartsComplete {
     pub upload_id: Option<String>,
     pub part_size: u64,
 }
+
+/// Action header on a [`PARTS`] upload: the server can also take the object as the chunks its
+/// stored bases lack (`.../parts/{oid}/delta`, issue 22 part 4). The agent does not send it on.
+pub const DELTA_HEADER: &str = "X-Hypha-Delta";
+
+/// [`DELTA_HEADER`]'s value: content-defined chunks (`lfs_chunks`).
+pub const DELTA_CHUNKS: &str = "chunks";
+
+/// Most base candidates one delta request may name.
+pub const MAX_DELTA_BASES: usize = 4;
+
+/// Most ranges one delta plan asks the agent to send; an object changed in more places goes
+/// up whole (in parts).
+pub const MAX_DELTA_RANGES: usize = 1024;
+
+/// `POST .../objects/parts/{oid}/delta`: the new object's chunks and the stored objects it
+/// may share them with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaRequest {
+    pub size: u64,
+    /// `lfs_chunks::encode` of the new object's chunks, base64 (standard, padded).
+    pub chunks: String,
+    /// Oids of objects the server may hold, best first; at most [`MAX_DELTA_BASES`].
+    #[serde(default)]
+    pub bases: Vec<String>,
+}
+
+/// The answer: which byte ranges of the new object to send. `id: None` means no base helps
+/// (none stored, none indexed yet, too little in common): upload the object in parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaPlan {
+    /// The object is stored and its content checks out: nothing to send.
+    #[serde(default)]
+    pub done: bool,
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Ranges of the new object to `PUT`, in order, not overlapping.
+    #[serde(default)]
+    pub ranges: Vec<DeltaRange>,
+    /// Bytes the server takes from its bases.
+    #[serde(default)]
+    pub reused: u64,
+    #[serde(default)]
+    pub expires_in: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DeltaRange {
+    pub offset: u64,
+    pub len: u64,
+    pub href: String,
+    #[serde(default)]
+    pub header: BTreeMap<String, String>,
+}
+
+// A presigned URL is a credential.
+impl std::fmt::Debug for DeltaRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaRange")
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .field("href", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST .../objects/parts/{oid}/delta/complete`: assemble the object from the plan `id`
+/// (bases' ranges and the sent ones) and check its SHA-256; nothing is stored unless it
+/// checks out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaComplete {
+    pub size: u64,
+    pub id: String,
+}

@@ -8,6 +8,8 @@
 //!   ask the server's parts route for the parts still missing, send them in parallel from
 //!   their ranges of the file (memory: a few read buffers, whatever the size), and ask it to
 //!   assemble and check the object. A rerun after a cut sends only the missing parts.
+//! - New versions of large objects ([`delta`]): where the server offers it, only the byte
+//!   ranges its stored bases lack (content-defined chunks); anything else, the parts.
 //! - Downloads ([`download`]): parallel byte ranges of the presigned `GET` into a file under
 //!   `.git/lfs/incomplete/`, with a record of the ranges done beside it, so that a rerun
 //!   reads only the rest; git-lfs checks the SHA-256 and moves the file into place.
@@ -16,6 +18,7 @@
 //! `complete` event (git-lfs names the file); only a broken protocol stops the agent. Never
 //! prints an href or a header: they are credentials.
 
+pub mod delta;
 pub mod download;
 pub mod protocol;
 pub mod upload;

@@ -6,12 +6,18 @@
 //! 2. the parts go up [`PARALLEL`] at a time, each streamed from its range of the file;
 //! 3. `POST {href}/complete`: the server assembles the object and checks its SHA-256.
 //!
+//! Where the action also says [`DELTA_CHUNKS`], the agent first tries a delta
+//! (`super::delta`): only the ranges the server's stored bases lack; no plan, or any error,
+//! and it goes on with the parts above.
+//!
 //! A part that fails is not retried on its own URL: the next round asks the server again,
 //! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
 
 use super::{read_bounded, server_error, Session, PARALLEL};
-use crate::api::lfs::{PartsComplete, PartsPlan, PartsRequest, PARTS, TRANSFER_HEADER};
+use crate::api::lfs::{
+    PartsComplete, PartsPlan, PartsRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER_HEADER,
+};
 use crate::api::PresignedRequest;
 use crate::client::put_range;
 use crate::progress::Bar;
@@ -51,8 +57,21 @@ pub async fn upload(
         .header
         .get(TRANSFER_HEADER)
         .is_some_and(|v| v == PARTS);
+    let by_delta = in_parts
+        && action
+            .header
+            .get(DELTA_HEADER)
+            .is_some_and(|v| v == DELTA_CHUNKS);
     let mut header = action.header.clone();
     header.remove(TRANSFER_HEADER);
+    header.remove(DELTA_HEADER);
+    if by_delta {
+        match super::delta::upload(session, oid, size, path, &action.href, &header, bar).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::info!("lfs object {oid}: sending it whole: {e}"),
+        }
+    }
     if in_parts {
         parts(session, oid, size, path, &action.href, &header, bar).await
     } else {

@@ -97,7 +97,7 @@ impl Repository {
         self.lfs_path("verified", oid)
     }
 
-    fn lfs_path(&self, dir: &str, oid: &str) -> Result<String, Error> {
+    pub(super) fn lfs_path(&self, dir: &str, oid: &str) -> Result<String, Error> {
         if !names::is_lfs_oid(oid) {
             return Err(Error::Invalid {
                 detail: format!(
@@ -173,6 +173,31 @@ impl Repository {
         }
         // Still changing: an upload is landing. Not verified, not known wrong either.
         Ok(last.map(|seal| stored(seal, None)))
+    }
+
+    /// Record that the object stored under `oid` with `etag` hashes to its oid, for a server
+    /// that hashed the bytes itself as it assembled them (`lfs_delta`). Nothing is recorded
+    /// when the stored object is no longer that one (replaced since): it is checked on use.
+    pub(super) async fn lfs_mark_verified(&self, oid: &str, etag: &str) -> Result<(), Error> {
+        let key = self.lfs_key(oid)?;
+        let meta = match self.backend.head(&key).await {
+            Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if meta.etag.as_deref() != Some(etag) {
+            return Ok(());
+        }
+        let marker = Marker {
+            seal: Seal::of(&meta),
+            content_ok: true,
+        };
+        let marker_key = self.lfs_marker_key(oid)?;
+        let body = serde_json::to_vec(&marker).map_err(|e| Error::backend(&marker_key, e))?;
+        self.backend
+            .put(&marker_key, Bytes::from(body), PutMode::Overwrite)
+            .await?;
+        Ok(())
     }
 
     /// What `head` says of `key`, or `None` when it is not stored.

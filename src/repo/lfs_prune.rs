@@ -173,7 +173,12 @@ impl Repository {
 
     /// Delete object `oid`, then its verification marker.
     async fn lfs_delete(&self, oid: &str) -> Result<(), Error> {
-        for key in [self.lfs_key(oid)?, self.lfs_marker_key(oid)?] {
+        // The chunk index (`lfs_delta`) goes with its object.
+        for key in [
+            self.lfs_key(oid)?,
+            self.lfs_marker_key(oid)?,
+            self.lfs_chunks_key(oid)?,
+        ] {
             match self.backend.delete(&key, None).await {
                 Ok(()) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),

@@ -35,7 +35,7 @@ use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::lfs::{
     Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
-    VerifyRequest, PARTS, TRANSFER, TRANSFER_HEADER,
+    VerifyRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER, TRANSFER_HEADER,
 };
 use crate::repo::LfsMismatch;
 use crate::repo::Repository;
@@ -267,6 +267,9 @@ async fn upload(
         // The parts route counts the presigned URLs it hands out.
         let mut parts = header.clone();
         parts.insert(TRANSFER_HEADER.to_owned(), PARTS.to_owned());
+        // Only the changed chunks: the delta routes sit beside the parts routes (issue 22
+        // part 4); an agent that knows no bases, or a plan that finds none, uses parts.
+        parts.insert(DELTA_HEADER.to_owned(), DELTA_CHUNKS.to_owned());
         Action {
             href: format!("{base}parts/{}", spec.oid),
             header: parts,

@@ -237,6 +237,14 @@ pub fn router(state: AppState) -> Router {
             post(lfs_parts::complete),
         )
         .route(
+            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/delta",
+            post(lfs_parts::delta),
+        )
+        .route(
+            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/delta/complete",
+            post(lfs_parts::delta_complete),
+        )
+        .route(
             "/{ws}/git/{alias}/info/lfs/locks",
             post(locks::create).get(locks::list),
         )

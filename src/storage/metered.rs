@@ -204,6 +204,22 @@ impl Multipart for Metered {
             .await
     }
 
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: bytes::Bytes,
+    ) -> Result<(), Error> {
+        let inner = self.multipart_inner(key)?;
+        // A part the server writes itself is a PUT to the store.
+        self.timed(
+            Operation::Put,
+            inner.upload_part(key, upload_id, part_number, body),
+        )
+        .await
+    }
+
     async fn complete_upload(
         &self,
         key: &str,

@@ -33,6 +33,7 @@ mod hooks;
 mod hostile;
 mod inline;
 mod lfs;
+mod lfs_delta;
 mod lfs_locks;
 mod lfs_parts;
 mod lifecycle;

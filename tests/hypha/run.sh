@@ -62,6 +62,7 @@ EXCLUDED=(
   "progress::                    the helper's progress output"
   "limits::                      needs serve --rate-limit-token/--rate-limit-address (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS; its token limit is unit-tested in server::tests::limits)"
   "lfs_parts::                   our LFS transfer agent: Hypha's LFS endpoint answers basic (the parts routes are git hypha serve's), and the tests set serve --multipart-threshold"
+  "lfs_delta::                   our LFS transfer agent's delta: Hypha's LFS endpoint answers basic (the delta routes are git hypha serve's), and the tests set serve --multipart-threshold and read our server's log and store"
   "lfs_locks::                   two users with write on one workspace (mint_as needs our server); the plugin's locks are tested by tests/hypha/test_plugin_locks.py"
   "metrics::                     needs serve --metrics-listen and our server's store root (the request id through the plugin: test_plugin_fair_use.py)"
   "fair_use::                    needs serve --byte-limit-*/--quota-* (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS: test_plugin_fair_use.py starts a Hypha with quotas)"

@@ -528,6 +528,7 @@ async fn our_transfer_sends_large_objects_through_the_parts_routes() {
     let href = upload["href"].as_str().unwrap();
     assert!(href.ends_with(&format!("/ws/git/repo.git/info/lfs/objects/parts/{big}")));
     assert_eq!(upload["header"]["X-Hypha-Transfer"], "parts");
+    assert_eq!(upload["header"]["X-Hypha-Delta"], "chunks");
     assert_eq!(upload["header"]["Authorization"], auth);
     let route = format!("/ws/git/repo.git/info/lfs/objects/parts/{big}");
 
@@ -604,4 +605,93 @@ async fn our_transfer_sends_large_objects_through_the_parts_routes() {
         "{upload}"
     );
     assert!(upload["header"]["X-Hypha-Transfer"].is_null());
+}
+
+/// The delta routes (issue 22 part 4) check the caller, then every field a writer controls,
+/// before they read anything; each refusal names what failed. A chunk list that finds no
+/// stored base gets no plan (the agent then uses parts).
+#[tokio::test]
+async fn delta_requests_are_checked_before_anything_is_read() {
+    use base64::Engine as _;
+    const MIB: usize = 1024 * 1024;
+    let s = server_with(|st| {
+        st.multipart(crate::repo::upload::MultipartPolicy {
+            threshold: 5 * MIB as u64,
+            part_size: 5 * MIB as u64,
+        })
+    });
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let body: Vec<u8> = (0..6 * MIB).map(|i| (i % 239) as u8).collect();
+    let big = oid(&body);
+    let route = format!("/ws/git/repo.git/info/lfs/objects/parts/{big}/delta");
+    let mut chunker = crate::lfs_chunks::Chunker::new();
+    chunker.feed(&body);
+    let list = crate::lfs_chunks::encode(body.len() as u64, &chunker.finish());
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let request = |size: usize, chunks: String, bases: Vec<String>| {
+        json!({"size": size, "chunks": chunks, "bases": bases}).to_string()
+    };
+    let good = request(body.len(), b64(&list), vec!["a".repeat(64)]);
+
+    let r = s.raw(&route, None, good.clone()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let reader = basic(&token("ws", Permission::Read));
+    let r = s.raw(&route, Some(&reader), good.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let refused = [
+        (request(body.len(), "%%%".into(), vec![]), "chunks"),
+        (
+            request(body.len(), b64(b"HYCDC01\n"), vec![]),
+            "bad chunk index",
+        ),
+        (
+            request(body.len() + 1, b64(&list), vec![]),
+            "the chunks are of another size",
+        ),
+        (
+            request(body.len(), b64(&list), vec!["a".repeat(64); 5]),
+            "5 bases, at most 4",
+        ),
+        ("{".to_owned(), "invalid lfs delta request"),
+    ];
+    for (req, why) in refused {
+        let r = s.raw(&route, Some(&auth), req).await;
+        assert!(r.status.is_client_error(), "{why}: {}", r.status);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(why), "{why}: {message}");
+    }
+
+    // No base stored: no plan.
+    let r = s.raw(&route, Some(&auth), good).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.json()["id"].is_null(), "{}", r.json());
+
+    // A completion of a plan that does not exist, or with an id that is no id of ours.
+    let done = format!("{route}/complete");
+    let r = s
+        .raw(
+            &done,
+            Some(&auth),
+            json!({"size": body.len(), "id": "0".repeat(32)}).to_string(),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("no such delta plan"));
+    let r = s
+        .raw(
+            &done,
+            Some(&auth),
+            json!({"size": body.len(), "id": "../../x"}).to_string(),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid lfs delta id"));
 }

@@ -22,6 +22,7 @@ use crate::storage::s3::multipart::{
 };
 use crate::storage::{check_key, Error, PresignMethod, PresignedTransfer, PutMode};
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -248,6 +249,27 @@ impl Multipart for LocalDisk {
             Some(content_length),
         )
         .await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<(), Error> {
+        check_part(key, part_number, body.len() as u64)?;
+        let disk = self.clone();
+        let (k, id) = (key.to_owned(), upload_id.to_owned());
+        super::blocking(key.to_owned(), move || disk.record(&k, &id).map(|_| ())).await?;
+        crate::storage::Backend::put(
+            self,
+            &part_key(upload_id, part_number),
+            body,
+            PutMode::Overwrite,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn complete_upload(

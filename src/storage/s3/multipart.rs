@@ -16,7 +16,9 @@
 use super::S3;
 use crate::storage::{Error, PresignedTransfer};
 use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -91,6 +93,17 @@ pub trait Multipart: Send + Sync {
         content_length: u64,
         expires_in: Duration,
     ) -> Result<PresignedTransfer, Error>;
+
+    /// Store part `part_number` of the upload from the server's own bytes (the server
+    /// composing an object, `repo::lfs_delta`); clients send parts through
+    /// [`Multipart::presign_part`].
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<(), Error>;
 
     /// Assemble `key` from the stored parts, which must be exactly `part_sizes` (part `i + 1`
     /// has `part_sizes[i]` bytes); [`Error::Invalid`] names the first part that is missing or
@@ -338,6 +351,30 @@ impl Multipart for S3 {
             ));
         }
         Ok(transfer)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<(), Error> {
+        let full = self.full_key(key)?;
+        check_upload_id(key, upload_id)?;
+        let n = check_part(key, part_number, body.len() as u64)?;
+        self.client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(upload_id)
+            .part_number(n)
+            .content_length(super::to_i64(key, body.len() as u64)?)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error(key, "UploadPart", &e))?;
+        Ok(())
     }
 
     async fn complete_upload(
