@@ -169,9 +169,11 @@ pub async fn delta(
     State(state): State<AppState>,
     Path((workspace, alias, oid)): Path<(String, String, String)>,
     headers: HeaderMap,
+    budget: Option<Extension<ByteBudget>>,
     body: Bytes,
 ) -> Response {
-    match delta_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
+    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
+    match delta_inner(&state, &workspace, &alias, &oid, &headers, &budget, &body).await {
         Ok(plan) => lfs_json(StatusCode::OK, &plan),
         Err(err) => err.into_lfs_response(),
     }
@@ -196,6 +198,7 @@ async fn delta_inner(
     alias: &str,
     oid: &str,
     headers: &HeaderMap,
+    budget: &ByteBudget,
     body: &Bytes,
 ) -> Result<DeltaPlan, ApiError> {
     use base64::Engine as _;
@@ -224,8 +227,11 @@ async fn delta_inner(
     let plan = repo
         .lfs_delta_plan(oid, size, &chunks, &req.bases, state.presign_expires_in)
         .await?;
+    // The ranges to send, charged before they are handed out, as the parts of `start` are
+    // (the object's quota was taken by the batch that offered this route).
+    let sending: u64 = plan.ranges.iter().map(|r| r.1).sum();
+    budget.take(Moved::HandedOut(sending))?;
     if let Some(id) = &plan.id {
-        let sending: u64 = plan.ranges.iter().map(|r| r.1).sum();
         state.metrics.lfs("upload", size);
         state
             .metrics
@@ -277,7 +283,13 @@ async fn delta_complete_inner(
         .map_err(|e| ApiError::invalid(format!("invalid lfs delta completion: {e}")))?;
     let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
     authorize_write(&caller, workspace, &repo).await?;
-    match repo.lfs_delta_complete(oid, req.size, &req.id).await {
+    let done = repo.lfs_delta_complete(oid, req.size, &req.id).await;
+    // Stored: no longer pending. Otherwise nothing was stored, and the agent sends the object
+    // whole next, under the same pending entry.
+    if let (Some(quotas), Ok(None)) = (&state.quotas, &done) {
+        quotas.committed(workspace, &repo, &[(super::lfs::quota_name(oid), 0)], 0);
+    }
+    match done {
         Ok(None) => {
             tracing::info!("lfs delta composed {}", crate::storage::shorten(oid));
             state.metrics.lfs("verify", req.size);
