@@ -101,6 +101,8 @@ pub struct Settings {
     /// Packs from this size on are saved as they come and resumed by the next fetch when cut
     /// ([`partial::resume_min_from_env`]; `u64::MAX`: none).
     pub resume_min: u64,
+    /// Bytes of packs the listing may carry inline, as the session asked (0: none is used).
+    pub inline_max: u64,
 }
 
 /// A pack this batch added to the repository (it was not there before).
@@ -223,6 +225,7 @@ pub async fn all(
         progress,
         direct_max: DIRECT_MAX,
         resume_min: u64::MAX,
+        inline_max: 0,
     };
     let mut written = Vec::new();
     let choice = Choice {
@@ -295,34 +298,44 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
                 let take = take(&info);
                 let bar = bar.clone();
                 async move {
+                    // A pack the listing carried: verified like a download, from memory.
+                    let inline = inline_bytes(&info, settings.inline_max);
                     // A small pack is taken without reading its idx first: a round trip
                     // costs more than its bytes, and the local index says what it held.
-                    let (listed, largest_entry) = if direct(&info, settings.direct_max) {
-                        (None, info.pack_size)
-                    } else {
-                        let Some(Listed {
-                            ids: listed,
-                            largest_entry,
-                        }) = listed_ids(client, &info).await?
-                        else {
-                            return Ok(None);
+                    let (listed, largest_entry) =
+                        if inline.is_some() || direct(&info, settings.direct_max) {
+                            (None, info.pack_size)
+                        } else {
+                            let Some(Listed {
+                                ids: listed,
+                                largest_entry,
+                            }) = listed_ids(client, &info).await?
+                            else {
+                                return Ok(None);
+                            };
+                            let covers = negotiate::covers(wanted, &listed);
+                            if !negotiate::take_without_lookup(take, &covers)
+                                && !lacks(lacks_any, &listed).await?
+                            {
+                                return Ok(None);
+                            }
+                            (Some(listed), largest_entry)
                         };
-                        let covers = negotiate::covers(wanted, &listed);
-                        if !negotiate::take_without_lookup(take, &covers)
-                            && !lacks(lacks_any, &listed).await?
-                        {
-                            return Ok(None);
-                        }
-                        (Some(listed), largest_entry)
-                    };
                     bar.add_total(info.pack_size);
                     let to = Target {
                         pack_dir,
                         partials: (info.pack_size >= settings.resume_min).then_some(partials),
                     };
-                    let Some(indexed) =
-                        download_one(client, to, &info, largest_entry, &repo_name, &bar).await?
-                    else {
+                    let carried = inline.is_some();
+                    let indexed = match inline {
+                        Some(bytes) => {
+                            Some(index_inline(pack_dir, &info, bytes, &repo_name, &bar).await?)
+                        }
+                        None => {
+                            download_one(client, to, &info, largest_entry, &repo_name, &bar).await?
+                        }
+                    };
+                    let Some(indexed) = indexed else {
                         return Ok(None);
                     };
                     // Guard the .keep first: from here on Ctrl-C removes it.
@@ -343,9 +356,14 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
                         None => negotiate::covers(wanted, &local_ids(local_idx.as_deref(), &info)),
                     };
                     tracing::info!(
-                        "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
+                        "hypha: fetched {} ({} bytes{}, indexed by {}) from {repo_name}",
                         info.name,
                         info.pack_size,
+                        if carried {
+                            " carried by the listing"
+                        } else {
+                            ""
+                        },
                         pack::indexer_name(largest_entry)
                     );
                     Ok::<_, Error>(Some(Downloaded {
@@ -380,6 +398,35 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
 
 /// Packs up to this size may be downloaded without reading their idx first (see [`direct`]).
 pub const DIRECT_MAX: u64 = 1 << 20;
+
+/// What a clone asks a `refs` answer to carry inline, in all: the same trade as
+/// [`DIRECT_MAX`], a round trip against a MiB.
+pub const INLINE_MAX: u64 = DIRECT_MAX;
+
+/// The bytes of `info` carried in the listing itself, when they are what the listing says and
+/// within `max` (what the session asked for): the base64 text is checked for the exact length
+/// of `pack_size` bytes before it is decoded. `None` (download it by URL) otherwise.
+pub fn inline_bytes(info: &PackInfo, max: u64) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let text = info.inline.as_deref()?;
+    if info.pack_size > max || text.len() as u64 != info.pack_size.div_ceil(3) * 4 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    (bytes.len() as u64 == info.pack_size).then_some(bytes)
+}
+
+/// Whether the packs carried inline in `packs` stay within `max` bytes in all; a listing that
+/// carries more than was asked is not used inline at all (its URLs are).
+pub fn inline_within(packs: &[PackInfo], max: u64) -> bool {
+    packs
+        .iter()
+        .filter(|p| p.inline.is_some())
+        .try_fold(0u64, |sum, p| sum.checked_add(p.pack_size))
+        .is_some_and(|sum| sum <= max)
+}
 
 /// Whether to download `info` straight away: small (at most `max`), so that one round trip
 /// for its idx costs more than fetching it whole even when it brings nothing new (a fetch of
@@ -524,6 +571,29 @@ async fn download_one(
             source,
         }),
     }
+}
+
+/// Index a pack the listing carried (its size already checked), as [`download_one`] indexes a
+/// stream: the same checks, the same errors.
+async fn index_inline(
+    pack_dir: &Path,
+    info: &PackInfo,
+    bytes: Vec<u8>,
+    repo_name: &str,
+    bar: &Bar,
+) -> Result<pack::Indexed, Error> {
+    let (dir, name, size) = (pack_dir.to_owned(), info.name.clone(), info.pack_size);
+    let result = tokio::task::spawn_blocking(move || {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        pack::receive_stream(&mut bytes.as_slice(), &dir, &name, size, &interrupt)
+    })
+    .await?;
+    bar.inc(size);
+    result.map_err(|source| Error::Index {
+        pack: info.name.clone(),
+        repo: repo_name.to_owned(),
+        source,
+    })
 }
 
 /// The pack [`download_resuming`] gets, and the words its errors use.

@@ -124,8 +124,9 @@ async fn refs_route(
             // Both listings at once: on S3 each is a round trip to the store.
             Some(known) => {
                 let (refs, packs) = tokio::join!(refs(repo), pack_listing(state, repo, known));
-                let mut answer = refs?;
-                answer.packs = Some(packs?);
+                let (mut answer, mut packs) = (refs?, packs?);
+                super::inline_listing::fill(state, repo, &mut packs, known, req.inline_max).await;
+                answer.packs = Some(packs);
                 Ok::<_, ApiError>(answer)
             }
             None => refs(repo).await,
@@ -452,6 +453,7 @@ async fn pack_listing(
             idx_size: entry.idx_size,
             pack_url,
             idx_url,
+            inline: None,
         });
     }
     state.metrics.presigned("download", "pack", urls, bytes);
