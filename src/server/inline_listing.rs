@@ -39,18 +39,13 @@ pub async fn fill(
         return;
     }
     let mut left = budget;
-    let chosen: Vec<usize> = listing
-        .packs
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.pack_url.is_some())
-        .filter_map(|(i, p)| {
-            (p.pack_size <= left).then(|| {
-                left -= p.pack_size;
-                i
-            })
-        })
-        .collect();
+    let mut chosen = Vec::new();
+    for (i, p) in listing.packs.iter().enumerate() {
+        if p.pack_url.is_some() && p.pack_size <= left {
+            left -= p.pack_size;
+            chosen.push(i);
+        }
+    }
     if chosen.is_empty() {
         return;
     }
