@@ -409,7 +409,8 @@ pub const INLINE_MAX: u64 = DIRECT_MAX;
 pub fn inline_bytes(info: &PackInfo, max: u64) -> Option<Vec<u8>> {
     use base64::Engine;
     let text = info.inline.as_deref()?;
-    if info.pack_size > max || text.len() as u64 != info.pack_size.div_ceil(3) * 4 {
+    let encoded = info.pack_size.div_ceil(3).checked_mul(4)?;
+    if info.pack_size > max || text.len() as u64 != encoded {
         return None;
     }
     let bytes = base64::engine::general_purpose::STANDARD
@@ -716,5 +717,56 @@ fn partial_error(info: &PackInfo, source: std::io::Error) -> Error {
     Error::Partial {
         pack: info.name.clone(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn carried(size: u64, text: &str) -> PackInfo {
+        PackInfo {
+            name: format!("pack-{}", "a".repeat(40)),
+            pack_size: size,
+            idx_size: 1,
+            pack_url: Some("http://store/p".into()),
+            idx_url: Some("http://store/i".into()),
+            inline: Some(text.into()),
+        }
+    }
+
+    /// A listing's pack bytes are used only when the text has exactly the length of the size
+    /// the listing gives, decodes, and stays within what was asked; anything else goes by URL.
+    #[test]
+    fn carried_packs_are_checked_before_they_are_decoded() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let text = b64(b"PACKdata");
+        assert_eq!(
+            inline_bytes(&carried(8, &text), 8).as_deref(),
+            Some(&b"PACKdata"[..])
+        );
+        assert!(
+            inline_bytes(&carried(8, &text), 7).is_none(),
+            "over the ask"
+        );
+        assert!(inline_bytes(&carried(7, &text), 8).is_none(), "other size");
+        assert!(inline_bytes(&carried(9, &text), 9).is_none(), "other size");
+        let padded_wrong = format!("{}==", &text[..text.len() - 2]);
+        assert!(inline_bytes(&carried(8, &padded_wrong), 8).is_none());
+        assert!(
+            inline_bytes(&carried(8, "%%%%%%%%%%%%"), 8).is_none(),
+            "not base64"
+        );
+        assert!(inline_bytes(&carried(u64::MAX, &text), u64::MAX).is_none());
+        let mut none = carried(8, &text);
+        none.inline = None;
+        assert!(inline_bytes(&none, 8).is_none());
+
+        let two = [carried(8, &text), carried(8, &text)];
+        assert!(inline_within(&two, 16));
+        assert!(!inline_within(&two, 15), "more than asked in all");
+        let huge = [carried(u64::MAX, "x"), carried(2, "x")];
+        assert!(!inline_within(&huge, u64::MAX), "a sum that overflows");
     }
 }
