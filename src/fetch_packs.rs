@@ -102,6 +102,8 @@ pub struct Settings {
     /// Packs from this size on are saved as they come and resumed by the next fetch when cut
     /// ([`partial::resume_min_from_env`]; `u64::MAX`: none).
     pub resume_min: u64,
+    /// Bytes of packs the listing may carry inline, as the session asked (0: none is used).
+    pub inline_max: u64,
 }
 
 /// A pack this batch added to the repository (it was not there before).
@@ -224,6 +226,7 @@ pub async fn all(
         progress,
         direct_max: DIRECT_MAX,
         resume_min: u64::MAX,
+        inline_max: 0,
     };
     let mut written = Vec::new();
     let choice = Choice {
@@ -296,34 +299,44 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
                 let take = take(&info);
                 let bar = bar.clone();
                 async move {
+                    // A pack the listing carried: verified like a download, from memory.
+                    let inline = inline_bytes(&info, settings.inline_max);
                     // A small pack is taken without reading its idx first: a round trip
                     // costs more than its bytes, and the local index says what it held.
-                    let (listed, largest_entry) = if direct(&info, settings.direct_max) {
-                        (None, info.pack_size)
-                    } else {
-                        let Some(Listed {
-                            ids: listed,
-                            largest_entry,
-                        }) = listed_ids(client, &info).await?
-                        else {
-                            return Ok(None);
+                    let (listed, largest_entry) =
+                        if inline.is_some() || direct(&info, settings.direct_max) {
+                            (None, info.pack_size)
+                        } else {
+                            let Some(Listed {
+                                ids: listed,
+                                largest_entry,
+                            }) = listed_ids(client, &info).await?
+                            else {
+                                return Ok(None);
+                            };
+                            let covers = negotiate::covers(wanted, &listed);
+                            if !negotiate::take_without_lookup(take, &covers)
+                                && !lacks(lacks_any, &listed).await?
+                            {
+                                return Ok(None);
+                            }
+                            (Some(listed), largest_entry)
                         };
-                        let covers = negotiate::covers(wanted, &listed);
-                        if !negotiate::take_without_lookup(take, &covers)
-                            && !lacks(lacks_any, &listed).await?
-                        {
-                            return Ok(None);
-                        }
-                        (Some(listed), largest_entry)
-                    };
                     bar.add_total(info.pack_size);
                     let to = Target {
                         pack_dir,
                         partials: (info.pack_size >= settings.resume_min).then_some(partials),
                     };
-                    let Some(indexed) =
-                        download_one(client, to, &info, largest_entry, &repo_name, &bar).await?
-                    else {
+                    let carried = inline.is_some();
+                    let indexed = match inline {
+                        Some(bytes) => {
+                            Some(index_inline(pack_dir, &info, bytes, &repo_name, &bar).await?)
+                        }
+                        None => {
+                            download_one(client, to, &info, largest_entry, &repo_name, &bar).await?
+                        }
+                    };
+                    let Some(indexed) = indexed else {
                         return Ok(None);
                     };
                     // Guard the .keep first: from here on Ctrl-C removes it.
@@ -344,9 +357,14 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
                         None => negotiate::covers(wanted, &local_ids(local_idx.as_deref(), &info)),
                     };
                     tracing::info!(
-                        "hypha: fetched {} ({} bytes, indexed by {}) from {repo_name}",
+                        "hypha: fetched {} ({} bytes{}, indexed by {}) from {repo_name}",
                         info.name,
                         info.pack_size,
+                        if carried {
+                            " carried by the listing"
+                        } else {
+                            ""
+                        },
                         pack::indexer_name(largest_entry)
                     );
                     Ok::<_, Error>(Some(Downloaded {
@@ -381,6 +399,36 @@ pub async fn needed<F: Fn(&PackInfo) -> bool>(
 
 /// Packs up to this size may be downloaded without reading their idx first (see [`direct`]).
 pub const DIRECT_MAX: u64 = 1 << 20;
+
+/// What a clone asks a `refs` answer to carry inline, in all: the same trade as
+/// [`DIRECT_MAX`], a round trip against a MiB.
+pub const INLINE_MAX: u64 = DIRECT_MAX;
+
+/// The bytes of `info` carried in the listing itself, when they are what the listing says and
+/// within `max` (what the session asked for): the base64 text is checked for the exact length
+/// of `pack_size` bytes before it is decoded. `None` (download it by URL) otherwise.
+pub fn inline_bytes(info: &PackInfo, max: u64) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let text = info.inline.as_deref()?;
+    let encoded = info.pack_size.div_ceil(3).checked_mul(4)?;
+    if info.pack_size > max || text.len() as u64 != encoded {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    (bytes.len() as u64 == info.pack_size).then_some(bytes)
+}
+
+/// Whether the packs carried inline in `packs` stay within `max` bytes in all; a listing that
+/// carries more than was asked is not used inline at all (its URLs are).
+pub fn inline_within(packs: &[PackInfo], max: u64) -> bool {
+    packs
+        .iter()
+        .filter(|p| p.inline.is_some())
+        .try_fold(0u64, |sum, p| sum.checked_add(p.pack_size))
+        .is_some_and(|sum| sum <= max)
+}
 
 /// Whether to download `info` straight away: small (at most `max`), so that one round trip
 /// for its idx costs more than fetching it whole even when it brings nothing new (a fetch of
@@ -527,6 +575,29 @@ async fn download_one(
     }
 }
 
+/// Index a pack the listing carried (its size already checked), as [`download_one`] indexes a
+/// stream: the same checks, the same errors.
+async fn index_inline(
+    pack_dir: &Path,
+    info: &PackInfo,
+    bytes: Vec<u8>,
+    repo_name: &str,
+    bar: &Bar,
+) -> Result<pack::Indexed, Error> {
+    let (dir, name, size) = (pack_dir.to_owned(), info.name.clone(), info.pack_size);
+    let result = tokio::task::spawn_blocking(move || {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        pack::receive_stream(&mut bytes.as_slice(), &dir, &name, size, &interrupt)
+    })
+    .await?;
+    bar.inc(size);
+    result.map_err(|source| Error::Index {
+        pack: info.name.clone(),
+        repo: repo_name.to_owned(),
+        source,
+    })
+}
+
 /// The pack [`download_resuming`] gets, and the words its errors use.
 #[derive(Clone, Copy)]
 struct Pack<'a> {
@@ -647,5 +718,56 @@ fn partial_error(info: &PackInfo, source: std::io::Error) -> Error {
     Error::Partial {
         pack: info.name.clone(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn carried(size: u64, text: &str) -> PackInfo {
+        PackInfo {
+            name: format!("pack-{}", "a".repeat(40)),
+            pack_size: size,
+            idx_size: 1,
+            pack_url: Some("http://store/p".into()),
+            idx_url: Some("http://store/i".into()),
+            inline: Some(text.into()),
+        }
+    }
+
+    /// A listing's pack bytes are used only when the text has exactly the length of the size
+    /// the listing gives, decodes, and stays within what was asked; anything else goes by URL.
+    #[test]
+    fn carried_packs_are_checked_before_they_are_decoded() {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let text = b64(b"PACKdata");
+        assert_eq!(
+            inline_bytes(&carried(8, &text), 8).as_deref(),
+            Some(&b"PACKdata"[..])
+        );
+        assert!(
+            inline_bytes(&carried(8, &text), 7).is_none(),
+            "over the ask"
+        );
+        assert!(inline_bytes(&carried(7, &text), 8).is_none(), "other size");
+        assert!(inline_bytes(&carried(9, &text), 9).is_none(), "other size");
+        let padded_wrong = format!("{}==", &text[..text.len() - 2]);
+        assert!(inline_bytes(&carried(8, &padded_wrong), 8).is_none());
+        assert!(
+            inline_bytes(&carried(8, "%%%%%%%%%%%%"), 8).is_none(),
+            "not base64"
+        );
+        assert!(inline_bytes(&carried(u64::MAX, &text), u64::MAX).is_none());
+        let mut none = carried(8, &text);
+        none.inline = None;
+        assert!(inline_bytes(&none, 8).is_none());
+
+        let two = [carried(8, &text), carried(8, &text)];
+        assert!(inline_within(&two, 16));
+        assert!(!inline_within(&two, 15), "more than asked in all");
+        let huge = [carried(u64::MAX, "x"), carried(2, "x")];
+        assert!(!inline_within(&huge, u64::MAX), "a sum that overflows");
     }
 }

@@ -27,6 +27,15 @@ pub fn run(data: &[u8]) {
         }
         2 => eq_named::<api::PacksRequest>(body, |r| r.known.clone()),
         3 => eq_named::<api::PacksResponse>(body, |r| {
+            // Packs a listing carries: what the helper decodes before it indexes them.
+            let max = hypha_git::fetch_packs::INLINE_MAX;
+            if hypha_git::fetch_packs::inline_within(&r.packs, max) {
+                for p in &r.packs {
+                    if let Some(bytes) = hypha_git::fetch_packs::inline_bytes(p, max) {
+                        assert_eq!(bytes.len() as u64, p.pack_size);
+                    }
+                }
+            }
             r.packs.iter().map(|p| p.name.clone()).collect()
         }),
         4 => eq_named::<api::UploadsRequest>(body, |r| {

@@ -160,6 +160,11 @@ pub struct RefsRequest {
     /// trip. Older servers ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_packs: Option<Vec<String>>,
+    /// With `known_packs`: the client takes up to this many bytes of unseen packs in the
+    /// answer itself (`PackInfo::inline`), so that a clone of a small repository needs no
+    /// `GET` after the listing. 0 (absent) from older clients; older servers ignore it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inline_max: u64,
 }
 
 /// `refs` response: the current refs, read fresh.
@@ -223,6 +228,10 @@ pub struct PackInfo {
     /// Presigned `GET` of the `.idx`; absent for `known` names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idx_url: Option<String>,
+    /// The `.pack` itself, base64 (standard alphabet, padded): only in a `refs` answer to a
+    /// request with `inline_max`, for unseen packs within it. The URLs are there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
 
 /// `uploads` request: the packs the client is about to upload.

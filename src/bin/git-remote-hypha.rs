@@ -68,9 +68,13 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     let known_packs = git_dir
         .as_deref()
         .map(|dir| hypha_git::helper::known_packs(dir, &remote));
+    let inline_max = git_dir
+        .as_deref()
+        .map_or(0, hypha_git::helper::clone_inline_max);
     let client = Client::new(remote, token)?
         .with_git_remote(remote_name)
-        .with_known_packs(known_packs);
+        .with_known_packs(known_packs)
+        .with_inline_max(inline_max);
     let stdout = std::io::stdout();
     // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
     // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.

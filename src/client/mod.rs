@@ -214,6 +214,8 @@ pub struct Client {
     git_remote: Option<String>,
     /// Packs already fetched from this remote, sent with `refs` ([`Client::with_known_packs`]).
     known_packs: Option<Vec<String>>,
+    /// Bytes of unseen packs the `refs` answer may carry itself ([`Client::with_inline_max`]).
+    inline_max: u64,
     remote: Remote,
     token: Mutex<Option<Token>>,
     credentials: Mutex<Credentials>,
@@ -249,6 +251,7 @@ impl Client {
             wanted: git_http::Wanted::look(&|k| std::env::var(k).ok()),
             git_remote: None,
             known_packs: None,
+            inline_max: 0,
             remote,
             token: Mutex::new(token),
             credentials: Mutex::new(Credentials::default()),
@@ -272,11 +275,29 @@ impl Client {
         self
     }
 
+    /// With the known packs: the `refs` answer may carry up to `bytes` of unseen packs
+    /// itself (a clone's, see [`crate::helper::clone_inline_max`]), so that a fetch after it
+    /// needs no `GET` for them.
+    pub fn with_inline_max(mut self, bytes: u64) -> Client {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// What this session asked a `refs` answer to carry inline at most (0: nothing).
+    pub fn inline_max(&self) -> u64 {
+        if self.known_packs.is_some() {
+            self.inline_max
+        } else {
+            0
+        }
+    }
+
     /// The `refs` request of this session: a listing for a push, or one a fetch may follow.
     pub fn refs_request(&self, for_push: bool) -> RefsRequest {
         RefsRequest {
             for_push,
             known_packs: self.known_packs.clone(),
+            inline_max: self.inline_max(),
         }
     }
 

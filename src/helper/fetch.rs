@@ -270,6 +270,11 @@ async fn fetch_all(
             fetch_packs::DIRECT_MAX
         },
         resume_min: fetch_packs::partial::resume_min_from_env(),
+        inline_max: if fetch_packs::inline_within(&unseen, client.inline_max()) {
+            client.inline_max()
+        } else {
+            0
+        },
     };
     let mut got = Got::default();
     let choice = fetch_packs::Choice {
@@ -348,7 +353,7 @@ fn lacks_any(git_dir: &Path) -> fetch_packs::LacksAny {
     })
 }
 
-fn has_any_pack_or_object(git_dir: &Path) -> bool {
+pub(super) fn has_any_pack_or_object(git_dir: &Path) -> bool {
     let objects = git_dir.join("objects");
     std::fs::read_dir(&objects)
         .map(|entries| {

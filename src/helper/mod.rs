@@ -327,3 +327,15 @@ pub fn known_packs(git_dir: &std::path::Path, remote: &crate::config::Remote) ->
         .cloned()
         .collect()
 }
+
+/// How many bytes of packs a session in `git_dir` asks the `refs` answer to carry itself: a
+/// repository with no objects yet (a clone) takes small packs that way, saving the `GET`s
+/// after the listing; any other session asks none, since an `ls-remote` or a push in a
+/// repository that is behind would receive packs it never uses (docs/design.md §18).
+pub fn clone_inline_max(git_dir: &std::path::Path) -> u64 {
+    if fetch::has_any_pack_or_object(git_dir) {
+        0
+    } else {
+        crate::fetch_packs::INLINE_MAX
+    }
+}

@@ -95,6 +95,23 @@ impl Repository {
         Ok((pack, idx))
     }
 
+    /// The bytes of a listed pack of `size` bytes, for a `refs` answer that carries small
+    /// packs itself (`server::inline_listing`). A pack of another size (replaced or gone
+    /// since it was listed) is an error: the caller then leaves it to its URL.
+    pub async fn pack_bytes(&self, name: &str, size: u64) -> Result<bytes::Bytes, Error> {
+        check_pack_name(name)?;
+        let key = self.pack_key(name, "pack");
+        let body = self.backend.get(&key).await?.body;
+        if body.len() as u64 != size {
+            return Err(Error::SizeMismatch {
+                key,
+                expected: size,
+                received: body.len() as u64,
+            });
+        }
+        Ok(body)
+    }
+
     /// Every named pack and its idx exist, and the idx describes that pack exactly, as `git
     /// index-pack` computes it from the pack's bytes ([`verify`](super::verify)): a pack this
     /// server has not checked before is read and indexed. Returns each pack's name with the

@@ -32,6 +32,7 @@ mod error;
 pub mod health;
 mod hooks;
 pub mod inline;
+mod inline_listing;
 mod lfs;
 mod lfs_parts;
 pub mod limits;
@@ -110,8 +111,9 @@ pub struct ServeOptions {
     pub webhook_allow: Vec<String>,
     /// Complete thin pushes (`fix-thin`); off answers as a server without them.
     pub thin_packs: bool,
-    /// Largest pack (with its idx) `update` takes inline; 0 answers as a server without
-    /// inline packs ([`inline::DEFAULT_INLINE_MAX`]).
+    /// Largest pack (with its idx) `update` takes inline, and the most a clone's `refs`
+    /// answer carries of packs; 0 answers as a server without inline packs
+    /// ([`inline::DEFAULT_INLINE_MAX`]).
     pub inline_max: u64,
     /// Serve `/metrics` (and `/healthz`, `/readyz`) on this second address; `None` = no
     /// metrics endpoint (the API's address never has one: see [`metrics`]).

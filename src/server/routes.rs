@@ -148,8 +148,23 @@ async fn refs_route(
             // Both listings at once: on S3 each is a round trip to the store.
             Some(known) => {
                 let (refs, packs) = tokio::join!(refs(repo), pack_listing(at, repo, known));
-                let mut answer = refs?;
-                answer.packs = Some(packs?);
+                let (mut answer, mut packs) = (refs?, packs?);
+                // Packs carried in the answer are bytes this server sends itself: none for a
+                // caller in debt, and the carried ones charged (the budget may go into debt).
+                let asked = if at.budget.ready(Moved::Here(1)).is_ok() {
+                    req.inline_max
+                } else {
+                    0
+                };
+                super::inline_listing::fill(state, repo, &mut packs, known, asked).await;
+                let carried: u64 = packs
+                    .packs
+                    .iter()
+                    .filter(|p| p.inline.is_some())
+                    .map(|p| p.pack_size)
+                    .sum();
+                at.budget.charge(Moved::Here(carried));
+                answer.packs = Some(packs);
                 Ok::<_, ApiError>(answer)
             }
             None => refs(repo).await,
@@ -532,6 +547,7 @@ async fn pack_listing(
             idx_size: entry.idx_size,
             pack_url,
             idx_url,
+            inline: None,
         });
     }
     state.metrics.presigned("download", "pack", urls, bytes);

@@ -49,7 +49,8 @@ pub struct AppState {
     pub(crate) webhooks: Option<Webhooks>,
     /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
     pub(crate) thin_packs: bool,
-    /// Largest pack (with its idx) `update` takes inline; 0 = none.
+    /// Largest pack (with its idx) `update` takes inline, and the most a `refs` answer
+    /// carries of packs to a clone (`inline_listing`); 0 = none.
     pub(crate) inline_max: u64,
     /// Repositories that were handed upload URLs since their last sweep (by name), for the
     /// timer that removes abandoned uploads ([`crate::server::sweep_staged`]).
@@ -201,8 +202,9 @@ impl AppState {
         self
     }
 
-    /// Take packs up to this many bytes (with their idx) inline in `update`; 0 answers as a
-    /// server from before inline packs.
+    /// Take packs up to this many bytes (with their idx) inline in `update`, and carry up to
+    /// as many bytes of packs in a clone's `refs` answer; 0 answers as a server from before
+    /// inline packs.
     pub fn inline_max(mut self, bytes: u64) -> AppState {
         self.inline_max = bytes.min(super::inline::LIMIT);
         self

@@ -1516,3 +1516,73 @@ async fn inline_packs_are_bounded_and_the_listing_can_carry_packs() {
         .get("packs")
         .is_none());
 }
+
+/// A clone's `refs` request (`known_packs` and `inline_max`) gets the bytes of the unseen
+/// packs that fit, beside their URLs; a request without `inline_max` (an older helper, or any
+/// session that is not a clone) gets none, nor does a known pack, a pack over what was asked
+/// or over what this server allows, or a listing from which a known pack has gone (a
+/// compaction: the client then reads idx files first).
+#[tokio::test]
+async fn the_listing_carries_small_packs_to_a_clone() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut s = server_with(|s| s.inline_max(4096));
+    s.create("ws/r", false).await;
+    let rw = token("ws", Permission::ReadWrite);
+    let (name, pack, idx, commit) = real_pack();
+    let r = s
+        .api(
+            "ws/r",
+            "update",
+            Some(&rw),
+            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": commit}],
+                   "inline": [{"name": name, "pack": b64(&pack), "idx": b64(&idx)}]}),
+        )
+        .await;
+    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
+    async fn first_listed(s: &Server, rw: &str, body: Value) -> Value {
+        let r = s.api("ws/r", "refs", Some(rw), body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.json()["packs"]["packs"][0].clone()
+    }
+    let size = pack.len() as u64;
+    let p = first_listed(&s, &rw, json!({"known_packs": [], "inline_max": 1 << 20})).await;
+    assert_eq!(p["name"], name.as_str());
+    assert_eq!(p["inline"], b64(&pack).as_str(), "the stored pack, whole");
+    assert!(
+        p["pack_url"].is_string() && p["idx_url"].is_string(),
+        "URLs too"
+    );
+    let p = first_listed(&s, &rw, json!({"known_packs": [], "inline_max": size})).await;
+    assert!(p["inline"].is_string(), "exactly its size fits");
+
+    for (body, why) in [
+        (json!({"known_packs": []}), "not asked (an older helper)"),
+        (
+            json!({"known_packs": [], "inline_max": size - 1}),
+            "over what was asked",
+        ),
+        (
+            json!({"known_packs": [name], "inline_max": 1 << 20}),
+            "known",
+        ),
+        (
+            json!({"known_packs": [format!("pack-{}", "1".repeat(40))], "inline_max": 1 << 20}),
+            "a known pack is gone",
+        ),
+    ] {
+        assert!(
+            first_listed(&s, &rw, body).await.get("inline").is_none(),
+            "{why}"
+        );
+    }
+    // Over this server's own bound, whatever the client asks.
+    s.state.inline_max = size - 1;
+    let p = first_listed(&s, &rw, json!({"known_packs": [], "inline_max": 1 << 20})).await;
+    assert!(p.get("inline").is_none() && p["pack_url"].is_string());
+    // Without `known_packs` there is no listing at all.
+    let r = s
+        .api("ws/r", "refs", Some(&rw), json!({"inline_max": 1 << 20}))
+        .await;
+    assert!(r.json().get("packs").is_none());
+}

@@ -106,3 +106,66 @@ fn a_server_without_inline_packs_gets_uploads() {
     assert!(!env.server_log().contains("inline "), "nothing inline");
     check_clone(&env, &url, &src, "old-clone");
 }
+
+/// The `-vv` lines of packs a fetch took, and of those the listing carried.
+fn fetched(stderr: &str) -> (usize, usize) {
+    let lines = stderr
+        .lines()
+        .filter(|l| l.contains("hypha: fetched pack-"));
+    let all: Vec<&str> = lines.collect();
+    let carried = all
+        .iter()
+        .filter(|l| l.contains("carried by the listing"))
+        .count();
+    (all.len(), carried)
+}
+
+/// A clone takes small packs from the `refs` answer itself, with no `GET` after the listing;
+/// a pack over the 1 MiB a clone asks for is still downloaded by its URL; a fetch into a
+/// repository that has objects asks for none (its listing carries no pack).
+#[test]
+fn a_clone_takes_small_packs_from_the_listing() {
+    let env = TestEnv::new();
+    let url = env.create("carried");
+    let src = env.init("src");
+    env.commit(&src, "first");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    env.commit(&src, "second");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let out = env.git(&env.path(""), &["clone", "-vv", &url, "small"]);
+    assert_eq!(fetched(&out.stderr), (2, 2), "both packs carried\n{out}");
+    let small = env.path("small");
+    assert_eq!(env.rev(&small, "HEAD"), env.rev(&src, "HEAD"));
+    env.fsck(&small);
+
+    std::fs::write(src.join("noise.bin"), noise(2 << 20, 11)).expect("write");
+    env.git(&src, &["add", "noise.bin"]);
+    env.git(&src, &["commit", "-q", "-m", "noise"]);
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let out = env.git(&env.path(""), &["clone", "-vv", &url, "mixed"]);
+    assert_eq!(fetched(&out.stderr), (3, 2), "the large pack by URL\n{out}");
+    let mixed = env.path("mixed");
+    assert_eq!(env.rev(&mixed, "HEAD"), env.rev(&src, "HEAD"));
+    env.fsck(&mixed);
+
+    let out = env.git(&small, &["fetch", "-vv", "origin"]);
+    assert_eq!(fetched(&out.stderr), (1, 0), "a fetch asks for none\n{out}");
+    assert_eq!(env.rev(&small, "origin/main"), env.rev(&src, "HEAD"));
+    env.fsck(&small);
+}
+
+/// A server that carries no packs in its listing (`--inline-max 0`, as one from before this
+/// and as any older server, which ignores what the clone asks) is downloaded from by URL.
+#[test]
+fn a_clone_from_a_server_that_carries_no_packs_downloads_them() {
+    let env = TestEnv::with_serve_args(&["--inline-max".to_owned(), "0".to_owned()]);
+    let url = env.create("uncarried");
+    let src = env.init("src");
+    env.commit(&src, "first");
+    env.git(&src, &["push", "-q", &url, "main"]);
+    let out = env.git(&env.path(""), &["clone", "-vv", &url, "dst"]);
+    assert_eq!(fetched(&out.stderr), (1, 0), "{out}");
+    let dst = env.path("dst");
+    assert_eq!(env.rev(&dst, "HEAD"), env.rev(&src, "HEAD"));
+    env.fsck(&dst);
+}

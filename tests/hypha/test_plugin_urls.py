@@ -40,6 +40,8 @@ def test_the_refs_listing_hands_out_public_urls():
                     "pack_url": f"{S3}/b/ws/artifacts/01abc/.git/objects/pack/pack-{oid}.pack?X=1",
                     "idx_url": f"{S3}/b/ws/artifacts/01abc/.git/objects/pack/pack-{oid}.idx?X=2",
                     "pack_size": 10,
+                    # A clone's listing carries small packs (base64): not a URL, left as it is.
+                    "inline": "UEFDSw==",
                 }
             ],
             "expires_at": 1,
@@ -51,3 +53,4 @@ def test_the_refs_listing_hands_out_public_urls():
     assert pack["idx_url"].startswith("https://hypha.example/s3/b/"), pack
     assert out["refs"] == {"refs/heads/main": oid} and out["head"] == "refs/heads/main"
     assert pack["pack_size"] == 10 and out["packs"]["expires_at"] == 1
+    assert pack["inline"] == "UEFDSw=="

@@ -79,8 +79,9 @@ pub struct Args {
     #[arg(long)]
     no_thin_packs: bool,
     /// Largest push (pack plus idx, in bytes) taken inline in the `update` request, which
-    /// saves a small push three round trips; at most 8 MiB; 0 makes clients upload every
-    /// pack through presigned URLs, as to a server from before inline packs.
+    /// saves a small push three round trips, and the most a clone's listing carries of packs
+    /// (saving their GETs); at most 8 MiB; 0 makes clients upload and download every pack
+    /// through presigned URLs, as with a server from before inline packs.
     #[arg(long, env = "HYPHA_INLINE_MAX", default_value_t = hypha_git::server::inline::DEFAULT_INLINE_MAX)]
     inline_max: u64,
     /// Serve Prometheus metrics (/metrics, with /healthz and /readyz) on this second address,
