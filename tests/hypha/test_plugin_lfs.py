@@ -145,6 +145,15 @@ def test_big_lfs_objects_go_through_our_agent_in_parts(tmp_path):
     status, _, body = _lfs_post(f"{ours}/objects/batch", download, reader)
     assert status == 200 and body["transfer"] == "hypha", (status, body)
     assert "download" in body["objects"][0]["actions"], body
+    # Hostile requests get one git-lfs error each, before the child is asked.
+    status, headers, body = _lfs_post(
+        f"{ours}/objects/batch", {"operation": "delete", "objects": []}, env.token
+    )
+    assert status == 422 and "operation" in body["message"], (status, body)
+    assert headers.get("Content-Type", "").startswith(LFS_TYPE)
+    huge = {"operation": "upload", "objects": [spec] * 20000}  # about 1.8 MB
+    status, _, body = _lfs_post(f"{ours}/objects/batch", huge, env.token)
+    assert status == 422 and "larger than" in body["message"], (status, body)
     # And a reader's git-lfs push of a new object fails, changing nothing.
     other = env.tmp / "other"
     env.run(["git", "clone", "-q", env.url(alias), str(other)], env={"HYPHA_TOKEN": reader})
