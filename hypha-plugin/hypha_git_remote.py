@@ -1,8 +1,11 @@
 """Remote API v1 of git-remote-hypha inside a Hypha server (docs/design.md §4, §11, §13).
 
 Enable: ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``. Routes:
-``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes), and
-the Git LFS locks API below Hypha's own LFS endpoint, which has none: ``.../info/lfs/locks``.
+``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes),
+the Git LFS locks API below Hypha's own LFS endpoint, which has none: ``.../info/lfs/locks``, and
+an LFS endpoint of ours, ``.../remote/v1/lfs`` (batch, verify, the parts routes of our transfer
+agent, the locks), which ``refs`` names for the helper to record; Hypha's ``.../info/lfs``
+(``basic`` only) stays Hypha's for every other client.
 The repository rules (refs, packs, compare-and-swap, webhooks, ...) are written once, in Rust.
 Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret`` for hooks),
 where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
@@ -55,6 +58,16 @@ NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
 LFS_LOCKS = "/{workspace}/git/{alias}/info/lfs/locks"
 MAX_LOCK_BODY = 64 * 1024  # as the child's server::locks::MAX_LOCK_BODY
+# Our LFS endpoint (issue 22): batch, verify, the parts routes of our transfer agent and the
+# locks, at a path of our own, so that Hypha's ``.../info/lfs`` (``basic``) stays Hypha's. The
+# ``refs`` answer names it (``lfs_endpoint``), and the helper records it for git-lfs.
+LFS_OURS = "/{workspace}/git/{alias}/remote/v1/lfs"
+# A batch names at most 1000 objects (the child's server::lfs::MAX_OBJECTS_PER_BATCH), about
+# 120 KB; the other requests are an oid and a size.
+MAX_LFS_BODY = 1024 * 1024
+# A delta request carries the new object's chunk list (about 27 bytes of base64 per 64 KiB):
+# the child's own JSON bound, which `lfs_chunks` keeps within.
+MAX_LFS_DELTA_BODY = 16 * 1024 * 1024
 
 
 class Names:
@@ -232,6 +245,15 @@ class Child:
     async def post(self, path, body, permission, prefix, user, request_id=None):
         return await self.request("POST", path, body, permission, prefix, user, None, request_id)
 
+    async def lfs_request(self, path, body, permission, prefix, user, headers: dict):
+        """``request`` for our LFS routes, with the caller's ``Authorization`` (the child puts it
+        in the ``verify`` and ``parts`` actions for git-lfs and the agent to send back here;
+        the child itself trusts only its key) and where those actions point."""
+        h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
+        h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": LFS_MEDIA_TYPE})
+        h.update({"X-Hypha-User": user, **headers})
+        return await self.http.request("POST", path, content=body, headers=h)
+
     async def request(self, method, path, body, permission, prefix, user, params=None,
                       request_id=None):  # fmt: skip
         h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
@@ -249,6 +271,29 @@ def _public_urls(repo: Repo, value):
         out = {k: _public_urls(repo, v) for k, v in items}
         return out if isinstance(value, dict) else list(out.values())
     return repo.public(value) if isinstance(value, str) else value
+
+
+def _lfs_endpoint(repo: Repo) -> str:
+    """Our LFS endpoint below the server root (``LFS_OURS``), as ``refs`` names it."""
+    return f"{repo.name.replace('/', '/git/', 1)}/remote/v1/lfs"
+
+
+def _lfs_locks_suffix(path: str) -> str:
+    """The child's locks path below the repository (``/info/lfs/locks...``), for a request at
+    Hypha's LFS path or ours."""
+    for base in ("/remote/v1/lfs/locks", "/info/lfs/locks"):
+        if base in path:
+            return "/info/lfs/locks" + path[path.rindex(base) + len(base) :]
+    raise ApiError("not_found", "no such lfs route")
+
+
+def _lfs_error(e: ApiError) -> JSONResponse:
+    """An error as git-lfs reads it; a 401's challenge makes git-lfs ask ``git credential``."""
+    auth = e.code == "unauthenticated"
+    headers = {"LFS-Authenticate": 'Basic realm="hypha"'} if auth else {}
+    headers.update({"Retry-After": "5"} if e.code == "busy" else {})
+    body, status = {"message": e.detail}, ApiError.STATUS[e.code]
+    return JSONResponse(body, status, headers=headers, media_type=LFS_MEDIA_TYPE)
 
 
 class GitRemoteApi:
@@ -352,7 +397,7 @@ class GitRemoteApi:
 
     async def _lfs_locks(self, workspace: str, alias: str, request: Request):
         alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
-        suffix = request.url.path[request.url.path.rindex("/info/lfs/locks") :]
+        suffix = _lfs_locks_suffix(request.url.path)
         verify = suffix == "/info/lfs/locks/verify"
         write = request.method == "POST" and not verify
         try:
@@ -399,6 +444,8 @@ class GitRemoteApi:
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         if res.status_code == 200 and route in URL_ROUTES:
             answer = _public_urls(repo, answer)
+        if res.status_code == 200 and route == "refs":
+            answer["lfs_endpoint"] = _lfs_endpoint(repo)
         if res.status_code == 200 and route == "info":
             answer.update(await self.permissions(user, repo, artifact))
         elif res.status_code == 200 and route == "refs" and self._body(raw).get("for_push"):
@@ -409,6 +456,65 @@ class GitRemoteApi:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
+
+    async def lfs_objects(self, workspace: str, alias: str, request: Request, oid: str = ""):
+        """Our LFS endpoint's object routes (``LFS_OURS``): ``objects/batch``, ``verify/{oid}``,
+        ``parts/{oid}`` and ``parts/{oid}/complete``. Hypha checks the caller as its own LFS
+        does (``read`` to download, ``commit`` to upload, verify and send parts; an anonymous
+        caller without the grant gets a 401 with ``LFS-Authenticate``, on which git-lfs asks
+        for credentials); the child answers, at Hypha's keys (``{uuid}/git/lfs/objects/``),
+        with its presigned URLs made public. Errors are git-lfs's ``{"message": ...}``.
+        ``oid`` goes to the child as part of the path, which checks its shape."""
+        try:
+            return await self._lfs_objects(workspace, alias, request)
+        except ApiError as e:
+            return _lfs_error(e)
+        except Exception:
+            # Never echo the exception text: it may carry presigned URLs.
+            logger.exception("lfs request on %s/%s failed", workspace, alias)
+            return _lfs_error(ApiError("internal", "lfs request failed on the server"))
+
+    async def _lfs_objects(self, workspace: str, alias: str, request: Request):
+        alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
+        path = request.url.path
+        suffix = path[path.rindex("/remote/v1/lfs/objects/") + len("/remote/v1/lfs") :]
+        try:
+            user = await self.store.login_optional(request)
+        except Exception:
+            raise ApiError("unauthenticated", "invalid or expired token") from None
+        raw, bound = b"", MAX_LFS_DELTA_BODY if suffix.endswith("/delta") else MAX_LFS_BODY
+        async for chunk in request.stream():  # read no further than the bound
+            raw += chunk
+            if len(raw) > bound:
+                why = f"its body is larger than {bound} bytes"
+                raise ApiError("invalid", f"lfs request refused: {why}")
+        write = True  # verify and the parts routes store objects
+        if suffix == "/objects/batch":
+            operation = self._body(raw).get("operation")
+            if operation not in ("download", "upload"):
+                raise ApiError("invalid", "lfs batch: operation must be download or upload")
+            write = operation == "upload"
+        repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
+        child = await self._child(repo.s3_config)
+        public = self.manager.store.public_base_url.rstrip("/")
+        headers = {"X-Hypha-Lfs-Base": f"{public}/{_lfs_endpoint(repo)}/objects/"}
+        if auth := request.headers.get("authorization"):
+            headers["Authorization"] = auth
+        if rid := request.headers.get(REQUEST_ID):  # the child takes it only if sane
+            headers["X-Request-Id"] = rid
+        target = f"/{repo.name.replace('/', '/git/', 1)}/info/lfs{suffix}"
+        permission = "write" if write else "read"
+        try:
+            res = await child.lfs_request(target, raw, permission, repo.prefix, user.id, headers)
+        except httpx.TransportError:
+            logger.warning("git hypha serve failed during lfs %s on %s", suffix, repo.name)
+            raise ApiError("internal", "lfs request failed on the server") from None
+        content = res.content
+        if res.status_code == 200 and content and not suffix.endswith("/complete"):
+            content = json.dumps(_public_urls(repo, res.json())).encode()
+        passed = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
+        media_type = res.headers.get("content-type", LFS_MEDIA_TYPE)
+        return Response(content, res.status_code, headers=passed, media_type=media_type)
 
     async def record_push(self, repo: Repo, artifact_id: str, user, raw: bytes, answer: dict):
         """A ``git_push`` event in the workspace, then Hypha's record as ``commit()`` leaves it,
@@ -565,11 +671,22 @@ async def hypha_startup(server):
     router.get(LFS_LOCKS)(api.lfs_locks)
     router.post(LFS_LOCKS + "/verify")(api.lfs_locks)
     router.post(LFS_LOCKS + "/{lock_id}/unlock")(api.lfs_locks)
+    # Our LFS endpoint (the one ``refs`` names): the object routes, and the same locks.
+    for objects in ("/objects/batch", "/objects/verify/{oid}", "/objects/parts/{oid}"):
+        router.post(LFS_OURS + objects)(api.lfs_objects)
+    router.post(LFS_OURS + "/objects/parts/{oid}/complete")(api.lfs_objects)
+    router.post(LFS_OURS + "/objects/parts/{oid}/delta")(api.lfs_objects)
+    router.post(LFS_OURS + "/objects/parts/{oid}/delta/complete")(api.lfs_objects)
+    router.post(LFS_OURS + "/locks")(api.lfs_locks)
+    router.get(LFS_OURS + "/locks")(api.lfs_locks)
+    router.post(LFS_OURS + "/locks/verify")(api.lfs_locks)
+    router.post(LFS_OURS + "/locks/{lock_id}/unlock")(api.lfs_locks)
     store.register_router(router)
     # `git lfs locks` lists with GET, which Hypha's fallback `GET /{page:path}` (registered
-    # before startup functions run) would answer: this one route goes first.
+    # before startup functions run) would answer: these routes go first.
     routes = store._app.router.routes
-    for route in [r for r in routes if getattr(r, "path", "") == LFS_LOCKS]:
+    listings = (LFS_LOCKS, LFS_OURS + "/locks")
+    for route in [r for r in routes if getattr(r, "path", "") in listings]:
         if "GET" in getattr(route, "methods", ()):
             routes.remove(route)
             routes.insert(0, route)

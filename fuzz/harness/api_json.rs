@@ -23,6 +23,9 @@ pub fn run(data: &[u8]) {
                 for (name, id) in &r.refs {
                     names(name, id);
                 }
+                if let Some(path) = &r.lfs_endpoint {
+                    lfs_endpoint(path);
+                }
             }
         }
         2 => eq_named::<api::PacksRequest>(body, |r| r.known.clone()),
@@ -176,4 +179,29 @@ fn same_json<T: DeserializeOwned + Serialize>(body: &[u8]) -> Option<T> {
 fn names(name: &str, id: &str) {
     let _ = api::refname::check(name);
     let _ = api::is_object_id(id);
+}
+
+/// The LFS endpoint a server names in `refs`: the helper records it for git-lfs only if it
+/// stays on the remote's server, in the remote's workspace; anything else is the default.
+fn lfs_endpoint(path: &str) {
+    let remote = hypha_git::config::resolve(
+        "hypha::http://127.0.0.1:9/base/ws/repo",
+        &Default::default(),
+        None,
+    )
+    .expect("a valid remote");
+    let default = hypha_git::helper::lfs::endpoint(&remote);
+    let got = hypha_git::helper::lfs::endpoint_for(&remote, Some(path));
+    if got != default {
+        let url = url::Url::parse(&got).expect("an endpoint the helper records parses");
+        assert_eq!(url.host_str(), Some("127.0.0.1"), "{got}");
+        assert_eq!(url.port(), Some(9), "{got}");
+        assert!(url.path().starts_with("/base/ws/git/"), "{got}");
+        assert!(url.query().is_none() && url.fragment().is_none(), "{got}");
+        assert_eq!(
+            url.as_str(),
+            got,
+            "no normalisation: no dot segments, no escapes"
+        );
+    }
 }

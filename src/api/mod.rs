@@ -190,6 +190,13 @@ pub struct RefsResponse {
     /// Answered with `known_packs`: what `packs` would answer for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packs: Option<PacksResponse>,
+    /// The repository's Git LFS endpoint, as a path below the server root, where it is not
+    /// the default one ([`lfs::endpoint_path`]): the Hypha plugin's own endpoint, which offers
+    /// our transfer agent beside Hypha's `.../info/lfs` (`basic` only). Absent from `git
+    /// hypha serve`, an older plugin and a stock Hypha: the client then uses the default.
+    /// The client checks it (`helper::lfs`) before git-lfs is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_endpoint: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -79,10 +79,6 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     // git's verbosity: 0 with -q, 1 by default, 2 with -v, 3 with -vv. Warnings show at
     // every level (git's own warnings survive -q); the helper's notes need -v, details -vv.
     let levels = logging::install(LevelFilter::WARN);
-    // After the logger: a failure to record is a warning the user should see.
-    if let Some(dir) = &git_dir {
-        hypha_git::helper::lfs::record(dir, remote_name, client.remote());
-    }
     let ui = Ui {
         progress: Progress::terminal(std::io::stderr().is_terminal()),
         set_verbosity: Box::new(move |verbosity| {
@@ -98,6 +94,11 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     // Decided before git's `capabilities` is answered: a server without remote API v1 (a
     // stock Hypha) gets the whole session through git's own smart HTTP.
     if runtime.block_on(client.probe_or_defer()) == Api::Absent {
+        // After the logger: a failure to record is a warning the user should see. Hypha's own
+        // LFS endpoint, the only one a stock Hypha has.
+        if let Some(dir) = &git_dir {
+            hypha_git::helper::lfs::record(dir, remote_name, client.remote(), None);
+        }
         let input = std::io::stdin().lock();
         return Ok(handoff::run(
             client,
@@ -109,7 +110,9 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
             ui,
         )?);
     }
-    let mut session = Session::new(stdout.lock(), client, git_dir, runtime, ui);
+    // The session records git-lfs's settings at its first `list`, from the `refs` answer.
+    let mut session =
+        Session::new(stdout.lock(), client, git_dir, runtime, ui).with_lfs_remote(remote_name);
     session.run(std::io::stdin().lock())?;
     Ok(0)
 }

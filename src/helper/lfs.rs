@@ -4,8 +4,11 @@
 //! git-lfs cannot derive an endpoint from a `hypha::` URL, so during every session with a
 //! named remote the helper makes sure that
 //!
-//! - `remote.<name>.lfsurl` is `{server}{ws}/git/{alias}.git/info/lfs`: Hypha's own LFS
-//!   endpoint, and the same path on `git hypha serve`;
+//! - `remote.<name>.lfsurl` is the endpoint the server names in its `refs` answer
+//!   (`lfs_endpoint`: the Hypha plugin's `{server}{ws}/git/{alias}/remote/v1/lfs`, which
+//!   offers our agent), checked to stay in the remote's workspace ([`endpoint_for`]); else
+//!   `{server}{ws}/git/{alias}.git/info/lfs`: Hypha's own LFS endpoint (`basic` only, for a
+//!   stock Hypha or an older plugin), and the same path on `git hypha serve`;
 //! - `lfs.<lfsurl>.locksverify` is `false`: checking locks costs every push a request, and a
 //!   Hypha without the plugin has no locks API (opt-in where there is, README "Git LFS");
 //!   unless the user set `lfs.locksverify` themselves, which then decides;
@@ -14,16 +17,18 @@
 //!   repository with 403, on which git-lfs would never ask for credentials);
 //! - `lfs.customtransfer.hypha.path` / `.args` run `git hypha lfs-agent`, our transfer
 //!   agent (`crate::lfs_agent`): git-lfs offers it in every batch request, and uses it where
-//!   the server picks it (ours does; Hypha's own endpoint answers `basic`), for objects past
+//!   the server picks it (ours and the plugin's do; Hypha's own answers `basic`), for objects past
 //!   5 GiB, in parallel parts, resumable;
 //! - `credential.<scheme://host>.helper` includes `!git hypha credential --server <server>`:
 //!   git-lfs asks `git credential` for the LFS host, and that answers with the token the
 //!   helper itself would use ([`crate::credential_helper`]); no token is written anywhere.
 //!
-//! git runs the helper before a clone's checkout and before the pre-push hook, so smudge and
-//! `git lfs pre-push` already find these. A `remote.<name>.lfsurl` the user set to something
-//! else is left alone (the helper's own is remembered in `remote.<name>.hyphaLfsUrl`, and
-//! follows the remote's URL).
+//! They are recorded at the session's first `list` (its `refs` answer names the endpoint),
+//! which git sends before a clone's checkout and before the pre-push hook, so smudge and
+//! `git lfs pre-push` already find these; a session handed to git's smart HTTP (a stock
+//! Hypha) records the default before it starts. A `remote.<name>.lfsurl` the user set to
+//! something else is left alone (the helper's own is remembered in
+//! `remote.<name>.hyphaLfsUrl`, and follows the remote's URL and the server's answer).
 //!
 //! A remote given as a URL on the command line (`git push hypha::https://host/ws/repo main`)
 //! has no name: git passes the URL itself as the name, the pre-push hook receives it too, and
@@ -32,8 +37,8 @@
 //! So the same settings are recorded under the URL, once per URL (the check below finds them
 //! on every later session), plus `remote.<URL>.skipDefaultUpdate = true`: git takes any
 //! `remote.<x>` section for a remote, and without it `git fetch --all` and `git remote
-//! update` would contact every URL ever pushed to. No `hyphaLfsUrl` there: the endpoint is a
-//! function of the URL, so a different `lfsurl` under it was set by hand. URLs with
+//! update` would contact every URL ever pushed to. `hyphaLfsUrl` too (since the plugin names
+//! its endpoint; before, the endpoint was a function of the URL and none was written). URLs with
 //! credentials never get here (`config::resolve` refuses them), so no token is written.
 //! Failures to write are warnings: git itself works without them.
 
@@ -51,7 +56,56 @@ const OURS: &str = "hyphaLfsUrl";
 const AGENT_PATH: &str = "lfs.customtransfer.hypha.path";
 const AGENT_ARGS: &str = "lfs.customtransfer.hypha.args";
 
-/// The LFS endpoint git-lfs should use for `remote`.
+/// Longest LFS endpoint path a server may name (`api::RefsResponse::lfs_endpoint`): a
+/// workspace and an alias are short names, and the plugin's path adds 24 bytes to them.
+const MAX_ENDPOINT_PATH: usize = 1024;
+
+/// The LFS endpoint git-lfs should use for `remote`: the one the server named in its `refs`
+/// answer (`advertised`, the Hypha plugin's) if it is a plain path below the remote's own
+/// workspace, else the default one ([`endpoint`]: Hypha's own, and `git hypha serve`'s).
+pub fn endpoint_for(remote: &Remote, advertised: Option<&str>) -> String {
+    match advertised {
+        None => endpoint(remote),
+        Some(path) => match check_advertised(remote, path) {
+            Ok(()) => format!("{}{path}", remote.server),
+            Err(why) => {
+                tracing::warn!(
+                    "warning: the server names an LFS endpoint {:?} that is {why}; git-lfs uses {}",
+                    crate::storage::shorten(path),
+                    endpoint(remote)
+                );
+                endpoint(remote)
+            }
+        },
+    }
+}
+
+/// A path from the server is taken only if it stays on the remote's server, in the remote's
+/// workspace (so that git-lfs sends the credentials recorded for that server nowhere else):
+/// relative, of plain URL characters, without empty, `.` or `..` segments.
+fn check_advertised(remote: &Remote, path: &str) -> Result<(), &'static str> {
+    if path.len() > MAX_ENDPOINT_PATH {
+        return Err("too long");
+    }
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b))
+    {
+        return Err("not a plain path");
+    }
+    if path
+        .split('/')
+        .any(|segment| matches!(segment, "" | "." | ".."))
+    {
+        return Err("not a plain path");
+    }
+    if !path.starts_with(&format!("{}/git/", remote.workspace)) {
+        return Err("outside the repository's workspace");
+    }
+    Ok(())
+}
+
+/// The default LFS endpoint of `remote` (Hypha's own, and `git hypha serve`'s).
 pub fn endpoint(remote: &Remote) -> String {
     format!(
         "{}{}",
@@ -112,11 +166,11 @@ fn kind(name: &str) -> Option<Kind> {
 /// Record the LFS settings for the remote `name` (a configured remote's name, or the URL git
 /// passes for an unnamed one) in the repository at `git_dir`, unless they are there already
 /// (one read of the config file in the usual case).
-pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
+pub fn record(git_dir: &Path, name: &str, remote: &Remote, advertised: Option<&str>) {
     let Some(kind) = kind(name) else {
         return;
     };
-    let lfsurl = endpoint(remote);
+    let lfsurl = endpoint_for(remote, advertised);
     let key = format!("remote.{name}.lfsurl");
     let ours_key = format!("remote.{name}.{OURS}");
     // The usual case, every session after the first: already recorded. Read from the config
@@ -129,12 +183,13 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     match get_all(git_dir, &key).first() {
         Some(current) if *current == lfsurl && !get_all(git_dir, AGENT_PATH).is_empty() => return,
         // Recorded by a version without the agent (the arms below): the writes add it.
-        // Ours from before (the remote's URL changed since): follow it.
+        // Ours from before (the remote's URL changed since, or the server now names another
+        // endpoint, or no longer does): follow it.
+        Some(current) if get_all(git_dir, &ours_key).first() == Some(current) => {}
+        // Recorded for a URL before `hyphaLfsUrl` was written there too: the default endpoint,
+        // a function of the URL, is ours.
         Some(current)
-            if kind == Kind::Named && get_all(git_dir, &ours_key).first() == Some(current) => {}
-        // An unnamed remote's endpoint is a function of its URL: that value is ours, and only
-        // the agent is missing.
-        Some(current) if kind == Kind::Url && *current == lfsurl => {}
+            if kind == Kind::Url && (*current == lfsurl || *current == endpoint(remote)) => {}
         Some(_) => {
             tracing::info!("{key} is set by hand: leaving git-lfs's endpoint alone");
             return;
@@ -163,15 +218,13 @@ pub fn record(git_dir: &Path, name: &str, remote: &Remote) {
     if !get_all(git_dir, &helper_key).contains(&helper) {
         writes.push(vec!["--add".to_owned(), helper_key, helper]);
     }
-    match kind {
-        Kind::Named => writes.push(vec![ours_key, lfsurl.clone()]),
-        Kind::Url => {
-            let skip_key = format!("remote.{name}.{SKIP_FETCH_ALL}");
-            if get_all(git_dir, &skip_key).is_empty() {
-                writes.push(vec![skip_key, "true".to_owned()]);
-            }
+    if kind == Kind::Url {
+        let skip_key = format!("remote.{name}.{SKIP_FETCH_ALL}");
+        if get_all(git_dir, &skip_key).is_empty() {
+            writes.push(vec![skip_key, "true".to_owned()]);
         }
     }
+    writes.push(vec![ours_key, lfsurl.clone()]);
     // Last: it marks the others as done (see the check above).
     writes.push(vec![key, lfsurl.clone()]);
     for args in writes {
@@ -333,7 +386,7 @@ mod tests {
             "hypha::http://127.0.0.1:9527/a\"b\\c/ws/repo",
         ] {
             let r = remote(name);
-            record(&git_dir, name, &r);
+            record(&git_dir, name, &r, None);
             let key = format!("remote.{name}.lfsurl");
             assert_eq!(get_all(&git_dir, &key), vec![endpoint(&r)], "{name}");
             assert_eq!(recorded(&git_dir, &key), Some(endpoint(&r)), "{name}");
@@ -341,9 +394,12 @@ mod tests {
                 get_all(&git_dir, &format!("remote.{name}.{SKIP_FETCH_ALL}")),
                 vec!["true"]
             );
-            assert!(get_all(&git_dir, &format!("remote.{name}.{OURS}")).is_empty());
+            assert_eq!(
+                get_all(&git_dir, &format!("remote.{name}.{OURS}")),
+                vec![endpoint(&r)]
+            );
             let config = std::fs::read(git_dir.join("config")).expect("config");
-            record(&git_dir, name, &r);
+            record(&git_dir, name, &r, None);
             assert_eq!(
                 std::fs::read(git_dir.join("config")).expect("config"),
                 config,
@@ -356,13 +412,13 @@ mod tests {
         let r = remote(origin);
         let verify = format!("lfs.{}.locksverify", endpoint(&r));
         set(&git_dir, &[verify.clone(), "true".to_owned()]).expect("git config");
-        record(&git_dir, origin, &r);
+        record(&git_dir, origin, &r, None);
         assert_eq!(get_all(&git_dir, &verify), vec!["true"]);
         // A user's own lfs.locksverify decides: no per-endpoint value overrides it.
         let mine = "hypha::http://127.0.0.1:9527/ws/mine";
         let r = remote(mine);
         set(&git_dir, &["lfs.locksverify".to_owned(), "true".to_owned()]).expect("git config");
-        record(&git_dir, mine, &r);
+        record(&git_dir, mine, &r, None);
         let verify = format!("lfs.{}.locksverify", endpoint(&r));
         assert!(
             get_all(&git_dir, &verify).is_empty(),
@@ -377,6 +433,89 @@ mod tests {
         let all = helpers.len();
         helpers.dedup();
         assert_eq!(helpers.len(), all, "no duplicate helper lines: {helpers:?}");
+    }
+
+    /// The plugin's path is taken; anything that would leave the remote's workspace on its
+    /// server, or is not a plain path, falls back to the default endpoint.
+    #[test]
+    fn an_advertised_endpoint_is_taken_only_below_the_workspace() {
+        let r = remote("hypha::http://127.0.0.1:9527/base/ws-1/data");
+        let plugin = "ws-1/git/data/remote/v1/lfs";
+        assert_eq!(
+            endpoint_for(&r, Some(plugin)),
+            "http://127.0.0.1:9527/base/ws-1/git/data/remote/v1/lfs"
+        );
+        assert_eq!(endpoint_for(&r, None), endpoint(&r));
+        let long = format!("ws-1/git/{}", "a".repeat(MAX_ENDPOINT_PATH));
+        for hostile in [
+            "",
+            "/ws-1/git/data/lfs",
+            "ws-2/git/data/remote/v1/lfs",
+            "ws-1/git/../../ws-2/git/x",
+            "ws-1/git/./x",
+            "ws-1/git//x",
+            "ws-1/git/x/",
+            "ws-1/git/x?y",
+            "ws-1/git/x#y",
+            "ws-1/git/x%2F..",
+            "ws-1/git/x\\y",
+            "ws-1/git/x y",
+            "ws-1/git/x\ny",
+            "ws-1/git/évil",
+            "//evil.example/ws-1/git/x",
+            "http://evil.example/ws-1/git/x",
+            "ws-1@evil.example/git/x",
+            long.as_str(),
+        ] {
+            assert!(check_advertised(&r, hostile).is_err(), "{hostile:?}");
+            assert_eq!(endpoint_for(&r, Some(hostile)), endpoint(&r), "{hostile:?}");
+        }
+    }
+
+    /// A remote recorded with Hypha's endpoint (an older helper or plugin) moves to the one
+    /// the server names, and back when the server no longer names one; a value set by hand
+    /// stays whatever the server says.
+    #[test]
+    fn the_recorded_endpoint_follows_the_server_unless_set_by_hand() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("git")
+            .args(["init", "-q", "repo"])
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git init");
+        let git_dir = dir.path().join("repo/.git");
+        let url = "hypha::http://127.0.0.1:9527/ws/repo";
+        let r = remote(url);
+        let plugin = "ws/git/repo/remote/v1/lfs";
+        let ours = endpoint_for(&r, Some(plugin));
+        set(&git_dir, &["remote.origin.url".to_owned(), url.to_owned()]).expect("git config");
+        let lfsurl = |name: &str| get_all(&git_dir, &format!("remote.{name}.lfsurl"));
+
+        record(&git_dir, "origin", &r, None);
+        assert_eq!(lfsurl("origin"), vec![endpoint(&r)]);
+        record(&git_dir, "origin", &r, Some(plugin));
+        assert_eq!(lfsurl("origin"), vec![ours.clone()]);
+        assert_eq!(
+            get_all(&git_dir, &format!("lfs.{ours}.access")),
+            vec!["basic"]
+        );
+        record(&git_dir, "origin", &r, None);
+        assert_eq!(lfsurl("origin"), vec![endpoint(&r)]);
+
+        // An unnamed remote recorded before hyphaLfsUrl was written for URLs.
+        set(&git_dir, &[format!("remote.{url}.lfsurl"), endpoint(&r)]).expect("git config");
+        record(&git_dir, url, &r, Some(plugin));
+        assert_eq!(lfsurl(url), vec![ours.clone()]);
+
+        // Set by hand: left alone.
+        let mine = "https://lfs.example.org/mine".to_owned();
+        set(&git_dir, &["remote.origin.lfsurl".to_owned(), mine.clone()]).expect("git config");
+        record(&git_dir, "origin", &r, Some(plugin));
+        record(&git_dir, "origin", &r, None);
+        assert_eq!(lfsurl("origin"), vec![mine]);
     }
 
     #[test]

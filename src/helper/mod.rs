@@ -5,7 +5,7 @@
 //! refuses a token that cannot write: git sends nothing more when there is nothing to send);
 //! `fetch` and `push` batches go to [`fetch`] and [`push`]. A rejected ref is a reply, not a failure; an error that stops
 //! the session is returned to the binary, which prints it and exits non-zero. [`lfs`] records
-//! the git-lfs settings of a named remote before the session starts.
+//! the git-lfs settings of the remote at the first `list`, from its `refs` answer.
 
 mod cut;
 pub mod fetch;
@@ -102,6 +102,9 @@ pub struct Session<W: Write> {
     listed: Option<RefsResponse>,
     /// `-v` said once which path this session takes (handoff says the other one).
     announced: bool,
+    /// The remote's name as git gave it, until the first `list` has recorded git-lfs's
+    /// settings for it from the `refs` answer ([`lfs::record`]).
+    lfs_remote: Option<String>,
 }
 
 impl<W: Write> Session<W> {
@@ -123,7 +126,15 @@ impl<W: Write> Session<W> {
             ui,
             listed: None,
             announced: false,
+            lfs_remote: None,
         }
+    }
+
+    /// Record git-lfs's settings for the remote git calls `name` ([`lfs::record`]) at the
+    /// first `list`, with the LFS endpoint its `refs` answer names.
+    pub fn with_lfs_remote(mut self, name: &str) -> Self {
+        self.lfs_remote = Some(name.to_owned());
+        self
     }
 
     pub fn remote(&self) -> &Remote {
@@ -205,6 +216,11 @@ impl<W: Write> Session<W> {
                     .call(Route::Refs, &self.client.refs_request(for_push)),
             )?,
         };
+        // Before git goes on to a clone's checkout or the pre-push hook, both of which run
+        // git-lfs.
+        if let (Some(dir), Some(name)) = (&self.git_dir, self.lfs_remote.take()) {
+            lfs::record(dir, &name, self.remote(), refs.lfs_endpoint.as_deref());
+        }
         if for_push && refs.can_write == Some(false) {
             // git sends no `push` when everything is up to date: this is the last word.
             return Err(match self.client.token_source() {

@@ -25,6 +25,10 @@ pub const PLUGIN_PERMISSION_HEADER: &str = "x-hypha-permission";
 pub const PLUGIN_PREFIX_HEADER: &str = "x-hypha-repo-prefix";
 /// Hypha's id of the user, for the `pusher` of webhook events (optional).
 pub const PLUGIN_USER_HEADER: &str = "x-hypha-user";
+/// Where the plugin serves this repository's LFS endpoint on Hypha's public address, up to
+/// `objects/` (`https://host/{ws}/git/{alias}/remote/v1/lfs/objects/`): the batch answer's
+/// `verify` and `parts` links go there, never to this child's loopback address.
+pub const PLUGIN_LFS_BASE_HEADER: &str = "x-hypha-lfs-base";
 
 /// The caller of one request.
 #[derive(Debug, Clone)]

@@ -10,7 +10,10 @@
 //! Access rules, those of the git routes (`routes`): `download` needs read (anonymous on a
 //! public repository); `upload` and `verify` need write, and an anonymous caller gets 401 so
 //! that git-lfs asks `git credential` and tries again. Inside Hypha these paths are Hypha's
-//! own (same keys, same API); the plugin forwards none of them to its child.
+//! own (same keys, same API); the plugin serves ours at a path of its own
+//! (`.../remote/v1/lfs`, issue 22), checks the caller with Hypha's permissions, and forwards
+//! these routes and the parts routes to its child, which then links `verify` and `parts` on
+//! the plugin's address ([`PLUGIN_LFS_BASE_HEADER`]) and stores at Hypha's own keys.
 //!
 //! Transfers: `basic` for every client, and ours ([`crate::api::lfs::TRANSFER`], `git hypha
 //! lfs-agent`) for a client that offers it: picked when offered. With `basic`, objects
@@ -28,6 +31,7 @@
 //! that changes nothing). A batch names at most [`MAX_OBJECTS_PER_BATCH`] objects, and an
 //! oid named twice is answered once.
 
+use super::credentials::PLUGIN_LFS_BASE_HEADER;
 use super::error::ApiError;
 use super::limits::{ByteBudget, Moved};
 use super::quota;
@@ -355,7 +359,13 @@ pub(super) fn quota_name(oid: &str) -> String {
 /// store's presigned URLs are made on that same public URL, so its base is read from one.
 /// With S3, `--public-url` gives it; without one (the plugin inside Hypha, whose public
 /// address only Hypha's proxy knows), and only then, the request's `Host` is used.
+///
+/// In plugin mode no client reaches this server: the plugin serves the endpoint at a path of
+/// its own on Hypha's address and says where ([`plugin_lfs_base`]).
 async fn lfs_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<String, ApiError> {
+    if state.plugin_key.is_some() {
+        return plugin_lfs_base(headers);
+    }
     let path = uri.path();
     let dir = path.strip_suffix("batch").unwrap_or(path);
     if let Some(base) = &state.public_url {
@@ -384,6 +394,30 @@ async fn lfs_base(state: &AppState, uri: &Uri, headers: &HeaderMap) -> Result<St
         .filter(|p| matches!(*p, "http" | "https"))
         .unwrap_or("http");
     Ok(format!("{scheme}://{host}{dir}"))
+}
+
+/// The plugin's [`PLUGIN_LFS_BASE_HEADER`] (the plugin's key was checked before this is
+/// read): an absolute `http(s)` URL without query or fragment, ending in `/objects/`.
+fn plugin_lfs_base(headers: &HeaderMap) -> Result<String, ApiError> {
+    let refused = |why: &str| {
+        ApiError::invalid(format!(
+            "plugin request has no usable {PLUGIN_LFS_BASE_HEADER}: {why}"
+        ))
+    };
+    let text = headers
+        .get(PLUGIN_LFS_BASE_HEADER)
+        .ok_or_else(|| refused("missing"))?
+        .to_str()
+        .map_err(|_| refused("not text"))?;
+    let url = url::Url::parse(text).map_err(|_| refused("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.path().ends_with("/objects/")
+    {
+        return Err(refused("not an http(s) URL ending in /objects/"));
+    }
+    Ok(url.into())
 }
 
 /// The presigned transfer as an LFS action: its signed headers, minus those git-lfs sets

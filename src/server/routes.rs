@@ -498,6 +498,8 @@ async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
         thin_packs: false,
         inline_max: 0,
         packs: None,
+        // Our endpoint is the default path; the Hypha plugin names its own.
+        lfs_endpoint: None,
     })
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests against a real Hypha 0.21.137 with the plugin (issue 6): start Hypha (on s3s-fs)
-# once, and a stock Hypha without the plugin beside it (issue 16: the helper's smart-HTTP
-# fallback), run the pytest suite (interop with Hypha's smart HTTP, login, the 2100-commit clone),
+# once, a stock Hypha without the plugin beside it (issue 16: the helper's smart-HTTP
+# fallback) and one with the plugin on moto (issue 22: LFS in parts), run the pytest suite (interop with Hypha's smart HTTP, login, the 2100-commit clone),
 # then the core end-to-end suite (tests/e2e) in Hypha mode, and stop both servers whatever
 # happens.
 #
@@ -14,19 +14,30 @@ ENV_FILE=${HYPHA_SERVICES_ENV:-target/hypha-services/env}
 # instance (the two starts overlap) and stopped as soon as pytest is done.
 STOCK_ENV=${HYPHA_STOCK_ENV:-target/hypha-stock/env}
 [[ $STOCK_ENV == /* ]] || STOCK_ENV=$PWD/$STOCK_ENV
-stop_stock() { HYPHA_TEST_PLUGIN=none scripts/hypha-services.sh stop "$STOCK_ENV"; }
-trap 'stop_stock; scripts/hypha-services.sh stop "$ENV_FILE"' EXIT
+# And one with the plugin on moto for tests/hypha/test_plugin_lfs.py (issue 22): our LFS
+# transfer's parts are S3 multipart uploads at Hypha's LFS keys, which s3s-fs cannot start
+# (it names an upload's metadata file after the whole key, past the file name limit).
+MOTO_ENV=${HYPHA_MOTO_ENV:-target/hypha-moto/env}
+[[ $MOTO_ENV == /* ]] || MOTO_ENV=$PWD/$MOTO_ENV
+stop_side() {
+  HYPHA_TEST_PLUGIN=none scripts/hypha-services.sh stop "$STOCK_ENV"
+  HYPHA_TEST_S3=moto scripts/hypha-services.sh stop "$MOTO_ENV"
+}
+trap 'stop_side; scripts/hypha-services.sh stop "$ENV_FILE"' EXIT
 trap 'exit 130' INT TERM
 HYPHA_TEST_PLUGIN=none scripts/hypha-services.sh start "$STOCK_ENV" &
 stock_start=$!
+HYPHA_TEST_S3=moto scripts/hypha-services.sh start "$MOTO_ENV" &
+moto_start=$!
 scripts/hypha-services.sh start "$ENV_FILE"
 wait "$stock_start"
+wait "$moto_start"
 VENV=$(sed -n 's/^HYPHA_TEST_VENV=//p' "$ENV_FILE")
 
 status=0
-HYPHA_SERVICES_ENV=$ENV_FILE HYPHA_STOCK_ENV=$STOCK_ENV \
+HYPHA_SERVICES_ENV=$ENV_FILE HYPHA_STOCK_ENV=$STOCK_ENV HYPHA_MOTO_ENV=$MOTO_ENV \
   "$VENV/bin/python" -m pytest -p no:cacheprovider --durations=8 tests/hypha "$@" || status=1
-stop_stock
+stop_side
 
 # The e2e suite in Hypha mode (tests/e2e/harness/hypha.rs): every test gets its own Hypha
 # workspaces and Hypha tokens, and creates repositories through the plugin. Left out, here
@@ -62,8 +73,8 @@ EXCLUDED=(
   "history::                     the helper's pack building and indexing over long histories and big files; the plugin passes presigned URLs as for any pack"
   "progress::                    the helper's progress output"
   "limits::                      needs serve --rate-limit-token/--rate-limit-address (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS; its token limit is unit-tested in server::tests::limits)"
-  "lfs_parts::                   our LFS transfer agent: Hypha's LFS endpoint answers basic (the parts routes are git hypha serve's), and the tests set serve --multipart-threshold"
-  "lfs_delta::                   our LFS transfer agent's delta: Hypha's LFS endpoint answers basic (the delta routes are git hypha serve's), and the tests set serve --multipart-threshold and read our server's log and store"
+  "lfs_parts::                   the tests set serve --multipart-threshold and use the fault proxy; through the plugin the parts are multipart uploads s3s-fs cannot start at Hypha's key lengths (tests/hypha/test_plugin_lfs.py runs the agent through the plugin, on moto)"
+  "lfs_delta::                   the tests set serve --multipart-threshold and read our server's log and store; through the plugin the delta is a multipart upload s3s-fs cannot start at Hypha's key lengths"
   "lfs_locks::                   two users with write on one workspace (mint_as needs our server); the plugin's locks are tested by tests/hypha/test_plugin_locks.py"
   "metrics::                     needs serve --metrics-listen and our server's store root (the request id through the plugin: test_plugin_fair_use.py)"
   "fair_use::                    needs serve --byte-limit-*/--quota-* (the plugin's child takes them from HYPHA_GIT_SERVE_ARGS: test_plugin_fair_use.py starts a Hypha with quotas)"

@@ -22,8 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_env() -> dict:
-    path = Path(os.environ.get("HYPHA_SERVICES_ENV", ROOT / "target/hypha-services/env"))
+def _load_env(path: "Path | None" = None) -> dict:
+    path = path or Path(os.environ.get("HYPHA_SERVICES_ENV", ROOT / "target/hypha-services/env"))
     if not path.exists():
         pytest.skip(f"{path} missing: run scripts/hypha-services.sh start (or tests/hypha/run.sh)")
     out = {}

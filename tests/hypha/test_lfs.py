@@ -1,9 +1,10 @@
 """Git LFS interop with Hypha's own LFS endpoint (issue 15, item 3), with the real git-lfs.
 
-Content pushed through `hypha::` (the helper records Hypha's LFS URL for git-lfs) is served by
-Hypha's LFS endpoint to a plain `git clone http://.../{ws}/git/{alias}`, and the reverse: one
-storage, at Hypha's `{ws}/artifacts/{uuid}/git/lfs/objects/aa/bb/oid`. The plugin holds no
-LFS code: the endpoint is Hypha's. git-lfs is required (test.sh installs it); no skip.
+Content pushed through `hypha::` (the helper records the plugin's LFS endpoint for git-lfs,
+issue 22) is served by Hypha's own LFS endpoint to a plain `git clone
+http://.../{ws}/git/{alias}`, and the reverse: one storage, at Hypha's
+`{ws}/artifacts/{uuid}/git/lfs/objects/aa/bb/oid`. git-lfs is required (test.sh installs it);
+no skip.
 """
 
 import hashlib

@@ -1,6 +1,7 @@
 """Git LFS file locks through the plugin, with the real git-lfs (issue 22).
 
-Hypha's own LFS endpoint has no locks API; the plugin registers ``.../info/lfs/locks`` (its GET
+Hypha's own LFS endpoint has no locks API; the plugin registers ``.../info/lfs/locks`` and the
+same below its own endpoint, ``.../remote/v1/lfs/locks``, which the helper records (its GETs
 ahead of Hypha's ``GET /{page:path}`` fallback), asks Hypha whether the caller may ``commit``
 (lock, unlock) or ``read`` (list, verify), and the child keeps the locks beside the LFS objects
 (``server::locks``; the two-user rules are tested by tests/e2e/lfs_locks.rs against

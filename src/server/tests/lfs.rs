@@ -695,3 +695,92 @@ async fn delta_requests_are_checked_before_anything_is_read() {
         .unwrap()
         .contains("invalid lfs delta id"));
 }
+
+/// Plugin mode (Hypha's plugin serves our LFS endpoint and forwards here): the `verify` and
+/// `parts` links point where the plugin says (never at this child's loopback address or the
+/// request's `Host`), carry the caller's `Authorization` back, and objects land at Hypha's
+/// own key beside the artifact's `.git/`. Without a usable base the batch is refused.
+#[tokio::test]
+async fn plugin_mode_links_on_the_plugins_address_and_stores_at_hyphas_key() {
+    const MIB: usize = 1024 * 1024;
+    let s = server_with(|st| {
+        st.plugin_key(PLUGIN_KEY.as_bytes())
+            .multipart(crate::repo::upload::MultipartPolicy {
+                threshold: 5 * MIB as u64,
+                part_size: 5 * MIB as u64,
+            })
+    });
+    let repo = s.state.store.repo_at("ws/r", PREFIX).unwrap();
+    repo.create(false, None).await.unwrap();
+    let base = "https://hypha.example/ws/git/r/remote/v1/lfs/objects/";
+    let auth = "Basic Z2l0OmEtaHlwaGEtdG9rZW4=";
+    let batch = "/ws/git/r/info/lfs/objects/batch";
+    let send = |permission: &'static str, lfs_base: Option<&'static str>, body: String| {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(batch)
+            .header(header::HOST, "evil.example")
+            .header(header::AUTHORIZATION, auth);
+        for (k, v) in plugin_headers(permission, PREFIX) {
+            req = req.header(k, v);
+        }
+        if let Some(b) = lfs_base {
+            req = req.header("x-hypha-lfs-base", b);
+        }
+        s.send(req.body(Body::from(body)).unwrap())
+    };
+    let body = b"weights through hypha".to_vec();
+    let small = oid(&body);
+    let big = "ab".repeat(32);
+    let upload = json!({
+        "operation": "upload",
+        "transfers": ["basic", "hypha"],
+        "objects": [{"oid": small, "size": body.len()}, {"oid": big, "size": 6 * MIB}],
+    })
+    .to_string();
+
+    let r = send("write", Some(base), upload.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let answer = r.json();
+    let verify = &answer["objects"][0]["actions"]["verify"];
+    assert_eq!(verify["href"], format!("{base}verify/{small}"));
+    assert_eq!(verify["header"]["Authorization"], auth);
+    let parts = &answer["objects"][1]["actions"]["upload"];
+    assert_eq!(parts["href"], format!("{base}parts/{big}"));
+    assert_eq!(parts["header"]["Authorization"], auth);
+
+    // The object goes to Hypha's key, `{prefix without .git/}git/lfs/objects/aa/bb/<oid>`.
+    let put = &answer["objects"][0]["actions"]["upload"];
+    let r = s
+        .presigned(
+            put["href"].as_str().unwrap(),
+            Method::PUT,
+            body.clone(),
+            &action_headers(put),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let key = format!(
+        "ws/artifacts/01abc-uuid/git/lfs/objects/{}/{}/{small}",
+        &small[..2],
+        &small[2..4]
+    );
+    assert_eq!(std::fs::read(s.root.join(key)).unwrap(), body);
+
+    // Hypha granted read: no upload.
+    let r = send("read", Some(base), upload.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    // No base, or one that is not an http(s) URL ending in /objects/: refused, named.
+    for bad in [
+        None,
+        Some("ftp://hypha.example/ws/git/r/remote/v1/lfs/objects/"),
+        Some("https://hypha.example/ws/git/r/remote/v1/lfs/"),
+        Some("https://hypha.example/ws/git/r/remote/v1/lfs/objects/?x=1"),
+        Some("not a url"),
+    ] {
+        let r = send("write", bad, upload.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("x-hypha-lfs-base"), "{message}");
+    }
+}

@@ -15,11 +15,24 @@ pub(super) struct Namespace {
     made: RefCell<BTreeSet<String>>,
 }
 
+/// 8 hex digits from [`server::unique_id`], distinct within a run in all likelihood (a
+/// hundred tests collide with odds of about one in a million). Short, because Hypha's keys
+/// start with the workspace, and s3s-fs fails a write (after storing the bytes) whose key,
+/// in base64, does not fit its side files' names (255 bytes): an LFS object's key
+/// (`{ws}/artifacts/{uuid}/git/lfs/objects/aa/bb/<oid>`, 134 bytes without the workspace)
+/// fits with a workspace of at most 26 bytes, which `ws-user-e2e<8 hex>-ws` is.
+fn short_unique() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write(server::unique_id().as_bytes());
+    format!("{:08x}", hasher.finish() as u32)
+}
+
 impl Namespace {
     pub(super) fn new(target: &'static hypha::Hypha) -> Namespace {
         Namespace {
             target,
-            unique: server::unique_id(),
+            unique: short_unique(),
             made: RefCell::new(BTreeSet::new()),
         }
     }
