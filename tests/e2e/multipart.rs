@@ -307,7 +307,12 @@ fn a_cut_push_starts_over_on_a_store_that_cannot_list_uploads() {
     );
     let out = push().fails();
     assert!(out.stderr.contains("kept pack-"), "{out}");
-    assert_eq!(log_lines(&s3.env, "multipart aborted"), 1, "{}", s3.env.server_log());
+    assert_eq!(
+        log_lines(&s3.env, "multipart aborted"),
+        1,
+        "{}",
+        s3.env.server_log()
+    );
     let ids = s3.started_uploads();
     assert_eq!(ids.len(), 1);
     assert_eq!(s3.upload_leftovers(&ids[0]), Vec::<String>::new());
