@@ -2,16 +2,19 @@
 //!
 //! `git pack-objects` with threads is not byte-for-byte repeatable: a push built again gets
 //! another pack, of another name, and the server could not continue the cut multipart upload
-//! of the first. So when the upload of a large self-contained pack fails, the pack and its idx
-//! move to `$GIT_DIR/hypha/push/` with a digest of what they were built for: the remote, the
-//! pushed tips and the remote tips excluded. The next push that would build a pack for exactly
+//! of the first. So before a large self-contained pack goes up, it and its idx move to
+//! `$GIT_DIR/hypha/push/` with a digest of what they were built for: the remote, the pushed
+//! tips and the remote tips excluded; they go once the upload succeeded. A failed upload, a
+//! Ctrl-C or a kill leaves them. The next push that would build a pack for exactly
 //! those inputs takes them instead, and the server presigns only the parts it lacks. A push
 //! for other inputs discards them: its objects differ, and the kept pack is of no further use.
 //!
 //! Bound: one pack at a time (a newer cut replaces it), only packs from
 //! [`partial::resume_min`] bytes on (64 MiB, as for downloads; `HYPHA_RESUME_MIN_BYTES` for
-//! tests), and none older than [`MAX_AGE`]. So the directory holds at most the largest pack one
-//! push builds, for at most 70 minutes.
+//! tests), and none older than [`MAX_AGE`] since its last attempt. So the directory holds at
+//! most the largest pack one push builds, for at most 70 minutes after that push. Two pushes
+//! of one repository at once share the directory: the second one's pack replaces the first's,
+//! whose upload then fails on reading its parts (push it again).
 
 use crate::fetch_packs::partial;
 use crate::pack;
@@ -114,18 +117,24 @@ pub fn take(git_dir: &Path, inputs: &Inputs<'_>, out_dir: &Path) -> Option<pack:
     Some(built)
 }
 
-/// Keep `built` (whose upload just failed) for the next push of `inputs`, replacing any
-/// pack kept before, if it is large enough to be worth it. Best effort: a pack that cannot be
-/// kept is built again next time.
-pub fn keep(git_dir: &Path, inputs: &Inputs<'_>, built: &pack::Built) {
+/// Keep `built` (about to go up) for a later push of `inputs` should this one be cut,
+/// replacing any pack kept before, if it is large enough to be worth it: the pack at its new
+/// place, to upload from there and [`discard`] once uploaded. `None` when not kept (small,
+/// or it could not be moved: best effort, it is then built again next time).
+pub fn keep(git_dir: &Path, inputs: &Inputs<'_>, built: &pack::Built) -> Option<pack::Built> {
     if built.pack_size < partial::resume_min_from_env() {
-        return;
+        return None;
     }
     discard(git_dir);
     let dir = dir(git_dir);
+    let moved = pack::Built {
+        pack_path: dir.join(format!("{}.pack", built.name)),
+        idx_path: dir.join(format!("{}.idx", built.name)),
+        ..built.clone()
+    };
     let kept = std::fs::create_dir_all(&dir)
-        .and_then(|()| move_file(&built.pack_path, &dir.join(format!("{}.pack", built.name))))
-        .and_then(|()| move_file(&built.idx_path, &dir.join(format!("{}.idx", built.name))))
+        .and_then(|()| move_file(&built.pack_path, &moved.pack_path))
+        .and_then(|()| move_file(&built.idx_path, &moved.idx_path))
         .and_then(|()| {
             // Written then renamed: a record is whole or absent.
             let tmp = dir.join(format!("{RECORD}.tmp"));
@@ -133,14 +142,22 @@ pub fn keep(git_dir: &Path, inputs: &Inputs<'_>, built: &pack::Built) {
             std::fs::rename(&tmp, dir.join(RECORD))
         });
     match kept {
-        Ok(()) => tracing::info!(
-            "hypha: kept {} in {}: the next push of the same refs sends only what is missing",
-            built.name,
-            dir.display()
-        ),
+        Ok(()) => {
+            tracing::info!(
+                "hypha: kept {} in {} until it is uploaded: a push of the same refs after a cut \
+                 sends only what is missing",
+                built.name,
+                dir.display()
+            );
+            Some(moved)
+        }
         Err(e) => {
             tracing::info!("hypha: cannot keep {} for the next push: {e}", built.name);
+            // Whatever moved goes back, for this push to upload.
+            let _ = move_file(&moved.pack_path, &built.pack_path);
+            let _ = move_file(&moved.idx_path, &built.idx_path);
             discard(git_dir);
+            None
         }
     }
 }
@@ -209,8 +226,13 @@ mod tests {
             exclude: &[],
         };
         let size = partial::resume_min_from_env() as usize;
-        keep(git_dir.path(), &inputs, &built(staging.path(), &name, size));
-        assert!(dir(git_dir.path()).join(format!("{name}.pack")).is_file());
+        let kept = keep(git_dir.path(), &inputs, &built(staging.path(), &name, size));
+        let kept = kept.expect("kept");
+        assert!(kept.pack_path.starts_with(dir(git_dir.path())) && kept.pack_path.is_file());
+        assert!(
+            !staging.path().join(format!("{name}.pack")).exists(),
+            "moved"
+        );
         let same = Inputs {
             remote: inputs.remote.clone(),
             tips: &reversed,
@@ -228,7 +250,7 @@ mod tests {
             "taken once"
         );
 
-        keep(git_dir.path(), &same, &taken);
+        keep(git_dir.path(), &same, &taken).expect("kept again");
         let other = Inputs {
             remote: "hypha::http://h/ws/other".into(),
             ..same
@@ -247,12 +269,9 @@ mod tests {
             tips: &[],
             exclude: &[],
         };
-        keep(
-            git_dir.path(),
-            &inputs,
-            &built(staging.path(), &format!("pack-{}", "b".repeat(40)), 10),
-        );
-        assert!(!dir(git_dir.path()).exists());
+        let small = built(staging.path(), &format!("pack-{}", "b".repeat(40)), 10);
+        assert!(keep(git_dir.path(), &inputs, &small).is_none());
+        assert!(!dir(git_dir.path()).exists() && small.pack_path.is_file());
         assert_eq!(parse_record("pack-x 00\n"), None);
         assert_eq!(parse_record(&format!("../x {}", "0".repeat(64))), None);
         let name = format!("pack-{}", "c".repeat(40));

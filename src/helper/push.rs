@@ -310,12 +310,13 @@ async fn upload_or_inline(
     if let Some(inline) = inline(built, thin, build.listed)? {
         return Ok(Sent::Inline(inline));
     }
-    if let Err(e) = upload(client, built, thin, build.settings).await {
-        if !thin {
-            let inputs = kept_pack::Inputs::of(client, build.tips, build.exclude);
-            kept_pack::keep(build.git_dir, &inputs, built);
-        }
-        return Err(e.into());
+    // Kept before the upload, so that a push cut by a kill or Ctrl-C leaves it too.
+    let inputs = kept_pack::Inputs::of(client, build.tips, build.exclude);
+    let kept = (!thin).then(|| kept_pack::keep(build.git_dir, &inputs, built));
+    let kept = kept.flatten();
+    upload(client, kept.as_ref().unwrap_or(built), thin, build.settings).await?;
+    if kept.is_some() {
+        kept_pack::discard(build.git_dir);
     }
     Ok(Sent::Uploaded(built.name.clone()))
 }
