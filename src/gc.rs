@@ -136,6 +136,7 @@ impl Packs for Api<'_> {
                 pack_size: merged.pack_size,
                 idx_size: merged.idx_size,
                 thin: false,
+                resume: false,
             },
             &bar,
         )

@@ -45,7 +45,11 @@ pub fn run(data: &[u8]) {
             r.packs.iter().map(|p| p.name.clone()).collect()
         }),
         5 => {
-            eq::<api::UploadsResponse>(body);
+            if let Some(r) = eq::<api::UploadsResponse>(body) {
+                for mp in r.uploads.iter().filter_map(|u| u.multipart.as_ref()) {
+                    resumed_parts(mp);
+                }
+            }
         }
         6 => {
             if let Some(r) = eq::<api::UpdateRequest>(body) {
@@ -142,6 +146,22 @@ pub fn run(data: &[u8]) {
 }
 
 /// Parse; if it parses, it must round-trip to an equal value.
+/// A resumed upload's part numbers (issue 22), for the totals a client could compute: when
+/// accepted, exactly one number per presigned part, ascending, in range, none stored.
+fn resumed_parts(mp: &api::MultipartUpload) {
+    let counted = mp.stored.len() as u64 + mp.parts.len() as u64;
+    for total in [counted, counted.saturating_sub(1), counted + 1, u64::MAX] {
+        let Some(numbers) = mp.part_numbers(total) else {
+            continue;
+        };
+        assert_eq!(numbers.len(), mp.parts.len());
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+        assert!(numbers
+            .iter()
+            .all(|n| *n >= 1 && u64::from(*n) <= total && !mp.stored.contains(n)));
+    }
+}
+
 fn eq<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(body: &[u8]) -> Option<T> {
     let v: T = serde_json::from_slice(body).ok()?;
     let text = serde_json::to_vec(&v).expect("a parsed value serializes");

@@ -261,6 +261,11 @@ pub struct UploadSpec {
     /// reader lists it, in one `PUT` each for pack and idx.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thin: bool,
+    /// Continue this pack's multipart upload if one is in progress (a push cut part way):
+    /// the answer then presigns only the parts not stored yet and names the others in
+    /// `stored`. Older servers ignore it and start a new upload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 /// `fix-thin` request: complete the thin upload `name` on the server.
@@ -308,8 +313,44 @@ pub struct MultipartUpload {
     /// Size of every part but the last: part `i` (from 1) is the file range starting at
     /// `(i - 1) * part_size`.
     pub part_size: u64,
-    /// One presigned `PUT` per part, in part order, each with its signed `Content-Length`.
+    /// One presigned `PUT` per part not in `stored`, in part order, each with its signed
+    /// `Content-Length`.
     pub parts: Vec<PresignedRequest>,
+    /// Part numbers (from 1, ascending) already stored by an earlier attempt at this upload
+    /// (only when the request asked `resume`): not sent again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stored: Vec<u32>,
+    /// The server continues this upload when asked for the same pack with `resume`, so a
+    /// client that keeps the pack leaves a failed upload open instead of aborting it. Absent
+    /// from older servers and on stores that cannot list uploads in progress.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumable: bool,
+}
+
+impl MultipartUpload {
+    /// The part numbers `parts` are for, given the number of parts of the whole split:
+    /// every number from 1 not in `stored`. `None` when `stored` and `parts` do not cover
+    /// exactly `total` parts (a broken answer).
+    pub fn part_numbers(&self, total: u64) -> Option<Vec<u32>> {
+        // S3's most parts: the list below is never longer, whatever the server said.
+        if total > 10_000 {
+            return None;
+        }
+        let mut seen = 0u32;
+        for &n in &self.stored {
+            if n <= seen || u64::from(n) > total {
+                return None;
+            }
+            seen = n;
+        }
+        if self.stored.len() as u64 + self.parts.len() as u64 != total {
+            return None;
+        }
+        let numbers: Vec<u32> = (1..=u32::try_from(total).ok()?)
+            .filter(|n| self.stored.binary_search(n).is_err())
+            .collect();
+        Some(numbers)
+    }
 }
 
 /// `complete` request: every part of a multipart upload is uploaded; assemble the pack. The
@@ -639,6 +680,37 @@ mod tests {
         );
     }
 
+    /// A resumed upload's parts are the numbers not stored; answers whose `stored` is out of
+    /// order, out of range or does not add up with `parts` are refused.
+    #[test]
+    fn resumed_part_numbers_are_the_ones_not_stored() {
+        let put = PresignedRequest {
+            method: "PUT".into(),
+            url: "u".into(),
+            headers: Default::default(),
+        };
+        let mp = |stored: Vec<u32>, parts: usize| MultipartUpload {
+            upload_id: "id".into(),
+            part_size: 5,
+            parts: vec![put.clone(); parts],
+            stored,
+            resumable: true,
+        };
+        assert_eq!(mp(vec![], 3).part_numbers(3), Some(vec![1, 2, 3]));
+        assert_eq!(mp(vec![1, 3], 2).part_numbers(4), Some(vec![2, 4]));
+        assert_eq!(mp(vec![1, 2, 3], 0).part_numbers(3), Some(vec![]));
+        assert_eq!(mp(vec![3, 1], 2).part_numbers(4), None, "out of order");
+        assert_eq!(mp(vec![1, 1], 2).part_numbers(4), None, "twice");
+        assert_eq!(mp(vec![5], 3).part_numbers(4), None, "past the end");
+        assert_eq!(mp(vec![0], 3).part_numbers(4), None, "part 0");
+        assert_eq!(mp(vec![1], 1).part_numbers(4), None, "too few parts");
+        assert_eq!(mp(vec![], 1).part_numbers(1 << 40), None, "too many parts");
+        // An older server's answer: no `stored`, no `resumable`.
+        let old: MultipartUpload =
+            serde_json::from_str(r#"{"upload_id":"i","part_size":5,"parts":[]}"#).expect("json");
+        assert!(old.stored.is_empty() && !old.resumable);
+    }
+
     #[test]
     fn single_put_uploads_still_parse() {
         // What the Hypha plugin (and any server without multipart) answers.
@@ -654,6 +726,7 @@ mod tests {
             idx_size: 1,
             upload_id: None,
             thin: false,
+            resume: false,
         };
         assert!(!serde_json::to_string(&spec)
             .expect("serializes")

@@ -402,6 +402,7 @@ mod tests {
             pack_size: pack.len() as u64,
             idx_size: idx.len() as u64,
             thin: false,
+            resume: false,
         };
         super::super::upload_pack(&client, files, &bar)
             .await

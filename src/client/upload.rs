@@ -41,6 +41,11 @@ pub struct PackFiles<'a> {
     pub idx_size: u64,
     /// A thin pack, for the server to complete (`fix-thin`): stored where no reader looks.
     pub thin: bool,
+    /// The caller keeps the pack when its upload fails (`helper::kept_pack`): ask the server
+    /// to continue an upload of it in progress (only the missing parts go), and leave a
+    /// failed multipart upload open, when the server says it continues it, for the next
+    /// push to finish.
+    pub resume: bool,
 }
 
 /// What to `PUT`.
@@ -48,8 +53,8 @@ pub struct PackFiles<'a> {
 enum Target {
     Idx,
     Pack,
-    /// Part `i + 1` of a multipart upload.
-    Part(usize),
+    /// Part number `n` (from 1) of a multipart upload.
+    Part(u32),
 }
 
 /// The URLs of one pack's upload, renewed when they expire.
@@ -109,7 +114,10 @@ pub async fn upload_pack(client: &Client, files: PackFiles<'_>, bar: &Bar) -> Re
         return session.put(Target::Pack).await;
     };
     let result = session.put_parts(&multipart).await;
-    if result.is_err() {
+    // Left open for the next push, which continues it; the server's sweep of stale uploads
+    // aborts it if none comes.
+    let leave_open = files.resume && multipart.resumable;
+    if result.is_err() && !leave_open {
         // Best effort: what the server cannot abort now, its sweep of stale uploads will.
         let _ = client
             .call::<_, MultipartDone>(
@@ -138,6 +146,8 @@ async fn request(
                     name: files.name.to_owned(),
                     pack_size: files.pack_size,
                     idx_size: files.idx_size,
+                    // Fresh URLs of a started upload are for its every part: nothing to find.
+                    resume: files.resume && upload_id.is_none(),
                     upload_id,
                     thin: files.thin,
                 }],
@@ -156,7 +166,7 @@ async fn request(
             } else {
                 files.pack_size.div_ceil(mp.part_size)
             };
-            if mp.parts.is_empty() || mp.parts.len() as u64 != expected {
+            if expected == 0 || mp.part_numbers(expected).is_none() {
                 return Err(bad_answer(
                     client,
                     files,
@@ -193,7 +203,7 @@ impl Session<'_> {
         match target {
             Target::Idx => format!("index of {name} to '{repo}'"),
             Target::Pack => format!("pack {name} to '{repo}'"),
-            Target::Part(i) => format!("part {} of pack {name} to '{repo}'", i + 1),
+            Target::Part(n) => format!("part {n} of pack {name} to '{repo}'"),
         }
     }
 
@@ -204,10 +214,12 @@ impl Session<'_> {
         let req = match target {
             Target::Idx => Some(upload.idx.clone()),
             Target::Pack => upload.pack.clone(),
-            Target::Part(i) => upload
-                .multipart
-                .as_ref()
-                .and_then(|mp| mp.parts.get(i).cloned()),
+            Target::Part(n) => upload.multipart.as_ref().and_then(|mp| {
+                // `request` checked that the answer's parts add up.
+                let numbers = mp.part_numbers(self.files.pack_size.div_ceil(mp.part_size))?;
+                let at = numbers.binary_search(&n).ok()?;
+                mp.parts.get(at).cloned()
+            }),
         };
         let req = req.ok_or_else(|| {
             bad_answer(
@@ -250,14 +262,14 @@ impl Session<'_> {
         match target {
             Target::Idx => (self.files.idx_path, (0, self.files.idx_size)),
             Target::Pack => (self.files.pack_path, (0, self.files.pack_size)),
-            Target::Part(i) => {
+            Target::Part(n) => {
                 let current = self.current.lock().await;
                 let part_size = current
                     .upload
                     .multipart
                     .as_ref()
                     .map_or(0, |mp| mp.part_size);
-                let start = part_size * i as u64;
+                let start = part_size * u64::from(n.saturating_sub(1));
                 let len = part_size.min(self.files.pack_size.saturating_sub(start));
                 (self.files.pack_path, (start, len))
             }
@@ -299,12 +311,30 @@ impl Session<'_> {
         }
     }
 
-    /// Every part, [`PARALLEL_PARTS`] at a time, then `complete`. The first part that fails
-    /// for good stops the others.
+    /// Every part not stored yet (by a push that was cut), [`PARALLEL_PARTS`] at a time,
+    /// then `complete`. The first part that fails for good stops the others.
     async fn put_parts(&self, mp: &crate::api::MultipartUpload) -> Result<(), Error> {
         use futures_util::{StreamExt, TryStreamExt};
-        futures_util::stream::iter(0..mp.parts.len())
-            .map(|i| self.put(Target::Part(i)))
+        let total = self.files.pack_size.div_ceil(mp.part_size);
+        let numbers = mp.part_numbers(total).unwrap_or_default();
+        if !mp.stored.is_empty() {
+            let sent: u64 = numbers
+                .iter()
+                .map(|&n| {
+                    mp.part_size
+                        .min(self.files.pack_size - mp.part_size * u64::from(n - 1))
+                })
+                .sum();
+            let kept = self.files.pack_size - sent;
+            self.bar.inc(kept);
+            tracing::info!(
+                "hypha: continuing the upload of {}: {} of {total} parts ({kept} bytes) are stored already",
+                self.files.name,
+                mp.stored.len()
+            );
+        }
+        futures_util::stream::iter(numbers)
+            .map(|n| self.put(Target::Part(n)))
             .buffer_unordered(PARALLEL_PARTS)
             .try_collect::<Vec<()>>()
             .await?;

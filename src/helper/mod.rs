@@ -11,6 +11,7 @@ mod cut;
 pub mod fetch;
 pub mod git_version;
 pub mod handoff;
+mod kept_pack;
 pub mod lfs;
 mod local;
 mod options;

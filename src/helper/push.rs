@@ -5,6 +5,7 @@
 //! [`crate::negotiate::push`]'s; this module wires them to gix, `pack::build` and the client.
 //! Nothing is uploaded for a dry run or a push that only deletes.
 
+use super::kept_pack;
 use super::local::Objects;
 use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
@@ -245,6 +246,10 @@ struct Build<'a> {
 /// after all (a plugin without the route, a base gone since the listing) the push falls back
 /// to a self-contained pack, as for an older server.
 async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error> {
+    let inputs = kept_pack::Inputs::of(client, build.tips, build.exclude);
+    if let Some(kept) = kept_pack::take(build.git_dir, &inputs, build.out_dir) {
+        return Ok(Some(upload_or_inline(client, &kept, false, build).await?));
+    }
     if build.listed.thin_packs && !build.exclude.is_empty() {
         match build.run(pack::build_thin).await? {
             None => return Ok(None),
@@ -305,7 +310,14 @@ async fn upload_or_inline(
     if let Some(inline) = inline(built, thin, build.listed)? {
         return Ok(Sent::Inline(inline));
     }
-    upload(client, built, thin, build.settings).await?;
+    // Kept before the upload, so that a push cut by a kill or Ctrl-C leaves it too.
+    let inputs = kept_pack::Inputs::of(client, build.tips, build.exclude);
+    let kept = (!thin).then(|| kept_pack::keep(build.git_dir, &inputs, built));
+    let kept = kept.flatten();
+    upload(client, kept.as_ref().unwrap_or(built), thin, build.settings).await?;
+    if kept.is_some() {
+        kept_pack::discard(build.git_dir);
+    }
     Ok(Sent::Uploaded(built.name.clone()))
 }
 
@@ -408,6 +420,7 @@ async fn upload(
             pack_size: built.pack_size,
             idx_size: built.idx_size,
             thin,
+            resume: !thin,
         },
         &bar,
     )

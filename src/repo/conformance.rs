@@ -274,6 +274,7 @@ async fn upload_blob_pack(
         pack_size: blobs.pack.len() as u64,
         idx_size: blobs.idx.len() as u64,
         upload_id: None,
+        resume: false,
     };
     repo.presign_upload(&spec, Duration::from_secs(60))
         .await
@@ -326,6 +327,7 @@ pub(crate) async fn uploads_hidden_until_named(backend: Arc<dyn Backend>) {
                 pack_size: again.pack.len() as u64,
                 idx_size: again.idx.len() as u64,
                 upload_id: None,
+                resume: false,
             },
             Duration::from_secs(60),
         )
@@ -534,6 +536,7 @@ pub(crate) async fn uploaded_packs_are_indexed_once(backend: Arc<dyn Backend>) {
         pack_size: blobs.pack.len() as u64,
         idx_size: lying.len() as u64,
         upload_id: None,
+        resume: false,
     };
     repo.presign_upload(&spec, Duration::from_secs(60))
         .await
@@ -665,6 +668,7 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
             pack_size: b.pack.len() as u64,
             idx_size: b.idx.len() as u64,
             upload_id: None,
+            resume: false,
         },
         Duration::from_secs(60),
     )

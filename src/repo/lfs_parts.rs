@@ -3,18 +3,17 @@
 //! threshold goes up as a multipart upload of its final key, so the store assembles it whole
 //! where Hypha's own LFS endpoint expects it; nothing else of Hypha's layout changes.
 //!
-//! Resuming needs no state of our own: the upload in progress for an object is the store's
-//! (`ListMultipartUploads` under the object's key), and the parts it holds say what is left
-//! (`ListParts`); parts of the right size are kept, the rest presigned again. The split is
-//! fixed by the object's size and the server's part size, so a retry, a second clone or a
-//! restarted agent computes the same parts. Content is trusted only once hashed
+//! Resuming needs no state of our own: `repo::parts` continues the store's upload in
+//! progress for the object's key, as for packs, so a retry, a second clone or a restarted
+//! agent sends only the parts that are missing. Content is trusted only once hashed
 //! (`repo::lfs`): the completion hashes the assembled object and records the verdict, and a
 //! wrong one is deleted (its parts are gone with the completion).
 
 use super::lfs::LfsMismatch;
+use super::parts::continue_or_start;
 use super::upload::MAX_MULTIPART_SIZE;
 use super::{Error, Repository};
-use crate::storage::s3::multipart::{part_sizes, Multipart};
+use crate::storage::s3::multipart::part_sizes;
 use crate::storage::{PresignMethod, PresignedTransfer};
 use std::time::Duration;
 
@@ -71,28 +70,14 @@ impl Repository {
             });
         };
         let sizes = part_sizes(size, self.multipart.part_size);
-        let (upload_id, held) = match resumable(mp, &key).await? {
-            Some(resumed) => resumed,
-            None => (mp.create_upload(&key).await?, Default::default()),
-        };
-        let mut parts = Vec::new();
-        let mut stored = Vec::new();
-        for (number, len) in (1u32..).zip(&sizes) {
-            if held.get(&number) == Some(len) {
-                stored.push(number);
-                continue;
-            }
-            let url = mp
-                .presign_part(&key, &upload_id, number, *len, expires_in)
-                .await?;
-            parts.push((number, url));
-        }
+        let what = format!("lfs object {oid}");
+        let continued = continue_or_start(mp, &key, &sizes, expires_in, &what).await?;
         Ok(LfsPartsPlan {
             done: false,
-            upload_id: Some(upload_id),
+            upload_id: Some(continued.upload_id),
             part_size: sizes[0],
-            parts,
-            stored,
+            parts: continued.parts,
+            stored: continued.stored,
         })
     }
 
@@ -128,30 +113,6 @@ impl Repository {
             }
         }
         self.verify_lfs(oid, size).await
-    }
-}
-
-/// The newest upload in progress of exactly `key`, and the parts it holds (number -> size).
-/// A store that cannot list uploads (s3s-fs has no `ListMultipartUploads`) resumes nothing:
-/// the upload starts afresh, which costs the parts sent before, not the upload.
-async fn resumable(
-    mp: &dyn Multipart,
-    key: &str,
-) -> Result<Option<(String, std::collections::BTreeMap<u32, u64>)>, Error> {
-    let upload = match mp.find_upload(key).await {
-        Ok(Some(upload)) => upload,
-        Ok(None) => return Ok(None),
-        Err(e @ Error::Backend { .. }) => {
-            tracing::warn!("warning: lfs upload of {key} cannot resume: {e}");
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    match mp.list_parts(key, &upload.upload_id).await {
-        Ok(parts) => Ok(Some((upload.upload_id, parts))),
-        // Completed or aborted since it was listed: start afresh.
-        Err(Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -252,6 +252,7 @@ mod lfs_prune;
 mod locks;
 mod objects;
 mod packs;
+mod parts;
 mod ref_cache;
 mod refs;
 #[cfg(test)]

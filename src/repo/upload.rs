@@ -9,6 +9,7 @@
 //! client, and completion reads the stored parts back and checks each one's size, so a
 //! missing or short part is named instead of assembled.
 
+use super::parts::continue_or_start;
 use super::{check_pack_name, Repository};
 use crate::storage::s3::multipart::{self, UploadPlan, MAX_PARTS, MAX_PART_SIZE};
 use crate::storage::{Backend, Error, PresignMethod, PresignedTransfer};
@@ -24,6 +25,9 @@ pub struct PackUpload {
     /// Asking again for fresh URLs of a multipart upload already started: its id, so that its
     /// parts are presigned instead of another upload started.
     pub upload_id: Option<String>,
+    /// Continue this pack's multipart upload in progress, if any (a push cut part way): only
+    /// its missing parts are presigned (`repo::parts`).
+    pub resume: bool,
 }
 
 /// Where to `PUT` one pack's idx and pack: the pack in one `PUT` (`pack`) or in parts
@@ -124,6 +128,8 @@ impl Repository {
                     upload_id: upload_id.clone(),
                     part_size: sizes[0],
                     parts,
+                    stored: Vec::new(),
+                    resumable: false,
                 }),
             ));
         }
@@ -133,6 +139,20 @@ impl Repository {
                 .backend
                 .multipart()
                 .expect("uses_multipart checked that the store has multipart uploads");
+            if spec.resume {
+                let sizes = multipart::part_sizes(spec.pack_size, self.multipart.part_size);
+                let continued = continue_or_start(mp, &key, &sizes, expires_in, &spec.name).await?;
+                return Ok((
+                    None,
+                    Some(UploadPlan {
+                        upload_id: continued.upload_id,
+                        part_size: sizes[0],
+                        parts: continued.parts.into_iter().map(|(_, url)| url).collect(),
+                        stored: continued.stored,
+                        resumable: continued.resumable,
+                    }),
+                ));
+            }
             let plan = mp
                 .start_upload(&key, spec.pack_size, self.multipart.part_size, expires_in)
                 .await?;

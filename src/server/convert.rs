@@ -96,6 +96,7 @@ impl From<&api::UploadSpec> for PackUpload {
             pack_size: spec.pack_size,
             idx_size: spec.idx_size,
             upload_id: spec.upload_id.clone(),
+            resume: spec.resume,
         }
     }
 }
@@ -121,6 +122,8 @@ impl From<UploadPlan> for api::MultipartUpload {
                 .into_iter()
                 .map(api::PresignedRequest::from)
                 .collect(),
+            stored: plan.stored,
+            resumable: plan.resumable,
         }
     }
 }
@@ -251,6 +254,8 @@ mod tests {
                 upload_id: "id".into(),
                 part_size: 5,
                 parts: vec![put("p1")],
+                stored: Vec::new(),
+                resumable: false,
             }),
         };
         assert_eq!(

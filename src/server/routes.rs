@@ -673,11 +673,18 @@ async fn presign_uploads(
             // log line lets an operator find an upload a crashed client left behind.
             let verb = if spec.upload_id.is_some() {
                 "presigned again"
+            } else if !mp.stored.is_empty() {
+                "resumed"
             } else {
                 "started"
             };
+            let stored = if mp.stored.is_empty() {
+                String::new()
+            } else {
+                format!(" stored={}", mp.stored.len())
+            };
             notes.push(format!(
-                "multipart {verb} {} upload={} parts={}",
+                "multipart {verb} {} upload={} parts={}{stored}",
                 spec.name,
                 mp.upload_id,
                 mp.parts.len()

@@ -720,3 +720,124 @@ fn a_cut_pack_download_resumes_where_it_was_cut() {
     assert_eq!(env.rev(&bad, "origin/main"), head);
     env.fsck(&bad);
 }
+
+/// Issue 22: a push whose large pack is cut part way keeps the pack (`.git/hypha/push/`); the
+/// next push of the same refs takes it instead of building another, and sends only the parts
+/// the store lacks (parts 1 and 2 of 3 are not sent again). A push of other refs after a cut
+/// one discards the kept pack and sends its own. `HYPHA_RESUME_MIN_BYTES` lowers the size from
+/// which packs are kept (64 MiB) to 1 MB; the server goes to parts above 5 MiB, in 5 MiB parts.
+#[test]
+fn a_cut_pack_upload_resumes_on_the_next_push() {
+    if skip_without_proxied_transfers("a_cut_pack_upload_resumes_on_the_next_push") {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let f = Faulty::with_serve_args(&[
+        "--multipart-threshold",
+        "5242880",
+        "--multipart-part-size",
+        "5242880",
+    ]);
+    let env = &f.env;
+    env.create("up");
+    let url = f.url("up");
+    let src = env.init("up-src");
+    // About 12 MiB of pack, incompressible: parts of 5, 5 and 2 MiB.
+    std::fs::write(src.join("big.bin"), crate::harness::noise(12 * MIB + 5, 23)).expect("write");
+    env.git(&src, &["add", "big.bin"]);
+    env.git(&src, &["commit", "-q", "-m", "big"]);
+    env.git(&src, &["remote", "add", "origin", &url]);
+    let push = |args: &[&str]| {
+        env.cmd(&src, &[&["push", "-v"], args].concat())
+            .env("HYPHA_RESUME_MIN_BYTES", "1000000")
+    };
+    let kept = || files_under(&git_dir(env, &src).join("hypha/push"));
+
+    f.proxy.inject("PUT", "part-00003", None, Fault::Reset);
+    let failed = push(&["origin", "main"]).fails();
+    assert!(failed.stderr.contains("part 3"), "names the part: {failed}");
+    assert_eq!(env.ls_remote(&src, &url), "", "no ref moved");
+    let saved = kept();
+    assert_eq!(saved.len(), 3, "pack, idx and record: {saved:?}");
+    let (name, _) = saved
+        .iter()
+        .find(|(file, _)| file.ends_with(".pack"))
+        .cloned()
+        .expect("the kept pack");
+    let name = name
+        .trim_end_matches(".pack")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(f.proxy.count("PUT", "part-00001"), 1);
+    assert_eq!(f.proxy.count("PUT", "part-00002"), 1);
+    let third = f.proxy.count("PUT", "part-00003");
+
+    f.proxy.clear();
+    let ok = push(&["origin", "main"]).ok();
+    assert!(
+        ok.stderr.contains(&format!("using {name}")),
+        "the kept pack: {ok}"
+    );
+    assert_eq!(f.proxy.count("PUT", "part-00001"), 1, "part 1 kept: {ok}");
+    assert_eq!(f.proxy.count("PUT", "part-00002"), 1, "part 2 kept: {ok}");
+    assert_eq!(
+        f.proxy.count("PUT", "part-00003"),
+        third + 1,
+        "part 3 sent once"
+    );
+    let log = env.server_log();
+    assert!(
+        log.contains(&format!("multipart resumed {name}")) && log.contains("parts=1 stored=2"),
+        "{log}"
+    );
+    assert!(kept().is_empty(), "{:?}", kept());
+    let clone = env.path("up-clone");
+    env.clone(&url, &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), env.rev(&src, "HEAD"));
+    env.fsck(&clone);
+
+    // Cut again, on another branch; then a push of other refs: the kept pack is discarded,
+    // never sent, and that push sends its own.
+    env.git(&src, &["checkout", "-q", "-b", "more"]);
+    std::fs::write(src.join("more.bin"), crate::harness::noise(12 * MIB, 24)).expect("write");
+    env.git(&src, &["add", "more.bin"]);
+    env.git(&src, &["commit", "-q", "-m", "more"]);
+    f.proxy.inject("PUT", "part-00003", None, Fault::Reset);
+    push(&["origin", "more"]).fails();
+    let saved = kept();
+    assert_eq!(saved.len(), 3, "{saved:?}");
+    let (cut, _) = saved
+        .iter()
+        .find(|(file, _)| file.ends_with(".idx"))
+        .cloned()
+        .expect("the kept idx");
+    let cut = cut.rsplit('/').next().unwrap().to_owned();
+    let idx_puts = f.proxy.count("PUT", &cut);
+    f.proxy.clear();
+    env.git(&src, &["checkout", "-q", "main"]);
+    env.commit(&src, "small");
+    let ok = push(&["origin", "main"]).ok();
+    assert!(ok.stderr.contains("discarding the pack"), "{ok}");
+    assert!(kept().is_empty(), "{:?}", kept());
+    assert_eq!(
+        f.proxy.count("PUT", &cut),
+        idx_puts,
+        "the kept pack was not sent"
+    );
+    assert_eq!(
+        env.ls_remote(&src, &url)
+            .lines()
+            .find(|l| l.ends_with("refs/heads/main"))
+            .map(|l| l[..40].to_owned()),
+        Some(env.rev(&src, "main"))
+    );
+    // And the cut branch, built afresh, goes up whole.
+    push(&["origin", "more"]).ok();
+    let clone = env.path("up-clone-2");
+    env.clone(&url, &clone);
+    env.git(&clone, &["fetch", "-q", "origin", "more"]);
+    assert_eq!(env.rev(&clone, "FETCH_HEAD"), env.rev(&src, "more"));
+    env.fsck(&clone);
+}

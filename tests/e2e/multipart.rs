@@ -279,3 +279,53 @@ fn expired_urls_are_renewed_on_s3s_fs() {
         s3.env.server_log()
     );
 }
+
+/// Issue 22 on a store without `ListMultipartUploads` (s3s-fs): the helper keeps the pack of a
+/// cut push and the next push of the same refs takes it, but the server cannot find the cut
+/// upload: it says so in its log, the helper aborted that upload (the server did not offer to
+/// continue it), and the pack goes up whole again.
+#[test]
+fn a_cut_push_starts_over_on_a_store_that_cannot_list_uploads() {
+    // A short name: s3s-fs names an upload's file after its key, at most 255 bytes.
+    let Some(s3) = OnS3::start("cut", &[]) else {
+        return;
+    };
+    let (url, src) = s3.big_repo("cut");
+    let push = || {
+        s3.env
+            .cmd(&src, &["push", "-v", "origin", "main"])
+            .env("HYPHA_RESUME_MIN_BYTES", "1000000")
+    };
+    s3.proxy.inject(
+        "PUT",
+        ".pack",
+        None,
+        Fault::Status {
+            code: 503,
+            retry_after: None,
+        },
+    );
+    let out = push().fails();
+    assert!(out.stderr.contains("kept pack-"), "{out}");
+    assert_eq!(
+        log_lines(&s3.env, "multipart aborted"),
+        1,
+        "{}",
+        s3.env.server_log()
+    );
+    let ids = s3.started_uploads();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(s3.upload_leftovers(&ids[0]), Vec::<String>::new());
+    s3.proxy.clear();
+    let puts = s3.part_puts();
+    let ok = push().ok();
+    assert!(ok.stderr.contains("using pack-"), "the kept pack: {ok}");
+    assert_eq!(s3.part_puts() - puts, 3, "whole again: {ok}");
+    let log = s3.env.server_log();
+    assert!(log.contains("cannot resume, starting over"), "{log}");
+    assert!(s3.env.ls_remote(&src, &url).contains("refs/heads/main"));
+    let clone = s3.env.path("clone");
+    s3.env.clone(&url, &clone);
+    assert_eq!(s3.env.rev(&clone, "HEAD"), s3.env.rev(&src, "HEAD"));
+    s3.env.fsck(&clone);
+}

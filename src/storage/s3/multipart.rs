@@ -57,8 +57,15 @@ pub struct UploadPlan {
     pub upload_id: String,
     /// Size of every part but the last; part `i` (from 1) starts at `(i - 1) * part_size`.
     pub part_size: u64,
-    /// One presigned `PUT` per part, in part order, each with its signed `Content-Length`.
+    /// One presigned `PUT` per part not in `stored`, in part order, each with its signed
+    /// `Content-Length`.
     pub parts: Vec<PresignedTransfer>,
+    /// Parts (numbers from 1, ascending) an earlier attempt stored already: a continued
+    /// upload (`repo::parts`). Empty for a new one.
+    pub stored: Vec<u32>,
+    /// Whether asking again for the same key continues this upload (the store can list
+    /// uploads in progress).
+    pub resumable: bool,
 }
 
 /// The sizes of the parts of an object of `total` bytes: `part_size` each (raised when that
@@ -174,6 +181,8 @@ pub trait Multipart: Send + Sync {
             upload_id,
             part_size: sizes[0],
             parts,
+            stored: Vec::new(),
+            resumable: false,
         })
     }
 
