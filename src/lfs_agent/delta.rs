@@ -14,7 +14,7 @@
 //! `Ok(false)` (no base, no plan) and any error leave the upload to the parts protocol
 //! (`upload`), so a delta can cost time but never the object.
 
-use super::{read_bounded, server_error, Session, PARALLEL};
+use super::{post_action, read_plan, Session, PARALLEL};
 use crate::api::lfs::{DeltaComplete, DeltaPlan, DeltaRequest, MAX_DELTA_BASES, MAX_DELTA_RANGES};
 use crate::api::PresignedRequest;
 use crate::client::put_range;
@@ -69,26 +69,15 @@ pub async fn upload(
     let patience = Duration::from_secs(60 + size / (20 * 1024 * 1024));
     let api = session.http(href, Some(patience))?;
     use base64::Engine as _;
-    let mut req = api.post(format!("{href}/delta")).json(&DeltaRequest {
+    let body = DeltaRequest {
         size,
         chunks: base64::engine::general_purpose::STANDARD.encode(&chunks),
         bases,
-    });
-    for (k, v) in header {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("lfs delta request failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(server_error("lfs delta request refused", resp).await);
-    }
-    let body = read_bounded(resp, MAX_PLAN)
-        .await
-        .map_err(|e| format!("lfs delta plan: {e}"))?;
-    let plan: DeltaPlan =
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable lfs delta plan: {e}"))?;
+    };
+    let url = format!("{href}/delta");
+    let (what, refused) = ("lfs delta request", "lfs delta request refused");
+    let resp = post_action(&api, &url, header, &body, what, refused).await?;
+    let plan: DeltaPlan = read_plan(resp, MAX_PLAN, "lfs delta plan").await?;
     if plan.done {
         return Ok(true);
     }
@@ -131,19 +120,17 @@ pub async fn upload(
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
     }
-    let mut req = api
-        .post(format!("{href}/delta/complete"))
-        .json(&DeltaComplete { size, id });
-    for (k, v) in header {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("lfs delta completion failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(server_error("lfs delta refused", resp).await);
-    }
+    let url = format!("{href}/delta/complete");
+    let (what, refused) = ("lfs delta completion", "lfs delta refused");
+    post_action(
+        &api,
+        &url,
+        header,
+        &DeltaComplete { size, id },
+        what,
+        refused,
+    )
+    .await?;
     Ok(true)
 }
 

@@ -233,6 +233,43 @@ fn git_common_dir() -> Result<PathBuf, String> {
     ))
 }
 
+/// `POST` of `body` as JSON to one of our LFS routes with the action's `header`; the answer
+/// if it is a success. Errors: "`what` failed: ..." when it was not answered, "`refused`:
+/// <the server's message>" when it was refused.
+pub(crate) async fn post_action<T: serde::Serialize>(
+    api: &reqwest::Client,
+    url: &str,
+    header: &std::collections::BTreeMap<String, String>,
+    body: &T,
+    what: &str,
+    refused: &str,
+) -> Result<reqwest::Response, String> {
+    let mut req = api.post(url).json(body);
+    for (k, v) in header {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{what} failed: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(server_error(refused, resp).await);
+    }
+    Ok(resp)
+}
+
+/// A plan the server answered (`what`: "lfs parts plan"), read to at most `max` bytes.
+pub(crate) async fn read_plan<R: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<R, String> {
+    let body = read_bounded(resp, max)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("unreadable {what}: {e}"))
+}
+
 /// The `message` of a server's error body, else the status: what git-lfs shows the user.
 pub(crate) async fn server_error(what: &str, resp: reqwest::Response) -> String {
     let status = resp.status();

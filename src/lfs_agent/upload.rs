@@ -14,7 +14,7 @@
 //! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
 
-use super::{read_bounded, server_error, Session, PARALLEL};
+use super::{post_action, read_plan, Session, PARALLEL};
 use crate::api::lfs::{
     PartsComplete, PartsPlan, PartsRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER_HEADER,
 };
@@ -162,21 +162,10 @@ async fn ask_plan(
     header: &BTreeMap<String, String>,
     size: u64,
 ) -> Result<PartsPlan, String> {
-    let mut req = api.post(href).json(&PartsRequest { size });
-    for (k, v) in header {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("lfs parts request failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(server_error("lfs parts request refused", resp).await);
-    }
-    let body = read_bounded(resp, MAX_PLAN)
-        .await
-        .map_err(|e| format!("lfs parts plan: {e}"))?;
-    serde_json::from_slice(&body).map_err(|e| format!("unreadable lfs parts plan: {e}"))
+    let body = PartsRequest { size };
+    let (what, refused) = ("lfs parts request", "lfs parts request refused");
+    let resp = post_action(api, href, header, &body, what, refused).await?;
+    read_plan(resp, MAX_PLAN, "lfs parts plan").await
 }
 
 /// Part number -> (offset, length) for every part of the object, after checking that the
@@ -218,21 +207,14 @@ async fn finish(
     // read it (at 20 MB/s, with a minute to spare), not the usual minute of silence.
     let patience = Duration::from_secs(60 + size / (20 * 1024 * 1024));
     let api = session.http(href, Some(patience))?;
-    let mut req = api.post(format!("{href}/complete")).json(&PartsComplete {
+    let body = PartsComplete {
         size,
         upload_id: plan.upload_id.clone(),
         part_size: plan.part_size,
-    });
-    for (k, v) in header {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("lfs upload completion failed: {}", e.without_url()))?;
-    if !resp.status().is_success() {
-        return Err(server_error("lfs upload refused", resp).await);
-    }
+    };
+    let url = format!("{href}/complete");
+    let (what, refused) = ("lfs upload completion", "lfs upload refused");
+    post_action(&api, &url, header, &body, what, refused).await?;
     Ok(())
 }
 
