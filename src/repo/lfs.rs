@@ -21,6 +21,7 @@
 //! are, and are offered for upload again so that the real content replaces them.
 
 use super::{Error, Repository};
+use crate::lfs_chunks::{Chunk, Chunker, MAX_CHUNKS};
 use crate::names;
 use crate::storage::{ObjectMeta, PresignMethod, PresignedTransfer, PutMode};
 use bytes::Bytes;
@@ -151,8 +152,8 @@ impl Repository {
                     return Ok(Some(stored(seal, Some(marker.content_ok))));
                 }
             }
-            let hash = match self.lfs_sha256(&key, seal.size).await {
-                Ok(hash) => hash,
+            let (hash, chunks) = match self.lfs_sha256(&key, seal.size).await {
+                Ok(read) => read,
                 // Replaced or removed while read: look again.
                 Err(Error::NotFound { .. } | Error::InvalidRange { .. }) => continue,
                 Err(e) => return Err(e),
@@ -169,6 +170,10 @@ impl Repository {
             self.backend
                 .put(&marker_key, Bytes::from(body), PutMode::Overwrite)
                 .await?;
+            if let Some(chunks) = chunks.filter(|_| marker.content_ok) {
+                self.lfs_keep_chunk_index(oid, marker.seal.size, &chunks)
+                    .await;
+            }
             return Ok(Some(stored(marker.seal, Some(marker.content_ok))));
         }
         // Still changing: an upload is landing. Not verified, not known wrong either.
@@ -280,15 +285,30 @@ impl Repository {
         Ok(Some(LfsMismatch::Hash))
     }
 
-    async fn lfs_sha256(&self, key: &str, size: u64) -> Result<String, Error> {
+    /// The SHA-256 of the stored object, in hex, and, for an object a later version may be
+    /// sent against as a delta (above the multipart threshold: `lfs_delta`), its chunks,
+    /// read on the same pass: the first delta over it then need not read it again.
+    async fn lfs_sha256(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<(String, Option<Vec<Chunk>>), Error> {
         let mut hasher = Sha256::new();
+        let mut chunker = (size > self.multipart.threshold).then(Chunker::new);
         let mut at = 0;
         while at < size {
             let end = (at + VERIFY_CHUNK).min(size);
-            hasher.update(self.backend.get_range(key, at..end).await?);
+            let bytes = self.backend.get_range(key, at..end).await?;
+            hasher.update(&bytes);
+            if let Some(c) = &mut chunker {
+                c.feed(&bytes);
+            }
+            // Too many chunks for an index (`lfs_chunks::MAX_CHUNKS`): no index, as the lazy
+            // indexer decides.
+            chunker = chunker.filter(|c| c.count() <= MAX_CHUNKS);
             at = end;
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok((hex::encode(hasher.finalize()), chunker.map(Chunker::finish)))
     }
 }
 

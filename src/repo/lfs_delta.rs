@@ -113,6 +113,19 @@ impl Repository {
         self.lfs_path("chunks", oid)
     }
 
+    /// Store this server's index of object `oid` (`size` bytes), from chunks it cut itself
+    /// from bytes whose SHA-256 it checked. Best effort: without it, the first delta over
+    /// the object computes it (`lfs_chunk_index`).
+    pub(super) async fn lfs_keep_chunk_index(&self, oid: &str, size: u64, chunks: &[Chunk]) {
+        let Ok(index_key) = self.lfs_chunks_key(oid) else {
+            return;
+        };
+        let body = Bytes::from(lfs_chunks::encode(size, chunks));
+        if let Err(e) = self.backend.put(&index_key, body, PutMode::Overwrite).await {
+            tracing::warn!("warning: lfs chunk index of {oid} not stored: {e}");
+        }
+    }
+
     fn lfs_delta_dir(&self, oid: &str, id: &str) -> Result<String, Error> {
         self.lfs_key(oid)?;
         if id.len() != 32

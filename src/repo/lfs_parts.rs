@@ -193,6 +193,18 @@ mod tests {
         assert_eq!(verdict, None);
         let stored = backend.get(&repo.lfs_key(&oid).unwrap()).await.unwrap();
         assert_eq!(stored.body.as_ref(), body.as_slice());
+        // The check that hashed it also cut its chunks: the index a later version's delta
+        // matches against is there, the one the chunker makes of these bytes.
+        let index = backend
+            .get(&repo.lfs_chunks_key(&oid).unwrap())
+            .await
+            .unwrap();
+        let mut chunker = crate::lfs_chunks::Chunker::new();
+        chunker.feed(&body);
+        assert_eq!(
+            crate::lfs_chunks::decode(&index.body).unwrap(),
+            (size, chunker.finish())
+        );
         assert!(repo.lfs_parts_plan(&oid, size, hour).await.unwrap().done);
         // Retrying the completion (its answer lost) still says it is right.
         let again = repo
