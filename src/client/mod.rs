@@ -276,7 +276,7 @@ impl Client {
     }
 
     /// With the known packs: the `refs` answer may carry up to `bytes` of unseen packs
-    /// itself (a clone's, see [`crate::helper::clone_inline_max`]), so that a fetch after it
+    /// itself (the helper asks for a clone's only), so that a fetch after it
     /// needs no `GET` for them.
     pub fn with_inline_max(mut self, bytes: u64) -> Client {
         self.inline_max = bytes;

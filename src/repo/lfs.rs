@@ -152,7 +152,8 @@ impl Repository {
                     return Ok(Some(stored(seal, Some(marker.content_ok))));
                 }
             }
-            let (hash, chunks) = match self.lfs_sha256(&key, seal.size).await {
+            let chunk = seal.size > self.multipart.threshold;
+            let (hash, chunks) = match self.lfs_sha256(&key, seal.size, chunk).await {
                 Ok(read) => read,
                 // Replaced or removed while read: look again.
                 Err(Error::NotFound { .. } | Error::InvalidRange { .. }) => continue,
@@ -171,8 +172,11 @@ impl Repository {
                 .put(&marker_key, Bytes::from(body), PutMode::Overwrite)
                 .await?;
             if let Some(chunks) = chunks.filter(|_| marker.content_ok) {
-                self.lfs_keep_chunk_index(oid, marker.seal.size, &chunks)
-                    .await;
+                // Best effort: without it, the first delta over the object computes it.
+                let stored = self.lfs_store_chunk_index(oid, marker.seal.size, &chunks);
+                if let Err(e) = stored.await {
+                    tracing::warn!("warning: lfs chunk index of {oid} not stored: {e}");
+                }
             }
             return Ok(Some(stored(marker.seal, Some(marker.content_ok))));
         }
@@ -285,16 +289,17 @@ impl Repository {
         Ok(Some(LfsMismatch::Hash))
     }
 
-    /// The SHA-256 of the stored object, in hex, and, for an object a later version may be
-    /// sent against as a delta (above the multipart threshold: `lfs_delta`), its chunks,
-    /// read on the same pass: the first delta over it then need not read it again.
-    async fn lfs_sha256(
+    /// The SHA-256 of the stored object, in hex, and, with `chunk` (an object a later
+    /// version may be sent against as a delta: `lfs_delta`), its chunks, read on the same
+    /// pass; `None` for them past `lfs_chunks::MAX_CHUNKS`, too many for an index.
+    pub(super) async fn lfs_sha256(
         &self,
         key: &str,
         size: u64,
+        chunk: bool,
     ) -> Result<(String, Option<Vec<Chunk>>), Error> {
         let mut hasher = Sha256::new();
-        let mut chunker = (size > self.multipart.threshold).then(Chunker::new);
+        let mut chunker = chunk.then(Chunker::new);
         let mut at = 0;
         while at < size {
             let end = (at + VERIFY_CHUNK).min(size);
@@ -303,8 +308,6 @@ impl Repository {
             if let Some(c) = &mut chunker {
                 c.feed(&bytes);
             }
-            // Too many chunks for an index (`lfs_chunks::MAX_CHUNKS`): no index, as the lazy
-            // indexer decides.
             chunker = chunker.filter(|c| c.count() <= MAX_CHUNKS);
             at = end;
         }

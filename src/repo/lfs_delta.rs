@@ -114,16 +114,19 @@ impl Repository {
     }
 
     /// Store this server's index of object `oid` (`size` bytes), from chunks it cut itself
-    /// from bytes whose SHA-256 it checked. Best effort: without it, the first delta over
-    /// the object computes it (`lfs_chunk_index`).
-    pub(super) async fn lfs_keep_chunk_index(&self, oid: &str, size: u64, chunks: &[Chunk]) {
-        let Ok(index_key) = self.lfs_chunks_key(oid) else {
-            return;
-        };
+    /// from bytes whose SHA-256 it checked.
+    pub(super) async fn lfs_store_chunk_index(
+        &self,
+        oid: &str,
+        size: u64,
+        chunks: &[Chunk],
+    ) -> Result<(), Error> {
         let body = Bytes::from(lfs_chunks::encode(size, chunks));
-        if let Err(e) = self.backend.put(&index_key, body, PutMode::Overwrite).await {
-            tracing::warn!("warning: lfs chunk index of {oid} not stored: {e}");
-        }
+        let index_key = self.lfs_chunks_key(oid)?;
+        self.backend
+            .put(&index_key, body, PutMode::Overwrite)
+            .await?;
+        Ok(())
     }
 
     fn lfs_delta_dir(&self, oid: &str, id: &str) -> Result<String, Error> {
@@ -244,34 +247,16 @@ impl Repository {
             tracing::info!("lfs chunk index of {oid} skipped: another is being computed");
             return Ok(None);
         };
-        let mut chunker = Chunker::new();
-        let mut sha = Sha256::new();
-        let mut at = 0;
-        while at < size {
-            let end = (at + READ).min(size);
-            let bytes = match self.backend.get_range(&key, at..end).await {
-                Ok(bytes) => bytes,
-                Err(Error::NotFound { .. } | Error::InvalidRange { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            sha.update(&bytes);
-            chunker.feed(&bytes);
-            if chunker.count() > MAX_CHUNKS {
-                return Ok(None);
-            }
-            at = end;
-        }
-        if hex::encode(sha.finalize()) != oid {
+        let (sha, chunks) = match self.lfs_sha256(&key, size, true).await {
+            Ok(read) => read,
+            // Replaced or removed while read: no base.
+            Err(Error::NotFound { .. } | Error::InvalidRange { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(chunks) = chunks.filter(|_| sha == oid) else {
             return Ok(None);
-        }
-        let chunks = chunker.finish();
-        self.backend
-            .put(
-                &index_key,
-                Bytes::from(lfs_chunks::encode(size, &chunks)),
-                PutMode::Overwrite,
-            )
-            .await?;
+        };
+        self.lfs_store_chunk_index(oid, size, &chunks).await?;
         tracing::info!("lfs chunk index of {oid}: {} chunks", chunks.len());
         Ok(Some(chunks))
     }
