@@ -264,7 +264,9 @@ async fn fetch_all(
     let lacks_any = lacks_any(git_dir);
     let packs = fetch_packs::Settings {
         progress: settings.progress,
-        direct_max: if compacted {
+        direct_max: if fresh {
+            fetch_packs::TAKE_ALL_DIRECT_MAX
+        } else if compacted {
             0
         } else {
             fetch_packs::DIRECT_MAX

@@ -26,18 +26,18 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// A git command running in the background (so the test can kill things while it runs),
 /// with the harness's hermetic environment. Its output lands in files of its own directory.
-struct Job {
+pub(crate) struct Job {
     dir: PathBuf,
     desc: String,
     cwd: PathBuf,
 }
 
 impl Job {
-    fn start(env: &TestEnv, cwd: &Path, name: &str, args: &[&str]) -> Job {
+    pub(crate) fn start(env: &TestEnv, cwd: &Path, name: &str, args: &[&str]) -> Job {
         let dir = env.mkdir(&format!("jobs/{name}"));
         let quoted: Vec<String> = args
             .iter()
@@ -59,7 +59,7 @@ impl Job {
     }
 
     /// Waits for the command to end; its output passes the harness's secret scan.
-    fn wait(&self, env: &TestEnv) -> Out {
+    pub(crate) fn wait(&self, env: &TestEnv) -> Out {
         let deadline = Instant::now() + WAIT;
         let rc = loop {
             if let Ok(rc) = std::fs::read_to_string(self.dir.join("rc")) {

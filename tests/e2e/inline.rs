@@ -4,8 +4,12 @@
 //! one, or `--inline-max 0`) gets uploads. Whatever the path, the stored packs are
 //! self-contained and the clone is the pushed history.
 
+use crate::crash::{Job, WAIT};
+use crate::faults::{skip_without_proxied_transfers, Faulty};
+use crate::harness::proxy::{Fault, Gate, HoldAt};
 use crate::harness::{noise, TestEnv};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The access-log lines of one API route of this repository (in Hypha mode a log every test
 /// shares: the workspace, this test's own, tells them apart).
@@ -168,4 +172,45 @@ fn a_clone_from_a_server_that_carries_no_packs_downloads_them() {
     let dst = env.path("dst");
     assert_eq!(env.rev(&dst, "HEAD"), env.rev(&src, "HEAD"));
     env.fsck(&dst);
+}
+
+/// A clone takes every pack, so a pack between 1 and 16 MiB is asked for without waiting for
+/// its idx (the round trip it would add decides nothing): the pack's `GET` goes out while the
+/// idx's is held, and the idx, read beside it, is still checked against the pack (see
+/// `corruption`, whose damaged idx files a clone still refuses).
+#[test]
+fn a_clone_asks_for_a_pack_while_its_idx_is_on_the_way() {
+    if skip_without_proxied_transfers("a_clone_asks_for_a_pack_while_its_idx_is_on_the_way") {
+        return;
+    }
+    let f = Faulty::new();
+    let (url, src) = f.pushed("beside");
+    std::fs::write(src.join("noise.bin"), noise(3 << 19, 11)).expect("write");
+    f.env.git(&src, &["add", "noise.bin"]);
+    f.env.git(&src, &["commit", "-q", "-m", "noise"]);
+    f.env.git(&src, &["push", "-q", "origin", "main"]);
+
+    let gate = Gate::new(HoldAt::BeforeForward);
+    f.proxy
+        .inject("GET", ".idx", Some(1), Fault::Hold(gate.clone()));
+    let job = Job::start(&f.env, &f.env.path(""), "beside", &["clone", &url, "clone"]);
+    assert!(gate.wait_arrival(WAIT), "the clone asked for an idx");
+    let deadline = Instant::now() + WAIT;
+    while f.proxy.count("GET", ".pack") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = f.proxy.count("GET", ".pack");
+    // Dropped: the helper retries the idx (a transient fault) and the clone completes.
+    gate.abandon();
+    assert_eq!(
+        asked,
+        2,
+        "both packs asked for while the idx was held: {:#?}",
+        f.proxy.seen()
+    );
+    let out = job.wait(&f.env);
+    assert_eq!(out.code, Some(0), "the clone completed\n{out}");
+    let clone = f.env.path("clone");
+    assert_eq!(f.env.rev(&clone, "HEAD"), f.env.rev(&src, "HEAD"));
+    f.env.fsck(&clone);
 }
