@@ -105,8 +105,35 @@ pub fn run(data: &[u8]) {
         live_size,
         live_entries,
     };
+    // Without the idx (an inline thin pack the helper did not index): the same walk, nothing
+    // to check against, and an honest pack still completes, to a pack whose trailer holds.
+    let mut bare = Mem {
+        thin: src.thin.clone(),
+        live: src.live.clone(),
+        live_size,
+        live_entries: src.live_entries.clone(),
+    };
     let mut out = tempfile::tempfile().expect("temp file");
-    let done = match complete(&mut src, thin_size, &thin_idx, &mut out) {
+    match complete(&mut bare, thin_size, None, &mut out) {
+        Ok(done) => {
+            assert!(done.idx.is_empty(), "no idx made without the thin idx");
+            let mut pack = Vec::new();
+            out.seek(SeekFrom::Start(0)).expect("seek");
+            out.read_to_end(&mut pack).expect("read");
+            assert_eq!(pack.len() as u64, done.pack_size, "pack_size differs");
+            assert_eq!(
+                packgen::sha1(&[&pack[..pack.len() - 20]]).as_bytes(),
+                &pack[pack.len() - 20..],
+                "completed pack's trailer, without the idx"
+            );
+        }
+        Err(e) => assert!(
+            !honest,
+            "an honest thin pack was refused without its idx: {e}"
+        ),
+    }
+    let mut out = tempfile::tempfile().expect("temp file");
+    let done = match complete(&mut src, thin_size, Some(&thin_idx), &mut out) {
         Ok(done) => done,
         Err(e) => {
             assert!(!honest, "an honest thin pack was refused: {e}");

@@ -182,6 +182,12 @@ pub struct RefsResponse {
     /// `fix-thin`). Absent from older servers, which get self-contained packs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub thin_packs: bool,
+    /// Answered with `for_push`: an inline thin pack may come with an empty `idx`; the server
+    /// indexes the completed pack itself (it checks every stored pack with `git index-pack`
+    /// anyway), so the client skips the local `index-pack --fix-thin` that only made that
+    /// idx. Absent from older servers, which get the idx.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thin_without_idx: bool,
     /// Answered with `for_push`: the largest pack (its bytes plus its idx's) that `update`
     /// takes inline, so a small push needs no `uploads`, `PUT`s nor `fix-thin` round trips.
     /// 0 (absent) from older servers.

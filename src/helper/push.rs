@@ -251,10 +251,26 @@ async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error>
         return Ok(Some(upload_or_inline(client, &kept, false, build).await?));
     }
     if build.listed.thin_packs && !build.exclude.is_empty() {
-        match build.run(pack::build_thin).await? {
+        // A server that indexes inline thin packs itself gets one without the local
+        // `index-pack --fix-thin` (the completion's cost, paid twice otherwise).
+        let idx_free_max = if build.listed.thin_without_idx {
+            build.listed.inline_max
+        } else {
+            0
+        };
+        let thin = build
+            .run(move |g, t, e, o, p| pack::build_thin(g, t, e, o, p, idx_free_max))
+            .await?;
+        match thin {
             None => return Ok(None),
             Some(pack::ThinBuilt::SelfContained(built)) => {
                 return Ok(Some(upload_or_inline(client, &built, false, build).await?));
+            }
+            Some(pack::ThinBuilt::ThinWithoutIdx(thin)) => {
+                // Built only within `inline_max`, so it always goes inline.
+                if let Some(inline) = inline(&thin, true, build.listed)? {
+                    return Ok(Some(Sent::Inline(inline)));
+                }
             }
             Some(pack::ThinBuilt::Thin(thin)) => {
                 if let Some(inline) = inline(&thin, true, build.listed)? {
@@ -279,13 +295,15 @@ fn note_fallback(client: &Client, e: &client::Error) {
     );
 }
 
-/// `pack::build` or `pack::build_thin`: git dir, tips, exclude, output dir, progress.
-type Builder<T> = fn(&Path, &[String], &[String], &Path, bool) -> Result<T, pack::build::Error>;
-
 impl Build<'_> {
-    /// Run a pack builder (`pack::build` or `pack::build_thin`, which take the same
-    /// arguments) on a blocking thread.
-    async fn run<T: Send + 'static>(&self, builder: Builder<T>) -> Result<T, Error> {
+    /// Run a pack builder (`pack::build` or `pack::build_thin`: git dir, tips, exclude,
+    /// output dir, progress) on a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        builder: impl FnOnce(&Path, &[String], &[String], &Path, bool) -> Result<T, pack::build::Error>
+            + Send
+            + 'static,
+    ) -> Result<T, Error> {
         let (g, o) = (self.git_dir.to_owned(), self.out_dir.to_owned());
         let (t, e) = (self.tips.to_vec(), self.exclude.to_vec());
         let progress = self.settings.progress.is_requested();
@@ -350,7 +368,12 @@ fn inline(
         name: built.name.clone(),
         thin,
         pack: read(&built.pack_path)?,
-        idx: read(&built.idx_path)?,
+        // A thin pack built without one ([`pack::ThinBuilt::ThinWithoutIdx`]).
+        idx: if built.idx_size == 0 {
+            String::new()
+        } else {
+            read(&built.idx_path)?
+        },
     }))
 }
 

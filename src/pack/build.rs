@@ -19,6 +19,8 @@ pub enum Error {
     BadName(String),
     #[error("git index-pack --fix-thin failed ({status})")]
     FixThin { status: std::process::ExitStatus },
+    #[error("cannot read the thin pack git pack-objects wrote: {0}")]
+    Walk(String),
     #[error("cannot index the thin pack")]
     Idx(#[from] super::idx_file::Error),
     #[error("cannot read the pack written by git pack-objects at {path}")]
@@ -84,6 +86,11 @@ pub enum ThinBuilt {
     /// The pack needed no base, or bases of at most [`SMALL_BASES`] bytes, which were appended
     /// here: self-contained, uploaded like any pack.
     SelfContained(Built),
+    /// A thin pack with no idx (`idx_path` empty, `idx_size` 0), for a server that completes
+    /// and indexes an inline thin pack itself (`thin_without_idx`): the local
+    /// `index-pack --fix-thin` that only lent the idx its ids is skipped (it resolves every
+    /// base, as long as the server's own completion).
+    ThinWithoutIdx(Built),
 }
 
 /// Pack every object reachable from `tips` and not from `exclude` as a thin pack (deltas
@@ -92,13 +99,16 @@ pub enum ThinBuilt {
 /// `git index-pack --fix-thin` for the object ids, its appended bases stored uncompressed
 /// (`core.compression=0`: that copy only lends its idx, and deflating a large base again cost
 /// more than the rest of the push). The thin pack's idx is the completed one's entries that lie
-/// inside the thin pack (same bytes, so same CRCs).
+/// inside the thin pack (same bytes, so same CRCs). A thin pack of at most `idx_free_max`
+/// bytes (0: none) whose bases are over [`SMALL_BASES`] skips all that
+/// ([`ThinBuilt::ThinWithoutIdx`]).
 pub fn build_thin(
     git_dir: &Path,
     tips: &[String],
     exclude: &[String],
     out_dir: &Path,
     progress: bool,
+    idx_free_max: u64,
 ) -> Result<Option<ThinBuilt>, Error> {
     let thin_path = out_dir.join("thin.pack");
     let thin_file = std::fs::File::create(&thin_path).map_err(|source| Error::Read {
@@ -130,6 +140,24 @@ pub fn build_thin(
     if thin_bytes_len == 0 {
         return Ok(None);
     }
+    if thin_bytes_len <= idx_free_max && bases_size(git_dir, &thin_path)? > SMALL_BASES {
+        let thin_name = format!(
+            "pack-{}",
+            hex::encode(trailer_of(&thin_path, thin_bytes_len)?)
+        );
+        let pack_path = out_dir.join(format!("{thin_name}.pack"));
+        std::fs::rename(&thin_path, &pack_path).map_err(|source| Error::Read {
+            path: thin_path.clone(),
+            source,
+        })?;
+        return Ok(Some(ThinBuilt::ThinWithoutIdx(Built {
+            name: thin_name,
+            pack_path,
+            idx_path: PathBuf::new(),
+            pack_size: thin_bytes_len,
+            idx_size: 0,
+        })));
+    }
     let full = fix_thin(git_dir, &bounds, &thin_path, out_dir, false)?;
 
     let read = |path: &Path| {
@@ -159,21 +187,7 @@ pub fn build_thin(
         let _ = std::fs::remove_file(&thin_path);
         return Ok(Some(ThinBuilt::SelfContained(full)));
     }
-    let trailer = {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&thin_path).map_err(|source| Error::Read {
-            path: thin_path.clone(),
-            source,
-        })?;
-        let mut t = [0u8; 20];
-        f.seek(SeekFrom::Start(data_end))
-            .and_then(|_| f.read_exact(&mut t))
-            .map_err(|source| Error::Read {
-                path: thin_path.clone(),
-                source,
-            })?;
-        t
-    };
+    let trailer = trailer_of(&thin_path, thin_bytes_len)?;
     let thin_hash = hex::encode(trailer);
     let thin_name = format!("pack-{thin_hash}");
     let idx = super::idx_file::write(&mut entries, &trailer, &thin_name)?;
@@ -194,6 +208,61 @@ pub fn build_thin(
         pack_size: thin_bytes_len,
         idx_size: idx.len() as u64,
     })))
+}
+
+/// The last 20 bytes of the pack at `path` (`len` bytes): its checksum, which names it.
+fn trailer_of(path: &Path, len: u64) -> Result<[u8; 20], Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(read_err)?;
+    let mut t = [0u8; 20];
+    f.seek(SeekFrom::Start(len.saturating_sub(20)))
+        .and_then(|_| f.read_exact(&mut t))
+        .map_err(read_err)?;
+    Ok(t)
+}
+
+/// The bytes of the objects the thin pack at `path` stands on outside itself (its REF_DELTA
+/// bases: with `--delta-base-offset`, git names a base by id only when it is not in the
+/// pack), as the local repository holds them whole: what a completion appends. The entries
+/// are walked by gix, inflated only to find their ends; each base's size is a header lookup.
+fn bases_size(git_dir: &Path, path: &Path) -> Result<u64, Error> {
+    use gix_pack::data::entry::Header;
+    use gix_pack::data::input::{BytesToEntriesIter, EntryDataMode, Mode};
+    let read_err = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let entries = BytesToEntriesIter::new_from_header(
+        std::io::BufReader::with_capacity(1 << 16, file),
+        Mode::AsIs,
+        EntryDataMode::Ignore,
+        gix::hash::Kind::Sha1,
+    )
+    .map_err(|e| Error::Walk(e.to_string()))?;
+    let mut bases = std::collections::BTreeSet::new();
+    for entry in entries {
+        if let Header::RefDelta { base_id } = entry.map_err(|e| Error::Walk(e.to_string()))?.header
+        {
+            bases.insert(base_id);
+        }
+    }
+    if bases.is_empty() {
+        return Ok(0);
+    }
+    let repo = gix::open(git_dir).map_err(|e| Error::Walk(e.to_string()))?;
+    let mut total: u64 = 0;
+    for id in bases {
+        let header = repo
+            .find_header(id)
+            .map_err(|e| Error::Walk(format!("base {id}: {e}")))?;
+        total = total.saturating_add(header.size());
+    }
+    Ok(total)
 }
 
 /// Appended bases (uncompressed) up to this many bytes are sent in a self-contained pack rather

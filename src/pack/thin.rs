@@ -116,6 +116,7 @@ pub struct Completed {
     /// `pack-<trailer hex>`.
     pub name: String,
     pub pack_size: u64,
+    /// Empty when no idx of the thin pack was given: the caller indexes the pack.
     pub idx: Vec<u8>,
     /// Entries appended from stored packs (bases and their chains).
     pub appended: usize,
@@ -123,10 +124,16 @@ pub struct Completed {
 
 /// Complete the thin pack of `thin_size` bytes (with its uploaded idx `thin_idx`) read from
 /// `src` into `out` (empty, read-write): the result is self-contained.
+///
+/// Without `thin_idx` (an inline thin pack from a helper that did not index it: that took a
+/// local `index-pack --fix-thin` over the bases, as long as the server's own work) nothing is
+/// checked against an idx and [`Completed::idx`] is empty: the caller indexes the completed
+/// pack itself, as it checks every stored pack anyway. Every REF_DELTA base is then looked
+/// for in the stored packs (a writer's thin pack names only bases it lacks).
 pub fn complete(
     src: &mut dyn Source,
     thin_size: u64,
-    thin_idx: &[u8],
+    thin_idx: Option<&[u8]>,
     out: &mut std::fs::File,
 ) -> Result<Completed, Error> {
     if thin_size < 12 + 20 {
@@ -134,10 +141,13 @@ pub fn complete(
             what: "shorter than a pack header and trailer",
         });
     }
-    let mut uploaded = super::idx_file::entries(thin_idx, "the thin pack")?;
+    let mut uploaded = match thin_idx {
+        Some(idx) => super::idx_file::entries(idx, "the thin pack")?,
+        None => Vec::new(),
+    };
     let header = src.read(None, 0..12).map_err(read_err("the thin pack"))?;
     let count = parse_header(&header)?;
-    if count as usize != uploaded.len() {
+    if thin_idx.is_some() && count as usize != uploaded.len() {
         return Err(Error::IdxMismatch {
             why: format!("{count} objects in the pack, {} in the idx", uploaded.len()),
         });
@@ -155,6 +165,14 @@ pub fn complete(
     let mut reader = Reader::new(None, data_end);
     reader.seek(12);
     let mut walked: Vec<(u64, u32)> = Vec::with_capacity(uploaded.len());
+    if thin_idx.is_none() && count as u64 > (data_end - 12) / 2 {
+        // Every entry takes at least two bytes (a header and a zlib stream): a count the
+        // bytes cannot hold is refused before the walk (no idx bounds it here).
+        return Err(thin_corrupt(
+            0,
+            Failure::Bad("more objects than bytes".into()),
+        ));
+    }
     let mut ref_bases: Vec<ObjectId> = Vec::new();
     let mut inflate = Inflater::new();
     for _ in 0..count {
@@ -199,7 +217,7 @@ pub fn complete(
     }
     let mut by_offset: Vec<(u64, u32)> = uploaded.iter().map(|e| (e.offset, e.crc32)).collect();
     by_offset.sort_unstable();
-    if by_offset != walked {
+    if thin_idx.is_some() && by_offset != walked {
         return Err(Error::IdxMismatch {
             why: "offsets or CRC32s differ".into(),
         });
@@ -257,9 +275,15 @@ pub fn complete(
     out.flush().map_err(Error::Write)?;
 
     let appended = added.len();
-    uploaded.extend(added);
     let name = format!("pack-{}", hex::encode(checksum_bytes));
-    let idx = super::idx_file::write(&mut uploaded, &checksum_bytes, &name)?;
+    let idx = match thin_idx {
+        Some(_) => {
+            uploaded.extend(added);
+            super::idx_file::write(&mut uploaded, &checksum_bytes, &name)?
+        }
+        // The thin entries' ids are unknown here (they take resolving every delta).
+        None => Vec::new(),
+    };
     Ok(Completed {
         name,
         pack_size: end + 20,

@@ -1128,6 +1128,7 @@ fn thin_fixture() -> ThinFixture {
         &[base_commit.trim().to_owned()],
         &out,
         false,
+        0,
     )
     .expect("build thin")
     .expect("something to send");

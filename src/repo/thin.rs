@@ -95,7 +95,7 @@ impl Repository {
             .size;
         let idx = self.backend.get(&idx_key).await.map_err(not_uploaded)?.body;
         let done = self
-            .complete_from(name, Thin::Stored(pack_key.clone()), size, &idx)
+            .complete_from(name, Thin::Stored(pack_key.clone()), size, Some(&idx))
             .await?;
         for key in [&pack_key, &idx_key] {
             self.backend.delete(key, None).await?;
@@ -104,12 +104,14 @@ impl Repository {
     }
 
     /// [`Repository::complete_thin`] for a thin pack that came inline in an `update`: its
-    /// bytes are in memory, and nothing was stored under the thin uploads.
+    /// bytes are in memory, and nothing was stored under the thin uploads. Without `idx` (a
+    /// helper that saw `thin_without_idx` in the listing) the completed pack's idx is the one
+    /// `git index-pack` computes when it checks it.
     pub async fn complete_thin_inline(
         &self,
         name: &str,
         pack: Bytes,
-        idx: &[u8],
+        idx: Option<&[u8]>,
     ) -> Result<ThinCompleted, Error> {
         check_pack_name(name)?;
         let size = pack.len() as u64;
@@ -124,7 +126,7 @@ impl Repository {
         name: &str,
         thin_pack: Thin,
         size: u64,
-        idx: &[u8],
+        idx: Option<&[u8]>,
     ) -> Result<ThinCompleted, Error> {
         let mut live = self.packs().await?;
         // Newest first: the base of an edit is most likely in a recent pack.
@@ -140,7 +142,7 @@ impl Repository {
             live,
             entries: HashMap::new(),
         };
-        let idx = idx.to_vec();
+        let idx = idx.map(<[u8]>::to_vec);
         // A named file in a temporary directory, for `git index-pack` to check; a killed
         // server leaves it in the system's temporary directory.
         let dir = tempfile::Builder::new()
@@ -155,7 +157,7 @@ impl Repository {
                 .create_new(true)
                 .open(&path)
                 .map_err(|e| Error::backend("temporary file", e))?;
-            let done = thin::complete(&mut source, size, &idx, &mut file);
+            let done = thin::complete(&mut source, size, idx.as_deref(), &mut file);
             Ok::<_, Error>((done, file))
         })
         .await
@@ -168,15 +170,24 @@ impl Repository {
             },
         })?;
         // The thin pack's own entries got their ids from the uploaded idx: git computes them
-        // from the completed bytes before the pack is stored (issue 21).
-        self.verified_written(dir.path(), &done.name, done.pack_size, &done.idx)
-            .await
-            .map_err(|e| match e {
-                Error::Invalid { detail } => Error::Invalid {
-                    detail: format!("thin pack {name}: {detail}"),
-                },
-                e => e,
-            })?;
+        // from the completed bytes before the pack is stored (issue 21). Without an uploaded
+        // idx, what git computes is the idx.
+        let in_name = |e: Error| match e {
+            Error::Invalid { detail } => Error::Invalid {
+                detail: format!("thin pack {name}: {detail}"),
+            },
+            e => e,
+        };
+        if done.idx.is_empty() {
+            done.idx = self
+                .indexed_written(dir.path(), &done.name, done.pack_size)
+                .await
+                .map_err(in_name)?;
+        } else {
+            self.verified_written(dir.path(), &done.name, done.pack_size, &done.idx)
+                .await
+                .map_err(in_name)?;
+        }
         let idx_size = done.idx.len() as u64;
         let idx = Bytes::from(std::mem::take(&mut done.idx));
         // Stored with its ids cached as checked: `update` reads nothing of it back.

@@ -102,6 +102,17 @@ impl Repository {
         self.matching_ids(name, idx, &computed).map(drop)
     }
 
+    /// The idx `git index-pack` computes for the pack written at `dir/p.pack` (`name`,
+    /// `pack_size` bytes), or its refusal: for a pack this server assembled without an idx.
+    pub(super) async fn indexed_written(
+        &self,
+        dir: &Path,
+        name: &str,
+        pack_size: u64,
+    ) -> Result<Vec<u8>, Error> {
+        self.index_pack(dir, name, name, pack_size).await
+    }
+
     /// Copy stored pack `key` (`size` bytes as listed) into the file `to`, by ranges.
     async fn copy_out(&self, key: &str, size: u64, to: &Path, name: &str) -> Result<(), Error> {
         let mut file = std::fs::File::create(to).map_err(|e| Error::backend(key, e))?;

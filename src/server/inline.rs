@@ -105,7 +105,9 @@ pub async fn store(
     for (p, pack, idx) in decoded {
         if p.thin {
             let started = std::time::Instant::now();
-            let done = repo.complete_thin_inline(&p.name, pack, &idx).await;
+            // An empty idx: the helper saw `thin_without_idx` and left the indexing to us.
+            let idx = (!idx.is_empty()).then_some(&idx[..]);
+            let done = repo.complete_thin_inline(&p.name, pack, idx).await;
             state.metrics.thin(
                 "inline",
                 started.elapsed(),

@@ -184,6 +184,7 @@ async fn refs_route(
     if req.for_push {
         answer.can_write = Some(can_write(caller, workspace));
         answer.thin_packs = state.thin_packs;
+        answer.thin_without_idx = state.thin_packs && state.inline_max > 0;
         answer.inline_max = state.inline_max;
     }
     Ok(Json(answer).into_response())
@@ -496,6 +497,7 @@ async fn refs(repo: &Repository) -> Result<api::RefsResponse, ApiError> {
         refs: refs?,
         can_write: None,
         thin_packs: false,
+        thin_without_idx: false,
         inline_max: 0,
         packs: None,
         // Our endpoint is the default path; the Hypha plugin names its own.

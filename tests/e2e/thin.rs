@@ -118,6 +118,44 @@ fn one_line_edit_goes_inline_as_a_thin_pack() {
     }
 }
 
+/// Where the server indexes inline thin packs itself (`thin_without_idx` in its listing), the
+/// helper sends the thin pack with no idx and runs no `git index-pack --fix-thin` for it
+/// (which resolved the edited file's whole base only to lend the idx its ids): the push runs
+/// `pack-objects` and nothing else, and the stored pack is complete and checked.
+#[test]
+fn an_inline_thin_pack_goes_without_a_local_index_pack() {
+    let env = TestEnv::new();
+    let url = env.create("noidx");
+    let (src, text) = csv_pushed(&env, &url);
+    let edited = text.replacen("\n100,", "\n100,edited", 1);
+    std::fs::write(src.join("data.csv"), &edited).expect("edit");
+    env.git(&src, &["commit", "-q", "-am", "edit"]);
+    let trace = env.path("push-trace");
+    env.cmd(&src, &["push", "-q", &url, "main"])
+        .env("GIT_TRACE", &trace)
+        .ok();
+    let trace = std::fs::read_to_string(&trace).expect("GIT_TRACE file");
+    assert!(trace.contains("pack-objects"), "the push packed\n{trace}");
+    assert!(
+        !trace.contains("index-pack"),
+        "no local index-pack for an inline thin pack\n{trace}"
+    );
+    assert_eq!(
+        thin_sizes(&env, "noidx").len(),
+        1,
+        "completed by the server"
+    );
+    let clone = env.path("clone");
+    env.clone(&url, &clone);
+    assert_eq!(env.rev(&clone, "HEAD"), env.rev(&src, "HEAD"));
+    assert_eq!(
+        std::fs::read_to_string(clone.join("data.csv")).expect("read"),
+        edited
+    );
+    env.fsck(&clone);
+    assert_packs_self_contained(&env, "noidx");
+}
+
 fn one_line_edit(env: &TestEnv) {
     let url = env.create("data");
     let (src, text) = csv_pushed(env, &url);

@@ -148,6 +148,13 @@ fn setup(tmp: &Path, rounds: usize) -> (PathBuf, PathBuf, Vec<(PathBuf, Vec<idx_
 }
 
 fn run(files: &mut Files, idx: &[u8]) -> Result<(Completed, tempfile::NamedTempFile), Error> {
+    run_with(files, Some(idx))
+}
+
+fn run_with(
+    files: &mut Files,
+    idx: Option<&[u8]>,
+) -> Result<(Completed, tempfile::NamedTempFile), Error> {
     let size = std::fs::metadata(&files.thin).expect("thin").len();
     let mut out = tempfile::NamedTempFile::new().expect("temp");
     let done = complete(files, size, idx, out.as_file_mut())?;
@@ -169,6 +176,29 @@ fn completes_a_thin_pack_that_git_accepts_as_is() {
 
     // git reads it without --fix-thin, and writes the very idx we wrote.
     git_indexes_as_written(tmp.path(), out.path(), &done);
+}
+
+/// Without the thin pack's idx (an inline thin pack the helper did not index) the same pack
+/// comes out, with no idx: git indexes it as it stands, to the idx made with the thin idx.
+#[test]
+fn completes_a_thin_pack_without_its_idx_to_the_same_pack() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, thin, live) = setup(tmp.path(), 6);
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let mut files = Files { thin, live };
+    let (with, _) = run(&mut files, &idx).expect("complete with the idx");
+    let (without, out) = run_with(&mut files, None).expect("complete without the idx");
+    assert!(without.idx.is_empty(), "no idx made");
+    assert_eq!(
+        (&without.name, without.pack_size, without.appended),
+        (&with.name, with.pack_size, with.appended)
+    );
+    let git_idx = git_indexes_as_written(tmp.path(), out.path(), &with);
+    assert!(git_idx.exists());
+    // A thin pack with bytes cut off is still refused without an idx to compare against.
+    let good = std::fs::read(&files.thin).expect("thin");
+    std::fs::write(&files.thin, &good[..good.len() - 7]).expect("truncate");
+    assert!(run_with(&mut files, None).is_err(), "a truncated thin pack");
 }
 
 #[test]
