@@ -9,7 +9,7 @@
 //! returns an [`Outcome`] saying what it did or an [`Error`] naming what failed, and progress
 //! is handed in.
 
-use super::options::Shape;
+pub use super::options::Shape;
 use super::protocol::FetchSpec;
 use super::state;
 use crate::api::{PackInfo, PacksRequest, PacksResponse, RefsResponse, Route};
@@ -66,7 +66,7 @@ pub enum Error {
 }
 
 /// What the caller decides about a fetch batch: git's options as the session holds them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub cloning: bool,
     pub refetch: bool,
