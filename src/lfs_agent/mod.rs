@@ -63,6 +63,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session for `operation` in the repository whose common git directory is `git_dir`
+    /// (`remote`: git-lfs's remote name, for its proxy settings).
+    pub fn new(operation: Operation, remote: Option<String>, git_dir: PathBuf) -> Session {
+        Session {
+            operation,
+            remote,
+            git_dir,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The client for `url` (git's HTTP settings for its origin), with `read_timeout`
     /// instead of the default when given.
     pub fn http(
@@ -99,12 +110,7 @@ pub fn run(input: &mut impl BufRead, output: impl Write + Send + 'static) -> Res
             Request::Init { operation, remote } => {
                 let answer = match git_common_dir() {
                     Ok(git_dir) => {
-                        session = Some(Session {
-                            operation,
-                            remote,
-                            git_dir,
-                            clients: Mutex::new(HashMap::new()),
-                        });
+                        session = Some(Session::new(operation, remote, git_dir));
                         InitAnswer { error: None }
                     }
                     Err(e) => InitAnswer {
