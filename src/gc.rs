@@ -37,13 +37,21 @@ pub enum ApiError {
     Io(#[from] std::io::Error),
 }
 
-/// Merge the packs of the repository `client` talks to, in `mode`.
-pub async fn run(client: &Client, mode: Mode, progress: Progress) -> Result<Outcome, Error> {
+/// What the caller of `git hypha gc` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Which packs to merge.
+    pub mode: Mode,
+}
+
+/// Merge the packs of the repository `client` talks to, as `options` say; `progress` draws
+/// the downloads and the upload of the merged pack.
+pub async fn run(client: &Client, options: &Options, progress: Progress) -> Result<Outcome, Error> {
     let api = Api {
         client,
         listing: Mutex::new(Vec::new()),
     };
-    compaction::run(&api, mode, progress).await
+    compaction::run(&api, options.mode, progress).await
 }
 
 /// Ask the server to delete the LFS objects no ref reaches any more (the `lfs-prune` route:

@@ -14,7 +14,7 @@
 //! | [`api`] | wire types of remote API v1 (`docs/design.md` §4) | I/O |
 //! | [`names`] | ref, pack, object and repository names both sides check | I/O |
 //! | [`config`] | `hypha::` URL forms, `HYPHA_*` environment, token sources | network |
-//! | [`helper`] | the session with git: protocol grammar, options, list/fetch/push glue | axum, storage |
+//! | [`helper`] | the session with git: protocol grammar, options; the fetch and push operations | axum, storage |
 //! | [`negotiate`] | pure decisions: wants, packs to get, push plan, fast-forward and lease rules | git, network |
 //! | [`pack`] | pack files: build, receive (gix / git index-pack), repack, idx parsing | network, `api` |
 //! | [`fetch_packs`] | verified parallel pack downloads into a local repository, large ones resumable | gix repository walks |
@@ -22,6 +22,7 @@
 //! | [`client`] | HTTP to the API and to presigned URLs: GET (whole, streamed, ranges), PUT, multipart, renewal, retries | gix, logging URLs |
 //! | [`compaction`] | the one compaction engine: which packs to merge, git merging them, over any [`compaction::Packs`] | network, storage |
 //! | [`gc`] | `git hypha gc`: the engine over remote API v1 | `helper` |
+//! | [`lfs_agent`] | `git hypha lfs-agent`: git-lfs's custom transfer, uploads and downloads of one object | `helper`, `server`, `repo` |
 //! | [`server`] | HTTP surface, auth, status codes, the plugin mode, auto-gc trigger, webhooks, metrics, health, request ids | `helper`, `client`, `gc`, `fetch_packs` |
 //! | [`repo`] | the repository over a store: layout, refs compare-and-swap, commit record, uploads, thin completion, compaction rules, hooks, LFS keys | `api`, HTTP |
 //! | [`storage`] | object-store backends: local disk, S3, multipart, presigned URLs, metering | `repo`, git layout, `api`, HTTP |
@@ -38,6 +39,11 @@
 //!                                                           storage -> auth (presign clock)
 //!  client -> api, config, progress                          api -> names
 //! ```
+//!
+//! Each client operation ([`helper::fetch`], [`fetch_shallow`], [`helper::push`], [`gc`],
+//! [`lfs_agent::upload`], [`lfs_agent::download`]) is shaped as gitoxide's: its `Options`,
+//! a `run` with the progress handle passed in, an `Outcome` saying what it did, a `thiserror`
+//! `Error` naming what failed (`docs/design.md` §2).
 //!
 //! The library prints nothing: diagnostics are `tracing` events and progress goes through a
 //! [`progress::Progress`] handle; the binaries install the subscriber and decide about

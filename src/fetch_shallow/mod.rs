@@ -71,11 +71,9 @@ pub struct CutRequest {
     pub exclude: Vec<ObjectId>,
 }
 
-/// What git asked for.
+/// How far and how wide to fetch: what the helper made of git's options.
 #[derive(Debug, Clone, Copy)]
-pub struct Want<'a> {
-    /// The ids of the `fetch` lines.
-    pub tips: &'a [ObjectId],
+pub struct Options<'a> {
     pub deepen: Deepen,
     /// The repository's current shallow boundaries.
     pub old_shallow: &'a BTreeSet<ObjectId>,
@@ -84,9 +82,9 @@ pub struct Want<'a> {
     pub cut: Option<&'a CutRequest>,
 }
 
-/// A shallow fetch's result: the pack it wrote (if any) and the new boundaries.
+/// What a shallow fetch did: the pack it wrote (if any) and the new boundaries.
 #[derive(Debug)]
-pub struct Fetched {
+pub struct Outcome {
     pub written: Option<Written>,
     pub shallow: BTreeSet<ObjectId>,
     /// Objects in the pack written, and the bytes read by range.
@@ -94,22 +92,22 @@ pub struct Fetched {
     pub bytes_read: u64,
 }
 
-/// Fetch the history `want` asks for into the repository at `git_dir`. `packs` is the full
-/// listing (with URLs).
+/// Fetch the history of `tips` (the ids of git's `fetch` lines) that `options` ask for into
+/// the repository at `git_dir`. `packs` is the full listing (with URLs).
 pub async fn run(
     client: &Client,
     git_dir: &Path,
     packs: &[PackInfo],
-    want: &Want<'_>,
+    tips: &[ObjectId],
+    options: &Options<'_>,
     local: &dyn Local,
-) -> Result<Fetched, Error> {
-    let Want {
-        tips,
+) -> Result<Outcome, Error> {
+    let Options {
         deepen,
         old_shallow,
         filter,
         cut,
-    } = *want;
+    } = *options;
     let has = |id: &ObjectId| local.has(id);
     let repo_name = client.remote().display_name();
     let mut reader = Reader::open(client, packs).await?;
@@ -288,7 +286,7 @@ pub async fn run(
         })?,
     };
     if chosen.is_empty() {
-        return Ok(Fetched {
+        return Ok(Outcome {
             written: None,
             shallow,
             objects: 0,
@@ -329,7 +327,7 @@ pub async fn run(
         commits.len(),
         reader.bytes_read
     );
-    Ok(Fetched {
+    Ok(Outcome {
         written: Written::from_indexed(indexed),
         shallow,
         objects,

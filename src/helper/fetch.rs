@@ -4,8 +4,12 @@
 //! (`state`), reads the idx of each unseen pack and downloads only those holding an object we
 //! lack; the decisions are [`crate::negotiate::fetch`]'s, the verified downloads
 //! [`crate::fetch_packs`]'. This module wires them to the local repository and the listing.
+//!
+//! Shaped as gitoxide's `gix::remote::fetch`: the caller decides the [`Options`], [`run`]
+//! returns an [`Outcome`] saying what it did or an [`Error`] naming what failed, and progress
+//! is handed in.
 
-use super::options::FetchSettings;
+pub use super::options::Shape;
 use super::protocol::FetchSpec;
 use super::state;
 use crate::api::{PackInfo, PacksRequest, PacksResponse, RefsResponse, Route};
@@ -13,8 +17,9 @@ use crate::client::{self, Client};
 use crate::fetch_packs::{self, Got, Written};
 use crate::negotiate::fetch as negotiate;
 use crate::negotiate::shallow;
+use crate::progress::Progress;
 use gix::ObjectId;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -60,17 +65,51 @@ pub enum Error {
     },
 }
 
-/// Fetch everything `wants` needs into `git_dir`; returns the `.keep` to report as `lock`.
-/// `listed` is the listing git chose the wants from (`--shallow-exclude` names refs in it).
+/// What the caller decides about a fetch batch: git's options as the session holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub cloning: bool,
+    pub refetch: bool,
+    /// How git narrows the batch (depth, filter, ...): any of it makes it a shallow fetch.
+    pub shape: Shape,
+}
+
+/// What a fetch batch did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The `.keep` of the pack written, for git to remove once it has written the refs (the
+    /// `lock` of the reply).
+    pub lock: Option<PathBuf>,
+    /// Packs downloaded whole, and their bytes as the listing gave them.
+    pub packs: usize,
+    pub pack_bytes: u64,
+    /// A shallow or partial fetch: what it read by range.
+    pub by_range: Option<ByRange>,
+}
+
+/// What a shallow or partial fetch read by range into the one pack it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByRange {
+    /// Objects in the pack written (0: nothing was missing).
+    pub objects: usize,
+    /// Bytes read by range from the stored packs.
+    pub bytes_read: u64,
+    /// Shallow boundaries the repository has now.
+    pub boundaries: usize,
+}
+
+/// Fetch everything `wants` needs into `git_dir`, drawing `progress`. `listed` is the listing
+/// git chose the wants from (`--shallow-exclude` names refs in it).
 ///
 /// On failure the repository is left as it was: packs this batch wrote are removed again.
 pub async fn run(
     client: &Client,
     git_dir: &Path,
     wants: &[FetchSpec],
-    settings: &FetchSettings,
     listed: &RefsResponse,
-) -> Result<Option<PathBuf>, Error> {
+    settings: &Options,
+    progress: Progress,
+) -> Result<Outcome, Error> {
     let shallow_file = git_dir.join("shallow");
     if settings.shape.depth.is_some()
         || settings.shape.filter.is_some()
@@ -81,14 +120,29 @@ pub async fn run(
         return fetch_shallow(client, git_dir, wants, settings, listed).await;
     }
     let mut written = Vec::new();
-    match fetch_all(client, git_dir, wants, settings, listed, &mut written).await {
-        Ok(()) => {
+    match fetch_all(
+        client,
+        git_dir,
+        wants,
+        settings,
+        progress,
+        listed,
+        &mut written,
+    )
+    .await
+    {
+        Ok((packs, pack_bytes)) => {
             // git accepts one `lock` per fetch and removes that .keep itself once refs are
             // written; the other packs' .keep files go now (dropping their guards), since
             // refs pointing at their objects are about to be written by git right after
             // this batch.
             let lock = written.into_iter().next().map(Written::hand_to_git);
-            Ok(lock)
+            Ok(Outcome {
+                lock,
+                packs,
+                pack_bytes,
+                by_range: None,
+            })
         }
         Err(e) => {
             for w in &written {
@@ -107,9 +161,9 @@ async fn fetch_shallow(
     client: &Client,
     git_dir: &Path,
     wants: &[FetchSpec],
-    settings: &FetchSettings,
+    settings: &Options,
     listed: &RefsResponse,
-) -> Result<Option<PathBuf>, Error> {
+) -> Result<Outcome, Error> {
     let repo_name = client.remote().display_name();
     // Refused before anything is read, as upload-pack refuses the request.
     let cut = super::cut::request(
@@ -144,8 +198,8 @@ async fn fetch_shallow(
         client,
         git_dir,
         &listing.packs,
-        &crate::fetch_shallow::Want {
-            tips: &tips,
+        &tips,
+        &crate::fetch_shallow::Options {
             deepen,
             old_shallow: &old,
             filter: settings.shape.filter,
@@ -168,7 +222,16 @@ async fn fetch_shallow(
         }
         return Err(Error::ShallowFile { path, source });
     }
-    Ok(fetched.written.map(Written::hand_to_git))
+    Ok(Outcome {
+        lock: fetched.written.map(Written::hand_to_git),
+        packs: 0,
+        pack_bytes: 0,
+        by_range: Some(ByRange {
+            objects: fetched.objects,
+            bytes_read: fetched.bytes_read,
+            boundaries: fetched.shallow.len(),
+        }),
+    })
 }
 
 /// The local repository as a shallow fetch asks about it.
@@ -218,14 +281,16 @@ pub(super) fn write_shallow(git_dir: &Path, ids: &BTreeSet<ObjectId>) -> std::io
     written
 }
 
+/// Packs downloaded whole, and their bytes.
 async fn fetch_all(
     client: &Client,
     git_dir: &Path,
     wants: &[FetchSpec],
-    settings: &FetchSettings,
+    settings: &Options,
+    progress: Progress,
     listed: &RefsResponse,
     written: &mut Vec<Written>,
-) -> Result<(), Error> {
+) -> Result<(usize, u64), Error> {
     let repo_name = client.remote().display_name();
     let mut known = if settings.refetch {
         negotiate::Known::none()
@@ -263,7 +328,7 @@ async fn fetch_all(
     let wanted = negotiate::wanted_ids(wants.iter().map(|w| w.oid.as_str()));
     let lacks_any = lacks_any(git_dir);
     let packs = fetch_packs::Settings {
-        progress: settings.progress,
+        progress,
         direct_max: if fresh {
             fetch_packs::TAKE_ALL_DIRECT_MAX
         } else if compacted {
@@ -287,6 +352,11 @@ async fn fetch_all(
     };
     fetch_packs::needed(client, git_dir, choice, packs, written, &mut got).await?;
     known.record(unseen.iter().map(|p| p.name.as_str()));
+    // The listed size of every pack that may be taken, for the outcome.
+    let mut sizes: HashMap<String, u64> = unseen
+        .iter()
+        .map(|p| (p.name.clone(), p.pack_size))
+        .collect();
 
     // The known-pack record is a cache, and an idx only a hint; if they hid a pack we need,
     // look at every pack again, and take the unseen ones whose idx claimed nothing new.
@@ -310,6 +380,7 @@ async fn fetch_all(
         };
         fetch_packs::needed(client, git_dir, choice, settings, written, &mut got).await?;
         known.record(again.iter().map(|p| p.name.as_str()));
+        sizes.extend(again.iter().map(|p| (p.name.clone(), p.pack_size)));
         if let Some(w) = missing_wants(git_dir, wants, &got.covered)?.first() {
             return Err(Error::Missing {
                 repo: repo_name,
@@ -322,7 +393,9 @@ async fn fetch_all(
     state::save(git_dir, client.remote(), &known).map_err(|source| Error::State {
         path: git_dir.join("hypha"),
         source,
-    })
+    })?;
+    let bytes = got.taken.iter().filter_map(|name| sizes.get(name)).sum();
+    Ok((got.taken.len(), bytes))
 }
 
 /// The pack listing the `refs` answer carried (the session asked with the packs it knew then),
@@ -331,7 +404,7 @@ async fn fetch_all(
 fn listing_from_refs(
     listed: &RefsResponse,
     known: &negotiate::Known,
-    settings: &FetchSettings,
+    settings: &Options,
 ) -> Option<PacksResponse> {
     let listing = listed.packs.as_ref().filter(|_| !settings.refetch)?;
     let fresh = listing.expires_at > crate::auth::unix_now() + URL_MARGIN_SECS;

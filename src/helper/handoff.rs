@@ -253,8 +253,14 @@ impl<W: Write> Handed<'_, W> {
             .git_dir
             .clone()
             .ok_or(Error::NoRepository { command: "fetch" })?;
-        let settings = self.options.fetch_settings(self.ui.progress);
-        let lock = super::smart_fetch::run(self.client, self.runtime, &git_dir, batch, &settings)?;
+        let lock = super::smart_fetch::run(
+            self.client,
+            self.runtime,
+            &git_dir,
+            batch,
+            &self.options.fetch_options(),
+            self.options.progress(self.ui.progress),
+        )?;
         self.options.end_batch();
         let lock = lock.map(|p| p.to_string_lossy().into_owned());
         self.replies.fetch_done(lock.as_deref())?;

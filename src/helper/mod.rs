@@ -277,15 +277,20 @@ impl<W: Write> Session<W> {
                 &asked
             }
         };
-        let lock = self.runtime.block_on(fetch::run(
+        let outcome = self.runtime.block_on(fetch::run(
             &self.client,
             &git_dir,
             &batch,
-            &self.options.fetch_settings(self.ui.progress),
             listed,
+            &self.options.fetch_options(),
+            self.options.progress(self.ui.progress),
         ))?;
         self.options.end_batch();
-        let lock = lock.map(|p| p.to_string_lossy().into_owned());
+        tracing::debug!(
+            "hypha: fetch of {} did {outcome:?}",
+            self.remote().display_name()
+        );
+        let lock = outcome.lock.map(|p| p.to_string_lossy().into_owned());
         self.replies.fetch_done(lock.as_deref())?;
         Ok(())
     }
@@ -302,17 +307,26 @@ impl<W: Write> Session<W> {
                 .runtime
                 .block_on(self.client.call(Route::Refs, &serde_json::json!({})))?,
         };
-        let settings = self.options.push_settings(self.ui.progress);
-        let statuses: Vec<(String, PushStatus)> = self.runtime.block_on(push::run(
+        let outcome = self.runtime.block_on(push::run(
             &self.client,
             &git_dir,
             &listed,
             &batch,
-            &settings,
+            &self.options.push_options(),
+            self.options.progress(self.ui.progress),
         ))?;
         self.options.end_batch();
-        self.replies
-            .push_done(statuses.iter().map(|(dst, s)| (dst.as_str(), s)))?;
+        tracing::debug!(
+            "hypha: push to {} sent {:?}",
+            self.remote().display_name(),
+            outcome.pack
+        );
+        self.replies.push_done(
+            outcome
+                .statuses
+                .iter()
+                .map(|(dst, s): &(String, PushStatus)| (dst.as_str(), s)),
+        )?;
         Ok(())
     }
 }

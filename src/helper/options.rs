@@ -4,6 +4,7 @@
 //! sends options again before the next command.
 
 use super::protocol::{unquote_c_style, OptionReply};
+use super::{fetch, push};
 use crate::negotiate::shallow::Filter;
 use crate::progress::Progress;
 use std::collections::BTreeMap;
@@ -63,27 +64,6 @@ pub struct Shape {
     pub filter: Option<Filter>,
     /// `option from-promisor 1`: git's lazy fetch of objects a partial clone lacks.
     pub from_promisor: bool,
-}
-
-/// What a fetch needs to know of the options.
-#[derive(Debug, Clone)]
-pub struct FetchSettings {
-    /// The binary's progress handle narrowed by `option progress` and verbosity.
-    pub progress: Progress,
-    pub cloning: bool,
-    pub refetch: bool,
-    pub shape: Shape,
-}
-
-/// What a push needs to know of the options.
-#[derive(Debug, Clone)]
-pub struct PushSettings {
-    /// The binary's progress handle narrowed by `option progress` and verbosity.
-    pub progress: Progress,
-    pub dry_run: bool,
-    pub atomic: bool,
-    pub push_options: Vec<String>,
-    pub leases: BTreeMap<String, Option<String>>,
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -234,20 +214,24 @@ impl Options {
         }
     }
 
-    /// `terminal`: what the binary found out about stderr.
-    pub fn fetch_settings(&self, terminal: Progress) -> FetchSettings {
-        FetchSettings {
-            progress: terminal.requested(self.progress && self.verbosity > 0),
+    /// The binary's progress handle (`terminal`: what it found out about stderr) narrowed by
+    /// `option progress` and verbosity.
+    pub fn progress(&self, terminal: Progress) -> Progress {
+        terminal.requested(self.progress && self.verbosity > 0)
+    }
+
+    /// What a fetch batch is to do.
+    pub fn fetch_options(&self) -> fetch::Options {
+        fetch::Options {
             cloning: self.cloning,
             refetch: self.refetch,
             shape: self.shape.clone(),
         }
     }
 
-    /// `terminal`: what the binary found out about stderr.
-    pub fn push_settings(&self, terminal: Progress) -> PushSettings {
-        PushSettings {
-            progress: terminal.requested(self.progress && self.verbosity > 0),
+    /// What a push batch is to do.
+    pub fn push_options(&self) -> push::Options {
+        push::Options {
             dry_run: self.dry_run,
             atomic: self.atomic,
             push_options: self.push_options.clone(),
@@ -363,11 +347,11 @@ mod tests {
             o.set("cas", Some("nonsense")),
             OptionReply::Error(_)
         ));
-        let s = o.push_settings(Progress::hidden());
+        let s = o.push_options();
         assert_eq!(s.leases["refs/heads/main"].as_deref(), Some(oid));
         assert_eq!(s.leases["refs/heads/new"], None);
         assert_eq!(s.push_options, vec!["msg=a b", "ci.skip"]);
         o.end_batch();
-        assert!(o.push_settings(Progress::hidden()).leases.is_empty());
+        assert!(o.push_options().leases.is_empty());
     }
 }

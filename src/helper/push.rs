@@ -4,16 +4,20 @@
 //! the lease, git's refusals, what the pack leaves out, what the answer means) are
 //! [`crate::negotiate::push`]'s; this module wires them to gix, `pack::build` and the client.
 //! Nothing is uploaded for a dry run or a push that only deletes.
+//!
+//! Shaped as gitoxide's operations: the caller decides the [`Options`], [`run`] returns an
+//! [`Outcome`] (each ref's status, the pack sent) or an [`Error`] naming what failed, and
+//! progress is handed in.
 
 use super::kept_pack;
 use super::local::Objects;
-use super::options::PushSettings;
 use super::protocol::{PushSpec, PushStatus};
 use crate::api::{self, RefStatus, RefUpdate, RefsResponse, Route, UpdateRequest, UpdateResponse};
 use crate::client::{self, Client};
 use crate::negotiate::push::{self, Planned};
 use crate::pack;
-use std::collections::HashMap;
+use crate::progress::Progress;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,22 +42,61 @@ pub enum Error {
     },
 }
 
-/// What `update` is to name: a pack uploaded through presigned URLs, or one carried inline.
-enum Sent {
-    Uploaded(String),
-    Inline(api::InlinePack),
+/// What the caller decides about a push batch: git's options as the session holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--dry-run`: decide every ref's status, send nothing.
+    pub dry_run: bool,
+    /// `--atomic`: every ref or none.
+    pub atomic: bool,
+    /// `--push-option`s, passed to the server's hooks.
+    pub push_options: Vec<String>,
+    /// `--force-with-lease`: ref -> expected value (`None` = must not exist).
+    pub leases: BTreeMap<String, Option<String>>,
+}
+
+/// What a push batch did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every ref of the batch, in git's order, with what to reply for it.
+    pub statuses: Vec<(String, PushStatus)>,
+    /// The pack this push sent; `None` when it sent none (a dry run, deletions only, nothing
+    /// the remote lacked, or a refusal before any was built).
+    pub pack: Option<SentPack>,
+}
+
+/// The pack a push sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentPack {
+    /// The name `update` gave it (for a thin upload, the pack the server completed it into).
+    pub name: String,
+    /// Bytes of the pack as built here.
+    pub size: u64,
+    /// Built thin, for the server to complete.
+    pub thin: bool,
+    /// Carried in the `update` request rather than uploaded through presigned URLs.
+    pub inline: bool,
+}
+
+/// What `update` is to name: the pack sent, and its bytes when carried inline.
+struct Sent {
+    pack: SentPack,
+    inline: Option<api::InlinePack>,
 }
 
 /// Name prefix of the temporary directory a push builds its pack in, inside `$GIT_DIR`.
 const STAGING_PREFIX: &str = "hypha-push-";
 
+/// Push `specs` from `git_dir` against the refs git saw (`listed`), as `settings` say, drawing
+/// `progress` (git pack-objects' own counters too, when asked for).
 pub async fn run(
     client: &Client,
     git_dir: &Path,
     listed: &RefsResponse,
     specs: &[PushSpec],
-    settings: &PushSettings,
-) -> Result<Vec<(String, PushStatus)>, Error> {
+    settings: &Options,
+    progress: Progress,
+) -> Result<Outcome, Error> {
     let repo = open(git_dir)?;
     let mut statuses: Vec<(String, Option<PushStatus>)> = Vec::new();
     let mut planned: Vec<Planned> = Vec::new();
@@ -68,12 +111,12 @@ pub async fn run(
     }
     let any_refused = statuses.iter().any(|(_, s)| s.is_some());
     if settings.atomic && any_refused {
-        return Ok(finish(statuses, |_| {
+        return Ok(finish(statuses, None, |_| {
             PushStatus::Error("atomic push failed".into())
         }));
     }
     if planned.is_empty() || settings.dry_run {
-        return Ok(finish(statuses, |_| PushStatus::Ok));
+        return Ok(finish(statuses, None, |_| PushStatus::Ok));
     }
 
     // Objects: reachable from what we push, minus what the remote's tips already reach.
@@ -93,13 +136,13 @@ pub async fn run(
         tips: &tips,
         exclude: &exclude,
         listed,
-        settings,
+        progress,
     };
     if !tips.is_empty() {
         match send(client, &build).await {
             Ok(s) => sent = s,
             Err(Error::Client(client::Error::Forbidden { .. })) => {
-                return Ok(finish(statuses, |_| {
+                return Ok(finish(statuses, None, |_| {
                     PushStatus::Error("permission denied".into())
                 }))
             }
@@ -122,8 +165,8 @@ pub async fn run(
         push_options: settings.push_options.clone(),
         inline: Vec::new(),
     };
-    let thin_inline = matches!(&sent, Some(Sent::Inline(p)) if p.thin);
-    name_pack(&mut request, sent);
+    let thin_inline = matches!(&sent, Some(Sent { inline: Some(p), .. }) if p.thin);
+    let mut pack = name_pack(&mut request, sent);
     let mut answer = client.call(Route::Update, &request).await;
     // The server could not complete the inline thin pack (a base gone since the listing, too
     // dense): send a self-contained one, as after a failed `fix-thin`.
@@ -131,14 +174,14 @@ pub async fn run(
         if falls_back(e) && !e.is_transient() {
             note_fallback(client, e);
             request.inline.clear();
-            name_pack(&mut request, send_full(client, &build).await?);
+            pack = name_pack(&mut request, send_full(client, &build).await?);
             answer = client.call(Route::Update, &request).await;
         }
     }
     let response: UpdateResponse = match answer {
         Ok(r) => r,
         Err(client::Error::Forbidden { .. }) => {
-            return Ok(finish(statuses, |_| {
+            return Ok(finish(statuses, pack, |_| {
                 PushStatus::Error("permission denied".into())
             }))
         }
@@ -163,7 +206,7 @@ pub async fn run(
         by_dst.values().filter(|s| **s == PushStatus::Ok).count(),
         client.remote().display_name()
     );
-    Ok(finish(statuses, |dst| {
+    Ok(finish(statuses, pack, |dst| {
         by_dst
             .remove(dst)
             .unwrap_or_else(|| PushStatus::Error("no result".into()))
@@ -173,15 +216,17 @@ pub async fn run(
 /// Fill in the statuses not decided before the update.
 fn finish(
     statuses: Vec<(String, Option<PushStatus>)>,
+    pack: Option<SentPack>,
     mut decide: impl FnMut(&str) -> PushStatus,
-) -> Vec<(String, PushStatus)> {
-    statuses
+) -> Outcome {
+    let statuses = statuses
         .into_iter()
         .map(|(dst, s)| {
             let s = s.unwrap_or_else(|| decide(&dst));
             (dst, s)
         })
-        .collect()
+        .collect();
+    Outcome { statuses, pack }
 }
 
 /// Resolve one push line against the listed refs; `Err` is the status to report.
@@ -189,7 +234,7 @@ fn plan(
     repo: &gix::Repository,
     listed: &RefsResponse,
     spec: &PushSpec,
-    settings: &PushSettings,
+    settings: &Options,
 ) -> Result<Planned, String> {
     if let Err(why) = api::refname::check(&spec.dst) {
         return Err(why.to_owned());
@@ -220,12 +265,13 @@ fn status_of(repo: &gix::Repository, p: &Planned, result: &api::RefResult) -> Pu
 }
 
 /// `update` names the pack of this push: uploaded, or carried in the request.
-fn name_pack(request: &mut UpdateRequest, sent: Option<Sent>) {
-    match sent {
-        Some(Sent::Uploaded(name)) => request.packs = vec![name],
-        Some(Sent::Inline(pack)) => request.inline = vec![pack],
-        None => {}
+fn name_pack(request: &mut UpdateRequest, sent: Option<Sent>) -> Option<SentPack> {
+    let sent = sent?;
+    match sent.inline {
+        Some(bytes) => request.inline = vec![bytes],
+        None => request.packs = vec![sent.pack.name.clone()],
     }
+    Some(sent.pack)
 }
 
 /// What a push packs, and where.
@@ -235,7 +281,7 @@ struct Build<'a> {
     tips: &'a [String],
     exclude: &'a [String],
     listed: &'a RefsResponse,
-    settings: &'a PushSettings,
+    progress: Progress,
 }
 
 /// Build the pack of this push and upload it, or keep it for the `update` request when the
@@ -269,15 +315,23 @@ async fn send(client: &Client, build: &Build<'_>) -> Result<Option<Sent>, Error>
             Some(pack::ThinBuilt::ThinWithoutIdx(thin)) => {
                 // Built only within `inline_max`, so it always goes inline.
                 if let Some(inline) = inline(&thin, true, build.listed)? {
-                    return Ok(Some(Sent::Inline(inline)));
+                    return Ok(Some(Sent::inline(&thin, true, inline)));
                 }
             }
             Some(pack::ThinBuilt::Thin(thin)) => {
                 if let Some(inline) = inline(&thin, true, build.listed)? {
-                    return Ok(Some(Sent::Inline(inline)));
+                    return Ok(Some(Sent::inline(&thin, true, inline)));
                 }
-                match upload_thin(client, &thin, build.settings).await {
-                    Ok(name) => return Ok(Some(Sent::Uploaded(name))),
+                match upload_thin(client, &thin, &build.progress).await {
+                    Ok(name) => {
+                        let pack = SentPack {
+                            name,
+                            size: thin.pack_size,
+                            thin: true,
+                            inline: false,
+                        };
+                        return Ok(Some(Sent { pack, inline: None }));
+                    }
                     Err(e) if falls_back(&e) => note_fallback(client, &e),
                     Err(e) => return Err(e.into()),
                 }
@@ -306,7 +360,7 @@ impl Build<'_> {
     ) -> Result<T, Error> {
         let (g, o) = (self.git_dir.to_owned(), self.out_dir.to_owned());
         let (t, e) = (self.tips.to_vec(), self.exclude.to_vec());
-        let progress = self.settings.progress.is_requested();
+        let progress = self.progress.is_requested();
         Ok(tokio::task::spawn_blocking(move || builder(&g, &t, &e, &o, progress)).await??)
     }
 }
@@ -326,17 +380,45 @@ async fn upload_or_inline(
     build: &Build<'_>,
 ) -> Result<Sent, Error> {
     if let Some(inline) = inline(built, thin, build.listed)? {
-        return Ok(Sent::Inline(inline));
+        return Ok(Sent::inline(built, thin, inline));
     }
     // Kept before the upload, so that a push cut by a kill or Ctrl-C leaves it too.
     let inputs = kept_pack::Inputs::of(client, build.tips, build.exclude);
     let kept = (!thin).then(|| kept_pack::keep(build.git_dir, &inputs, built));
     let kept = kept.flatten();
-    upload(client, kept.as_ref().unwrap_or(built), thin, build.settings).await?;
+    upload(
+        client,
+        kept.as_ref().unwrap_or(built),
+        thin,
+        &build.progress,
+    )
+    .await?;
     if kept.is_some() {
         kept_pack::discard(build.git_dir);
     }
-    Ok(Sent::Uploaded(built.name.clone()))
+    let pack = SentPack {
+        name: built.name.clone(),
+        size: built.pack_size,
+        thin,
+        inline: false,
+    };
+    Ok(Sent { pack, inline: None })
+}
+
+impl Sent {
+    /// `built`, carried in the `update` request as `bytes`.
+    fn inline(built: &pack::Built, thin: bool, bytes: api::InlinePack) -> Sent {
+        let pack = SentPack {
+            name: built.name.clone(),
+            size: built.pack_size,
+            thin,
+            inline: true,
+        };
+        Sent {
+            pack,
+            inline: Some(bytes),
+        }
+    }
 }
 
 /// The pack as an inline pack, when the server takes one that large.
@@ -403,9 +485,9 @@ fn falls_back(e: &client::Error) -> bool {
 async fn upload_thin(
     client: &Client,
     thin: &pack::Built,
-    settings: &PushSettings,
+    progress: &Progress,
 ) -> Result<String, client::Error> {
-    upload(client, thin, true, settings).await?;
+    upload(client, thin, true, progress).await?;
     let done: api::FixThinResponse = client
         .call(
             Route::FixThin,
@@ -428,12 +510,10 @@ async fn upload(
     client: &Client,
     built: &pack::Built,
     thin: bool,
-    settings: &PushSettings,
+    progress: &Progress,
 ) -> Result<(), client::Error> {
     let repo = client.remote().display_name();
-    let bar = settings
-        .progress
-        .bytes("Uploading pack", built.idx_size + built.pack_size);
+    let bar = progress.bytes("Uploading pack", built.idx_size + built.pack_size);
     client::upload_pack(
         client,
         client::PackFiles {

@@ -23,7 +23,7 @@
 //!
 //! Writes nothing to stdout: the session replies with the `lock` this returns.
 
-use super::options::FetchSettings;
+use super::fetch::Options;
 use super::protocol::FetchSpec;
 use crate::client::{self, Client};
 use crate::fetch_packs::Written;
@@ -82,7 +82,8 @@ pub fn run(
     runtime: &tokio::runtime::Runtime,
     git_dir: &Path,
     specs: &[FetchSpec],
-    settings: &FetchSettings,
+    settings: &Options,
+    progress: Progress,
 ) -> Result<Option<PathBuf>, Error> {
     let repo_name = client.remote().display_name();
     let unsupported = |option| Error::Unsupported {
@@ -140,7 +141,7 @@ pub fn run(
         shallow: &old_shallow,
         deepen,
         haves: &haves,
-        progress: settings.progress,
+        progress,
     };
     let outcome = fetch_chain(client, runtime, git_dir, &plan, &mut got).and_then(|()| {
         let repo = super::local::open(git_dir)?;

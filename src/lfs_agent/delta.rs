@@ -7,14 +7,15 @@
 //! 2. cut the file into content-defined chunks (`lfs_chunks`, read once, 1 MiB at a time);
 //! 3. `POST {href}/delta` with the chunk list and the bases: the server answers with the
 //!    ranges of the file it needs and a presigned `PUT` for each, or with no plan;
-//! 4. send the ranges [`PARALLEL`] at a time, then `POST {href}/delta/complete`: the server
-//!    assembles the object from its bases and the ranges, and keeps it only if its SHA-256 is
-//!    the oid.
+//! 4. send the ranges the upload's `parallel` at a time ([`super::PARALLEL`] by default),
+//!    then `POST {href}/delta/complete`: the server assembles the object from its bases and
+//!    the ranges, and keeps it only if its SHA-256 is the oid.
 //!
-//! `Ok(false)` (no base, no plan) and any error leave the upload to the parts protocol
+//! `Ok(None)` (no base, no plan) and any error leave the upload to the parts protocol
 //! (`upload`), so a delta can cost time but never the object.
 
-use super::{post_action, read_plan, Session, PARALLEL};
+use super::upload::Object;
+use super::{post_action, read_plan, Error, Session};
 use crate::api::lfs::{DeltaComplete, DeltaPlan, DeltaRequest, MAX_DELTA_BASES, MAX_DELTA_RANGES};
 use crate::api::PresignedRequest;
 use crate::client::put_range;
@@ -35,34 +36,57 @@ const MAX_SCANNED: usize = 65_536;
 /// Bytes read from the file at a time while chunking.
 const READ: usize = 1024 * 1024;
 
-/// Send `path` (object `oid`, `size` bytes) as a delta through the parts route `href`:
-/// `Ok(true)` when the server holds it now, `Ok(false)` when no delta applies.
+/// The object's parts route (`href`) and the action's header for it.
+#[derive(Debug, Clone, Copy)]
+pub struct To<'a> {
+    pub href: &'a str,
+    pub header: &'a BTreeMap<String, String>,
+}
+
+/// What a delta sent: bytes in ranges, and the bytes the server took from its bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub sent: u64,
+    pub reused: u64,
+    pub ranges: usize,
+}
+
+/// Send `object` as a delta through its parts route, `parallel` ranges at a time: `Some`
+/// when the server holds it now, `None` when no delta applies.
 pub async fn upload(
     session: &Session,
-    oid: &str,
-    size: u64,
-    path: &Path,
-    href: &str,
-    header: &BTreeMap<String, String>,
+    object: &Object<'_>,
+    to: To<'_>,
+    parallel: usize,
     bar: &Bar,
-) -> Result<bool, String> {
+) -> Result<Option<Sent>, Error> {
+    let Object { oid, size, path } = *object;
+    let To { href, header } = to;
     let lfs_objects = session.git_dir.join("lfs").join("objects");
     let own = oid.to_owned();
     let bases = tokio::task::spawn_blocking(move || candidates(&lfs_objects, &own, size))
         .await
-        .map_err(|e| format!("choosing delta bases: {e}"))?;
+        .map_err(|source| Error::Task {
+            what: "choosing delta bases",
+            source,
+        })?;
     if bases.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let file = path.to_owned();
     let chunks = tokio::task::spawn_blocking(move || chunk_file(&file))
         .await
-        .map_err(|e| format!("chunking: {e}"))??;
+        .map_err(|source| Error::Task {
+            what: "chunking",
+            source,
+        })??;
     let Some((chunked, chunks)) = chunks else {
-        return Ok(false);
+        return Ok(None);
     };
     if chunked != size {
-        return Err(format!("{} changed while it was read", path.display()));
+        return Err(Error::Changed {
+            path: path.to_owned(),
+        });
     }
     // The server may index a base first (it reads the whole base once): allow it the time to
     // read one at 20 MB/s, with a minute to spare.
@@ -79,10 +103,15 @@ pub async fn upload(
     let resp = post_action(&api, &url, header, &body, what, refused).await?;
     let plan: DeltaPlan = read_plan(resp, MAX_PLAN, "lfs delta plan").await?;
     if plan.done {
-        return Ok(true);
+        // The server had it already: nothing sent.
+        return Ok(Some(Sent {
+            sent: 0,
+            reused: size,
+            ranges: 0,
+        }));
     }
     let Some(id) = plan.id.clone() else {
-        return Ok(false);
+        return Ok(None);
     };
     check_plan(&plan, size)?;
     let sending: u64 = plan.ranges.iter().map(|r| r.len).sum();
@@ -92,7 +121,7 @@ pub async fn upload(
     );
     bar.inc(plan.reused);
     let store = session.http(plan.ranges.first().map_or(href, |r| r.href.as_str()), None)?;
-    let failures: Vec<String> = futures_util::stream::iter(&plan.ranges)
+    let failures: Vec<Error> = futures_util::stream::iter(&plan.ranges)
         .map(|range| {
             let store = &store;
             async move {
@@ -110,10 +139,13 @@ pub async fn upload(
                     bar,
                 )
                 .await
-                .map_err(|e| format!("range at {}: {e}", range.offset))
+                .map_err(|source| Error::Piece {
+                    what: format!("range at {}", range.offset),
+                    source,
+                })
             }
         })
-        .buffer_unordered(PARALLEL)
+        .buffer_unordered(parallel.max(1))
         .filter_map(|r| async move { r.err() })
         .collect()
         .await;
@@ -131,13 +163,17 @@ pub async fn upload(
         refused,
     )
     .await?;
-    Ok(true)
+    Ok(Some(Sent {
+        sent: sending,
+        reused: plan.reused,
+        ranges: plan.ranges.len(),
+    }))
 }
 
 /// The plan's ranges lie within the object, in order, apart, and with the bytes the server
 /// reuses make the whole object.
-pub fn check_plan(plan: &DeltaPlan, size: u64) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("the server's delta plan is unusable: {why}"));
+pub fn check_plan(plan: &DeltaPlan, size: u64) -> Result<(), Error> {
+    let bad = |why: &'static str| Err(Error::BadPlan { plan: "delta", why });
     if plan.ranges.len() > MAX_DELTA_RANGES {
         return bad("too many ranges");
     }
@@ -202,17 +238,19 @@ fn candidates(lfs_objects: &Path, oid: &str, size: u64) -> Vec<String> {
 }
 
 /// The size and encoded chunk list of the file at `path`; `None` past [`MAX_CHUNKS`].
-fn chunk_file(path: &Path) -> Result<Option<(u64, Vec<u8>)>, String> {
+fn chunk_file(path: &Path) -> Result<Option<(u64, Vec<u8>)>, Error> {
     use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cannot_read = |source| Error::File {
+        doing: "read",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(cannot_read)?;
     let mut chunker = Chunker::new();
     let mut buf = vec![0u8; READ];
     let mut size = 0u64;
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let n = file.read(&mut buf).map_err(cannot_read)?;
         if n == 0 {
             break;
         }

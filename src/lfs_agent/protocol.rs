@@ -2,6 +2,7 @@
 //! per line on stdin (requests) and stdout (answers). Owns the shapes and the line reading,
 //! bounded: git-lfs is a local process, but a line is still never read without a limit.
 
+use super::Error;
 use crate::api::lfs::Operation;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,18 +85,18 @@ pub struct InitAnswer {
 /// The next request, `None` at the end of input. A line over [`MAX_LINE`] or one that is
 /// not a request is an error naming what was wrong (the agent then stops: git-lfs and the
 /// agent no longer agree on the protocol).
-pub fn read_request(input: &mut impl BufRead) -> Result<Option<Request>, String> {
+pub fn read_request(input: &mut impl BufRead) -> Result<Option<Request>, Error> {
     let mut line = Vec::new();
     let n = input
         .by_ref()
         .take(MAX_LINE + 1)
         .read_until(b'\n', &mut line)
-        .map_err(|e| format!("cannot read from git-lfs: {e}"))?;
+        .map_err(Error::ReadInput)?;
     if n == 0 {
         return Ok(None);
     }
     if line.len() as u64 > MAX_LINE {
-        return Err(format!("a request from git-lfs is over {MAX_LINE} bytes"));
+        return Err(Error::RequestTooLong { max: MAX_LINE });
     }
     let text = String::from_utf8_lossy(&line);
     if text.trim().is_empty() {
@@ -103,7 +104,7 @@ pub fn read_request(input: &mut impl BufRead) -> Result<Option<Request>, String>
     }
     serde_json::from_str(text.trim())
         .map(Some)
-        .map_err(|e| format!("unreadable request from git-lfs: {e}"))
+        .map_err(Error::BadRequest)
 }
 
 #[cfg(test)]
@@ -152,9 +153,11 @@ mod tests {
         let mut long = vec![b'x'; (MAX_LINE + 10) as usize];
         long.push(b'\n');
         let err = read_request(&mut std::io::Cursor::new(long)).unwrap_err();
-        assert!(err.contains("over"), "{err}");
+        assert!(matches!(err, Error::RequestTooLong { .. }), "{err}");
+        assert!(err.one_line().contains("over"), "{err}");
         let err = read_request(&mut std::io::Cursor::new(b"{\"event\":\"fly\"}\n")).unwrap_err();
-        assert!(err.contains("unreadable request"), "{err}");
+        assert!(matches!(err, Error::BadRequest(_)), "{err}");
+        assert!(err.one_line().contains("unreadable request"), "{err}");
     }
 
     #[test]

@@ -13,8 +13,11 @@
 //! A part that fails is not retried on its own URL: the next round asks the server again,
 //! which lists what arrived and presigns the rest afresh (so an expired URL costs nothing
 //! either), up to [`ROUNDS`] rounds. A rerun of the whole push does the same from the start.
+//!
+//! [`run`] takes the [`Object`], the batch answer's action and the caller's [`Options`], counts
+//! bytes on the progress counter handed in, and says which way the object went ([`Outcome`]).
 
-use super::{post_action, read_plan, Session, PARALLEL};
+use super::{post_action, read_plan, Error, Session, PARALLEL};
 use crate::api::lfs::{
     PartsComplete, PartsPlan, PartsRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER_HEADER,
 };
@@ -35,23 +38,69 @@ const MAX_PLAN: usize = 32 * 1024 * 1024;
 /// Attempts at one whole-object `PUT`.
 const PUT_ATTEMPTS: usize = 3;
 
-pub async fn upload(
+/// The object git-lfs asks to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Object<'a> {
+    /// Its SHA-256, hex.
+    pub oid: &'a str,
+    /// Its size, as its pointer says.
+    pub size: u64,
+    /// The file holding it.
+    pub path: &'a Path,
+}
+
+/// What the caller decides about an upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Parts or ranges in flight at once.
+    pub parallel: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { parallel: PARALLEL }
+    }
+}
+
+/// Which way the object went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// One presigned `PUT` of the whole object.
+    Whole,
+    /// Through the parts route: `sent` parts sent over `rounds` rounds (0 parts: the server
+    /// had them all, from an earlier attempt or another push).
+    Parts { sent: usize, rounds: usize },
+    /// As a delta: `sent` bytes in `ranges` ranges; the server had the other `reused`.
+    Delta {
+        sent: u64,
+        reused: u64,
+        ranges: usize,
+    },
+}
+
+/// Send `object` as `action` (the batch answer's) says, counting bytes on `bar`.
+pub async fn run(
     session: &Session,
-    oid: &str,
-    size: u64,
-    path: &Path,
+    object: &Object<'_>,
     action: &super::protocol::Action,
+    options: &Options,
     bar: &Bar,
-) -> Result<(), String> {
+) -> Result<Outcome, Error> {
+    let Object { oid, size, path } = *object;
     let on_disk = tokio::fs::metadata(path)
         .await
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .map_err(|source| Error::File {
+            doing: "read",
+            path: path.to_owned(),
+            source,
+        })?
         .len();
     if on_disk != size {
-        return Err(format!(
-            "{} has {on_disk} bytes, the pointer says {size}",
-            path.display()
-        ));
+        return Err(Error::SizeMismatch {
+            path: path.to_owned(),
+            on_disk,
+            size,
+        });
     }
     let in_parts = action
         .header
@@ -66,14 +115,24 @@ pub async fn upload(
     header.remove(TRANSFER_HEADER);
     header.remove(DELTA_HEADER);
     if by_delta {
-        match super::delta::upload(session, oid, size, path, &action.href, &header, bar).await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => tracing::info!("lfs object {oid}: sending it whole: {e}"),
+        let to = super::delta::To {
+            href: &action.href,
+            header: &header,
+        };
+        match super::delta::upload(session, object, to, options.parallel, bar).await {
+            Ok(Some(sent)) => {
+                return Ok(Outcome::Delta {
+                    sent: sent.sent,
+                    reused: sent.reused,
+                    ranges: sent.ranges,
+                })
+            }
+            Ok(None) => {}
+            Err(e) => tracing::info!("lfs object {oid}: sending it whole: {}", e.one_line()),
         }
     }
     if in_parts {
-        parts(session, oid, size, path, &action.href, &header, bar).await
+        parts(session, object, &action.href, &header, options, bar).await
     } else {
         let http = session.http(&action.href, None)?;
         let put = PresignedRequest {
@@ -85,11 +144,11 @@ pub async fn upload(
         loop {
             attempt += 1;
             match put_range(&http, &put, path, (0, size), "lfs object", bar).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Outcome::Whole),
                 Err(e) if attempt < PUT_ATTEMPTS && e.is_transient() => {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(Error::Put(e)),
             }
         }
     }
@@ -97,19 +156,23 @@ pub async fn upload(
 
 async fn parts(
     session: &Session,
-    oid: &str,
-    size: u64,
-    path: &Path,
+    object: &Object<'_>,
     href: &str,
     header: &BTreeMap<String, String>,
+    options: &Options,
     bar: &Bar,
-) -> Result<(), String> {
+) -> Result<Outcome, Error> {
+    let Object { oid, size, path } = *object;
     let api = session.http(href, None)?;
-    let mut last_error = String::new();
+    let mut last_error = None;
+    let mut sent = 0;
     for round in 0..ROUNDS {
         let plan = ask_plan(&api, href, header, size).await?;
         if plan.done {
-            return Ok(());
+            return Ok(Outcome::Parts {
+                sent,
+                rounds: round,
+            });
         }
         let ranges = check_plan(&plan, size)?;
         let stored_bytes: u64 = plan
@@ -121,7 +184,7 @@ async fn parts(
             bar.inc(stored_bytes);
         }
         let store = session.http(plan.parts.first().map_or(href, |p| p.href.as_str()), None)?;
-        let failures: Vec<String> = futures_util::stream::iter(&plan.parts)
+        let failures: Vec<Error> = futures_util::stream::iter(&plan.parts)
             .map(|part| {
                 let store = &store;
                 let range = ranges[&part.number];
@@ -133,27 +196,33 @@ async fn parts(
                     };
                     put_range(store, &req, path, range, "lfs object part", bar)
                         .await
-                        .map_err(|e| format!("part {}: {e}", part.number))
+                        .map_err(|source| Error::Piece {
+                            what: format!("part {}", part.number),
+                            source,
+                        })
                 }
             })
-            .buffer_unordered(PARALLEL)
+            .buffer_unordered(options.parallel.max(1))
             .filter_map(|r| async move { r.err() })
             .collect()
             .await;
-        if let Some(first) = failures.first() {
-            tracing::debug!(
-                "lfs object {oid}: {} parts failed in round {round}",
-                failures.len()
-            );
-            last_error = first.clone();
+        sent += plan.parts.len() - failures.len();
+        let failed = failures.len();
+        if let Some(first) = failures.into_iter().next() {
+            tracing::debug!("lfs object {oid}: {failed} parts failed in round {round}");
+            last_error = Some(first);
             continue;
         }
-        return finish(session, href, header, size, &plan).await;
+        finish(session, href, header, size, &plan).await?;
+        return Ok(Outcome::Parts {
+            sent,
+            rounds: round + 1,
+        });
     }
-    Err(format!(
-        "lfs object upload did not finish after {ROUNDS} rounds (run the push again: the \
-         parts stored so far are kept): {last_error}"
-    ))
+    Err(Error::Rounds {
+        rounds: ROUNDS,
+        last: last_error.map(Box::new),
+    })
 }
 
 async fn ask_plan(
@@ -161,7 +230,7 @@ async fn ask_plan(
     href: &str,
     header: &BTreeMap<String, String>,
     size: u64,
-) -> Result<PartsPlan, String> {
+) -> Result<PartsPlan, Error> {
     let body = PartsRequest { size };
     let (what, refused) = ("lfs parts request", "lfs parts request refused");
     let resp = post_action(api, href, header, &body, what, refused).await?;
@@ -170,8 +239,8 @@ async fn ask_plan(
 
 /// Part number -> (offset, length) for every part of the object, after checking that the
 /// plan's parts are parts of it.
-fn check_plan(plan: &PartsPlan, size: u64) -> Result<BTreeMap<u32, (u64, u64)>, String> {
-    let bad = |why: &str| Err(format!("the server's parts plan is unusable: {why}"));
+fn check_plan(plan: &PartsPlan, size: u64) -> Result<BTreeMap<u32, (u64, u64)>, Error> {
+    let bad = |why: &'static str| Err(Error::BadPlan { plan: "parts", why });
     if plan.part_size == 0 || (plan.upload_id.is_none() && plan.part_size != size) {
         return bad("part size");
     }
@@ -202,7 +271,7 @@ async fn finish(
     header: &BTreeMap<String, String>,
     size: u64,
     plan: &PartsPlan,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     // The server answers once it has assembled and hashed the object: allow it the time to
     // read it (at 20 MB/s, with a minute to spare), not the usual minute of silence.
     let patience = Duration::from_secs(60 + size / (20 * 1024 * 1024));

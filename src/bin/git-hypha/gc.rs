@@ -49,7 +49,7 @@ pub fn run(args: Args, env: &HashMap<String, String>) -> anyhow::Result<()> {
              serve (a Hypha without the git-remote-hypha plugin)"
         );
     }
-    match runtime.block_on(gc::run(&client, mode, progress))? {
+    match runtime.block_on(gc::run(&client, &gc::Options { mode }, progress))? {
         gc::Outcome::NothingToDo { packs, purged } => eprintln!(
             "{name}: {packs} pack(s), nothing to compact; deleted {purged} retired earlier"
         ),

@@ -123,8 +123,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Names => names::run(),
         Command::LfsAgent => {
             let stdin = std::io::stdin();
-            hypha_git::lfs_agent::run(&mut stdin.lock(), std::io::stdout())
-                .map_err(anyhow::Error::msg)
+            Ok(hypha_git::lfs_agent::run(
+                &mut stdin.lock(),
+                std::io::stdout(),
+            )?)
         }
     }
 }
