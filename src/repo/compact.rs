@@ -147,8 +147,13 @@ impl Repository {
         }
         let mut deleted = self.purge_retired(&retired, now, grace).await?;
         deleted.extend(self.purge_abandoned_uploads(now, grace).await?);
-        self.purge_thin_uploads(std::time::SystemTime::now(), grace)
-            .await?;
+        // Delta plans never completed, in the same wave as the thin uploads (the server's
+        // timer sweeps only repositories it handed a plan since it started).
+        let clock = std::time::SystemTime::now();
+        tokio::try_join!(
+            self.purge_thin_uploads(clock, grace),
+            self.sweep_lfs_deltas(clock, grace)
+        )?;
         Ok(Compacted {
             retired: to_retire,
             deleted,

@@ -140,7 +140,7 @@ impl Repository {
                 detail: format!("invalid lfs delta id {:?}", crate::storage::shorten(id)),
             });
         }
-        Ok(format!("{}delta/{oid}/{id}/", self.lfs_base()))
+        Ok(format!("{}{oid}/{id}/", self.lfs_delta_root()))
     }
 
     /// Plan the upload of `oid` (`size` bytes, cut into `chunks`) from `bases`.
@@ -722,5 +722,74 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("gone"), "{err}");
         assert_eq!(repo.lfs_check(&o3).await.unwrap(), None, "nothing stored");
+    }
+
+    /// A plan whose `complete` never comes (the agent was killed after sending its run): a
+    /// sweep within the grace period keeps it, one past it deletes the plan and its run and
+    /// nothing else, and a late completion is then a clear error that stores nothing.
+    #[tokio::test]
+    async fn a_plan_never_completed_is_swept_past_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, repo) = store(dir.path());
+        let v1 = noise(12 * MIB, 3);
+        let mut v2 = v1.clone();
+        v2[MIB..MIB + 100].fill(9);
+        let (o1, o2) = (oid(&v1), oid(&v2));
+        backend
+            .put(
+                &repo.lfs_key(&o1).unwrap(),
+                v1.clone().into(),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        // Its index stored beforehand: indexing is one at a time per process, and the test
+        // above indexes in parallel with this one.
+        repo.lfs_store_chunk_index(&o1, v1.len() as u64, &chunks(&v1))
+            .await
+            .unwrap();
+        let hour = Duration::from_secs(3600);
+        let plan = repo
+            .lfs_delta_plan(
+                &o2,
+                v2.len() as u64,
+                &chunks(&v2),
+                std::slice::from_ref(&o1),
+                hour,
+            )
+            .await
+            .unwrap();
+        let id = plan.id.clone().expect("a plan");
+        let plan_dir = repo.lfs_delta_dir(&o2, &id).unwrap();
+        let (at, len, _) = &plan.ranges[0];
+        let run = v2[*at as usize..(*at + *len) as usize].to_vec();
+        backend
+            .put(&format!("{plan_dir}00001"), run.into(), PutMode::Overwrite)
+            .await
+            .unwrap();
+        let staged = || async { backend.list(&plan_dir).await.unwrap().len() };
+        assert_eq!(staged().await, 2, "the plan and its run");
+
+        let now = std::time::SystemTime::now();
+        let kept = repo.sweep_lfs_deltas(now, hour).await.unwrap();
+        assert_eq!((kept.removed, kept.kept), (0, 1));
+        assert_eq!(staged().await, 2, "within the grace period");
+        let swept = repo.sweep_lfs_deltas(now + hour, hour).await.unwrap();
+        assert_eq!((swept.removed, swept.kept), (1, 0));
+        assert_eq!(staged().await, 0);
+        assert!(backend
+            .list(&repo.lfs_delta_root())
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(backend.head(&repo.lfs_key(&o1).unwrap()).await.is_ok());
+        assert!(backend
+            .head(&repo.lfs_chunks_key(&o1).unwrap())
+            .await
+            .is_ok());
+
+        let late = repo.lfs_delta_complete(&o2, v2.len() as u64, &id).await;
+        assert!(matches!(late, Err(Error::NotFound { .. })), "{late:?}");
+        assert_eq!(repo.lfs_check(&o2).await.unwrap(), None, "nothing stored");
     }
 }

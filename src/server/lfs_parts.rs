@@ -232,6 +232,8 @@ async fn delta_inner(
     let sending: u64 = plan.ranges.iter().map(|r| r.1).sum();
     budget.take(Moved::HandedOut(sending))?;
     if let Some(id) = &plan.id {
+        // Stored until its `complete`: the timer sweeps it if that never comes.
+        state.note_staged(&repo);
         state.metrics.lfs("upload", size);
         state
             .metrics
