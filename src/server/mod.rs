@@ -6,8 +6,9 @@
 //! `repo`'s business over `storage`; tokens are `auth`'s. Never touches `helper`, `client`,
 //! `gc` or `fetch_packs`: `autogc` compacts in the store, with the engine `git hypha gc` uses.
 //!
-//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `locks`: the
-//!   Git LFS locks API; `convert`: API types <-> the store's own types;
+//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `lfs_parts`:
+//!   our transfer's parts and delta routes; `lfs_call`: the request and answer shape those
+//!   share; `locks`: the Git LFS locks API; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
@@ -34,6 +35,7 @@ mod hooks;
 pub mod inline;
 mod inline_listing;
 mod lfs;
+mod lfs_call;
 mod lfs_parts;
 pub mod limits;
 mod locks;
