@@ -526,9 +526,8 @@ fn match_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::upload::MultipartPolicy;
-    use crate::repo::Store;
-    use crate::storage::{Backend, LocalDisk};
+    use crate::repo::testing::repo_in_parts;
+    use crate::storage::Backend;
     use std::sync::Arc;
 
     const MIB: usize = 1024 * 1024;
@@ -576,16 +575,6 @@ mod tests {
         assert!(match_chunks(new.len() as u64 + 1, &chunks(&new), &base).is_none());
     }
 
-    fn store(dir: &std::path::Path) -> (Arc<dyn Backend>, crate::repo::Repository) {
-        let disk = LocalDisk::new(dir, "http://localhost:1", b"k").unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(disk);
-        let store = Store::new(backend.clone()).with_multipart(MultipartPolicy {
-            threshold: 5 * MIB as u64,
-            part_size: 5 * MIB as u64,
-        });
-        (backend, store.repo("ws", "r").unwrap())
-    }
-
     /// Store `data` as an object, as an upload leaves it.
     async fn put_object(backend: &Arc<dyn Backend>, repo: &Repository, data: &[u8]) {
         let key = repo.lfs_key(&oid(data)).unwrap();
@@ -630,7 +619,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_version_is_assembled_from_its_base_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let (backend, repo) = store(dir.path());
+        let (backend, repo) = repo_in_parts(dir.path());
         let v1 = noise(20 * MIB, 1);
         let mut v2 = v1.clone();
         v2[9 * MIB..9 * MIB + 5000].fill(7);
@@ -708,7 +697,7 @@ mod tests {
     #[tokio::test]
     async fn a_plan_never_completed_is_swept_past_the_grace() {
         let dir = tempfile::tempdir().unwrap();
-        let (backend, repo) = store(dir.path());
+        let (backend, repo) = repo_in_parts(dir.path());
         let v1 = noise(12 * MIB, 3);
         let mut v2 = v1.clone();
         v2[MIB..MIB + 100].fill(9);

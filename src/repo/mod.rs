@@ -259,6 +259,8 @@ mod parts;
 mod ref_cache;
 mod refs;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 mod thin;
 mod update;
