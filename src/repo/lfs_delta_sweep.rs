@@ -48,6 +48,16 @@ impl Repository {
         now: SystemTime,
         grace: Duration,
     ) -> Result<DeltaSweep, Error> {
+        self.sweep_lfs_deltas_up_to(now, grace, MAX_SWEPT_KEYS)
+            .await
+    }
+
+    async fn sweep_lfs_deltas_up_to(
+        &self,
+        now: SystemTime,
+        grace: Duration,
+        max_keys: usize,
+    ) -> Result<DeltaSweep, Error> {
         let root = self.lfs_delta_root();
         // A plan's folder, `{oid}/{id}/`: its keys and the newest time among them.
         let mut plans: BTreeMap<String, (Vec<String>, Duration)> = BTreeMap::new();
@@ -72,7 +82,7 @@ impl Repository {
         let mut sweep = DeltaSweep::default();
         let mut doomed = Vec::new();
         for (keys, age) in plans.into_values() {
-            if age < grace || doomed.len() + keys.len() > MAX_SWEPT_KEYS {
+            if age < grace || doomed.len() + keys.len() > max_keys {
                 sweep.kept += 1;
                 continue;
             }
@@ -95,5 +105,45 @@ impl Repository {
             Some(e) => Err(e),
             None => Ok(sweep),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::repo::testing::repo_in_parts;
+    use crate::storage::PutMode;
+    use std::time::{Duration, SystemTime};
+
+    /// A sweep deletes whole plans up to its bound of keys and leaves the rest, counted as
+    /// kept, to the next sweep; a key outside any plan's folder is judged on its own.
+    #[tokio::test]
+    async fn a_sweep_deletes_whole_plans_up_to_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, repo) = repo_in_parts(dir.path());
+        let root = repo.lfs_delta_root();
+        let mut keys = vec![format!("{root}stray")];
+        for plan in 0..5u8 {
+            let folder = format!("{root}{}/{}/", hex::encode([plan; 32]), "1".repeat(32));
+            keys.extend(["plan", "00001", "00002"].map(|k| format!("{folder}{k}")));
+        }
+        for key in &keys {
+            let body = bytes::Bytes::from_static(b"x");
+            backend.put(key, body, PutMode::Overwrite).await.unwrap();
+        }
+        let (late, grace) = (
+            SystemTime::now() + Duration::from_secs(7200),
+            Duration::ZERO,
+        );
+        let listed = || async { backend.list(&root).await.unwrap().len() };
+        // 7 keys at most: the first two plans (6 keys), then the stray key (it sorts last
+        // and still fits).
+        let first = repo.sweep_lfs_deltas_up_to(late, grace, 7).await.unwrap();
+        assert_eq!((first.removed, first.kept), (3, 3));
+        assert_eq!(listed().await, 16 - 7);
+        let second = repo.sweep_lfs_deltas_up_to(late, grace, 7).await.unwrap();
+        assert_eq!((second.removed, second.kept), (2, 1));
+        let third = repo.sweep_lfs_deltas_up_to(late, grace, 7).await.unwrap();
+        assert_eq!((third.removed, third.kept), (1, 0));
+        assert_eq!(listed().await, 0);
     }
 }
