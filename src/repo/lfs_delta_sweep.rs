@@ -10,10 +10,10 @@
 //!
 //! Runs beside the other sweeps, never on a request: the server's timer over repositories
 //! that were handed upload URLs or delta plans (`server::sweep_staged`, in the same wave as
-//! the staged-uploads sweep), and compaction. One LIST of the repository's `delta/` folder;
-//! deletes at most [`MAX_SWEPT_KEYS`] keys a sweep, the rest the next time. Never takes the
-//! repository's lock: plans are not under it, and a completion that finds its plan swept
-//! answers "no such delta plan" and the agent sends the object whole.
+//! the staged-uploads sweep), and compaction (best effort). One LIST of the repository's
+//! `delta/` folder; deletes at most [`MAX_SWEPT_KEYS`] keys a sweep, the rest the next time.
+//! Never takes the repository's lock: plans are not under it, and a completion that finds
+//! its plan swept answers "no such delta plan" and the agent sends the object whole.
 
 use super::{Error, Repository};
 use futures_util::StreamExt;
@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 /// Most keys one sweep deletes (a plan is at most 1,025: its ranges and the plan), so that
 /// a writer who left many plans cannot make one sweep run for long; the rest waits for the
 /// next sweep.
-pub(crate) const MAX_SWEPT_KEYS: usize = 16_384;
+const MAX_SWEPT_KEYS: usize = 16_384;
 
 /// Deletes at once (each a round trip on S3), as a completion's cleanup does.
 const DELETES_AT_ONCE: usize = 16;
