@@ -147,8 +147,21 @@ impl Repository {
         }
         let mut deleted = self.purge_retired(&retired, now, grace).await?;
         deleted.extend(self.purge_abandoned_uploads(now, grace).await?);
-        self.purge_thin_uploads(std::time::SystemTime::now(), grace)
-            .await?;
+        // Delta plans never completed, in the same wave as the thin uploads (the server's
+        // timer sweeps only repositories it handed a plan since it started). Best effort: a
+        // plan left costs storage until the next sweep, and the compaction is done.
+        let clock = std::time::SystemTime::now();
+        let (thin, deltas) = tokio::join!(
+            self.purge_thin_uploads(clock, grace),
+            self.sweep_lfs_deltas(clock, grace)
+        );
+        thin?;
+        if let Err(e) = deltas {
+            tracing::warn!(
+                "warning: cannot sweep lfs delta plans of {}: {e}",
+                self.name
+            );
+        }
         Ok(Compacted {
             retired: to_retire,
             deleted,
@@ -263,6 +276,8 @@ mod tests {
         }
     }
 
+    /// Retiring, and purging past the grace period, with an abandoned LFS delta plan swept
+    /// on the way (`lfs_delta_sweep`).
     #[tokio::test]
     async fn retires_only_packs_whose_objects_the_new_pack_holds() {
         let work = tempfile::tempdir().expect("tempdir");
@@ -289,6 +304,17 @@ mod tests {
         );
 
         upload(&repo, work.path(), "p3", &both).await;
+        // A delta plan whose `complete` never came: swept with the rest, past the grace.
+        let plan = format!(
+            "{}{}/{}/plan",
+            repo.lfs_delta_root(),
+            "a".repeat(64),
+            "1".repeat(32)
+        );
+        repo.backend
+            .put(&plan, Bytes::from_static(b"{}"), PutMode::Overwrite)
+            .await
+            .expect("put plan");
         let done = repo
             .compact(
                 &Compaction {
@@ -315,6 +341,7 @@ mod tests {
             .head(&repo.pack_key(&first, "pack"))
             .await
             .is_ok());
+        assert!(repo.backend.head(&plan).await.is_ok(), "plan kept");
 
         // A later compaction after the grace period deletes them, pack before idx.
         let purged = repo
@@ -328,6 +355,7 @@ mod tests {
             .await
             .expect("purge");
         assert_eq!(purged.deleted.len(), 2);
+        assert!(repo.backend.head(&plan).await.is_err(), "plan swept");
         for name in [&first, &second] {
             for ext in ["pack", "idx"] {
                 assert!(repo.backend.head(&repo.pack_key(name, ext)).await.is_err());

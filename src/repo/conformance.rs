@@ -30,6 +30,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     refs_read_again_only_when_changed(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
+    lfs_delta_plans_are_swept(backend.clone()).await;
     super::locks::conformance(backend.clone()).await;
     thin_completion(backend).await;
 }
@@ -966,6 +967,60 @@ pub(crate) async fn refs_need_objects(backend: Arc<dyn Backend>) {
 /// for a Hypha artifact's prefix alike); `verify` keeps a right object (a wrong size in the
 /// request changes nothing) and deletes one whose SHA-256 is wrong; a missing one is
 /// `NotFound`.
+/// LFS delta plans never completed (`repo::lfs_delta_sweep`), judged by the times the store
+/// lists: kept within the grace period, then deleted with every run sent for them; the
+/// repository's objects beside them are left alone. The clock is moved, not waited for.
+pub(crate) async fn lfs_delta_plans_are_swept(backend: Arc<dyn Backend>) {
+    // The shortest names (no other check uses them; each run has a store of its own):
+    // s3s-fs names a metadata file after the base64 of the whole key, at most 255 bytes, and
+    // a plan's key is long (155 bytes here with the test prefix; 158 at most).
+    let repo = Store::new(backend.clone()).repo("c", "d").expect("repo");
+    let root = repo.lfs_delta_root();
+    assert_eq!(root, "c/artifacts/d/git/lfs/delta/");
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    let keys = [
+        format!("{root}{a}/{}/plan", "1".repeat(32)),
+        format!("{root}{a}/{}/00001", "1".repeat(32)),
+        format!("{root}{a}/{}/00002", "1".repeat(32)),
+        format!("{root}{b}/{}/plan", "2".repeat(32)),
+    ];
+    for key in &keys {
+        backend
+            .put(key, Bytes::from_static(b"staged"), PutMode::Overwrite)
+            .await
+            .expect("put staging");
+    }
+    let object = repo.lfs_key(&b).expect("lfs key");
+    backend
+        .put(&object, Bytes::from_static(b"kept"), PutMode::Overwrite)
+        .await
+        .expect("put object");
+    let listed = || async { backend.list(&root).await.expect("list").len() };
+    let (now, grace) = (std::time::SystemTime::now(), Duration::from_secs(3600));
+
+    for early in [now, now + grace / 2] {
+        let swept = repo.sweep_lfs_deltas(early, grace).await.expect("sweep");
+        assert_eq!(
+            (swept.removed, swept.kept),
+            (0, 2),
+            "within the grace period"
+        );
+        assert_eq!(listed().await, keys.len());
+    }
+    let swept = repo
+        .sweep_lfs_deltas(now + grace * 2, grace)
+        .await
+        .expect("sweep");
+    assert_eq!((swept.removed, swept.kept), (2, 0));
+    assert_eq!(listed().await, 0);
+    assert!(backend.head(&object).await.is_ok(), "the object stays");
+    let again = repo
+        .sweep_lfs_deltas(now + grace * 2, grace)
+        .await
+        .expect("sweep");
+    assert_eq!(again, super::DeltaSweep::default(), "nothing left to sweep");
+}
+
 pub(crate) async fn lfs_objects(backend: Arc<dyn Backend>) {
     use super::LfsMismatch;
     use sha2::Digest;
@@ -1364,6 +1419,7 @@ mod tests {
         uploaded_packs_are_indexed_once(backend.clone()).await;
         inline_packs_are_written_by_the_update(backend.clone()).await;
         lfs_objects(backend.clone()).await;
+        lfs_delta_plans_are_swept(backend.clone()).await;
         // One winner per path within a server even here: the in-process mutex (repo::locks).
         super::super::locks::conformance(backend.clone()).await;
         thin_completion(backend).await;

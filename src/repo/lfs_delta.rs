@@ -140,7 +140,7 @@ impl Repository {
                 detail: format!("invalid lfs delta id {:?}", crate::storage::shorten(id)),
             });
         }
-        Ok(format!("{}delta/{oid}/{id}/", self.lfs_base()))
+        Ok(format!("{}{oid}/{id}/", self.lfs_delta_root()))
     }
 
     /// Plan the upload of `oid` (`size` bytes, cut into `chunks`) from `bases`.
@@ -526,9 +526,8 @@ fn match_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::upload::MultipartPolicy;
-    use crate::repo::Store;
-    use crate::storage::{Backend, LocalDisk};
+    use crate::repo::testing::repo_in_parts;
+    use crate::storage::Backend;
     use std::sync::Arc;
 
     const MIB: usize = 1024 * 1024;
@@ -576,14 +575,42 @@ mod tests {
         assert!(match_chunks(new.len() as u64 + 1, &chunks(&new), &base).is_none());
     }
 
-    fn store(dir: &std::path::Path) -> (Arc<dyn Backend>, crate::repo::Repository) {
-        let disk = LocalDisk::new(dir, "http://localhost:1", b"k").unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(disk);
-        let store = Store::new(backend.clone()).with_multipart(MultipartPolicy {
-            threshold: 5 * MIB as u64,
-            part_size: 5 * MIB as u64,
-        });
-        (backend, store.repo("ws", "r").unwrap())
+    /// Store `data` as an object, as an upload leaves it.
+    async fn put_object(backend: &Arc<dyn Backend>, repo: &Repository, data: &[u8]) {
+        let key = repo.lfs_key(&oid(data)).unwrap();
+        backend
+            .put(&key, data.to_vec().into(), PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    /// Plan `new` against `base`, as the agent asks.
+    async fn plan(repo: &Repository, new: &[u8], base: &str) -> LfsDeltaPlan {
+        let (size, hour) = (new.len() as u64, Duration::from_secs(3600));
+        let bases = [base.to_owned()];
+        repo.lfs_delta_plan(&oid(new), size, &chunks(new), &bases, hour)
+            .await
+            .unwrap()
+    }
+
+    /// PUT the runs `plan` asks for, from `new`, as the agent sends them; the plan's folder.
+    async fn send_runs(
+        backend: &Arc<dyn Backend>,
+        repo: &Repository,
+        new: &[u8],
+        plan: &LfsDeltaPlan,
+    ) -> String {
+        let id = plan.id.as_deref().expect("a plan");
+        let dir_key = repo.lfs_delta_dir(&oid(new), id).unwrap();
+        for (i, (at, len, _)) in plan.ranges.iter().enumerate() {
+            let run = &new[*at as usize..(*at + *len) as usize];
+            let key = format!("{dir_key}{:05}", i + 1);
+            backend
+                .put(&key, run.to_vec().into(), PutMode::Overwrite)
+                .await
+                .unwrap();
+        }
+        dir_key
     }
 
     /// v1 stored whole; v2 planned against it (its index computed on the way), the one sent
@@ -592,52 +619,18 @@ mod tests {
     #[tokio::test]
     async fn a_new_version_is_assembled_from_its_base_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let (backend, repo) = store(dir.path());
+        let (backend, repo) = repo_in_parts(dir.path());
         let v1 = noise(20 * MIB, 1);
         let mut v2 = v1.clone();
         v2[9 * MIB..9 * MIB + 5000].fill(7);
         let (o1, o2) = (oid(&v1), oid(&v2));
-        backend
-            .put(
-                &repo.lfs_key(&o1).unwrap(),
-                v1.clone().into(),
-                PutMode::Overwrite,
-            )
-            .await
-            .unwrap();
-        let hour = Duration::from_secs(3600);
-        let plan = repo
-            .lfs_delta_plan(
-                &o2,
-                v2.len() as u64,
-                &chunks(&v2),
-                std::slice::from_ref(&o1),
-                hour,
-            )
-            .await
-            .unwrap();
-        let id = plan.id.clone().expect("a plan");
-        let sent: u64 = plan.ranges.iter().map(|r| r.1).sum();
+        put_object(&backend, &repo, &v1).await;
+        let plan2 = plan(&repo, &v2, &o1).await;
+        let id = plan2.id.clone().expect("a plan");
+        let sent: u64 = plan2.ranges.iter().map(|r| r.1).sum();
         assert!(sent > 0 && sent < MIB as u64, "{sent}");
-        assert_eq!(plan.reused + sent, v2.len() as u64);
-        let runs = |plan: &LfsDeltaPlan| {
-            plan.ranges
-                .iter()
-                .enumerate()
-                .map(|(i, (at, len, _))| (i as u32 + 1, *at as usize, *len as usize))
-                .collect::<Vec<_>>()
-        };
-        let dir_key = repo.lfs_delta_dir(&o2, &id).unwrap();
-        for (run, at, len) in runs(&plan) {
-            backend
-                .put(
-                    &format!("{dir_key}{run:05}"),
-                    v2[at..at + len].to_vec().into(),
-                    PutMode::Overwrite,
-                )
-                .await
-                .unwrap();
-        }
+        assert_eq!(plan2.reused + sent, v2.len() as u64);
+        let dir_key = send_runs(&backend, &repo, &v2, &plan2).await;
         let verdict = repo
             .lfs_delta_complete(&o2, v2.len() as u64, &id)
             .await
@@ -667,28 +660,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let plan = repo
-            .lfs_delta_plan(
-                &o3,
-                v3.len() as u64,
-                &chunks(&v3),
-                std::slice::from_ref(&o1),
-                hour,
-            )
-            .await
-            .unwrap();
-        let id = plan.id.clone().expect("a plan");
-        let dir_key = repo.lfs_delta_dir(&o3, &id).unwrap();
-        for (run, at, len) in runs(&plan) {
-            backend
-                .put(
-                    &format!("{dir_key}{run:05}"),
-                    v3[at..at + len].to_vec().into(),
-                    PutMode::Overwrite,
-                )
-                .await
-                .unwrap();
-        }
+        let plan3 = plan(&repo, &v3, &o1).await;
+        let id = plan3.id.clone().expect("a plan");
+        let dir_key = send_runs(&backend, &repo, &v3, &plan3).await;
         let verdict = repo
             .lfs_delta_complete(&o3, v3.len() as u64, &id)
             .await
@@ -701,17 +675,10 @@ mod tests {
 
         // The next plan indexes v1 afresh; v1 is gone before completion: a clear error,
         // nothing stored.
-        let plan = repo
-            .lfs_delta_plan(
-                &o3,
-                v3.len() as u64,
-                &chunks(&v3),
-                std::slice::from_ref(&o1),
-                hour,
-            )
+        let id = plan(&repo, &v3, &o1)
             .await
-            .unwrap();
-        let id = plan.id.clone().expect("a plan from the fresh index");
+            .id
+            .expect("a plan from the fresh index");
         backend
             .delete(&repo.lfs_key(&o1).unwrap(), None)
             .await
@@ -722,5 +689,59 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("gone"), "{err}");
         assert_eq!(repo.lfs_check(&o3).await.unwrap(), None, "nothing stored");
+    }
+
+    /// A plan whose `complete` never comes (the agent was killed after sending its run): a
+    /// sweep within the grace period keeps it, one past it deletes the plan and its run and
+    /// nothing else, and a late completion is then a clear error that stores nothing.
+    #[tokio::test]
+    async fn a_plan_never_completed_is_swept_past_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, repo) = repo_in_parts(dir.path());
+        let v1 = noise(12 * MIB, 3);
+        let mut v2 = v1.clone();
+        v2[MIB..MIB + 100].fill(9);
+        let (o1, o2) = (oid(&v1), oid(&v2));
+        put_object(&backend, &repo, &v1).await;
+        // Its index stored beforehand: indexing is one at a time per process, and the test
+        // above indexes in parallel with this one.
+        repo.lfs_store_chunk_index(&o1, v1.len() as u64, &chunks(&v1))
+            .await
+            .unwrap();
+        let plan2 = plan(&repo, &v2, &o1).await;
+        let id = plan2.id.clone().expect("a plan");
+        let plan_dir = send_runs(&backend, &repo, &v2, &plan2).await;
+        let staged = || async { backend.list(&plan_dir).await.unwrap().len() };
+        assert_eq!(
+            staged().await,
+            1 + plan2.ranges.len(),
+            "the plan and its runs"
+        );
+
+        let (now, hour) = (std::time::SystemTime::now(), Duration::from_secs(3600));
+        let kept = repo.sweep_lfs_deltas(now, hour).await.unwrap();
+        assert_eq!((kept.removed, kept.kept), (0, 1));
+        assert_eq!(
+            staged().await,
+            1 + plan2.ranges.len(),
+            "within the grace period"
+        );
+        let swept = repo.sweep_lfs_deltas(now + hour, hour).await.unwrap();
+        assert_eq!((swept.removed, swept.kept), (1, 0));
+        assert_eq!(staged().await, 0);
+        assert!(backend
+            .list(&repo.lfs_delta_root())
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(backend.head(&repo.lfs_key(&o1).unwrap()).await.is_ok());
+        assert!(backend
+            .head(&repo.lfs_chunks_key(&o1).unwrap())
+            .await
+            .is_ok());
+
+        let late = repo.lfs_delta_complete(&o2, v2.len() as u64, &id).await;
+        assert!(matches!(late, Err(Error::NotFound { .. })), "{late:?}");
+        assert_eq!(repo.lfs_check(&o2).await.unwrap(), None, "nothing stored");
     }
 }

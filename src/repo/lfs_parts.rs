@@ -129,14 +129,9 @@ fn check_size(oid: &str, size: u64) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use crate::repo::upload::MultipartPolicy;
-    use crate::repo::Store;
-    use crate::storage::{Backend, LocalDisk, PutMode};
+    use crate::repo::testing::{put_part, repo_in_parts, MIB};
     use sha2::Digest;
-    use std::sync::Arc;
     use std::time::Duration;
-
-    const MIB: u64 = 1024 * 1024;
 
     /// A 12 MiB object in 5 MiB parts on local disk: two parts stored, the upload "cut";
     /// the next plan presigns only the third, completion assembles and verifies it, and a
@@ -144,13 +139,7 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_upload_resumes_with_the_missing_parts() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(disk.clone());
-        let store = Store::new(backend.clone()).with_multipart(MultipartPolicy {
-            threshold: 5 * MIB,
-            part_size: 5 * MIB,
-        });
-        let repo = store.repo("ws", "r").unwrap();
+        let (backend, repo) = repo_in_parts(dir.path());
         let body: Vec<u8> = (0..12 * MIB).map(|i| (i % 251) as u8).collect();
         let oid = hex::encode(sha2::Sha256::digest(&body));
         let size = body.len() as u64;
@@ -161,31 +150,15 @@ mod tests {
         assert_eq!(plan.parts.len(), 3);
         let upload_id = plan.upload_id.clone().unwrap();
         // Parts 1 and 2 land; the transfer dies.
+        let part = |n: u64| &body[((n - 1) * 5 * MIB) as usize..(n * 5 * MIB).min(size) as usize];
         for n in [1u32, 2] {
-            let at = ((n as u64 - 1) * 5 * MIB) as usize;
-            let key = format!(".hypha-multipart/{upload_id}/part-{n:05}");
-            backend
-                .put(
-                    &key,
-                    body[at..at + (5 * MIB) as usize].to_vec().into(),
-                    PutMode::Overwrite,
-                )
-                .await
-                .unwrap();
+            put_part(&backend, &upload_id, n, part(n.into())).await;
         }
         let plan = repo.lfs_parts_plan(&oid, size, hour).await.unwrap();
         assert_eq!(plan.upload_id.as_deref(), Some(upload_id.as_str()));
         assert_eq!(plan.stored, [1, 2]);
         assert_eq!(plan.parts.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [3]);
-        let key = format!(".hypha-multipart/{upload_id}/part-00003");
-        backend
-            .put(
-                &key,
-                body[(10 * MIB) as usize..].to_vec().into(),
-                PutMode::Overwrite,
-            )
-            .await
-            .unwrap();
+        put_part(&backend, &upload_id, 3, part(3)).await;
         let verdict = repo
             .lfs_complete_parts(&oid, size, Some(&upload_id), 5 * MIB)
             .await
@@ -219,13 +192,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_parts_are_assembled_then_refused_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(disk);
-        let store = Store::new(backend.clone()).with_multipart(MultipartPolicy {
-            threshold: 5 * MIB,
-            part_size: 5 * MIB,
-        });
-        let repo = store.repo("ws", "r").unwrap();
+        let (backend, repo) = repo_in_parts(dir.path());
         let oid = hex::encode(sha2::Sha256::digest(b"the real thing"));
         let size = 6 * MIB;
         let plan = repo
@@ -234,11 +201,7 @@ mod tests {
             .unwrap();
         let upload_id = plan.upload_id.unwrap();
         for (n, len) in [(1u32, 5 * MIB), (2, MIB)] {
-            let key = format!(".hypha-multipart/{upload_id}/part-{n:05}");
-            backend
-                .put(&key, vec![0; len as usize].into(), PutMode::Overwrite)
-                .await
-                .unwrap();
+            put_part(&backend, &upload_id, n, &vec![0; len as usize]).await;
         }
         let verdict = repo
             .lfs_complete_parts(&oid, size, Some(&upload_id), 5 * MIB)

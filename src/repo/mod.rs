@@ -31,7 +31,8 @@
 //! - `packs`: the pack listing, presigned downloads, the pack completeness check;
 //! - `upload`: presigned uploads, single `PUT` or multipart; `uploads`: pending marks;
 //! - `lfs`: Git LFS objects beside `.git/` (Hypha's layout), presigned, checked on verify;
-//!   `lfs_prune`: deleting those no ref reaches, past the grace period;
+//!   `lfs_prune`: deleting those no ref reaches, past the grace period; `lfs_delta`: a new
+//!   version from the chunks its bases lack, `lfs_delta_sweep`: its plans never completed;
 //! - `locks`: Git LFS file locks beside them, one record per path, created create-only;
 //! - `thin`: thin uploads and their completion into a self-contained pending pack;
 //! - `compact`: retiring packs and deleting them after the grace period;
@@ -50,6 +51,7 @@ pub use hooks::{Delivery, Hook, HookView};
 pub use inline::InlinePack;
 pub use lfs::LfsMismatch;
 pub use lfs_delta::LfsDeltaPlan;
+pub use lfs_delta_sweep::DeltaSweep;
 pub use lfs_parts::LfsPartsPlan;
 pub use lfs_prune::{LfsPruneError, LfsPruned};
 pub use locks::{FileLock, LockOutcome, LockPage, UnlockOutcome, MAX_LOCK_PATH};
@@ -247,6 +249,7 @@ mod inline;
 mod journal;
 mod lfs;
 mod lfs_delta;
+mod lfs_delta_sweep;
 mod lfs_parts;
 mod lfs_prune;
 mod locks;
@@ -255,6 +258,8 @@ mod packs;
 mod parts;
 mod ref_cache;
 mod refs;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 mod thin;

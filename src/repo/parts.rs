@@ -87,13 +87,9 @@ async fn resumable(
 
 #[cfg(test)]
 mod tests {
-    use crate::repo::upload::{MultipartPolicy, PackUpload};
-    use crate::repo::Store;
-    use crate::storage::{Backend, LocalDisk, PutMode};
-    use std::sync::Arc;
+    use crate::repo::testing::{put_part, repo_in_parts, MIB};
+    use crate::repo::upload::PackUpload;
     use std::time::Duration;
-
-    const MIB: u64 = 1024 * 1024;
 
     /// A pack's upload cut after two of its three parts: `uploads` with `resume` continues it
     /// (same upload id, parts 1 and 2 stored, part 3 presigned), a pending marker of the cut
@@ -101,13 +97,7 @@ mod tests {
     #[tokio::test]
     async fn a_cut_pack_upload_is_continued_with_its_missing_parts() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = LocalDisk::new(dir.path(), "http://localhost:1", b"k").unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(disk);
-        let store = Store::new(backend.clone()).with_multipart(MultipartPolicy {
-            threshold: 5 * MIB,
-            part_size: 5 * MIB,
-        });
-        let repo = store.repo("ws", "r").unwrap();
+        let (backend, repo) = repo_in_parts(dir.path());
         let spec = PackUpload {
             name: format!("pack-{}", "a".repeat(40)),
             pack_size: 12 * MIB,
@@ -121,12 +111,13 @@ mod tests {
         assert_eq!((first.parts.len(), first.stored.len()), (3, 0));
         assert!(first.resumable);
         for n in [1u32, 2] {
-            let key = format!(".hypha-multipart/{}/part-{n:05}", first.upload_id);
-            let part = vec![7u8; (5 * MIB) as usize];
-            backend
-                .put(&key, part.into(), PutMode::Overwrite)
-                .await
-                .unwrap();
+            put_part(
+                &backend,
+                &first.upload_id,
+                n,
+                &vec![7u8; (5 * MIB) as usize],
+            )
+            .await;
         }
         let again = repo.presign_upload(&spec, hour).await.unwrap();
         let again = again.multipart.expect("in parts");

@@ -33,9 +33,10 @@
 
 use super::credentials::PLUGIN_LFS_BASE_HEADER;
 use super::error::ApiError;
-use super::limits::{ByteBudget, Moved};
+use super::lfs_call::{LfsCall, LfsJson, LfsResult};
+use super::limits::Moved;
 use super::quota;
-use super::routes::{authorize_read, authorize_write, caller_and_repo};
+use super::routes::{authorize_read, authorize_write};
 use super::state::AppState;
 use crate::api::lfs::{
     Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
@@ -44,79 +45,41 @@ use crate::api::lfs::{
 use crate::repo::LfsMismatch;
 use crate::repo::Repository;
 use crate::storage::{self, Backend as _, PresignedTransfer};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use std::collections::BTreeMap;
 
 /// Most objects one batch may name; git-lfs sends at most 100 (`lfs.transfer.batchSize`).
 const MAX_OBJECTS_PER_BATCH: usize = 1000;
 
 /// `POST /{ws}/git/{alias}/info/lfs/objects/batch`.
-pub async fn batch(
-    State(state): State<AppState>,
-    Path((workspace, alias)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    budget: Option<Extension<ByteBudget>>,
-    body: Bytes,
-) -> Response {
-    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
-    match batch_inner(&state, &workspace, &alias, &uri, &headers, &budget, &body).await {
-        Ok(answer) => lfs_json(StatusCode::OK, &answer),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-/// `POST /{ws}/git/{alias}/info/lfs/objects/verify/{oid}`.
-pub async fn verify(
-    State(state): State<AppState>,
-    Path((workspace, alias, oid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match verify_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-async fn batch_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    budget: &ByteBudget,
-    body: &Bytes,
-) -> Result<BatchResponse, ApiError> {
-    let req: BatchRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs batch request: {e}")))?;
+pub async fn batch(call: LfsCall) -> LfsResult<LfsJson<BatchResponse>> {
+    let req: BatchRequest = call.json("lfs batch request")?;
     let ours = req.transfers.iter().any(|t| t == TRANSFER);
     if !req.transfers.is_empty() && !ours && !req.transfers.iter().any(|t| t == "basic") {
         return Err(ApiError::invalid(format!(
             "only the basic and {TRANSFER} lfs transfers are served"
-        )));
+        ))
+        .into());
     }
     if req.hash_algo.as_deref().is_some_and(|h| h != "sha256") {
-        return Err(ApiError::invalid("only sha256 lfs objects are served"));
+        return Err(ApiError::invalid("only sha256 lfs objects are served").into());
     }
     if req.objects.len() > MAX_OBJECTS_PER_BATCH {
         return Err(ApiError::invalid(format!(
             "at most {MAX_OBJECTS_PER_BATCH} objects per lfs batch"
-        )));
+        ))
+        .into());
     }
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
+    let (state, workspace) = (&call.state, call.workspace.as_str());
+    let (caller, repo) = call.caller_and_repo()?;
     match req.operation {
         Operation::Download => {
             authorize_read(&caller, workspace, &repo).await?;
         }
         Operation::Upload => authorize_write(&caller, workspace, &repo).await?,
     }
-    let base = lfs_base(state, uri, headers).await?;
-    let authorization = headers.get(header::AUTHORIZATION);
+    let base = lfs_base(state, &call.uri, &call.headers).await?;
+    let authorization = call.headers.get(header::AUTHORIZATION);
     // One answer per oid: naming an object twice (or fifty times) costs one check.
     let mut seen = std::collections::HashSet::new();
     let specs: Vec<ObjectSpec> = req
@@ -150,7 +113,7 @@ async fn batch_inner(
             .map(|o| o.size)
             .sum(),
     );
-    budget.ready(moved)?;
+    call.budget.ready(moved)?;
     if let (Some(quotas), Operation::Upload) = (&state.quotas, req.operation) {
         let uploads: Vec<quota::Upload> = handed
             .iter()
@@ -161,12 +124,12 @@ async fn batch_inner(
             .collect();
         quotas.admit(workspace, &repo, &uploads, 0).await?;
     }
-    budget.charge(moved);
-    Ok(BatchResponse {
+    call.budget.charge(moved);
+    Ok(LfsJson(BatchResponse {
         transfer: if ours { TRANSFER } else { "basic" }.to_owned(),
         objects,
         hash_algo: "sha256".to_owned(),
-    })
+    }))
 }
 
 async fn download(
@@ -299,26 +262,20 @@ async fn upload(
     Ok(answer)
 }
 
-async fn verify_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    oid: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(), ApiError> {
-    let req: VerifyRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs verify request: {e}")))?;
+/// `POST /{ws}/git/{alias}/info/lfs/objects/verify/{oid}`.
+pub async fn verify(call: LfsCall) -> LfsResult<()> {
+    let req: VerifyRequest = call.json("lfs verify request")?;
+    let (state, workspace, oid) = (&call.state, call.workspace.as_str(), call.oid.as_str());
     if req.oid != oid {
         return Err(ApiError::invalid(format!(
             "lfs verify names {} in its path and {} in its body",
             crate::storage::shorten(oid),
             crate::storage::shorten(&req.oid)
-        )));
+        ))
+        .into());
     }
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
     // Write, not read as in Hypha: a verify that finds garbage deletes it.
-    authorize_write(&caller, workspace, &repo).await?;
+    let repo = call.writer().await?;
     let verified = repo.verify_lfs(oid, req.size).await;
     if let Some(quotas) = &state.quotas {
         match &verified {
@@ -327,7 +284,7 @@ async fn verify_inner(
             _ => {}
         }
     }
-    match verified {
+    let answer: Result<(), ApiError> = match verified {
         Ok(None) => {
             state.metrics.lfs("verify", req.size);
             Ok(())
@@ -345,7 +302,8 @@ async fn verify_inner(
             format!("lfs object {oid} changed while it was being verified (another upload?): verify again"),
         )),
         Err(e) => Err(e.into()),
-    }
+    };
+    Ok(answer?)
 }
 
 /// An LFS object's name in the quota ledger, beside pack names.
@@ -454,20 +412,5 @@ fn object_error(spec: &ObjectSpec, code: u16, message: String) -> ObjectResponse
         authenticated: None,
         actions: BTreeMap::new(),
         error: Some(ObjectError { code, message }),
-    }
-}
-
-pub(super) fn lfs_json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::api::lfs::MEDIA_TYPE),
-            )],
-            bytes,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

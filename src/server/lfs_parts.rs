@@ -11,63 +11,20 @@
 //! `repo::lfs_parts`'s, how a delta is planned and assembled `repo::lfs_delta`'s.
 
 use super::error::ApiError;
-use super::lfs::lfs_json;
-use super::limits::{ByteBudget, Moved};
-use super::routes::{authorize_write, caller_and_repo};
-use super::state::AppState;
+use super::lfs_call::{signed_headers, LfsCall, LfsJson, LfsResult};
+use super::limits::Moved;
 use crate::api::lfs::{
     DeltaComplete, DeltaPlan, DeltaRange, DeltaRequest, PartUrl, PartsComplete, PartsPlan,
     PartsRequest, MAX_DELTA_BASES,
 };
 use crate::repo::LfsMismatch;
 use crate::storage;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
 
 /// `POST .../objects/parts/{oid}`.
-pub async fn start(
-    State(state): State<AppState>,
-    Path((workspace, alias, oid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    budget: Option<Extension<ByteBudget>>,
-    body: Bytes,
-) -> Response {
-    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
-    match start_inner(&state, &workspace, &alias, &oid, &headers, &budget, &body).await {
-        Ok(plan) => lfs_json(StatusCode::OK, &plan),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-/// `POST .../objects/parts/{oid}/complete`.
-pub async fn complete(
-    State(state): State<AppState>,
-    Path((workspace, alias, oid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match complete_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-async fn start_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    oid: &str,
-    headers: &HeaderMap,
-    budget: &ByteBudget,
-    body: &Bytes,
-) -> Result<PartsPlan, ApiError> {
-    let req: PartsRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs parts request: {e}")))?;
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
-    authorize_write(&caller, workspace, &repo).await?;
+pub async fn start(call: LfsCall) -> LfsResult<LfsJson<PartsPlan>> {
+    let req: PartsRequest = call.json("lfs parts request")?;
+    let repo = call.writer().await?;
+    let (state, oid) = (&call.state, call.oid.as_str());
     let plan = repo
         .lfs_parts_plan(oid, req.size, state.presign_expires_in)
         .await?;
@@ -76,7 +33,7 @@ async fn start_inner(
     let to_send = (plan.parts.len() as u64)
         .saturating_mul(plan.part_size)
         .min(req.size);
-    budget.take(Moved::HandedOut(to_send))?;
+    call.budget.take(Moved::HandedOut(to_send))?;
     if !plan.done {
         let sending: u64 = plan.parts.len() as u64;
         state.metrics.lfs("upload", req.size);
@@ -95,7 +52,7 @@ async fn start_inner(
             );
         }
     }
-    Ok(PartsPlan {
+    Ok(LfsJson(PartsPlan {
         done: plan.done,
         upload_id: plan.upload_id,
         part_size: plan.part_size,
@@ -105,30 +62,19 @@ async fn start_inner(
             .map(|(number, url)| PartUrl {
                 number,
                 href: url.url,
-                header: url
-                    .headers
-                    .into_iter()
-                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-                    .collect(),
+                header: signed_headers(url.headers),
             })
             .collect(),
         stored: plan.stored,
         expires_in: state.presign_expires_in.as_secs(),
-    })
+    }))
 }
 
-async fn complete_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    oid: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(), ApiError> {
-    let req: PartsComplete = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs parts completion: {e}")))?;
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
-    authorize_write(&caller, workspace, &repo).await?;
+/// `POST .../objects/parts/{oid}/complete`.
+pub async fn complete(call: LfsCall) -> LfsResult<()> {
+    let req: PartsComplete = call.json("lfs parts completion")?;
+    let repo = call.writer().await?;
+    let (state, workspace, oid) = (&call.state, call.workspace.as_str(), call.oid.as_str());
     let done = repo
         .lfs_complete_parts(oid, req.size, req.upload_id.as_deref(), req.part_size)
         .await;
@@ -140,7 +86,7 @@ async fn complete_inner(
             _ => {}
         }
     }
-    match done {
+    let answer: Result<(), ApiError> = match done {
         Ok(None) => {
             state.metrics.lfs("verify", req.size);
             Ok(())
@@ -161,57 +107,23 @@ async fn complete_inner(
             format!("lfs object {oid} changed while it was being checked: complete again"),
         )),
         Err(e) => Err(e.into()),
-    }
+    };
+    Ok(answer?)
 }
 
 /// `POST .../objects/parts/{oid}/delta`.
-pub async fn delta(
-    State(state): State<AppState>,
-    Path((workspace, alias, oid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    budget: Option<Extension<ByteBudget>>,
-    body: Bytes,
-) -> Response {
-    let budget = budget.map(|Extension(b)| b).unwrap_or_default();
-    match delta_inner(&state, &workspace, &alias, &oid, &headers, &budget, &body).await {
-        Ok(plan) => lfs_json(StatusCode::OK, &plan),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-/// `POST .../objects/parts/{oid}/delta/complete`.
-pub async fn delta_complete(
-    State(state): State<AppState>,
-    Path((workspace, alias, oid)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match delta_complete_inner(&state, &workspace, &alias, &oid, &headers, &body).await {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(err) => err.into_lfs_response(),
-    }
-}
-
-async fn delta_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    oid: &str,
-    headers: &HeaderMap,
-    budget: &ByteBudget,
-    body: &Bytes,
-) -> Result<DeltaPlan, ApiError> {
+pub async fn delta(call: LfsCall) -> LfsResult<LfsJson<DeltaPlan>> {
     use base64::Engine as _;
-    let req: DeltaRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs delta request: {e}")))?;
+    let req: DeltaRequest = call.json("lfs delta request")?;
     if req.bases.len() > MAX_DELTA_BASES {
         return Err(ApiError::invalid(format!(
             "invalid lfs delta request: {} bases, at most {MAX_DELTA_BASES}",
             req.bases.len()
-        )));
+        ))
+        .into());
     }
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
-    authorize_write(&caller, workspace, &repo).await?;
+    let repo = call.writer().await?;
+    let (state, oid) = (&call.state, call.oid.as_str());
     // The body limit (`MAX_JSON_BODY`) bounds the chunk list before it is decoded, and
     // `lfs_chunks::decode` its count and lengths.
     let raw = base64::engine::general_purpose::STANDARD
@@ -220,9 +132,9 @@ async fn delta_inner(
     let (size, chunks) = crate::lfs_chunks::decode(&raw)
         .map_err(|e| ApiError::invalid(format!("invalid lfs delta request: {e}")))?;
     if size != req.size {
-        return Err(ApiError::invalid(
-            "invalid lfs delta request: the chunks are of another size",
-        ));
+        return Err(
+            ApiError::invalid("invalid lfs delta request: the chunks are of another size").into(),
+        );
     }
     let plan = repo
         .lfs_delta_plan(oid, size, &chunks, &req.bases, state.presign_expires_in)
@@ -230,8 +142,10 @@ async fn delta_inner(
     // The ranges to send, charged before they are handed out, as the parts of `start` are
     // (the object's quota was taken by the batch that offered this route).
     let sending: u64 = plan.ranges.iter().map(|r| r.1).sum();
-    budget.take(Moved::HandedOut(sending))?;
+    call.budget.take(Moved::HandedOut(sending))?;
     if let Some(id) = &plan.id {
+        // Stored until its `complete`: the timer sweeps it if that never comes.
+        state.note_staged(&repo);
         state.metrics.lfs("upload", size);
         state
             .metrics
@@ -241,7 +155,7 @@ async fn delta_inner(
             crate::storage::shorten(oid),
             plan.reused,
             plan.ranges.len(),
-            body.len()
+            call.body.len()
         );
     } else if !plan.done {
         tracing::info!(
@@ -249,7 +163,7 @@ async fn delta_inner(
             crate::storage::shorten(oid)
         );
     }
-    Ok(DeltaPlan {
+    Ok(LfsJson(DeltaPlan {
         done: plan.done,
         id: plan.id,
         reused: plan.reused,
@@ -260,36 +174,25 @@ async fn delta_inner(
                 offset,
                 len,
                 href: url.url,
-                header: url
-                    .headers
-                    .into_iter()
-                    .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
-                    .collect(),
+                header: signed_headers(url.headers),
             })
             .collect(),
         expires_in: state.presign_expires_in.as_secs(),
-    })
+    }))
 }
 
-async fn delta_complete_inner(
-    state: &AppState,
-    workspace: &str,
-    alias: &str,
-    oid: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(), ApiError> {
-    let req: DeltaComplete = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid lfs delta completion: {e}")))?;
-    let (caller, _, repo) = caller_and_repo(state, workspace, alias, headers)?;
-    authorize_write(&caller, workspace, &repo).await?;
+/// `POST .../objects/parts/{oid}/delta/complete`.
+pub async fn delta_complete(call: LfsCall) -> LfsResult<()> {
+    let req: DeltaComplete = call.json("lfs delta completion")?;
+    let repo = call.writer().await?;
+    let (state, workspace, oid) = (&call.state, call.workspace.as_str(), call.oid.as_str());
     let done = repo.lfs_delta_complete(oid, req.size, &req.id).await;
     // Stored: no longer pending. Otherwise nothing was stored, and the agent sends the object
     // whole next, under the same pending entry.
     if let (Some(quotas), Ok(None)) = (&state.quotas, &done) {
         quotas.committed(workspace, &repo, &[(super::lfs::quota_name(oid), 0)], 0);
     }
-    match done {
+    let answer: Result<(), ApiError> = match done {
         Ok(None) => {
             tracing::info!("lfs delta composed {}", crate::storage::shorten(oid));
             state.metrics.lfs("verify", req.size);
@@ -316,5 +219,6 @@ async fn delta_complete_inner(
             );
             Err(e.into())
         }
-    }
+    };
+    Ok(answer?)
 }

@@ -21,7 +21,7 @@
 //! a fixed shape before they become keys.
 
 use super::error::ApiError;
-use super::lfs::lfs_json;
+use super::lfs_call::lfs_json;
 use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::locks::{

@@ -6,8 +6,9 @@
 //! `repo`'s business over `storage`; tokens are `auth`'s. Never touches `helper`, `client`,
 //! `gc` or `fetch_packs`: `autogc` compacts in the store, with the engine `git hypha gc` uses.
 //!
-//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `locks`: the
-//!   Git LFS locks API; `convert`: API types <-> the store's own types;
+//! - `routes`: the API routes; `lfs`: Hypha's Git LFS batch and verify routes; `lfs_parts`:
+//!   our transfer's parts and delta routes; `lfs_call`: the request and answer shape those
+//!   share; `locks`: the Git LFS locks API; `convert`: API types <-> the store's own types;
 //! - `store`: the local store's presigned URLs (`/_store/...`);
 //! - `credentials`: `Authorization` -> caller; `error`: every error -> status + JSON;
 //! - `log`: one stderr line per request, its id (`X-Request-Id`), its metrics; `state`: [`AppState`];
@@ -34,6 +35,7 @@ mod hooks;
 pub mod inline;
 mod inline_listing;
 mod lfs;
+mod lfs_call;
 mod lfs_parts;
 pub mod limits;
 mod locks;
@@ -562,14 +564,42 @@ const STAGED_SWEEP: Duration = Duration::from_secs(300);
 /// Removes abandoned uploads (pending packs and thin uploads older than the grace period) of
 /// the repositories that were handed upload URLs, every [`STAGED_SWEEP`]: without it they
 /// stayed until the repository's next compaction, which a failed thin push never triggers.
-/// A repository with uploads still within their grace period is looked at again next time.
+/// LFS delta plans never completed go in the same wave (`repo::lfs_delta_sweep`; only those
+/// of repositories that were handed one, or compaction, look). A repository with uploads or
+/// plans still within their grace period is looked at again next time.
 pub(crate) async fn sweep_staged(state: AppState) {
     let mut every = tokio::time::interval(STAGED_SWEEP);
     every.tick().await;
     loop {
         every.tick().await;
         for repo in state.take_staged() {
-            match repo.sweep_staged(state.gc_grace).await {
+            let (staged, deltas) = tokio::join!(
+                repo.sweep_staged(state.gc_grace),
+                repo.sweep_lfs_deltas(std::time::SystemTime::now(), state.gc_grace)
+            );
+            match deltas {
+                Ok(swept) => {
+                    if swept.removed > 0 {
+                        tracing::info!(
+                            "{}: removed {} abandoned lfs delta plan(s)",
+                            repo.name(),
+                            swept.removed
+                        );
+                    }
+                    if swept.kept > 0 {
+                        state.note_staged(&repo);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "warning: cannot sweep abandoned lfs delta plans of {}: {}",
+                        repo.name(),
+                        error_chain(&e)
+                    );
+                    state.note_staged(&repo);
+                }
+            }
+            match staged {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!("{}: removed {n} abandoned upload(s)", repo.name());

@@ -1380,6 +1380,77 @@ async fn staged_uploads_are_bounded_and_swept() {
     assert_eq!(s.state.take_staged().len(), 1, "noted for the timer");
 }
 
+/// A stored LFS delta plan waits for its `complete`: the route notes its repository for the
+/// timer, which sweeps the plan once it is older than the grace period (issue 26); a request
+/// that gets no plan notes nothing.
+#[tokio::test]
+async fn a_delta_plan_is_noted_for_the_sweep() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    const MIB: usize = 1024 * 1024;
+    let s = server_with(|st| {
+        st.multipart(crate::repo::upload::MultipartPolicy {
+            threshold: 5 * MIB as u64,
+            part_size: 5 * MIB as u64,
+        })
+    });
+    s.create("ws/d", false).await;
+    let rw = format!("Bearer {}", token("ws", Permission::ReadWrite));
+    let repo = s.state.store().repo("ws", "d").unwrap();
+    let v1: Vec<u8> = (0..6 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    let mut v2 = v1.clone();
+    v2[MIB..MIB + 64].fill(0);
+    let oid = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let chunks = |b: &[u8]| {
+        let mut c = crate::lfs_chunks::Chunker::new();
+        c.feed(b);
+        let list = crate::lfs_chunks::encode(b.len() as u64, &c.finish());
+        base64::engine::general_purpose::STANDARD.encode(list)
+    };
+    let route = format!("/ws/git/d.git/info/lfs/objects/parts/{}/delta", oid(&v2));
+    let ask = json!({"size": v2.len(), "chunks": chunks(&v2), "bases": [oid(&v1)]}).to_string();
+
+    let r = s.raw(&route, Some(&rw), ask.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.json()["id"].is_null(), "no base stored: {}", r.json());
+    assert!(s.state.take_staged().is_empty(), "no plan, nothing noted");
+
+    repo.backend()
+        .put(
+            &repo.lfs_key(&oid(&v1)).unwrap(),
+            v1.clone().into(),
+            storage::PutMode::Overwrite,
+        )
+        .await
+        .unwrap();
+    // With its index (as a content check leaves it): lazy indexing is one at a time per
+    // process, and other tests index in parallel.
+    let mut c = crate::lfs_chunks::Chunker::new();
+    c.feed(&v1);
+    let index = crate::lfs_chunks::encode(v1.len() as u64, &c.finish());
+    let index_key = format!(
+        "ws/artifacts/d/git/lfs/chunks/{}/{}/{}",
+        &oid(&v1)[..2],
+        &oid(&v1)[2..4],
+        oid(&v1)
+    );
+    repo.backend()
+        .put(&index_key, index.into(), storage::PutMode::Overwrite)
+        .await
+        .unwrap();
+    let r = s.raw(&route, Some(&rw), ask).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.json()["id"].is_string(), "{}", r.json());
+    let noted = s.state.take_staged();
+    assert_eq!(noted.len(), 1, "noted for the timer");
+    let now = std::time::SystemTime::now();
+    let grace = s.state.gc_grace;
+    let kept = noted[0].sweep_lfs_deltas(now, grace).await.unwrap();
+    assert_eq!((kept.removed, kept.kept), (0, 1));
+    let swept = noted[0].sweep_lfs_deltas(now + grace, grace).await.unwrap();
+    assert_eq!((swept.removed, swept.kept), (1, 0));
+}
+
 /// Inline packs (issue 25): `refs` for a push says how large; `update` refuses one that is
 /// larger, more of them than allowed, unreadable base64 or a bad name, each with one line and
 /// nothing written; a server with `inline_max(0)` offers none and refuses them. A refs

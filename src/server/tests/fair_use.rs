@@ -52,6 +52,14 @@ impl Server {
         self.send(req).await
     }
 
+    /// `uploads` of [`pack_name`]`(i)` (`size` bytes) to `ws/repo` with `token`, from one
+    /// address.
+    async fn upload_as(&self, token: &str, i: u8, size: u64) -> Reply {
+        let body = upload_of(i, size);
+        self.api_at("192.0.2.1", "ws/repo", "uploads", token, body)
+            .await
+    }
+
     fn counted(&self, reason: &str) -> String {
         let text = self.state.metrics().encode();
         text.lines()
@@ -78,6 +86,22 @@ fn uploads_of(packs: &[(&str, u64)]) -> Value {
 
 fn pack_name(i: u8) -> String {
     format!("pack-{}", hex::encode([i; 20]))
+}
+
+/// An `uploads` body asking for one pack, [`pack_name`]`(i)` of `size` bytes.
+fn upload_of(i: u8, size: u64) -> Value {
+    uploads_of(&[(&pack_name(i), size)])
+}
+
+/// A server with `repos` created, then set up by `f` (limits, quotas): creating them is
+/// neither charged nor counted.
+async fn server_then(repos: &[&str], f: impl FnOnce(AppState) -> AppState) -> Server {
+    let mut s = server();
+    for repo in repos {
+        s.create(repo, false).await;
+    }
+    s.state = f(s.state.clone());
+    s
 }
 
 fn limited_429(r: &Reply, detail_starts: &str) -> u64 {
@@ -113,32 +137,19 @@ fn over_quota(r: &Reply, needles: &[&str]) {
 /// request that hands out nothing is not refused.
 #[tokio::test]
 async fn the_token_byte_limit_lets_one_transfer_go_and_makes_the_next_wait() {
-    let mut s = server();
-    s.create("ws/repo", false).await;
-    s.state = s.state.clone().rate_limits(Limits {
-        token_bytes_per_minute: 60_000,
-        ..Limits::default()
-    });
+    let s = server_then(&["ws/repo"], |st| {
+        st.rate_limits(Limits {
+            token_bytes_per_minute: 60_000,
+            ..Limits::default()
+        })
+    })
+    .await;
     let alice = named("alice", "ws", Permission::ReadWrite);
     // 300,100 bytes at 1,000 a second, with a bucket of 10,000: 290 s of debt.
-    let r = s
-        .api_at(
-            "192.0.2.1",
-            "ws/repo",
-            "uploads",
-            &alice,
-            uploads_of(&[(&pack_name(1), 300_000)]),
-        )
-        .await;
+    let r = s.upload_as(&alice, 1, 300_000).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = s
-        .api_at(
-            "192.0.2.1",
-            "ws/repo",
-            "uploads",
-            &alice,
-            uploads_of(&[(&pack_name(2), 10)]),
-        )
+        .api_at("192.0.2.1", "ws/repo", "uploads", &alice, upload_of(2, 10))
         .await;
     let wait = limited_429(
         &r,
@@ -174,13 +185,7 @@ async fn the_token_byte_limit_lets_one_transfer_go_and_makes_the_next_wait() {
     // Bob has his own bucket, from the same address.
     let bob = named("bob", "ws", Permission::ReadWrite);
     let r = s
-        .api_at(
-            "192.0.2.1",
-            "ws/repo",
-            "uploads",
-            &bob,
-            uploads_of(&[(&pack_name(3), 10)]),
-        )
+        .api_at("192.0.2.1", "ws/repo", "uploads", &bob, upload_of(3, 10))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(s.counted("byte_limited_token"), "1");
@@ -190,29 +195,19 @@ async fn the_token_byte_limit_lets_one_transfer_go_and_makes_the_next_wait() {
 /// never handed.
 #[tokio::test]
 async fn a_refusal_by_quota_costs_no_bytes() {
-    let mut s = server();
-    s.create("ws/repo", false).await;
-    s.state = s
-        .state
-        .clone()
-        .rate_limits(Limits {
+    let s = server_then(&["ws/repo"], |st| {
+        st.rate_limits(Limits {
             token_bytes_per_minute: 60_000,
             ..Limits::default()
         })
         .quotas(Quotas {
             stored_bytes: 1_000_000,
             ..Quotas::default()
-        });
+        })
+    })
+    .await;
     let alice = named("alice", "ws", Permission::ReadWrite);
-    let r = s
-        .api_at(
-            "192.0.2.1",
-            "ws/repo",
-            "uploads",
-            &alice,
-            uploads_of(&[(&pack_name(1), 2_000_000)]),
-        )
-        .await;
+    let r = s.upload_as(&alice, 1, 2_000_000).await;
     over_quota(
         &r,
         &[
@@ -220,15 +215,7 @@ async fn a_refusal_by_quota_costs_no_bytes() {
             "adds 2000100 bytes (1.9 MiB)",
         ],
     );
-    let r = s
-        .api_at(
-            "192.0.2.1",
-            "ws/repo",
-            "uploads",
-            &alice,
-            uploads_of(&[(&pack_name(1), 5_000)]),
-        )
-        .await;
+    let r = s.upload_as(&alice, 1, 5_000).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
@@ -237,16 +224,17 @@ async fn a_refusal_by_quota_costs_no_bytes() {
 /// handed is not charged as well.
 #[tokio::test]
 async fn store_transfers_are_charged_to_the_address() {
-    let mut s = server();
-    s.create("ws/repo", false).await;
+    // A bucket of 1,000 bytes: smaller than the pack.
+    let s = server_then(&["ws/repo"], |st| {
+        st.rate_limits(Limits {
+            address_bytes_per_minute: 6_000,
+            ..Limits::default()
+        })
+    })
+    .await;
     let rw = token("ws", Permission::ReadWrite);
     let blobs = crate::pack::testing::blob_pack(3, 1, 5000);
     let (name, pack, idx, a) = (blobs.name, blobs.pack, blobs.idx, blobs.ids[0].clone());
-    // A bucket of 1,000 bytes: smaller than the pack.
-    s.state = s.state.clone().rate_limits(Limits {
-        address_bytes_per_minute: 6_000,
-        ..Limits::default()
-    });
     let body = json!({"packs": [{"name": name, "pack_size": pack.len(), "idx_size": idx.len()}]});
     let r = s
         .api_at("192.0.2.1", "ws/repo", "uploads", &rw, body.clone())
@@ -327,15 +315,14 @@ async fn store_transfers_are_charged_to_the_address() {
 /// an update that commits them frees the room; other workspaces are not affected.
 #[tokio::test]
 async fn pending_uploads_are_counted_per_workspace() {
-    let mut s = server();
-    for repo in ["ws/a", "ws/b", "other/a"] {
-        s.create(repo, false).await;
-    }
-    s.state = s.state.clone().quotas(Quotas {
-        pending_uploads: 2,
-        pending_bytes: 10_000,
-        ..Quotas::default()
-    });
+    let s = server_then(&["ws/a", "ws/b", "other/a"], |st| {
+        st.quotas(Quotas {
+            pending_uploads: 2,
+            pending_bytes: 10_000,
+            ..Quotas::default()
+        })
+    })
+    .await;
     let rw = token("*", Permission::ReadWrite);
     let t = Some(rw.as_str());
     let r = s
@@ -358,9 +345,7 @@ async fn pending_uploads_are_counted_per_workspace() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // A third, in another repository of the workspace: refused, and nothing marked.
-    let r = s
-        .api("ws/b", "uploads", t, uploads_of(&[(&pack_name(3), 100)]))
-        .await;
+    let r = s.api("ws/b", "uploads", t, upload_of(3, 100)).await;
     over_quota(
         &r,
         &[
@@ -371,24 +356,10 @@ async fn pending_uploads_are_counted_per_workspace() {
     let b = s.state.store().repo("ws", "b").unwrap();
     assert_eq!(b.staged_uploads().await.unwrap(), 0);
     // Another workspace has its own.
-    let r = s
-        .api(
-            "other/a",
-            "uploads",
-            t,
-            uploads_of(&[(&pack_name(4), 9_000)]),
-        )
-        .await;
+    let r = s.api("other/a", "uploads", t, upload_of(4, 9_000)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // Bytes: 9,100 in flight, 1,100 more asked, past 10,000.
-    let r = s
-        .api(
-            "other/a",
-            "uploads",
-            t,
-            uploads_of(&[(&pack_name(5), 1_000)]),
-        )
-        .await;
+    let r = s.api("other/a", "uploads", t, upload_of(5, 1_000)).await;
     over_quota(
         &r,
         &[
@@ -403,9 +374,7 @@ async fn pending_uploads_are_counted_per_workspace() {
     let a = s.state.store().repo("ws", "a").unwrap();
     let quotas = s.state.quotas.clone().unwrap();
     quotas.committed("ws", &a, &[(pack_name(1), 0)], 0);
-    let r = s
-        .api("ws/b", "uploads", t, uploads_of(&[(&pack_name(3), 100)]))
-        .await;
+    let r = s.api("ws/b", "uploads", t, upload_of(3, 100)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(s.counted("quota_pending_uploads"), "1");
     assert_eq!(s.counted("quota_pending_bytes"), "1");
@@ -489,21 +458,14 @@ async fn stored_bytes_are_listed_once_then_kept() {
     );
     let r = s.api("ws/new", "refs", t, json!({})).await;
     assert_eq!(r.json()["refs"], json!({"refs/heads/main": commit}));
-    let r = s
-        .api("ws/old", "uploads", t, uploads_of(&[(&pack_name(7), 1)]))
-        .await;
+    let r = s.api("ws/old", "uploads", t, upload_of(7, 1)).await;
     over_quota(&r, &["storage quota"]);
     assert_eq!(s.counted("quota_stored_bytes"), "3");
     // Another workspace is not affected.
     s.create("ws2/r", false).await;
     let rw2 = token("ws2", Permission::ReadWrite);
     let r = s
-        .api(
-            "ws2/r",
-            "uploads",
-            Some(&rw2),
-            uploads_of(&[(&pack_name(7), 1000)]),
-        )
+        .api("ws2/r", "uploads", Some(&rw2), upload_of(7, 1000))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
@@ -512,12 +474,13 @@ async fn stored_bytes_are_listed_once_then_kept() {
 /// git-lfs prints an error.
 #[tokio::test]
 async fn lfs_uploads_meet_the_quotas() {
-    let mut s = server();
-    s.create("ws/repo", false).await;
-    s.state = s.state.clone().quotas(Quotas {
-        stored_bytes: 5_000,
-        ..Quotas::default()
-    });
+    let s = server_then(&["ws/repo"], |st| {
+        st.quotas(Quotas {
+            stored_bytes: 5_000,
+            ..Quotas::default()
+        })
+    })
+    .await;
     let rw = token("ws", Permission::ReadWrite);
     let batch = |oid: &str, size: u64| {
         json!({"operation": "upload", "transfers": ["basic"],
@@ -564,20 +527,14 @@ async fn plugin_mode_applies_the_quotas_and_byte_limits() {
         });
     let mut headers = plugin_headers("write", PREFIX);
     headers.push(("x-hypha-user", "u-alice"));
-    let r = s
-        .plugin("uploads", &headers, uploads_of(&[(&pack_name(1), 1000)]))
-        .await;
+    let r = s.plugin("uploads", &headers, upload_of(1, 1000)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // Alice is in debt now; Bob is not, but the workspace's one pending upload is taken.
-    let r = s
-        .plugin("uploads", &headers, uploads_of(&[(&pack_name(2), 10)]))
-        .await;
+    let r = s.plugin("uploads", &headers, upload_of(2, 10)).await;
     limited_429(&r, "byte rate limit of 600 bytes a minute for this user");
     headers.pop();
     headers.push(("x-hypha-user", "u-bob"));
-    let r = s
-        .plugin("uploads", &headers, uploads_of(&[(&pack_name(2), 10)]))
-        .await;
+    let r = s.plugin("uploads", &headers, upload_of(2, 10)).await;
     over_quota(&r, &["quota of 1 pending uploads for workspace ws reached"]);
 }
 
@@ -585,13 +542,14 @@ async fn plugin_mode_applies_the_quotas_and_byte_limits() {
 /// leaves nothing in flight.
 #[tokio::test]
 async fn a_failed_uploads_request_leaves_nothing_pending() {
-    let mut s = server();
-    s.create("ws/repo", false).await;
+    let s = server_then(&["ws/repo"], |st| {
+        st.quotas(Quotas {
+            pending_uploads: 1,
+            ..Quotas::default()
+        })
+    })
+    .await;
     s.put_objects("ws/repo");
-    s.state = s.state.clone().quotas(Quotas {
-        pending_uploads: 1,
-        ..Quotas::default()
-    });
     let rw = token("ws", Permission::ReadWrite);
     let t = Some(rw.as_str());
     let stored = format!("pack-{}", hex::encode([0xabu8; 20]));
@@ -604,8 +562,6 @@ async fn a_failed_uploads_request_leaves_nothing_pending() {
         "{:?}",
         r.body
     );
-    let r = s
-        .api("ws/repo", "uploads", t, uploads_of(&[(&pack_name(2), 100)]))
-        .await;
+    let r = s.api("ws/repo", "uploads", t, upload_of(2, 100)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
