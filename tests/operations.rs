@@ -139,6 +139,30 @@ fn push_main(force: bool) -> Vec<PushSpec> {
     }]
 }
 
+/// A fetch of `tip` as `refs/heads/main`, against the listing as it is now.
+async fn fetch_main(
+    client: &Client,
+    git_dir: &Path,
+    tip: &str,
+    options: &fetch::Options,
+) -> fetch::Outcome {
+    let wants = vec![FetchSpec {
+        oid: tip.to_owned(),
+        name: "refs/heads/main".into(),
+    }];
+    let listed = refs(client).await;
+    fetch::run(
+        client,
+        git_dir,
+        &wants,
+        &listed,
+        options,
+        Progress::hidden(),
+    )
+    .await
+    .expect("fetch")
+}
+
 fn main_ok(outcome: &push::Outcome) {
     assert_eq!(
         outcome.statuses,
@@ -213,21 +237,7 @@ async fn each_operation_reports_what_it_did() {
     // A fetch into an empty repository takes the one pack, and says how many bytes.
     let other = scratch.path().join("other");
     let other_git = git.init(&other);
-    let wants = vec![FetchSpec {
-        oid: first_tip.clone(),
-        name: "refs/heads/main".into(),
-    }];
-    let listed = refs(&client).await;
-    let fetched = fetch::run(
-        &client,
-        &other_git,
-        &wants,
-        &listed,
-        &fetch::Options::default(),
-        hidden(),
-    )
-    .await
-    .expect("fetch");
+    let fetched = fetch_main(&client, &other_git, &first_tip, &fetch::Options::default()).await;
     assert_eq!(
         (fetched.packs, fetched.pack_bytes, fetched.by_range),
         (1, listing.packs[0].pack_size, None),
@@ -264,21 +274,7 @@ async fn each_operation_reports_what_it_did() {
         assert_eq!(stored.pack_size, second.size, "{second:?}");
     }
     let tip = git.run(&work, &["rev-parse", "HEAD"]);
-    let wants = vec![FetchSpec {
-        oid: tip.clone(),
-        name: "refs/heads/main".into(),
-    }];
-    let listed = refs(&client).await;
-    let fetched = fetch::run(
-        &client,
-        &other_git,
-        &wants,
-        &listed,
-        &fetch::Options::default(),
-        hidden(),
-    )
-    .await
-    .expect("incremental fetch");
+    let fetched = fetch_main(&client, &other_git, &tip, &fetch::Options::default()).await;
     assert_eq!(
         (fetched.packs, fetched.pack_bytes),
         (1, stored.pack_size),
@@ -299,9 +295,7 @@ async fn each_operation_reports_what_it_did() {
         },
         ..fetch::Options::default()
     };
-    let fetched = fetch::run(&client, &shallow_git, &wants, &listed, &depth_one, hidden())
-        .await
-        .expect("shallow fetch");
+    let fetched = fetch_main(&client, &shallow_git, &tip, &depth_one).await;
     let by_range = fetched.by_range.expect("a shallow fetch reads by range");
     assert_eq!((fetched.packs, fetched.pack_bytes), (0, 0), "{fetched:?}");
     // The tip commit, its tree and its three blobs.
