@@ -17,6 +17,9 @@ With RELAY_LOG=FILE in its environment, it also appends one line per HTTP reques
 to the target: "MS CONN METHOD PATH", the time in milliseconds since the relay started, when
 the request arrived (before any delay), and the connection's number. That shows which of a
 server's requests to its store wait for each other (bench/far.sh's S3 round trips). With
+RELAY_LOG_ANSWERS=1 as well, it also appends "MS CONN ANSWER" when an answer's first bytes
+come back from the target (before the delay): bench/s3-waves.sh pairs them with the requests
+of their connection, in order, to tell which requests went out after which answers. With
 RELAY_EPOCH=SECONDS (a `date +%s.%N`), the milliseconds count from that moment instead, so
 that relays started apart, logging into one file, share a clock (bench/far-hypha.sh).
 
@@ -37,6 +40,7 @@ START = time.monotonic()
 if os.environ.get("RELAY_EPOCH"):
     START -= time.time() - float(os.environ["RELAY_EPOCH"])
 LOG = open(os.environ["RELAY_LOG"], "a", buffering=1) if os.environ.get("RELAY_LOG") else None
+LOG_ANSWERS = LOG is not None and os.environ.get("RELAY_LOG_ANSWERS") == "1"
 connections = itertools.count(1)
 
 
@@ -45,6 +49,12 @@ def log_request(conn: int, data: bytes) -> None:
     if LOG is not None and data.startswith(METHODS):
         line = data.split(b"\r\n", 1)[0].decode("latin-1").rsplit(" ", 1)[0]
         LOG.write("%d %d %s\n" % ((time.monotonic() - START) * 1000, conn, line))
+
+
+def log_answer(conn: int, data: bytes) -> None:
+    """A line for a chunk that starts an HTTP answer."""
+    if LOG_ANSWERS and data.startswith(b"HTTP/"):
+        LOG.write("%d %d ANSWER\n" % ((time.monotonic() - START) * 1000, conn))
 
 
 async def pipe(reader, writer, key, delay=0.0, not_before=0.0, conn=0):
@@ -81,6 +91,8 @@ async def pipe(reader, writer, key, delay=0.0, not_before=0.0, conn=0):
             totals[key] += len(data)
             if key == "up":
                 log_request(conn, data)
+            else:
+                log_answer(conn, data)
             queue.put_nowait((max(loop.time(), not_before) + delay, data))
     except (ConnectionError, OSError):
         pass
@@ -97,9 +109,10 @@ async def relay(target_port, delay, client_reader, client_writer):
     except OSError:
         client_writer.close()
         return
+    conn = next(connections)
     await asyncio.gather(
-        pipe(client_reader, server_writer, "up", delay, not_before, next(connections)),
-        pipe(server_reader, client_writer, "down", delay),
+        pipe(client_reader, server_writer, "up", delay, not_before, conn),
+        pipe(server_reader, client_writer, "down", delay, conn=conn),
     )
 
 

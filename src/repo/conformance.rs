@@ -750,7 +750,8 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
 }
 
 /// `refs` lists the right values whoever changed them, and, where listings carry etags (S3),
-/// reads again only the refs that changed since this server last read them.
+/// reads again only the refs that changed since this server last read or wrote them: refs an
+/// `update` wrote (created or replaced, many or few) are not read back.
 pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     let alias = unique_alias("ref-cache");
     let counted = Arc::new(Hooked {
@@ -770,10 +771,12 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
         &backend,
         &format!("conformance/artifacts/{alias}/.git/"),
         1,
-        &[one],
+        &[one, two],
     )
     .await;
-    let updates = (0..5)
+    // More refs than an update reads one by one (`refs::TOUCHED_MAX`): the listing path.
+    const REFS: usize = 12;
+    let updates = (0..REFS)
         .map(|i| ref_update(&format!("refs/heads/b{i}"), None, Some(one)))
         .collect();
     repo.update(&Update {
@@ -783,7 +786,7 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
     .await
     .expect("update");
     let want = |changed: &str| -> BTreeMap<String, String> {
-        (0..5)
+        (0..REFS)
             .map(|i| {
                 let name = format!("refs/heads/b{i}");
                 let oid = if name == changed { two } else { one };
@@ -791,13 +794,19 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
             })
             .collect()
     };
-    assert_eq!(repo.refs().await.expect("refs"), want(""));
     let etags = backend
         .list(&format!("conformance/artifacts/{alias}/.git/refs/"))
         .await
         .expect("list")
         .iter()
         .all(|meta| meta.etag.is_some());
+    // The refs it created are known by the etags their writes answered.
+    let before = counted.hook.count();
+    assert_eq!(repo.refs().await.expect("refs"), want(""));
+    let reads = counted.hook.count() - before;
+    if etags {
+        assert_eq!(reads, 0, "refs this server created are not read back");
+    }
 
     // Read again: with etags in the listing, no ref is read.
     let before = counted.hook.count();
@@ -806,6 +815,27 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
     if etags {
         assert_eq!(reads, 0, "unchanged refs are not read again");
     }
+
+    // A ref this server replaces: known by its new etag, and listed with its new value.
+    repo.update(&Update {
+        updates: vec![ref_update("refs/heads/b7", Some(one), Some(two))],
+        ..Default::default()
+    })
+    .await
+    .expect("replace");
+    let before = counted.hook.count();
+    assert_eq!(repo.refs().await.expect("refs"), want("refs/heads/b7"));
+    let reads = counted.hook.count() - before;
+    if etags {
+        assert_eq!(reads, 0, "a ref this server replaced is not read back");
+    }
+    repo.update(&Update {
+        updates: vec![ref_update("refs/heads/b7", Some(two), Some(one))],
+        ..Default::default()
+    })
+    .await
+    .expect("replace back");
+    assert_eq!(repo.refs().await.expect("refs"), want(""));
 
     // Another writer (Hypha itself) changes one ref behind this server's back.
     backend

@@ -44,7 +44,7 @@
 //! (conditional puts and deletes), so this works on local disk and S3 alike.
 
 use super::refs::Current;
-use super::{Repository, WRITE_CONCURRENCY};
+use super::{Repository, REF_CONCURRENCY};
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -224,7 +224,7 @@ impl Repository {
         let outcomes: Vec<(usize, Result<Outcome, Error>)> =
             futures_util::stream::iter(0..updates.len())
                 .map(|i| async move { (i, self.roll_forward_one(&updates[i]).await) })
-                .buffer_unordered(WRITE_CONCURRENCY)
+                .buffer_unordered(REF_CONCURRENCY)
                 .collect()
                 .await;
         let mut moved = Vec::new();

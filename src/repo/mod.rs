@@ -64,7 +64,15 @@ pub use update::{
 pub use upload::{PackUpload, UploadUrls};
 pub use uploads::ALREADY_STORED;
 
-/// Ref writes in flight at once during one `update` (and when finishing its record).
+/// Ref requests in flight at once: the writes of one `update` (and of finishing its record)
+/// and the reads of a listing. Each ref is an object of its own (Hypha's layout), so a push of
+/// N refs is N writes; on S3 they cost N / this many round trips one after another (a mirror
+/// push of 1,500 refs: 12, where 32 at once made it 47). The bound keeps a push's sockets and
+/// memory small and its write rate near what S3 takes on one prefix (3,500 writes a second;
+/// beyond, S3 answers `SlowDown` and the client backs off).
+const REF_CONCURRENCY: usize = 128;
+
+/// Deletes in flight at once when `lfs-prune` removes objects.
 const WRITE_CONCURRENCY: usize = 32;
 
 /// How long `update` waits for another update of the same repository before answering busy.

@@ -5,15 +5,12 @@
 //! interrupted atomic update is overlaid on what is read ([`journal`](super::journal)). Writing
 //! refs is [`update`](super::update)'s.
 
-use super::{check_ref, Repository};
+use super::{check_ref, Repository, REF_CONCURRENCY};
 use crate::names;
 use crate::names::refname;
 use crate::storage::{Error, PutMode};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Concurrent reads when loading refs (one `GET` per ref, as in Hypha's layout).
-const READ_CONCURRENCY: usize = 16;
 
 /// Updates of at most this many refs read only the refs they touch
 /// ([`Repository::read_touched`]); larger ones list every ref once.
@@ -115,7 +112,7 @@ impl Repository {
             }
         }
         let keys = unknown.iter().map(|(_, key, _)| key.clone()).collect();
-        let objects = self.backend.get_many(keys, READ_CONCURRENCY).await;
+        let objects = self.backend.get_many(keys, REF_CONCURRENCY).await;
         for ((name, key, cacheable), object) in unknown.into_iter().zip(objects) {
             let current = current_of(object)?;
             if let (true, Some(etag)) = (cacheable, &current.etag) {
@@ -171,7 +168,7 @@ impl Repository {
             .collect();
         let mut read = self
             .backend
-            .get_many(keys, READ_CONCURRENCY)
+            .get_many(keys, REF_CONCURRENCY)
             .await
             .into_iter();
         names

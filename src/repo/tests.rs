@@ -799,3 +799,82 @@ async fn refs_the_listing_lacks_are_created_without_a_read() {
     assert_eq!(statuses(&res), [(RefStatus::Stale, Some(C), None)]);
     assert_eq!(f.file("refs/heads/late"), Some(format!("{C}\n")));
 }
+
+/// Fails every write of an upload marker, as a store that refuses it.
+#[derive(Debug)]
+struct MarkersFail;
+
+#[async_trait]
+impl Hook for MarkersFail {
+    async fn before(&self, _: &Arc<dyn Backend>, key: &str, op: Op<'_>) -> Result<(), Error> {
+        if matches!(op, Op::Put(_)) && key.contains("/hypha-remote/uploads/") {
+            return Err(Error::backend(key, "refused for the test"));
+        }
+        Ok(())
+    }
+}
+
+/// A pack the server stores itself goes up as a pending upload: the idx beside the marker,
+/// then the pack. A marker that cannot be written leaves neither idx nor pack; a pack that is
+/// already live is never written over.
+#[tokio::test]
+async fn a_pending_pack_writes_its_idx_beside_the_marker_and_leaves_nothing_on_failure() {
+    let f = fixture();
+    f.repo_without_packs().await;
+    let (pack, idx) = super::conformance::fake_pack(0xdd, &[A]);
+    let name = format!("pack-{}", "dd".repeat(20));
+    let pack_size = pack.len() as u64;
+    let pack_file = || {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &pack).unwrap();
+        file
+    };
+    let idx = Bytes::from(idx);
+    let stored = |ext: &str| {
+        std::fs::read(
+            f.root
+                .join("ws/artifacts/repo/.git/objects/pack")
+                .join(format!("{name}.{ext}")),
+        )
+        .ok()
+    };
+
+    let failing = Store::new(Arc::new(Hooked {
+        inner: f.store.backend().clone(),
+        hook: MarkersFail,
+    }))
+    .repo("ws", "repo")
+    .unwrap();
+    let refused = failing
+        .store_pending_file(&name, idx.clone(), pack_file(), pack_size)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(stored("idx"), None, "idx gone");
+    assert_eq!(stored("pack"), None);
+    assert_eq!(f.file(&format!("hypha-remote/uploads/{name}")), None);
+
+    let repo = f.store.repo("ws", "repo").unwrap();
+    repo.store_pending_file(&name, idx.clone(), pack_file(), pack_size)
+        .await
+        .unwrap();
+    assert_eq!(stored("idx").as_deref(), Some(&idx[..]));
+    assert_eq!(stored("pack").as_deref(), Some(&pack[..]));
+    assert!(f.file(&format!("hypha-remote/uploads/{name}")).is_some());
+
+    // Live (its marker gone, as `update` commits it): refused, and its idx stays as it was.
+    f.write(&format!("objects/pack/{name}.idx"), "the live idx");
+    std::fs::remove_file(
+        f.root
+            .join("ws/artifacts/repo/.git/hypha-remote/uploads")
+            .join(&name),
+    )
+    .unwrap();
+    let again = repo
+        .store_pending_file(&name, idx, pack_file(), pack_size)
+        .await;
+    assert!(
+        matches!(&again, Err(Error::Invalid { detail }) if detail.contains(ALREADY_STORED)),
+        "{again:?}"
+    );
+    assert_eq!(stored("idx").as_deref(), Some(&b"the live idx"[..]));
+}

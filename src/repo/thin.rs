@@ -120,7 +120,9 @@ impl Repository {
     }
 
     /// Append the bases thin pack `name` lacks from the live packs and store the result as a
-    /// pending upload.
+    /// pending upload. A repository that does not exist is [`Error::NotFound`] naming it,
+    /// found beside the listing of the live packs (a round trip less on S3 than asking
+    /// first) and before anything is stored.
     async fn complete_from(
         &self,
         name: &str,
@@ -128,7 +130,11 @@ impl Repository {
         size: u64,
         idx: Option<&[u8]>,
     ) -> Result<ThinCompleted, Error> {
-        let mut live = self.packs().await?;
+        let (exists, live) = tokio::join!(self.exists(), self.packs());
+        if !exists? {
+            return Err(self.not_found());
+        }
+        let mut live = live?;
         // Newest first: the base of an edit is most likely in a recent pack.
         live.reverse();
         let what = match &thin_pack {
@@ -287,6 +293,19 @@ impl PackEntries {
             .ok()?;
         Some(self.by_id[self.by_offset[i] as usize].id)
     }
+
+    /// Where the entry at `offset` ends: the next entry's offset, or `trailer` (where the
+    /// pack's trailer starts) after the last one; `None` when no entry starts at `offset`.
+    fn entry_end(&self, offset: u64, trailer: u64) -> Option<u64> {
+        let i = self
+            .by_offset
+            .binary_search_by_key(&offset, |&i| self.by_id[i as usize].offset)
+            .ok()?;
+        Some(match self.by_offset.get(i + 1) {
+            Some(&next) => self.by_id[next as usize].offset,
+            None => trailer,
+        })
+    }
 }
 
 impl Stored {
@@ -384,6 +403,11 @@ impl thin::Source for Stored {
 
     fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<ObjectId>> {
         Ok(self.entries(pack)?.id_at(offset))
+    }
+
+    fn entry_end(&mut self, pack: usize, offset: u64) -> io::Result<Option<u64>> {
+        let trailer = self.live[pack].pack_size.saturating_sub(20);
+        Ok(self.entries(pack)?.entry_end(offset, trailer))
     }
 
     fn name(&self, pack: usize) -> String {

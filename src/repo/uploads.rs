@@ -49,6 +49,14 @@ impl Repository {
     /// Mark pack `name` as an upload in flight, unless it is already live. Called when its
     /// upload URLs are handed out.
     pub(crate) async fn mark_upload(&self, name: &str) -> Result<(), Error> {
+        self.mark_upload_beside(name, None).await
+    }
+
+    /// [`Repository::mark_upload`], writing `idx` as the pack's idx beside the marker: no
+    /// reader lists an idx without its pack, so it need not wait for the marker (a round trip
+    /// less on S3). Nothing is written when the pack is already live; an idx written beside a
+    /// marker that failed is deleted again (best effort).
+    async fn mark_upload_beside(&self, name: &str, idx: Option<Bytes>) -> Result<(), Error> {
         let _guard = tokio::time::timeout(LOCK_TIMEOUT, self.lock.lock())
             .await
             .map_err(|_| Error::Busy {
@@ -66,17 +74,38 @@ impl Repository {
             });
         }
         let now = crate::auth::unix_now();
-        self.backend
-            .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite)
-            .await?;
-        Ok(())
+        let idx_key = self.pack_key(name, "idx");
+        let put_idx = async {
+            match &idx {
+                Some(idx) => self
+                    .backend
+                    .put(&idx_key, idx.clone(), PutMode::Overwrite)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (marked, wrote_idx) = tokio::join!(
+            self.backend
+                .put(&marker, Bytes::from(format!("{now}\n")), PutMode::Overwrite),
+            put_idx
+        );
+        if let Err(e) = marked {
+            if matches!(wrote_idx, Ok(Some(_))) {
+                if let Err(e) = self.backend.delete(&idx_key, None).await {
+                    tracing::warn!("{}: could not delete the idx of {name}: {e}", self.name);
+                }
+            }
+            return Err(e);
+        }
+        wrote_idx.map(drop)
     }
 
     /// A pack this server wrote itself (a completed thin pack it checked, a compaction's merge
-    /// by git from packs it indexed), stored as a pending upload like any other: marker first,
-    /// then idx before pack (§3 rule 1), the pack streamed from `pack` (`pack_size` bytes from
-    /// its start). Its ids join the cache as checked: `update` and `compact` read neither
-    /// file back.
+    /// by git from packs it indexed), stored as a pending upload like any other: marker and idx
+    /// first (together), then the pack (§3 rule 1: idx before pack), streamed from `pack`
+    /// (`pack_size` bytes from its start). Its ids join the cache as checked: `update` and
+    /// `compact` read neither file back.
     pub(crate) async fn store_pending_file(
         &self,
         name: &str,
@@ -84,10 +113,7 @@ impl Repository {
         pack: std::fs::File,
         pack_size: u64,
     ) -> Result<(), Error> {
-        self.mark_upload(name).await?;
-        self.backend
-            .put(&self.pack_key(name, "idx"), idx.clone(), PutMode::Overwrite)
-            .await?;
+        self.mark_upload_beside(name, Some(idx.clone())).await?;
         self.backend
             .put_file(&self.pack_key(name, "pack"), pack, pack_size)
             .await?;

@@ -17,7 +17,7 @@ use super::state::AppState;
 use crate::api::InlinePack;
 use crate::names;
 use crate::repo::Repository;
-use crate::storage::shorten;
+use crate::storage::{shorten, Error};
 use base64::Engine;
 use bytes::Bytes;
 
@@ -117,7 +117,11 @@ pub async fn store(
                     completed: d.pack_size,
                 }),
             );
-            let done = done?;
+            let done = done.map_err(|e| match e {
+                // The completion's own check that the repository is there.
+                Error::NotFound { key } if key == repo.name() => super::routes::missing(repo),
+                e => e.into(),
+            })?;
             stored.notes.push(format!(
                 "inline thin {} thin_size={} -> {} appended={} size={}",
                 p.name, done.thin_size, done.name, done.appended, done.pack_size

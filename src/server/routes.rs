@@ -222,11 +222,9 @@ async fn serve(
                 }
                 at.budget.charge(moved);
             }
-            // A thin inline pack is completed and stored before the update starts: the
-            // repository must be there first (the update checks it itself otherwise).
-            if req.inline.iter().any(|p| p.thin) {
-                require_exists(repo).await?;
-            }
+            // A thin inline pack is completed and stored before the update starts: its
+            // completion finds out that the repository is there, before storing anything
+            // (the update checks it itself otherwise).
             let inline = super::inline::store(state, repo, &req.inline).await?;
             update.packs.extend(inline.names);
             update.stored = inline.stored;
@@ -458,7 +456,7 @@ async fn require_exists(repo: &Repository) -> Result<(), ApiError> {
     }
 }
 
-fn missing(repo: &Repository) -> ApiError {
+pub(super) fn missing(repo: &Repository) -> ApiError {
     ApiError::not_found(format!("repository {} not found", repo.name()))
 }
 

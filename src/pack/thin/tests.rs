@@ -474,3 +474,100 @@ mod hostile {
         }
     }
 }
+
+/// [`Files`] that knows where each live entry ends, as the server's source does from the
+/// idx, and counts the range reads of live packs (each a round trip to S3).
+struct Counted {
+    files: Files,
+    live_reads: usize,
+    ends: bool,
+}
+
+impl Source for Counted {
+    fn read(&mut self, pack: Option<usize>, range: Range<u64>) -> io::Result<bytes::Bytes> {
+        self.live_reads += usize::from(pack.is_some());
+        self.files.read(pack, range)
+    }
+    fn locate(&mut self, id: &ObjectId) -> io::Result<Option<Located>> {
+        self.files.locate(id)
+    }
+    fn id_at(&mut self, pack: usize, offset: u64) -> io::Result<Option<ObjectId>> {
+        self.files.id_at(pack, offset)
+    }
+    fn entry_end(&mut self, pack: usize, offset: u64) -> io::Result<Option<u64>> {
+        if !self.ends {
+            return Ok(None);
+        }
+        let (path, entries) = &self.files.live[pack];
+        let trailer = std::fs::metadata(path)?.len() - 20;
+        Ok(Some(
+            entries
+                .iter()
+                .map(|e| e.offset)
+                .filter(|&o| o > offset)
+                .min()
+                .unwrap_or(trailer),
+        ))
+    }
+    fn name(&self, pack: usize) -> String {
+        self.files.name(pack)
+    }
+}
+
+/// A base of about 1 MiB compressed is copied in one range read after its header's, where
+/// reads growing from 64 KiB took five one after another; the result is the same pack.
+#[test]
+fn a_large_base_is_read_in_one_range_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q"]);
+    // Digits that do not compress much: a base of 2 MiB, about 1 MiB deflated.
+    let mut x: u64 = 25;
+    let mut text = String::new();
+    for n in 0..32_768 {
+        let mut line = format!("{n}");
+        while line.len() < 63 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            line.push(char::from(b'0' + (x >> 60) as u8 % 10));
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(repo.join("data.csv"), &text).expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "base"]);
+    git(&repo, &["repack", "-adq"]);
+    let live = live_packs(&repo);
+    std::fs::write(repo.join("data.csv"), text.replacen("7", "8", 3)).expect("edit");
+    git(&repo, &["commit", "-q", "-am", "edit"]);
+    let thin = tmp.path().join("thin.pack");
+    std::fs::write(&thin, pack_objects(&repo, "HEAD\n^HEAD~1\n")).expect("thin");
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let size = std::fs::metadata(&thin).expect("thin").len();
+
+    let mut outcomes = Vec::new();
+    for ends in [false, true] {
+        let mut src = Counted {
+            files: Files {
+                thin: thin.clone(),
+                live: live.clone(),
+            },
+            live_reads: 0,
+            ends,
+        };
+        let mut out = tempfile::NamedTempFile::new().expect("temp");
+        let done = complete(&mut src, size, &idx, out.as_file_mut()).expect("complete");
+        git_indexes_as_written(tmp.path(), out.path(), &done);
+        outcomes.push((done.name, src.live_reads));
+    }
+    let ((chunked_name, chunked), (whole_name, whole)) = (&outcomes[0], &outcomes[1]);
+    assert_eq!(chunked_name, whole_name, "the same completed pack");
+    assert!(*chunked >= 4, "growing reads: {chunked}");
+    assert!(
+        *whole <= 2,
+        "the header's read, then the rest at once: {whole}"
+    );
+}
