@@ -64,6 +64,7 @@ EXCLUDED=(
   "thin::an_edit_with_very_dense needs serve --inline-max 0 for fix-thin (inline::dense_data runs here)"
   "inline::a_server_without      needs serve --inline-max 0"
   "inline::a_clone_from_a_server needs serve --inline-max 0 (inline::a_clone_takes_small_packs runs here)"
+  "inline::a_clone_asks_for_a   holds an idx GET in the fault proxy (serve --public-url); the clone's order of requests is the helper's"
   "multipart::                   needs serve --multipart-threshold and a fault proxy as S3 endpoint (the plugin's child keeps the 64 MiB default)"
   "shallow::shallow_since_      16 s against Hypha; the cut is the helper's walk over the same packs listing and range reads shallow::depth_deepen_ runs here, and it runs on local disk and S3"
   "hostile::malformed_protocol  the helper's parsing of what git sends (100 s against Hypha); no request reaches a server"
