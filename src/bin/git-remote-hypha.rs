@@ -64,11 +64,13 @@ fn run(remote_name: &str, address: &str) -> Result<u8, Box<dyn std::error::Error
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // Sent with the listing, so that a fetch after it needs no `packs` round trip.
-    let known_packs = git_dir
+    // Sent with the listing, so that a fetch after it needs no `packs` round trip. Both are
+    // read where fetches write (a linked worktree shares its main repository's).
+    let common = git_dir.as_deref().map(hypha_git::helper::common_dir);
+    let known_packs = common
         .as_deref()
         .map(|dir| hypha_git::helper::known_packs(dir, &remote));
-    let inline_max = git_dir
+    let inline_max = common
         .as_deref()
         .map_or(0, hypha_git::helper::clone_inline_max);
     let client = Client::new(remote, token)?

@@ -259,10 +259,7 @@ fn recorded(git_dir: &Path, key: &str) -> Option<String> {
 
 /// The repository's own config file, parsed once (read by `record`'s usual case).
 fn local_config(git_dir: &Path) -> Option<gix::config::File> {
-    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
-        Ok(rel) => git_dir.join(rel.trim()),
-        Err(_) => git_dir.to_path_buf(),
-    };
+    let common = super::local::common_dir(git_dir);
     gix::config::File::from_path_no_includes(common.join("config"), gix::config::Source::Local).ok()
 }
 

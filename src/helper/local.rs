@@ -13,6 +13,22 @@ pub struct OpenError {
     source: Box<gix::Error>,
 }
 
+/// The directory a repository's objects, shallow file and shared state live in: `git_dir`
+/// itself, or, for a linked worktree (`git worktree add`, whose `$GIT_DIR` is
+/// `.git/worktrees/<name>`), the main repository's, which the worktree's `commondir` file
+/// names (relative to `git_dir`, or absolute). git reads every object through it, so a pack
+/// a fetch writes anywhere else is not seen. An unreadable or overlong file: `git_dir`.
+pub fn common_dir(git_dir: &Path) -> PathBuf {
+    use std::io::Read;
+    let mut named = String::new();
+    let read = std::fs::File::open(git_dir.join("commondir"))
+        .and_then(|f| f.take(4096).read_to_string(&mut named));
+    match read.map(|_| named.trim()) {
+        Ok(rel) if !rel.is_empty() && named.len() < 4096 => git_dir.join(rel),
+        _ => git_dir.to_path_buf(),
+    }
+}
+
 pub fn open(git_dir: &Path) -> Result<gix::Repository, OpenError> {
     gix::open(git_dir).map_err(|source| OpenError {
         path: git_dir.to_owned(),
@@ -42,5 +58,29 @@ impl crate::negotiate::push::Objects for Objects<'_> {
 
     fn is_ancestor(&self, ancestor: &gix::ObjectId, descendant: &gix::ObjectId) -> bool {
         matches!(self.0.merge_base(*ancestor, *descendant), Ok(Some(base)) if base.detach() == *ancestor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_dir;
+
+    #[test]
+    fn a_linked_worktree_shares_the_main_repository_s_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let main = tmp.path().join("repo/.git");
+        let wt = main.join("worktrees/wt");
+        std::fs::create_dir_all(&wt).expect("mkdir");
+        assert_eq!(common_dir(&main), main, "a main repository is its own");
+        std::fs::write(wt.join("commondir"), "../..\n").expect("write");
+        assert_eq!(
+            common_dir(&wt).canonicalize().expect("exists"),
+            main.canonicalize().expect("exists")
+        );
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::write(wt.join("commondir"), elsewhere.to_str().expect("utf-8")).expect("write");
+        assert_eq!(common_dir(&wt), elsewhere, "an absolute commondir");
+        std::fs::write(wt.join("commondir"), "x".repeat(5000)).expect("write");
+        assert_eq!(common_dir(&wt), wt, "an overlong file is not followed");
     }
 }

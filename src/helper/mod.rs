@@ -24,6 +24,7 @@ use crate::api::{RefsResponse, Route};
 use crate::client::{self, Client};
 use crate::config::{Remote, TokenSource};
 use crate::progress::Progress;
+pub use local::common_dir;
 use options::Options;
 use protocol::{Command, OptionReply, PushStatus, Replies};
 use std::io::{BufRead, Write};
@@ -277,6 +278,9 @@ impl<W: Write> Session<W> {
                 &asked
             }
         };
+        // Packs and the fetch's state go where git reads objects: a linked worktree's
+        // `$GIT_DIR` holds neither.
+        let git_dir = local::common_dir(&git_dir);
         let outcome = self.runtime.block_on(fetch::run(
             &self.client,
             &git_dir,

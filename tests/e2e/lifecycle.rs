@@ -488,3 +488,45 @@ fn fetch_after_several_pushes_takes_exactly_the_new_packs() {
         "without the record, fetch still takes only the new pack: {last:?}"
     );
 }
+
+/// `git worktree add`: a linked worktree's `$GIT_DIR` (`.git/worktrees/<name>`) holds no
+/// objects, so a fetch there writes its packs where git reads objects (the main repository's
+/// directory), and a push from a detached `HEAD` in the worktree sends the worktree's `HEAD`,
+/// not the main checkout's. It failed with "cannot create a temporary pack file" before.
+#[test]
+fn fetch_and_push_from_a_linked_worktree() {
+    let env = TestEnv::new();
+    let url = env.create("worktree");
+    let src = pushed_repo(&env, &url, &["main"]);
+    let dst = env.path("dst");
+    env.clone(&url, &dst);
+    let wt = env.path("wt");
+    env.git(
+        &dst,
+        &["worktree", "add", "-q", "--detach", &wt.to_string_lossy()],
+    );
+
+    let tip = env.commit(&src, "after-worktree");
+    env.git(&src, &["push", "-q", "origin", "main"]);
+    env.git(&wt, &["fetch", "-q", "origin"]);
+    assert_eq!(env.rev(&wt, "origin/main"), tip, "fetched in the worktree");
+    assert_eq!(
+        env.rev(&dst, "origin/main"),
+        tip,
+        "the main checkout sees it too"
+    );
+    env.fsck(&dst);
+
+    env.git(&wt, &["checkout", "-q", "--detach", "origin/main"]);
+    let mine = env.commit(&wt, "from-worktree");
+    assert_ne!(env.rev(&dst, "HEAD"), mine);
+    env.git(&wt, &["push", "-q", "origin", "HEAD:refs/heads/from-wt"]);
+    let listed = env.ls_remote(&wt, &url);
+    assert!(
+        listed.contains(&format!("{mine}\trefs/heads/from-wt")),
+        "the worktree's HEAD was pushed\n{listed}"
+    );
+    let check = env.path("check");
+    env.clone(&url, &check);
+    assert_eq!(env.rev(&check, "origin/from-wt"), mine);
+}
