@@ -98,7 +98,8 @@ pub struct ByRange {
     pub boundaries: usize,
 }
 
-/// Fetch everything `wants` needs into `git_dir`, drawing `progress`. `listed` is the listing
+/// Fetch everything `wants` needs into the repository at `git_dir` (a linked worktree's common
+/// directory, `helper::common_dir`), drawing `progress`. `listed` is the listing
 /// git chose the wants from (`--shallow-exclude` names refs in it).
 ///
 /// On failure the repository is left as it was: packs this batch wrote are removed again.
@@ -110,6 +111,9 @@ pub async fn run(
     settings: &Options,
     progress: Progress,
 ) -> Result<Outcome, Error> {
+    // Packs, the shallow file and the fetch's state go where git reads objects: a linked
+    // worktree's `$GIT_DIR` holds none of them.
+    let git_dir = &super::local::common_dir(git_dir);
     let shallow_file = git_dir.join("shallow");
     if settings.shape.depth.is_some()
         || settings.shape.filter.is_some()

@@ -253,8 +253,6 @@ impl<W: Write> Handed<'_, W> {
             .git_dir
             .clone()
             .ok_or(Error::NoRepository { command: "fetch" })?;
-        // As our own fetch: objects go where git reads them, a linked worktree's too.
-        let git_dir = super::local::common_dir(&git_dir);
         let lock = super::smart_fetch::run(
             self.client,
             self.runtime,

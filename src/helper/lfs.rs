@@ -309,6 +309,21 @@ fn set(git_dir: &Path, args: &[String]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A new repository in a temporary directory (kept while the guard lives): its `.git`.
+    fn git_repo() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("git")
+            .args(["init", "-q", "repo"])
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .expect("git runs")
+            .success();
+        assert!(ok, "git init");
+        let git_dir = dir.path().join("repo/.git");
+        (dir, git_dir)
+    }
+
     fn remote(url: &str) -> Remote {
         crate::config::resolve(url, &Default::default(), None).expect("valid url")
     }
@@ -368,16 +383,7 @@ mod tests {
     /// the second session finds them and writes nothing.
     #[test]
     fn an_unnamed_remote_is_recorded_under_its_url_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ok = Command::new("git")
-            .args(["init", "-q", "repo"])
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .status()
-            .expect("git runs")
-            .success();
-        assert!(ok, "git init");
-        let git_dir = dir.path().join("repo/.git");
+        let (_dir, git_dir) = git_repo();
         for name in [
             "hypha::http://127.0.0.1:9527/ws/Data.v2",
             "hypha::http://127.0.0.1:9527/a\"b\\c/ws/repo",
@@ -474,16 +480,7 @@ mod tests {
     /// stays whatever the server says.
     #[test]
     fn the_recorded_endpoint_follows_the_server_unless_set_by_hand() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ok = Command::new("git")
-            .args(["init", "-q", "repo"])
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .status()
-            .expect("git runs")
-            .success();
-        assert!(ok, "git init");
-        let git_dir = dir.path().join("repo/.git");
+        let (_dir, git_dir) = git_repo();
         let url = "hypha::http://127.0.0.1:9527/ws/repo";
         let r = remote(url);
         let plugin = "ws/git/repo/remote/v1/lfs";

@@ -278,9 +278,6 @@ impl<W: Write> Session<W> {
                 &asked
             }
         };
-        // Packs and the fetch's state go where git reads objects: a linked worktree's
-        // `$GIT_DIR` holds neither.
-        let git_dir = local::common_dir(&git_dir);
         let outcome = self.runtime.block_on(fetch::run(
             &self.client,
             &git_dir,

@@ -85,6 +85,8 @@ pub fn run(
     settings: &Options,
     progress: Progress,
 ) -> Result<Option<PathBuf>, Error> {
+    // As `fetch::run`: objects go where git reads them, a linked worktree's too.
+    let git_dir = &super::local::common_dir(git_dir);
     let repo_name = client.remote().display_name();
     let unsupported = |option| Error::Unsupported {
         repo: repo_name.clone(),
