@@ -11,8 +11,9 @@ Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret
 where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
 updates and compactions, and after a push its ``git_push`` event and Hypha's record. The rest
 goes to a ``git hypha serve --plugin`` child on loopback (one per S3 configuration) that trusts
-only its random key and exits when its stdin closes. No pack byte, token or presigned URL
-passes through a message or log line here.
+only its random key and exits when its stdin closes. The child compacts after pushes by
+itself, and asks here for the lease around retiring packs (``serve_leases``). No pack byte,
+token or presigned URL passes through a message or log line here.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ logger = logging.getLogger("hypha-git-remote")
 LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: then busy
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
+LEASE_POLL = 25  # seconds a poll for the child's lease asks waits (the child's bound is 30)
 # Hypha's question for what a route asks of its caller (the route table is the Rust server's,
 # from ``git hypha routes``); webhooks hold signing secrets: ``get_secret`` (workspace admin).
 HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
@@ -242,6 +244,19 @@ class Child:
         self.http = httpx.AsyncClient(base_url=base, trust_env=False, timeout=timeout)
         logger.info("started git hypha serve --plugin (pid %s)", self.proc.pid)
 
+    async def lease_asks(self, wait: int):
+        """The child's asks for Hypha's lease, waiting up to ``wait`` seconds for one."""
+        timeout = httpx.Timeout(wait + 10.0, connect=5.0)
+        h = {"X-Hypha-Plugin-Key": self.key}
+        return await self.http.get("/_plugin/leases", params={"wait": wait}, headers=h,
+                                   timeout=timeout)  # fmt: skip
+
+    async def answer_lease(self, ask_id, answer: dict):
+        """Says whether the lease of ask ``ask_id`` is held; when it is, the child answers once
+        its work under the lease is done."""
+        h = {"X-Hypha-Plugin-Key": self.key}
+        return await self.http.post(f"/_plugin/leases/{int(ask_id)}", json=answer, headers=h)
+
     async def post(self, path, body, permission, prefix, user, request_id=None):
         return await self.request("POST", path, body, permission, prefix, user, None, request_id)
 
@@ -271,6 +286,25 @@ def _public_urls(repo: Repo, value):
         out = {k: _public_urls(repo, v) for k, v in items}
         return out if isinstance(value, dict) else list(out.values())
     return repo.public(value) if isinstance(value, str) else value
+
+
+def _repo_prefix(s3_prefix: str, artifact_id: str) -> str:
+    """Where a repository lives in the bucket, as the child is told (``X-Hypha-Repo-Prefix``).
+    An empty S3 prefix would make a key start with "/": the child refuses such keys."""
+    return f"{s3_prefix}/{artifact_id}/.git/".lstrip("/")
+
+
+def _artifact_of(prefix: str) -> str:
+    """The artifact UUID of a ``_repo_prefix``: what a lease ask of the child names."""
+    artifact = prefix.removesuffix("/.git/").rpartition("/")[2]
+    if not prefix.endswith("/.git/") or not artifact:
+        raise ValueError(f"not a repository prefix: {prefix!r}")
+    return artifact
+
+
+def _lease_key(artifact_id: str) -> str:
+    """The repository's lease in Hypha's Redis, shared by the workers."""
+    return f"git-remote-hypha:lock:{artifact_id}"
 
 
 def _lfs_endpoint(repo: Repo) -> str:
@@ -304,8 +338,7 @@ class GitRemoteApi:
         self._locks = weakref.WeakValueDictionary()  # artifact UUID -> lock, while held
         self._children: dict = {}
         self._children_lock = asyncio.Lock()
-        self._tasks = set()  # push records under way (a task needs a reference to live)
-        self._gc: dict = {}  # repository -> a push came during its auto-gc
+        self._tasks = set()  # push records and lease holds under way (a task needs a reference)
         self._table: Optional[tuple] = None  # (route -> access, leased routes), read once
         self.names = Names()
 
@@ -326,7 +359,52 @@ class GitRemoteApi:
             child = self._children.get(key) or self._children.setdefault(key, Child(s3_config))
             if child.proc is None or child.proc.returncode is not None:  # not running
                 await child.start()
+                self._spawn(self.serve_leases(child, child.proc))
             return child
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def serve_leases(self, child: Child, proc) -> None:
+        """Hypha's lease for the child's own work: the child compacts after pushes when its
+        rule says so (docs/design.md §9) and asks for the lease around retiring the merged
+        packs; each ask is held here until the child says it is done. Polls as long as the
+        child process it was started for runs."""
+        while proc.returncode is None:
+            try:
+                res = await child.lease_asks(LEASE_POLL)
+                if res.status_code == 404:  # a child that never asks
+                    return
+                res.raise_for_status()
+                asks = res.json()["asks"]
+            except Exception:  # the child is restarting, or answered nonsense
+                logger.debug("polling the child for lease asks failed", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for ask in asks[:64]:
+                self._spawn(self.hold_lease(child, ask))
+
+    async def hold_lease(self, child: Child, ask: dict) -> None:
+        """Takes the lease of the repository the child asked for, as ``update`` does, and ends
+        it when the child has answered (its work under the lease done), or says it could not."""
+        try:
+            artifact = _artifact_of(str(ask["prefix"]))
+            lock = self._locks.setdefault(artifact, asyncio.Lock())
+            repo = Repo(self.manager, child.s3_config, str(ask["repo"]), str(ask["prefix"]),
+                        lock, self._redis(), _lease_key(artifact))  # fmt: skip
+            try:
+                await repo._locked()
+            except ApiError as e:
+                await child.answer_lease(ask["id"], {"held": False, "detail": e.detail})
+                return
+            try:
+                await child.answer_lease(ask["id"], {"held": True})
+            finally:
+                await repo._unlock()
+        except Exception:
+            logger.exception("could not hold the lease the child asked for (%r)", ask)
 
     async def routes(self) -> tuple:
         """The route table of the Rust server: what each route asks of its caller (``read``,
@@ -452,9 +530,7 @@ class GitRemoteApi:
             # The child saw a read; Hypha says if this caller may push (lookup before a push).
             answer["can_write"] = (await self.permissions(user, repo, artifact))["can_write"]
         elif res.status_code == 200 and route == "update":  # the push does not wait for Hypha
-            task = asyncio.create_task(self.record_push(repo, artifact.id, user, raw, answer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self.record_push(repo, artifact.id, user, raw, answer))
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
 
     async def lfs_objects(self, workspace: str, alias: str, request: Request, oid: str = ""):
@@ -539,54 +615,6 @@ class GitRemoteApi:
                 await self.manager._invalidate_static_site_cache(art, branch)
         except Exception:
             logger.exception("could not record the push to %s in Hypha", repo.name)
-        if req.get("packs"):
-            await self.auto_gc(repo, user)
-
-    async def auto_gc(self, repo: Repo, user) -> None:
-        """The server's automatic compaction (docs/design.md §9), the one ``git hypha serve``
-        runs, in the child: ``gc`` merges the small packs when the default trigger says so and
-        stores the merge, then ``compact`` retires what it merged, under the lease as a client's
-        would (the lease covers the retiring, not the merge). One at a time per repository; a
-        push meanwhile makes it look once more when done."""
-        if repo.name in self._gc:
-            self._gc[repo.name] = True
-            return
-        self._gc[repo.name] = False
-        base = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1"
-        try:
-            while True:
-                child = await self._child(repo.s3_config)
-
-                def post(route: str, body: bytes):
-                    return child.post(f"{base}/{route}", body, "write", repo.prefix, user.id)
-
-                res = await post("gc", b'{"mode":"auto"}')
-                plan = res.json()
-                if res.status_code != 200:
-                    logger.warning("auto-gc %s: %s", repo.name, plan.get("detail"))
-                elif plan.get("pack"):
-                    body = json.dumps({"pack": plan["pack"], "retire": plan["retire"]}).encode()
-                    await repo._locked()
-                    try:
-                        res = await post("compact", body)
-                    finally:
-                        await repo._unlock()
-                    done = res.json()
-                    if res.status_code != 200:
-                        logger.warning("auto-gc %s: %s", repo.name, done.get("detail"))
-                    else:
-                        logger.info(
-                            "auto-gc %s: merged %d of %d packs into %s, retired %d, deleted %d",
-                            repo.name, plan["merged"], plan["packs"], plan["pack"],
-                            len(done["retired"]), len(done["deleted"]),
-                        )  # fmt: skip
-                if not self._gc.get(repo.name):
-                    return
-                self._gc[repo.name] = False
-        except Exception:
-            logger.exception("auto-gc of %s failed", repo.name)
-        finally:
-            self._gc.pop(repo.name, None)
 
     @staticmethod
     def _body(raw: bytes) -> dict:
@@ -620,9 +648,8 @@ class GitRemoteApi:
             raise ApiError("not_found", f"{name} is not a git repository {why}")
         s3_config = self.manager._get_s3_config(artifact, parent)
         lock = self._locks.setdefault(artifact.id, asyncio.Lock())
-        # An empty S3_PREFIX would make a key start with "/": the child refuses such keys.
-        prefix = f"{s3_config['prefix']}/{artifact.id}/.git/".lstrip("/")
-        lease = f"git-remote-hypha:lock:{artifact.id}"
+        prefix = _repo_prefix(s3_config["prefix"], artifact.id)
+        lease = _lease_key(artifact.id)
         return Repo(self.manager, s3_config, name, prefix, lock, self._redis(), lease), artifact
 
     async def permissions(self, user, repo: Repo, artifact) -> dict:

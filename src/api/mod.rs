@@ -37,9 +37,6 @@ pub enum Route {
     Abort,
     Hooks,
     FixThin,
-    /// The Hypha plugin's automatic compaction, asked of its child only (never of a server
-    /// by a client): see [`GcRequest`].
-    Gc,
     /// Delete the LFS objects no ref reaches any more, past the grace period: the last step
     /// of `git hypha gc` ([`LfsPruneResponse`]).
     LfsPrune,
@@ -57,7 +54,7 @@ pub enum Access {
 
 impl Route {
     /// Every route, in the order of docs/design.md §4.
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 13] = [
         Route::Info,
         Route::Refs,
         Route::Packs,
@@ -67,7 +64,6 @@ impl Route {
         Route::Complete,
         Route::Abort,
         Route::Compact,
-        Route::Gc,
         Route::LfsPrune,
         Route::Head,
         Route::Create,
@@ -90,7 +86,6 @@ impl Route {
             | Route::Complete
             | Route::Abort
             | Route::Compact
-            | Route::Gc
             | Route::LfsPrune
             | Route::Head
             | Route::Create => Access::Write,
@@ -102,11 +97,6 @@ impl Route {
     /// Hypha's Redis around it, so that the children of several Hypha workers take turns.
     pub fn leased(self) -> bool {
         matches!(self, Route::Update | Route::Compact)
-    }
-
-    /// Whether clients call it: `gc` is asked of the plugin's child by the plugin only.
-    pub fn for_clients(self) -> bool {
-        self != Route::Gc
     }
 
     pub fn as_str(self) -> &'static str {
@@ -123,7 +113,6 @@ impl Route {
             Route::Abort => "abort",
             Route::Hooks => "hooks",
             Route::FixThin => "fix-thin",
-            Route::Gc => "gc",
             Route::LfsPrune => "lfs-prune",
         }
     }
@@ -500,44 +489,6 @@ pub struct CompactRequest {
     pub retire: Vec<String>,
 }
 
-/// `gc` request, from the Hypha plugin to its child only: merge the repository's packs in
-/// `mode` and store the merge, but retire nothing. The plugin then sends the `compact` that
-/// [`GcResponse`] describes under Hypha's lease, which so covers the retiring only, not the
-/// merge.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct GcRequest {
-    pub mode: GcMode,
-}
-
-/// Which packs a `gc` merges (`git hypha gc`'s modes).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum GcMode {
-    /// Every pack.
-    All,
-    /// The small packs, by the geometric rule.
-    Geometric,
-    /// Geometric, only when the default trigger says so; otherwise nothing.
-    Auto,
-}
-
-/// `gc` response: the `compact` to send next, if any.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct GcResponse {
-    /// Live packs when it looked.
-    pub packs: usize,
-    /// The pack to send `compact` with (the merge, or a live pack to purge old retired packs
-    /// with); `None`: nothing to do.
-    pub pack: Option<String>,
-    pub pack_size: u64,
-    /// The packs that `compact` retires (empty: it only purges).
-    pub retire: Vec<String>,
-    /// Packs merged; 0 when nothing was merged.
-    pub merged: usize,
-    /// Live packs left as they were.
-    pub kept: usize,
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CompactResponse {
     /// Packs retired by this request.
@@ -646,14 +597,18 @@ mod tests {
                 | Route::Abort
                 | Route::Hooks
                 | Route::FixThin
-                | Route::Gc
                 | Route::LfsPrune => {}
             }
             assert_eq!(Route::parse(route.as_str()), Some(route));
         }
         let names: std::collections::BTreeSet<_> = Route::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Route::ALL.len());
-        assert_eq!(Route::parse("gc "), None);
+        assert_eq!(Route::parse("refs "), None);
+        assert_eq!(
+            Route::parse("gc"),
+            None,
+            "the plugin's child compacts by itself"
+        );
         let reads: Vec<_> = Route::ALL
             .into_iter()
             .filter(|r| r.access() == Access::Read)
@@ -663,7 +618,6 @@ mod tests {
         assert_eq!(Route::Hooks.access(), Access::Admin);
         let leased: Vec<_> = Route::ALL.into_iter().filter(|r| r.leased()).collect();
         assert_eq!(leased, [Route::Update, Route::Compact]);
-        assert!(!Route::Gc.for_clients());
     }
 
     #[test]

@@ -25,29 +25,31 @@ use std::time::Duration;
 pub const READ_CHUNK: u64 = 8 * 1024 * 1024;
 
 impl Repository {
-    /// Compact this repository in `mode`, reading and writing its store directly; retired
-    /// packs stay readable for `grace`.
-    pub async fn gc(
+    /// A compaction in `mode` up to its last step, reading and writing this repository's
+    /// store directly: the merge is stored as a pending upload, and nothing is retired.
+    pub async fn gc_prepare(&self, mode: Mode) -> Result<Prepared, compaction::Error<Error>> {
+        let packs = StorePacks {
+            repo: self.clone(),
+            // Retiring is not this step's: `gc_finish` brings its own grace.
+            grace: Duration::ZERO,
+        };
+        compaction::prepare(&packs, mode, Progress::hidden()).await
+    }
+
+    /// The last step of a compaction: retire what [`Repository::gc_prepare`] merged (or only
+    /// purge), retired packs staying readable for `grace`. Split from the merge so that,
+    /// inside Hypha, the lease between workers covers this step only
+    /// (`server::autogc`, `server::leases`).
+    pub async fn gc_finish(
         &self,
-        mode: Mode,
+        prepared: Prepared,
         grace: Duration,
     ) -> Result<Outcome, compaction::Error<Error>> {
         let packs = StorePacks {
             repo: self.clone(),
             grace,
         };
-        compaction::run(&packs, mode, Progress::hidden()).await
-    }
-
-    /// [`Repository::gc`] up to its last step: the merge is stored as a pending upload, and
-    /// nothing is retired. For the Hypha plugin, which then sends `compact` under its lease.
-    pub async fn gc_prepare(&self, mode: Mode) -> Result<Prepared, compaction::Error<Error>> {
-        let packs = StorePacks {
-            repo: self.clone(),
-            // Retiring is not this step's: `compact` brings its own grace.
-            grace: Duration::ZERO,
-        };
-        compaction::prepare(&packs, mode, Progress::hidden()).await
+        compaction::finish(&packs, prepared).await
     }
 }
 

@@ -1,20 +1,24 @@
 //! Automatic compaction (docs/design.md §9): after an `update` leaves a
 //! repository with more than N live packs, or with packs the geometric rule would merge that
 //! hold M bytes or more ([`select::due`]), the server merges its small packs in the background
-//! ([`Repository::gc`](crate::repo::Repository::gc) in [`Mode::Geometric`]).
+//! ([`Repository::gc_prepare`] in [`Mode::Geometric`], then [`Repository::gc_finish`]).
 //!
 //! The compaction reads and writes the server's own store: the same engine as a user's
 //! `git hypha gc` ([`crate::compaction`]), with the same check that the new pack holds every
 //! object it replaces and the same grace period for readers, but no HTTP request to itself.
+//! Inside Hypha (`serve --plugin`) the same trigger and schedule run in the child; only the
+//! retirement waits for Hypha's lease between workers, which the child asks of the plugin
+//! ([`Leases`]): the plugin holds no schedule of its own.
 //!
 //! Never delays a push: the check and the compaction run in a spawned task. At most one
 //! compaction per repository is queued or running, and at most [`MAX_CONCURRENT`] run at once
 //! (git's delta search wants the machine's cores). A failure is one log line and changes
 //! nothing; the next push tries again.
 
+use super::leases::{Held, Leases};
 use super::metrics::Metrics;
-use crate::compaction::{select, Mode, Outcome};
-use crate::repo::Store;
+use crate::compaction::{select, Mode, Outcome, Prepared};
+use crate::repo::Repository;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,10 +47,12 @@ struct Inner {
     min_bytes: u64,
     /// How long packs a compaction retires stay readable.
     grace: Duration,
-    /// Repositories (`workspace/alias`) with a compaction queued or running, and whether a
-    /// push arrived since it started (then it checks again when done).
+    /// Repositories (by where they live in the store) with a compaction queued or running,
+    /// and whether a push arrived since it started (then it checks again when done).
     busy: Mutex<HashMap<String, bool>>,
     permits: Semaphore,
+    /// Inside Hypha: where the retirement asks for Hypha's lease. `None` standalone.
+    leases: Option<Leases>,
 }
 
 impl std::fmt::Debug for AutoGc {
@@ -74,20 +80,31 @@ impl AutoGc {
                 grace,
                 busy: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(MAX_CONCURRENT),
+                leases: None,
             }),
         })
     }
 
+    /// The same trigger inside Hypha: each retirement waits for the plugin to hold Hypha's
+    /// lease ([`Leases::hold`]).
+    pub fn under_leases(self, leases: Leases) -> AutoGc {
+        AutoGc {
+            inner: Arc::new(Inner {
+                threshold: self.inner.threshold,
+                min_bytes: self.inner.min_bytes,
+                grace: self.inner.grace,
+                busy: Mutex::new(HashMap::new()),
+                permits: Semaphore::new(MAX_CONCURRENT),
+                leases: Some(leases),
+            }),
+        }
+    }
+
     /// Called after a successful `update` that published packs: looks at the repository's
     /// live packs and compacts it if [`select::due`], all in the background.
-    pub(crate) fn after_update(
-        &self,
-        store: &Store,
-        metrics: &Metrics,
-        workspace: &str,
-        alias: &str,
-    ) {
-        let name = format!("{workspace}/{alias}");
+    pub(crate) fn after_update(&self, repo: &Repository, metrics: &Metrics) {
+        // By place, not name: inside Hypha a name may be given to a new artifact.
+        let name = repo.prefix().to_owned();
         {
             let Ok(mut busy) = self.inner.busy.lock() else {
                 return;
@@ -106,22 +123,17 @@ impl AutoGc {
             name,
             freed: false,
         };
-        let (store, metrics) = (store.clone(), metrics.clone());
-        let (workspace, alias) = (workspace.to_owned(), alias.to_owned());
+        let (repo, metrics) = (repo.clone(), metrics.clone());
         tokio::spawn(async move {
             loop {
                 {
                     let Ok(_permit) = slot.inner.permits.acquire().await else {
                         return;
                     };
-                    match slot
-                        .inner
-                        .compact_if_needed(&store, &metrics, &workspace, &alias)
-                        .await
-                    {
-                        Ok(Some(line)) => tracing::info!("auto-gc {}: {line}", slot.name),
+                    match slot.inner.compact_if_needed(&repo, &metrics).await {
+                        Ok(Some(line)) => tracing::info!("auto-gc {}: {line}", repo.name()),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!("auto-gc {} failed: {e}", slot.name),
+                        Err(e) => tracing::warn!("auto-gc {} failed: {e}", repo.name()),
                     }
                 }
                 if !slot.take_again() {
@@ -136,12 +148,9 @@ impl Inner {
     /// `Ok(None)` when no compaction is due; otherwise what was done.
     async fn compact_if_needed(
         &self,
-        store: &Store,
+        repo: &Repository,
         metrics: &Metrics,
-        workspace: &str,
-        alias: &str,
     ) -> Result<Option<String>, String> {
-        let repo = store.repo(workspace, alias).map_err(|e| chain(&e))?;
         let sizes: Vec<u64> = repo
             .packs()
             .await
@@ -155,18 +164,19 @@ impl Inner {
         }
         // Before the work, so that a reader of the log (the benchmark) knows one is running.
         tracing::info!(
-            "auto-gc {workspace}/{alias}: compacting {live} live packs ({} bytes)",
+            "auto-gc {}: compacting {live} live packs ({} bytes)",
+            repo.name(),
             sizes.iter().sum::<u64>()
         );
         let started = Instant::now();
-        let outcome = repo.gc(Mode::Geometric, self.grace).await;
+        let outcome = self.compact(repo).await;
         let (label, bytes) = match &outcome {
             Ok(Outcome::Compacted { pack_size, .. }) => ("merged", *pack_size),
             Ok(Outcome::NothingToDo { .. }) => ("nothing", 0),
             Err(_) => ("failed", 0),
         };
         metrics.compaction("auto", label, started.elapsed(), bytes);
-        let outcome = outcome.map_err(|e| chain(&e))?;
+        let outcome = outcome?;
         let ms = started.elapsed().as_millis();
         Ok(Some(match outcome {
             Outcome::NothingToDo { packs, purged } => format!(
@@ -186,6 +196,32 @@ impl Inner {
                 retired.deleted.len()
             ),
         }))
+    }
+}
+
+impl Inner {
+    /// Merge, then retire what was merged: under Hypha's lease inside Hypha (the merge,
+    /// minutes of git on a large repository, runs outside it: a push meanwhile loses
+    /// nothing, the merge keeps unreachable objects and the retirement checks coverage).
+    async fn compact(&self, repo: &Repository) -> Result<Outcome, String> {
+        let prepared = repo
+            .gc_prepare(Mode::Geometric)
+            .await
+            .map_err(|e| chain(&e))?;
+        let writes = match &prepared {
+            Prepared::Nothing { purge_with, .. } => purge_with.is_some(),
+            Prepared::Merged { .. } => true,
+        };
+        let _held = match &self.leases {
+            Some(leases) if writes => leases
+                .hold(repo.name(), repo.prefix())
+                .await
+                .map_err(|e| e.to_string())?,
+            _ => Held::none(),
+        };
+        repo.gc_finish(prepared, self.grace)
+            .await
+            .map_err(|e| chain(&e))
     }
 }
 

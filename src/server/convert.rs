@@ -138,43 +138,6 @@ impl From<PresignedTransfer> for api::PresignedRequest {
     }
 }
 
-impl From<api::GcMode> for crate::compaction::Mode {
-    fn from(mode: api::GcMode) -> Self {
-        match mode {
-            api::GcMode::All => Self::All,
-            api::GcMode::Geometric => Self::Geometric,
-            api::GcMode::Auto => Self::Auto,
-        }
-    }
-}
-
-impl From<crate::compaction::Prepared> for api::GcResponse {
-    fn from(prepared: crate::compaction::Prepared) -> Self {
-        use crate::compaction::Prepared;
-        match prepared {
-            Prepared::Nothing { packs, purge_with } => api::GcResponse {
-                packs,
-                pack: purge_with,
-                ..api::GcResponse::default()
-            },
-            Prepared::Merged {
-                pack,
-                pack_size,
-                retire,
-                merged,
-                kept,
-            } => api::GcResponse {
-                packs: merged + kept,
-                pack: Some(pack),
-                pack_size,
-                retire,
-                merged,
-                kept,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,8 +91,8 @@ struct KindLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindOutcome {
-    /// `auto` (the server's own), `compact` (a client's `git hypha gc` retiring packs) or
-    /// `plugin` (the Hypha plugin's `gc` route).
+    /// `auto` (the server's own, inside Hypha too) or `compact` (a client's `git hypha gc`
+    /// retiring packs).
     kind: &'static str,
     outcome: &'static str,
 }

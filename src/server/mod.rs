@@ -17,14 +17,16 @@
 //! - `limits`: request and byte rate limits per token and per address (429 with
 //!   `Retry-After`); `quota`: per-workspace quotas on pending uploads and stored bytes (413);
 //! - `hooks`: the `hooks` route and the push event of an `update`;
-//! - `autogc`: compaction after pushes leave too many packs;
+//! - `autogc`: compaction after pushes leave too many packs; `leases`: in plugin mode, the
+//!   plugin holds Hypha's lease while the compaction retires packs;
 //! - `webhook`: push events to each repository's webhooks, queued after `update`.
 //!
 //! Plugin mode ([`ServeOptions::plugin_key`]): the Hypha plugin runs this server as its child
 //! and forwards the requests Hypha has checked, so that the repository rules have one
 //! implementation. It listens on loopback only, takes no tokens (see `credentials`), prints
-//! no admin token, never compacts by itself, leaves the bucket's multipart uploads alone (the
-//! bucket is Hypha's), and exits when its standard input closes (its parent died).
+//! no admin token, compacts as a standalone server does but retires packs only under Hypha's
+//! lease, which it asks of the plugin (`leases`), leaves the bucket's multipart uploads alone
+//! (the bucket is Hypha's), and exits when its standard input closes (its parent died).
 
 pub mod autogc;
 mod convert;
@@ -34,6 +36,7 @@ pub mod health;
 mod hooks;
 pub mod inline;
 mod inline_listing;
+pub mod leases;
 mod lfs;
 mod lfs_call;
 mod lfs_parts;
@@ -276,6 +279,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             log::request,
         ))
+        // After the log layer, so neither logged nor counted: the plugin's long poll would
+        // write a line every 25 s and skew the request durations (`leases`).
+        .route("/_plugin/leases", get(leases::poll))
+        .route("/_plugin/leases/{id}", post(leases::answer))
         .with_state(state)
 }
 
@@ -454,9 +461,10 @@ pub async fn run(
     );
     if let Some(key) = &opts.plugin_key {
         state = state.plugin_key(key.as_bytes());
-    } else {
-        let grace = state.gc_grace;
-        state = state.auto_gc(auto_gc(opts.auto_gc_packs, opts.auto_gc_bytes, grace));
+    }
+    let grace = state.gc_grace;
+    state = state.auto_gc(auto_gc(opts.auto_gc_packs, opts.auto_gc_bytes, grace));
+    if opts.plugin_key.is_none() {
         let stale_age = opts
             .stale_upload_age
             .unwrap_or_else(|| default_stale_upload_age(url_ttl));

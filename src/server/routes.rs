@@ -91,15 +91,7 @@ async fn dispatch(
     let (caller, alias, repo) = caller_and_repo(state, workspace, alias, headers)?;
     let alias = alias.as_str();
     // A route this server does not serve to this caller answers as if it did not exist.
-    let absent = match route {
-        Route::FixThin => !state.thin_packs,
-        // The plugin's automatic compaction: it holds Hypha's lease around the `compact` it
-        // sends next, not around the merge. No client asks a server to spend minutes of git
-        // on its behalf: `git hypha gc` merges on the user's machine.
-        Route::Gc => !matches!(caller, Caller::Plugin { .. }),
-        _ => false,
-    };
-    if absent {
+    if route == Route::FixThin && !state.thin_packs {
         return Err(ApiError::not_found("no such route in remote API v1"));
     }
     match route {
@@ -257,7 +249,7 @@ async fn serve(
             }
             let added_packs = !update.packs.is_empty() || !update.inline.is_empty();
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| added_packs) {
-                auto_gc.after_update(&state.store, &state.metrics, workspace, alias);
+                auto_gc.after_update(repo, &state.metrics);
             }
             update_response(&req, result, inline.notes)
         }
@@ -323,24 +315,6 @@ async fn serve(
                 .metrics
                 .compaction("compact", outcome, started.elapsed(), 0);
             Ok(Json(api::CompactResponse::from(done?)).into_response())
-        }
-        Route::Gc => {
-            let req: api::GcRequest = parse(body)?;
-            let started = std::time::Instant::now();
-            let prepared = repo.gc_prepare(req.mode.into()).await;
-            let (outcome, bytes) = match &prepared {
-                Ok(crate::compaction::Prepared::Merged { pack_size, .. }) => ("merged", *pack_size),
-                Ok(crate::compaction::Prepared::Nothing { .. }) => ("nothing", 0),
-                Err(_) => ("failed", 0),
-            };
-            state
-                .metrics
-                .compaction("plugin", outcome, started.elapsed(), bytes);
-            let prepared = prepared.map_err(|e| match e {
-                crate::compaction::Error::Packs(e) => ApiError::from(e),
-                other => ApiError::internal(format!("gc of {} failed", repo.name()), &other),
-            })?;
-            Ok(Json(api::GcResponse::from(prepared)).into_response())
         }
         Route::LfsPrune => lfs_prune(at, repo, body).await,
         Route::Head => {

@@ -4,6 +4,7 @@
 
 use super::autogc::AutoGc;
 use super::health::Readiness;
+use super::leases::Leases;
 use super::limits::{RateLimits, Settings as LimitSettings};
 use super::metrics::Metrics;
 use super::quota::{Quotas, Settings as QuotaSettings};
@@ -45,6 +46,8 @@ pub struct AppState {
     /// Plugin mode (`serve --plugin`): the key every API request must carry; tokens are then
     /// ignored (see `credentials`).
     pub(crate) plugin_key: Option<Arc<[u8]>>,
+    /// Plugin mode: the asks for Hypha's lease the plugin polls ([`Leases`]).
+    pub(crate) leases: Option<Leases>,
     /// Push events to the repositories' webhooks; `None` = no deliveries (router tests).
     pub(crate) webhooks: Option<Webhooks>,
     /// Whether thin uploads are completed here (`fix-thin`); off = clients send full packs.
@@ -103,6 +106,7 @@ impl AppState {
             gc_grace: default_gc_grace(DEFAULT_PRESIGN_EXPIRES_IN),
             auto_gc: None,
             plugin_key: None,
+            leases: None,
             webhooks: None,
             staged: Default::default(),
             public_url: None,
@@ -172,9 +176,13 @@ impl AppState {
         self
     }
 
-    /// Compact repositories automatically after pushes ([`AutoGc`]).
+    /// Compact repositories automatically after pushes ([`AutoGc`]); in plugin mode (set
+    /// [`AppState::plugin_key`] first) each retirement waits for Hypha's lease.
     pub fn auto_gc(mut self, auto_gc: Option<AutoGc>) -> AppState {
-        self.auto_gc = auto_gc;
+        self.auto_gc = match &self.leases {
+            Some(leases) => auto_gc.map(|a| a.under_leases(leases.clone())),
+            None => auto_gc,
+        };
         self
     }
 
@@ -187,6 +195,7 @@ impl AppState {
     /// Serve the Hypha plugin only: requests must carry `key` (see `credentials`).
     pub fn plugin_key(mut self, key: &[u8]) -> AppState {
         self.plugin_key = Some(key.into());
+        self.leases = Some(Leases::default());
         self
     }
 

@@ -146,7 +146,6 @@ fn repo_route(repo: &str, route: &str) -> String {
             "create" => api::Route::Create,
             "hooks" => api::Route::Hooks,
             "fix-thin" => api::Route::FixThin,
-            "gc" => api::Route::Gc,
             "lfs-prune" => api::Route::LfsPrune,
             other => panic!("{other}"),
         },
@@ -1014,52 +1013,133 @@ async fn plugin_mode_honours_the_permission_hypha_granted() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-/// `gc` is the plugin's: its child merges and stores, and answers the `compact` to send next.
-/// Anyone else, even a workspace admin with a token, finds no such route.
+/// The lease routes answer the plugin only: nothing for a standalone server, 401 without
+/// the key, and an ask nobody made is not found (the plugin then ends its lease at once).
 #[tokio::test]
-async fn gc_is_a_route_of_the_plugin_only() {
+async fn lease_routes_are_the_plugins_only() {
     let s = server();
-    s.create("ws/repo", false).await;
-    let admin = token("*", Permission::Admin);
-    let r = s
-        .api("ws/repo", "gc", Some(&admin), json!({"mode": "auto"}))
-        .await;
+    let r = s.lease_poll(&[], 0).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
-    assert_eq!(r.error(), ErrorCode::NotFound);
 
     let s = plugin_server().await;
-    let read = plugin_headers("read", PREFIX);
-    let r = s.plugin("gc", &read, json!({"mode": "auto"})).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
-    let write = plugin_headers("write", PREFIX);
-    let r = s.plugin("gc", &write, json!({"mode": "all"})).await;
+    let r = s.lease_poll(&[], 0).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let wrong = [("x-hypha-plugin-key", &PLUGIN_KEY[..12])];
+    let r = s.lease_poll(&wrong, 0).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let key = [("x-hypha-plugin-key", PLUGIN_KEY)];
+    let r = s.lease_poll(&key, 0).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    // An empty repository: nothing to merge, nothing to purge, nothing to send.
-    assert_eq!(r.json()["pack"], Value::Null, "{:?}", r.body);
-    assert_eq!(r.json()["packs"], 0);
-    let r = s.plugin("gc", &write, json!({"mode": "sometimes"})).await;
+    assert_eq!(r.json(), json!({"asks": []}));
+    let r = s.lease_answer(&key, 7, json!({"held": true})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let r = s.lease_answer(&wrong, 7, json!({"held": true})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let r = s.lease_answer(&key, 7, json!({"hold": "yes"})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
-    // One pack: `all` has nothing to merge, and names it for the purge.
-    let (pack, _, id) = push_one_pack(&s, &write).await;
+}
+
+/// Inside Hypha the child compacts after pushes as `git hypha serve` does, and retires the
+/// merged packs only while the plugin holds Hypha's lease: it asks (`GET /_plugin/leases`),
+/// nothing is retired before the plugin says it holds it, and a refusal retires nothing.
+#[tokio::test]
+async fn plugin_mode_compacts_under_the_lease_it_asks_for() {
+    let s = server_with(|s| {
+        s.plugin_key(PLUGIN_KEY.as_bytes())
+            .auto_gc(autogc::AutoGc::new(1, 0, Duration::from_secs(600)))
+    });
+    let repo = s.state.store.repo_at("ws/r", PREFIX).unwrap();
+    repo.create(false, None).await.unwrap();
+    let write = plugin_headers("write", PREFIX);
+    let key = [("x-hypha-plugin-key", PLUGIN_KEY)];
+    let live = || async {
+        let r = s
+            .plugin("packs", &plugin_headers("read", PREFIX), json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.json()["packs"].as_array().unwrap().len()
+    };
+    let mut ask = None;
+    for (i, seed) in [6u8, 7, 8].into_iter().enumerate() {
+        let (pack, _, id) = push_pack(&s, &write, seed).await;
+        let r = s
+            .plugin(
+                "update",
+                &write,
+                json!({"updates": [{"ref": format!("refs/heads/b{i}"), "old": null, "new": id}],
+                       "packs": [pack]}),
+            )
+            .await;
+        assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
+        if i == 0 {
+            // One pack: nothing due, nothing asked.
+            let r = s.lease_poll(&key, 1).await;
+            assert_eq!(r.json(), json!({"asks": []}));
+            continue;
+        }
+        // Two packs or more: the child merges, then asks for the lease to retire them.
+        let r = s.lease_poll(&key, 30).await;
+        let asks = r.json()["asks"].as_array().unwrap().clone();
+        assert_eq!(asks.len(), 1, "{:?}", r.body);
+        assert_eq!(asks[0]["repo"], "ws/r");
+        assert_eq!(asks[0]["prefix"], PREFIX);
+        assert_eq!(
+            live().await,
+            i + 1,
+            "nothing retired before the lease is held"
+        );
+        ask = Some(asks[0]["id"].as_u64().unwrap());
+        if i == 1 {
+            // The plugin could not take the lease: the compaction gives up, retiring nothing.
+            let no = json!({"held": false, "detail": "ws/r is being updated; try again"});
+            let r = s.lease_answer(&key, ask.unwrap(), no).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+    }
+    assert_eq!(live().await, 3);
+    // Held: the answer comes once the retirement is done, and the lease may end.
     let r = s
-        .plugin(
-            "update",
-            &write,
-            json!({"updates": [{"ref": "refs/heads/main", "old": null, "new": id}], "packs": [pack]}),
-        )
+        .lease_answer(&key, ask.unwrap(), json!({"held": true}))
         .await;
-    assert_eq!(r.json()["results"][0]["status"], "ok", "{:?}", r.body);
-    let r = s.plugin("gc", &write, json!({"mode": "all"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.json()["pack"], pack.as_str(), "{:?}", r.body);
-    assert_eq!(r.json()["retire"], json!([]));
-    assert_eq!(r.json()["merged"], 0);
+    assert_eq!(live().await, 1, "the three packs merged into one");
+    let r = s
+        .lease_answer(&key, ask.unwrap(), json!({"held": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "an answered ask is gone");
+}
+
+impl Server {
+    async fn lease_poll(&self, headers: &[(&str, &str)], wait: u64) -> Reply {
+        let mut req = Request::builder().uri(format!("/_plugin/leases?wait={wait}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    async fn lease_answer(&self, headers: &[(&str, &str)], id: u64, body: Value) -> Reply {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/_plugin/leases/{id}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
 }
 
 /// Uploads a tiny real pack through the plugin's presigned URLs; (name, pack bytes, the id
 /// of the one object it holds).
 async fn push_one_pack(s: &Server, headers: &[(&str, &str)]) -> (String, Vec<u8>, String) {
-    let blobs = crate::pack::testing::blob_pack(6, 1, 10);
+    push_pack(s, headers, 6).await
+}
+
+/// [`push_one_pack`] of a pack made from `seed`.
+async fn push_pack(s: &Server, headers: &[(&str, &str)], seed: u8) -> (String, Vec<u8>, String) {
+    let blobs = crate::pack::testing::blob_pack(seed, 1, 10);
     let (name, pack, idx) = (blobs.name, blobs.pack, blobs.idx);
     let r = s
         .plugin(

@@ -55,7 +55,7 @@ EXCLUDED=(
   "permissions::presigned_urls   checks our server's /_store URLs; S3's own URLs are checked by s3s-fs"
   "gc::gc_merges_packs           needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min)"
   "lfs::lfs_gc_deletes_objects   needs serve --gc-grace-secs 0; the plugin's grace period is fixed (70 min) (lfs::lfs_gc_keeps_unreachable_objects runs here: the plugin's lfs-prune)"
-  "autogc::                      needs serve --auto-gc-packs/--auto-gc-bytes (the plugin's trigger is fixed; test_plugin_autogc.py) and lists packs at literal /ws/ paths"
+  "autogc::                      needs serve --auto-gc-packs/--auto-gc-bytes per test (inside Hypha the child takes them once, from HYPHA_GIT_SERVE_ARGS; test_plugin_autogc.py) and lists packs at literal /ws/ paths"
   "refs::unusual_ref_names       a 200-byte ref name exceeds s3s-fs's file name limit (as in test.sh's s3s-fs run)"
   "mirror::mirror_into_         the CI recipe's round trip (13 s against Hypha); its commands are refs::mirror_push_and_repeat's helper path, run here, and it runs on local disk and S3"
   "hooks::                       needs serve --webhook-allow (or its absence); the plugin's hooks are tested by tests/hypha/test_plugin_hooks.py"

@@ -1,7 +1,9 @@
-"""Automatic compaction through the plugin (issue 13 item 2, docs/design.md §9): after pushes
-whose packs hold 4 MiB or more to merge, the plugin runs ``git hypha gc --auto`` as the pusher
-through its own routes, as ``git hypha serve`` compacts after its pushes; smaller pushes leave
-the packs alone. Clones through the helper and through Hypha's smart HTTP see every commit.
+"""Automatic compaction through the plugin (issue 13 item 2, issue 26, docs/design.md §9):
+after pushes whose packs hold 4 MiB or more to merge, the plugin's child compacts as ``git hypha
+serve`` does after its pushes, and retires the merged packs under Hypha's lease, which it asks
+of the plugin (``/_plugin/leases``): without the plugin holding it, nothing is retired. Smaller
+pushes leave the packs alone. Clones through the helper and through Hypha's smart HTTP see
+every commit.
 """
 
 import os

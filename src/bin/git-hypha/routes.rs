@@ -6,8 +6,7 @@
 use hypha_git::api::{Access, Route};
 use std::collections::BTreeMap;
 
-/// What the plugin reads: `{"routes": {"info": "read", ...}, "leased": ["update", ...]}`,
-/// the routes clients call (not `gc`, which the plugin asks of its child itself).
+/// What the plugin reads: `{"routes": {"info": "read", ...}, "leased": ["update", ...]}`.
 #[derive(serde::Serialize)]
 struct Table {
     routes: BTreeMap<&'static str, Access>,
@@ -16,10 +15,13 @@ struct Table {
 
 /// Print the table on stdout, one line.
 pub fn run() -> anyhow::Result<()> {
-    let clients = Route::ALL.into_iter().filter(|r| r.for_clients());
     let table = Table {
-        routes: clients.clone().map(|r| (r.as_str(), r.access())).collect(),
-        leased: clients.filter(|r| r.leased()).map(Route::as_str).collect(),
+        routes: Route::ALL.map(|r| (r.as_str(), r.access())).into(),
+        leased: Route::ALL
+            .into_iter()
+            .filter(|r| r.leased())
+            .map(Route::as_str)
+            .collect(),
     };
     #[allow(clippy::print_stdout)]
     {
