@@ -59,17 +59,10 @@ NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
 
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
 LFS_LOCKS = "/{workspace}/git/{alias}/info/lfs/locks"
-MAX_LOCK_BODY = 64 * 1024  # as the child's server::locks::MAX_LOCK_BODY
 # Our LFS endpoint (issue 22): batch, verify, the parts routes of our transfer agent and the
 # locks, at a path of our own, so that Hypha's ``.../info/lfs`` (``basic``) stays Hypha's. The
 # ``refs`` answer names it (``lfs_endpoint``), and the helper records it for git-lfs.
 LFS_OURS = "/{workspace}/git/{alias}/remote/v1/lfs"
-# A batch names at most 1000 objects (the child's server::lfs::MAX_OBJECTS_PER_BATCH), about
-# 120 KB; the other requests are an oid and a size.
-MAX_LFS_BODY = 1024 * 1024
-# A delta request carries the new object's chunk list (about 27 bytes of base64 per 64 KiB):
-# the child's own JSON bound, which `lfs_chunks` keeps within.
-MAX_LFS_DELTA_BODY = 16 * 1024 * 1024
 
 
 class Names:
@@ -339,7 +332,7 @@ class GitRemoteApi:
         self._children: dict = {}
         self._children_lock = asyncio.Lock()
         self._tasks = set()  # push records and lease holds under way (a task needs a reference)
-        self._table: Optional[tuple] = None  # (route -> access, leased routes), read once
+        self._table: Optional[tuple] = None  # (route -> access, leased, bodies), read once
         self.names = Names()
 
     def _redis(self):
@@ -408,8 +401,10 @@ class GitRemoteApi:
 
     async def routes(self) -> tuple:
         """The route table of the Rust server: what each route asks of its caller (``read``,
-        ``write``, ``admin``) and which ones take the lease. Asked of ``git hypha routes`` once:
-        the children run the same binary."""
+        ``write``, ``admin``), which ones take the lease, and the largest body the child takes
+        on the LFS routes (``locks``, ``lfs``, ``lfs_delta``), which are read here in whole
+        before they are forwarded. Asked of ``git hypha routes`` once: the children run the
+        same binary."""
         if self._table is None:
             proc = await asyncio.create_subprocess_exec(
                 git_hypha(), "routes", stdin=asyncio.subprocess.DEVNULL,
@@ -420,7 +415,7 @@ class GitRemoteApi:
                 logger.error("git hypha routes failed: %s", err.decode("utf-8", "replace"))
                 raise ApiError("internal", "the repository server cannot start (see Hypha's log)")
             table = json.loads(out)
-            self._table = (table["routes"], frozenset(table["leased"]))
+            self._table = (table["routes"], frozenset(table["leased"]), table["bodies"])
         return self._table
 
     async def remote_v1(self, workspace: str, alias: str, route: str, request: Request):
@@ -435,7 +430,7 @@ class GitRemoteApi:
 
     async def dispatch(self, workspace: str, alias: str, route: str, request: Request):
         alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
-        access, leased = await self.routes()
+        access, leased, _ = await self.routes()
         if route not in access:
             raise ApiError("not_found", "no such route in remote API v1")
         try:
@@ -485,11 +480,11 @@ class GitRemoteApi:
         if verify and user.is_anonymous:  # ours and theirs mean nothing without a caller
             raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
         repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
-        raw = b""
+        raw, bound = b"", (await self.routes())[2]["locks"]  # the child's own bound
         async for chunk in request.stream():  # read no further than the bound
             raw += chunk
-            if len(raw) > MAX_LOCK_BODY:
-                why = f"its body is larger than {MAX_LOCK_BODY} bytes"
+            if len(raw) > bound:
+                why = f"its body is larger than {bound} bytes"
                 raise ApiError("invalid", f"lock request refused: {why}")
         child = await self._child(repo.s3_config)
         path = f"/{repo.name.replace('/', '/git/', 1)}{suffix}"
@@ -558,7 +553,8 @@ class GitRemoteApi:
             user = await self.store.login_optional(request)
         except Exception:
             raise ApiError("unauthenticated", "invalid or expired token") from None
-        raw, bound = b"", MAX_LFS_DELTA_BODY if suffix.endswith("/delta") else MAX_LFS_BODY
+        bodies = (await self.routes())[2]  # the child's own bounds, by the same suffix
+        raw, bound = b"", bodies["lfs_delta" if suffix.endswith("/delta") else "lfs"]
         async for chunk in request.stream():  # read no further than the bound
             raw += chunk
             if len(raw) > bound:

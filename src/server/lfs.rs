@@ -51,6 +51,23 @@ use std::collections::BTreeMap;
 /// Most objects one batch may name; git-lfs sends at most 100 (`lfs.transfer.batchSize`).
 const MAX_OBJECTS_PER_BATCH: usize = 1000;
 
+/// Largest body of an LFS object route (batch, verify, the parts routes): a batch of
+/// [`MAX_OBJECTS_PER_BATCH`] objects is about 120 KB, the others an oid and a few numbers.
+pub const MAX_LFS_BODY: usize = 1024 * 1024;
+/// Largest body of a delta request (`.../parts/{oid}/delta`): the new object's chunk list,
+/// about 27 bytes of base64 per 64 KiB chunk, which `lfs_chunks` keeps within.
+pub const MAX_LFS_DELTA_BODY: usize = super::MAX_JSON_BODY;
+
+/// The body bound of the LFS object route at `path` (the Hypha plugin reads the same two
+/// numbers from `git hypha routes` and applies them by the same suffix).
+pub fn body_limit(path: &str) -> usize {
+    if path.ends_with("/delta") {
+        MAX_LFS_DELTA_BODY
+    } else {
+        MAX_LFS_BODY
+    }
+}
+
 /// `POST /{ws}/git/{alias}/info/lfs/objects/batch`.
 pub async fn batch(call: LfsCall) -> LfsResult<LfsJson<BatchResponse>> {
     let req: BatchRequest = call.json("lfs batch request")?;

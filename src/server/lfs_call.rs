@@ -64,10 +64,12 @@ impl FromRequest<AppState> for LfsCall {
             .get::<ByteBudget>()
             .cloned()
             .unwrap_or_default();
-        // The body last, under the router's body limit, as `Bytes` always was.
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        // The body last, read no further than the route's bound.
+        let limit = super::lfs::body_limit(uri.path());
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            let why = format!("its body is larger than {limit} bytes (or was cut off)");
+            LfsError(ApiError::invalid(format!("lfs request refused: {why}"))).into_response()
+        })?;
         Ok(LfsCall {
             state: state.clone(),
             workspace,

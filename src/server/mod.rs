@@ -55,6 +55,8 @@ mod tests;
 
 use error::error_chain;
 pub use error::ApiError;
+pub use lfs::{MAX_LFS_BODY, MAX_LFS_DELTA_BODY};
+pub use locks::MAX_LOCK_BODY;
 pub use log::{is_sane_id, REQUEST_ID};
 pub use metrics::Metrics;
 pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};

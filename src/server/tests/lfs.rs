@@ -462,6 +462,36 @@ async fn batches_are_deduplicated_and_bounded() {
     );
 }
 
+/// The LFS object routes read no body past their bound (`MAX_LFS_BODY`; a delta's chunk list
+/// `MAX_LFS_DELTA_BODY`), and say so in git-lfs's shape: the bounds the plugin reads from
+/// `git hypha routes`.
+#[tokio::test]
+async fn lfs_bodies_past_their_bound_are_refused() {
+    let s = server();
+    s.create("ws/repo", false).await;
+    let auth = basic(&token("ws", Permission::ReadWrite));
+    let padded = json!({"operation": "download", "objects": [], "ref": {"name": "x".repeat(crate::server::MAX_LFS_BODY)}});
+    let r = s.raw(BATCH, Some(&auth), padded.to_string()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert_eq!(
+        message,
+        format!(
+            "lfs request refused: its body is larger than {} bytes (or was cut off)",
+            crate::server::MAX_LFS_BODY
+        )
+    );
+    // A delta request of the same size is read (and refused for what it says, not its size).
+    let delta = format!(
+        "/ws/git/repo/info/lfs/objects/parts/{}/delta",
+        "a".repeat(64)
+    );
+    let r = s.raw(&delta, Some(&auth), padded.to_string()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(!message.contains("larger than"), "{message}");
+}
+
 /// The verify action is built on the server's public URL, never on the request's `Host`
 /// (it carries the caller's `Authorization` there).
 #[tokio::test]
