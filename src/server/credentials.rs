@@ -154,9 +154,8 @@ fn token_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(token))
 }
 
-/// Plugin mode: the key must match (compared in constant time), then the permission and the
-/// prefix Hypha decided are taken as given.
-fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The request carries the plugin's key (compared in constant time): 401 otherwise.
+pub(super) fn check_plugin_key(key: &[u8], headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(PLUGIN_KEY_HEADER)
         .map(|v| v.as_bytes())
@@ -164,6 +163,13 @@ fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> 
     if !bool::from(given.ct_eq(key)) {
         return Err(ApiError::unauthenticated("missing or wrong plugin key"));
     }
+    Ok(())
+}
+
+/// Plugin mode: the key must match (compared in constant time), then the permission and the
+/// prefix Hypha decided are taken as given.
+fn identify_plugin(key: &[u8], headers: &HeaderMap) -> Result<Caller, ApiError> {
+    check_plugin_key(key, headers)?;
     let text = |name: &str| {
         headers
             .get(name)

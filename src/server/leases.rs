@@ -16,7 +16,7 @@
 //! fails (an older plugin that does not poll), and a holder is released at the latest after
 //! [`HOLD_MAX`], so no request waits for ever.
 
-use super::credentials::PLUGIN_KEY_HEADER;
+use super::credentials::check_plugin_key;
 use super::error::ApiError;
 use super::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -28,7 +28,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use subtle::ConstantTimeEq as _;
 use tokio::sync::{oneshot, Notify};
 
 /// How long an ask waits for the plugin to take the lease (the plugin waits up to 30 s for
@@ -227,13 +226,7 @@ fn plugin_only(state: &AppState, headers: &HeaderMap) -> Result<Leases, ApiError
     let (Some(key), Some(leases)) = (&state.plugin_key, &state.leases) else {
         return Err(not_found());
     };
-    let given = headers
-        .get(PLUGIN_KEY_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !bool::from(given.ct_eq(key)) {
-        return Err(ApiError::unauthenticated("missing or wrong plugin key"));
-    }
+    check_plugin_key(key, headers)?;
     Ok(leases.clone())
 }
 
