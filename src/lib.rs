@@ -34,7 +34,7 @@
 //!  helper -> negotiate, fetch_packs, fetch_shallow, pack, client, config
 //!  fetch_shallow -> client, pack::entries, negotiate::shallow, fetch_packs
 //!                                                           server -> repo, storage, api, auth
-//!  gc -> compaction, fetch_packs, pack, client              server::autogc -> repo (gc)
+//!  gc -> compaction, fetch_packs, pack, client              server::autogc -> repo (gc), server::leases
 //!  fetch_packs -> client, pack, negotiate                   repo -> storage, names, pack, compaction
 //!                                                           storage -> auth (presign clock)
 //!  client -> api, config, progress                          api -> names
