@@ -52,7 +52,7 @@ use std::collections::BTreeMap;
 const MAX_OBJECTS_PER_BATCH: usize = 1000;
 
 /// Largest body of an LFS object route (batch, verify, the parts routes): a batch of
-/// [`MAX_OBJECTS_PER_BATCH`] objects is about 120 KB, the others an oid and a few numbers.
+/// 1000 objects (the most one may name) is about 120 KB, the others an oid and a few numbers.
 pub const MAX_LFS_BODY: usize = 1024 * 1024;
 /// Largest body of a delta request (`.../parts/{oid}/delta`): the new object's chunk list,
 /// about 27 bytes of base64 per 64 KiB chunk, which `lfs_chunks` keeps within.
