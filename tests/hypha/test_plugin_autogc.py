@@ -7,6 +7,8 @@ every commit.
 """
 
 import os
+import shutil
+import subprocess
 import time
 
 
@@ -45,3 +47,63 @@ def test_pushes_of_large_packs_are_compacted_by_the_plugin(env):
         env.git("clone", "-q", url, str(d))
         env.git("fsck", "--strict", "--no-dangling", cwd=d)
         assert env.out("rev-parse", "HEAD", cwd=d) == tip
+
+
+def test_pushes_racing_the_childs_compaction_are_not_lost(env):
+    """Pushes that land while the child merges and retires (under the lease it asks the plugin
+    for) lose nothing: every branch is listed at its tip and every object is there, through
+    the helper and through Hypha's smart HTTP."""
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    env.git("remote", "add", "origin", env.url(alias), cwd=src)
+    env.commit(src, "base")
+    env.git("push", "-q", "origin", "main", cwd=src)
+    for i in range(2):
+        (src / f"blob{i}.bin").write_bytes(os.urandom(1536 << 10))
+        env.git("add", f"blob{i}.bin", cwd=src)
+        env.git("commit", "-q", "-m", f"blob {i}", cwd=src)
+        env.git("push", "-q", "origin", "main", cwd=src)
+    # Four branches, each pushed from a copy of its own, right after the push that makes the
+    # compaction due: they race its merge and its retirement.
+    copies = []
+    for b in range(4):
+        env.git("checkout", "-q", "-b", f"b{b}", "main", cwd=src)
+        (src / f"side{b}.bin").write_bytes(os.urandom(200 << 10))
+        env.git("add", f"side{b}.bin", cwd=src)
+        env.git("commit", "-q", "-m", f"side {b}", cwd=src)
+        copies.append(env.tmp / f"copy{b}")
+        shutil.copytree(src, copies[-1])
+    env.git("checkout", "-q", "main", cwd=src)
+    (src / "blob2.bin").write_bytes(os.urandom(1536 << 10))
+    env.git("add", "blob2.bin", cwd=src)
+    env.git("commit", "-q", "-m", "blob 2", cwd=src)
+    env.git("push", "-q", "origin", "main", cwd=src)
+    pushes = [
+        subprocess.Popen(["git", "push", "-q", "origin", f"b{b}"], cwd=copy, env=env.env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        for b, copy in enumerate(copies)
+    ]
+    for p in pushes:
+        err = p.communicate(timeout=300)[1].decode()
+        assert p.returncode == 0, err.replace(env.token, "<token>")
+
+    # The compaction ran (the byte trigger: 4.5 MiB to merge), and the last push may have
+    # started another: wait until the packs settle.
+    deadline, last, still = time.monotonic() + 90, None, 0
+    while time.monotonic() < deadline and still < 3:
+        packs = sorted(p["name"] for p in _live_packs(env, alias))
+        still = still + 1 if packs == last else 0
+        last = packs
+        time.sleep(1.0)
+    assert len(last) < 8, f"8 pushes, and no compaction: {last}"
+
+    want = env.local_refs(src, "refs/heads/")
+    assert env.remote_refs(env.url(alias)) == want
+    for url, name in ((env.url(alias), "helper"), (env.smart_url(alias), "smart")):
+        d = env.tmp / name
+        env.git("clone", "-q", "--mirror", url, str(d))
+        env.git("fsck", "--strict", "--no-dangling", cwd=d)
+        assert env.local_refs(d, "refs/heads/") == want, name
+        for b in range(4):
+            env.git("cat-file", "-e", f"b{b}:side{b}.bin", cwd=d)
