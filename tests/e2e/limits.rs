@@ -101,27 +101,41 @@ fn a_push_and_a_fetch_wait_out_the_token_limit() {
     );
     assert!(body.contains(r#""error":"busy""#), "{body}");
 
-    // The push's first request meets the empty bucket, waits the second it was told, and goes on.
-    let before = refused(&env);
-    let started = Instant::now();
-    let out = env.git(&src, &["push", "-v", &url, "main"]);
-    let took = started.elapsed();
-    assert!(
-        out.stderr.contains(": 429 (request id "),
-        "the helper saw no 429:\n{}",
-        out.stderr
-    );
-    assert!(refused_more_than(&env, before), "{}", env.server_log());
-    assert!(took >= Duration::from_millis(900), "{took:?}");
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The push's first request meets the empty bucket, waits the second it was told, and goes
+    // on. (The bucket refills one request a second: on a loaded machine git may start later
+    // than that, and then meets no 429; the bucket is emptied again and the push repeated.)
+    let met_429 = |before: usize, stderr: &str| {
+        stderr.contains(": 429 (request id ") && refused_more_than(&env, before)
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let before = refused(&env);
+        let started = Instant::now();
+        let out = env.git(&src, &["push", "-v", &url, "main"]);
+        let took = started.elapsed();
+        if met_429(before, &out.stderr) {
+            assert!(took >= Duration::from_millis(900), "{took:?}");
+            assert!(took < Duration::from_secs(20), "{took:?}");
+            break;
+        }
+        assert!(attempts < 3, "the helper saw no 429:\n{}", out.stderr);
+        exhaust(&base, "limited", env.token());
+    }
 
     // The same for a fetch.
-    exhaust(&base, "limited", env.token());
-    let before = refused(&env);
     let dst = env.init("dst");
-    env.git(&dst, &["fetch", "-q", &url, "main:refs/heads/fetched"]);
-    assert_eq!(env.rev(&dst, "refs/heads/fetched"), head);
-    assert!(refused_more_than(&env, before), "{}", env.server_log());
+    for attempt in 1.. {
+        exhaust(&base, "limited", env.token());
+        let before = refused(&env);
+        let out = env.git(&dst, &["fetch", "-v", &url, "main:refs/heads/fetched"]);
+        assert_eq!(env.rev(&dst, "refs/heads/fetched"), head);
+        if met_429(before, &out.stderr) {
+            break;
+        }
+        assert!(attempt < 3, "the fetch met no 429:\n{}", out.stderr);
+        env.git(&dst, &["update-ref", "-d", "refs/heads/fetched"]);
+    }
 
     // Another subject was never limited.
     let other = env.mint_as("someone-else", WS, "r");
