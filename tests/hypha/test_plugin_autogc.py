@@ -8,6 +8,7 @@ every commit.
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -107,3 +108,35 @@ def test_pushes_racing_the_childs_compaction_are_not_lost(env):
         assert env.local_refs(d, "refs/heads/") == want, name
         for b in range(4):
             env.git("cat-file", "-e", f"b{b}:side{b}.bin", cwd=d)
+
+
+def test_a_child_started_again_still_compacts_under_the_lease(env, svc):
+    """The plugin polls each child it starts for lease asks: after its child was killed, the
+    new child's compaction still gets the lease and retires what it merged."""
+    from test_plugin_child import children
+
+    alias = env.new_alias()
+    env.create(alias)
+    src = env.init("src")
+    env.git("remote", "add", "origin", env.url(alias), cwd=src)
+    env.commit(src, "small")
+    env.git("push", "-q", "origin", "main", cwd=src)
+    for pid in children(svc):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while children(svc) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for i in range(3):  # the first push starts a new child
+        (src / f"blob{i}.bin").write_bytes(os.urandom(1536 << 10))
+        env.git("add", f"blob{i}.bin", cwd=src)
+        env.git("commit", "-q", "-m", f"blob {i}", cwd=src)
+        env.git("push", "-q", "origin", "main", cwd=src)
+    assert children(svc), "no new child"
+    deadline = time.monotonic() + 60
+    while len(packs := _live_packs(env, alias)) > 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(packs) <= 2, f"the new child did not compact: {packs}"
+    d = env.tmp / "clone"
+    env.git("clone", "-q", env.url(alias), str(d))
+    env.git("fsck", "--strict", "--no-dangling", cwd=d)
+    assert env.out("rev-parse", "HEAD", cwd=d) == env.out("rev-parse", "HEAD", cwd=src)
