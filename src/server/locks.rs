@@ -21,7 +21,7 @@
 //! a fixed shape before they become keys.
 
 use super::error::ApiError;
-use super::lfs_call::lfs_json;
+use super::lfs_call::{lfs_json, LfsJson, LfsResult};
 use super::routes::{authorize_read, authorize_write, caller_and_repo};
 use super::state::AppState;
 use crate::api::locks::{
@@ -88,50 +88,43 @@ pub async fn list(
     Path((workspace, alias)): Path<(String, String)>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-) -> Response {
-    let answer = async {
-        let Query(query) =
-            query.map_err(|e| ApiError::invalid(format!("invalid lock listing query: {e}")))?;
-        let limit = match query.limit.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(text.parse::<u64>().map_err(|_| {
-                ApiError::invalid(format!(
-                    "invalid lock listing limit {:?} (expected a number)",
-                    crate::storage::shorten(text)
-                ))
-            })?),
-        };
-        let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-        authorize_read(&caller, &workspace, &repo).await?;
-        // A path or an id names at most one lock: one read, no listing.
-        let single = match (query.path.as_deref(), query.id.as_deref()) {
-            (Some(path), id) => Some(
-                repo.lock_by_path(path)
-                    .await?
-                    .filter(|l| id.is_none_or(|id| l.id == id)),
-            ),
-            (None, Some(id)) => Some(repo.lock_by_id(id).await?),
-            (None, None) => None,
-        };
-        if let Some(found) = single {
-            return Ok(ListResponse {
-                locks: found.into_iter().map(wire).collect(),
-                next_cursor: None,
-            });
-        }
-        let page = repo
-            .locks_page(query.cursor.as_deref(), page_size(limit))
-            .await?;
-        Ok::<_, ApiError>(ListResponse {
-            locks: page.locks.into_iter().map(wire).collect(),
-            next_cursor: page.next_cursor,
-        })
+) -> LfsResult<LfsJson<ListResponse>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(format!("invalid lock listing query: {e}")))?;
+    let limit = match query.limit.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::invalid(format!(
+                "invalid lock listing limit {:?} (expected a number)",
+                crate::storage::shorten(text)
+            ))
+        })?),
+    };
+    let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
+    authorize_read(&caller, &workspace, &repo).await?;
+    // A path or an id names at most one lock: one read, no listing.
+    let single = match (query.path.as_deref(), query.id.as_deref()) {
+        (Some(path), id) => Some(
+            repo.lock_by_path(path)
+                .await?
+                .filter(|l| id.is_none_or(|id| l.id == id)),
+        ),
+        (None, Some(id)) => Some(repo.lock_by_id(id).await?),
+        (None, None) => None,
+    };
+    if let Some(found) = single {
+        return Ok(LfsJson(ListResponse {
+            locks: found.into_iter().map(wire).collect(),
+            next_cursor: None,
+        }));
     }
-    .await;
-    match answer {
-        Ok(list) => lfs_json(StatusCode::OK, &list),
-        Err(err) => err.into_lfs_response(),
-    }
+    let page = repo
+        .locks_page(query.cursor.as_deref(), page_size(limit))
+        .await?;
+    Ok(LfsJson(ListResponse {
+        locks: page.locks.into_iter().map(wire).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `POST .../info/lfs/locks/verify`.
@@ -140,33 +133,27 @@ pub async fn verify(
     Path((workspace, alias)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let answer = async {
-        let req: VerifyRequest = read_json(body, "lock verify").await?;
-        let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-        if caller.is_anonymous() {
-            // Even on a public repository: "ours" means nothing without a caller.
-            return Err(ApiError::unauthenticated(format!(
-                "{}: authentication required to verify locks",
-                repo.name()
-            )));
-        }
-        authorize_read(&caller, &workspace, &repo).await?;
-        let owner = owner_of(caller.subject(), repo.name())?;
-        let limit = page_size(req.limit);
-        let page = repo.locks_page(req.cursor.as_deref(), limit).await?;
-        let (ours, theirs) = page.locks.into_iter().partition(|l| l.owner == owner);
-        Ok(VerifyResponse {
-            ours: wire_all(ours),
-            theirs: wire_all(theirs),
-            next_cursor: page.next_cursor,
-        })
+) -> LfsResult<LfsJson<VerifyResponse>> {
+    let req: VerifyRequest = read_json(body, "lock verify").await?;
+    let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
+    if caller.is_anonymous() {
+        // Even on a public repository: "ours" means nothing without a caller.
+        return Err(ApiError::unauthenticated(format!(
+            "{}: authentication required to verify locks",
+            repo.name()
+        ))
+        .into());
     }
-    .await;
-    match answer {
-        Ok(list) => lfs_json(StatusCode::OK, &list),
-        Err(err) => err.into_lfs_response(),
-    }
+    authorize_read(&caller, &workspace, &repo).await?;
+    let owner = owner_of(caller.subject(), repo.name())?;
+    let limit = page_size(req.limit);
+    let page = repo.locks_page(req.cursor.as_deref(), limit).await?;
+    let (ours, theirs) = page.locks.into_iter().partition(|l| l.owner == owner);
+    Ok(LfsJson(VerifyResponse {
+        ours: wire_all(ours),
+        theirs: wire_all(theirs),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `POST .../info/lfs/locks/{id}/unlock`.
@@ -175,30 +162,25 @@ pub async fn unlock(
     Path((workspace, alias, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let answer = async {
-        let req: UnlockRequest = read_json(body, "unlock").await?;
-        let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-        authorize_write(&caller, &workspace, &repo).await?;
-        let owner = owner_of(caller.subject(), repo.name())?;
-        match repo.lock_remove(&id, owner, req.force).await? {
-            UnlockOutcome::Removed(lock) => Ok(lock),
-            UnlockOutcome::NotFound => Err(ApiError::not_found(format!(
-                "no lock {} in {}",
-                crate::storage::shorten(&id),
-                repo.name()
-            ))),
-            UnlockOutcome::NotOwner(lock) => Err(ApiError::forbidden(format!(
-                "{} is locked by {}, not by you: unlock it with --force",
-                one_line(&lock.path),
-                one_line(&lock.owner)
-            ))),
-        }
-    }
-    .await;
-    match answer {
-        Ok(lock) => lfs_json(StatusCode::OK, &LockResponse { lock: wire(lock) }),
-        Err(err) => err.into_lfs_response(),
+) -> LfsResult<LfsJson<LockResponse>> {
+    let req: UnlockRequest = read_json(body, "unlock").await?;
+    let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
+    authorize_write(&caller, &workspace, &repo).await?;
+    let owner = owner_of(caller.subject(), repo.name())?;
+    match repo.lock_remove(&id, owner, req.force).await? {
+        UnlockOutcome::Removed(lock) => Ok(LfsJson(LockResponse { lock: wire(lock) })),
+        UnlockOutcome::NotFound => Err(ApiError::not_found(format!(
+            "no lock {} in {}",
+            crate::storage::shorten(&id),
+            repo.name()
+        ))
+        .into()),
+        UnlockOutcome::NotOwner(lock) => Err(ApiError::forbidden(format!(
+            "{} is locked by {}, not by you: unlock it with --force",
+            one_line(&lock.path),
+            one_line(&lock.owner)
+        ))
+        .into()),
     }
 }
 
