@@ -6,9 +6,7 @@
 //! reason. In-process tests of what is charged: src/server/tests/fair_use.rs.
 
 use crate::harness::noise;
-use crate::harness::{TestEnv, WS};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use crate::harness::{http, TestEnv, WS};
 use std::time::{Duration, Instant};
 
 /// The address of `/metrics` of a server started with `--metrics-listen 127.0.0.1:0`.
@@ -24,29 +22,9 @@ fn metrics_base(env: &TestEnv) -> String {
 
 /// A request to `base` (`http://127.0.0.1:PORT`): status and body.
 fn http(base: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}content-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut text = String::new();
-    conn.read_to_string(&mut text).expect("read");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let head = format!("{method} {path} HTTP/1.1\r\n{headers}content-type: application/json");
+    let reply = http::exchange(base, &head, body.as_bytes(), None);
+    (reply.status, reply.body)
 }
 
 /// The value of `hypha_refused_requests_total{reason="REASON"}` (0 when absent).

@@ -12,55 +12,21 @@
 //! `fatal:` line, never panic, and never write to the repository it was started in.
 
 use crate::faults::{figures, files_under, LocalState};
-use crate::harness::{bin_dir, noise, TestEnv, WS};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use crate::harness::{bin_dir, http, noise, TestEnv, WS};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-/// One raw HTTP/1.1 exchange: `head` (request line and headers, without the blank line) and
-/// `body`, sent as is; `declared` overrides the `content-length` (`None`: the body's length;
-/// `Some(None)`: no length header at all). Returns the status, 0 if the server closed the
-/// connection without an answer.
+/// One raw HTTP/1.1 exchange ([`http::exchange`]): the status (0 if the server closed the
+/// connection without an answer) and the body.
 pub(crate) fn exchange(
     server: &str,
     head: &str,
     body: &[u8],
     declared: Option<Option<usize>>,
 ) -> (u16, String) {
-    let addr = server.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect to server");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("set timeout");
-    let mut req = format!("{head}\r\nhost: {addr}\r\nconnection: close\r\n");
-    if let Some(len) = declared.unwrap_or(Some(body.len())) {
-        req.push_str(&format!("content-length: {len}\r\n"));
-    }
-    req.push_str("\r\n");
-    let _ = conn.write_all(req.as_bytes());
-    let _ = conn.write_all(body);
-    let _ = conn.flush();
-    if let Some(Some(len)) = declared {
-        if len > body.len() {
-            // A body shorter than declared: the server only learns it when the stream ends.
-            // (hyper does not serve half-closed connections, so no answer may come back.)
-            let _ = conn.shutdown(Shutdown::Write);
-        }
-    }
-    let mut response = Vec::new();
-    let _ = conn.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let reply = http::exchange(server, head, body, declared);
+    (reply.status, reply.body)
 }
 
 pub(crate) fn post(server: &str, path: &str, token: Option<&str>, json: &str) -> (u16, String) {

@@ -4,9 +4,7 @@
 //! wait it out and succeed, in a few seconds. The address limit counts anonymous callers by
 //! the connection's peer, or by `X-Forwarded-For` when the operator trusts it.
 
-use crate::harness::{TestEnv, WS};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use crate::harness::{http, TestEnv, WS};
 use std::time::{Duration, Instant};
 
 /// `POST /ws/git/{alias}/remote/v1/refs` with `token`: status, `Retry-After`, body.
@@ -17,31 +15,12 @@ fn refs(base: &str, alias: &str, token: &str) -> (u16, Option<String>, String) {
 
 /// `POST /ws/git/{alias}/remote/v1/refs` with these extra header lines (each ending in CRLF).
 fn post_refs(base: &str, alias: &str, headers: &str) -> (u16, Option<String>, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        conn,
-        "POST /{WS}/git/{alias}/remote/v1/refs HTTP/1.1\r\nhost: {addr}\r\n\
-         {headers}content-type: application/json\r\n\
-         content-length: 2\r\nconnection: close\r\n\r\n{{}}"
-    )
-    .expect("send");
-    let mut text = String::new();
-    conn.read_to_string(&mut text).expect("read");
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let retry_after = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("retry-after")
-            .then(|| value.trim().to_owned())
-    });
-    (status, retry_after, body.to_owned())
+    let head = format!(
+        "POST /{WS}/git/{alias}/remote/v1/refs HTTP/1.1\r\n{headers}content-type: application/json"
+    );
+    let reply = http::exchange(base, &head, b"{}", None);
+    let retry_after = reply.header("retry-after").map(str::to_owned);
+    (reply.status, retry_after, reply.body)
 }
 
 /// Spends what is left of `token`'s burst: `refs` until the server answers 429, which is

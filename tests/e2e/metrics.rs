@@ -4,10 +4,8 @@
 //! bytes); `/readyz` goes false while the store cannot be reached and true again after; the
 //! request id the helper prints under `-v` is on the server's log line of that request.
 
-use crate::harness::TestEnv;
+use crate::harness::{http, TestEnv};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// A server with its metrics on a second loopback address.
@@ -26,27 +24,8 @@ fn env_with_metrics() -> (TestEnv, String) {
 
 /// `GET path` on `base` (`http://127.0.0.1:PORT`): status and body.
 fn get(base: &str, path: &str) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let mut conn = TcpStream::connect(addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    conn.read_to_string(&mut text).expect("read");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let reply = http::exchange(base, &format!("GET {path} HTTP/1.1"), b"", Some(None));
+    (reply.status, reply.body)
 }
 
 /// Every sample of a scrape: `name{labels}` -> value.

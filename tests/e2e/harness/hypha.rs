@@ -24,11 +24,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Hypha's defaults for `AUTH0_ISSUER` / `AUTH0_AUDIENCE` / `AUTH0_NAMESPACE`; its
 /// `valid_token` checks issuer and audience.
@@ -159,39 +157,20 @@ impl Hypha {
 
     /// One plain HTTP/1.1 POST to Hypha on loopback.
     fn post(&self, path: &str, token: &str, body: &str) -> (u16, String) {
-        let addr = self.url.trim_start_matches("http://");
-        let mut conn = TcpStream::connect(addr)
-            .unwrap_or_else(|e| panic!("cannot connect to Hypha at {addr}: {e}"));
-        conn.set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("set timeout");
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-             content-type: application/json\r\nauthorization: Bearer {token}\r\n\
-             content-length: {}\r\n\r\n{body}",
-            body.len()
+        let head = format!(
+            "POST {path} HTTP/1.1\r\ncontent-type: application/json\r\n\
+             authorization: Bearer {token}"
         );
-        conn.write_all(request.as_bytes())
-            .unwrap_or_else(|e| panic!("POST {path} to Hypha: {e}"));
-        let mut response = Vec::new();
-        let _ = conn.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let chunked = head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked");
-        (
-            status,
-            if chunked {
-                dechunk(body)
-            } else {
-                body.to_string()
-            },
-        )
+        let reply = super::http::exchange(&self.url, &head, body.as_bytes(), None);
+        let chunked = reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let body = if chunked {
+            dechunk(&reply.body)
+        } else {
+            reply.body
+        };
+        (reply.status, body)
     }
 
     /// Where s3s-fs keeps Hypha's bucket; panics when Hypha runs on an S3 without files.

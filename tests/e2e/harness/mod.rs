@@ -14,6 +14,7 @@
 //! With `HYPHA_E2E_HYPHA_ENV` set, the tests run against a running Hypha with the plugin
 //! instead of a `git hypha serve` of their own ([`hypha`], tests/hypha/run.sh).
 
+pub mod http;
 pub mod hypha;
 pub mod oracle;
 pub mod proxy;
