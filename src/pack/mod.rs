@@ -11,6 +11,7 @@
 //! - [`idx_file`] parses idx files (the remote's, and the ones just written).
 
 pub mod build;
+pub mod delta_compose;
 pub mod entries;
 pub mod idx_file;
 pub mod limits;
