@@ -63,7 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Composing a chain gives one delta that makes, from the root, what applying the chain
     /// one delta after another makes.
