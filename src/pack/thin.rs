@@ -12,11 +12,14 @@
 //!
 //! A base whose chain is small ([`WHOLE_MAX`]) is appended whole instead, resolved in memory
 //! and checked against its id, as index-pack does: readers then index one entry, not a chain.
+//! A larger base deep in a chain ([`LONG_CHAIN`]) is appended as the chain's root and one delta
+//! composed from the chain ([`super::delta_compose`]): two entries, whatever the depth.
 //!
 //! Memory: one read buffer (at most [`CHUNK`]), one inflate state and its 64 KiB output scratch, plus
 //! per-object records (id, CRC, offset) of the thin pack and of what is copied, and the idx
 //! data the [`Source`] keeps for the packs it copies from; a whole object only when its chain
-//! inflates to at most [`WHOLE_MAX`], so a 1 GiB base costs what a 1 MiB one does. Time: one
+//! inflates to at most [`WHOLE_MAX`], so a 1 GiB base costs what a 1 MiB one does; a composed
+//! chain's pieces and inserted bytes within [`COMPOSE_MAX`] and its pieces' bound. Time: one
 //! inflate pass over the thin pack and over each copied entry, one SHA-1 pass over the result.
 
 use super::entries::DeltaError;
