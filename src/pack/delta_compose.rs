@@ -10,9 +10,9 @@
 //! delta from the root to the top, which the completion appends after the root's own stored
 //! entry (copied raw): index-pack then resolves two entries whatever the chain's depth.
 //!
-//! Memory and time are bounded by [`MAX_PIECES`] and the inserted bytes' bound the caller
-//! gives, never by the objects' sizes: a chain whose pieces or inserts would pass them is
-//! refused with [`DeltaError::TooLarge`] (the caller then copies it raw).
+//! Memory and time are bounded by [`MAX_PIECES`], [`MAX_VISITS`] and the inserted bytes' bound
+//! the caller gives, never by the objects' sizes: a chain that would pass them is refused with
+//! [`DeltaError::TooLarge`] (the caller then copies it raw).
 
 use super::entries::{delta_varint, DeltaError};
 
@@ -21,6 +21,12 @@ use super::entries::{delta_varint, DeltaError};
 /// multiply them at every link, so the bound is what keeps both memory (24 bytes a piece) and
 /// time (each piece is copied at most once per delta) in check.
 pub const MAX_PIECES: usize = 1 << 16;
+
+/// The most pieces a whole chain may visit. A delta of one copy instruction visits every
+/// piece of the version it copies, so a long chain of tiny deltas over a version of many
+/// pieces would cost [`MAX_PIECES`] steps per link; this keeps a chain's composition within
+/// tens of milliseconds however long the chain (git's own chains stop at 50 links).
+pub const MAX_VISITS: usize = 1 << 22;
 
 /// The largest root a composed delta can copy from: a copy's offset has four bytes.
 pub const MAX_ROOT: u64 = u32::MAX as u64;
@@ -48,6 +54,8 @@ pub struct Composer {
     inserted: Vec<u8>,
     /// Most bytes `inserted` may hold.
     max_inserted: usize,
+    /// Pieces visited so far, against [`MAX_VISITS`].
+    visits: usize,
 }
 
 impl Composer {
@@ -75,6 +83,7 @@ impl Composer {
             ends,
             inserted: Vec::new(),
             max_inserted,
+            visits: 0,
         })
     }
 
@@ -152,7 +161,10 @@ impl Composer {
                 if end > self.size() || len > declared - *made {
                     return Err(bad);
                 }
-                self.copy(off, end, out)?;
+                self.visits += self.copy(off, end, out)?;
+                if self.visits > MAX_VISITS {
+                    return Err(DeltaError::TooLarge { declared });
+                }
                 *made += len;
             } else if op != 0 {
                 let n = usize::from(op);
@@ -182,11 +194,13 @@ impl Composer {
         Ok(())
     }
 
-    /// The pieces of the current version's bytes `start..end` (within it), onto `out`.
-    fn copy(&self, start: u64, end: u64, out: &mut Vec<Piece>) -> Result<(), DeltaError> {
+    /// The pieces of the current version's bytes `start..end` (within it), onto `out`; how
+    /// many pieces that visited.
+    fn copy(&self, start: u64, end: u64, out: &mut Vec<Piece>) -> Result<usize, DeltaError> {
         // The first piece that ends after `start`.
         let mut k = self.ends.partition_point(|&e| e <= start);
         let mut at = start;
+        let first = k;
         while at < end {
             let piece = self.pieces.get(k).ok_or(DeltaError::Bad)?;
             let piece_start = self.ends[k] - piece.len;
@@ -203,7 +217,7 @@ impl Composer {
             at += len;
             k += 1;
         }
-        Ok(())
+        Ok(k - first)
     }
 
     /// One delta from the root to the version described now, as git writes them: copies of

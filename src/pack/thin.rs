@@ -341,6 +341,7 @@ impl<W: Write> Appender<W> {
         let mut offset = at.offset;
         let mut inflated_sizes: u64 = 0;
         let mut root: Option<Header> = None;
+        let mut root_size: u64 = 0;
         loop {
             if self.copied.contains_key(&(at.pack, offset)) {
                 break;
@@ -372,6 +373,7 @@ impl<W: Write> Appender<W> {
                 }
                 other => {
                     root = Some(other);
+                    root_size = head.size;
                     break;
                 }
             }
@@ -384,7 +386,7 @@ impl<W: Write> Appender<W> {
         }
         if root.is_some()
             && chain.len() > LONG_CHAIN
-            && self.append_composed(src, at, &chain, present)?
+            && self.append_composed(src, at, &chain, root_size, present)?
         {
             return Ok(());
         }
@@ -468,8 +470,9 @@ impl<W: Write> Appender<W> {
         Ok(())
     }
 
-    /// Append the object at `at` as its chain's root (`chain`'s last entry, copied as stored)
-    /// and one OFS_DELTA on it composed from the deltas between them. `false` (nothing
+    /// Append the object at `at` as its chain's root (`chain`'s last entry, copied as stored,
+    /// of `root_size` bytes inflated) and one OFS_DELTA on it composed from the deltas between
+    /// them. `false` (nothing
     /// written) when the composition passes its bounds ([`COMPOSE_MAX`],
     /// [`super::delta_compose::MAX_PIECES`]) or the root is too large to copy from: the
     /// caller copies the chain raw. The composed entry's id is the stored one; the caller's
@@ -479,6 +482,7 @@ impl<W: Write> Appender<W> {
         src: &mut dyn Source,
         at: Located,
         chain: &[u64],
+        root_size: u64,
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
         let id = src
@@ -494,11 +498,6 @@ impl<W: Write> Appender<W> {
             return Ok(false);
         };
         let mut reader = Reader::new(Some(at.pack), at.pack_size.saturating_sub(20));
-        reader.seek(root);
-        let root_size = reader
-            .header(src)
-            .map_err(|why| base_corrupt(src, at.pack, root, why))?
-            .size;
         let Ok(mut composer) = super::delta_compose::Composer::new(root_size, COMPOSE_MAX) else {
             return Ok(false);
         };

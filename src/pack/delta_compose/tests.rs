@@ -153,3 +153,45 @@ fn inserts_past_the_bound_are_refused() {
     assert_eq!(composer.size(), 250);
     assert!(Composer::new(MAX_ROOT + 1, 1).is_err());
 }
+
+/// A long chain of tiny deltas, each one copy of the whole version, over a version of many
+/// pieces: every link visits all of them, and the chain is refused once the visits pass
+/// their bound, whatever its length.
+#[test]
+fn a_long_chain_of_whole_copies_is_refused_at_the_visits_bound() {
+    let root: Vec<u8> = (0..=255u8).cycle().take(1 << 17).collect();
+    let mut composer = Composer::new(root.len() as u64, 1 << 20).expect("small root");
+    // Every other byte of the root, one copy each: some 65,000 pieces that never join.
+    let ops: Vec<Op> = (0..root.len())
+        .step_by(2)
+        .take(MAX_PIECES - 1)
+        .map(|s| Op::Copy(s, 1))
+        .collect();
+    let (delta, version) = delta_of(&root, &ops);
+    composer.apply(&delta).expect("within the pieces' bound");
+    let pieces = composer.pieces.len();
+    assert!(pieces > MAX_PIECES / 2, "{pieces} pieces");
+    let (whole_copy, same) = delta_of(&version, &[Op::Copy(0, version.len())]);
+    assert_eq!(same, version);
+    let mut links = 1;
+    let refused = loop {
+        match composer.apply(&whole_copy) {
+            Ok(()) => links += 1,
+            Err(e) => break e,
+        }
+        assert!(links < 1000, "never refused");
+    };
+    assert!(
+        matches!(refused, DeltaError::TooLarge { .. }),
+        "{refused:?}"
+    );
+    assert!(
+        links * pieces >= MAX_VISITS - pieces,
+        "refused early: {links} links"
+    );
+    assert!(
+        links * pieces <= MAX_VISITS + pieces,
+        "refused late: {links} links"
+    );
+    assert_eq!(composer.size(), version.len() as u64);
+}
