@@ -347,11 +347,26 @@ fn a_merge_of_many_copies_of_a_file_keeps_one() {
 /// chain), not the chain itself: `git index-pack` then resolves two entries for it, whatever
 /// the depth (each link cost it a SHA-1 of the whole file: 29 edit-pushes of an 8 MiB CSV
 /// took 0.23 s for the first and 1.26 s for the 29th). The clone after it is the history.
+/// Inline in `update` here (the server indexes the completed pack), through a presigned thin
+/// upload and `fix-thin` with the helper's idx in [`a_deep_base_sent_with_its_idx_is_completed_the_same`].
 #[test]
 fn a_deep_base_goes_into_the_completed_pack_as_one_delta_on_its_root() {
+    deep_base(&[]);
+}
+
+/// [`a_deep_base_goes_into_the_completed_pack_as_one_delta_on_its_root`] with `--inline-max 0`:
+/// the completed pack's idx is written from the uploaded one and the stored ids, and the
+/// server's `git index-pack` must agree with it.
+#[test]
+fn a_deep_base_sent_with_its_idx_is_completed_the_same() {
+    deep_base(&["--inline-max", "0"]);
+}
+
+fn deep_base(extra: &[&str]) {
     const ALIAS: &str = "chain";
     let mut args = serve_args(20);
     args.extend(["--auto-gc-bytes".to_owned(), "100000".to_owned()]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let env = TestEnv::with_serve_args(&args);
     let url = env.create(ALIAS);
     let src = env.init("src");
@@ -391,9 +406,18 @@ fn a_deep_base_goes_into_the_completed_pack_as_one_delta_on_its_root() {
     let line = env
         .server_log()
         .lines()
-        .rfind(|l| l.contains(&format!("/{ALIAS}/remote/v1/update ")) && l.contains(" thin "))
+        .rfind(|l| l.contains(&format!("/{ALIAS}/remote/v1/")) && l.contains(" thin_size="))
         .map(str::to_owned)
         .expect("the last push was completed from a thin pack");
+    let route = if extra.contains(&"--inline-max") {
+        "fix-thin"
+    } else {
+        "update"
+    };
+    assert!(
+        line.contains(&format!("/remote/v1/{route} ")),
+        "completed by {route}: {line}"
+    );
     let completed = line
         .split_whitespace()
         .skip_while(|w| *w != "->")
