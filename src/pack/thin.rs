@@ -19,7 +19,8 @@
 //! per-object records (id, CRC, offset) of the thin pack and of what is copied, and the idx
 //! data the [`Source`] keeps for the packs it copies from; a whole object only when its chain
 //! inflates to at most [`WHOLE_MAX`], so a 1 GiB base costs what a 1 MiB one does; a composed
-//! chain's pieces and inserted bytes within [`COMPOSE_MAX`] and its pieces' bound. Time: one
+//! chain adds its pieces (`delta_compose::MAX_PIECES`), the bytes its deltas insert and one
+//! inflated delta (each at most [`COMPOSE_MAX`]). Time: one
 //! inflate pass over the thin pack and over each copied entry, one SHA-1 pass over the result.
 
 use super::entries::DeltaError;
@@ -46,7 +47,7 @@ const WHOLE_MAX: u64 = 1 << 20;
 /// ([`super::delta_compose`]), so that `git index-pack` resolves two entries, not the chain:
 /// each link costs it a delta application and a SHA-1 of the whole file. Chains grow with
 /// edit-pushes of one file, as the compaction reuses deltas (29 edit-pushes of an 8 MiB CSV
-/// took 0.23 s for the first push and 1.26 s for the 29th). A chain of two is its root and one
+/// took 0.23-0.31 s for the first push and 0.87-1.26 s for the 29th). A chain of two is its root and one
 /// delta already.
 const LONG_CHAIN: usize = 2;
 /// Most bytes the deltas of a composed chain may insert (and the largest delta entry read to
@@ -472,10 +473,9 @@ impl<W: Write> Appender<W> {
 
     /// Append the object at `at` as its chain's root (`chain`'s last entry, copied as stored,
     /// of `root_size` bytes inflated) and one OFS_DELTA on it composed from the deltas between
-    /// them. `false` (nothing
-    /// written) when the composition passes its bounds ([`COMPOSE_MAX`],
-    /// [`super::delta_compose::MAX_PIECES`]) or the root is too large to copy from: the
-    /// caller copies the chain raw. The composed entry's id is the stored one; the caller's
+    /// them. `false` (nothing written) when the composition passes its bounds
+    /// ([`COMPOSE_MAX`], [`super::delta_compose::MAX_PIECES`] and `MAX_VISITS`) or the root is
+    /// too large to copy from: the caller copies the chain raw. The composed entry's id is the stored one; the caller's
     /// `git index-pack` of the completed pack checks it, as every entry.
     fn append_composed(
         &mut self,
