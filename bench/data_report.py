@@ -11,6 +11,7 @@ Prints, per workflow, hypha's bytes against git daemon's, the ratio, issue 13's 
 
 import csv
 import re
+import statistics
 import sys
 
 
@@ -76,6 +77,23 @@ def main():
             name, bad, fmt_bytes(h[0]), fmt_bytes(d[0]), ratio, fmt_bytes(target), verdict,
             h[1], d[1], "%.2fs" % f[1] if f else "-",
             "%d MiB" % (h[4] // 1024) if h[4] else "-"))
+    # Per push of the edit-push series: whether a push costs more than the one before
+    # (a growing delta chain did: 0.31 s for the first, 1.26 s for the 29th).
+    series = {}
+    for r in rows:
+        m = re.fullmatch(r"edit-push (\d+) MiB CSV #(\d+)", r["op"])
+        if m:
+            series.setdefault((m.group(1), r["peer"]), []).append(float(r["seconds"]))
+    for mib in sorted({m for m, _ in series}, key=int):
+        print("\nPer push of the %s MiB CSV's edit-pushes (first, 10th, last, median):\n" % mib)
+        print("| peer | first | 10th | last | median |")
+        print("|---|---:|---:|---:|---:|")
+        for peer in ("hypha", "daemon", "file"):
+            t = series.get((mib, peer))
+            if t:
+                tenth = "%.2fs" % t[9] if len(t) >= 10 else "-"
+                print("| %s | %.2fs | %s | %.2fs | %.2fs |" % (
+                    peer, t[0], tenth, t[-1], statistics.median(t)))
     if autogc:
         print("\nThe data server's auto-gc (%d lines; last 3):\n" % len(autogc))
         print("```")

@@ -16,14 +16,14 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(delta pack_entries thin idx protocol api_json names upload_pack lfs_delta)
+    targets=(delta pack_entries thin idx protocol api_json names upload_pack lfs_delta delta_compose)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 export RUSTC_BOOTSTRAP=1
 
 max_len() {
     case $1 in
-        delta) echo 8192 ;;
+        delta | delta_compose) echo 8192 ;;
         pack_entries | thin | upload_pack) echo 16384 ;;
         idx) echo 32768 ;;
         protocol | api_json) echo 4096 ;;

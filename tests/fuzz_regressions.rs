@@ -75,7 +75,8 @@ targets!(
     api_json,
     names,
     upload_pack,
-    lfs_delta
+    lfs_delta,
+    delta_compose
 );
 
 /// The table in the harness and the tests above name the same targets.
@@ -93,7 +94,8 @@ fn every_target_is_replayed() {
             "api_json",
             "names",
             "upload_pack",
-            "lfs_delta"
+            "lfs_delta",
+            "delta_compose"
         ]
     );
 }

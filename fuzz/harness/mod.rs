@@ -10,6 +10,7 @@
 
 pub mod api_json;
 pub mod delta;
+pub mod delta_compose;
 pub mod idx;
 pub mod input;
 pub mod lfs_delta;
@@ -34,4 +35,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("names", names::run),
     ("upload_pack", upload_pack::run),
     ("lfs_delta", lfs_delta::run),
+    ("delta_compose", delta_compose::run),
 ];

@@ -214,7 +214,7 @@ pub enum Kind {
 }
 
 /// A size of a delta's header at `*i` (7 bits a byte, low first), moving `i` past it.
-fn delta_varint(d: &[u8], i: &mut usize) -> Option<u64> {
+pub(super) fn delta_varint(d: &[u8], i: &mut usize) -> Option<u64> {
     let (mut v, mut shift) = (0u64, 0);
     loop {
         let b = *d.get(*i)?;

@@ -9,8 +9,11 @@
 //!   `git index-pack` for packs of huge objects. [`receive_stream`] picks one of the two.
 //! - [`repack`] merges the packs of a repository into one (`git hypha gc`).
 //! - [`idx_file`] parses idx files (the remote's, and the ones just written).
+//! - [`thin`] completes a thin pack from stored packs; [`delta_compose`] turns a stored delta
+//!   chain into one delta for it.
 
 pub mod build;
+pub mod delta_compose;
 pub mod entries;
 pub mod idx_file;
 pub mod limits;

@@ -334,6 +334,123 @@ fn a_deltified_base_is_appended_whole() {
     );
 }
 
+/// A base deep in a chain of a file over [`WHOLE_MAX`] (what the server's compaction makes of
+/// repeated edit-pushes: each version a delta on the one before) goes in as the chain's root,
+/// copied as stored, and one delta on it composed from the chain: git resolves two entries
+/// for it, not the chain, and reads the completed pack as it is, with or without the idx.
+#[test]
+fn a_long_chain_is_appended_as_its_root_and_one_composed_delta() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (repo, srv) = (tmp.path().join("repo"), tmp.path().join("srv"));
+    for dir in [&repo, &srv] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        git(dir, &["init", "-q"]);
+    }
+    let mut rows: Vec<String> = (0..70_000u64)
+        .map(|n| format!("{n},{},{}\n", n * 7919 % 10007, n * 104_729 % 1_000_003))
+        .collect();
+    let mut blobs = Vec::new();
+    for round in 0..7 {
+        rows[1000 + round * 5000] = format!("edited in round {round}\n");
+        std::fs::write(repo.join("big.csv"), rows.concat()).expect("write");
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", &format!("v{round}")]);
+        blobs.push(rev_parse(&repo, "HEAD:big.csv"));
+        // What the server stores of edit-pushes: each version a delta on the one before (the
+        // writer's thin pack), completed, then merged reusing those deltas.
+        let revs = if round == 0 {
+            "HEAD\n"
+        } else {
+            "HEAD\n^HEAD~1\n"
+        };
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(&srv)
+            .args(["index-pack", "--stdin", "--fix-thin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("index-pack");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&pack_objects(&repo, revs))
+            .expect("pack");
+        assert!(child.wait().expect("index-pack").success());
+        git(
+            &srv,
+            &["update-ref", "refs/heads/main", &rev_parse(&repo, "HEAD")],
+        );
+        git(&srv, &["repack", "-adq", "--depth=50"]);
+    }
+    let live = live_packs(&srv);
+    let listing = |idx: &Path| {
+        let out = Command::new("git")
+            .args(["verify-pack", "-v"])
+            .arg(idx)
+            .output()
+            .expect("verify-pack");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // (depth, base) of `id` in a verify-pack listing; depth 0 for a whole object.
+    let depth = |listing: &str, id: &str| -> Option<(usize, String)> {
+        let line = listing.lines().find(|l| l.starts_with(id))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        Some(match fields.len() {
+            7 => (fields[5].parse().expect("depth"), fields[6].to_owned()),
+            _ => (0, String::new()),
+        })
+    };
+    let stored = listing(&live[0].0.with_extension("idx"));
+    let base = blobs.last().expect("versions");
+    let (stored_depth, _) = depth(&stored, base).expect("the base is stored");
+    assert!(
+        stored_depth > LONG_CHAIN,
+        "the base is deep in a chain\n{stored}"
+    );
+    let (root_depth, _) = depth(&stored, &blobs[0]).expect("the root is stored");
+    assert_eq!(root_depth, 0, "the oldest version is the root\n{stored}");
+
+    rows[2].push('!');
+    std::fs::write(repo.join("big.csv"), rows.concat()).expect("edit");
+    git(&repo, &["commit", "-q", "-am", "edit"]);
+    let thin = tmp.path().join("thin.pack");
+    std::fs::write(&thin, pack_objects(&repo, "HEAD\n^HEAD~1\n")).expect("thin");
+    let idx = thin_idx(&repo, &thin, tmp.path());
+    let mut files = Files { thin, live };
+    let (done, out) = run(&mut files, &idx).expect("complete");
+
+    let git_idx = git_indexes_as_written(tmp.path(), out.path(), &done);
+    let completed = listing(&git_idx);
+    assert_eq!(
+        depth(&completed, base),
+        Some((1, blobs[0].clone())),
+        "the base is one delta on the root\n{completed}"
+    );
+    assert_eq!(depth(&completed, &blobs[0]), Some((0, String::new())));
+    for middle in &blobs[1..blobs.len() - 1] {
+        assert_eq!(depth(&completed, middle), None, "{middle} is not copied");
+    }
+
+    // Without the idx: the same bytes (the server's git index-pack names the ids).
+    let (bare, bare_out) = run_with(&mut files, None).expect("complete without the idx");
+    assert_eq!(bare.name, done.name);
+    assert_eq!(
+        std::fs::read(bare_out.path()).expect("read"),
+        std::fs::read(out.path()).expect("read")
+    );
+}
+
+fn rev_parse(repo: &Path, rev: &str) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", rev])
+        .current_dir(repo)
+        .output()
+        .expect("rev-parse");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Raw pack entries, for shapes git never writes but a hostile writer can store.
 mod hostile {
     use super::*;
