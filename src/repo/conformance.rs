@@ -28,6 +28,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     uploaded_packs_are_indexed_once(backend.clone()).await;
     inline_packs_are_written_by_the_update(backend.clone()).await;
     refs_read_again_only_when_changed(backend.clone()).await;
+    a_first_listing_reads_the_ref_snapshot(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
     lfs_delta_plans_are_swept(backend.clone()).await;
@@ -854,6 +855,148 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
     }
 }
 
+/// The first listing of a server that has not seen the repository takes what another server
+/// learnt from the ref snapshot (`ref_snapshot`), where listings carry etags: a server that
+/// read many refs writes one, the next one reads none of those refs, a ref changed since is
+/// read, and a snapshot that is not one, or is too large, is ignored (every ref read, every
+/// value right). Without etags (local disk) nothing is written and every value is right.
+pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("ref-snapshot");
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let snapshot = format!("{prefix}hypha-remote/ref-etags");
+    let one = "1111111111111111111111111111111111111111";
+    let two = "2222222222222222222222222222222222222222";
+    // Written behind any server's back (as Hypha's own git server would): no cache knows them.
+    const REFS: usize = 300;
+    Store::new(backend.clone())
+        .repo("conformance", &alias)
+        .expect("repo")
+        .create(false, None)
+        .await
+        .expect("create");
+    futures_util::future::join_all((0..REFS).map(|i| {
+        let backend = backend.clone();
+        let key = format!("{prefix}refs/tags/t{i:03}");
+        async move {
+            backend
+                .put(&key, Bytes::from(format!("{one}\n")), PutMode::Overwrite)
+                .await
+                .expect("put ref")
+        }
+    }))
+    .await;
+    let mut want: BTreeMap<String, String> = (0..REFS)
+        .map(|i| (format!("refs/tags/t{i:03}"), one.to_owned()))
+        .collect();
+    let etags = backend
+        .list(&format!("{prefix}refs/"))
+        .await
+        .expect("list")
+        .iter()
+        .all(|meta| meta.etag.is_some());
+    // A new server each time (its own cache), counting its ref `GET`s.
+    let fresh = || {
+        let counted = Arc::new(Hooked {
+            inner: backend.clone(),
+            hook: Counting::of(|key, op| {
+                *op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/')
+            }),
+        });
+        let repo = Store::new(counted.clone())
+            .repo("conformance", &alias)
+            .expect("repo");
+        (counted, repo)
+    };
+    let (counted, repo) = fresh();
+    assert_eq!(repo.refs().await.expect("refs"), want);
+    assert_eq!(
+        counted.hook.count(),
+        REFS,
+        "a server that knows nothing reads every ref"
+    );
+    if !etags {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            matches!(backend.head(&snapshot).await, Err(Error::NotFound { .. })),
+            "no snapshot without etags"
+        );
+        return;
+    }
+    // Written after the answer: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backend.head(&snapshot).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ref snapshot written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (counted, repo) = fresh();
+    assert_eq!(repo.refs().await.expect("refs"), want);
+    assert_eq!(counted.hook.count(), 0, "the next server reads no ref");
+
+    // Another writer changes one ref: only that one is read by a new server.
+    backend
+        .put(
+            &format!("{prefix}refs/tags/t123"),
+            Bytes::from(format!("{two}\n")),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("outside write");
+    want.insert("refs/tags/t123".into(), two.into());
+    let (counted, repo) = fresh();
+    assert_eq!(repo.refs().await.expect("refs"), want);
+    assert_eq!(counted.hook.count(), 1, "only the changed ref is read");
+
+    // Not a snapshot (a forged line, a wrong header), or too large: ignored whole.
+    let etag = backend
+        .list(&format!("{prefix}refs/tags/t007"))
+        .await
+        .expect("list")[0]
+        .etag
+        .clone()
+        .expect("etag");
+    let forged = format!(
+        "hypha-ref-etags 1\n{} {two} refs/tags/t007\n{} {two} refs/tags/../x\n",
+        etag.trim_matches('"'),
+        etag.trim_matches('"')
+    );
+    let too_large = vec![b'x'; super::ref_snapshot::SNAPSHOT_MAX as usize + 1];
+    for body in [
+        forged.into_bytes(),
+        b"hypha-ref-etags 9\n".to_vec(),
+        too_large,
+    ] {
+        backend
+            .put(&snapshot, Bytes::from(body), PutMode::Overwrite)
+            .await
+            .expect("put snapshot");
+        let (counted, repo) = fresh();
+        assert_eq!(repo.refs().await.expect("refs"), want);
+        assert_eq!(
+            counted.hook.count(),
+            REFS,
+            "an unusable snapshot is not used"
+        );
+        // That listing writes a good one again (after its answer): wait for it, so that it
+        // does not land on the next spoilt one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = backend.get(&snapshot).await.expect("get").body;
+            let rewritten = super::ref_snapshot::decode(&body).is_some_and(|e| e.len() == REFS);
+            if rewritten {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot rewritten"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A ref never points at an object no live pack holds (git: "missing necessary objects"):
 /// an id in no pack, or only in a retired pack or an upload no update named, is refused for
 /// that ref, and an atomic batch with such a ref writes nothing. An id in the packs the update
@@ -1452,6 +1595,7 @@ mod tests {
         lfs_delta_plans_are_swept(backend.clone()).await;
         // One winner per path within a server even here: the in-process mutex (repo::locks).
         super::super::locks::conformance(backend.clone()).await;
+        a_first_listing_reads_the_ref_snapshot(backend.clone()).await;
         thin_completion(backend).await;
     }
 

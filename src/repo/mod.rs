@@ -37,7 +37,8 @@
 //! - `thin`: thin uploads and their completion into a self-contained pending pack;
 //! - `compact`: retiring packs and deleting them after the grace period;
 //! - `hooks`: the repository's webhooks and their delivery log;
-//! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag.
+//! - `journal`: the record of an atomic update; `ref_cache`: ref values by etag;
+//!   `ref_snapshot`: that cache at rest, for the first listing after a server starts.
 
 use crate::names::{self, refname};
 use crate::storage::{Backend, Error};
@@ -265,6 +266,7 @@ mod objects;
 mod packs;
 mod parts;
 mod ref_cache;
+mod ref_snapshot;
 mod refs;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -11,7 +11,7 @@
 //!
 //! The cache is bounded: past [`MAX_ENTRIES`] it starts over, which costs one full read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// About 150 bytes an entry: 200,000 refs over all repositories is some 30 MiB at most.
@@ -21,9 +21,23 @@ const MAX_ENTRIES: usize = 200_000;
 pub(crate) struct RefCache {
     /// Full key -> (etag without quotes, the ref's object id; `None`: not a valid ref body).
     entries: Mutex<HashMap<String, (String, Option<String>)>>,
+    /// Repositories (by prefix) this cache has listed since it last started over.
+    listed: Mutex<HashSet<String>>,
 }
 
 impl RefCache {
+    /// Whether this is the first listing of the repository at `prefix` since the cache
+    /// (re)started: then it knows none of its refs ([`super::ref_snapshot`]).
+    pub fn first_listing(&self, prefix: &str) -> bool {
+        let Ok(mut listed) = self.listed.lock() else {
+            return false;
+        };
+        if listed.len() >= MAX_ENTRIES {
+            listed.clear();
+        }
+        listed.insert(prefix.to_owned())
+    }
+
     /// The value last read for `key` with this `etag`, if any (`Some(None)`: the body seen
     /// then named no object).
     pub fn get(&self, key: &str, etag: &str) -> Option<Option<String>> {
@@ -39,6 +53,10 @@ impl RefCache {
         };
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(key) {
             entries.clear();
+            // Every repository is unknown again.
+            if let Ok(mut listed) = self.listed.lock() {
+                listed.clear();
+            }
         }
         entries.insert(key.to_owned(), (unquoted(etag).to_owned(), oid));
     }

@@ -95,11 +95,32 @@ impl Repository {
     }
 
     /// The ref objects as they are: one `GET` each, except refs whose listed etag the
-    /// [`ref_cache`] knows.
+    /// [`ref_cache`] knows (seeded, on a repository's first listing, from the
+    /// [`ref_snapshot`](super::ref_snapshot) when more refs are unknown than one wave reads).
     pub(super) async fn stored_refs(&self) -> Result<BTreeMap<String, String>, Error> {
+        let (listed, snapshot) = if self.ref_cache.first_listing(&self.prefix) {
+            // Its size beside the listing: no round trip more on S3.
+            tokio::join!(self.listed_refs(), self.ref_snapshot_size())
+        } else {
+            (self.listed_refs().await, None)
+        };
+        let listed = listed?;
+        let unknown_count = || {
+            listed
+                .iter()
+                .filter(|(name, etag)| match etag {
+                    Some(etag) => self.ref_cache.get(&self.key(name), etag).is_none(),
+                    None => false,
+                })
+                .count()
+        };
+        if let Some(size) = snapshot.filter(|_| unknown_count() > REF_CONCURRENCY) {
+            self.seed_ref_cache(size).await;
+        }
         let mut refs = BTreeMap::new();
         let mut unknown = Vec::new();
-        for (name, etag) in self.listed_refs().await? {
+        for (name, etag) in &listed {
+            let (name, etag) = (name.clone(), etag.clone());
             let key = self.key(&name);
             match etag.as_deref().and_then(|e| self.ref_cache.get(&key, e)) {
                 Some(oid) => {
@@ -113,14 +134,28 @@ impl Repository {
         }
         let keys = unknown.iter().map(|(_, key, _)| key.clone()).collect();
         let objects = self.backend.get_many(keys, REF_CONCURRENCY).await;
+        let mut learnt = 0;
         for ((name, key, cacheable), object) in unknown.into_iter().zip(objects) {
             let current = current_of(object)?;
             if let (true, Some(etag)) = (cacheable, &current.etag) {
                 self.ref_cache.put(&key, etag, current.oid.clone());
+                learnt += 1;
             }
             if let Some(oid) = current.oid {
                 refs.insert(name, oid);
             }
+        }
+        if learnt > REF_CONCURRENCY {
+            // What a server that starts next would otherwise read again.
+            let entries: Vec<super::ref_snapshot::Entry> = listed
+                .into_iter()
+                .filter_map(|(name, etag)| {
+                    let etag = etag?;
+                    let oid = self.ref_cache.get(&self.key(&name), &etag)?;
+                    Some((name, etag, oid))
+                })
+                .collect();
+            self.write_ref_snapshot(&entries);
         }
         Ok(refs)
     }
