@@ -406,12 +406,7 @@ impl<W: Write> Appender<W> {
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<(), Error> {
         for &offset in chain.iter().rev() {
-            let id = src
-                .id_at(pack, offset)
-                .map_err(read_err("a pack index"))?
-                .ok_or_else(|| {
-                    base_corrupt(src, pack, offset, Failure::Bad("no idx entry".into()))
-                })?;
+            let id = stored_id(src, pack, offset)?;
             if let Some(&new) = present.get(&id) {
                 // Already in the completed pack (another chain shared it): point at that copy.
                 self.copied.insert((pack, offset), new);
@@ -485,12 +480,7 @@ impl<W: Write> Appender<W> {
         root_size: u64,
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
-        let id = src
-            .id_at(at.pack, at.offset)
-            .map_err(read_err("a pack index"))?
-            .ok_or_else(|| {
-                base_corrupt(src, at.pack, at.offset, Failure::Bad("no idx entry".into()))
-            })?;
+        let id = stored_id(src, at.pack, at.offset)?;
         if present.contains_key(&id) {
             return Ok(true);
         }
@@ -543,14 +533,29 @@ impl<W: Write> Appender<W> {
             .get(&(at.pack, root))
             .copied()
             .expect("the root was just copied");
-        let mut raw = Vec::with_capacity(MAX_HEADER);
-        Header::OfsDelta {
+        let header = Header::OfsDelta {
             base_distance: self.pos - base,
-        }
-        .write_to(delta.len() as u64, &mut raw)
-        .map_err(Error::Write)?;
+        };
+        self.append_entry(header, &delta, id, at, present)?;
+        Ok(true)
+    }
+
+    /// Append one entry, `header` and `data` deflated, as object `id` in place of the stored
+    /// object at `at`.
+    fn append_entry(
+        &mut self,
+        header: Header,
+        data: &[u8],
+        id: ObjectId,
+        at: Located,
+        present: &mut HashMap<ObjectId, u64>,
+    ) -> Result<(), Error> {
+        let mut raw = Vec::with_capacity(MAX_HEADER);
+        header
+            .write_to(data.len() as u64, &mut raw)
+            .map_err(Error::Write)?;
         let mut z = gix_zlib::stream::deflate::Write::new(raw, gix_zlib::Compression::DEFAULT);
-        z.write_all(&delta)
+        z.write_all(data)
             .and_then(|()| z.flush())
             .map_err(Error::Write)?;
         let raw = z.into_inner();
@@ -563,7 +568,7 @@ impl<W: Write> Appender<W> {
         present.insert(id, self.pos);
         self.copied.insert((at.pack, at.offset), self.pos);
         self.pos += raw.len() as u64;
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -581,12 +586,7 @@ impl<W: Write> Appender<W> {
         kind: Header,
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
-        let id = src
-            .id_at(at.pack, at.offset)
-            .map_err(read_err("a pack index"))?
-            .ok_or_else(|| {
-                base_corrupt(src, at.pack, at.offset, Failure::Bad("no idx entry".into()))
-            })?;
+        let id = stored_id(src, at.pack, at.offset)?;
         if present.contains_key(&id) {
             return Ok(true);
         }
@@ -645,23 +645,7 @@ impl<W: Write> Appender<W> {
                 Failure::Bad(format!("resolves to {resolved}, not {id}")),
             ));
         }
-        let mut raw = Vec::with_capacity(MAX_HEADER);
-        kind.write_to(data.len() as u64, &mut raw)
-            .map_err(Error::Write)?;
-        let mut z = gix_zlib::stream::deflate::Write::new(raw, gix_zlib::Compression::DEFAULT);
-        z.write_all(&data)
-            .and_then(|()| z.flush())
-            .map_err(Error::Write)?;
-        let raw = z.into_inner();
-        self.w.write_all(&raw).map_err(Error::Write)?;
-        self.added.push(super::idx_file::Entry {
-            id,
-            crc32: crc32fast::hash(&raw),
-            offset: self.pos,
-        });
-        present.insert(id, self.pos);
-        self.copied.insert((at.pack, at.offset), self.pos);
-        self.pos += raw.len() as u64;
+        self.append_entry(kind, &data, id, at, present)?;
         Ok(true)
     }
 }
@@ -928,6 +912,14 @@ impl Inflater {
         }
         Ok(())
     }
+}
+
+/// The id the idx of live pack `pack` gives the entry at `offset`; an entry it does not list
+/// is a corrupt base.
+fn stored_id(src: &mut dyn Source, pack: usize, offset: u64) -> Result<ObjectId, Error> {
+    src.id_at(pack, offset)
+        .map_err(read_err("a pack index"))?
+        .ok_or_else(|| base_corrupt(src, pack, offset, Failure::Bad("no idx entry".into())))
 }
 
 #[cfg(test)]

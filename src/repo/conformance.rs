@@ -503,6 +503,26 @@ impl Hook for Counting {
     }
 }
 
+/// `backend`, counting the `GET`s of refs (listings are under `refs/` too, but end in `/`).
+fn counting_ref_reads(backend: &Arc<dyn Backend>) -> Arc<Hooked<Counting>> {
+    Arc::new(Hooked {
+        inner: backend.clone(),
+        hook: Counting::of(|key, op| {
+            *op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/')
+        }),
+    })
+}
+
+/// Whether the listing of `prefix` gives every object's etag (S3 servers; not local disk).
+async fn lists_etags(backend: &Arc<dyn Backend>, prefix: &str) -> bool {
+    backend
+        .list(prefix)
+        .await
+        .expect("list")
+        .iter()
+        .all(|meta| meta.etag.is_some())
+}
+
 /// `update` checks an uploaded pack's idx against what `git index-pack` finds in the pack
 /// (issue 21: a writer's idx that claims an object its pack lacks would let a ref point at
 /// nothing, and a later push building on that ref would leave the object out). It reads the
@@ -755,13 +775,7 @@ pub(crate) async fn inline_packs_are_written_by_the_update(backend: Arc<dyn Back
 /// `update` wrote (created or replaced, many or few) are not read back.
 pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>) {
     let alias = unique_alias("ref-cache");
-    let counted = Arc::new(Hooked {
-        inner: backend.clone(),
-        // Ref `GET`s: listings are under `refs/` too, but end in `/`.
-        hook: Counting::of(|key, op| {
-            *op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/')
-        }),
-    });
+    let counted = counting_ref_reads(&backend);
     let repo = Store::new(counted.clone())
         .repo("conformance", &alias)
         .expect("repo");
@@ -795,12 +809,11 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
             })
             .collect()
     };
-    let etags = backend
-        .list(&format!("conformance/artifacts/{alias}/.git/refs/"))
-        .await
-        .expect("list")
-        .iter()
-        .all(|meta| meta.etag.is_some());
+    let etags = lists_etags(
+        &backend,
+        &format!("conformance/artifacts/{alias}/.git/refs/"),
+    )
+    .await;
     // The refs it created are known by the etags their writes answered.
     let before = counted.hook.count();
     assert_eq!(repo.refs().await.expect("refs"), want(""));
@@ -888,20 +901,10 @@ pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Back
     let mut want: BTreeMap<String, String> = (0..REFS)
         .map(|i| (format!("refs/tags/t{i:03}"), one.to_owned()))
         .collect();
-    let etags = backend
-        .list(&format!("{prefix}refs/"))
-        .await
-        .expect("list")
-        .iter()
-        .all(|meta| meta.etag.is_some());
+    let etags = lists_etags(&backend, &format!("{prefix}refs/")).await;
     // A new server each time (its own cache), counting its ref `GET`s.
     let fresh = || {
-        let counted = Arc::new(Hooked {
-            inner: backend.clone(),
-            hook: Counting::of(|key, op| {
-                *op == Op::Read && key.contains("/.git/refs/") && !key.ends_with('/')
-            }),
-        });
+        let counted = counting_ref_reads(&backend);
         let repo = Store::new(counted.clone())
             .repo("conformance", &alias)
             .expect("repo");

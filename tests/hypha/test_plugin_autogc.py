@@ -19,21 +19,33 @@ def _live_packs(env, alias: str) -> list:
     return body["packs"]
 
 
-def test_pushes_of_large_packs_are_compacted_by_the_plugin(env):
+def _repository(env) -> tuple:
+    """A new repository with one small commit pushed: (alias, the source clone)."""
     alias = env.new_alias()
     env.create(alias)
     src = env.init("src")
     env.git("remote", "add", "origin", env.url(alias), cwd=src)
-    # A small push: nothing due (one pack, far below the byte trigger).
     env.commit(src, "small")
     env.git("push", "-q", "origin", "main", cwd=src)
+    return alias, src
+
+
+def _commit_random(env, src, name: str, size: int = 1536 << 10, push: bool = True) -> None:
+    """Commit ``size`` bytes that do not compress as file ``name`` (and push ``main``)."""
+    (src / name).write_bytes(os.urandom(size))
+    env.git("add", name, cwd=src)
+    env.git("commit", "-q", "-m", name, cwd=src)
+    if push:
+        env.git("push", "-q", "origin", "main", cwd=src)
+
+
+def test_pushes_of_large_packs_are_compacted_by_the_plugin(env):
+    # A small push: nothing due (one pack, far below the byte trigger).
+    alias, src = _repository(env)
     # Three pushes of 1.5 MiB that does not compress: after the third, the packs a geometric
     # merge takes hold more than 4 MiB.
     for i in range(3):
-        (src / f"blob{i}.bin").write_bytes(os.urandom(1536 << 10))
-        env.git("add", f"blob{i}.bin", cwd=src)
-        env.git("commit", "-q", "-m", f"blob {i}", cwd=src)
-        env.git("push", "-q", "origin", "main", cwd=src)
+        _commit_random(env, src, f"blob{i}.bin")
         if i < 2:
             assert len(_live_packs(env, alias)) == i + 2, "not due yet: every pack stays"
     deadline = time.monotonic() + 60
@@ -54,32 +66,19 @@ def test_pushes_racing_the_childs_compaction_are_not_lost(env):
     """Pushes that land while the child merges and retires (under the lease it asks the plugin
     for) lose nothing: every branch is listed at its tip and every object is there, through
     the helper and through Hypha's smart HTTP."""
-    alias = env.new_alias()
-    env.create(alias)
-    src = env.init("src")
-    env.git("remote", "add", "origin", env.url(alias), cwd=src)
-    env.commit(src, "base")
-    env.git("push", "-q", "origin", "main", cwd=src)
+    alias, src = _repository(env)
     for i in range(2):
-        (src / f"blob{i}.bin").write_bytes(os.urandom(1536 << 10))
-        env.git("add", f"blob{i}.bin", cwd=src)
-        env.git("commit", "-q", "-m", f"blob {i}", cwd=src)
-        env.git("push", "-q", "origin", "main", cwd=src)
+        _commit_random(env, src, f"blob{i}.bin")
     # Four branches, each pushed from a copy of its own, right after the push that makes the
     # compaction due: they race its merge and its retirement.
     copies = []
     for b in range(4):
         env.git("checkout", "-q", "-b", f"b{b}", "main", cwd=src)
-        (src / f"side{b}.bin").write_bytes(os.urandom(200 << 10))
-        env.git("add", f"side{b}.bin", cwd=src)
-        env.git("commit", "-q", "-m", f"side {b}", cwd=src)
+        _commit_random(env, src, f"side{b}.bin", 200 << 10, push=False)
         copies.append(env.tmp / f"copy{b}")
         shutil.copytree(src, copies[-1])
     env.git("checkout", "-q", "main", cwd=src)
-    (src / "blob2.bin").write_bytes(os.urandom(1536 << 10))
-    env.git("add", "blob2.bin", cwd=src)
-    env.git("commit", "-q", "-m", "blob 2", cwd=src)
-    env.git("push", "-q", "origin", "main", cwd=src)
+    _commit_random(env, src, "blob2.bin")
     pushes = [
         subprocess.Popen(["git", "push", "-q", "origin", f"b{b}"], cwd=copy, env=env.env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -115,22 +114,14 @@ def test_a_child_started_again_still_compacts_under_the_lease(env, svc):
     new child's compaction still gets the lease and retires what it merged."""
     from test_plugin_child import children
 
-    alias = env.new_alias()
-    env.create(alias)
-    src = env.init("src")
-    env.git("remote", "add", "origin", env.url(alias), cwd=src)
-    env.commit(src, "small")
-    env.git("push", "-q", "origin", "main", cwd=src)
+    alias, src = _repository(env)
     for pid in children(svc):
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while children(svc) and time.monotonic() < deadline:
         time.sleep(0.1)
     for i in range(3):  # the first push starts a new child
-        (src / f"blob{i}.bin").write_bytes(os.urandom(1536 << 10))
-        env.git("add", f"blob{i}.bin", cwd=src)
-        env.git("commit", "-q", "-m", f"blob {i}", cwd=src)
-        env.git("push", "-q", "origin", "main", cwd=src)
+        _commit_random(env, src, f"blob{i}.bin")
     assert children(svc), "no new child"
     deadline = time.monotonic() + 60
     while len(packs := _live_packs(env, alias)) > 2 and time.monotonic() < deadline:
