@@ -381,23 +381,27 @@ class GitRemoteApi:
 
     async def hold_lease(self, child: Child, ask: dict) -> None:
         """Takes the lease of the repository the child asked for, as ``update`` does, and ends
-        it when the child has answered (its work under the lease done), or says it could not."""
+        it when the child has answered (its work under the lease done); or tells the child it
+        could not, so that it gives up at once."""
         try:
-            artifact = _artifact_of(str(ask["prefix"]))
-            lock = self._locks.setdefault(artifact, asyncio.Lock())
-            repo = Repo(self.manager, child.s3_config, str(ask["repo"]), str(ask["prefix"]),
-                        lock, self._redis(), _lease_key(artifact))  # fmt: skip
             try:
+                artifact = _artifact_of(str(ask["prefix"]))
+                lock = self._locks.setdefault(artifact, asyncio.Lock())
+                repo = Repo(self.manager, child.s3_config, str(ask["repo"]), str(ask["prefix"]),
+                            lock, self._redis(), _lease_key(artifact))  # fmt: skip
                 await repo._locked()
-            except ApiError as e:
-                await child.answer_lease(ask["id"], {"held": False, "detail": e.detail})
+            except Exception as e:
+                detail = e.detail if isinstance(e, ApiError) else "the lease could not be taken"
+                if not isinstance(e, ApiError):
+                    logger.exception("could not take the lease the child asked for (%r)", ask)
+                await child.answer_lease(ask["id"], {"held": False, "detail": detail})
                 return
             try:
                 await child.answer_lease(ask["id"], {"held": True})
             finally:
                 await repo._unlock()
-        except Exception:
-            logger.exception("could not hold the lease the child asked for (%r)", ask)
+        except Exception:  # the child died meanwhile: its ask is gone with it
+            logger.warning("the child's lease ask %r ended without its answer", ask.get("id"))
 
     async def routes(self) -> tuple:
         """The route table of the Rust server: what each route asks of its caller (``read``,

@@ -107,7 +107,8 @@ def test_a_lease_ask_of_the_child_is_held_like_an_update(monkeypatch):
         # An ask whose prefix is not a repository's is refused here, without a lease.
         await redis.delete(key)
         await api.hold_lease(child, {**ask, "id": 5, "prefix": "s3/prefix/01abc/"})
-        assert len(child.answers) == 2
+        no = {"held": False, "detail": "the lease could not be taken"}
+        assert child.answers[2] == (5, no, False)
 
     asyncio.run(main())
 
