@@ -386,9 +386,9 @@ class GitRemoteApi:
         try:
             try:
                 artifact = _artifact_of(str(ask["prefix"]))
-                lock = self._locks.setdefault(artifact, asyncio.Lock())
-                repo = Repo(self.manager, child.s3_config, str(ask["repo"]), str(ask["prefix"]),
-                            lock, self._redis(), _lease_key(artifact))  # fmt: skip
+                repo = self._repo(child.s3_config, str(ask["repo"]), artifact)
+                if repo.prefix != ask["prefix"]:  # not where this child's configuration puts it
+                    raise ValueError(f"not a repository of this child: {ask['prefix']!r}")
                 await repo._locked()
             except Exception as e:
                 detail = e.detail if isinstance(e, ApiError) else "the lease could not be taken"
@@ -484,12 +484,7 @@ class GitRemoteApi:
         if verify and user.is_anonymous:  # ours and theirs mean nothing without a caller
             raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
         repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
-        raw, bound = b"", (await self.routes())[2]["locks"]  # the child's own bound
-        async for chunk in request.stream():  # read no further than the bound
-            raw += chunk
-            if len(raw) > bound:
-                why = f"its body is larger than {bound} bytes"
-                raise ApiError("invalid", f"lock request refused: {why}")
+        raw = await self._read_body(request, "locks", "lock request")
         child = await self._child(repo.s3_config)
         path = f"/{repo.name.replace('/', '/git/', 1)}{suffix}"
         permission = "write" if write else "read"
@@ -557,13 +552,9 @@ class GitRemoteApi:
             user = await self.store.login_optional(request)
         except Exception:
             raise ApiError("unauthenticated", "invalid or expired token") from None
-        bodies = (await self.routes())[2]  # the child's own bounds, by the same suffix
-        raw, bound = b"", bodies["lfs_delta" if suffix.endswith("/delta") else "lfs"]
-        async for chunk in request.stream():  # read no further than the bound
-            raw += chunk
-            if len(raw) > bound:
-                why = f"its body is larger than {bound} bytes"
-                raise ApiError("invalid", f"lfs request refused: {why}")
+        # The child's own bounds, by the same suffix (``server::lfs::body_limit``).
+        kind = "lfs_delta" if suffix.endswith("/delta") else "lfs"
+        raw = await self._read_body(request, kind, "lfs request")
         write = True  # verify and the parts routes store objects
         if suffix == "/objects/batch":
             operation = self._body(raw).get("operation")
@@ -616,6 +607,17 @@ class GitRemoteApi:
         except Exception:
             logger.exception("could not record the push to %s in Hypha", repo.name)
 
+    async def _read_body(self, request: Request, kind: str, what: str) -> bytes:
+        """The request's body, read no further than the child's bound for ``kind`` (``locks``,
+        ``lfs``, ``lfs_delta``, from ``git hypha routes``)."""
+        bound, raw = (await self.routes())[2][kind], bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > bound:
+                why = f"its body is larger than {bound} bytes"
+                raise ApiError("invalid", f"{what} refused: {why}")
+        return bytes(raw)
+
     @staticmethod
     def _body(raw: bytes) -> dict:
         try:
@@ -647,10 +649,14 @@ class GitRemoteApi:
             why = "(recreate the artifact with config.storage='git')"
             raise ApiError("not_found", f"{name} is not a git repository {why}")
         s3_config = self.manager._get_s3_config(artifact, parent)
-        lock = self._locks.setdefault(artifact.id, asyncio.Lock())
-        prefix = _repo_prefix(s3_config["prefix"], artifact.id)
-        lease = _lease_key(artifact.id)
-        return Repo(self.manager, s3_config, name, prefix, lock, self._redis(), lease), artifact
+        return self._repo(s3_config, name, artifact.id), artifact
+
+    def _repo(self, s3_config: dict, name: str, artifact_id: str) -> Repo:
+        """Artifact ``artifact_id``'s repository, with this worker's lock and the lease key."""
+        lock = self._locks.setdefault(artifact_id, asyncio.Lock())
+        prefix = _repo_prefix(s3_config["prefix"], artifact_id)
+        lease = _lease_key(artifact_id)
+        return Repo(self.manager, s3_config, name, prefix, lock, self._redis(), lease)
 
     async def permissions(self, user, repo: Repo, artifact) -> dict:
         """``info``'s ``can_write`` and ``public``, as Hypha's permissions say."""

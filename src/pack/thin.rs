@@ -502,17 +502,7 @@ impl<W: Write> Appender<W> {
             if head.size > COMPOSE_MAX as u64 {
                 return Ok(false);
             }
-            let mut delta = Vec::with_capacity(head.size as usize);
-            self.inflate
-                .copy_into(
-                    &mut reader,
-                    src,
-                    head.size,
-                    &mut |_| {},
-                    Some(&mut delta),
-                    None,
-                )
-                .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
+            let delta = self.inflate_entry(src, &mut reader, at.pack, offset, head.size)?;
             match composer.apply(&delta) {
                 Ok(()) => {}
                 Err(DeltaError::TooLarge { .. }) => return Ok(false),
@@ -538,6 +528,23 @@ impl<W: Write> Appender<W> {
         };
         self.append_entry(header, &delta, id, at, present)?;
         Ok(true)
+    }
+
+    /// The `size` inflated bytes of the entry at `offset` of live pack `pack`, whose header
+    /// `reader` has just read (the callers bound `size`).
+    fn inflate_entry(
+        &mut self,
+        src: &mut dyn Source,
+        reader: &mut Reader,
+        pack: usize,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        self.inflate
+            .copy_into(reader, src, size, &mut |_| {}, Some(&mut out), None)
+            .map_err(|why| base_corrupt(src, pack, offset, why))?;
+        Ok(out)
     }
 
     /// Append one entry, `header` and `data` deflated, as object `id` in place of the stored
@@ -597,17 +604,7 @@ impl<W: Write> Appender<W> {
             let head = reader
                 .header(src)
                 .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
-            let mut inflated = Vec::with_capacity(usize::try_from(head.size).unwrap_or(0));
-            self.inflate
-                .copy_into(
-                    &mut reader,
-                    src,
-                    head.size,
-                    &mut |_| {},
-                    Some(&mut inflated),
-                    None,
-                )
-                .map_err(|why| base_corrupt(src, at.pack, offset, why))?;
+            let inflated = self.inflate_entry(src, &mut reader, at.pack, offset, head.size)?;
             data = if i == 0 {
                 inflated
             } else {

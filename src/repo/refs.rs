@@ -105,31 +105,24 @@ impl Repository {
             (self.listed_refs().await, None)
         };
         let listed = listed?;
-        let unknown_count = || {
-            listed
-                .iter()
-                .filter(|(name, etag)| match etag {
-                    Some(etag) => self.ref_cache.get(&self.key(name), etag).is_none(),
-                    None => false,
-                })
-                .count()
-        };
-        if let Some(size) = snapshot.filter(|_| unknown_count() > REF_CONCURRENCY) {
+        // A first listing knows none of these refs: the snapshot is worth its `GET` when
+        // reading them would take more than one wave.
+        let cacheable = listed.iter().filter(|(_, etag)| etag.is_some()).count();
+        if let Some(size) = snapshot.filter(|_| cacheable > REF_CONCURRENCY) {
             self.seed_ref_cache(size).await;
         }
         let mut refs = BTreeMap::new();
         let mut unknown = Vec::new();
         for (name, etag) in &listed {
-            let (name, etag) = (name.clone(), etag.clone());
-            let key = self.key(&name);
+            let key = self.key(name);
             match etag.as_deref().and_then(|e| self.ref_cache.get(&key, e)) {
                 Some(oid) => {
                     if let Some(oid) = oid {
-                        refs.insert(name, oid);
+                        refs.insert(name.clone(), oid);
                     }
                 }
                 // Only a listing with etags can hit the cache later: local disk's has none.
-                None => unknown.push((name, key, etag.is_some())),
+                None => unknown.push((name.clone(), key, etag.is_some())),
             }
         }
         let keys = unknown.iter().map(|(_, key, _)| key.clone()).collect();

@@ -51,8 +51,6 @@ struct Inner {
     /// and whether a push arrived since it started (then it checks again when done).
     busy: Mutex<HashMap<String, bool>>,
     permits: Semaphore,
-    /// Inside Hypha: where the retirement asks for Hypha's lease. `None` standalone.
-    leases: Option<Leases>,
 }
 
 impl std::fmt::Debug for AutoGc {
@@ -80,29 +78,19 @@ impl AutoGc {
                 grace,
                 busy: Mutex::new(HashMap::new()),
                 permits: Semaphore::new(MAX_CONCURRENT),
-                leases: None,
             }),
         })
     }
 
-    /// The same trigger inside Hypha: each retirement waits for the plugin to hold Hypha's
-    /// lease ([`Leases::hold`]).
-    pub fn under_leases(self, leases: Leases) -> AutoGc {
-        AutoGc {
-            inner: Arc::new(Inner {
-                threshold: self.inner.threshold,
-                min_bytes: self.inner.min_bytes,
-                grace: self.inner.grace,
-                busy: Mutex::new(HashMap::new()),
-                permits: Semaphore::new(MAX_CONCURRENT),
-                leases: Some(leases),
-            }),
-        }
-    }
-
     /// Called after a successful `update` that published packs: looks at the repository's
-    /// live packs and compacts it if [`select::due`], all in the background.
-    pub(crate) fn after_update(&self, repo: &Repository, metrics: &Metrics) {
+    /// live packs and compacts it if [`select::due`], all in the background. `leases`: inside
+    /// Hypha, where the retirement asks for Hypha's lease ([`Leases::hold`]).
+    pub(crate) fn after_update(
+        &self,
+        repo: &Repository,
+        metrics: &Metrics,
+        leases: Option<&Leases>,
+    ) {
         // By place, not name: inside Hypha a name may be given to a new artifact.
         let name = repo.prefix().to_owned();
         {
@@ -123,14 +111,15 @@ impl AutoGc {
             name,
             freed: false,
         };
-        let (repo, metrics) = (repo.clone(), metrics.clone());
+        let (repo, metrics, leases) = (repo.clone(), metrics.clone(), leases.cloned());
         tokio::spawn(async move {
             loop {
                 {
                     let Ok(_permit) = slot.inner.permits.acquire().await else {
                         return;
                     };
-                    match slot.inner.compact_if_needed(&repo, &metrics).await {
+                    let leases = leases.as_ref();
+                    match slot.inner.compact_if_needed(&repo, &metrics, leases).await {
                         Ok(Some(line)) => tracing::info!("auto-gc {}: {line}", repo.name()),
                         Ok(None) => {}
                         Err(e) => tracing::warn!("auto-gc {} failed: {e}", repo.name()),
@@ -150,6 +139,7 @@ impl Inner {
         &self,
         repo: &Repository,
         metrics: &Metrics,
+        leases: Option<&Leases>,
     ) -> Result<Option<String>, String> {
         let sizes: Vec<u64> = repo
             .packs()
@@ -169,7 +159,7 @@ impl Inner {
             sizes.iter().sum::<u64>()
         );
         let started = Instant::now();
-        let outcome = self.compact(repo).await;
+        let outcome = self.compact(repo, leases).await;
         let (label, bytes) = match &outcome {
             Ok(Outcome::Compacted { pack_size, .. }) => ("merged", *pack_size),
             Ok(Outcome::NothingToDo { .. }) => ("nothing", 0),
@@ -203,7 +193,7 @@ impl Inner {
     /// Merge, then retire what was merged: under Hypha's lease inside Hypha (the merge,
     /// minutes of git on a large repository, runs outside it: a push meanwhile loses
     /// nothing, the merge keeps unreachable objects and the retirement checks coverage).
-    async fn compact(&self, repo: &Repository) -> Result<Outcome, String> {
+    async fn compact(&self, repo: &Repository, leases: Option<&Leases>) -> Result<Outcome, String> {
         let prepared = repo
             .gc_prepare(Mode::Geometric)
             .await
@@ -212,7 +202,7 @@ impl Inner {
             Prepared::Nothing { purge_with, .. } => purge_with.is_some(),
             Prepared::Merged { .. } => true,
         };
-        let _held = match &self.leases {
+        let _held = match leases {
             Some(leases) if writes => leases
                 .hold(repo.name(), repo.prefix())
                 .await

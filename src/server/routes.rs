@@ -249,7 +249,7 @@ async fn serve(
             }
             let added_packs = !update.packs.is_empty() || !update.inline.is_empty();
             if let Some(auto_gc) = state.auto_gc.as_ref().filter(|_| added_packs) {
-                auto_gc.after_update(repo, &state.metrics);
+                auto_gc.after_update(repo, &state.metrics, state.leases.as_ref());
             }
             update_response(&req, result, inline.notes)
         }

@@ -176,13 +176,10 @@ impl AppState {
         self
     }
 
-    /// Compact repositories automatically after pushes ([`AutoGc`]); in plugin mode (set
-    /// [`AppState::plugin_key`] first) each retirement waits for Hypha's lease.
+    /// Compact repositories automatically after pushes ([`AutoGc`]); in plugin mode each
+    /// retirement waits for Hypha's lease ([`AppState::leases`]).
     pub fn auto_gc(mut self, auto_gc: Option<AutoGc>) -> AppState {
-        self.auto_gc = match &self.leases {
-            Some(leases) => auto_gc.map(|a| a.under_leases(leases.clone())),
-            None => auto_gc,
-        };
+        self.auto_gc = auto_gc;
         self
     }
 

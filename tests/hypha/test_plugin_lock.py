@@ -73,7 +73,8 @@ class _Child:
     test_plugin_autogc.py)."""
 
     def __init__(self, redis, key):
-        self.s3_config, self.redis, self.key, self.answers = {"bucket": "b"}, redis, key, []
+        self.s3_config = {"bucket": "b", "prefix": "s3/prefix"}
+        self.redis, self.key, self.answers = redis, key, []
 
     async def answer_lease(self, ask_id, answer):
         held_by = await self.redis.get(self.key)
