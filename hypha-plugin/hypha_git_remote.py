@@ -2,10 +2,11 @@
 
 Enable: ``python -m hypha.server ... --startup-functions hypha_git_remote:hypha_startup``. Routes:
 ``POST /{ws}/git/{alias}/remote/v1/{route}`` (Hypha's ``GET /{page:path}`` shadows GET routes),
-the Git LFS locks API below Hypha's own LFS endpoint, which has none: ``.../info/lfs/locks``, and
 an LFS endpoint of ours, ``.../remote/v1/lfs`` (batch, verify, the parts routes of our transfer
-agent, the locks), which ``refs`` names for the helper to record; Hypha's ``.../info/lfs``
-(``basic`` only) stays Hypha's for every other client.
+agent, the locks), which ``refs`` names for the helper to record, and the Git LFS locks API below
+Hypha's own LFS endpoint, which has none: ``.../info/lfs/locks``; Hypha's ``.../info/lfs``
+(``basic`` only) stays Hypha's for every other client. Both route tables, what each route asks
+of its caller and its body bound are the child's (``git hypha routes``), the LFS paths too.
 The repository rules (refs, packs, compare-and-swap, webhooks, ...) are written once, in Rust.
 Here, what only Hypha knows: who may do what (``read``, ``commit``, ``get_secret`` for hooks),
 where a repository lives (``_get_s3_config``, artifact UUID), the lease in Hypha's Redis around
@@ -32,6 +33,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
@@ -43,13 +45,14 @@ LOCK_TIMEOUT = 30.0  # how long `update`/`compact` wait for another worker's: th
 LOCK_LEASE_MS = 60_000  # the Redis lease expires, should its worker die
 CHILD_START_TIMEOUT = 30.0  # for a child to say where it listens
 LEASE_POLL = 25  # seconds a poll for the child's lease asks waits (the child's bound is 30)
-# Hypha's question for what a route asks of its caller (the route table is the Rust server's,
-# from ``git hypha routes``); webhooks hold signing secrets: ``get_secret`` (workspace admin).
+# Hypha's question for what a route asks of its caller (the route tables, API v1's and LFS's,
+# are the Rust server's, from ``git hypha routes``); webhooks hold signing secrets:
+# ``get_secret`` (workspace admin).
 HYPHA_OPERATION = {"read": "read", "write": "commit", "admin": "get_secret"}
 CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", "region_name")
 # From the child's answers; the request id is the client's (the child keeps a sane one) or the
 # child's own, so that a helper's ``-v`` line and the child's log line name the same request.
-PASSED_HEADERS = ("retry-after", "www-authenticate", "x-request-id")
+PASSED_HEADERS = ("retry-after", "www-authenticate", "lfs-authenticate", "x-request-id")
 REQUEST_ID = "x-request-id"
 # Answers that carry presigned URLs, made public behind Hypha's S3 proxy: a fetch takes its
 # pack listing (URLs included) from ``refs`` since issue 25, not from ``packs``.
@@ -58,7 +61,8 @@ URL_ROUTES = ("packs", "uploads", "refs")
 NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
 
 LFS_MEDIA_TYPE = "application/vnd.git-lfs+json"
-LFS_LOCKS = "/{workspace}/git/{alias}/info/lfs/locks"
+# Hypha's own LFS endpoint: its batch and verify stay Hypha's; the locks it lacks are ours.
+LFS_HYPHA = "/{workspace}/git/{alias}/info/lfs"
 # Our LFS endpoint (issue 22): batch, verify, the parts routes of our transfer agent and the
 # locks, at a path of our own, so that Hypha's ``.../info/lfs`` (``basic``) stays Hypha's. The
 # ``refs`` answer names it (``lfs_endpoint``), and the helper records it for git-lfs.
@@ -251,25 +255,27 @@ class Child:
         return await self.http.post(f"/_plugin/leases/{int(ask_id)}", json=answer, headers=h)
 
     async def post(self, path, body, permission, prefix, user, request_id=None):
-        return await self.request("POST", path, body, permission, prefix, user, None, request_id)
+        extra = {"X-Request-Id": request_id} if request_id else {}
+        return await self.request("POST", path, body, permission, prefix, user, extra)
 
-    async def lfs_request(self, path, body, permission, prefix, user, headers: dict):
-        """``request`` for our LFS routes, with the caller's ``Authorization`` (the child puts it
-        in the ``verify`` and ``parts`` actions for git-lfs and the agent to send back here;
-        the child itself trusts only its key) and where those actions point."""
+    async def request(self, method, path, body, permission, prefix, user, headers: dict,
+                      params=None, media_type="application/json"):  # fmt: skip
+        """``method path`` of the child as Hypha's ``user`` (``_user_id``) with ``permission``;
+        ``headers`` add the caller's own (request id; on LFS routes, ``Authorization``, which
+        the child puts in the ``verify`` and ``parts`` actions for git-lfs and the agent to send
+        back here, trusting only its key itself)."""
         h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
-        h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": LFS_MEDIA_TYPE})
-        h.update({"X-Hypha-User": user, **headers})
-        return await self.http.request("POST", path, content=body, headers=h)
-
-    async def request(self, method, path, body, permission, prefix, user, params=None,
-                      request_id=None):  # fmt: skip
-        h = {"X-Hypha-Plugin-Key": self.key, "X-Hypha-Permission": permission}
-        h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": "application/json"})
-        h["X-Hypha-User"] = user  # the pusher named in webhook events, a lock's owner
-        if request_id:  # the client's, as it sent it: the child takes it only if sane
-            h["X-Request-Id"] = request_id
+        h.update({"X-Hypha-Repo-Prefix": prefix, "Content-Type": media_type})
+        if user is not None:  # the pusher named in webhook events, a lock's owner
+            h["X-Hypha-User"] = user
+        h.update(headers)
         return await self.http.request(method, path, content=body, headers=h, params=params)
+
+
+def _user_id(user) -> Optional[str]:
+    """Who the child is told calls: Hypha's user id, or none for Hypha's anonymous user, which
+    the child then treats as anonymous (401 where a route needs a name, as standalone)."""
+    return None if user.is_anonymous else user.id
 
 
 def _public_urls(repo: Repo, value):
@@ -303,15 +309,6 @@ def _lease_key(artifact_id: str) -> str:
 def _lfs_endpoint(repo: Repo) -> str:
     """Our LFS endpoint below the server root (``LFS_OURS``), as ``refs`` names it."""
     return f"{repo.name.replace('/', '/git/', 1)}/remote/v1/lfs"
-
-
-def _lfs_locks_suffix(path: str) -> str:
-    """The child's locks path below the repository (``/info/lfs/locks...``), for a request at
-    Hypha's LFS path or ours."""
-    for base in ("/remote/v1/lfs/locks", "/info/lfs/locks"):
-        if base in path:
-            return "/info/lfs/locks" + path[path.rindex(base) + len(base) :]
-    raise ApiError("not_found", "no such lfs route")
 
 
 def _lfs_error(e: ApiError) -> JSONResponse:
@@ -404,11 +401,12 @@ class GitRemoteApi:
             logger.warning("the child's lease ask %r ended without its answer", ask.get("id"))
 
     async def routes(self) -> tuple:
-        """The route table of the Rust server: what each route asks of its caller (``read``,
-        ``write``, ``admin``), which ones take the lease, and the largest body the child takes
-        on the LFS routes (``locks``, ``lfs``, ``lfs_delta``), which are read here in whole
-        before they are forwarded. Asked of ``git hypha routes`` once: the children run the
-        same binary."""
+        """The route tables of the Rust server: what each API v1 route asks of its caller
+        (``read``, ``write``, ``admin``), which ones take the lease, and the LFS routes by
+        ``"{method} {path}"`` (``"POST /objects/batch"``), each with what it asks (for the
+        batch, by its ``operation``) and the largest body the child takes, read here in whole
+        before it is forwarded. Asked of ``git hypha routes`` once: the children run the same
+        binary."""
         if self._table is None:
             proc = await asyncio.create_subprocess_exec(
                 git_hypha(), "routes", stdin=asyncio.subprocess.DEVNULL,
@@ -419,7 +417,7 @@ class GitRemoteApi:
                 logger.error("git hypha routes failed: %s", err.decode("utf-8", "replace"))
                 raise ApiError("internal", "the repository server cannot start (see Hypha's log)")
             table = json.loads(out)
-            self._table = (table["routes"], frozenset(table["leased"]), table["bodies"])
+            self._table = (table["routes"], frozenset(table["leased"]), table["lfs"])
         return self._table
 
     async def remote_v1(self, workspace: str, alias: str, route: str, request: Request):
@@ -454,54 +452,13 @@ class GitRemoteApi:
         finally:
             await repo._unlock()
 
-    async def lfs_locks(self, workspace: str, alias: str, request: Request, lock_id: str = ""):
-        """The Git LFS locks API (git-lfs ``docs/api/locking.md``): Hypha checks the caller
-        (``commit`` to lock and unlock, ``read`` to list and verify), the child keeps the locks
-        beside the LFS objects (``server::locks``). git-lfs reads ``{"message": ...}`` errors.
-        ``lock_id`` (unlock) goes to the child as part of the path, which checks its shape."""
-        try:
-            return await self._lfs_locks(workspace, alias, request)
-        except ApiError as e:
-            # A 401's challenge makes git-lfs ask `git credential` and try again.
-            auth = e.code == "unauthenticated"
-            headers = {"LFS-Authenticate": 'Basic realm="hypha"'} if auth else {}
-            body, status = {"message": e.detail}, ApiError.STATUS[e.code]
-            return JSONResponse(body, status, headers=headers, media_type=LFS_MEDIA_TYPE)
-        except Exception:
-            logger.exception("lfs locks on %s/%s failed", workspace, alias)
-            body = {"message": "lfs locks failed on the server"}
-            return JSONResponse(body, status_code=500, media_type=LFS_MEDIA_TYPE)
-
-    async def _lfs_locks(self, workspace: str, alias: str, request: Request):
-        alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
-        suffix = _lfs_locks_suffix(request.url.path)
-        verify = suffix == "/info/lfs/locks/verify"
-        write = request.method == "POST" and not verify
-        try:
-            user = await self.store.login_optional(request)
-        except Exception:
-            raise ApiError("unauthenticated", "invalid or expired token") from None
-        if verify and user.is_anonymous:  # ours and theirs mean nothing without a caller
-            raise ApiError("unauthenticated", f"{workspace}/{alias}: authentication required")
-        repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
-        raw = await self._read_body(request, "locks", "lock request")
-        child = await self._child(repo.s3_config)
-        path = f"/{repo.name.replace('/', '/git/', 1)}{suffix}"
-        permission = "write" if write else "read"
-        res = await child.request(request.method, path, raw, permission, repo.prefix, user.id,
-                                  params=request.query_params,
-                                  request_id=request.headers.get(REQUEST_ID))  # fmt: skip
-        media_type = res.headers.get("content-type", LFS_MEDIA_TYPE)
-        headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
-        return Response(res.content, res.status_code, headers=headers, media_type=media_type)
-
     async def forward(self, repo: Repo, route: str, raw: bytes, user, artifact, request_id=None):
         """The child's answer to ``route``, with Hypha's view of permissions and URLs."""
         permission = (await self.routes())[0][route]  # the child's words are the table's
         path = f"/{repo.name.replace('/', '/git/', 1)}/remote/v1/{route}"
         child = await self._child(repo.s3_config)
         try:
-            res = await child.post(path, raw, permission, repo.prefix, user.id, request_id)
+            res = await child.post(path, raw, permission, repo.prefix, _user_id(user), request_id)
         except httpx.TransportError:
             # The child died (a new one starts on demand): a read is asked again; a write is all
             # or nothing, and the client looks which.
@@ -511,7 +468,7 @@ class GitRemoteApi:
             if permission != "read":
                 raise ApiError("internal", f"{route} failed on the server") from None
             child = await self._child(repo.s3_config)
-            res = await child.post(path, raw, permission, repo.prefix, user.id, request_id)
+            res = await child.post(path, raw, permission, repo.prefix, _user_id(user), request_id)
         answer = res.json()
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         if res.status_code == 200 and route in URL_ROUTES:
@@ -527,41 +484,39 @@ class GitRemoteApi:
             self._spawn(self.record_push(repo, artifact.id, user, raw, answer))
         return JSONResponse(answer, status_code=res.status_code, headers=headers)
 
-    async def lfs_objects(self, workspace: str, alias: str, request: Request, oid: str = ""):
-        """Our LFS endpoint's object routes (``LFS_OURS``): ``objects/batch``, ``verify/{oid}``,
-        ``parts/{oid}`` and ``parts/{oid}/complete``. Hypha checks the caller as its own LFS
-        does (``read`` to download, ``commit`` to upload, verify and send parts; an anonymous
-        caller without the grant gets a 401 with ``LFS-Authenticate``, on which git-lfs asks
-        for credentials); the child answers, at Hypha's keys (``{uuid}/git/lfs/objects/``),
-        with its presigned URLs made public. Errors are git-lfs's ``{"message": ...}``.
-        ``oid`` goes to the child as part of the path, which checks its shape."""
+    async def lfs(self, workspace: str, alias: str, request: Request, key: str, path: str):
+        """One route of the child's LFS table (``key``, ``"POST /objects/batch"``; ``path`` its
+        path with the parameters of this request), at our LFS endpoint (``LFS_OURS``) or, for
+        the locks, which Hypha's own lacks, at Hypha's (``LFS_HYPHA``): Hypha checks the caller
+        with the question the table's access asks (an anonymous caller without the grant gets
+        a 401 with ``LFS-Authenticate``, on which git-lfs asks for credentials); the child
+        answers, at Hypha's keys (``{uuid}/git/lfs/objects/``), with its presigned URLs made
+        public. Errors are git-lfs's ``{"message": ...}``."""
         try:
-            return await self._lfs_objects(workspace, alias, request)
+            return await self._lfs(workspace, alias, request, key, path)
         except ApiError as e:
             return _lfs_error(e)
         except Exception:
             # Never echo the exception text: it may carry presigned URLs.
-            logger.exception("lfs request on %s/%s failed", workspace, alias)
+            logger.exception("lfs %s on %s/%s failed", key, workspace, alias)
             return _lfs_error(ApiError("internal", "lfs request failed on the server"))
 
-    async def _lfs_objects(self, workspace: str, alias: str, request: Request):
+    async def _lfs(self, workspace: str, alias: str, request: Request, key: str, path: str):
         alias = (await self.names.check(workspace, alias))["alias"]  # without ``.git``
-        path = request.url.path
-        suffix = path[path.rindex("/remote/v1/lfs/objects/") + len("/remote/v1/lfs") :]
+        rule = (await self.routes())[2][key]
         try:
             user = await self.store.login_optional(request)
         except Exception:
             raise ApiError("unauthenticated", "invalid or expired token") from None
-        # The child's own bounds, by the same suffix (``server::lfs::body_limit``).
-        kind = "lfs_delta" if suffix.endswith("/delta") else "lfs"
-        raw = await self._read_body(request, kind, "lfs request")
-        write = True  # verify and the parts routes store objects
-        if suffix == "/objects/batch":
+        raw = await self._read_body(request, rule["body"], "lfs request")
+        access = rule["access"]
+        if isinstance(access, dict):  # the batch's, by the operation its body names
             operation = self._body(raw).get("operation")
-            if operation not in ("download", "upload"):
-                raise ApiError("invalid", "lfs batch: operation must be download or upload")
-            write = operation == "upload"
-        repo, _ = await self.open(user, workspace, alias, "commit" if write else "read")
+            if not isinstance(operation, str) or operation not in access:
+                why = f"operation must be one of {', '.join(sorted(access))}"
+                raise ApiError("invalid", f"lfs batch: {why}")
+            access = access[operation]
+        repo, _ = await self.open(user, workspace, alias, HYPHA_OPERATION[access])
         child = await self._child(repo.s3_config)
         public = self.manager.store.public_base_url.rstrip("/")
         headers = {"X-Hypha-Lfs-Base": f"{public}/{_lfs_endpoint(repo)}/objects/"}
@@ -569,15 +524,16 @@ class GitRemoteApi:
             headers["Authorization"] = auth
         if rid := request.headers.get(REQUEST_ID):  # the child takes it only if sane
             headers["X-Request-Id"] = rid
-        target = f"/{repo.name.replace('/', '/git/', 1)}/info/lfs{suffix}"
-        permission = "write" if write else "read"
+        target = f"/{repo.name.replace('/', '/git/', 1)}/info/lfs{path}"
         try:
-            res = await child.lfs_request(target, raw, permission, repo.prefix, user.id, headers)
+            res = await child.request(request.method, target, raw, access, repo.prefix,
+                                      _user_id(user), headers, params=request.query_params,
+                                      media_type=LFS_MEDIA_TYPE)  # fmt: skip
         except httpx.TransportError:
-            logger.warning("git hypha serve failed during lfs %s on %s", suffix, repo.name)
+            logger.warning("git hypha serve failed during lfs %s on %s", key, repo.name)
             raise ApiError("internal", "lfs request failed on the server") from None
         content = res.content
-        if res.status_code == 200 and content and not suffix.endswith("/complete"):
+        if res.status_code == 200 and content:
             content = json.dumps(_public_urls(repo, res.json())).encode()
         passed = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
         media_type = res.headers.get("content-type", LFS_MEDIA_TYPE)
@@ -607,10 +563,11 @@ class GitRemoteApi:
         except Exception:
             logger.exception("could not record the push to %s in Hypha", repo.name)
 
-    async def _read_body(self, request: Request, kind: str, what: str) -> bytes:
-        """The request's body, read no further than the child's bound for ``kind`` (``locks``,
-        ``lfs``, ``lfs_delta``, from ``git hypha routes``)."""
-        bound, raw = (await self.routes())[2][kind], bytearray()
+    @staticmethod
+    async def _read_body(request: Request, bound: int, what: str) -> bytes:
+        """The request's body, read no further than ``bound`` (the child's, from ``git hypha
+        routes``)."""
+        raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
             if len(raw) > bound:
@@ -696,29 +653,32 @@ class GitRemoteApi:
         return json.loads(res.body)
 
 
+def _lfs_route(api: GitRemoteApi, key: str, path: str):
+    """The handler of LFS route ``key``, whose ``path`` names parameters (``{oid}``, ``{id}``):
+    they go to the child as this request has them, quoted (the child checks their shape)."""
+
+    async def handler(workspace: str, alias: str, request: Request):
+        params = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
+        return await api.lfs(workspace, alias, request, key, path.format(**params))
+
+    return handler
+
+
 async def hypha_startup(server):
     """Hypha startup function: register the POST routes of remote API v1 and the LFS locks API."""
     store, router, api = server["store"], APIRouter(), GitRemoteApi(server["store"])
     router.post("/{workspace}/git/{alias}/remote/v1/{route}")(api.remote_v1)
-    router.post(LFS_LOCKS)(api.lfs_locks)
-    router.get(LFS_LOCKS)(api.lfs_locks)
-    router.post(LFS_LOCKS + "/verify")(api.lfs_locks)
-    router.post(LFS_LOCKS + "/{lock_id}/unlock")(api.lfs_locks)
-    # Our LFS endpoint (the one ``refs`` names): the object routes, and the same locks.
-    for objects in ("/objects/batch", "/objects/verify/{oid}", "/objects/parts/{oid}"):
-        router.post(LFS_OURS + objects)(api.lfs_objects)
-    router.post(LFS_OURS + "/objects/parts/{oid}/complete")(api.lfs_objects)
-    router.post(LFS_OURS + "/objects/parts/{oid}/delta")(api.lfs_objects)
-    router.post(LFS_OURS + "/objects/parts/{oid}/delta/complete")(api.lfs_objects)
-    router.post(LFS_OURS + "/locks")(api.lfs_locks)
-    router.get(LFS_OURS + "/locks")(api.lfs_locks)
-    router.post(LFS_OURS + "/locks/verify")(api.lfs_locks)
-    router.post(LFS_OURS + "/locks/{lock_id}/unlock")(api.lfs_locks)
+    # The LFS routes, from the child's table: all at our endpoint (the one ``refs`` names), and
+    # the locks, which Hypha's own LFS endpoint lacks, at Hypha's too.
+    for key in (await api.routes())[2]:
+        method, path = key.split(" ", 1)
+        for endpoint in (LFS_OURS, LFS_HYPHA) if path.startswith("/locks") else (LFS_OURS,):
+            router.add_api_route(endpoint + path, _lfs_route(api, key, path), methods=[method])
     store.register_router(router)
     # `git lfs locks` lists with GET, which Hypha's fallback `GET /{page:path}` (registered
     # before startup functions run) would answer: these routes go first.
     routes = store._app.router.routes
-    listings = (LFS_LOCKS, LFS_OURS + "/locks")
+    listings = (LFS_HYPHA + "/locks", LFS_OURS + "/locks")
     for route in [r for r in routes if getattr(r, "path", "") in listings]:
         if "GET" in getattr(route, "methods", ()):
             routes.remove(route)

@@ -11,7 +11,7 @@
 //!
 //! | module | owns | never |
 //! |---|---|---|
-//! | [`api`] | wire types of remote API v1 (`docs/design.md` §4) | I/O |
+//! | [`api`] | wire types of remote API v1 (`docs/design.md` §4); the API and LFS route tables | I/O |
 //! | [`names`] | ref, pack, object and repository names both sides check | I/O |
 //! | [`config`] | `hypha::` URL forms, `HYPHA_*` environment, token sources | network |
 //! | [`helper`] | the session with git: protocol grammar, options; the fetch and push operations | axum, storage |

@@ -7,6 +7,7 @@
 //! the client.
 
 pub mod lfs;
+pub mod lfs_routes;
 pub mod locks;
 
 pub use crate::names::{is_object_id, is_valid_pack_name, is_valid_repo_segment, refname};

@@ -23,7 +23,9 @@ pub const PLUGIN_KEY_HEADER: &str = "x-hypha-plugin-key";
 pub const PLUGIN_PERMISSION_HEADER: &str = "x-hypha-permission";
 /// The repository's key prefix in the bucket, `{s3 prefix}/{artifact uuid}/.git/`.
 pub const PLUGIN_PREFIX_HEADER: &str = "x-hypha-repo-prefix";
-/// Hypha's id of the user, for the `pusher` of webhook events (optional).
+/// Hypha's id of the user: the `pusher` of webhook events, a lock's owner. The plugin sends
+/// none for Hypha's anonymous user: such a request is an anonymous caller's, with what Hypha
+/// grants everyone (a public repository's `read`), and gets 401 where a name is needed.
 pub const PLUGIN_USER_HEADER: &str = "x-hypha-user";
 /// Where the plugin serves this repository's LFS endpoint on Hypha's public address, up to
 /// `objects/` (`https://host/{ws}/git/{alias}/remote/v1/lfs/objects/`): the batch answer's
@@ -36,7 +38,8 @@ pub enum Caller {
     Anonymous,
     User(Identity),
     /// The Hypha plugin, forwarding a request Hypha already checked: `permission` is what
-    /// Hypha granted, `prefix` where Hypha keeps the repository.
+    /// Hypha granted, `prefix` where Hypha keeps the repository, `user` who asks (`None`:
+    /// Hypha's anonymous user).
     Plugin {
         permission: Permission,
         prefix: String,
@@ -54,15 +57,17 @@ impl Caller {
     }
 
     pub fn is_anonymous(&self) -> bool {
-        matches!(self, Caller::Anonymous)
+        matches!(self, Caller::Anonymous | Caller::Plugin { user: None, .. })
     }
 
     /// Who this is, for the `pusher` of a webhook event.
     pub fn subject(&self) -> &str {
         match self {
-            Caller::Anonymous => "anonymous",
+            Caller::Anonymous | Caller::Plugin { user: None, .. } => "anonymous",
             Caller::User(identity) => &identity.subject,
-            Caller::Plugin { user, .. } => user.as_deref().unwrap_or("hypha"),
+            Caller::Plugin {
+                user: Some(user), ..
+            } => user,
         }
     }
 }

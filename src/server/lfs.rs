@@ -36,12 +36,12 @@ use super::error::ApiError;
 use super::lfs_call::{LfsCall, LfsJson, LfsResult};
 use super::limits::Moved;
 use super::quota;
-use super::routes::{authorize_read, authorize_write};
 use super::state::AppState;
 use crate::api::lfs::{
     Action, BatchRequest, BatchResponse, ObjectError, ObjectResponse, ObjectSpec, Operation,
     VerifyRequest, DELTA_CHUNKS, DELTA_HEADER, PARTS, TRANSFER, TRANSFER_HEADER,
 };
+use crate::api::lfs_routes::LfsRoute;
 use crate::repo::LfsMismatch;
 use crate::repo::Repository;
 use crate::storage::{self, Backend as _, PresignedTransfer};
@@ -58,13 +58,19 @@ pub const MAX_LFS_BODY: usize = 1024 * 1024;
 /// about 27 bytes of base64 per 64 KiB chunk, which `lfs_chunks` keeps within.
 pub const MAX_LFS_DELTA_BODY: usize = super::MAX_JSON_BODY;
 
-/// The body bound of the LFS object route at `path` (the Hypha plugin reads the same two
-/// numbers from `git hypha routes` and applies them by the same suffix).
-pub fn body_limit(path: &str) -> usize {
-    if path.ends_with("/delta") {
-        MAX_LFS_DELTA_BODY
-    } else {
-        MAX_LFS_BODY
+/// The largest body `route` takes (the Hypha plugin reads the same numbers, route by route,
+/// from `git hypha routes`, and reads no further before it forwards a request).
+pub fn body_limit(route: LfsRoute) -> usize {
+    match route {
+        LfsRoute::Delta => MAX_LFS_DELTA_BODY,
+        LfsRoute::Lock | LfsRoute::Locks | LfsRoute::LocksVerify | LfsRoute::Unlock => {
+            super::locks::MAX_LOCK_BODY
+        }
+        LfsRoute::Batch
+        | LfsRoute::Verify
+        | LfsRoute::Parts
+        | LfsRoute::PartsComplete
+        | LfsRoute::DeltaComplete => MAX_LFS_BODY,
     }
 }
 
@@ -88,13 +94,7 @@ pub async fn batch(call: LfsCall) -> LfsResult<LfsJson<BatchResponse>> {
         .into());
     }
     let (state, workspace) = (&call.state, call.workspace.as_str());
-    let (caller, repo) = call.caller_and_repo()?;
-    match req.operation {
-        Operation::Download => {
-            authorize_read(&caller, workspace, &repo).await?;
-        }
-        Operation::Upload => authorize_write(&caller, workspace, &repo).await?,
-    }
+    let repo = call.authorized(Some(req.operation)).await?;
     let base = lfs_base(state, &call.uri, &call.headers).await?;
     let authorization = call.headers.get(header::AUTHORIZATION);
     // One answer per oid: naming an object twice (or fifty times) costs one check.
@@ -292,7 +292,7 @@ pub async fn verify(call: LfsCall) -> LfsResult<()> {
         .into());
     }
     // Write, not read as in Hypha: a verify that finds garbage deletes it.
-    let repo = call.writer().await?;
+    let repo = call.authorized(None).await?;
     let verified = repo.verify_lfs(oid, req.size).await;
     if let Some(quotas) = &state.quotas {
         match &verified {

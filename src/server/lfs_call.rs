@@ -1,8 +1,8 @@
 //! The shape the routes of our LFS endpoint share (`server::lfs`, `server::lfs_parts`), so
 //! that each route reads as its rule only: it takes an [`LfsCall`] (what its path names, the
 //! request's headers, the caller's byte budget and the body), parses the body with
-//! [`LfsCall::json`], checks its own fields, asks for the repository with the access it needs
-//! ([`LfsCall::caller_and_repo`], [`LfsCall::writer`]) and returns an [`LfsResult`]: 200 with
+//! [`LfsCall::json`], checks its own fields, asks for the repository with the access the
+//! route table gives its route ([`LfsCall::authorized`]) and returns an [`LfsResult`]: 200 with
 //! git-lfs's JSON ([`LfsJson`]) or an empty body, or the error as git-lfs reads it
 //! (`{"message": ...}` with the error's status, [`ApiError::into_lfs_response`]).
 //!
@@ -10,11 +10,12 @@
 //! refused before the caller is identified, on every route). The locks API (`server::locks`)
 //! answers in the same media type but reads its bodies with a bound of its own.
 
-use super::credentials::Caller;
 use super::error::ApiError;
 use super::limits::ByteBudget;
-use super::routes::{authorize_write, caller_and_repo};
+use super::routes::{authorize, caller_and_repo};
 use super::state::AppState;
+use crate::api::lfs::Operation;
+use crate::api::lfs_routes::LfsRoute;
 use crate::repo::Repository;
 use crate::storage;
 use axum::body::Bytes;
@@ -24,9 +25,14 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Where the server answers a repository's LFS routes: [`LfsRoute::path`] goes below.
+pub(super) const LFS_ENDPOINT: &str = "/{ws}/git/{alias}/info/lfs";
+
 /// One request to an LFS route: `/{ws}/git/{alias}/info/lfs/objects/...[/{oid}]...`.
 pub(super) struct LfsCall {
     pub state: AppState,
+    /// Which route of the table the router matched: what it asks of the caller, its bound.
+    pub route: LfsRoute,
     pub workspace: String,
     /// As the path has it (`repo.git` or `repo`).
     pub alias: String,
@@ -57,6 +63,13 @@ impl FromRequest<AppState> for LfsCall {
                 Err(_) => return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             },
         };
+        // The router tells each LFS route which of the table's it is (`server::router`): a
+        // route registered without is a server bug.
+        let route = parts
+            .extensions
+            .get::<LfsRoute>()
+            .copied()
+            .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
         let uri = parts.uri.clone();
         let headers = parts.headers.clone();
         let budget = parts
@@ -65,13 +78,14 @@ impl FromRequest<AppState> for LfsCall {
             .cloned()
             .unwrap_or_default();
         // The body last, read no further than the route's bound.
-        let limit = super::lfs::body_limit(uri.path());
+        let limit = super::lfs::body_limit(route);
         let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
             let why = format!("its body is larger than {limit} bytes (or was cut off)");
             LfsError(ApiError::invalid(format!("lfs request refused: {why}"))).into_response()
         })?;
         Ok(LfsCall {
             state: state.clone(),
+            route,
             workspace,
             alias,
             oid,
@@ -90,17 +104,13 @@ impl LfsCall {
             .map_err(|e| ApiError::invalid(format!("invalid {what}: {e}")))
     }
 
-    /// Who calls and the repository the path names (its name checked), access not yet.
-    pub fn caller_and_repo(&self) -> Result<(Caller, Repository), ApiError> {
+    /// The repository the path names (its name checked), once the caller has what the route
+    /// asks ([`LfsRoute::access`]; the batch's by its `operation`) and it exists.
+    pub async fn authorized(&self, operation: Option<Operation>) -> Result<Repository, ApiError> {
         let (caller, _, repo) =
             caller_and_repo(&self.state, &self.workspace, &self.alias, &self.headers)?;
-        Ok((caller, repo))
-    }
-
-    /// The repository, once the caller may write to it (and it exists).
-    pub async fn writer(&self) -> Result<Repository, ApiError> {
-        let (caller, repo) = self.caller_and_repo()?;
-        authorize_write(&caller, &self.workspace, &repo).await?;
+        let access = self.route.access().of(operation);
+        authorize(&caller, &self.workspace, &repo, access).await?;
         Ok(repo)
     }
 }

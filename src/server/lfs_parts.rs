@@ -23,7 +23,7 @@ use crate::storage;
 /// `POST .../objects/parts/{oid}`.
 pub async fn start(call: LfsCall) -> LfsResult<LfsJson<PartsPlan>> {
     let req: PartsRequest = call.json("lfs parts request")?;
-    let repo = call.writer().await?;
+    let repo = call.authorized(None).await?;
     let (state, oid) = (&call.state, call.oid.as_str());
     let plan = repo
         .lfs_parts_plan(oid, req.size, state.presign_expires_in)
@@ -73,7 +73,7 @@ pub async fn start(call: LfsCall) -> LfsResult<LfsJson<PartsPlan>> {
 /// `POST .../objects/parts/{oid}/complete`.
 pub async fn complete(call: LfsCall) -> LfsResult<()> {
     let req: PartsComplete = call.json("lfs parts completion")?;
-    let repo = call.writer().await?;
+    let repo = call.authorized(None).await?;
     let (state, workspace, oid) = (&call.state, call.workspace.as_str(), call.oid.as_str());
     let done = repo
         .lfs_complete_parts(oid, req.size, req.upload_id.as_deref(), req.part_size)
@@ -122,7 +122,7 @@ pub async fn delta(call: LfsCall) -> LfsResult<LfsJson<DeltaPlan>> {
         ))
         .into());
     }
-    let repo = call.writer().await?;
+    let repo = call.authorized(None).await?;
     let (state, oid) = (&call.state, call.oid.as_str());
     // The body limit (`MAX_JSON_BODY`) bounds the chunk list before it is decoded, and
     // `lfs_chunks::decode` its count and lengths.
@@ -184,7 +184,7 @@ pub async fn delta(call: LfsCall) -> LfsResult<LfsJson<DeltaPlan>> {
 /// `POST .../objects/parts/{oid}/delta/complete`.
 pub async fn delta_complete(call: LfsCall) -> LfsResult<()> {
     let req: DeltaComplete = call.json("lfs delta completion")?;
-    let repo = call.writer().await?;
+    let repo = call.authorized(None).await?;
     let (state, workspace, oid) = (&call.state, call.workspace.as_str(), call.oid.as_str());
     let done = repo.lfs_delta_complete(oid, req.size, &req.id).await;
     // Stored: no longer pending. Otherwise nothing was stored, and the agent sends the object

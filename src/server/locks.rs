@@ -20,10 +20,12 @@
 //! [`crate::repo::MAX_LOCK_PATH`], a page of at most [`MAX_PAGE`] locks, ids and cursors of
 //! a fixed shape before they become keys.
 
+use super::credentials::Caller;
 use super::error::ApiError;
 use super::lfs_call::{lfs_json, LfsJson, LfsResult};
-use super::routes::{authorize_read, authorize_write, caller_and_repo};
+use super::routes::{authorize, caller_and_repo};
 use super::state::AppState;
+use crate::api::lfs_routes::LfsRoute;
 use crate::api::locks::{
     ConflictBody, CreateRequest, ListQuery, ListResponse, Lock, LockResponse, Owner, UnlockRequest,
     VerifyRequest, VerifyResponse,
@@ -55,7 +57,7 @@ pub async fn create(
     let answer = async {
         let req: CreateRequest = read_json(body, "lock").await?;
         let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-        authorize_write(&caller, &workspace, &repo).await?;
+        allowed(&caller, &workspace, &repo, LfsRoute::Lock).await?;
         let owner = owner_of(caller.subject(), repo.name())?;
         repo.lock_create(&req.path, owner, crate::auth::unix_now())
             .await
@@ -101,7 +103,7 @@ pub async fn list(
         })?),
     };
     let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-    authorize_read(&caller, &workspace, &repo).await?;
+    allowed(&caller, &workspace, &repo, LfsRoute::Locks).await?;
     // A path or an id names at most one lock: one read, no listing.
     let single = match (query.path.as_deref(), query.id.as_deref()) {
         (Some(path), id) => Some(
@@ -144,7 +146,7 @@ pub async fn verify(
         ))
         .into());
     }
-    authorize_read(&caller, &workspace, &repo).await?;
+    allowed(&caller, &workspace, &repo, LfsRoute::LocksVerify).await?;
     let owner = owner_of(caller.subject(), repo.name())?;
     let limit = page_size(req.limit);
     let page = repo.locks_page(req.cursor.as_deref(), limit).await?;
@@ -165,7 +167,7 @@ pub async fn unlock(
 ) -> LfsResult<LfsJson<LockResponse>> {
     let req: UnlockRequest = read_json(body, "unlock").await?;
     let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-    authorize_write(&caller, &workspace, &repo).await?;
+    allowed(&caller, &workspace, &repo, LfsRoute::Unlock).await?;
     let owner = owner_of(caller.subject(), repo.name())?;
     match repo.lock_remove(&id, owner, req.force).await? {
         UnlockOutcome::Removed(lock) => Ok(LfsJson(LockResponse { lock: wire(lock) })),
@@ -182,6 +184,16 @@ pub async fn unlock(
         ))
         .into()),
     }
+}
+
+/// The caller has what `route` asks ([`LfsRoute::access`]) on the repository, which exists.
+async fn allowed(
+    caller: &Caller,
+    workspace: &str,
+    repo: &crate::repo::Repository,
+    route: LfsRoute,
+) -> Result<(), ApiError> {
+    authorize(caller, workspace, repo, route.access().of(None)).await
 }
 
 /// The request body as `T`, read up to [`MAX_LOCK_BODY`] bytes. An empty body is `{}`:

@@ -55,18 +55,19 @@ mod tests;
 
 use error::error_chain;
 pub use error::ApiError;
-pub use lfs::{MAX_LFS_BODY, MAX_LFS_DELTA_BODY};
-pub use locks::MAX_LOCK_BODY;
+pub use lfs::body_limit;
 pub use log::{is_sane_id, REQUEST_ID};
 pub use metrics::Metrics;
 pub use state::{AppState, DEFAULT_MAX_SINGLE_PUT, DEFAULT_PRESIGN_EXPIRES_IN};
 
+use crate::api::lfs_routes::LfsRoute;
 use crate::auth::{self, Permission};
 use crate::repo::upload::MultipartPolicy;
 use crate::storage::{self, LocalDisk};
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::serve::ListenerExt as _;
+use axum::Extension;
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -226,45 +227,35 @@ pub enum Error {
     Webhooks(#[source] webhook::Error),
 }
 
+/// The handler of an LFS route (two routes of one path, `GET` and `POST .../locks`, are
+/// merged by the router).
+fn lfs_handler(route: LfsRoute) -> MethodRouter<AppState> {
+    match route {
+        LfsRoute::Batch => post(lfs::batch),
+        LfsRoute::Verify => post(lfs::verify),
+        LfsRoute::Parts => post(lfs_parts::start),
+        LfsRoute::PartsComplete => post(lfs_parts::complete),
+        LfsRoute::Delta => post(lfs_parts::delta),
+        LfsRoute::DeltaComplete => post(lfs_parts::delta_complete),
+        LfsRoute::Lock => post(locks::create),
+        LfsRoute::Locks => get(locks::list),
+        LfsRoute::LocksVerify => post(locks::verify),
+        LfsRoute::Unlock => post(locks::unlock),
+    }
+}
+
 /// The whole HTTP surface: API routes and, for a local-disk store, `/_store/{key}`.
 pub fn router(state: AppState) -> Router {
     // The rate limits guard what callers ask of the API; presigned transfers were handed
     // out by a limited request and expire, and probes must always answer.
-    let limited = Router::new()
-        .route("/{ws}/git/{alias}/remote/v1/{route}", post(routes::api))
-        .route("/{ws}/git/{alias}/info/lfs/objects/batch", post(lfs::batch))
-        .route(
-            "/{ws}/git/{alias}/info/lfs/objects/verify/{oid}",
-            post(lfs::verify),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}",
-            post(lfs_parts::start),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/complete",
-            post(lfs_parts::complete),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/delta",
-            post(lfs_parts::delta),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/objects/parts/{oid}/delta/complete",
-            post(lfs_parts::delta_complete),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/locks",
-            post(locks::create).get(locks::list),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/locks/verify",
-            post(locks::verify),
-        )
-        .route(
-            "/{ws}/git/{alias}/info/lfs/locks/{id}/unlock",
-            post(locks::unlock),
-        )
+    let api = Router::new().route("/{ws}/git/{alias}/remote/v1/{route}", post(routes::api));
+    // The LFS routes from the one table the plugin reads too (`api::lfs_routes`).
+    let limited = LfsRoute::ALL
+        .into_iter()
+        .fold(api, |router, route| {
+            let path = format!("{}{}", lfs_call::LFS_ENDPOINT, route.path());
+            router.route(&path, lfs_handler(route).layer(Extension(route)))
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::enforce,

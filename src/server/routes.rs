@@ -105,13 +105,12 @@ async fn dispatch(
         Route::Refs => refs_route(at, &caller, &repo, &body).await,
         _ => {
             // Every other route asks what the one table says ([`Route::access`]).
-            match route.access() {
-                Access::Read => authorize_read(&caller, workspace, &repo).await.map(drop)?,
+            if route == Route::Update {
                 // `update` looks for the repository itself, beside its first reads (a round
                 // trip less on S3), and before it writes anything.
-                Access::Write if route == Route::Update => may_write(&caller, workspace, &repo)?,
-                Access::Write => authorize_write(&caller, workspace, &repo).await?,
-                Access::Admin => authorize_admin(&caller, workspace, &repo).await?,
+                may_write(&caller, workspace, &repo)?;
+            } else {
+                authorize(&caller, workspace, &repo, route.access()).await?;
             }
             serve(at, route, &caller, alias, &repo, &body).await
         }
@@ -352,6 +351,20 @@ pub(super) fn caller_and_repo(
 
 fn parse_route(route: &str) -> Result<Route, ApiError> {
     Route::parse(route).ok_or_else(|| ApiError::not_found("no such route in remote API v1"))
+}
+
+/// `access` on the repository (it must exist): what a route of the API v1 or LFS tables asks.
+pub(super) async fn authorize(
+    caller: &Caller,
+    workspace: &str,
+    repo: &Repository,
+    access: Access,
+) -> Result<(), ApiError> {
+    match access {
+        Access::Read => authorize_read(caller, workspace, repo).await.map(drop),
+        Access::Write => authorize_write(caller, workspace, repo).await,
+        Access::Admin => authorize_admin(caller, workspace, repo).await,
+    }
 }
 
 /// Read access: a grant on the workspace, or a public repository. See the module doc for

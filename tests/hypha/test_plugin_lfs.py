@@ -145,6 +145,20 @@ def test_big_lfs_objects_go_through_our_agent_in_parts(tmp_path):
     status, _, body = _lfs_post(f"{ours}/objects/batch", download, reader)
     assert status == 200 and body["transfer"] == "hypha", (status, body)
     assert "download" in body["objects"][0]["actions"], body
+    # Anonymous on the public repository: Hypha grants read, and the child, told the caller
+    # has no name, applies the same table as standalone: download and list the locks (at our
+    # endpoint and Hypha's), but no lock verify, which splits locks by owner.
+    status, _, body = _lfs_post(f"{ours}/objects/batch", download)
+    assert status == 200 and "download" in body["objects"][0]["actions"], (status, body)
+    hyphas = f"{env.server}/{env.ws}/git/{alias}/info/lfs"
+    for endpoint in (ours, hyphas):
+        with urllib.request.urlopen(f"{endpoint}/locks", timeout=60) as r:
+            assert r.status == 200 and json.loads(r.read()) == {"locks": []}, endpoint
+        status, headers, body = _lfs_post(f"{endpoint}/locks/verify", {})
+        assert status == 401 and headers.get("LFS-Authenticate"), (status, headers, body)
+    # A path parameter goes to the child whole (quoted, not cut at its "?"), which refuses it.
+    status, _, body = _lfs_post(f"{ours}/objects/verify/..%3Fx%23y", spec, env.token)
+    assert status == 422 and "names ..?x#y in its path" in body["message"], (status, body)
     # Hostile requests get one git-lfs error each, before the child is asked.
     status, headers, body = _lfs_post(
         f"{ours}/objects/batch", {"operation": "delete", "objects": []}, env.token

@@ -1,22 +1,32 @@
-//! `git hypha routes` (hidden): remote API v1's route table as JSON, for the Hypha plugin,
-//! which asks Hypha the question each route needs and holds its lease around the leased ones,
-//! and the bounds of the bodies it reads before forwarding them. The table is the server's own
-//! ([`Route::access`], [`Route::leased`], the LFS routes' bounds): the plugin keeps no copy
-//! of it.
+//! `git hypha routes` (hidden): the server's route tables as JSON, for the Hypha plugin, which
+//! asks Hypha the question each route needs, holds its lease around the leased ones and reads
+//! no body past a route's bound before forwarding it. The tables are the server's own
+//! ([`Route::access`], [`Route::leased`], [`LfsRoute::access`], [`server::body_limit`]): the
+//! plugin keeps no copy of them, and registers its LFS routes from the same table.
 
+use hypha_git::api::lfs_routes::{LfsAccess, LfsRoute};
 use hypha_git::api::{Access, Route};
 use hypha_git::server;
 use std::collections::BTreeMap;
 
 /// What the plugin reads: `{"routes": {"info": "read", ...}, "leased": ["update", ...],
-/// "bodies": {"lfs": 1048576, ...}}`.
+/// "lfs": {"POST /objects/batch": {"access": {"download": "read", "upload": "write"},
+/// "body": 1048576}, "GET /locks": {"access": "read", "body": 65536}, ...}}`.
 #[derive(serde::Serialize)]
 struct Table {
     routes: BTreeMap<&'static str, Access>,
     leased: Vec<&'static str>,
-    /// The largest body the child takes on the routes the plugin reads in whole first: the
-    /// LFS locks (`locks`), the LFS object routes (`lfs`) and their `.../delta` (`lfs_delta`).
-    bodies: BTreeMap<&'static str, usize>,
+    /// The routes below a repository's LFS endpoint, by `"{method} {path}"` (the path with
+    /// its parameter, `{oid}` or `{id}`).
+    lfs: BTreeMap<String, LfsRule>,
+}
+
+#[derive(serde::Serialize)]
+struct LfsRule {
+    /// What Hypha must grant the caller: a level, or, for the batch, one per `operation`.
+    access: LfsAccess,
+    /// The largest body the child takes on the route.
+    body: usize,
 }
 
 /// Print the table on stdout, one line.
@@ -28,11 +38,16 @@ pub fn run() -> anyhow::Result<()> {
             .filter(|r| r.leased())
             .map(Route::as_str)
             .collect(),
-        bodies: BTreeMap::from([
-            ("locks", server::MAX_LOCK_BODY),
-            ("lfs", server::MAX_LFS_BODY),
-            ("lfs_delta", server::MAX_LFS_DELTA_BODY),
-        ]),
+        lfs: LfsRoute::ALL
+            .into_iter()
+            .map(|r| {
+                let rule = LfsRule {
+                    access: r.access(),
+                    body: server::body_limit(r),
+                };
+                (r.key(), rule)
+            })
+            .collect(),
     };
     #[allow(clippy::print_stdout)]
     {

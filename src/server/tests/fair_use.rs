@@ -526,6 +526,7 @@ async fn plugin_mode_applies_the_quotas_and_byte_limits() {
             ..Limits::default()
         });
     let mut headers = plugin_headers("write", PREFIX);
+    headers.pop();
     headers.push(("x-hypha-user", "u-alice"));
     let r = s.plugin("uploads", &headers, upload_of(1, 1000)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

@@ -230,6 +230,76 @@ async fn access_rules_follow_the_git_routes() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
+/// Every route of the LFS table (`api::lfs_routes`) is served at its method and path and asks
+/// what the table says: a reader of a private repository gets past the check of a read route
+/// and a 403 on a write route, an anonymous caller a 401 on every route, and a writer never
+/// a 401 or 403. Each body parses, so the check is what answers.
+#[tokio::test]
+async fn every_lfs_route_asks_what_the_table_says() {
+    use crate::api::lfs_routes::{LfsAccess, LfsRoute};
+    use crate::api::Access;
+    let s = server();
+    s.create("ws/repo", false).await;
+    let oid = oid(b"x");
+    let body_of = |route: LfsRoute, operation: &str| match route {
+        LfsRoute::Batch => batch_body(operation, &oid, 1),
+        LfsRoute::Verify => json!({"oid": oid, "size": 1}).to_string(),
+        LfsRoute::Parts => json!({"size": 1}).to_string(),
+        LfsRoute::PartsComplete => json!({"size": 1, "part_size": 1}).to_string(),
+        LfsRoute::Delta => json!({"size": 1, "chunks": ""}).to_string(),
+        LfsRoute::DeltaComplete => json!({"size": 1, "id": "x"}).to_string(),
+        LfsRoute::Lock => json!({"path": "a.bin"}).to_string(),
+        LfsRoute::Locks | LfsRoute::LocksVerify | LfsRoute::Unlock => "{}".to_owned(),
+    };
+    let reader = basic(&token("ws", Permission::Read));
+    let writer = basic(&token("ws", Permission::ReadWrite));
+    for route in LfsRoute::ALL {
+        let operations: &[Option<crate::api::lfs::Operation>] = match route.access() {
+            LfsAccess::ByOperation => &[
+                Some(crate::api::lfs::Operation::Download),
+                Some(crate::api::lfs::Operation::Upload),
+            ],
+            LfsAccess::Is(_) => &[None],
+        };
+        for &operation in operations {
+            let uri = format!(
+                "/ws/git/repo.git/info/lfs{}",
+                route
+                    .path()
+                    .replace("{oid}", &oid)
+                    .replace("{id}", "0123abcd")
+            );
+            let body = body_of(route, operation.map_or("", |o| o.as_str()));
+            let send = |auth: Option<&str>| {
+                let mut req = Request::builder().method(route.method()).uri(&uri);
+                if let Some(auth) = auth {
+                    req = req.header(header::AUTHORIZATION, auth);
+                }
+                s.send(req.body(Body::from(body.clone())).unwrap())
+            };
+            let what = format!("{} {uri} {operation:?}", route.method());
+            let r = send(None).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {:?}", r.body);
+            assert!(r.headers.contains_key("lfs-authenticate"), "{what}");
+            let r = send(Some(&reader)).await;
+            match route.access().of(operation) {
+                Access::Read => assert!(
+                    r.status != StatusCode::FORBIDDEN && r.status != StatusCode::UNAUTHORIZED,
+                    "{what}: {:?}",
+                    r.body
+                ),
+                _ => assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {:?}", r.body),
+            }
+            let r = send(Some(&writer)).await;
+            assert!(
+                r.status != StatusCode::FORBIDDEN && r.status != StatusCode::UNAUTHORIZED,
+                "{what}: {:?}",
+                r.body
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_ids_and_oversized_objects_are_refused_per_object() {
     let s = server_with(|st| st.max_single_put(1000));
@@ -470,7 +540,7 @@ async fn lfs_bodies_past_their_bound_are_refused() {
     let s = server();
     s.create("ws/repo", false).await;
     let auth = basic(&token("ws", Permission::ReadWrite));
-    let padded = json!({"operation": "download", "objects": [], "ref": {"name": "x".repeat(crate::server::MAX_LFS_BODY)}});
+    let padded = json!({"operation": "download", "objects": [], "ref": {"name": "x".repeat(crate::server::lfs::MAX_LFS_BODY)}});
     let r = s.raw(BATCH, Some(&auth), padded.to_string()).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let message = r.json()["message"].as_str().unwrap().to_owned();
@@ -478,7 +548,7 @@ async fn lfs_bodies_past_their_bound_are_refused() {
         message,
         format!(
             "lfs request refused: its body is larger than {} bytes (or was cut off)",
-            crate::server::MAX_LFS_BODY
+            crate::server::lfs::MAX_LFS_BODY
         )
     );
     // A delta request of the same size is read (and refused for what it says, not its size).

@@ -197,6 +197,7 @@ async fn plugin_mode_limits_each_user_hypha_names() {
         ..Settings::default()
     });
     let mut headers = plugin_headers("read", PREFIX);
+    headers.pop();
     headers.push(("x-hypha-user", "u-alice"));
     let r = s.plugin("refs", &headers, json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

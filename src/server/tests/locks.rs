@@ -331,3 +331,58 @@ async fn racing_locks_of_one_path_have_one_winner() {
         "every loser names the winner's lock"
     );
 }
+
+/// Through the plugin, Hypha checked the caller and names its user (`x-hypha-user`, none for
+/// Hypha's anonymous user): a lock's owner is that user; what a route asks is the one table's
+/// (`api::lfs_routes`), so an anonymous caller Hypha lets read lists locks but cannot verify
+/// them (401 with `LFS-Authenticate`, as standalone), and one refused a write gets 401.
+#[tokio::test]
+async fn through_the_plugin_owners_are_hypha_users_and_anonymity_is_kept() {
+    let s = plugin_server().await;
+    let locks = "/ws/git/r/info/lfs/locks";
+    let send = |method: Method, uri: String, permission: &'static str, user: bool, body: Value| {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in plugin_headers(permission, PREFIX) {
+            if user || k != "x-hypha-user" {
+                req = req.header(k, v);
+            }
+        }
+        s.send(req.body(Body::from(body.to_string())).unwrap())
+    };
+    let r = send(
+        Method::POST,
+        locks.into(),
+        "write",
+        true,
+        json!({"path": "a.bin"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.json()["lock"]["owner"]["name"], "u-carol");
+
+    let r = send(Method::GET, locks.into(), "read", false, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["locks"][0]["path"], "a.bin");
+    let verify = format!("{locks}/verify");
+    let r = send(Method::POST, verify.clone(), "read", false, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    assert!(r.headers.contains_key("lfs-authenticate"));
+    let r = send(Method::POST, verify, "read", true, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.json()["ours"][0]["path"], "a.bin", "{:?}", r.body);
+
+    // Hypha granted read only: a named user is forbidden to lock, an anonymous one asked to
+    // authenticate; nothing is locked.
+    let body = json!({"path": "b.bin"});
+    let r = send(Method::POST, locks.into(), "read", true, body.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = send(Method::POST, locks.into(), "read", false, body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let r = send(Method::GET, locks.into(), "read", true, json!({})).await;
+    assert_eq!(
+        r.json()["locks"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        r.body
+    );
+}
