@@ -52,6 +52,9 @@
 // the mapped pages as it goes (memory-mapping is unsafe in Rust).
 #![deny(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
+// The library is not published: its docs are for the people who work on it
+// (`cargo doc --document-private-items`), and a module's doc names its private parts on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod api;
 pub mod auth;

@@ -1,5 +1,5 @@
 //! A new version of a large object up as the byte ranges the server lacks (issue 22 part 4),
-//! where the upload action says [`DELTA_CHUNKS`]:
+//! where the upload action says [`DELTA_CHUNKS`](crate::api::lfs::DELTA_CHUNKS):
 //!
 //! 1. pick bases the server may hold: other objects in `.git/lfs/objects` of a similar size,
 //!    newest first (an earlier version of a file is usually there: it was checked out,

@@ -6,7 +6,7 @@
 //! reads a remote idx to decide whether a pack holds anything it lacks, and checks a received
 //! pack against it; the server's compaction checks that a merged pack holds every object of
 //! the packs it retires; thin-pack completion (`thin`) reads the uploaded idx and the idx of
-//! the packs it copies bases from, and writes the completed pack's idx with [`write`].
+//! the packs it copies bases from, and writes the completed pack's idx with [`write`](fn@write).
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

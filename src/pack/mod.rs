@@ -1,7 +1,7 @@
 //! Pack files, and nothing but: build them, receive them, merge them, read their idx. No
 //! network, no stdout.
 //!
-//! - [`build`] turns "these tips, minus what the remote has" into a self-contained pack + idx
+//! - [`build`](mod@build) turns "these tips, minus what the remote has" into a self-contained pack + idx
 //!   in a temporary directory (docs/design.md §2: git's delta search is the reference, gix computes no
 //!   deltas), within the memory bounds of [`limits`].
 //! - [`receive`] verifies a received pack stream with the gix indexer and writes `.pack` +

@@ -252,7 +252,8 @@ pub fn burst(per_minute: u64) -> u64 {
 /// What a request may still be handed or sent, in bytes: the byte limit that counts it (by
 /// token, else by address) and its key. The middleware puts one in every limited request's
 /// extensions; the routes that hand out presigned URLs or take inline packs call
-/// [`ByteBudget::take`] or [`ByteBudget::hand_out`] before they answer.
+/// [`ByteBudget::take`], or [`ByteBudget::ready`] then [`ByteBudget::charge`], before they
+/// answer.
 #[derive(Clone, Default)]
 pub struct ByteBudget {
     limit: Option<(Arc<RateLimits>, ByteKey)>,

@@ -5,7 +5,7 @@
 //! [`check_key`]), crash-safe writes (temp file, `fsync`, rename),
 //! conditional writes, and streaming reads and writes for the `/_store` handlers. It does not
 //! speak HTTP: `server::store` turns requests into [`LocalDisk::open`] and
-//! [`LocalDisk::put_stream`] calls after checking a [`presign`](super::presign) signature.
+//! [`LocalDisk::put_stream`] calls after checking a [`presign`] signature.
 //!
 //! Etags are the SHA-256 of the content, so they change whenever the bytes do, whatever the
 //! file system's timestamp granularity; `head` of an object above [`HEAD_HASH_LIMIT`] gives a

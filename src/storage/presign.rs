@@ -5,8 +5,7 @@
 //! &expires=<unix seconds>[&size=<bytes, PUT only>]&sig=<hex HMAC-SHA256>`.
 //!
 //! Owns signing and checking only; the HTTP handlers that honour these URLs live in
-//! `server::store`, and the store's secret comes from whoever builds [`LocalDisk`]
-//! (`crate::storage::LocalDisk`).
+//! `server::store`, and the store's secret comes from whoever builds [`LocalDisk`](crate::storage::LocalDisk).
 
 use super::PresignMethod;
 use hmac::{Hmac, Mac};

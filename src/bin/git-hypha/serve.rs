@@ -18,7 +18,7 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "HYPHA_GIT_LISTEN", default_value = "127.0.0.1:9527")]
     listen: SocketAddr,
-    /// URL clients reach this server at (for presigned URLs); default http://<listen>.
+    /// URL clients reach this server at (for presigned URLs); default http://{listen}.
     #[arg(long, env = "HYPHA_PUBLIC_URL")]
     public_url: Option<String>,
     /// Store repositories in this S3 bucket instead of --root (credentials from
