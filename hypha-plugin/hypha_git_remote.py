@@ -408,16 +408,21 @@ class GitRemoteApi:
         before it is forwarded. Asked of ``git hypha routes`` once: the children run the same
         binary."""
         if self._table is None:
-            proc = await asyncio.create_subprocess_exec(
-                git_hypha(), "routes", stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await proc.communicate()
-            if proc.returncode != 0:
-                logger.error("git hypha routes failed: %s", err.decode("utf-8", "replace"))
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    git_hypha(), "routes", stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out, err = await proc.communicate()
+                if proc.returncode != 0:
+                    raise RuntimeError(err.decode("utf-8", "replace").strip())
+                table = json.loads(out)
+                self._table = (table["routes"], frozenset(table["leased"]), table["lfs"])
+            except (ApiError, OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+                # No binary (HYPHA_GIT_BIN, beside Python, PATH), or one older than this plugin.
+                why = e.detail if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+                logger.error("git-hypha routes failed: %s", why)
                 raise ApiError("internal", "the repository server cannot start (see Hypha's log)")
-            table = json.loads(out)
-            self._table = (table["routes"], frozenset(table["leased"]), table["lfs"])
         return self._table
 
     async def remote_v1(self, workspace: str, alias: str, route: str, request: Request):
@@ -665,12 +670,20 @@ def _lfs_route(api: GitRemoteApi, key: str, path: str):
 
 
 async def hypha_startup(server):
-    """Hypha startup function: register the POST routes of remote API v1 and the LFS locks API."""
+    """Hypha startup function: register the routes of remote API v1 and the LFS routes. Without
+    a ``git-hypha`` that answers ``routes`` the plugin cannot serve anything, and says so at
+    startup, as any startup function whose dependency is missing."""
     store, router, api = server["store"], APIRouter(), GitRemoteApi(server["store"])
     router.post("/{workspace}/git/{alias}/remote/v1/{route}")(api.remote_v1)
+    try:
+        lfs = (await api.routes())[2]
+    except ApiError:
+        why = "`git-hypha routes` failed (logged above): install git-hypha beside Hypha's Python"
+        why += " (this project's wheel) or name it in HYPHA_GIT_BIN"
+        raise RuntimeError(f"git-remote-hypha plugin cannot start: {why}") from None
     # The LFS routes, from the child's table: all at our endpoint (the one ``refs`` names), and
     # the locks, which Hypha's own LFS endpoint lacks, at Hypha's too.
-    for key in (await api.routes())[2]:
+    for key in lfs:
         method, path = key.split(" ", 1)
         for endpoint in (LFS_OURS, LFS_HYPHA) if path.startswith("/locks") else (LFS_OURS,):
             router.add_api_route(endpoint + path, _lfs_route(api, key, path), methods=[method])

@@ -128,8 +128,8 @@ impl LfsRoute {
 
     /// What the route asks of its caller on the repository's workspace. Storing, verifying
     /// (a verify deletes what does not hash to its oid), locking and unlocking write; listing
-    /// and verifying locks read. Verifying locks also needs a caller with a name (it splits
-    /// locks by owner), which the route checks itself: Hypha's question is the same `read`.
+    /// and verifying locks read. The lock routes also need a caller with a name
+    /// ([`LfsRoute::needs_name`]), which the server checks: Hypha's question is the same.
     pub fn access(self) -> LfsAccess {
         match self {
             LfsRoute::Batch => LfsAccess::ByOperation,
@@ -142,6 +142,17 @@ impl LfsRoute {
             | LfsRoute::Unlock => LfsAccess::Is(Access::Write),
             LfsRoute::Locks | LfsRoute::LocksVerify => LfsAccess::Is(Access::Read),
         }
+    }
+
+    /// Whether the route needs a caller with a name, whatever the access granted (a public
+    /// repository, or Hypha's `"*": "rw"`, grants anonymous callers read or even write): a
+    /// lock is owned by who takes it, only its owner unlocks it without `force`, and verifying
+    /// splits locks into the caller's and everyone else's. An anonymous caller gets 401.
+    pub fn needs_name(self) -> bool {
+        matches!(
+            self,
+            LfsRoute::Lock | LfsRoute::Unlock | LfsRoute::LocksVerify
+        )
     }
 
     /// The route at `method` and `path` (a path as [`LfsRoute::path`] writes it).
@@ -186,6 +197,14 @@ mod tests {
         assert_eq!(
             printed,
             serde_json::json!({"download": "read", "upload": "write"})
+        );
+        let named: Vec<LfsRoute> = LfsRoute::ALL
+            .into_iter()
+            .filter(|r| r.needs_name())
+            .collect();
+        assert_eq!(
+            named,
+            [LfsRoute::Lock, LfsRoute::LocksVerify, LfsRoute::Unlock]
         );
         let printed = serde_json::to_value(LfsRoute::Verify.access()).unwrap();
         assert_eq!(printed, serde_json::json!("write"));

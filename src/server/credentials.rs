@@ -25,7 +25,8 @@ pub const PLUGIN_PERMISSION_HEADER: &str = "x-hypha-permission";
 pub const PLUGIN_PREFIX_HEADER: &str = "x-hypha-repo-prefix";
 /// Hypha's id of the user: the `pusher` of webhook events, a lock's owner. The plugin sends
 /// none for Hypha's anonymous user: such a request is an anonymous caller's, with what Hypha
-/// grants everyone (a public repository's `read`), and gets 401 where a name is needed.
+/// grants everyone (`read` on a public artifact, even `commit` under `"*": "rw"`), and gets
+/// 401 where a name is needed (the lock routes); its pushes name the pusher `anonymous`.
 pub const PLUGIN_USER_HEADER: &str = "x-hypha-user";
 /// Where the plugin serves this repository's LFS endpoint on Hypha's public address, up to
 /// `objects/` (`https://host/{ws}/git/{alias}/remote/v1/lfs/objects/`): the batch answer's

@@ -9,10 +9,12 @@
 //! one-lock-per-path rule are `repo::Repository`'s (`repo/locks.rs`). A lock's owner is the
 //! subject of the caller's token (through the plugin, the Hypha user the plugin names).
 //!
-//! Access, as the spec asks: lock and unlock need write; listing needs read (anonymous on a
-//! public repository, as an LFS download); verify needs read and a caller with a name, since
-//! it splits locks by owner: an anonymous caller gets 401 (with `LFS-Authenticate`), on
-//! which git-lfs asks `git credential` and tries again. Unlocking another user's lock needs
+//! Access, as the spec asks and the one table says (`api::lfs_routes`): lock and unlock need
+//! write; listing needs read (anonymous on a public repository, as an LFS download); verify
+//! needs read. Lock, unlock and verify also need a caller with a name (a lock belongs to who
+//! takes it; verify splits locks by owner): an anonymous caller gets 401 (with
+//! `LFS-Authenticate`), on which git-lfs asks `git credential` and tries again, even where
+//! anonymous callers may write (Hypha's `"*": "rw"`). Unlocking another user's lock needs
 //! `force` (403 without). Inside Hypha the plugin answers these paths (Hypha's own LFS
 //! endpoint has no locks API): Hypha checks the caller, this server (its child) the rest.
 //!
@@ -138,14 +140,7 @@ pub async fn verify(
 ) -> LfsResult<LfsJson<VerifyResponse>> {
     let req: VerifyRequest = read_json(body, "lock verify").await?;
     let (caller, _, repo) = caller_and_repo(&state, &workspace, &alias, &headers)?;
-    if caller.is_anonymous() {
-        // Even on a public repository: "ours" means nothing without a caller.
-        return Err(ApiError::unauthenticated(format!(
-            "{}: authentication required to verify locks",
-            repo.name()
-        ))
-        .into());
-    }
+    // Even on a public repository: "ours" means nothing without a caller (`needs_name`).
     allowed(&caller, &workspace, &repo, LfsRoute::LocksVerify).await?;
     let owner = owner_of(caller.subject(), repo.name())?;
     let limit = page_size(req.limit);
@@ -186,13 +181,21 @@ pub async fn unlock(
     }
 }
 
-/// The caller has what `route` asks ([`LfsRoute::access`]) on the repository, which exists.
+/// The caller has what `route` asks ([`LfsRoute::access`]) on the repository, which exists,
+/// and a name where the route needs one ([`LfsRoute::needs_name`]: 401 first, so that
+/// git-lfs asks for credentials even where anonymous callers may read or write).
 async fn allowed(
     caller: &Caller,
     workspace: &str,
     repo: &crate::repo::Repository,
     route: LfsRoute,
 ) -> Result<(), ApiError> {
+    if route.needs_name() && caller.is_anonymous() {
+        return Err(ApiError::unauthenticated(format!(
+            "{}: authentication required: locks belong to who takes them",
+            repo.name()
+        )));
+    }
     authorize(caller, workspace, repo, route.access().of(None)).await
 }
 

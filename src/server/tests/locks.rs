@@ -335,7 +335,8 @@ async fn racing_locks_of_one_path_have_one_winner() {
 /// Through the plugin, Hypha checked the caller and names its user (`x-hypha-user`, none for
 /// Hypha's anonymous user): a lock's owner is that user; what a route asks is the one table's
 /// (`api::lfs_routes`), so an anonymous caller Hypha lets read lists locks but cannot verify
-/// them (401 with `LFS-Authenticate`, as standalone), and one refused a write gets 401.
+/// them (401 with `LFS-Authenticate`, as standalone), one refused a write gets 401, and one
+/// Hypha lets write still cannot lock or unlock.
 #[tokio::test]
 async fn through_the_plugin_owners_are_hypha_users_and_anonymity_is_kept() {
     let s = plugin_server().await;
@@ -378,11 +379,21 @@ async fn through_the_plugin_owners_are_hypha_users_and_anonymity_is_kept() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     let r = send(Method::POST, locks.into(), "read", false, body).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let count = |r: Reply| r.json()["locks"].as_array().map(Vec::len);
     let r = send(Method::GET, locks.into(), "read", true, json!({})).await;
-    assert_eq!(
-        r.json()["locks"].as_array().unwrap().len(),
-        1,
-        "{:?}",
-        r.body
-    );
+    assert_eq!(count(r), Some(1));
+
+    // Hypha may grant anonymous callers write (`"*": "rw"`): they still neither lock nor
+    // unlock (a lock belongs to who takes it; two anonymous callers are not one owner).
+    let body = json!({"path": "c.bin"});
+    let r = send(Method::POST, locks.into(), "write", false, body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    assert!(r.headers.contains_key("lfs-authenticate"));
+    let repo = s.state.store.repo_at("ws/r", PREFIX).unwrap();
+    let id = repo.lock_by_path("a.bin").await.unwrap().unwrap().id;
+    let unlock = format!("{locks}/{id}/unlock");
+    let r = send(Method::POST, unlock, "write", false, json!({"force": true})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    let r = send(Method::GET, locks.into(), "read", true, json!({})).await;
+    assert_eq!(count(r), Some(1));
 }
