@@ -54,9 +54,6 @@ CHILD_CONFIG = ("endpoint_url", "bucket", "access_key_id", "secret_access_key", 
 # child's own, so that a helper's ``-v`` line and the child's log line name the same request.
 PASSED_HEADERS = ("retry-after", "www-authenticate", "lfs-authenticate", "x-request-id")
 REQUEST_ID = "x-request-id"
-# Answers that carry presigned URLs, made public behind Hypha's S3 proxy: a fetch takes its
-# pack listing (URLs included) from ``refs`` since issue 25, not from ``packs``.
-URL_ROUTES = ("packs", "uploads", "refs")
 
 NAMES_TIMEOUT = 10.0  # for ``git hypha names`` to answer one line
 
@@ -279,7 +276,11 @@ def _user_id(user) -> Optional[str]:
 
 
 def _public_urls(repo: Repo, value):
-    """Every presigned URL in an answer (only they start with the S3 endpoint), made public."""
+    """Every presigned URL in an answer (only they start with the S3 endpoint), made public:
+    every answer of the child is passed here, so no list of the routes that carry URLs is kept
+    (one was, and a route left out of it handed out internal S3 addresses)."""
+    if not repo.s3_config.get("public_endpoint_url"):
+        return value  # no proxy: the URLs are the public ones already
     if isinstance(value, (list, dict)):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         out = {k: _public_urls(repo, v) for k, v in items}
@@ -476,7 +477,7 @@ class GitRemoteApi:
             res = await child.post(path, raw, permission, repo.prefix, _user_id(user), request_id)
         answer = res.json()
         headers = {k: res.headers[k] for k in PASSED_HEADERS if k in res.headers}
-        if res.status_code == 200 and route in URL_ROUTES:
+        if res.status_code == 200:  # whichever routes carry presigned URLs: no list to keep
             answer = _public_urls(repo, answer)
         if res.status_code == 200 and route == "refs":
             answer["lfs_endpoint"] = _lfs_endpoint(repo)

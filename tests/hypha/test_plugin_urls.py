@@ -1,7 +1,8 @@
-"""Presigned URLs behind Hypha's S3 proxy (no server needed): every answer that carries them
-hands out Hypha's public address, `refs` included, which has carried the pack listing (with
-its URLs) since issue 25. It was left out once, and fetches through a Hypha whose S3 only its
-proxy reaches got URLs of the internal S3 address."""
+"""Presigned URLs behind Hypha's S3 proxy (no server needed): every answer hands out Hypha's
+public address, `refs` included, which has carried the pack listing (with its URLs) since
+issue 25. A list of the routes that carry URLs left `refs` out once, and fetches through a
+Hypha whose S3 only its proxy reaches got URLs of the internal S3 address: there is no list
+now."""
 
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ def _repo():
 
 
 def test_the_refs_listing_hands_out_public_urls():
-    assert {"refs", "packs", "uploads"} <= set(plugin.URL_ROUTES)
+    # Every answer is passed through, whichever route: no list of routes to forget one in.
+    assert not hasattr(plugin, "URL_ROUTES")
     oid = "0123456789abcdef0123456789abcdef01234567"
     answer = {
         "refs": {"refs/heads/main": oid},
@@ -54,3 +56,10 @@ def test_the_refs_listing_hands_out_public_urls():
     assert out["refs"] == {"refs/heads/main": oid} and out["head"] == "refs/heads/main"
     assert pack["pack_size"] == 10 and out["packs"]["expires_at"] == 1
     assert pack["inline"] == "UEFDSw=="
+
+
+def test_without_a_proxy_answers_pass_unchanged():
+    repo = _repo()
+    repo.s3_config = {"endpoint_url": S3, "bucket": "b"}
+    answer = {"url": f"{S3}/b/key?X=1", "n": [1, "x"]}
+    assert plugin._public_urls(repo, answer) is answer
