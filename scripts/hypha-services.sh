@@ -104,6 +104,17 @@ start() {
     log "$ENV_FILE exists: stopping what it names first"
     stop
   fi
+  # The database, the logs and the store live in the env file's directory: a second Hypha
+  # there would share them (its plugin then refuses its own child's lease asks).
+  local other pid
+  for other in "$STATE_DIR"/*; do
+    [[ -f $other && ! $other -ef $ENV_FILE && $(head -c 10 "$other") == HYPHA_PID= ]] || continue
+    pid=$(sed -n 's/^HYPHA_PID=//p' "$other")
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+      log "$other names a running Hypha (pid $pid) that keeps its state in $STATE_DIR: give $ENV_FILE a directory of its own"
+      exit 1
+    fi
+  done
   install_tools
   mkdir -p "$STATE_DIR"
   local secret s3_port port s3_pid store_dir=""
