@@ -2,9 +2,9 @@
 # The first ref listing after a server starts (repo::ref_snapshot): `git hypha serve` on moto
 # with a repository of TAGS tags, stopped and started again before each `git ls-remote`;
 # prints, per start, the store requests the listing cost (the server's own
-# hypha_store_requests_total, from --metrics-listen) and its time. The first start after the
-# push reads every ref (the pushing server knew them all, so no listing had written the ref
-# snapshot) and writes the snapshot; the starts after it read the snapshot instead.
+# hypha_store_requests_total, from --metrics-listen) and its time. The push of TAGS refs
+# writes the ref snapshot (since 2026-12-08; before, the first start after the push read every
+# ref and wrote it), and every start reads the snapshot instead of the refs.
 #
 #   bench/cold-listing.sh           (after `cargo build --release --bins`, or BIN=target/debug)
 #   TAGS=10000 STARTS=3 bench/cold-listing.sh
@@ -52,6 +52,7 @@ git -C "$work/src" commit -q --allow-empty -m one
 head=$(git -C "$work/src" rev-parse HEAD)
 seq "$TAGS" | awk -v h="$head" '{print "create refs/tags/t" $1 " " h}' | git -C "$work/src" update-ref --stdin
 git -C "$work/src" push -q "hypha::$url/ws/cold" main 'refs/tags/*:refs/tags/*'
+sleep 1 # the push writes the ref snapshot after its answer
 stop
 for n in $(seq "$STARTS"); do
   start

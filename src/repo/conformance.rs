@@ -29,6 +29,7 @@ pub(crate) async fn run_all(backend: Arc<dyn Backend>) {
     inline_packs_are_written_by_the_update(backend.clone()).await;
     refs_read_again_only_when_changed(backend.clone()).await;
     a_first_listing_reads_the_ref_snapshot(backend.clone()).await;
+    a_mirror_push_writes_the_ref_snapshot(backend.clone()).await;
     refs_need_objects(backend.clone()).await;
     lfs_objects(backend.clone()).await;
     lfs_delta_plans_are_swept(backend.clone()).await;
@@ -1000,6 +1001,95 @@ pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Back
     }
 }
 
+/// An update that writes more refs than one wave reads (a mirror push into a new repository)
+/// writes the ref snapshot from its own writes' etags, so that the first listing of the next
+/// server to start reads none of them; a server whose cache does not know every ref (it wrote
+/// a few into a repository it never listed) leaves the fuller snapshot alone. Without etags
+/// (local disk) nothing is written.
+pub(crate) async fn a_mirror_push_writes_the_ref_snapshot(backend: Arc<dyn Backend>) {
+    let alias = unique_alias("mirror-snapshot");
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let snapshot = format!("{prefix}hypha-remote/ref-etags");
+    let one = "1111111111111111111111111111111111111111";
+    let two = "2222222222222222222222222222222222222222";
+    let server = Store::new(backend.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    server.create(false, None).await.expect("create");
+    put_live_pack(&backend, &prefix, 3, &[one, two]).await;
+    const REFS: usize = 200;
+    let updates = (0..REFS)
+        .map(|i| ref_update(&format!("refs/tags/m{i:03}"), None, Some(one)))
+        .collect();
+    server
+        .update(&Update {
+            updates,
+            ..Default::default()
+        })
+        .await
+        .expect("mirror push");
+    let mut want: BTreeMap<String, String> = (0..REFS)
+        .map(|i| (format!("refs/tags/m{i:03}"), one.to_owned()))
+        .collect();
+    let fresh = || {
+        let counted = counting_ref_reads(&backend);
+        let repo = Store::new(counted.clone())
+            .repo("conformance", &alias)
+            .expect("repo");
+        (counted, repo)
+    };
+    if !lists_etags(&backend, &format!("{prefix}refs/")).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            matches!(backend.head(&snapshot).await, Err(Error::NotFound { .. })),
+            "no snapshot without etags"
+        );
+        let (_, repo) = fresh();
+        assert_eq!(repo.refs().await.expect("refs"), want);
+        return;
+    }
+    // Written after the answer: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backend.head(&snapshot).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror push wrote no ref snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (counted, repo) = fresh();
+    assert_eq!(repo.refs().await.expect("refs"), want);
+    assert_eq!(counted.hook.count(), 0, "the next server reads no ref");
+
+    // Another server, which never listed this repository, updates more than a wave of refs:
+    // its cache knows only those, so the snapshot stays the full one.
+    let before = backend.get(&snapshot).await.expect("get").body;
+    let other = Store::new(backend.clone())
+        .repo("conformance", &alias)
+        .expect("repo");
+    let updates = (0..REFS)
+        .map(|i| ref_update(&format!("refs/heads/n{i:03}"), None, Some(two)))
+        .collect();
+    other
+        .update(&Update {
+            updates,
+            ..Default::default()
+        })
+        .await
+        .expect("second push");
+    want.extend((0..REFS).map(|i| (format!("refs/heads/n{i:03}"), two.to_owned())));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = backend.get(&snapshot).await.expect("get").body;
+    assert_eq!(
+        after, before,
+        "a partial snapshot does not replace a fuller one"
+    );
+    // The next server still reads only the refs the snapshot does not name.
+    let (counted, repo) = fresh();
+    assert_eq!(repo.refs().await.expect("refs"), want);
+    assert_eq!(counted.hook.count(), REFS, "only the refs it does not name");
+}
+
 /// A ref never points at an object no live pack holds (git: "missing necessary objects"):
 /// an id in no pack, or only in a retired pack or an upload no update named, is refused for
 /// that ref, and an atomic batch with such a ref writes nothing. An id in the packs the update
@@ -1599,6 +1689,7 @@ mod tests {
         // One winner per path within a server even here: the in-process mutex (repo::locks).
         super::super::locks::conformance(backend.clone()).await;
         a_first_listing_reads_the_ref_snapshot(backend.clone()).await;
+        a_mirror_push_writes_the_ref_snapshot(backend.clone()).await;
         thin_completion(backend).await;
     }
 

@@ -13,6 +13,10 @@
 //! wrong: a ref changed since has another etag and is read. Only listings with etags (S3)
 //! write or use it.
 //!
+//! An update that wrote more than one wave of refs (a mirror push) writes it too, from its
+//! own writes' etags, when this server's cache then knows every ref
+//! ([`Repository::refresh_ref_snapshot`]).
+//!
 //! The file is read as hostile: at most [`SNAPSHOT_MAX`] bytes, every line checked (an etag
 //! without spaces, an object id or `-`, a valid ref name); anything else and it is ignored
 //! whole. Writing it is best effort, after the answer: a failure is a debug line.
@@ -90,6 +94,40 @@ impl Repository {
                 .await
             {
                 tracing::debug!("{key}: cannot write the ref snapshot: {e}");
+            }
+        });
+    }
+
+    /// The snapshot's entries for `listed` (a listing's names and etags): every ref whose
+    /// listed etag the ref cache knows.
+    pub(super) fn snapshot_entries(&self, listed: Vec<(String, Option<String>)>) -> Vec<Entry> {
+        listed
+            .into_iter()
+            .filter_map(|(name, etag)| {
+                let etag = etag?;
+                let oid = self.ref_cache.get(&self.key(&name), &etag)?;
+                Some((name, etag, oid))
+            })
+            .collect()
+    }
+
+    /// After an update that wrote more refs than one wave reads (a mirror push into a new
+    /// repository): the snapshot, written from a listing and the ref cache, which knows every
+    /// ref the update wrote by the etag its write answered, so that the next server to start
+    /// does not read them one by one. Only when the cache knows every listed ref (a server
+    /// that never listed a large repository must not replace a fuller snapshot with what it
+    /// wrote); in the background, after the answer (one `LIST` of the refs and one `PUT`);
+    /// best effort.
+    pub(super) fn refresh_ref_snapshot(&self) {
+        let repo = self.clone();
+        tokio::spawn(async move {
+            let Ok(listed) = repo.listed_refs().await else {
+                return;
+            };
+            let with_etags = listed.iter().filter(|(_, etag)| etag.is_some()).count();
+            let entries = repo.snapshot_entries(listed);
+            if entries.len() == with_etags && entries.len() > super::REF_CONCURRENCY {
+                repo.write_ref_snapshot(&entries);
             }
         });
     }

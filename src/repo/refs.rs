@@ -140,15 +140,7 @@ impl Repository {
         }
         if learnt > REF_CONCURRENCY {
             // What a server that starts next would otherwise read again.
-            let entries: Vec<super::ref_snapshot::Entry> = listed
-                .into_iter()
-                .filter_map(|(name, etag)| {
-                    let etag = etag?;
-                    let oid = self.ref_cache.get(&self.key(&name), &etag)?;
-                    Some((name, etag, oid))
-                })
-                .collect();
-            self.write_ref_snapshot(&entries);
+            self.write_ref_snapshot(&self.snapshot_entries(listed));
         }
         Ok(refs)
     }
@@ -163,7 +155,7 @@ impl Repository {
     }
 
     /// Every ref the store lists, with its etag where the listing gives one.
-    async fn listed_refs(&self) -> Result<Vec<(String, Option<String>)>, Error> {
+    pub(super) async fn listed_refs(&self) -> Result<Vec<(String, Option<String>)>, Error> {
         let refs_prefix = self.key("refs/");
         Ok(self
             .backend

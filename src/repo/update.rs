@@ -284,6 +284,10 @@ impl Repository {
         if let Some(e) = failure {
             return Err(e);
         }
+        if undo.iter().filter(|u| u.written.is_some()).count() > REF_CONCURRENCY {
+            // A mirror push: what a server that starts next would read ref by ref.
+            self.refresh_ref_snapshot();
+        }
         if let Some(record) = &record {
             // Every ref is written: the update is done whatever happens to the record. One
             // left unfinished is rolled forward (a no-op) by the next locked operation.
