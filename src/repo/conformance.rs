@@ -1048,13 +1048,18 @@ pub(crate) async fn a_mirror_push_writes_the_ref_snapshot(backend: Arc<dyn Backe
         assert_eq!(repo.refs().await.expect("refs"), want);
         return;
     }
-    // Written after the answer: wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Written after the answer, in the background (a `LIST`, then a `PUT`): wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while backend.head(&snapshot).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the mirror push wrote no ref snapshot"
-        );
+        if std::time::Instant::now() > deadline {
+            let listed = server.listed_refs().await.expect("list");
+            let listed_count = listed.len();
+            let known = server.snapshot_entries(listed).len();
+            panic!(
+                "the mirror push wrote no ref snapshot in 30 s (its cache knows {known} of the \
+                 {listed_count} refs listed)"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (counted, repo) = fresh();

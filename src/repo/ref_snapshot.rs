@@ -121,8 +121,12 @@ impl Repository {
     pub(super) fn refresh_ref_snapshot(&self) {
         let repo = self.clone();
         tokio::spawn(async move {
-            let Ok(listed) = repo.listed_refs().await else {
-                return;
+            let listed = match repo.listed_refs().await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::debug!("{}: cannot list refs for the ref snapshot: {e}", repo.name);
+                    return;
+                }
             };
             let with_etags = listed.iter().filter(|(_, etag)| etag.is_some()).count();
             let entries = repo.snapshot_entries(listed);
