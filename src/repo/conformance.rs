@@ -514,6 +514,30 @@ fn counting_ref_reads(backend: &Arc<dyn Backend>) -> Arc<Hooked<Counting>> {
     })
 }
 
+/// Two object ids for refs that only need to name something a live pack holds.
+const ONES: &str = "1111111111111111111111111111111111111111";
+const TWOS: &str = "2222222222222222222222222222222222222222";
+
+/// A new repository for a ref snapshot check: its alias, key prefix and snapshot key.
+fn snapshot_case(test: &str) -> (String, String, String) {
+    let alias = unique_alias(test);
+    let prefix = format!("conformance/artifacts/{alias}/.git/");
+    let snapshot = format!("{prefix}hypha-remote/ref-etags");
+    (alias, prefix, snapshot)
+}
+
+/// A server that starts now (a ref cache of its own) on `alias`, counting its ref `GET`s.
+fn fresh_server(
+    backend: &Arc<dyn Backend>,
+    alias: &str,
+) -> (Arc<Hooked<Counting>>, super::Repository) {
+    let counted = counting_ref_reads(backend);
+    let repo = Store::new(counted.clone())
+        .repo("conformance", alias)
+        .expect("repo");
+    (counted, repo)
+}
+
 /// Whether the listing of `prefix` gives every object's etag (S3 servers; not local disk).
 async fn lists_etags(backend: &Arc<dyn Backend>, prefix: &str) -> bool {
     backend
@@ -875,11 +899,8 @@ pub(crate) async fn refs_read_again_only_when_changed(backend: Arc<dyn Backend>)
 /// read, and a snapshot that is not one, or is too large, is ignored (every ref read, every
 /// value right). Without etags (local disk) nothing is written and every value is right.
 pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Backend>) {
-    let alias = unique_alias("ref-snapshot");
-    let prefix = format!("conformance/artifacts/{alias}/.git/");
-    let snapshot = format!("{prefix}hypha-remote/ref-etags");
-    let one = "1111111111111111111111111111111111111111";
-    let two = "2222222222222222222222222222222222222222";
+    let (alias, prefix, snapshot) = snapshot_case("ref-snapshot");
+    let (one, two) = (ONES, TWOS);
     // Written behind any server's back (as Hypha's own git server would): no cache knows them.
     const REFS: usize = 300;
     Store::new(backend.clone())
@@ -904,13 +925,7 @@ pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Back
         .collect();
     let etags = lists_etags(&backend, &format!("{prefix}refs/")).await;
     // A new server each time (its own cache), counting its ref `GET`s.
-    let fresh = || {
-        let counted = counting_ref_reads(&backend);
-        let repo = Store::new(counted.clone())
-            .repo("conformance", &alias)
-            .expect("repo");
-        (counted, repo)
-    };
+    let fresh = || fresh_server(&backend, &alias);
     let (counted, repo) = fresh();
     assert_eq!(repo.refs().await.expect("refs"), want);
     assert_eq!(
@@ -1007,37 +1022,31 @@ pub(crate) async fn a_first_listing_reads_the_ref_snapshot(backend: Arc<dyn Back
 /// a few into a repository it never listed) leaves the fuller snapshot alone. Without etags
 /// (local disk) nothing is written.
 pub(crate) async fn a_mirror_push_writes_the_ref_snapshot(backend: Arc<dyn Backend>) {
-    let alias = unique_alias("mirror-snapshot");
-    let prefix = format!("conformance/artifacts/{alias}/.git/");
-    let snapshot = format!("{prefix}hypha-remote/ref-etags");
-    let one = "1111111111111111111111111111111111111111";
-    let two = "2222222222222222222222222222222222222222";
+    let (alias, prefix, snapshot) = snapshot_case("mirror-snapshot");
+    let (one, two) = (ONES, TWOS);
     let server = Store::new(backend.clone())
         .repo("conformance", &alias)
         .expect("repo");
     server.create(false, None).await.expect("create");
     put_live_pack(&backend, &prefix, 3, &[one, two]).await;
     const REFS: usize = 200;
-    let updates = (0..REFS)
-        .map(|i| ref_update(&format!("refs/tags/m{i:03}"), None, Some(one)))
-        .collect();
-    server
-        .update(&Update {
+    // `REFS` refs `{stem}{i}` created at `oid` by `repo`: what it now holds.
+    let push = |repo: super::Repository, stem: &'static str, oid: &'static str| async move {
+        let names: Vec<String> = (0..REFS).map(|i| format!("{stem}{i:03}")).collect();
+        let updates = names
+            .iter()
+            .map(|name| ref_update(name, None, Some(oid)))
+            .collect();
+        let update = Update {
             updates,
             ..Default::default()
-        })
-        .await
-        .expect("mirror push");
-    let mut want: BTreeMap<String, String> = (0..REFS)
-        .map(|i| (format!("refs/tags/m{i:03}"), one.to_owned()))
-        .collect();
-    let fresh = || {
-        let counted = counting_ref_reads(&backend);
-        let repo = Store::new(counted.clone())
-            .repo("conformance", &alias)
-            .expect("repo");
-        (counted, repo)
+        };
+        repo.update(&update).await.expect("push of many refs");
+        names.into_iter().map(move |name| (name, oid.to_owned()))
     };
+    let mut want: BTreeMap<String, String> =
+        push(server.clone(), "refs/tags/m", one).await.collect();
+    let fresh = || fresh_server(&backend, &alias);
     if !lists_etags(&backend, &format!("{prefix}refs/")).await {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
@@ -1072,17 +1081,7 @@ pub(crate) async fn a_mirror_push_writes_the_ref_snapshot(backend: Arc<dyn Backe
     let other = Store::new(backend.clone())
         .repo("conformance", &alias)
         .expect("repo");
-    let updates = (0..REFS)
-        .map(|i| ref_update(&format!("refs/heads/n{i:03}"), None, Some(two)))
-        .collect();
-    other
-        .update(&Update {
-            updates,
-            ..Default::default()
-        })
-        .await
-        .expect("second push");
-    want.extend((0..REFS).map(|i| (format!("refs/heads/n{i:03}"), two.to_owned())));
+    want.extend(push(other, "refs/heads/n", two).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = backend.get(&snapshot).await.expect("get").body;
     assert_eq!(
