@@ -15,18 +15,16 @@ TAGS=${TAGS:-1000}
 STARTS=${STARTS:-3}
 export PATH=$BIN:$PATH
 work=$(mktemp -d /tmp/hypha-cold-listing.XXXXXX)
-env_file=$work/s3/env
-"$root/scripts/s3-services.sh" start "$env_file" >"$work/s3.log" 2>&1
+# shellcheck source=bench/env.sh
+. "$root/bench/env.sh"
+bench_s3_start "$work"
 pid=
 cleanup() {
   [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-  "$root/scripts/s3-services.sh" stop "$env_file" >/dev/null 2>&1 || true
+  bench_s3_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-set -a
-. "$env_file"
-set +a
 export HYPHA_JWT_SECRET=cold-listing-bench-secret-0123456789
 export HYPHA_TOKEN
 HYPHA_TOKEN=$(git-hypha token --workspace ws --permission a)

@@ -1,4 +1,5 @@
-# Sourced by bench/run.sh and bench/many-pushes.sh: the clean git environment both measure in.
+# Sourced by benchmarks: the clean git environment bench/run.sh and bench/many-pushes.sh
+# measure in, and the S3 test servers (cold-listing.sh, s3-waves.sh).
 #
 #   bench_git_env WORK BIN
 #
@@ -28,3 +29,18 @@ EOF
   export PATH="$work/wrap:$bin:$PATH"
   export BENCH_HELPER_RSS=$work/helper.rss
 }
+
+# For benchmarks against moto and s3s-fs (scripts/s3-services.sh):
+#
+#   bench_s3_start WORK   starts both, their state in WORK/s3 and their log in WORK/s3.log,
+#                         and exports their settings (HYPHA_TEST_MOTO_ENDPOINT, ...)
+#   bench_s3_stop WORK    stops them (for the caller's EXIT trap)
+bench_s3_services() { echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/s3-services.sh"; }
+bench_s3_start() {
+  "$(bench_s3_services)" start "$1/s3/env" >"$1/s3.log" 2>&1
+  set -a
+  # shellcheck disable=SC1091
+  . "$1/s3/env"
+  set +a
+}
+bench_s3_stop() { "$(bench_s3_services)" stop "$1/s3/env" >/dev/null 2>&1 || true; }

@@ -27,20 +27,17 @@ TAGS=${TAGS:-1000}
 DELAY=${DELAY:-20}
 export PATH=$BIN:$PATH
 work=$(mktemp -d /tmp/hypha-s3-waves.XXXXXX)
-env_file=$work/s3/env
-"$root/scripts/s3-services.sh" start "$env_file" >"$work/s3.log" 2>&1
+# shellcheck source=bench/env.sh
+. "$root/bench/env.sh"
+bench_s3_start "$work"
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   if [ -n "${KEEP_LOG:-}" ]; then cp "$RELAY_LOG" "$KEEP_LOG" && cp "$work/serve.log" "$KEEP_LOG.serve"; fi
-  "$root/scripts/s3-services.sh" stop "$env_file" >/dev/null 2>&1 || true
+  bench_s3_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-set -a
-# shellcheck disable=SC1090
-. "$env_file"
-set +a
 export RELAY_LOG=$work/requests.log RELAY_LOG_ANSWERS=1
 python3 "$root/bench/relay.py" "${HYPHA_TEST_MOTO_ENDPOINT##*:}" "$work/ports" "$DELAY" &
 pids+=($!)

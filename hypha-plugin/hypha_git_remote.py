@@ -108,8 +108,9 @@ class Names:
 class ApiError(Exception):
     """An answer other than 2xx, as ``{"error": code, "detail": text}``."""
 
-    STATUS = {"not_found": 404, "unauthenticated": 401, "forbidden": 403, "invalid": 422}
-    STATUS.update(exists=409, busy=503, internal=500)
+    # Each code's HTTP status, the Rust server's (``git hypha routes``' ``errors``), read once
+    # at startup (``GitRemoteApi.routes``); a code it does not name answers 500.
+    STATUS: dict = {}
 
     def __init__(self, code: str, detail: str):
         super().__init__(detail)
@@ -120,7 +121,7 @@ class ApiError(Exception):
         headers = {"unauthenticated": {"WWW-Authenticate": 'Basic realm="hypha"'}}
         headers = headers.get(self.code) or ({"Retry-After": "5"} if self.code == "busy" else {})
         body = {"error": self.code, "detail": self.detail}
-        return JSONResponse(body, status_code=self.STATUS[self.code], headers=headers)
+        return JSONResponse(body, status_code=self.STATUS.get(self.code, 500), headers=headers)
 
 
 @dataclass
@@ -317,7 +318,7 @@ def _lfs_error(e: ApiError) -> JSONResponse:
     auth = e.code == "unauthenticated"
     headers = {"LFS-Authenticate": 'Basic realm="hypha"'} if auth else {}
     headers.update({"Retry-After": "5"} if e.code == "busy" else {})
-    body, status = {"message": e.detail}, ApiError.STATUS[e.code]
+    body, status = {"message": e.detail}, ApiError.STATUS.get(e.code, 500)
     return JSONResponse(body, status, headers=headers, media_type=LFS_MEDIA_TYPE)
 
 
@@ -406,8 +407,8 @@ class GitRemoteApi:
         (``read``, ``write``, ``admin``), which ones take the lease, and the LFS routes by
         ``"{method} {path}"`` (``"POST /objects/batch"``), each with what it asks (for the
         batch, by its ``operation``) and the largest body the child takes, read here in whole
-        before it is forwarded. Asked of ``git hypha routes`` once: the children run the same
-        binary."""
+        before it is forwarded; and each error code's HTTP status (``ApiError.STATUS``). Asked
+        of ``git hypha routes`` once: the children run the same binary."""
         if self._table is None:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -419,6 +420,7 @@ class GitRemoteApi:
                     raise RuntimeError(err.decode("utf-8", "replace").strip())
                 table = json.loads(out)
                 self._table = (table["routes"], frozenset(table["leased"]), table["lfs"])
+                ApiError.STATUS = table["errors"]
             except (ApiError, OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
                 # No binary (HYPHA_GIT_BIN, beside Python, PATH), or one older than this plugin.
                 why = e.detail if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"

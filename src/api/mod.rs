@@ -561,6 +561,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code a server sends (not [`ErrorCode::Unknown`]): `git hypha routes` prints
+    /// their statuses for the Hypha plugin, which answers some errors itself.
+    pub const SENT: [ErrorCode; 9] = [
+        ErrorCode::NotFound,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::Invalid,
+        ErrorCode::Stale,
+        ErrorCode::Exists,
+        ErrorCode::Busy,
+        ErrorCode::Quota,
+        ErrorCode::Internal,
+    ];
+
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::NotFound => 404,
@@ -578,6 +592,31 @@ impl ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `SENT` (what `git hypha routes` prints for the plugin) is every code but `Unknown`: the
+    /// match below stops compiling when a code is added, until it is sorted here.
+    #[test]
+    fn every_code_a_server_sends_is_listed_once() {
+        let sent = |code: ErrorCode| match code {
+            ErrorCode::Unknown => false,
+            ErrorCode::NotFound
+            | ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::Invalid
+            | ErrorCode::Stale
+            | ErrorCode::Exists
+            | ErrorCode::Busy
+            | ErrorCode::Quota
+            | ErrorCode::Internal => true,
+        };
+        assert!(ErrorCode::SENT.into_iter().all(sent));
+        let names: std::collections::BTreeSet<String> = ErrorCode::SENT
+            .into_iter()
+            .map(|c| serde_json::to_string(&c).unwrap())
+            .collect();
+        assert_eq!(names.len(), 9, "{names:?}");
+        assert!(!sent(ErrorCode::Unknown));
+    }
 
     /// `ALL` holds every route once, each found again by its name; what the Hypha plugin
     /// reads of the table (`git hypha routes`) is what docs/design.md §4 says.

@@ -379,17 +379,23 @@ impl<W: Write> Appender<W> {
                 }
             }
         }
-        if let Some(kind) = root.filter(|_| chain.len() > 1 && inflated_sizes <= WHOLE_MAX) {
-            // A chain whose result declares more than WHOLE_MAX is copied raw instead.
-            if self.append_whole(src, at, &chain, kind, present)? {
+        // A chain whose result declares more than WHOLE_MAX is not resolved whole.
+        let whole = root.filter(|_| chain.len() > 1 && inflated_sizes <= WHOLE_MAX);
+        let composed = root.is_some() && chain.len() > LONG_CHAIN;
+        if whole.is_some() || composed {
+            // Both write the object as one entry (or two): nothing to write if it is there.
+            let id = stored_id(src, at.pack, at.offset)?;
+            if present.contains_key(&id) {
                 return Ok(());
             }
-        }
-        if root.is_some()
-            && chain.len() > LONG_CHAIN
-            && self.append_composed(src, at, &chain, root_size, present)?
-        {
-            return Ok(());
+            if let Some(kind) = whole {
+                if self.append_whole(src, at, id, &chain, kind, present)? {
+                    return Ok(());
+                }
+            }
+            if composed && self.append_composed(src, at, id, &chain, root_size, present)? {
+                return Ok(());
+            }
         }
         self.copy_entries(src, &mut reader, at.pack, &chain, present)
     }
@@ -466,7 +472,7 @@ impl<W: Write> Appender<W> {
         Ok(())
     }
 
-    /// Append the object at `at` as its chain's root (`chain`'s last entry, copied as stored,
+    /// Append the object at `at` (`id`, not yet in the completed pack) as its chain's root (`chain`'s last entry, copied as stored,
     /// of `root_size` bytes inflated) and one OFS_DELTA on it composed from the deltas between
     /// them. `false` (nothing written) when the composition passes its bounds
     /// ([`COMPOSE_MAX`], [`super::delta_compose::MAX_PIECES`] and `MAX_VISITS`) or the root is
@@ -476,14 +482,11 @@ impl<W: Write> Appender<W> {
         &mut self,
         src: &mut dyn Source,
         at: Located,
+        id: ObjectId,
         chain: &[u64],
         root_size: u64,
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
-        let id = stored_id(src, at.pack, at.offset)?;
-        if present.contains_key(&id) {
-            return Ok(true);
-        }
         let Some((&root, deltas)) = chain.split_last() else {
             return Ok(false);
         };
@@ -580,7 +583,7 @@ impl<W: Write> Appender<W> {
 }
 
 impl<W: Write> Appender<W> {
-    /// Append the object at `at` whole: its chain (`chain`, top down, ending at a `kind`
+    /// Append the object at `at` (`id`, not yet in the completed pack) whole: its chain (`chain`, top down, ending at a `kind`
     /// entry) resolved in memory, checked against its id, deflated. One entry where the chain
     /// copy would add `chain.len()`. `false` (nothing written) when a delta of the chain
     /// declares a result above [`WHOLE_MAX`]: memory stays within that bound whatever the
@@ -589,14 +592,11 @@ impl<W: Write> Appender<W> {
         &mut self,
         src: &mut dyn Source,
         at: Located,
+        id: ObjectId,
         chain: &[u64],
         kind: Header,
         present: &mut HashMap<ObjectId, u64>,
     ) -> Result<bool, Error> {
-        let id = stored_id(src, at.pack, at.offset)?;
-        if present.contains_key(&id) {
-            return Ok(true);
-        }
         let mut reader = Reader::new(Some(at.pack), at.pack_size.saturating_sub(20));
         let mut data: Vec<u8> = Vec::new();
         for (i, &offset) in chain.iter().rev().enumerate() {
